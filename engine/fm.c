@@ -1,0 +1,785 @@
+/*
+** fm.c: the fmap core. Maps a file, hands out fixed-size blocks, keeps a
+** persistent free list and a checksummed control block. Plain C: no Lua in
+** this file; it returns codes and never prints or exits.
+**
+** On-disk format, little-endian. Block 0 is the control block, so offset 0
+** never names a user block and serves as "none".
+**
+** Block 0:
+**   OFFSET       SIZE  FIELD
+**        0        128  header slot 0
+**      128        128  header slot 1
+**      256          L  control-data area 0, L = (block size - 256) / 2
+**    256+L          L  control-data area 1
+**
+** A header slot:
+**        0          8  magic "\x89fmap\r\n\x1a"
+**        8          4  format version (1)
+**       12          4  block size, a multiple of 4096
+**       16          8  sequence number; the valid slot with the highest wins
+**       24          8  top: the end of the allocated area
+**       32          8  free-list head: the first free run, 0 if none
+**       40          8  free blocks (all runs)
+**       48          8  free runs
+**       56          4  control-data length
+**       60          4  control-data area holding it, 0 or 1
+**       64          8  checksum of the control data
+**       72         48  reserved, zero
+**      120          8  checksum of bytes 0..119
+** Each header write goes to the slot not written last, so a torn write
+** (a crash in the middle of one) leaves the other slot, one change older,
+** intact. Control data is written to the area not in use, then the header
+** switches to it: a torn write of either leaves the old data in force.
+**
+** A free block starts with a mark:
+**        0          8  magic "fmapFREE"
+**        8          8  the block's own offset
+**       16          8  next run (run heads only; 0 for the last run)
+**       24          8  blocks in the run (run heads), 0 (other members)
+**       32          8  checksum of bytes 0..31
+** Free blocks form runs of contiguous blocks; the free list links the run
+** heads. Allocation takes blocks from the end of a run, so only the head's
+** count changes. Every block of a run is marked, so freeing any block twice
+** is caught, and a mark names its own offset, so a copied block is not free.
+**
+** Blocks from top to the end of the file are the tail: never allocated
+** since the file was last trimmed. The file grows geometrically (by a
+** quarter, at least 16 blocks), so n allocations cost O(n) in all, and
+** close trims the tail away.
+**
+** Invariants (fm_check verifies them):
+**   - the file size, top and every block offset are multiples of the block
+**     size; block size <= top <= file size
+**   - each free block is marked free and on the free list exactly once;
+**     free_blocks and free_runs count them
+**   - the newest valid header slot describes the file
+** Order of writes, so that a process killed at any instant leaves an
+** openable file whose free list holds only free blocks: freeing marks the
+** blocks before the header lists them; allocating unlists the blocks
+** before zeroing them. The worst a kill does is leak a marked block, which
+** fm_check reports.
+*/
+#define _GNU_SOURCE
+#include "fm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SLOT_SIZE   128
+#define CTL_START   256
+#define HDR_SUMMED  120
+#define MARK_SIZE   40
+#define MIN_GROWTH  16     /* blocks */
+
+static const unsigned char HDR_MAGIC[8] =
+  { 0x89, 'f', 'm', 'a', 'p', '\r', '\n', 0x1a };
+static const unsigned char FREE_MAGIC[8] =
+  { 'f', 'm', 'a', 'p', 'F', 'R', 'E', 'E' };
+
+
+/* ---------------------------------------------------------------------- */
+/* Little-endian fields and checksums                                      */
+/* ---------------------------------------------------------------------- */
+
+static uint64_t get64 (const unsigned char *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  return v;
+}
+
+static void put64 (unsigned char *p, uint64_t v) {
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  memcpy(p, &v, 8);
+}
+
+static uint32_t get32 (const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+static void put32 (unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8);
+  p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
+}
+
+/* A 64-bit checksum: word-wise multiply-xorshift, tail bytes folded in.
+** Not cryptographic; it catches torn writes and random damage. */
+static uint64_t checksum (const unsigned char *p, size_t n, uint64_t seed) {
+  uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ull);
+  size_t i;
+  for (i = 0; i + 8 <= n; i += 8) {
+    h ^= get64(p + i);
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 31;
+  }
+  for (; i < n; i++) {
+    h ^= p[i];
+    h *= 0x94D049BB133111EBull;
+  }
+  h ^= h >> 29; h *= 0xBF58476D1CE4E5B9ull; h ^= h >> 32;
+  return h;
+}
+
+static int fail (fm_file *f, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+static int sysfail (fm_file *f, int err) {
+  f->msg[0] = '\0';
+  return err ? err : EIO;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Header                                                                  */
+/* ---------------------------------------------------------------------- */
+
+static size_t ctl_area_size (uint32_t bs) {
+  return (bs - CTL_START) / 2;
+}
+
+static void encode_slot (const fm_header *h, unsigned char *s) {
+  memset(s, 0, SLOT_SIZE);
+  memcpy(s, HDR_MAGIC, 8);
+  put32(s + 8, FM_VERSION);
+  put32(s + 12, h->block_size);
+  put64(s + 16, h->seq);
+  put64(s + 24, h->top);
+  put64(s + 32, h->free_head);
+  put64(s + 40, h->free_blocks);
+  put64(s + 48, h->free_runs);
+  put32(s + 56, h->ctl_len);
+  put32(s + 60, h->ctl_area);
+  put64(s + 64, h->ctl_sum);
+  put64(s + HDR_SUMMED, checksum(s, HDR_SUMMED, 0));
+}
+
+static void decode_slot (const unsigned char *s, fm_header *h) {
+  h->block_size = get32(s + 12);
+  h->seq = get64(s + 16);
+  h->top = get64(s + 24);
+  h->free_head = get64(s + 32);
+  h->free_blocks = get64(s + 40);
+  h->free_runs = get64(s + 48);
+  h->ctl_len = get32(s + 56);
+  h->ctl_area = get32(s + 60);
+  h->ctl_sum = get64(s + 64);
+}
+
+/* Writes the live header into the slot not written last. */
+static void put_header (fm_file *f) {
+  f->h.seq++;
+  f->slot ^= 1;
+  encode_slot(&f->h, f->map + (size_t)f->slot * SLOT_SIZE);
+}
+
+/* Checks a decoded header against the file's size; 0 or FM_ECORRUPT. */
+static int validate_header (fm_file *f, const fm_header *h, uint64_t size) {
+  uint64_t bs = h->block_size;
+  if (bs < FM_BLOCKSIZE || bs % FM_BLOCKSIZE != 0 || bs > FM_MAX_BLOCKSIZE)
+    return fail(f, FM_ECORRUPT, "bad block size %llu (not a multiple of "
+                "4096 up to 2^30)", (unsigned long long)bs);
+  if (size % bs != 0)
+    return fail(f, FM_ECORRUPT, "file size %llu is not a multiple of the "
+                "block size %llu", (unsigned long long)size,
+                (unsigned long long)bs);
+  if (h->top < bs || h->top > size || h->top % bs != 0)
+    return fail(f, FM_ECORRUPT, "allocated area ends at %llu, outside the "
+                "file (size %llu) or not block-aligned",
+                (unsigned long long)h->top, (unsigned long long)size);
+  if (h->free_head != 0 && (h->free_head < bs || h->free_head >= h->top ||
+                            h->free_head % bs != 0))
+    return fail(f, FM_ECORRUPT, "free-list head %llu is out of range or "
+                "not block-aligned", (unsigned long long)h->free_head);
+  if (h->free_blocks > h->top / bs - 1 || h->free_runs > h->free_blocks ||
+      (h->free_head == 0) != (h->free_runs == 0) ||
+      (h->free_runs == 0) != (h->free_blocks == 0))
+    return fail(f, FM_ECORRUPT, "free-list counts are inconsistent (%llu "
+                "blocks in %llu runs, head %llu)",
+                (unsigned long long)h->free_blocks,
+                (unsigned long long)h->free_runs,
+                (unsigned long long)h->free_head);
+  if (h->ctl_area > 1 || h->ctl_len > ctl_area_size(h->block_size))
+    return fail(f, FM_ECORRUPT, "control data length %lu or area %lu is "
+                "out of range", (unsigned long)h->ctl_len,
+                (unsigned long)h->ctl_area);
+  return 0;
+}
+
+static const unsigned char *ctl_ptr (const fm_file *f, uint32_t area) {
+  return f->map + CTL_START + area * ctl_area_size(f->h.block_size);
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Free marks                                                              */
+/* ---------------------------------------------------------------------- */
+
+static void put_mark (fm_file *f, uint64_t off, uint64_t next,
+                      uint64_t blocks) {
+  unsigned char *p = f->map + off;
+  memcpy(p, FREE_MAGIC, 8);
+  put64(p + 8, off);
+  put64(p + 16, next);
+  put64(p + 24, blocks);
+  put64(p + 32, checksum(p, 32, 1));
+}
+
+int fm_is_free (const fm_file *f, uint64_t off) {
+  const unsigned char *p = f->map + off;
+  return memcmp(p, FREE_MAGIC, 8) == 0 && get64(p + 8) == off &&
+         get64(p + 32) == checksum(p, 32, 1);
+}
+
+/* Reads the run at off, validating it; 0 or FM_ECORRUPT. */
+static int read_run (fm_file *f, uint64_t off, uint64_t *next,
+                     uint64_t *blocks) {
+  uint64_t bs = f->h.block_size;
+  const unsigned char *p;
+  if (off < bs || off >= f->h.top || off % bs != 0)
+    return fail(f, FM_ECORRUPT, "free list is corrupt: run at %llu is "
+                "outside the allocated area", (unsigned long long)off);
+  p = f->map + off;
+  if (!fm_is_free(f, off) || get64(p + 24) == 0)
+    return fail(f, FM_ECORRUPT, "free list is corrupt: block %llu is not "
+                "marked as a free run", (unsigned long long)off);
+  *next = get64(p + 16);
+  *blocks = get64(p + 24);
+  if (*blocks > (f->h.top - off) / bs)
+    return fail(f, FM_ECORRUPT, "free list is corrupt: run at %llu of %llu "
+                "blocks passes the allocated area", (unsigned long long)off,
+                (unsigned long long)*blocks);
+  if (*next != 0 && (*next < bs || *next >= f->h.top || *next % bs != 0))
+    return fail(f, FM_ECORRUPT, "free list is corrupt: run at %llu links "
+                "to %llu", (unsigned long long)off,
+                (unsigned long long)*next);
+  return 0;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Mapping and growth                                                      */
+/* ---------------------------------------------------------------------- */
+
+static void reset (fm_file *f) {
+  memset(f, 0, sizeof *f);
+  f->fd = -1;
+}
+
+static void release_all (fm_file *f) {
+  if (f->map != NULL) munmap(f->map, f->mapsize);
+  if (f->fd >= 0) close(f->fd);   /* also drops the flock */
+  free(f->path);
+  f->map = NULL;
+  f->fd = -1;
+  f->path = NULL;
+}
+
+/* Grows the file and the map to at least need bytes. On failure, the
+** file and the map are as they were. */
+static int grow (fm_file *f, uint64_t need) {
+  uint64_t bs = f->h.block_size;
+  uint64_t old = f->mapsize;
+  uint64_t step = old / 4;
+  uint64_t size;
+  void *p;
+  if (step < MIN_GROWTH * bs) step = MIN_GROWTH * bs;
+  size = old + step;
+  if (size < need) size = need;
+  size = (size + bs - 1) / bs * bs;
+  if (size < old || size > (uint64_t)INT64_MAX)
+    return fail(f, EFBIG, "file would exceed the largest size");
+  if (f->fd >= 0) {
+    /* Reserve the space on disk now: a sparse hole that later fails to
+    ** fill would raise SIGBUS on a write through the map. */
+    int rc = posix_fallocate(f->fd, (off_t)old, (off_t)(size - old));
+    if (rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL)
+      rc = ftruncate(f->fd, (off_t)size) == 0 ? 0 : errno;
+    if (rc != 0) {
+      int e = ftruncate(f->fd, (off_t)old);   /* undo a partial growth */
+      (void)e;
+      return sysfail(f, rc);
+    }
+  }
+  p = mremap(f->map, old, size, MREMAP_MAYMOVE);
+  if (p == MAP_FAILED) {
+    int err = errno;
+    if (f->fd >= 0 && ftruncate(f->fd, (off_t)old) != 0) { /* keep going */ }
+    return sysfail(f, err);
+  }
+  f->map = p;
+  f->mapsize = size;
+  f->remaps++;
+  return 0;
+}
+
+static int map_new (fm_file *f, uint32_t bs, int anonymous) {
+  int prot = PROT_READ | PROT_WRITE;
+  void *p;
+  f->h.block_size = bs;
+  f->h.top = bs;
+  if (anonymous)
+    p = mmap(NULL, bs, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  else
+    p = mmap(NULL, bs, prot, MAP_SHARED, f->fd, 0);
+  if (p == MAP_FAILED) return sysfail(f, errno);
+  f->map = p;
+  f->mapsize = bs;
+  memset(f->map, 0, bs);
+  f->slot = 1;
+  f->h.ctl_sum = checksum(NULL, 0, 2);
+  put_header(f);   /* into slot 0 */
+  put_header(f);   /* and slot 1: both copies valid from the start */
+  return 0;
+}
+
+static int check_block_size (fm_file *f, uint32_t bs) {
+  if (bs < FM_BLOCKSIZE || bs % FM_BLOCKSIZE != 0 || bs > FM_MAX_BLOCKSIZE)
+    return fail(f, FM_EMISUSE, "block size %lu is not a multiple of 4096 "
+                "up to 2^30", (unsigned long)bs);
+  return 0;
+}
+
+int fm_create (const char *path, uint32_t bs, fm_file *f) {
+  int rc;
+  reset(f);
+  if ((rc = check_block_size(f, bs)) != 0) return rc;
+  if ((f->path = strdup(path)) == NULL) return sysfail(f, ENOMEM);
+  /* Lock before truncating, so a file another process has open for
+  ** writing is refused rather than emptied under it. */
+  f->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (f->fd < 0) goto syserr;
+  if (flock(f->fd, LOCK_EX | LOCK_NB) != 0) {
+    rc = errno;
+    release_all(f);
+    if (rc == EWOULDBLOCK)
+      return fail(f, rc, "file is locked by another process");
+    return sysfail(f, rc);
+  }
+  if (ftruncate(f->fd, 0) != 0) goto syserr;
+  rc = posix_fallocate(f->fd, 0, bs);
+  if (rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL)
+    rc = ftruncate(f->fd, bs) == 0 ? 0 : errno;
+  if (rc != 0) { release_all(f); return sysfail(f, rc); }
+  if ((rc = map_new(f, bs, 0)) != 0) { release_all(f); return rc; }
+  return 0;
+syserr:
+  rc = errno;
+  release_all(f);
+  return sysfail(f, rc);
+}
+
+int fm_anonymous (uint32_t bs, fm_file *f) {
+  int rc;
+  reset(f);
+  if ((rc = check_block_size(f, bs)) != 0) return rc;
+  if ((rc = map_new(f, bs, 1)) != 0) release_all(f);
+  return rc;
+}
+
+/* Picks the newest slot that is intact and agrees with the file. */
+static int read_header (fm_file *f, const unsigned char *blk,
+                        uint64_t size) {
+  int order[2], i, rc = 0, seen_magic = 0, seen_sum = 0;
+  fm_header h[2];
+  int ok[2];
+  for (i = 0; i < 2; i++) {
+    const unsigned char *s = blk + i * SLOT_SIZE;
+    ok[i] = 0;
+    if (memcmp(s, HDR_MAGIC, 8) != 0) continue;
+    seen_magic = 1;
+    if (get64(s + HDR_SUMMED) != checksum(s, HDR_SUMMED, 0)) continue;
+    seen_sum = 1;
+    if (get32(s + 8) != FM_VERSION) {
+      rc = fail(f, FM_ECORRUPT, "unsupported format version %lu (this "
+                "fmap reads version %d)", (unsigned long)get32(s + 8),
+                FM_VERSION);
+      continue;
+    }
+    decode_slot(s, &h[i]);
+    ok[i] = 1;
+  }
+  if (!seen_magic) return fail(f, FM_ECORRUPT, "not an fmap file");
+  if (!seen_sum)
+    return fail(f, FM_ECORRUPT, "corrupt header (checksum mismatch in "
+                "both copies)");
+  order[0] = (ok[1] && (!ok[0] || h[1].seq > h[0].seq)) ? 1 : 0;
+  order[1] = 1 - order[0];
+  for (i = 0; i < 2; i++) {
+    int s = order[i];
+    if (!ok[s]) continue;
+    if ((rc = validate_header(f, &h[s], size)) == 0) {
+      f->h = h[s];
+      f->slot = s;
+      return 0;
+    }
+  }
+  return rc;
+}
+
+int fm_open (const char *path, int readonly, fm_file *f) {
+  unsigned char blk[CTL_START];
+  struct stat st;
+  ssize_t got;
+  int rc;
+  reset(f);
+  f->readonly = readonly;
+  if ((f->path = strdup(path)) == NULL) return sysfail(f, ENOMEM);
+  f->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (f->fd < 0) goto syserr;
+  if (flock(f->fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+    rc = errno;
+    release_all(f);
+    if (rc == EWOULDBLOCK)
+      return fail(f, rc, "file is locked by another process");
+    return sysfail(f, rc);
+  }
+  if (fstat(f->fd, &st) != 0) goto syserr;
+  if (!S_ISREG(st.st_mode)) {
+    release_all(f);
+    return fail(f, FM_ECORRUPT, "not a regular file");
+  }
+  if ((uint64_t)st.st_size < FM_BLOCKSIZE) {
+    release_all(f);
+    return fail(f, FM_ECORRUPT, st.st_size == 0 ? "not an fmap file "
+                "(empty)" : "not an fmap file (shorter than one block)");
+  }
+  got = pread(f->fd, blk, sizeof blk, 0);
+  if (got < 0) goto syserr;
+  if (got != (ssize_t)sizeof blk) {
+    release_all(f);
+    return fail(f, FM_ECORRUPT, "not an fmap file (short read)");
+  }
+  if ((rc = read_header(f, blk, (uint64_t)st.st_size)) != 0) {
+    release_all(f);
+    return rc;
+  }
+  f->map = mmap(NULL, (size_t)st.st_size,
+                readonly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED,
+                f->fd, 0);
+  if (f->map == MAP_FAILED) { f->map = NULL; goto syserr; }
+  f->mapsize = (uint64_t)st.st_size;
+  if (checksum(ctl_ptr(f, f->h.ctl_area), f->h.ctl_len, 2) != f->h.ctl_sum) {
+    release_all(f);
+    return fail(f, FM_ECORRUPT, "corrupt control data (checksum "
+                "mismatch)");
+  }
+  return 0;
+syserr:
+  rc = errno;
+  release_all(f);
+  return sysfail(f, rc);
+}
+
+int fm_close (fm_file *f) {
+  int rc = 0;
+  if (f->map == NULL) return 0;
+  if (f->fd >= 0 && !f->readonly && f->mapsize > f->h.top) {
+    /* Trim the tail: the file on disk is as long as what it holds. */
+    if (munmap(f->map, f->mapsize) != 0) rc = errno;
+    f->map = NULL;
+    if (ftruncate(f->fd, (off_t)f->h.top) != 0 && rc == 0) rc = errno;
+  }
+  release_all(f);
+  f->msg[0] = '\0';
+  return rc;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Allocation                                                              */
+/* ---------------------------------------------------------------------- */
+
+/* Takes n blocks from the end of a run on the free list, first fit among
+** the first few runs; *off = 0 when none fits. */
+#define FIT_SEARCH 8
+
+static int take_free (fm_file *f, uint64_t n, uint64_t *off) {
+  uint64_t bs = f->h.block_size;
+  uint64_t prev = 0, run = f->h.free_head;
+  int i, rc;
+  *off = 0;
+  for (i = 0; run != 0 && i < FIT_SEARCH && (uint64_t)i < f->h.free_runs;
+       i++) {
+    uint64_t next, blocks;
+    if ((rc = read_run(f, run, &next, &blocks)) != 0) return rc;
+    if (blocks >= n) {
+      *off = run + (blocks - n) * bs;
+      if (blocks == n) {   /* unlink the whole run */
+        if (prev == 0) f->h.free_head = next;
+        else {
+          unsigned char *p = f->map + prev;
+          put_mark(f, prev, next, get64(p + 24));
+        }
+        f->h.free_runs--;
+      } else {
+        put_mark(f, run, next, blocks - n);
+      }
+      f->h.free_blocks -= n;
+      return 0;
+    }
+    prev = run;
+    run = next;
+  }
+  return 0;
+}
+
+int fm_allocate (fm_file *f, uint64_t n, uint64_t *off) {
+  uint64_t bs = f->h.block_size;
+  int rc;
+  if (f->readonly)
+    return fail(f, FM_EMISUSE, "the BlockFile is read-only");
+  if (n == 0 || n > (UINT64_MAX - f->mapsize) / bs)
+    return fail(f, FM_EMISUSE, "cannot allocate %llu blocks",
+                (unsigned long long)n);
+  if ((rc = take_free(f, n, off)) != 0) return rc;
+  if (*off == 0) {
+    if (f->h.top + n * bs > f->mapsize &&
+        (rc = grow(f, f->h.top + n * bs)) != 0)
+      return rc;
+    *off = f->h.top;
+    f->h.top += n * bs;
+  }
+  put_header(f);                       /* unlisted first, then zeroed */
+  memset(f->map + *off, 0, n * bs);
+  return 0;
+}
+
+int fm_check_range (fm_file *f, uint64_t off, uint64_t n) {
+  uint64_t bs = f->h.block_size, i;
+  if (off % bs != 0)
+    return fail(f, FM_EMISUSE, "offset %llu is not block-aligned",
+                (unsigned long long)off);
+  if (off == 0)
+    return fail(f, FM_EMISUSE, "offset 0 is the control block");
+  if (n == 0)
+    return fail(f, FM_EMISUSE, "block count must be at least 1");
+  if (off >= f->h.top || n > (f->h.top - off) / bs)
+    return fail(f, FM_EMISUSE, "blocks %llu..%llu are past the allocated "
+                "area (which ends at %llu)", (unsigned long long)off,
+                (unsigned long long)(off + (n > (UINT64_MAX - off) / bs ?
+                                           0 : n * bs)),
+                (unsigned long long)f->h.top);
+  for (i = 0; i < n; i++) {
+    if (fm_is_free(f, off + i * bs))
+      return fail(f, FM_EMISUSE, "block at offset %llu is free",
+                  (unsigned long long)(off + i * bs));
+  }
+  return 0;
+}
+
+int fm_free (fm_file *f, uint64_t off, uint64_t n) {
+  uint64_t bs = f->h.block_size, i, head = f->h.free_head;
+  int rc;
+  if (f->readonly)
+    return fail(f, FM_EMISUSE, "the BlockFile is read-only");
+  if ((rc = fm_check_range(f, off, n)) != 0) {
+    if (strstr(f->msg, " is free") != NULL)
+      return fail(f, FM_EMISUSE, "double free: block at offset %llu is "
+                  "already free", (unsigned long long)(off));
+    return rc;
+  }
+  /* Mark every block first: until the header lists them, they are only
+  ** leaked, never handed out twice. */
+  for (i = 1; i < n; i++) put_mark(f, off + i * bs, 0, 0);
+  if (head != 0) {
+    uint64_t next, blocks;
+    if ((rc = read_run(f, head, &next, &blocks)) != 0) return rc;
+    if (head + blocks * bs == off) {          /* extends the head run */
+      put_mark(f, off, 0, 0);
+      put_mark(f, head, next, blocks + n);
+      f->h.free_blocks += n;
+      put_header(f);
+      return 0;
+    }
+    if (off + n * bs == head) {               /* precedes the head run */
+      put_mark(f, off, next, n + blocks);
+      put_mark(f, head, 0, 0);
+      f->h.free_head = off;
+      f->h.free_blocks += n;
+      put_header(f);
+      return 0;
+    }
+  }
+  put_mark(f, off, head, n);
+  f->h.free_head = off;
+  f->h.free_blocks += n;
+  f->h.free_runs++;
+  put_header(f);
+  return 0;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Control data, sync, stats                                               */
+/* ---------------------------------------------------------------------- */
+
+const unsigned char *fm_control_data (const fm_file *f, size_t *len) {
+  *len = f->h.ctl_len;
+  return ctl_ptr(f, f->h.ctl_area);
+}
+
+size_t fm_max_control_data (const fm_file *f) {
+  return ctl_area_size(f->h.block_size);
+}
+
+int fm_set_control_data (fm_file *f, const void *data, size_t len,
+                         int sync) {
+  uint32_t area = f->h.ctl_area ^ 1;
+  if (f->readonly)
+    return fail(f, FM_EMISUSE, "the BlockFile is read-only");
+  if (len > ctl_area_size(f->h.block_size))
+    return fail(f, FM_EMISUSE, "control data of %llu bytes is longer than "
+                "the %llu bytes it may have", (unsigned long long)len,
+                (unsigned long long)ctl_area_size(f->h.block_size));
+  memcpy((unsigned char *)ctl_ptr(f, area), data, len);
+  f->h.ctl_area = area;
+  f->h.ctl_len = (uint32_t)len;
+  f->h.ctl_sum = checksum(data, len, 2);
+  put_header(f);
+  return sync ? fm_sync(f) : 0;
+}
+
+int fm_sync (fm_file *f) {
+  if (f->fd < 0 || f->readonly) return 0;
+  if (msync(f->map, f->mapsize, MS_ASYNC) != 0) return sysfail(f, errno);
+  return 0;
+}
+
+int fm_flush (fm_file *f) {
+  if (f->fd < 0 || f->readonly) return 0;
+  if (msync(f->map, f->mapsize, MS_SYNC) != 0) return sysfail(f, errno);
+  if (fsync(f->fd) != 0) return sysfail(f, errno);
+  return 0;
+}
+
+void fm_get_stats (const fm_file *f, fm_stats *st) {
+  uint64_t bs = f->h.block_size;
+  st->size = f->mapsize;
+  st->block_size = bs;
+  st->blocks = f->mapsize / bs;
+  st->free_blocks = f->h.free_blocks;
+  st->free_runs = f->h.free_runs;
+  st->used_blocks = f->h.top / bs - 1 - f->h.free_blocks;
+  st->tail_blocks = (f->mapsize - f->h.top) / bs;
+  st->control_data = f->h.ctl_len;
+  st->remaps = f->remaps;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Checking                                                                */
+/* ---------------------------------------------------------------------- */
+
+typedef struct Checker {
+  fm_reporter report;
+  void *ud;
+  uint64_t count, max;
+} Checker;
+
+static void problem (Checker *c, const char *fmt, ...) {
+  c->count++;
+  if (c->count <= c->max && c->report != NULL) {
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    c->report(c->ud, buf);
+  }
+}
+
+uint64_t fm_check (fm_file *f, fm_reporter report, void *ud,
+                   uint64_t max_reports) {
+  Checker c = { report, ud, 0, max_reports };
+  uint64_t bs = f->h.block_size;
+  uint64_t nblocks, run, runs = 0, blocks = 0, b;
+  unsigned char *seen;
+  char saved[sizeof f->msg];
+  memcpy(saved, f->msg, sizeof saved);
+  if (validate_header(f, &f->h, f->mapsize) != 0) {
+    problem(&c, "header: %s", f->msg);
+    memcpy(f->msg, saved, sizeof saved);
+    return c.count;   /* nothing below can be trusted */
+  }
+  if (checksum(ctl_ptr(f, f->h.ctl_area), f->h.ctl_len, 2) != f->h.ctl_sum)
+    problem(&c, "control data: checksum mismatch");
+  nblocks = f->h.top / bs;
+  seen = calloc((size_t)(nblocks + 7) / 8, 1);
+  if (seen == NULL) {
+    problem(&c, "out of memory while checking");
+    return c.count;
+  }
+  for (run = f->h.free_head; run != 0; ) {
+    uint64_t next, n, i;
+    if (runs >= f->h.free_runs) {
+      problem(&c, "free list: more runs than the %llu the header counts "
+              "(a cycle?) at block %llu", (unsigned long long)f->h.free_runs,
+              (unsigned long long)run);
+      break;
+    }
+    if (read_run(f, run, &next, &n) != 0) {
+      problem(&c, "%s", f->msg);
+      break;
+    }
+    runs++;
+    for (i = 0; i < n; i++) {
+      uint64_t blk = run / bs + i;
+      if (seen[blk / 8] & (1u << (blk % 8))) {
+        problem(&c, "free list: block %llu is on the list twice",
+                (unsigned long long)(blk * bs));
+        continue;
+      }
+      seen[blk / 8] |= (unsigned char)(1u << (blk % 8));
+      blocks++;
+      if (i > 0 && !fm_is_free(f, blk * bs))
+        problem(&c, "free list: block %llu of the run at %llu is not "
+                "marked free", (unsigned long long)(blk * bs),
+                (unsigned long long)run);
+    }
+    run = next;
+  }
+  if (runs != f->h.free_runs || blocks != f->h.free_blocks)
+    problem(&c, "free list: header counts %llu blocks in %llu runs, the "
+            "list holds %llu in %llu", (unsigned long long)f->h.free_blocks,
+            (unsigned long long)f->h.free_runs, (unsigned long long)blocks,
+            (unsigned long long)runs);
+  for (b = 1; b < nblocks; b++) {
+    if (!(seen[b / 8] & (1u << (b % 8))) && fm_is_free(f, b * bs))
+      problem(&c, "block %llu is marked free but is not on the free list "
+              "(leaked)", (unsigned long long)(b * bs));
+  }
+  free(seen);
+  memcpy(f->msg, saved, sizeof saved);
+  return c.count;
+}
+
+int fm_free_runs (fm_file *f, fm_run_visitor fn, void *ud) {
+  uint64_t run = f->h.free_head, i;
+  for (i = 0; run != 0 && i < f->h.free_runs; i++) {
+    uint64_t next, blocks;
+    int rc = read_run(f, run, &next, &blocks);
+    if (rc != 0) return rc;
+    if (fn(ud, run, blocks) != 0) break;
+    run = next;
+  }
+  return 0;
+}

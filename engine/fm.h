@@ -1,0 +1,118 @@
+/*
+** fm.h: the fmap core. A memory-mapped file of fixed-size blocks with a
+** persistent free list and a checksummed control block.
+** Plain C: no Lua in this file or in fm.c.
+*/
+#ifndef FM_H
+#define FM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FM_BLOCKSIZE      4096u        /* the default and the smallest */
+#define FM_MAX_BLOCKSIZE  (1u << 30)   /* larger ones are refused */
+#define FM_VERSION        1            /* on-disk format version */
+
+/* Error codes beyond errno. Core functions return 0, an errno value, or
+** one of these; f->msg then says what was wrong in a sentence. */
+#define FM_EMISUSE   (-1)   /* the caller's mistake: bad offset, double free */
+#define FM_ECORRUPT  (-2)   /* the file is damaged: bad mark, bad header */
+
+/* The in-memory header: what one header slot of block 0 holds. */
+typedef struct fm_header {
+  uint64_t seq;         /* bumped at each header write; newest slot wins */
+  uint32_t block_size;  /* bytes per block, a multiple of 4096 */
+  uint64_t top;         /* end of the allocated area; beyond it, the tail */
+  uint64_t free_head;   /* first free run, 0 if none */
+  uint64_t free_blocks; /* blocks on the free list */
+  uint64_t free_runs;   /* runs on the free list */
+  uint32_t ctl_len;     /* length of the user's control data */
+  uint32_t ctl_area;    /* which of the two control areas holds it, 0 or 1 */
+  uint64_t ctl_sum;     /* checksum of the control data */
+} fm_header;
+
+typedef struct fm_file {
+  unsigned char *map;   /* the mapping, NULL when closed */
+  uint64_t mapsize;     /* bytes mapped: the file's size */
+  int fd;               /* -1 when anonymous or closed */
+  int readonly;         /* mapped PROT_READ; every change is refused */
+  char *path;           /* malloc'd copy, NULL when anonymous */
+  fm_header h;          /* the live header, written to block 0 as it changes */
+  int slot;             /* the header slot written last, 0 or 1 */
+  uint64_t remaps;      /* how many times the map has moved or grown */
+  char msg[192];        /* what went wrong, for FM_EMISUSE and friends */
+} fm_file;
+
+typedef struct fm_stats {
+  uint64_t size;          /* file size in bytes */
+  uint64_t block_size;
+  uint64_t blocks;        /* size / block_size, the control block included */
+  uint64_t used_blocks;   /* allocated to the user */
+  uint64_t free_blocks;   /* on the free list */
+  uint64_t free_runs;
+  uint64_t tail_blocks;   /* never allocated, past top */
+  uint64_t control_data;  /* bytes of control data */
+  uint64_t remaps;
+} fm_stats;
+
+/* Creates (truncating) a file of one control block; block_size must be a
+** multiple of 4096. Returns 0 or an errno value; on failure f is closed. */
+int fm_create (const char *path, uint32_t block_size, fm_file *f);
+
+/* Opens an existing file, validating its header; read-only opens share the
+** advisory lock, read-write opens hold it alone. Returns 0, an errno value,
+** or FM_ECORRUPT (f->msg says why); on failure f is closed. */
+int fm_open (const char *path, int readonly, fm_file *f);
+
+/* A BlockFile in anonymous memory, with no file behind it. */
+int fm_anonymous (uint32_t block_size, fm_file *f);
+
+/* Writes the header, trims the unused tail, unmaps, unlocks and closes.
+** f is closed afterwards even when an error is returned. */
+int fm_close (fm_file *f);
+
+/* Allocates n contiguous zeroed blocks; stores the first one's offset in
+** *off. Returns 0, an errno value (growth failed), or FM_ECORRUPT (the free
+** list is damaged); on failure the file is unchanged. */
+int fm_allocate (fm_file *f, uint64_t n, uint64_t *off);
+
+/* Frees n blocks starting at off. Returns 0 or FM_EMISUSE (not aligned, out
+** of the allocated area, a block already free); nothing is freed then. */
+int fm_free (fm_file *f, uint64_t off, uint64_t n);
+
+/* Whether [off, off + n blocks) is an allocated run a caller may use:
+** 0, or FM_EMISUSE with f->msg saying why. */
+int fm_check_range (fm_file *f, uint64_t off, uint64_t n);
+
+/* Whether the block at off carries a valid free mark. */
+int fm_is_free (const fm_file *f, uint64_t off);
+
+/* The control data, valid until the next change of it or of the map. */
+const unsigned char *fm_control_data (const fm_file *f, size_t *len);
+size_t fm_max_control_data (const fm_file *f);
+
+/* Replaces the control data; with sync, also msyncs asynchronously.
+** Returns 0, an errno value, or FM_EMISUSE (too long). */
+int fm_set_control_data (fm_file *f, const void *data, size_t len, int sync);
+
+int fm_sync (fm_file *f);   /* msync(MS_ASYNC): soon on disk */
+int fm_flush (fm_file *f);  /* msync(MS_SYNC) and fsync: on disk now */
+
+void fm_get_stats (const fm_file *f, fm_stats *st);
+
+/* Walks the header, the free list and every block's mark. Calls report for
+** each problem found (at most max_reports of them); returns the count. */
+typedef void (*fm_reporter) (void *ud, const char *problem);
+uint64_t fm_check (fm_file *f, fm_reporter report, void *ud,
+                   uint64_t max_reports);
+
+/* Visits the free runs in list order, at most f->h.free_runs of them;
+** stops when fn returns non-zero. Returns FM_ECORRUPT if a run is bad. */
+typedef int (*fm_run_visitor) (void *ud, uint64_t off, uint64_t blocks);
+int fm_free_runs (fm_file *f, fm_run_visitor fn, void *ud);
+
+static inline unsigned char *fm_ptr (const fm_file *f, uint64_t off) {
+  return f->map + off;
+}
+
+#endif

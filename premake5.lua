@@ -1,0 +1,76 @@
+-- premake5.lua: the fmap build. Works under real premake5 and under
+-- Debian's premake4:
+--   premake4 --file=premake5.lua gmake && make -C build config=release
+-- Outputs, all under build/ (ignored by git):
+--   release:  build/bin/fmap, build/lib/fmap.so, build/lib/libfmapcore.a
+--   debug:    build/debug/bin/..., sanitize: build/sanitize/bin/...
+-- Lua 5.4 comes from Debian's liblua5.4-dev, never vendored.
+
+local workspace = workspace or solution
+-- premake5 replaced configuration() with filter(); premake4 has only the
+-- former. Detect the feature rather than test the version.
+local when = filter
+  and function (cfg) filter("configurations:" .. cfg) end
+  or function (cfg) configuration(cfg) end
+local function debug_symbols ()
+  if symbols then symbols "On" else flags { "Symbols" } end
+end
+
+local CONFIGS = { "release", "debug", "sanitize" }
+local function outdir (cfg, sub)
+  if cfg == "release" then return "build/" .. sub end
+  return "build/" .. cfg .. "/" .. sub
+end
+local function per_config (sub)
+  for _, cfg in ipairs(CONFIGS) do
+    when(cfg)
+      targetdir(outdir(cfg, sub))
+      objdir("build/obj/" .. cfg)
+  end
+  when "*"
+end
+
+workspace "fmap"
+  configurations (CONFIGS)
+  location "build"
+  language "C"
+  includedirs { "/usr/include/lua5.4", "engine" }
+  buildoptions { "-std=c99", "-Wall", "-Wextra", "-fPIC" }
+
+  when "release"
+    buildoptions { "-O2" }
+    defines { "NDEBUG" }
+  when "debug"
+    buildoptions { "-O0" }
+    debug_symbols()
+  when "sanitize"
+    buildoptions { "-O1", "-fno-omit-frame-pointer",
+                   "-fsanitize=address,undefined",
+                   "-fno-sanitize-recover=undefined" }
+    linkoptions { "-fsanitize=address,undefined" }
+    debug_symbols()
+  when "*"
+
+-- The core (plain C, no Lua), as a static library every target links.
+project "fmapcore"
+  kind "StaticLib"
+  files { "engine/fm.h", "engine/fm.c" }
+  per_config "lib"
+
+-- The engine as a Lua C module, for a plain lua5.4: require "fmap".
+-- Lua's symbols come from the interpreter that loads it.
+project "fmap_module"
+  kind "SharedLib"
+  targetname "fmap"
+  targetprefix ""
+  files { "engine/lfmap.h", "engine/lfmap.c" }
+  links { "fmapcore" }
+  per_config "lib"
+
+-- The fmap executable: a drop-in lua 5.4 with the engine built in.
+project "fmap"
+  kind "ConsoleApp"
+  files { "engine/lfmap.h", "engine/lfmap.c", "engine/host.c" }
+  links { "fmapcore", "lua5.4", "readline", "m", "dl" }
+  linkoptions { "-Wl,-E" }
+  per_config "bin"
