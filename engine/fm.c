@@ -371,7 +371,7 @@ int fm_create (const char *path, uint32_t bs, fm_file *f) {
     rc = errno;
     release_all(f);
     if (rc == EWOULDBLOCK)
-      return fail(f, rc, "file is locked by another process");
+      return fail(f, rc, "file is locked: another BlockFile has it open");
     return sysfail(f, rc);
   }
   if (ftruncate(f->fd, 0) != 0) goto syserr;
@@ -398,7 +398,7 @@ int fm_anonymous (uint32_t bs, fm_file *f) {
 /* Picks the newest slot that is intact and agrees with the file. */
 static int read_header (fm_file *f, const unsigned char *blk,
                         uint64_t size) {
-  int order[2], i, rc = 0, seen_magic = 0, seen_sum = 0;
+  int i, rc = 0, seen_magic = 0, seen_sum = 0;
   fm_header h[2];
   int ok[2];
   for (i = 0; i < 2; i++) {
@@ -421,18 +421,15 @@ static int read_header (fm_file *f, const unsigned char *blk,
   if (!seen_sum)
     return fail(f, FM_ECORRUPT, "corrupt header (checksum mismatch in "
                 "both copies)");
-  order[0] = (ok[1] && (!ok[0] || h[1].seq > h[0].seq)) ? 1 : 0;
-  order[1] = 1 - order[0];
-  for (i = 0; i < 2; i++) {
-    int s = order[i];
-    if (!ok[s]) continue;
-    if ((rc = validate_header(f, &h[s], size)) == 0) {
-      f->h = h[s];
-      f->slot = s;
-      return 0;
-    }
-  }
-  return rc;
+  /* The newest intact slot is the file's state. An intact slot whose
+  ** fields disagree with the file is damage or tampering, not a torn
+  ** write: refuse rather than fall back to an older state silently. */
+  i = (ok[1] && (!ok[0] || h[1].seq > h[0].seq)) ? 1 : 0;
+  if (!ok[i]) return rc;
+  if ((rc = validate_header(f, &h[i], size)) != 0) return rc;
+  f->h = h[i];
+  f->slot = i;
+  return 0;
 }
 
 int fm_open (const char *path, int readonly, fm_file *f) {
@@ -449,7 +446,9 @@ int fm_open (const char *path, int readonly, fm_file *f) {
     rc = errno;
     release_all(f);
     if (rc == EWOULDBLOCK)
-      return fail(f, rc, "file is locked by another process");
+      return fail(f, rc, readonly ? "file is locked: another BlockFile has "
+                  "it open for writing" : "file is locked: another "
+                  "BlockFile has it open");
     return sysfail(f, rc);
   }
   if (fstat(f->fd, &st) != 0) goto syserr;
@@ -573,11 +572,10 @@ int fm_check_range (fm_file *f, uint64_t off, uint64_t n) {
   if (n == 0)
     return fail(f, FM_EMISUSE, "block count must be at least 1");
   if (off >= f->h.top || n > (f->h.top - off) / bs)
-    return fail(f, FM_EMISUSE, "blocks %llu..%llu are past the allocated "
-                "area (which ends at %llu)", (unsigned long long)off,
-                (unsigned long long)(off + (n > (UINT64_MAX - off) / bs ?
-                                           0 : n * bs)),
-                (unsigned long long)f->h.top);
+    return fail(f, FM_EMISUSE, "%llu block%s at offset %llu pass%s the "
+                "allocated area (which ends at %llu)", (unsigned long long)n,
+                n == 1 ? "" : "s", (unsigned long long)off,
+                n == 1 ? "es" : "", (unsigned long long)f->h.top);
   for (i = 0; i < n; i++) {
     if (fm_is_free(f, off + i * bs))
       return fail(f, FM_EMISUSE, "block at offset %llu is free",

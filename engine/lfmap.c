@@ -1,0 +1,1402 @@
+/*
+** lfmap.c: the Lua binding of the fmap core. BlockFile and View userdata,
+** argument checks, the error conventions, finalizers and <close>. It only
+** translates: file formats and allocation live in fm.c.
+**
+** Errors: a failure of the environment returns nil, "path: reason", errno
+** (as luaL_fileresult does); misuse raises, naming the function and values.
+**
+** Views: a View holds its BlockFile as a user value (so the BlockFile lives
+** as long as any view of it) and stores an offset and a length, never a
+** pointer into the map, so growth that moves the map cannot strand it. The
+** BlockFile links its live views in a list, so that close can refuse while
+** views live, free can retire the views of freed blocks, and live_views
+** can say where each was acquired.
+*/
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#include "fm.h"
+#include "lfmap.h"
+
+typedef struct View View;
+
+typedef struct BlockFile {
+  fm_file f;
+  int open;          /* 0 once closed */
+  View *views;       /* live views, newest first */
+  lua_Integer nviews;
+} BlockFile;
+
+/* A view's state: why it can no longer be used, or LIVE. */
+enum { LIVE, RELEASED, FREED, CLOSED };
+
+struct View {
+  BlockFile *bf;     /* owner; kept alive by the view's user value */
+  uint64_t off;      /* file offset of the first byte */
+  uint64_t len;      /* bytes */
+  View *prev, *next; /* in bf->views, while LIVE */
+  int state;
+  int line;          /* where it was acquired, for live_views */
+  char src[LUA_IDSIZE];
+};
+
+/* Upvalues shared by every function of the module. */
+#define UV_VIEWMT  lua_upvalueindex(1)
+#define UV_BFMT    lua_upvalueindex(2)
+
+
+/* ---------------------------------------------------------------------- */
+/* Helpers                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* nil, "path: reason", errno; the reason is the core's sentence when it
+** has one, else strerror. */
+static int pushfail (lua_State *L, BlockFile *bf, int rc, const char *path) {
+  int en = rc > 0 ? rc : EINVAL;
+  const char *why = bf->f.msg[0] ? bf->f.msg : strerror(en);
+  luaL_pushfail(L);
+  if (path != NULL) lua_pushfstring(L, "%s: %s", path, why);
+  else lua_pushstring(L, why);
+  lua_pushinteger(L, en);
+  return 3;
+}
+
+static BlockFile *tobf (lua_State *L, int i) {
+  BlockFile *bf = (BlockFile *)lua_touserdata(L, i);
+  if (bf != NULL && lua_getmetatable(L, i)) {
+    int ok = lua_rawequal(L, -1, UV_BFMT);
+    lua_pop(L, 1);
+    if (ok) return bf;
+  }
+  return NULL;
+}
+
+static BlockFile *checkbf (lua_State *L, int i) {
+  BlockFile *bf = tobf(L, i);
+  if (bf == NULL) luaL_typeerror(L, i, "BlockFile");
+  if (!bf->open) luaL_error(L, "attempt to use a closed BlockFile");
+  return bf;
+}
+
+static View *toview (lua_State *L, int i) {
+  View *v = (View *)lua_touserdata(L, i);
+  if (v != NULL && lua_getmetatable(L, i)) {
+    int ok = lua_rawequal(L, -1, UV_VIEWMT);
+    lua_pop(L, 1);
+    if (ok) return v;
+  }
+  return NULL;
+}
+
+static const char *const deadwhy[] = {
+  "", "a released view", "a view of freed blocks",
+  "a view of a closed BlockFile"
+};
+
+static View *checkview (lua_State *L, int i) {
+  View *v = toview(L, i);
+  if (v == NULL) luaL_typeerror(L, i, "view");
+  if (v->state != LIVE) luaL_error(L, "attempt to use %s", deadwhy[v->state]);
+  return v;
+}
+
+static View *checkwritable (lua_State *L, int i) {
+  View *v = checkview(L, i);
+  if (v->bf->f.readonly)
+    luaL_error(L, "attempt to write to a view of a read-only BlockFile");
+  return v;
+}
+
+static unsigned char *vptr (const View *v) {
+  return v->bf->f.map + v->off;
+}
+
+/* A non-negative integer argument. */
+static uint64_t checkcount (lua_State *L, int i, const char *what) {
+  lua_Integer n = luaL_checkinteger(L, i);
+  if (n < 0)
+    luaL_argerror(L, i, lua_pushfstring(L, "%s %I is negative", what, n));
+  return (uint64_t)n;
+}
+
+/* Checks that [pos, pos + len) lies in the view; both are arguments. */
+static void checkspan (lua_State *L, const View *v, int arg, lua_Integer pos,
+                       lua_Integer len) {
+  if (pos < 0 || (uint64_t)pos > v->len)
+    luaL_argerror(L, arg, lua_pushfstring(L, "position %I is outside the "
+                  "view (%I bytes)", pos, (lua_Integer)v->len));
+  if (len < 0 || (uint64_t)len > v->len - (uint64_t)pos)
+    luaL_argerror(L, arg, lua_pushfstring(L, "position %I + length %I is "
+                  "outside the view (%I bytes)", pos, len,
+                  (lua_Integer)v->len));
+}
+
+/* Raises the core's misuse or corruption message against argument arg
+** (0: no argument, a plain error). */
+static int corefail (lua_State *L, BlockFile *bf, int arg) {
+  if (arg > 0) return luaL_argerror(L, arg, bf->f.msg);
+  return luaL_error(L, "%s", bf->f.msg);
+}
+
+/* The file offset argument: a non-negative integer. */
+static uint64_t checkoffset (lua_State *L, int i) {
+  lua_Integer off = luaL_checkinteger(L, i);
+  if (off < 0)
+    luaL_argerror(L, i, lua_pushfstring(L, "offset %I is negative", off));
+  return (uint64_t)off;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Views                                                                   */
+/* ---------------------------------------------------------------------- */
+
+static void unlink_view (View *v, int state) {
+  BlockFile *bf = v->bf;
+  if (v->state != LIVE) return;
+  if (v->prev) v->prev->next = v->next;
+  else bf->views = v->next;
+  if (v->next) v->next->prev = v->prev;
+  v->prev = v->next = NULL;
+  bf->nviews--;
+  v->state = state;
+}
+
+/* Pushes a new live view of [off, off + len) of the BlockFile at bfi. */
+static View *newview (lua_State *L, int bfi, BlockFile *bf, uint64_t off,
+                      uint64_t len) {
+  lua_Debug ar;
+  View *v = (View *)lua_newuserdatauv(L, sizeof(View), 1);
+  v->bf = bf;
+  v->off = off;
+  v->len = len;
+  v->state = RELEASED;   /* until linked */
+  v->line = -1;
+  v->src[0] = '\0';
+  lua_pushvalue(L, UV_VIEWMT);
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, bfi);
+  lua_setiuservalue(L, -2, 1);
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
+    memcpy(v->src, ar.short_src, sizeof v->src);
+    v->line = ar.currentline;
+  }
+  v->prev = NULL;
+  v->next = bf->views;
+  if (bf->views) bf->views->prev = v;
+  bf->views = v;
+  bf->nviews++;
+  v->state = LIVE;
+  return v;
+}
+
+static int view_gc (lua_State *L) {
+  View *v = (View *)lua_touserdata(L, 1);
+  if (v != NULL && v->state == LIVE) unlink_view(v, RELEASED);
+  return 0;
+}
+
+static int view_release (lua_State *L) {
+  View *v = toview(L, 1);
+  if (v == NULL) return luaL_typeerror(L, 1, "view");
+  if (v->state != LIVE)
+    return luaL_error(L, "attempt to release %s", deadwhy[v->state]);
+  unlink_view(v, RELEASED);
+  return 0;
+}
+
+static int view_len (lua_State *L) {
+  View *v = checkview(L, 1);
+  lua_pushinteger(L, (lua_Integer)v->len);
+  return 1;
+}
+
+static int view_offset (lua_State *L) {
+  View *v = checkview(L, 1);
+  lua_pushinteger(L, (lua_Integer)v->off);
+  return 1;
+}
+
+static int view_blocks (lua_State *L) {
+  View *v = checkview(L, 1);
+  lua_pushinteger(L, (lua_Integer)(v->len / v->bf->f.h.block_size));
+  return 1;
+}
+
+static int view_live (lua_State *L) {
+  View *v = toview(L, 1);
+  if (v == NULL) return luaL_typeerror(L, 1, "view");
+  lua_pushboolean(L, v->state == LIVE);
+  return 1;
+}
+
+static int view_blockfile (lua_State *L) {
+  View *v = toview(L, 1);
+  if (v == NULL) return luaL_typeerror(L, 1, "view");
+  lua_getiuservalue(L, 1, 1);
+  return 1;
+}
+
+static int view_tostring (lua_State *L) {
+  View *v = toview(L, 1);
+  if (v == NULL) return luaL_typeerror(L, 1, "view");
+  if (v->state == LIVE)
+    lua_pushfstring(L, "view (offset %I, %I bytes, live)",
+                    (lua_Integer)v->off, (lua_Integer)v->len);
+  else
+    lua_pushfstring(L, "view (offset %I, %I bytes, %s)", (lua_Integer)v->off,
+                    (lua_Integer)v->len, v->state == RELEASED ? "released"
+                    : v->state == FREED ? "blocks freed" : "file closed");
+  return 1;
+}
+
+/* read([pos [, len]]): the bytes as a string; len defaults to the rest. */
+static int view_read (lua_State *L) {
+  View *v = checkview(L, 1);
+  lua_Integer pos = luaL_optinteger(L, 2, 0);
+  lua_Integer len = luaL_optinteger(L, 3, 0);
+  if (lua_isnoneornil(L, 3) && pos >= 0 && (uint64_t)pos <= v->len)
+    len = (lua_Integer)(v->len - (uint64_t)pos);
+  checkspan(L, v, 2, pos, len);
+  lua_pushlstring(L, (const char *)vptr(v) + pos, (size_t)len);
+  return 1;
+}
+
+/* write(pos, s): writes s at pos; returns the position after it. */
+static int view_write (lua_State *L) {
+  View *v = checkwritable(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  size_t sl;
+  const char *s = luaL_checklstring(L, 3, &sl);
+  checkspan(L, v, 2, pos, (lua_Integer)sl);
+  memcpy(vptr(v) + pos, s, sl);
+  lua_pushinteger(L, pos + (lua_Integer)sl);
+  return 1;
+}
+
+/* fill(byte [, pos [, len]]) */
+static int view_fill (lua_State *L) {
+  View *v = checkwritable(L, 1);
+  lua_Integer byte = luaL_checkinteger(L, 2);
+  lua_Integer pos = luaL_optinteger(L, 3, 0);
+  lua_Integer len;
+  luaL_argcheck(L, byte >= 0 && byte <= 255, 2,
+                lua_pushfstring(L, "byte %I is not in 0..255", byte));
+  if (!lua_isnoneornil(L, 4)) len = luaL_checkinteger(L, 4);
+  else if (pos >= 0 && (uint64_t)pos <= v->len)
+    len = (lua_Integer)(v->len - (uint64_t)pos);
+  else len = 0;   /* checkspan reports the position */
+  checkspan(L, v, 3, pos, len);
+  memset(vptr(v) + pos, (int)byte, (size_t)len);
+  return 0;
+}
+
+/* The bytes of a string or view argument: other[opos, opos + len). */
+static const unsigned char *otherbytes (lua_State *L, int i, uint64_t *olen) {
+  if (lua_type(L, i) == LUA_TSTRING) {
+    size_t l;
+    const char *s = lua_tolstring(L, i, &l);
+    *olen = l;
+    return (const unsigned char *)s;
+  } else {
+    View *o = toview(L, i);
+    if (o == NULL) luaL_typeerror(L, i, "string or view");
+    if (o->state != LIVE)
+      luaL_argerror(L, i, lua_pushfstring(L, "%s", deadwhy[o->state]));
+    *olen = o->len;
+    return vptr(o);
+  }
+}
+
+/* compare(pos, s_or_view [, other_pos [, len]]): memcmp of len bytes, as
+** -1, 0 or 1; len defaults to the rest of the other. */
+static int view_compare (lua_State *L) {
+  View *v = checkview(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  uint64_t olen;
+  const unsigned char *o = otherbytes(L, 3, &olen);
+  lua_Integer opos = luaL_optinteger(L, 4, 0);
+  lua_Integer len;
+  int c;
+  if (opos < 0 || (uint64_t)opos > olen)
+    luaL_argerror(L, 4, lua_pushfstring(L, "position %I is outside the "
+                  "other (%I bytes)", opos, (lua_Integer)olen));
+  len = luaL_optinteger(L, 5, (lua_Integer)(olen - (uint64_t)opos));
+  if (len < 0 || (uint64_t)len > olen - (uint64_t)opos)
+    luaL_argerror(L, 5, lua_pushfstring(L, "position %I + length %I is "
+                  "outside the other (%I bytes)", opos, len,
+                  (lua_Integer)olen));
+  checkspan(L, v, 2, pos, len);
+  c = memcmp(vptr(v) + pos, o + opos, (size_t)len);
+  lua_pushinteger(L, (c > 0) - (c < 0));
+  return 1;
+}
+
+/* copy(pos, src, src_pos, len): memmove from a view (this one too). */
+static int view_copy (lua_State *L) {
+  View *v = checkwritable(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  View *src = checkview(L, 3);
+  lua_Integer spos = luaL_checkinteger(L, 4);
+  lua_Integer len = luaL_checkinteger(L, 5);
+  checkspan(L, src, 4, spos, len);
+  checkspan(L, v, 2, pos, len);
+  memmove(vptr(v) + pos, vptr(src) + spos, (size_t)len);
+  return 0;
+}
+
+/* hex([pos [, len]]): a hexdump like hexdump -C, positions relative to
+** the view, runs of identical lines folded into "*". */
+static int view_hex (lua_State *L) {
+  View *v = checkview(L, 1);
+  lua_Integer pos = luaL_optinteger(L, 2, 0);
+  lua_Integer len;
+  const unsigned char *p;
+  luaL_Buffer b;
+  lua_Integer i;
+  int folded = 0;
+  if (!lua_isnoneornil(L, 3)) len = luaL_checkinteger(L, 3);
+  else if (pos >= 0 && (uint64_t)pos <= v->len)
+    len = (lua_Integer)(v->len - (uint64_t)pos);
+  else len = 0;
+  checkspan(L, v, 2, pos, len);
+  p = vptr(v) + pos;
+  luaL_buffinit(L, &b);
+  for (i = 0; i < len; i += 16) {
+    char line[96];
+    int n = (int)(len - i < 16 ? len - i : 16), k, at;
+    if (i > 0 && n == 16 && memcmp(p + i, p + i - 16, 16) == 0 &&
+        i + 16 < len) {
+      if (!folded) luaL_addstring(&b, "*\n");
+      folded = 1;
+      continue;
+    }
+    folded = 0;
+    at = snprintf(line, sizeof line, "%08llx ",
+                  (unsigned long long)(pos + i));
+    for (k = 0; k < 16; k++) {
+      if (k == 8) line[at++] = ' ';
+      if (k < n) at += snprintf(line + at, sizeof line - (size_t)at,
+                                " %02x", p[i + k]);
+      else { memcpy(line + at, "   ", 3); at += 3; }
+    }
+    line[at++] = ' '; line[at++] = ' '; line[at++] = '|';
+    for (k = 0; k < n; k++) {
+      unsigned char c = p[i + k];
+      line[at++] = (c >= 32 && c < 127) ? (char)c : '.';
+    }
+    line[at++] = '|'; line[at++] = '\n';
+    luaL_addlstring(&b, line, (size_t)at);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Fixed-width integers: the hot path of every structure                   */
+/* ---------------------------------------------------------------------- */
+
+/* Little-endian loads and stores of n bytes; the compiler turns the fixed
+** sizes into single moves. */
+static inline uint64_t load_le (const unsigned char *p, int n) {
+  uint64_t v = 0;
+  switch (n) {
+    case 1: return p[0];
+    case 2: { uint16_t x; memcpy(&x, p, 2); v = x; break; }
+    case 4: { uint32_t x; memcpy(&x, p, 4); v = x; break; }
+    default: memcpy(&v, p, 8); break;
+  }
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v) >> (64 - 8 * n);
+#endif
+  return v;
+}
+
+static inline void store_le (unsigned char *p, uint64_t v, int n) {
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v << (64 - 8 * n));
+#endif
+  switch (n) {
+    case 1: p[0] = (unsigned char)v; break;
+    case 2: { uint16_t x = (uint16_t)v; memcpy(p, &x, 2); break; }
+    case 4: { uint32_t x = (uint32_t)v; memcpy(p, &x, 4); break; }
+    default: memcpy(p, &v, 8); break;
+  }
+}
+
+static inline const unsigned char *intspan (lua_State *L, View **vp,
+                                            int n, int write) {
+  View *v = write ? checkwritable(L, 1) : checkview(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  if (luai_unlikely(pos < 0 || v->len < (uint64_t)n ||
+                 (uint64_t)pos > v->len - (uint64_t)n))
+    luaL_argerror(L, 2, lua_pushfstring(L, "position %I + %d bytes is "
+                  "outside the view (%I bytes)", pos, n,
+                  (lua_Integer)v->len));
+  *vp = v;
+  return vptr(v) + pos;
+}
+
+/* Sign-extends the low n bytes of x. */
+static inline uint64_t sext (uint64_t x, int n) {
+  uint64_t m;
+  if (n >= 8) return x;
+  m = (uint64_t)1 << (8 * n - 1);
+  return (x ^ m) - m;
+}
+
+/* Whether x fits in n bytes, signed or unsigned. */
+static inline int fitsin (lua_Integer x, int n) {
+  if (n >= 8) return 1;
+  return x >= -((lua_Integer)1 << (8 * n - 1)) &&
+         x < ((lua_Integer)1 << (8 * n));
+}
+
+#define GETTER(name, n, signedness)                                    \
+  static int view_##name (lua_State *L) {                              \
+    View *v;                                                           \
+    uint64_t x = load_le(intspan(L, &v, n, 0), n);                     \
+    lua_pushinteger(L, (lua_Integer)(signedness ? sext(x, n) : x));    \
+    return 1;                                                          \
+  }
+
+GETTER(u8, 1, 0)
+GETTER(u16, 2, 0)
+GETTER(u32, 4, 0)
+GETTER(u64, 8, 0)
+GETTER(i8, 1, 1)
+GETTER(i16, 2, 1)
+GETTER(i32, 4, 1)
+GETTER(i64, 8, 1)
+
+/* set_uN(pos, x) and set_iN(pos, x) accept x in the signed or the unsigned
+** range of N bytes, so one store serves both. */
+#define SETTER(name, n)                                                  \
+  static int view_set_##name (lua_State *L) {                            \
+    View *v;                                                             \
+    unsigned char *p = (unsigned char *)intspan(L, &v, n, 1);            \
+    lua_Integer x = luaL_checkinteger(L, 3);                             \
+    if (!fitsin(x, n))                                                   \
+      luaL_argerror(L, 3, lua_pushfstring(L, "%I does not fit in %d "    \
+                    "bytes", x, n));                                     \
+    store_le(p, (uint64_t)x, n);                                         \
+    return 0;                                                            \
+  }
+
+SETTER(u8, 1)
+SETTER(u16, 2)
+SETTER(u32, 4)
+SETTER(u64, 8)
+
+/* bsearch(pos, count, stride, key [, upper]): binary search of a sorted
+** run of count entries, stride bytes apart from pos, whose first #key
+** bytes compare as memcmp. Returns the 0-based index of the first entry
+** >= key (> key with upper) and whether an entry equals key. */
+static int view_bsearch (lua_State *L) {
+  View *v = checkview(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  uint64_t count = checkcount(L, 3, "count");
+  uint64_t stride = checkcount(L, 4, "stride");
+  size_t kl;
+  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 5,
+                                                                      &kl);
+  int upper = lua_toboolean(L, 6);
+  const unsigned char *base;
+  uint64_t lo = 0, hi = count;
+  int found = 0;
+  if (count > 0) {
+    if (pos < 0 || (uint64_t)pos > v->len || stride == 0 ||
+        count - 1 > (v->len - (uint64_t)pos) / stride ||
+        kl > v->len - (uint64_t)pos - (count - 1) * stride)
+      luaL_argerror(L, 2, lua_pushfstring(L, "%I entries of %I bytes "
+                    "(keys of %I) from position %I pass the view (%I "
+                    "bytes)", (lua_Integer)count, (lua_Integer)stride,
+                    (lua_Integer)kl, pos, (lua_Integer)v->len));
+  }
+  base = vptr(v) + pos;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    int c = memcmp(base + mid * stride, key, kl);
+    if (c == 0) found = 1;
+    if (c < 0 || (upper && c == 0)) lo = mid + 1;
+    else hi = mid;
+  }
+  if (!upper && lo < count)
+    found = memcmp(base + lo * stride, key, kl) == 0;
+  lua_pushinteger(L, (lua_Integer)lo);
+  lua_pushboolean(L, found);
+  return 2;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* pack and unpack: the string.pack format language over a view            */
+/* ---------------------------------------------------------------------- */
+
+typedef enum {
+  Oint, Ouint, Ofloat, Odouble, Onumber, Ochar, Ostring, Ozstr,
+  Opad, Oalign, Onop
+} Opt;
+
+typedef struct Fmt {
+  lua_State *L;
+  int arg;          /* the format's argument index, for errors */
+  const char *s;    /* the rest of the format */
+  int little;
+  int maxalign;
+} Fmt;
+
+struct cD { char c; union { LUAI_MAXALIGN; } u; };
+#define NATIVE_ALIGN  ((int)offsetof(struct cD, u))
+#define MAXINTSIZE    16
+
+static int digit (int c) { return '0' <= c && c <= '9'; }
+
+static int readsize (Fmt *h, int dflt) {
+  if (!digit(*h->s)) return dflt;
+  {
+    int a = 0;
+    do {
+      a = a * 10 + (*h->s++ - '0');
+    } while (digit(*h->s) && a <= (INT_MAX - 9) / 10);
+    return a;
+  }
+}
+
+static int intsize (Fmt *h, int dflt) {
+  int n = readsize(h, dflt);
+  if (n < 1 || n > MAXINTSIZE)
+    luaL_error(h->L, "integral size (%d) out of limits [1,%d]", n,
+               MAXINTSIZE);
+  return n;
+}
+
+/* The next option and its size. */
+static Opt nextopt (Fmt *h, int *size) {
+  int c = *h->s++;
+  *size = 0;
+  switch (c) {
+    case 'b': *size = 1; return Oint;
+    case 'B': *size = 1; return Ouint;
+    case 'h': *size = sizeof(short); return Oint;
+    case 'H': *size = sizeof(short); return Ouint;
+    case 'l': *size = sizeof(long); return Oint;
+    case 'L': *size = sizeof(long); return Ouint;
+    case 'j': *size = sizeof(lua_Integer); return Oint;
+    case 'J': *size = sizeof(lua_Integer); return Ouint;
+    case 'T': *size = sizeof(size_t); return Ouint;
+    case 'f': *size = sizeof(float); return Ofloat;
+    case 'n': *size = sizeof(lua_Number); return Onumber;
+    case 'd': *size = sizeof(double); return Odouble;
+    case 'i': *size = intsize(h, sizeof(int)); return Oint;
+    case 'I': *size = intsize(h, sizeof(int)); return Ouint;
+    case 's': *size = intsize(h, sizeof(size_t)); return Ostring;
+    case 'c':
+      *size = readsize(h, -1);
+      if (*size == -1) luaL_error(h->L, "missing size for format option 'c'");
+      return Ochar;
+    case 'z': return Ozstr;
+    case 'x': *size = 1; return Opad;
+    case 'X': return Oalign;
+    case ' ': return Onop;
+    case '<': h->little = 1; return Onop;
+    case '>': h->little = 0; return Onop;
+    case '=': h->little = (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__);
+              return Onop;
+    case '!': h->maxalign = intsize(h, NATIVE_ALIGN); return Onop;
+    default: luaL_error(h->L, "invalid format option '%c'", c);
+  }
+  return Onop;
+}
+
+/* The next option, with the padding that alignment asks for at pos. */
+static Opt nextdetail (Fmt *h, uint64_t pos, int *size, int *pad) {
+  Opt o = nextopt(h, size);
+  int align = *size;
+  *pad = 0;
+  if (o == Oalign) {
+    if (*h->s == '\0' || nextopt(h, &align) == Ochar || align == 0)
+      luaL_argerror(h->L, h->arg, "invalid next option for option 'X'");
+  }
+  if (align > 1 && o != Ochar) {
+    if (align > h->maxalign) align = h->maxalign;
+    if ((align & (align - 1)) != 0)
+      luaL_argerror(h->L, h->arg, "format asks for alignment not power "
+                    "of 2");
+    *pad = (int)((uint64_t)(align - (int)(pos & (uint64_t)(align - 1))) &
+                 (uint64_t)(align - 1));
+  }
+  return o;
+}
+
+static void putint (unsigned char *p, uint64_t x, int little, int size,
+                    int neg) {
+  int i;
+  for (i = 0; i < size; i++) {
+    unsigned char byte = i < 8 ? (unsigned char)(x >> (8 * i))
+                               : (neg ? 0xff : 0);
+    p[little ? i : size - 1 - i] = byte;
+  }
+}
+
+static void putbytes (unsigned char *p, const void *src, int size,
+                      int little) {
+  const unsigned char *s = (const unsigned char *)src;
+  int i, native = (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__);
+  for (i = 0; i < size; i++)
+    p[i] = s[(little == native) ? i : size - 1 - i];
+}
+
+/* One pass of pack: with out NULL it only checks the arguments and
+** measures; else it writes at out. Returns the bytes taken. */
+static uint64_t dopack (lua_State *L, int fmtarg, uint64_t start,
+                        unsigned char *out) {
+  Fmt h;
+  uint64_t pos = start;
+  int arg = fmtarg;
+  h.L = L; h.arg = fmtarg; h.s = luaL_checkstring(L, fmtarg);
+  h.little = (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__); h.maxalign = 1;
+  while (*h.s != '\0') {
+    int size, pad;
+    Opt o = nextdetail(&h, pos, &size, &pad);
+    if (out) memset(out + (pos - start), 0, (size_t)pad);
+    pos += (uint64_t)pad;
+    switch (o) {
+      case Oint: case Ouint: {
+        lua_Integer n = luaL_checkinteger(L, ++arg);
+        if (size < (int)sizeof(lua_Integer)) {
+          lua_Integer lim = (lua_Integer)1 << ((size * 8) - 1);
+          if (o == Oint)
+            luaL_argcheck(L, -lim <= n && n < lim, arg, "integer overflow");
+          else
+            luaL_argcheck(L, (lua_Unsigned)n < ((lua_Unsigned)1 << (size * 8)),
+                          arg, "unsigned overflow");
+        }
+        if (out) putint(out + (pos - start), (uint64_t)n, h.little, size,
+                        n < 0);
+        break;
+      }
+      case Ofloat: {
+        float f = (float)luaL_checknumber(L, ++arg);
+        if (out) putbytes(out + (pos - start), &f, size, h.little);
+        break;
+      }
+      case Odouble: case Onumber: {
+        double d = (double)luaL_checknumber(L, ++arg);
+        if (out) putbytes(out + (pos - start), &d, size, h.little);
+        break;
+      }
+      case Ochar: {
+        size_t len;
+        const char *s = luaL_checklstring(L, ++arg, &len);
+        luaL_argcheck(L, len <= (size_t)size, arg,
+                      "string longer than given size");
+        if (out) {
+          memcpy(out + (pos - start), s, len);
+          memset(out + (pos - start) + len, 0, (size_t)size - len);
+        }
+        break;
+      }
+      case Ostring: {
+        size_t len;
+        const char *s = luaL_checklstring(L, ++arg, &len);
+        luaL_argcheck(L, size >= (int)sizeof(size_t) ||
+                      len < ((size_t)1 << (size * 8)), arg,
+                      "string length does not fit in given size");
+        if (out) {
+          putint(out + (pos - start), (uint64_t)len, h.little, size, 0);
+          memcpy(out + (pos - start) + size, s, len);
+        }
+        pos += len;
+        break;
+      }
+      case Ozstr: {
+        size_t len;
+        const char *s = luaL_checklstring(L, ++arg, &len);
+        luaL_argcheck(L, strlen(s) == len, arg, "string contains zeros");
+        if (out) memcpy(out + (pos - start), s, len + 1);
+        pos += len + 1;
+        break;
+      }
+      case Opad:
+        if (out) out[pos - start] = 0;
+        break;
+      case Oalign: case Onop:
+        break;
+    }
+    pos += (uint64_t)size;
+  }
+  return pos - start;
+}
+
+/* pack(pos, fmt, ...): writes the values at pos as string.pack would lay
+** them out; returns the next position. Nothing is written if a value is
+** wrong or the result would not fit. */
+static int view_pack (lua_State *L) {
+  View *v = checkwritable(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  uint64_t n;
+  checkspan(L, v, 2, pos, 0);
+  n = dopack(L, 3, (uint64_t)pos, NULL);
+  if (n > v->len - (uint64_t)pos)
+    luaL_argerror(L, 2, lua_pushfstring(L, "position %I + %I packed bytes "
+                  "is outside the view (%I bytes)", pos, (lua_Integer)n,
+                  (lua_Integer)v->len));
+  dopack(L, 3, (uint64_t)pos, vptr(v) + pos);
+  lua_pushinteger(L, pos + (lua_Integer)n);
+  return 1;
+}
+
+static lua_Integer getint (lua_State *L, const unsigned char *p, int little,
+                           int size, int issigned) {
+  uint64_t r = 0;
+  int i, limit = size <= 8 ? size : 8;
+  for (i = limit - 1; i >= 0; i--) {
+    r <<= 8;
+    r |= p[little ? i : size - 1 - i];
+  }
+  if (size < 8) {
+    if (issigned) {
+      uint64_t mask = (uint64_t)1 << (size * 8 - 1);
+      r = (r ^ mask) - mask;
+    }
+  } else if (size > 8) {
+    int mask = (!issigned || (int64_t)r >= 0) ? 0 : 0xff;
+    for (i = limit; i < size; i++) {
+      if (p[little ? i : size - 1 - i] != mask)
+        luaL_error(L, "%d-byte integer does not fit into Lua Integer", size);
+    }
+  }
+  return (lua_Integer)r;
+}
+
+/* unpack(fmt [, pos]): the values at pos (default 0), then the position
+** after them, as string.unpack does with 0-based positions. */
+static int view_unpack (lua_State *L) {
+  View *v = checkview(L, 1);
+  lua_Integer ipos = luaL_optinteger(L, 3, 0);
+  const unsigned char *data;
+  uint64_t pos, len = v->len;
+  int n = 0;
+  Fmt h;
+  h.L = L; h.arg = 2; h.s = luaL_checkstring(L, 2);
+  h.little = (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__); h.maxalign = 1;
+  checkspan(L, v, 3, ipos, 0);
+  pos = (uint64_t)ipos;
+  data = vptr(v);
+  while (*h.s != '\0') {
+    int size, pad;
+    Opt o = nextdetail(&h, pos, &size, &pad);
+    if ((uint64_t)pad + (uint64_t)size > len - pos)
+      luaL_argerror(L, 3, lua_pushfstring(L, "format reads past the end of "
+                    "the view (%I bytes) at position %I", (lua_Integer)len,
+                    (lua_Integer)pos));
+    pos += (uint64_t)pad;
+    luaL_checkstack(L, 2, "too many results");
+    n++;
+    switch (o) {
+      case Oint: case Ouint:
+        lua_pushinteger(L, getint(L, data + pos, h.little, size, o == Oint));
+        break;
+      case Ofloat: {
+        float f;
+        putbytes((unsigned char *)&f, data + pos, size, h.little);
+        lua_pushnumber(L, (lua_Number)f);
+        break;
+      }
+      case Odouble: case Onumber: {
+        double d;
+        putbytes((unsigned char *)&d, data + pos, size, h.little);
+        lua_pushnumber(L, (lua_Number)d);
+        break;
+      }
+      case Ochar:
+        lua_pushlstring(L, (const char *)data + pos, (size_t)size);
+        break;
+      case Ostring: {
+        uint64_t l = (uint64_t)getint(L, data + pos, h.little, size, 0);
+        if (l > len - pos - (uint64_t)size)
+          luaL_argerror(L, 3, lua_pushfstring(L, "string length %I at "
+                        "position %I passes the end of the view",
+                        (lua_Integer)l, (lua_Integer)pos));
+        lua_pushlstring(L, (const char *)data + pos + size, (size_t)l);
+        pos += l;
+        break;
+      }
+      case Ozstr: {
+        const unsigned char *z = memchr(data + pos, 0, (size_t)(len - pos));
+        if (z == NULL)
+          luaL_argerror(L, 3, "unfinished string for format 'z'");
+        lua_pushlstring(L, (const char *)data + pos,
+                        (size_t)(z - (data + pos)));
+        pos += (uint64_t)(z - (data + pos)) + 1;
+        break;
+      }
+      case Oalign: case Opad: case Onop:
+        n--;
+        break;
+    }
+    pos += (uint64_t)size;
+  }
+  lua_pushinteger(L, (lua_Integer)pos);
+  return n + 1;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* BlockFile                                                               */
+/* ---------------------------------------------------------------------- */
+
+/* The userdata first, closed, so a failure leaves nothing to clean up. */
+static BlockFile *newbf (lua_State *L) {
+  BlockFile *bf = (BlockFile *)lua_newuserdatauv(L, sizeof(BlockFile), 1);
+  memset(bf, 0, sizeof *bf);
+  bf->f.fd = -1;
+  lua_pushvalue(L, UV_BFMT);
+  lua_setmetatable(L, -2);
+  return bf;
+}
+
+/* Retires every live view: the file is going away. */
+static void kill_views (BlockFile *bf) {
+  while (bf->views != NULL) unlink_view(bf->views, CLOSED);
+}
+
+static int listviews (lua_State *L, BlockFile *bf) {
+  View *v;
+  int i = 0;
+  lua_createtable(L, (int)bf->nviews, 0);
+  for (v = bf->views; v != NULL; v = v->next) {
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)v->off);
+    lua_setfield(L, -2, "offset");
+    lua_pushinteger(L, (lua_Integer)(v->len / bf->f.h.block_size));
+    lua_setfield(L, -2, "blocks");
+    lua_pushinteger(L, (lua_Integer)v->len);
+    lua_setfield(L, -2, "bytes");
+    if (v->line >= 0) lua_pushfstring(L, "%s:%d", v->src, v->line);
+    else lua_pushstring(L, v->src[0] ? v->src : "?");
+    lua_setfield(L, -2, "where");
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
+}
+
+/* Closes for good; strict refuses while views are live after a GC. */
+static int doclose (lua_State *L, BlockFile *bf, int strict) {
+  int rc;
+  if (strict && bf->nviews > 0) {
+    lua_gc(L, LUA_GCCOLLECT);   /* views only unreachable are released */
+    if (bf->nviews > 0) {
+      luaL_Buffer b;
+      View *v;
+      int k = 0;
+      luaL_buffinit(L, &b);
+      lua_pushfstring(L, "cannot close a BlockFile with %I live view%s:",
+                      bf->nviews, bf->nviews == 1 ? "" : "s");
+      luaL_addvalue(&b);
+      for (v = bf->views; v != NULL && k < 10; v = v->next, k++) {
+        lua_pushfstring(L, "%s offset %I (%I bytes) acquired at %s:%d",
+                        k ? ";" : "", (lua_Integer)v->off,
+                        (lua_Integer)v->len, v->src, v->line);
+        luaL_addvalue(&b);
+      }
+      if (v != NULL) luaL_addstring(&b, "; ...");
+      luaL_pushresult(&b);
+      return lua_error(L);
+    }
+  }
+  kill_views(bf);
+  bf->open = 0;
+  rc = fm_close(&bf->f);
+  if (rc != 0) return pushfail(L, bf, rc, NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int bf_gc (lua_State *L) {
+  BlockFile *bf = (BlockFile *)lua_touserdata(L, 1);
+  if (bf != NULL && bf->open) {
+    kill_views(bf);
+    bf->open = 0;
+    fm_close(&bf->f);
+  }
+  return 0;
+}
+
+/* __close: strict on a normal exit; on an error exit, close anyway so the
+** original error is the one reported. */
+static int bf_tbclose (lua_State *L) {
+  BlockFile *bf = tobf(L, 1);
+  if (bf == NULL || !bf->open) return 0;
+  doclose(L, bf, lua_isnoneornil(L, 2));
+  return 0;
+}
+
+static int bf_close (lua_State *L) {
+  return doclose(L, checkbf(L, 1), 1);
+}
+
+static int bf_tostring (lua_State *L) {
+  BlockFile *bf = tobf(L, 1);
+  fm_stats st;
+  if (bf == NULL) return luaL_typeerror(L, 1, "BlockFile");
+  if (!bf->open) {
+    lua_pushstring(L, "BlockFile (closed)");
+    return 1;
+  }
+  fm_get_stats(&bf->f, &st);
+  lua_pushfstring(L, "BlockFile (%s%s, %I bytes, %I blocks of %I, %I free, "
+                  "%I live view%s)", bf->f.path ? bf->f.path : "anonymous",
+                  bf->f.readonly ? ", read-only" : "", (lua_Integer)st.size,
+                  (lua_Integer)st.blocks, (lua_Integer)st.block_size,
+                  (lua_Integer)(st.free_blocks + st.tail_blocks),
+                  bf->nviews, bf->nviews == 1 ? "" : "s");
+  return 1;
+}
+
+static uint32_t checkblocksize (lua_State *L, int i) {
+  lua_Integer bs = luaL_optinteger(L, i, FM_BLOCKSIZE);
+  luaL_argcheck(L, bs >= FM_BLOCKSIZE && bs % FM_BLOCKSIZE == 0 &&
+                bs <= FM_MAX_BLOCKSIZE, i,
+                lua_pushfstring(L, "block size %I is not a multiple of 4096 "
+                                "up to 2^30", bs));
+  return (uint32_t)bs;
+}
+
+/* fmap.create(path [, block_size]) */
+static int mod_create (lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  uint32_t bs = checkblocksize(L, 2);
+  BlockFile *bf = newbf(L);
+  int rc = fm_create(path, bs, &bf->f);
+  if (rc != 0) return pushfail(L, bf, rc, path);
+  bf->open = 1;
+  lua_pushvalue(L, 1);       /* the path outlives close, for remove */
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+/* fmap.open(path [, {readonly = true}]) */
+static int mod_open (lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int readonly = 0, rc;
+  BlockFile *bf;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ?
+                      lua_tostring(L, -2) : NULL;
+      if (k == NULL || strcmp(k, "readonly") != 0)
+        return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option %s",
+                             k ? k : luaL_typename(L, -2)));
+      readonly = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  bf = newbf(L);
+  rc = fm_open(path, readonly, &bf->f);
+  if (rc != 0) return pushfail(L, bf, rc, path);
+  bf->open = 1;
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+/* fmap.anonymous([block_size]) */
+static int mod_anonymous (lua_State *L) {
+  uint32_t bs = checkblocksize(L, 1);
+  BlockFile *bf = newbf(L);
+  int rc = fm_anonymous(bs, &bf->f);
+  if (rc != 0) return pushfail(L, bf, rc, NULL);
+  bf->open = 1;
+  return 1;
+}
+
+/* fmap.memclr(view): zeroes the view's bytes. */
+static int mod_memclr (lua_State *L) {
+  View *v = checkwritable(L, 1);
+  memset(vptr(v), 0, (size_t)v->len);
+  return 0;
+}
+
+static int doallocate (lua_State *L, BlockFile *bf, uint64_t n) {
+  uint64_t off;
+  int rc = fm_allocate(&bf->f, n, &off);
+  if (rc == FM_EMISUSE) return corefail(L, bf, lua_gettop(L) >= 2 ? 2 : 0);
+  if (rc == FM_ECORRUPT) return corefail(L, bf, 0);
+  if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
+  lua_pushinteger(L, (lua_Integer)off);
+  return 1;
+}
+
+static int bf_allocate (lua_State *L) {
+  return doallocate(L, checkbf(L, 1), 1);
+}
+
+static int bf_allocate_blocks (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 1, 2,
+                lua_pushfstring(L, "block count %I is not positive", n));
+  return doallocate(L, bf, (uint64_t)n);
+}
+
+/* free(offset [, n]): n blocks from offset go back to the free list; the
+** views over them die with them. */
+static int bf_free (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  uint64_t off = checkoffset(L, 2);
+  lua_Integer n = luaL_optinteger(L, 3, 1);
+  uint64_t end, bs = bf->f.h.block_size;
+  View *v, *next;
+  int rc;
+  luaL_argcheck(L, n >= 1, 3,
+                lua_pushfstring(L, "block count %I is not positive", n));
+  rc = fm_free(&bf->f, off, (uint64_t)n);
+  if (rc == FM_EMISUSE) return corefail(L, bf, 2);
+  if (rc == FM_ECORRUPT) return corefail(L, bf, 0);
+  if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
+  end = off + (uint64_t)n * bs;
+  for (v = bf->views; v != NULL; v = next) {
+    next = v->next;
+    if (v->off < end && off < v->off + v->len) unlink_view(v, FREED);
+  }
+  return 0;
+}
+
+/* get(offset [, blocks]) → a live view */
+static int bf_get (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  uint64_t off = checkoffset(L, 2);
+  lua_Integer n = luaL_optinteger(L, 3, 1);
+  luaL_argcheck(L, n >= 1, 3,
+                lua_pushfstring(L, "block count %I is not positive", n));
+  if (fm_check_range(&bf->f, off, (uint64_t)n) != 0)
+    return corefail(L, bf, 2);
+  newview(L, 1, bf, off, (uint64_t)n * bf->f.h.block_size);
+  return 1;
+}
+
+/* release(view): the view must be one of this BlockFile's, and live. */
+static int bf_release (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  View *v = toview(L, 2);
+  if (v == NULL) return luaL_typeerror(L, 2, "view");
+  luaL_argcheck(L, v->bf == bf, 2, "view belongs to another BlockFile");
+  if (v->state != LIVE)
+    return luaL_argerror(L, 2, lua_pushfstring(L, "attempt to release %s",
+                         deadwhy[v->state]));
+  unlink_view(v, RELEASED);
+  return 0;
+}
+
+/* with(offset, blocks, fn): fn(view)'s results; the view is to-be-closed
+** in this C frame, so it is released however fn ends. */
+static int bf_with (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  uint64_t off = checkoffset(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  luaL_argcheck(L, n >= 1, 3,
+                lua_pushfstring(L, "block count %I is not positive", n));
+  if (fm_check_range(&bf->f, off, (uint64_t)n) != 0)
+    return corefail(L, bf, 2);
+  lua_settop(L, 4);
+  newview(L, 1, bf, off, (uint64_t)n * bf->f.h.block_size);   /* 5 */
+  lua_toclose(L, 5);
+  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 5);
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L) - 5;
+}
+
+static int bf_control_data (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  size_t len;
+  const unsigned char *p = fm_control_data(&bf->f, &len);
+  lua_pushlstring(L, (const char *)p, len);
+  return 1;
+}
+
+static int setctl (lua_State *L, int sync) {
+  BlockFile *bf = checkbf(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  int rc = fm_set_control_data(&bf->f, s, len, sync);
+  if (rc == FM_EMISUSE) return corefail(L, bf, 2);
+  if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int bf_set_control_data (lua_State *L) { return setctl(L, 1); }
+static int bf_set_control_data_nosync (lua_State *L) { return setctl(L, 0); }
+
+static int bf_block_size (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)checkbf(L, 1)->f.h.block_size);
+  return 1;
+}
+
+static int bf_size (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)checkbf(L, 1)->f.mapsize);
+  return 1;
+}
+
+static int bf_path (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  if (bf->f.path) lua_pushstring(L, bf->f.path);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int bf_readonly (lua_State *L) {
+  lua_pushboolean(L, checkbf(L, 1)->f.readonly);
+  return 1;
+}
+
+static int bf_address (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)(uintptr_t)checkbf(L, 1)->f.map);
+  return 1;
+}
+
+static int bf_valid (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  lua_Integer addr = luaL_checkinteger(L, 2);
+  lua_pushboolean(L, (uintptr_t)addr == (uintptr_t)bf->f.map);
+  return 1;
+}
+
+static int bf_sync (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  int rc = fm_sync(&bf->f);
+  if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int bf_flush (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  int rc = fm_flush(&bf->f);
+  if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* remove(): deletes the file, closing the BlockFile first if it is open
+** (which, as close does, refuses while views are live). */
+static int bf_remove (lua_State *L) {
+  BlockFile *bf = tobf(L, 1);
+  const char *path;
+  if (bf == NULL) return luaL_typeerror(L, 1, "BlockFile");
+  lua_settop(L, 1);
+  if (lua_getiuservalue(L, 1, 1) != LUA_TSTRING)
+    return luaL_error(L, "cannot remove an anonymous BlockFile");
+  path = lua_tostring(L, 2);
+  if (bf->open && doclose(L, bf, 1) != 1) return 3;
+  if (unlink(path) != 0) {
+    int en = errno;
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(en));
+    lua_pushinteger(L, en);
+    return 3;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void setint (lua_State *L, const char *k, uint64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, k);
+}
+
+static int bf_stats (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  fm_stats st;
+  fm_get_stats(&bf->f, &st);
+  lua_createtable(L, 0, 14);
+  setint(L, "size", st.size);
+  setint(L, "block_size", st.block_size);
+  setint(L, "blocks", st.blocks);
+  setint(L, "used_blocks", st.used_blocks);
+  setint(L, "free_blocks", st.free_blocks);
+  setint(L, "free_runs", st.free_runs);
+  setint(L, "tail_blocks", st.tail_blocks);
+  setint(L, "control_data", st.control_data);
+  setint(L, "max_control_data", fm_max_control_data(&bf->f));
+  setint(L, "live_views", (uint64_t)bf->nviews);
+  setint(L, "remaps", st.remaps);
+  setint(L, "version", FM_VERSION);
+  lua_pushboolean(L, bf->f.readonly);
+  lua_setfield(L, -2, "readonly");
+  lua_pushboolean(L, bf->f.path == NULL);
+  lua_setfield(L, -2, "anonymous");
+  if (bf->f.path) {
+    lua_pushstring(L, bf->f.path);
+    lua_setfield(L, -2, "path");
+  }
+  return 1;
+}
+
+static void addproblem (void *ud, const char *problem) {
+  lua_State *L = (lua_State *)ud;
+  lua_pushstring(L, problem);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/* check() → true, or nil and a list of problems */
+static int bf_check (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  uint64_t n;
+  lua_newtable(L);
+  n = fm_check(&bf->f, addproblem, L, 100);
+  if (n == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (n > 100) {
+    lua_pushfstring(L, "... and %I more", (lua_Integer)(n - 100));
+    lua_rawseti(L, -2, 101);
+  }
+  luaL_pushfail(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
+static int bf_live_views (lua_State *L) {
+  return listviews(L, checkbf(L, 1));
+}
+
+static int addrun (void *ud, uint64_t off, uint64_t blocks) {
+  lua_State *L = (lua_State *)ud;
+  lua_createtable(L, 0, 2);
+  setint(L, "offset", off);
+  setint(L, "blocks", blocks);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* free_list() → { {offset=, blocks=}, ... } in list order */
+static int bf_free_list (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  int rc;
+  lua_newtable(L);
+  rc = fm_free_runs(&bf->f, addrun, L);
+  if (rc != 0) return corefail(L, bf, 0);
+  return 1;
+}
+
+/* is_free(offset): whether the block there is on the free list's marks */
+static int bf_is_free (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  uint64_t off = checkoffset(L, 2), bs = bf->f.h.block_size;
+  luaL_argcheck(L, off % bs == 0, 2,
+                lua_pushfstring(L, "offset %I is not block-aligned",
+                                (lua_Integer)off));
+  lua_pushboolean(L, off >= bs && off < bf->f.h.top &&
+                     fm_is_free(&bf->f, off));
+  return 1;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* The module                                                              */
+/* ---------------------------------------------------------------------- */
+
+static const luaL_Reg view_methods[] = {
+  {"release", view_release}, {"offset", view_offset},
+  {"blocks", view_blocks}, {"live", view_live},
+  {"blockfile", view_blockfile},
+  {"read", view_read}, {"write", view_write}, {"fill", view_fill},
+  {"compare", view_compare}, {"copy", view_copy}, {"hex", view_hex},
+  {"pack", view_pack}, {"unpack", view_unpack}, {"bsearch", view_bsearch},
+  {"u8", view_u8}, {"u16", view_u16}, {"u32", view_u32},
+  {"u64", view_u64}, {"i8", view_i8}, {"i16", view_i16},
+  {"i32", view_i32}, {"i64", view_i64},
+  {"set_u8", view_set_u8}, {"set_u16", view_set_u16},
+  {"set_u32", view_set_u32}, {"set_u64", view_set_u64},
+  {"set_i8", view_set_u8}, {"set_i16", view_set_u16},
+  {"set_i32", view_set_u32}, {"set_i64", view_set_u64},
+  {NULL, NULL}
+};
+
+static const luaL_Reg view_meta[] = {
+  {"__len", view_len}, {"__tostring", view_tostring},
+  {"__gc", view_gc}, {"__close", view_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg bf_methods[] = {
+  {"allocate", bf_allocate}, {"allocate_blocks", bf_allocate_blocks},
+  {"free", bf_free}, {"get", bf_get}, {"release", bf_release},
+  {"with", bf_with}, {"control_data", bf_control_data},
+  {"set_control_data", bf_set_control_data},
+  {"set_control_data_nosync", bf_set_control_data_nosync},
+  {"block_size", bf_block_size}, {"size", bf_size}, {"path", bf_path},
+  {"readonly", bf_readonly},
+  {"address", bf_address}, {"valid", bf_valid}, {"sync", bf_sync},
+  {"flush", bf_flush}, {"close", bf_close}, {"remove", bf_remove},
+  {"stats", bf_stats}, {"check", bf_check}, {"live_views", bf_live_views},
+  {"free_list", bf_free_list}, {"is_free", bf_is_free},
+  {NULL, NULL}
+};
+
+static const luaL_Reg bf_meta[] = {
+  {"__tostring", bf_tostring}, {"__gc", bf_gc}, {"__close", bf_tbclose},
+  {NULL, NULL}
+};
+
+static const luaL_Reg mod_funcs[] = {
+  {"create", mod_create}, {"open", mod_open}, {"anonymous", mod_anonymous},
+  {"memclr", mod_memclr},
+  {NULL, NULL}
+};
+
+/* Registers funcs into the table at the top, each closing over the two
+** metatables, which sit at mt_view and mt_bf. */
+static void setfuncs (lua_State *L, const luaL_Reg *funcs, int mt_view,
+                      int mt_bf) {
+  lua_pushvalue(L, mt_view);
+  lua_pushvalue(L, mt_bf);
+  luaL_setfuncs(L, funcs, 2);
+}
+
+LUAMOD_API int luaopen_fmap (lua_State *L) {
+  int vmt, bmt;
+  luaL_newmetatable(L, FMAP_VIEW);
+  vmt = lua_gettop(L);
+  luaL_newmetatable(L, FMAP_BF);
+  bmt = lua_gettop(L);
+  lua_pushvalue(L, vmt);
+  setfuncs(L, view_meta, vmt, bmt);
+  lua_newtable(L);
+  setfuncs(L, view_methods, vmt, bmt);
+  lua_setfield(L, vmt, "__index");
+  lua_pop(L, 1);
+  lua_pushvalue(L, bmt);
+  setfuncs(L, bf_meta, vmt, bmt);
+  lua_newtable(L);
+  setfuncs(L, bf_methods, vmt, bmt);
+  lua_setfield(L, bmt, "__index");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  setfuncs(L, mod_funcs, vmt, bmt);
+  lua_pushinteger(L, FM_BLOCKSIZE);
+  lua_setfield(L, -2, "BLOCKSIZE");
+  lua_pushliteral(L, FMAP_VERSION);
+  lua_setfield(L, -2, "VERSION");
+  lua_pushinteger(L, FM_VERSION);
+  lua_setfield(L, -2, "FORMAT_VERSION");
+  return 1;
+}

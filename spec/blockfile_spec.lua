@@ -1,0 +1,803 @@
+-- Specs of the BlockFile: fmap.create/open/anonymous and its methods.
+local BS = 4096
+
+describe("fmap.BlockFile", function()
+  local path, bf
+  before_each(function()
+    path = h.tmpname()
+    bf = assert(fmap.create(path))
+  end)
+  after_each(function()
+    if bf and not tostring(bf):match("closed") then
+      h.no_live_views(bf)
+      bf:close()
+    end
+    os.remove(path)
+  end)
+
+  describe(".create()", function()
+    it("makes a file of one control block", function()
+      assert.equal(BS, bf:size())
+      assert.equal(BS, bf:block_size())
+      assert.equal(path, bf:path())
+      assert.equal(BS, #h.readfile(path))
+    end)
+
+    it("truncates an existing file", function()
+      local off = bf:allocate()
+      bf:close()
+      bf = assert(fmap.create(path))
+      assert.equal(BS, bf:size())
+      assert.same({}, bf:free_list())
+      assert.equal(off, bf:allocate())   -- the first block again
+    end)
+
+    it("takes a block size that is a multiple of 4096", function()
+      local p2 = h.tmpname()
+      local b2 = assert(fmap.create(p2, 16384))
+      assert.equal(16384, b2:block_size())
+      local off = b2:allocate()
+      assert.equal(16384, off)
+      local v <close> = b2:get(off, 1)
+      assert.equal(16384, #v)
+      v:release()
+      b2:close()
+      b2 = assert(fmap.open(p2))
+      assert.equal(16384, b2:block_size())
+      b2:close()
+      os.remove(p2)
+    end)
+
+    it("rejects a block size that is not a multiple of 4096", function()
+      assert.equal("bad argument #2 to 'create' (block size 5000 is not a "
+                   .. "multiple of 4096 up to 2^30)",
+                   h.errmsg(function() fmap.create(path, 5000) end))
+      assert.equal("bad argument #2 to 'create' (block size 0 is not a "
+                   .. "multiple of 4096 up to 2^30)",
+                   h.errmsg(function() fmap.create(path, 0) end))
+    end)
+
+    it("rejects a path that is not a string", function()
+      assert.matches("bad argument #1 to 'create' %(string expected, got "
+                     .. "table%)", h.errmsg(function() fmap.create({}) end))
+    end)
+
+    it("returns nil, message, errno when the directory is missing",
+       function()
+      local r, msg, en = fmap.create("/nonexistent-dir/x.fmap")
+      assert.is_nil(r)
+      assert.equal("/nonexistent-dir/x.fmap: No such file or directory", msg)
+      assert.equal(2, en)
+    end)
+
+    it("refuses a file another BlockFile has open", function()
+      local r, msg, en = fmap.create(path)
+      assert.is_nil(r)
+      assert.equal(path .. ": file is locked: another BlockFile has it open",
+                   msg)
+      assert.equal(11, en)
+      assert.equal(BS, bf:size())   -- and did not truncate it
+    end)
+  end)
+
+  describe(".open()", function()
+    it("finds what was written, after close", function()
+      local off = bf:allocate()
+      local v = bf:get(off)
+      v:write(0, "persistent")
+      v:release()
+      bf:set_control_data("root=" .. off)
+      bf:close()
+      bf = assert(fmap.open(path))
+      assert.equal("root=" .. off, bf:control_data())
+      v = bf:get(off)
+      assert.equal("persistent", v:read(0, 10))
+      v:release()
+      assert.is_true(bf:check())
+    end)
+
+    it("keeps the free list across close and open", function()
+      local a, b, c = bf:allocate(), bf:allocate(), bf:allocate()
+      bf:free(b)
+      bf:close()
+      bf = assert(fmap.open(path))
+      assert.same({ { offset = b, blocks = 1 } }, bf:free_list())
+      assert.equal(b, bf:allocate())
+      assert.is_true(a < c)
+    end)
+
+    it("returns nil, message, errno for a missing file", function()
+      local r, msg, en = fmap.open(path .. ".missing")
+      assert.is_nil(r)
+      assert.equal(path .. ".missing: No such file or directory", msg)
+      assert.equal(2, en)
+    end)
+
+    it("returns nil, message, errno for a file that is not fmap's",
+       function()
+      local p2 = h.tmpname()
+      h.writefile(p2, string.rep("not an fmap file\n", 1000))
+      local r, msg, en = fmap.open(p2)
+      assert.is_nil(r)
+      assert.equal(p2 .. ": not an fmap file", msg)
+      assert.equal(22, en)
+      h.writefile(p2, "")
+      assert.same({ nil, p2 .. ": not an fmap file (empty)", 22 },
+                  { fmap.open(p2) })
+      h.writefile(p2, "short")
+      assert.same({ nil, p2 .. ": not an fmap file (shorter than one block)",
+                    22 }, { fmap.open(p2) })
+      os.remove(p2)
+    end)
+
+    it("refuses a directory", function()
+      local r, msg = fmap.open("/tmp")
+      assert.is_nil(r)
+      assert.is_string(msg)
+    end)
+
+    it("refuses a file whose size is not a multiple of the block size",
+       function()
+      bf:allocate()
+      bf:close()
+      h.writefile(path, h.readfile(path) .. "x")
+      local r, msg, en = fmap.open(path)
+      assert.is_nil(r)
+      assert.equal(path .. ": file size 8193 is not a multiple of the block "
+                   .. "size 4096", msg)
+      assert.equal(22, en)
+    end)
+
+    it("refuses a file truncated below its allocated area", function()
+      bf:allocate_blocks(3)
+      bf:close()
+      h.writefile(path, h.readfile(path):sub(1, 2 * BS))
+      local r, msg = fmap.open(path)
+      assert.is_nil(r)
+      assert.equal(path .. ": allocated area ends at 16384, outside the file "
+                   .. "(size 8192) or not block-aligned", msg)
+    end)
+
+    it("survives damage to one copy of the header", function()
+      bf:set_control_data("kept")
+      local off = bf:allocate()
+      bf:close()
+      local s = h.readfile(path)
+      for slot = 0, 1 do
+        local damaged = s:sub(1, slot * 128 + 20) .. "\255\255"
+                        .. s:sub(slot * 128 + 23)
+        h.writefile(path, damaged)
+        local b2 = assert(fmap.open(path))
+        assert.equal("kept", b2:control_data())
+        assert.is_true(b2:check())
+        b2:close()
+      end
+      assert.is_number(off)
+    end)
+
+    it("refuses a file whose both header copies are damaged", function()
+      bf:close()
+      local s = h.readfile(path)
+      s = s:sub(1, 20) .. "\1" .. s:sub(22, 148) .. "\1" .. s:sub(150)
+      h.writefile(path, s)
+      assert.same({ nil, path .. ": corrupt header (checksum mismatch in "
+                    .. "both copies)", 22 }, { fmap.open(path) })
+    end)
+
+    it("refuses damaged control data", function()
+      bf:set_control_data("hello")
+      bf:close()
+      local s = h.readfile(path)
+      -- both control areas: the live one and the previous one
+      local i = s:find("hello", 1, true)
+      s = s:sub(1, i - 1) .. "jello" .. s:sub(i + 5)
+      h.writefile(path, s)
+      assert.same({ nil, path .. ": corrupt control data (checksum "
+                    .. "mismatch)", 22 }, { fmap.open(path) })
+    end)
+
+    it("rejects an unknown option", function()
+      assert.equal("bad argument #2 to 'open' (unknown option read_only)",
+                   h.errmsg(function()
+                     fmap.open(path, { read_only = true })
+                   end))
+    end)
+
+    describe("read-only", function()
+      local ro
+      before_each(function()
+        local off = bf:allocate()
+        local v <close> = bf:get(off)
+        v:write(0, "data")
+        v:release()
+        bf:close()
+        ro = assert(fmap.open(path, { readonly = true }))
+      end)
+      after_each(function() if ro then ro:close() end end)
+
+      it("reads, and refuses every change with an error", function()
+        assert.is_true(ro:readonly())
+        local v <close> = ro:get(BS)
+        assert.equal("data", v:read(0, 4))
+        assert.equal("attempt to write to a view of a read-only BlockFile",
+                     h.errmsg(function() v:write(0, "x") end))
+        assert.equal("attempt to write to a view of a read-only BlockFile",
+                     h.errmsg(function() v:set_u8(0, 1) end))
+        assert.equal("attempt to write to a view of a read-only BlockFile",
+                     h.errmsg(function() v:fill(0) end))
+        assert.equal("attempt to write to a view of a read-only BlockFile",
+                     h.errmsg(function() fmap.memclr(v) end))
+        assert.equal("the BlockFile is read-only",
+                     h.errmsg(function() ro:allocate() end))
+        assert.equal("bad argument #1 to 'free' (the BlockFile is read-only)",
+                     h.errmsg(function() ro:free(BS) end))
+        assert.equal("bad argument #1 to 'set_control_data' (the BlockFile "
+                     .. "is read-only)",
+                     h.errmsg(function() ro:set_control_data("x") end))
+        assert.equal("data", v:read(0, 4))
+      end)
+
+      it("shares the file with other readers, not with a writer", function()
+        local ro2 = assert(fmap.open(path, { readonly = true }))
+        ro2:close()
+        assert.same({ nil, path .. ": file is locked: another BlockFile has "
+                      .. "it open", 11 }, { fmap.open(path) })
+      end)
+    end)
+  end)
+
+  describe(".anonymous()", function()
+    it("gives a BlockFile with no file behind it", function()
+      local a <close> = assert(fmap.anonymous())
+      assert.is_nil(a:path())
+      assert.equal(BS, a:block_size())
+      local off = a:allocate()
+      local v <close> = a:get(off)
+      v:write(0, "anon")
+      assert.equal("anon", v:read(0, 4))
+      v:release()
+      for _ = 1, 100 do a:allocate() end
+      assert.is_true(a:flush())
+      assert.is_true(a:check())
+      assert.matches("^BlockFile %(anonymous,", tostring(a))
+    end)
+
+    it("takes a block size", function()
+      local a <close> = assert(fmap.anonymous(8192))
+      assert.equal(8192, a:block_size())
+      assert.equal(8192, a:allocate())
+    end)
+
+    it("cannot be removed", function()
+      local a = assert(fmap.anonymous())
+      assert.equal("cannot remove an anonymous BlockFile",
+                   h.errmsg(function() a:remove() end))
+      a:close()
+    end)
+  end)
+
+  describe(":allocate()", function()
+    it("returns distinct block-aligned offsets of zeroed blocks", function()
+      local seen = {}
+      for _ = 1, 200 do
+        local off = bf:allocate()
+        assert.equal(0, off % BS)
+        assert.is_true(off >= BS)
+        assert.is_nil(seen[off])
+        seen[off] = true
+        bf:with(off, 1, function(v)
+          assert.equal(string.rep("\0", BS), v:read())
+          v:fill(0xAB)
+        end)
+      end
+    end)
+
+    it("reuses freed blocks, zeroed again", function()
+      local a = bf:allocate()
+      bf:with(a, 1, function(v) v:fill(7) end)
+      bf:free(a)
+      assert.equal(a, bf:allocate())
+      bf:with(a, 1, function(v)
+        assert.equal(string.rep("\0", BS), v:read())
+      end)
+    end)
+
+    it("grows the file geometrically", function()
+      for _ = 1, 20000 do bf:allocate() end
+      local st = bf:stats()
+      assert.equal(20000, st.used_blocks)
+      assert.is_true(st.remaps < 40, "remaps: " .. st.remaps)
+      assert.is_true(st.size <= 20001 * BS * 1.3)
+    end)
+
+    it("trims the unused tail when the file closes", function()
+      for _ = 1, 10 do bf:allocate() end
+      assert.is_true(bf:size() > 11 * BS)
+      bf:close()
+      assert.equal(11 * BS, #h.readfile(path))
+    end)
+  end)
+
+  describe(":allocate_blocks()", function()
+    it("returns n contiguous blocks", function()
+      local off = bf:allocate_blocks(5)
+      local v <close> = bf:get(off, 5)
+      assert.equal(5 * BS, #v)
+      assert.equal(string.rep("\0", 5 * BS), v:read())
+    end)
+
+    it("reuses a freed run that fits", function()
+      local off = bf:allocate_blocks(8)
+      bf:allocate()
+      bf:free(off, 8)
+      assert.equal(off + 5 * BS, bf:allocate_blocks(3))
+      assert.same({ { offset = off, blocks = 5 } }, bf:free_list())
+      assert.equal(off, bf:allocate_blocks(5))
+      assert.same({}, bf:free_list())
+    end)
+
+    it("rejects a count below 1", function()
+      assert.equal("bad argument #1 to 'allocate_blocks' (block count 0 is "
+                   .. "not positive)",
+                   h.errmsg(function() bf:allocate_blocks(0) end))
+      assert.equal("bad argument #1 to 'allocate_blocks' (number has no "
+                   .. "integer representation)",
+                   h.errmsg(function() bf:allocate_blocks(1.5) end))
+    end)
+
+    it("rejects a count too large to address", function()
+      assert.equal("bad argument #1 to 'allocate_blocks' (cannot allocate "
+                   .. "9223372036854775807 blocks)",
+                   h.errmsg(function()
+                     bf:allocate_blocks(math.maxinteger)
+                   end))
+    end)
+  end)
+
+  describe(":free()", function()
+    it("rejects an offset that is not block-aligned", function()
+      assert.equal("bad argument #1 to 'free' (offset 4097 is not "
+                   .. "block-aligned)", h.errmsg(function() bf:free(4097) end))
+    end)
+
+    it("rejects the control block", function()
+      assert.equal("bad argument #1 to 'free' (offset 0 is the control "
+                   .. "block)", h.errmsg(function() bf:free(0) end))
+    end)
+
+    it("rejects a negative offset", function()
+      assert.equal("bad argument #1 to 'free' (offset -4096 is negative)",
+                   h.errmsg(function() bf:free(-4096) end))
+      assert.equal("bad argument #1 to 'free' (offset "
+                   .. math.mininteger .. " is negative)",
+                   h.errmsg(function() bf:free(math.mininteger) end))
+    end)
+
+    it("rejects blocks past the allocated area", function()
+      bf:allocate()
+      assert.equal("bad argument #1 to 'free' (1 block at offset 8192 passes "
+                   .. "the allocated area (which ends at 8192))",
+                   h.errmsg(function() bf:free(8192) end))
+      assert.equal("bad argument #1 to 'free' (2 blocks at offset 4096 pass "
+                   .. "the allocated area (which ends at 8192))",
+                   h.errmsg(function() bf:free(4096, 2) end))
+    end)
+
+    it("catches a double free, and loses nothing", function()
+      local a = bf:allocate()
+      local b = bf:allocate()
+      bf:free(a)
+      assert.equal("bad argument #1 to 'free' (double free: block at offset "
+                   .. a .. " is already free)",
+                   h.errmsg(function() bf:free(a) end))
+      assert.equal(1, bf:stats().free_blocks)
+      bf:free(b)
+      assert.is_true(bf:check())
+    end)
+
+    it("catches a free of a block inside a freed run", function()
+      local off = bf:allocate_blocks(4)
+      bf:free(off, 4)
+      assert.matches("double free", h.errmsg(function()
+        bf:free(off + 2 * BS)
+      end))
+      local other = bf:allocate_blocks(2)
+      assert.matches("double free", h.errmsg(function()
+        bf:free(off + BS, 2)
+      end))
+      assert.is_number(other)
+    end)
+
+    it("rejects a count below 1", function()
+      local a = bf:allocate()
+      assert.equal("bad argument #2 to 'free' (block count 0 is not "
+                   .. "positive)", h.errmsg(function() bf:free(a, 0) end))
+    end)
+
+    it("retires the views of the freed blocks", function()
+      local a = bf:allocate()
+      local b = bf:allocate()
+      local va, vb = bf:get(a), bf:get(b)
+      bf:free(a)
+      assert.equal("attempt to use a view of freed blocks",
+                   h.errmsg(function() va:read(0, 1) end))
+      assert.equal("view (offset " .. a .. ", 4096 bytes, blocks freed)",
+                   tostring(va))
+      assert.is_false(va:live())
+      assert.equal(0, vb:u8(0))
+      vb:release()
+    end)
+
+    it("merges runs freed next to the head of the list", function()
+      local off = bf:allocate_blocks(6)
+      for i = 0, 5 do bf:free(off + i * BS) end
+      assert.same({ { offset = off, blocks = 6 } }, bf:free_list())
+      assert.equal(off, bf:allocate_blocks(6))
+      for i = 5, 0, -1 do bf:free(off + i * BS) end
+      assert.same({ { offset = off, blocks = 6 } }, bf:free_list())
+      assert.is_true(bf:check())
+    end)
+  end)
+
+  describe(":get()", function()
+    it("returns a view of the blocks", function()
+      local off = bf:allocate_blocks(2)
+      local v <close> = bf:get(off, 2)
+      assert.equal(2 * BS, #v)
+      assert.equal(off, v:offset())
+      assert.equal(2, v:blocks())
+      assert.equal(bf, v:blockfile())
+    end)
+
+    it("rejects a free block", function()
+      local a = bf:allocate()
+      bf:free(a)
+      assert.equal("bad argument #1 to 'get' (block at offset " .. a
+                   .. " is free)", h.errmsg(function() bf:get(a) end))
+    end)
+
+    it("rejects blocks outside the allocated area", function()
+      assert.equal("bad argument #1 to 'get' (1 block at offset 4096 passes "
+                   .. "the allocated area (which ends at 4096))",
+                   h.errmsg(function() bf:get(BS) end))
+      bf:allocate()
+      assert.equal("bad argument #1 to 'get' (9223372036854775807 blocks at "
+                   .. "offset 4096 pass the allocated area (which ends at "
+                   .. "8192))",
+                   h.errmsg(function() bf:get(BS, math.maxinteger) end))
+      assert.equal("bad argument #2 to 'get' (block count -1 is not "
+                   .. "positive)", h.errmsg(function() bf:get(BS, -1) end))
+      assert.equal("bad argument #1 to 'get' (offset 0 is the control "
+                   .. "block)", h.errmsg(function() bf:get(0) end))
+      assert.equal("bad argument #1 to 'get' (number has no integer "
+                   .. "representation)", h.errmsg(function() bf:get(0 / 0) end))
+      assert.equal("bad argument #1 to 'get' (number expected, got string)",
+                   h.errmsg(function() bf:get("x") end))
+    end)
+
+    it("keeps views valid while the file grows", function()
+      local a = bf:allocate()
+      local v = bf:get(a)
+      v:write(0, "still here")
+      local addr = bf:address()
+      for _ = 1, 5000 do bf:allocate() end
+      assert.equal(5000 + 1, bf:stats().used_blocks)
+      assert.equal("still here", v:read(0, 10))
+      v:write(10, "!")
+      assert.equal("still here!", v:read(0, 11))
+      v:release()
+      assert.is_true(bf:valid(bf:address()))
+      assert.is_boolean(bf:valid(addr))
+    end)
+
+    it("is released by the garbage collector", function()
+      local a = bf:allocate()
+      for _ = 1, 10 do bf:get(a) end
+      collectgarbage()
+      collectgarbage()
+      assert.same({}, bf:live_views())
+    end)
+  end)
+
+  describe(":release()", function()
+    it("releases a view", function()
+      local v = bf:get(bf:allocate())
+      bf:release(v)
+      assert.same({}, bf:live_views())
+      assert.equal("attempt to use a released view",
+                   h.errmsg(function() return #v end))
+    end)
+
+    it("rejects a view released already", function()
+      local v = bf:get(bf:allocate())
+      v:release()
+      assert.equal("bad argument #1 to 'release' (attempt to release a "
+                   .. "released view)", h.errmsg(function() bf:release(v) end))
+      assert.equal("attempt to release a released view",
+                   h.errmsg(function() v:release() end))
+    end)
+
+    it("rejects a view of another BlockFile", function()
+      local a <close> = fmap.anonymous()
+      local v <close> = a:get(a:allocate())
+      assert.equal("bad argument #1 to 'release' (view belongs to another "
+                   .. "BlockFile)", h.errmsg(function() bf:release(v) end))
+    end)
+
+    it("rejects what is not a view", function()
+      assert.equal("bad argument #1 to 'release' (view expected, got "
+                   .. "string)", h.errmsg(function() bf:release("x") end))
+    end)
+  end)
+
+  describe(":with()", function()
+    it("passes a view and returns the function's results", function()
+      local off = bf:allocate()
+      local a, b = bf:with(off, 1, function(v)
+        v:write(0, "xy")
+        return v:read(0, 2), #v
+      end)
+      assert.equal("xy", a)
+      assert.equal(BS, b)
+      assert.same({}, bf:live_views())
+    end)
+
+    it("releases the view when the function raises", function()
+      local off = bf:allocate()
+      local kept
+      local ok, err = pcall(bf.with, bf, off, 1, function(v)
+        kept = v
+        error("boom")
+      end)
+      assert.is_false(ok)
+      assert.matches("boom", err)
+      assert.same({}, bf:live_views())
+      assert.is_false(kept:live())
+    end)
+
+    it("rejects what is not a function", function()
+      local off = bf:allocate()
+      assert.equal("bad argument #3 to 'with' (function expected, got no value)",
+                   h.errmsg(function() bf:with(off, 1) end))
+    end)
+  end)
+
+  describe(":control_data()", function()
+    it("is empty in a new file and keeps any bytes", function()
+      assert.equal("", bf:control_data())
+      local s = "\0\1\2binary\255" .. string.rep("z", 100)
+      assert.is_true(bf:set_control_data(s))
+      assert.equal(s, bf:control_data())
+      assert.is_true(bf:set_control_data_nosync("second"))
+      assert.equal("second", bf:control_data())
+      bf:close()
+      bf = assert(fmap.open(path))
+      assert.equal("second", bf:control_data())
+    end)
+
+    it("rejects data longer than the control block holds", function()
+      local max = bf:stats().max_control_data
+      assert.is_true(bf:set_control_data(string.rep("m", max)))
+      assert.equal("bad argument #1 to 'set_control_data' (control data of "
+                   .. (max + 1) .. " bytes is longer than the " .. max
+                   .. " bytes it may have)",
+                   h.errmsg(function()
+                     bf:set_control_data(string.rep("m", max + 1))
+                   end))
+      assert.equal(string.rep("m", max), bf:control_data())
+    end)
+  end)
+
+  describe(":sync() and :flush()", function()
+    it("return true", function()
+      bf:allocate()
+      assert.is_true(bf:sync())
+      assert.is_true(bf:flush())
+    end)
+  end)
+
+  describe(":close()", function()
+    it("closes once; every later use raises", function()
+      assert.is_true(bf:close())
+      assert.equal("attempt to use a closed BlockFile",
+                   h.errmsg(function() bf:close() end))
+      assert.equal("attempt to use a closed BlockFile",
+                   h.errmsg(function() bf:allocate() end))
+      assert.equal("BlockFile (closed)", tostring(bf))
+    end)
+
+    it("refuses while views are live, naming where they came from",
+       function()
+      local off = bf:allocate()
+      local v = bf:get(off)   -- line 522
+      local msg = h.errmsg(function() bf:close() end)
+      assert.matches("^cannot close a BlockFile with 1 live view: offset "
+                     .. off .. " %(4096 bytes%) acquired at "
+                     .. "[^:]*blockfile_spec.lua:%d+$", msg)
+      assert.equal(1, #bf:live_views())
+      assert.matches("blockfile_spec.lua:%d+$", bf:live_views()[1].where)
+      v:release()
+      assert.is_true(bf:close())
+    end)
+
+    it("collects garbage first, so forgotten views do not block it",
+       function()
+      local off = bf:allocate()
+      do local _ = bf:get(off) end
+      assert.is_true(bf:close())
+    end)
+
+    it("happens when a <close> variable goes out of scope", function()
+      local p2 = h.tmpname()
+      local kept
+      do
+        local b <close> = assert(fmap.create(p2))
+        kept = b
+      end
+      assert.equal("BlockFile (closed)", tostring(kept))
+      os.remove(p2)
+    end)
+
+    it("on an error exit of a <close> scope, closes and keeps the error",
+       function()
+      local p2 = h.tmpname()
+      local kept, view
+      local ok, err = pcall(function()
+        local b <close> = assert(fmap.create(p2))
+        kept = b
+        view = b:get(b:allocate())
+        error("the real error")
+      end)
+      assert.is_false(ok)
+      assert.matches("the real error", err)
+      assert.equal("BlockFile (closed)", tostring(kept))
+      assert.equal("attempt to use a view of a closed BlockFile",
+                   h.errmsg(function() view:read(0, 1) end))
+      os.remove(p2)
+    end)
+  end)
+
+  describe(":remove()", function()
+    it("closes and deletes the file", function()
+      bf:allocate()
+      assert.is_true(bf:remove())
+      assert.is_nil(io.open(path))
+      assert.equal("BlockFile (closed)", tostring(bf))
+    end)
+
+    it("deletes the file of a closed BlockFile", function()
+      bf:close()
+      assert.is_true(bf:remove())
+      assert.is_nil(io.open(path))
+      assert.same({ nil, path .. ": No such file or directory", 2 },
+                  { bf:remove() })
+    end)
+  end)
+
+  describe(":stats()", function()
+    it("counts blocks by state", function()
+      local a = bf:allocate_blocks(3)
+      bf:allocate()
+      bf:free(a, 2)
+      bf:set_control_data("abc")
+      local st = bf:stats()
+      assert.equal(2, st.used_blocks)
+      assert.equal(2, st.free_blocks)
+      assert.equal(1, st.free_runs)
+      assert.equal(3, st.control_data)
+      assert.equal(st.blocks, 1 + st.used_blocks + st.free_blocks
+                   + st.tail_blocks)
+      assert.equal(st.size, st.blocks * BS)
+      assert.equal(0, st.live_views)
+      assert.equal(path, st.path)
+      assert.is_false(st.readonly)
+      assert.is_false(st.anonymous)
+      assert.equal(1, st.version)
+    end)
+  end)
+
+  describe(":check()", function()
+    it("passes on a sound file", function()
+      local offs = {}
+      for i = 1, 50 do offs[i] = bf:allocate() end
+      for i = 1, 50, 3 do bf:free(offs[i]) end
+      assert.is_true(bf:check())
+    end)
+
+    it("reports a free block overwritten on disk", function()
+      local a = bf:allocate()
+      local b = bf:allocate()
+      bf:free(a)
+      bf:free(b)
+      bf:close()
+      local s = h.readfile(path)
+      s = s:sub(1, a) .. "X" .. s:sub(a + 2)   -- damage a's mark
+      h.writefile(path, s)
+      bf = assert(fmap.open(path))
+      local ok, problems = bf:check()
+      assert.is_nil(ok)
+      assert.same({
+        "free list is corrupt: block " .. a .. " is not marked as a free run",
+        "free list: header counts 2 blocks in 1 runs, the list holds 0 in 0",
+        "block " .. b .. " is marked free but is not on the free list "
+          .. "(leaked)",
+      }, problems)
+      -- and allocation refuses to hand out a damaged list's blocks
+      assert.equal("free list is corrupt: block " .. a .. " is not marked as "
+                   .. "a free run", h.errmsg(function() bf:allocate() end))
+      assert.equal(2, bf:stats().free_blocks)
+    end)
+  end)
+
+  describe(":tostring()", function()
+    it("summarises the file", function()
+      bf:allocate()
+      assert.equal("BlockFile (" .. path .. ", " .. bf:size() .. " bytes, "
+                   .. bf:size() // BS .. " blocks of 4096, "
+                   .. bf:stats().tail_blocks .. " free, 0 live views)",
+                   tostring(bf))
+    end)
+  end)
+
+  describe("misuse", function()
+    it("names the type expected for self", function()
+      assert.matches("BlockFile expected, got string",
+                     h.errmsg(function() bf.allocate("x") end))
+      assert.matches("BlockFile expected, got no value",
+                     h.errmsg(function() bf.size() end))
+    end)
+  end)
+
+  describe("randomized against a model", function()
+    it("agrees with a Lua table through allocate, free, write and reopen",
+       function()
+      local model = {}          -- offset -> { blocks, byte }
+      local count = 0
+      local seed = os.time()
+      math.randomseed(seed)
+      for step = 1, 4000 do
+        local r = math.random()
+        if r < 0.45 or count == 0 then
+          local n = math.random() < 0.8 and 1 or math.random(2, 6)
+          local off = n == 1 and bf:allocate() or bf:allocate_blocks(n)
+          assert.is_nil(model[off], "seed " .. seed)
+          local byte = math.random(1, 255)
+          bf:with(off, n, function(v)
+            assert.equal(0, v:u64(0), "seed " .. seed)
+            v:fill(byte)
+          end)
+          model[off] = { n, byte }
+          count = count + 1
+        elseif r < 0.85 then
+          local keys = {}
+          for k in pairs(model) do keys[#keys + 1] = k end
+          table.sort(keys)
+          local off = keys[math.random(#keys)]
+          local n, byte = model[off][1], model[off][2]
+          bf:with(off, n, function(v)
+            assert.equal(string.rep(string.char(byte), n * BS), v:read(),
+                         "seed " .. seed)
+          end)
+          bf:free(off, n)
+          model[off] = nil
+          count = count - 1
+        elseif r < 0.99 then
+          local used = 0
+          for _, e in pairs(model) do used = used + e[1] end
+          assert.equal(used, bf:stats().used_blocks, "seed " .. seed)
+        else
+          bf:close()
+          bf = assert(fmap.open(path))
+          assert.is_true(bf:check())
+        end
+        if step % 1000 == 0 then assert.is_true(bf:check()) end
+      end
+      for off, e in pairs(model) do
+        bf:with(off, e[1], function(v)
+          assert.equal(string.rep(string.char(e[2]), e[1] * BS), v:read())
+        end)
+      end
+      assert.is_true(bf:check())
+    end)
+  end)
+end)

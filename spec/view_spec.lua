@@ -1,0 +1,372 @@
+-- Specs of views: bounds-checked, tracked windows on blocks.
+local BS = 4096
+
+describe("fmap.View", function()
+  local bf, off, v
+  before_each(function()
+    bf = assert(fmap.anonymous())
+    off = bf:allocate_blocks(2)
+    v = bf:get(off, 2)
+  end)
+  after_each(function()
+    if v:live() then v:release() end
+    h.no_live_views(bf)
+    bf:close()
+  end)
+
+  describe("#", function()
+    it("is the length in bytes", function()
+      assert.equal(2 * BS, #v)
+      assert.equal(off, v:offset())
+      assert.equal(2, v:blocks())
+    end)
+  end)
+
+  describe(":release()", function()
+    it("makes every later use raise", function()
+      v:release()
+      assert.is_false(v:live())
+      for name, f in pairs({
+        len = function() return #v end,
+        read = function() return v:read(0, 1) end,
+        write = function() v:write(0, "x") end,
+        u64 = function() return v:u64(0) end,
+        set_u64 = function() v:set_u64(0, 1) end,
+        pack = function() v:pack(0, "i4", 1) end,
+        unpack = function() return v:unpack("i4") end,
+        hex = function() return v:hex() end,
+        offset = function() return v:offset() end,
+      }) do
+        assert.equal("attempt to use a released view", h.errmsg(f), name)
+      end
+      assert.equal("view (offset " .. off .. ", 8192 bytes, released)",
+                   tostring(v))
+    end)
+
+    it("is what leaving a <close> scope does", function()
+      local kept
+      do
+        local w <close> = bf:get(off)
+        kept = w
+        assert.is_true(w:live())
+      end
+      assert.is_false(kept:live())
+    end)
+  end)
+
+  describe(":read() and :write()", function()
+    it("round-trip bytes, zeros included", function()
+      local s = "a\0b\255c"
+      assert.equal(5, v:write(0, s))
+      assert.equal(s, v:read(0, 5))
+      assert.equal(2 * BS - 5, #v:read(5))
+      assert.equal(2 * BS, #v:read())
+      assert.equal("", v:read(2 * BS, 0))
+      assert.equal(2 * BS, v:write(2 * BS - 3, "end"))
+      assert.equal("end", v:read(2 * BS - 3))
+    end)
+
+    it("write past the end raises and writes nothing", function()
+      assert.equal("bad argument #1 to 'write' (position 8190 + length 3 is "
+                   .. "outside the view (8192 bytes))",
+                   h.errmsg(function() v:write(2 * BS - 2, "abc") end))
+      assert.equal("\0\0", v:read(2 * BS - 2))
+    end)
+
+    it("rejects negative, huge and non-integer positions", function()
+      assert.equal("bad argument #1 to 'read' (position -1 is outside the "
+                   .. "view (8192 bytes))",
+                   h.errmsg(function() v:read(-1, 1) end))
+      assert.equal("bad argument #1 to 'read' (position "
+                   .. math.maxinteger .. " is outside the view (8192 bytes))",
+                   h.errmsg(function() v:read(math.maxinteger, 1) end))
+      assert.equal("bad argument #1 to 'read' (position 0 + length "
+                   .. math.maxinteger .. " is outside the view (8192 bytes))",
+                   h.errmsg(function() v:read(0, math.maxinteger) end))
+      assert.equal("bad argument #1 to 'read' (position 1 + length -1 is "
+                   .. "outside the view (8192 bytes))",
+                   h.errmsg(function() v:read(1, -1) end))
+      assert.equal("bad argument #1 to 'write' (position "
+                   .. math.mininteger .. " is outside the view (8192 bytes))",
+                   h.errmsg(function() v:write(math.mininteger, "x") end))
+      assert.equal("bad argument #1 to 'read' (number has no integer "
+                   .. "representation)", h.errmsg(function() v:read(0.5) end))
+      assert.equal("bad argument #2 to 'write' (string expected, got nil)",
+                   h.errmsg(function() v:write(0, nil) end))
+    end)
+  end)
+
+  describe(":fill()", function()
+    it("fills all or part of the view", function()
+      v:fill(0x41)
+      assert.equal(string.rep("A", 2 * BS), v:read())
+      v:fill(0x42, 10, 3)
+      assert.equal("ABBBA", v:read(9, 5))
+      v:fill(0, 2 * BS - 1)
+      assert.equal("A\0", v:read(2 * BS - 2))
+    end)
+
+    it("rejects a value that is not a byte", function()
+      assert.equal("bad argument #1 to 'fill' (byte 256 is not in 0..255)",
+                   h.errmsg(function() v:fill(256) end))
+      assert.equal("bad argument #2 to 'fill' (position 8193 is outside the "
+                   .. "view (8192 bytes))",
+                   h.errmsg(function() v:fill(1, 2 * BS + 1) end))
+    end)
+  end)
+
+  describe(":compare()", function()
+    it("compares with a string as memcmp does", function()
+      v:write(0, "hello")
+      assert.equal(0, v:compare(0, "hello"))
+      assert.equal(1, v:compare(0, "hella"))
+      assert.equal(-1, v:compare(0, "hellz"))
+      assert.equal(0, v:compare(1, "ell"))
+      assert.equal(0, v:compare(0, "xxhellxx", 2, 4))
+      assert.equal(0, v:compare(0, ""))
+    end)
+
+    it("compares with a view, this one too", function()
+      v:write(0, "abcabd")
+      assert.equal(0, v:compare(0, v, 0, 6))
+      assert.equal(-1, v:compare(0, v, 3, 3))
+      assert.equal(1, v:compare(3, v, 0, 3))
+      local w <close> = bf:get(bf:allocate())
+      w:write(0, "abc")
+      assert.equal(0, v:compare(0, w, 0, 3))
+      assert.equal(1, v:compare(0, w, 3, 3))   -- "abc" > "\0\0\0"
+    end)
+
+    it("rejects spans outside either side", function()
+      assert.equal("bad argument #4 to 'compare' (position 2 + length 5 is "
+                   .. "outside the other (3 bytes))",
+                   h.errmsg(function() v:compare(0, "abc", 2, 5) end))
+      assert.equal("bad argument #1 to 'compare' (position 8191 + length 3 "
+                   .. "is outside the view (8192 bytes))",
+                   h.errmsg(function() v:compare(2 * BS - 1, "abc") end))
+      assert.equal("bad argument #2 to 'compare' (string or view expected, "
+                   .. "got number)", h.errmsg(function() v:compare(0, 5) end))
+      local w = bf:get(off)
+      w:release()
+      assert.equal("bad argument #2 to 'compare' (a released view)",
+                   h.errmsg(function() v:compare(0, w) end))
+    end)
+  end)
+
+  describe(":copy()", function()
+    it("moves bytes like memmove, overlapping ranges included", function()
+      v:write(0, "0123456789")
+      v:copy(2, v, 0, 8)
+      assert.equal("0101234567", v:read(0, 10))
+      v:copy(0, v, 2, 8)
+      assert.equal("0123456767", v:read(0, 10))
+      local w <close> = bf:get(bf:allocate())
+      w:copy(100, v, 0, 4)
+      assert.equal("0123", w:read(100, 4))
+    end)
+
+    it("rejects spans outside either view", function()
+      assert.equal("bad argument #3 to 'copy' (position 8190 + length 4 is "
+                   .. "outside the view (8192 bytes))",
+                   h.errmsg(function() v:copy(0, v, 2 * BS - 2, 4) end))
+      assert.equal("bad argument #1 to 'copy' (position 8190 + length 4 is "
+                   .. "outside the view (8192 bytes))",
+                   h.errmsg(function() v:copy(2 * BS - 2, v, 0, 4) end))
+      assert.equal("bad argument #2 to 'copy' (view expected, got string)",
+                   h.errmsg(function() v:copy(0, "abc", 0, 3) end))
+    end)
+  end)
+
+  describe(":hex()", function()
+    it("dumps bytes like hexdump -C, folding repeated lines", function()
+      v:write(0, "hello, world")
+      assert.equal(
+        "00000000  68 65 6c 6c 6f 2c 20 77  6f 72 6c 64 00 00 00 00"
+        .. "  |hello, world....|\n"
+        .. "00000010  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00"
+        .. "  |................|\n"
+        .. "*\n"
+        .. "00001ff0  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00"
+        .. "  |................|\n", v:hex())
+      assert.equal("00000001  65 6c" .. string.rep(" ", 45) .. "|el|\n",
+                   v:hex(1, 2))
+    end)
+  end)
+
+  describe(":pack() and :unpack()", function()
+    it("lay values out exactly as string.pack does", function()
+      local cases = {
+        { "<I8s2", 42, "hello" },
+        { ">i4I2b", -5, 65535, -128 },
+        { "<jJT", math.mininteger, -1, 123 },
+        { "!8 i4 Xi8 d", 7, 2.5 },
+        { "<f d n", 1.5, -0.25, 1e300 },
+        { "c5 z s1", "ab", "zero-ended", "short" },
+        { ">i16 <I16", -2, 3 },
+        { "=hHlLxB", -1, 2, -3, 4, 5 },
+        { "!4 b Xh i2 x Xi4 I4", 1, 2, 3 },
+      }
+      for _, c in ipairs(cases) do
+        local fmt = c[1]
+        local expect = string.pack(fmt, table.unpack(c, 2))
+        v:fill(0xEE)
+        local nextpos = v:pack(3, fmt, table.unpack(c, 2))
+        -- alignment is relative to the view's start, as string.pack's
+        -- is relative to the string's; so compare at an aligned spot
+        nextpos = v:pack(16, fmt, table.unpack(c, 2))
+        assert.equal(16 + #expect, nextpos, fmt)
+        assert.equal(expect, v:read(16, #expect), fmt)
+        local got = { v:unpack(fmt, 16) }
+        local want = { string.unpack(fmt, expect) }
+        assert.equal(#want, #got, fmt)
+        for i = 1, #want - 1 do assert.equal(want[i], got[i], fmt) end
+        assert.equal(want[#want] - 1 + 16, got[#got], fmt)
+      end
+    end)
+
+    it("unpacks from position 0 by default and returns the next position",
+       function()
+      v:pack(0, "<I4I4", 1, 2)
+      assert.same({ 1, 2, 8 }, { v:unpack("<I4I4") })
+      assert.same({ 2, 8 }, { v:unpack("<I4", 4) })
+    end)
+
+    it("writes nothing when a value is wrong", function()
+      v:fill(0x11, 0, 16)
+      assert.equal("bad argument #4 to 'pack' (integer overflow)",
+                   h.errmsg(function() v:pack(0, "<i4i1", 5, 300) end))
+      assert.equal("bad argument #3 to 'pack' (number expected, got string)",
+                   h.errmsg(function() v:pack(0, "<i4", "x") end))
+      assert.equal(string.rep("\17", 16), v:read(0, 16))
+    end)
+
+    it("writes nothing when the result passes the end", function()
+      v:fill(0x11, 2 * BS - 8)
+      assert.equal("bad argument #1 to 'pack' (position 8188 + 8 packed "
+                   .. "bytes is outside the view (8192 bytes))",
+                   h.errmsg(function()
+                     v:pack(2 * BS - 4, "<I4I4", 1, 2)
+                   end))
+      assert.equal(string.rep("\17", 8), v:read(2 * BS - 8))
+    end)
+
+    it("reports reads past the end and bad formats", function()
+      assert.equal("bad argument #2 to 'unpack' (format reads past the end "
+                   .. "of the view (8192 bytes) at position 8188)",
+                   h.errmsg(function() v:unpack("<I8", 2 * BS - 4) end))
+      v:pack(2 * BS - 4, "<I4", 1000)
+      assert.equal("bad argument #2 to 'unpack' (string length 1000 at "
+                   .. "position 8188 passes the end of the view)",
+                   h.errmsg(function() v:unpack("<s4", 2 * BS - 4) end))
+      v:fill(1)
+      assert.equal("bad argument #2 to 'unpack' (unfinished string for "
+                   .. "format 'z')", h.errmsg(function() v:unpack("z") end))
+      assert.equal("invalid format option 'y'",
+                   h.errmsg(function() v:unpack("y") end))
+      assert.equal("integral size (17) out of limits [1,16]",
+                   h.errmsg(function() v:unpack("i17") end))
+      assert.equal("missing size for format option 'c'",
+                   h.errmsg(function() v:unpack("c") end))
+      assert.equal("bad argument #1 to 'unpack' (invalid next option for "
+                   .. "option 'X')", h.errmsg(function() v:unpack("X") end))
+      v:fill(0xff, 0, 16)
+      v:fill(0x7f, 9, 1)
+      assert.equal("16-byte integer does not fit into Lua Integer",
+                   h.errmsg(function() v:unpack("<i16") end))
+    end)
+  end)
+
+  describe("fixed-width integers", function()
+    it("read and write little-endian values of 1, 2, 4 and 8 bytes",
+       function()
+      v:set_u8(0, 255); v:set_u16(1, 65535); v:set_u32(3, 0xDEADBEEF)
+      v:set_u64(7, -2)
+      assert.equal(255, v:u8(0)); assert.equal(-1, v:i8(0))
+      assert.equal(65535, v:u16(1)); assert.equal(-1, v:i16(1))
+      assert.equal(0xDEADBEEF, v:u32(3))
+      assert.equal(0xDEADBEEF - (1 << 32), v:i32(3))
+      assert.equal(-2, v:u64(7)); assert.equal(-2, v:i64(7))
+      assert.equal(string.pack("<BI2I4i8", 255, 65535, 0xDEADBEEF, -2),
+                   v:read(0, 15))
+      v:set_i16(20, -300)
+      assert.equal(-300, v:i16(20))
+      assert.equal(65536 - 300, v:u16(20))
+    end)
+
+    it("reject values that do not fit", function()
+      assert.equal("bad argument #2 to 'set_u8' (256 does not fit in 1 "
+                   .. "bytes)", h.errmsg(function() v:set_u8(0, 256) end))
+      assert.equal("bad argument #2 to 'set_u16' (-32769 does not fit in 2 "
+                   .. "bytes)", h.errmsg(function() v:set_u16(0, -32769) end))
+      assert.equal("bad argument #2 to 'set_u32' (number has no integer "
+                   .. "representation)",
+                   h.errmsg(function() v:set_u32(0, 0.5) end))
+    end)
+
+    it("check bounds", function()
+      assert.equal("bad argument #1 to 'u64' (position 8185 + 8 bytes is "
+                   .. "outside the view (8192 bytes))",
+                   h.errmsg(function() return v:u64(2 * BS - 7) end))
+      assert.equal("bad argument #1 to 'u8' (position -1 + 1 bytes is "
+                   .. "outside the view (8192 bytes))",
+                   h.errmsg(function() return v:u8(-1) end))
+      assert.equal("bad argument #1 to 'set_u32' (position "
+                   .. math.maxinteger .. " + 4 bytes is outside the view "
+                   .. "(8192 bytes))",
+                   h.errmsg(function() v:set_u32(math.maxinteger, 1) end))
+      assert.equal(0, v:u64(2 * BS - 8))
+    end)
+  end)
+
+  describe(":bsearch()", function()
+    it("finds the first entry not below the key", function()
+      -- 5 entries of 12 bytes: a 4-byte big-endian key, then 8 bytes
+      for i, k in ipairs({ 10, 20, 20, 30, 40 }) do
+        v:pack(100 + (i - 1) * 12, ">I4<i8", k, i)
+      end
+      local function key(k) return string.pack(">I4", k) end
+      assert.same({ 0, false }, { v:bsearch(100, 5, 12, key(5)) })
+      assert.same({ 0, true }, { v:bsearch(100, 5, 12, key(10)) })
+      assert.same({ 1, true }, { v:bsearch(100, 5, 12, key(20)) })
+      assert.same({ 3, true }, { v:bsearch(100, 5, 12, key(20), true) })
+      assert.same({ 3, false }, { v:bsearch(100, 5, 12, key(25)) })
+      assert.same({ 5, false }, { v:bsearch(100, 5, 12, key(50)) })
+      assert.same({ 5, true }, { v:bsearch(100, 5, 12, key(40), true) })
+      assert.same({ 0, false }, { v:bsearch(100, 0, 12, key(40)) })
+    end)
+
+    it("rejects runs that pass the view", function()
+      assert.equal("bad argument #1 to 'bsearch' (1000 entries of 16 bytes "
+                   .. "(keys of 4) from position 0 pass the view (8192 "
+                   .. "bytes))", h.errmsg(function()
+                     v:bsearch(0, 1000, 16, "abcd")
+                   end))
+      assert.equal("bad argument #2 to 'bsearch' (count -1 is negative)",
+                   h.errmsg(function() v:bsearch(0, -1, 16, "abcd") end))
+    end)
+  end)
+
+  describe("fmap.memclr()", function()
+    it("zeroes the view", function()
+      v:fill(9)
+      fmap.memclr(v)
+      assert.equal(string.rep("\0", 2 * BS), v:read())
+    end)
+  end)
+
+  describe(":tostring()", function()
+    it("says where the view is and that it is live", function()
+      assert.equal("view (offset " .. off .. ", 8192 bytes, live)",
+                   tostring(v))
+    end)
+  end)
+
+  describe("misuse", function()
+    it("names the type expected", function()
+      assert.equal("bad argument #1 to 'read' (view expected, got table)",
+                   h.errmsg(function() v.read({}, 0, 1) end))
+      assert.equal("bad argument #1 to 'memclr' (view expected, got no value)",
+                   h.errmsg(function() fmap.memclr() end))
+    end)
+  end)
+end)
