@@ -74,3 +74,11 @@ project "fmap"
   links { "fmapcore", "lua5.4", "readline", "m", "dl" }
   linkoptions { "-Wl,-E" }
   per_config "bin"
+
+-- The block-layer benchmarks as plain C loops against the core, the
+-- reference scripts/bench_engine.lua compares the Lua binding with.
+project "fmap_bench_core"
+  kind "ConsoleApp"
+  files { "engine/bench_core.c" }
+  links { "fmapcore" }
+  per_config "bin"

@@ -46,7 +46,9 @@
 ** Blocks from top to the end of the file are the tail: never allocated
 ** since the file was last trimmed. The file grows geometrically (by a
 ** quarter, at least 16 blocks), so n allocations cost O(n) in all, and
-** close trims the tail away.
+** close trims the tail away. Space the file grows by reads as zeros, so a
+** block taken from it for the first time is not zeroed again (touching it
+** would fault the page in for nothing); anything else is zeroed.
 **
 ** Invariants (fm_check verifies them):
 **   - the file size, top and every block offset are multiples of the block
@@ -328,7 +330,7 @@ static int grow (fm_file *f, uint64_t need) {
   f->map = p;
   f->mapsize = size;
   f->remaps++;
-  return 0;
+  return 0;   /* clean_from stays: the new space reads as zeros */
 }
 
 static int map_new (fm_file *f, uint32_t bs, int anonymous) {
@@ -343,6 +345,7 @@ static int map_new (fm_file *f, uint32_t bs, int anonymous) {
   if (p == MAP_FAILED) return sysfail(f, errno);
   f->map = p;
   f->mapsize = bs;
+  f->clean_from = bs;
   memset(f->map, 0, bs);
   f->slot = 1;
   f->h.ctl_sum = checksum(NULL, 0, 2);
@@ -476,6 +479,9 @@ int fm_open (const char *path, int readonly, fm_file *f) {
                 f->fd, 0);
   if (f->map == MAP_FAILED) { f->map = NULL; goto syserr; }
   f->mapsize = (uint64_t)st.st_size;
+  /* A tail left by a crash may hold old bytes; growth from here on
+  ** (posix_fallocate, ftruncate) reads as zeros. */
+  f->clean_from = f->mapsize;
   if (checksum(ctl_ptr(f, f->h.ctl_area), f->h.ctl_len, 2) != f->h.ctl_sum) {
     release_all(f);
     return fail(f, FM_ECORRUPT, "corrupt control data (checksum "
@@ -558,7 +564,12 @@ int fm_allocate (fm_file *f, uint64_t n, uint64_t *off) {
     f->h.top += n * bs;
   }
   put_header(f);                       /* unlisted first, then zeroed */
-  memset(f->map + *off, 0, n * bs);
+  if (*off < f->clean_from) {
+    uint64_t end = *off + n * bs;
+    memset(f->map + *off, 0, (size_t)((end < f->clean_from ? end :
+                                        f->clean_from) - *off));
+  }
+  if (*off + n * bs > f->clean_from) f->clean_from = *off + n * bs;
   return 0;
 }
 

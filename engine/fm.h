@@ -40,6 +40,7 @@ typedef struct fm_file {
   fm_header h;          /* the live header, written to block 0 as it changes */
   int slot;             /* the header slot written last, 0 or 1 */
   uint64_t remaps;      /* how many times the map has moved or grown */
+  uint64_t clean_from;  /* blocks from here on are zero: grown, never used */
   char msg[192];        /* what went wrong, for FM_EMISUSE and friends */
 } fm_file;
 
