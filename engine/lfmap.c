@@ -216,6 +216,25 @@ static int view_release (lua_State *L) {
   return 0;
 }
 
+/* retarget(offset [, blocks]): points this live view at another run of
+** allocated blocks and returns it. A structure walking many nodes reuses
+** one view instead of acquiring one per node; where it was acquired
+** stays as it was. */
+static int view_retarget (lua_State *L) {
+  View *v = checkview(L, 1);
+  BlockFile *bf = v->bf;
+  uint64_t off = checkoffset(L, 2);
+  lua_Integer n = luaL_optinteger(L, 3, 1);
+  luaL_argcheck(L, n >= 1, 3,
+                lua_pushfstring(L, "block count %I is not positive", n));
+  if (fm_check_range(&bf->f, off, (uint64_t)n) != 0)
+    return corefail(L, bf, 2);
+  v->off = off;
+  v->len = (uint64_t)n * bf->f.h.block_size;
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int view_len (lua_State *L) {
   View *v = checkview(L, 1);
   lua_pushinteger(L, (lua_Integer)v->len);
@@ -1326,7 +1345,8 @@ static int bf_is_free (lua_State *L) {
 /* ---------------------------------------------------------------------- */
 
 static const luaL_Reg view_methods[] = {
-  {"release", view_release}, {"offset", view_offset},
+  {"release", view_release}, {"retarget", view_retarget},
+  {"offset", view_offset},
   {"blocks", view_blocks}, {"live", view_live},
   {"blockfile", view_blockfile},
   {"read", view_read}, {"write", view_write}, {"fill", view_fill},

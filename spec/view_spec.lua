@@ -370,3 +370,46 @@ describe("fmap.View", function()
     end)
   end)
 end)
+
+describe("fmap.View :retarget()", function()
+  local bf
+  before_each(function() bf = assert(fmap.anonymous()) end)
+  after_each(function() h.no_live_views(bf); bf:close() end)
+
+  it("points a live view at other blocks and returns it", function()
+    local a, b = bf:allocate(), bf:allocate_blocks(3)
+    bf:with(b, 3, function(w) w:write(0, "over there") end)
+    local v <close> = bf:get(a)
+    v:write(0, "here")
+    assert.equal(v, v:retarget(b, 3))
+    assert.equal(b, v:offset())
+    assert.equal(3 * 4096, #v)
+    assert.equal("over there", v:read(0, 10))
+    v:retarget(a)
+    assert.equal("here", v:read(0, 4))
+    assert.equal(1, #bf:live_views())
+  end)
+
+  it("rejects a free or out-of-range target and stays where it was",
+     function()
+    local a, b = bf:allocate(), bf:allocate()
+    bf:free(b)
+    local v <close> = bf:get(a)
+    assert.equal("bad argument #1 to 'retarget' (block at offset " .. b
+                 .. " is free)", h.errmsg(function() v:retarget(b) end))
+    assert.equal("bad argument #1 to 'retarget' (offset 4097 is not "
+                 .. "block-aligned)", h.errmsg(function() v:retarget(4097) end))
+    assert.equal("bad argument #2 to 'retarget' (block count 0 is not "
+                 .. "positive)", h.errmsg(function() v:retarget(a, 0) end))
+    assert.equal(a, v:offset())
+  end)
+
+  it("is retired by a free of its new blocks", function()
+    local a, b = bf:allocate(), bf:allocate()
+    local v = bf:get(a)
+    v:retarget(b)
+    bf:free(b)
+    assert.equal("attempt to use a view of freed blocks",
+                 h.errmsg(function() v:retarget(a) end))
+  end)
+end)
