@@ -1,0 +1,912 @@
+/*
+** host.c: the fmap executable. A drop-in for the lua 5.4 standalone
+** interpreter (lua.c): the same options, messages (named "fmap"), exit
+** statuses and error reports, with the engine preloaded, the project's
+** lua/ folder on package.path, and a REPL with line editing.
+** No engine logic here: the engine is reached only through luaopen_fmap,
+** and the REPL's printing, completion and help live in Lua
+** (lua/fmap/repl.lua, lua/fmap/help.lua); this file only drives them.
+*/
+
+/* sigaction, getline, readlink: POSIX.1-2008 */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <readline/readline.h>
+#include <readline/history.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+#include "lualib.h"
+
+#include "lfmap.h"
+
+
+#define PROGNAME        "fmap"
+#define INIT_VAR        "LUA_INIT"
+#define INIT_VARVERSION INIT_VAR LUA_VERSUFFIX   /* LUA_INIT_5_4 */
+#define PROMPT          "> "
+#define PROMPT2         ">> "
+#define EOFMARK         "<eof>"       /* ends messages of unfinished chunks */
+#define HISTORY_FILE    ".fmap_history"   /* in $HOME */
+#define HISTORY_MAX     1000
+#define LUADIR_DEPTH    4     /* the exe's directory and 3 parents */
+#define REPL_MODULE     "fmap.repl"
+#define REPL_KEY        "fmap.host.repl"  /* registry: the loaded module */
+
+/* Messages go out as "fmap: ..." whatever argv[0] is, so that reports
+** do not depend on how the host was reached (build/bin/fmap, a PATH). In
+** the REPL it is NULL: errors there are printed bare, as lua.c does. */
+static const char *progname = PROGNAME;
+
+/* The state a SIGINT must interrupt (lua.c's one global), also the state
+** readline's completion calls into: readline's callbacks take no context
+** argument, so they can reach Lua only through a global. */
+static lua_State *globalL = NULL;
+
+
+/*
+** {==================================================================
+** Signals, errors, calls
+** ===================================================================
+*/
+
+static void setsignal (int sig, void (*handler) (int)) {
+  struct sigaction sa;
+  sa.sa_handler = handler;
+  sa.sa_flags = 0;
+  sigemptyset(&sa.sa_mask);
+  sigaction(sig, &sa, NULL);
+}
+
+/* The hook a SIGINT sets: raises at the next instruction of any Lua
+** function, so a running loop stops with an error that unwinds normally. */
+static void lstop (lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+/* A signal handler may not touch the Lua state beyond lua_sethook, which
+** Lua allows from a handler; a second SIGINT kills the process, so a
+** runaway C function cannot make the host unkillable. */
+static void laction (int sig) {
+  int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+  setsignal(sig, SIG_DFL);
+  lua_sethook(globalL, lstop, flag, 1);
+}
+
+static void print_usage (const char *badoption) {
+  lua_writestringerror("%s: ", progname);
+  if (badoption[1] == 'e' || badoption[1] == 'l')
+    lua_writestringerror("'%s' needs argument\n", badoption);
+  else
+    lua_writestringerror("unrecognized option '%s'\n", badoption);
+  lua_writestringerror(
+    "usage: %s [options] [script [args]]\n"
+    "Available options are:\n"
+    "  -e stat   execute string 'stat'\n"
+    "  -i        enter interactive mode after executing 'script'\n"
+    "  -l mod    require library 'mod' into global 'mod'\n"
+    "  -l g=mod  require library 'mod' into global 'g'\n"
+    "  -v        show version information\n"
+    "  -E        ignore environment variables\n"
+    "  -W        turn warnings on\n"
+    "  --        stop handling options\n"
+    "  -         stop handling options and execute stdin\n", progname);
+}
+
+/* stdout goes first, so that with 2>&1 an error follows the output that
+** came before it. */
+static void l_message (const char *pname, const char *msg) {
+  fflush(stdout);
+  if (pname != NULL)
+    lua_writestringerror("%s: ", pname);
+  lua_writestringerror("%s\n", msg);
+}
+
+/* Prints the error message on top of the stack if status is an error.
+** The message is a string: Lua made it, or msghandler did. */
+static int report (lua_State *L, int status) {
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    if (msg == NULL)  /* only an error in msghandler itself leaves this */
+      msg = "(error object is not a string)";
+    l_message(progname, msg);
+    lua_pop(L, 1);
+  }
+  return status;
+}
+
+/* Turns any error object into a message with a traceback; an object
+** with __tostring speaks for itself (and gets no traceback, as in lua). */
+static int msghandler (lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* lua_pcall with Ctrl-C armed: a SIGINT stops the Lua code it runs. */
+static int pcallint (lua_State *L, int narg, int nres, int msgh) {
+  int status;
+  globalL = L;
+  setsignal(SIGINT, laction);
+  status = lua_pcall(L, narg, nres, msgh);
+  setsignal(SIGINT, SIG_DFL);
+  return status;
+}
+
+/* Runs the function below narg arguments, with msghandler for errors. */
+static int docall (lua_State *L, int narg, int nres) {
+  int status;
+  int base = lua_gettop(L) - narg;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  status = pcallint(L, narg, nres, base);
+  lua_remove(L, base);
+  return status;
+}
+
+static void print_version (void) {
+  const char *v = FMAP_VERSION " on " LUA_COPYRIGHT;
+  lua_writestring(v, strlen(v));
+  lua_writeline();
+}
+
+/* }================================================================== */
+
+
+/*
+** {==================================================================
+** The environment: arg, fmap, package.path, LUA_INIT
+** ===================================================================
+*/
+
+/* arg[0] is the script (or the interpreter when there is none), script
+** arguments go at positive indices, the interpreter and its options at
+** negative ones. */
+static void createargtable (lua_State *L, char **argv, int argc,
+                            int script) {
+  int i;  /* with no script (0), argv[0] is arg[0] and options follow */
+  lua_createtable(L, argc - (script + 1), script + 1);
+  for (i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+static int isdir (const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/*
+** Finds the project's Lua modules from the executable's own location, so
+** that the host works from the build tree and from an installed prefix
+** whatever the current directory. Rule: for DIR the executable's
+** directory, then its parents (LUADIR_DEPTH directories in all), the
+** first of DIR/lua and DIR/share/fmap/lua that holds a folder fmap/.
+**   build/bin/fmap, build/sanitize/bin/fmap   ->  the checkout's lua/
+**   PREFIX/bin/fmap                           ->  PREFIX/share/fmap/lua
+** Leaves the directory in buf and returns 1, or returns 0.
+*/
+static int findluadir (char *buf, size_t size) {
+  static const char *const places[] = { "/lua", "/share/fmap/lua" };
+  char exe[4096];
+  char probe[4096 + 32];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  int depth;
+  if (n <= 0)
+    return 0;
+  exe[n] = '\0';
+  for (depth = 0; depth < LUADIR_DEPTH; depth++) {
+    char *slash = strrchr(exe, '/');
+    size_t i;
+    if (slash == NULL)
+      return 0;
+    *slash = '\0';  /* up one level: first from the file to its folder */
+    for (i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+      snprintf(probe, sizeof(probe), "%s%s/fmap", exe, places[i]);
+      if (isdir(probe)) {
+        int len = snprintf(buf, size, "%s%s", exe, places[i]);
+        return len > 0 && (size_t)len < size;
+      }
+    }
+    if (exe[0] == '\0')  /* just left the root */
+      return 0;
+  }
+  return 0;
+}
+
+/* Puts the project's lua/ folder ahead of the standard paths (which
+** package has already set from LUA_PATH or its defaults). A folder whose
+** name has ';' or '?' cannot be written as a path template: skip it. */
+static void setluapath (lua_State *L) {
+  char dir[4096];
+  if (!findluadir(dir, sizeof(dir)) || strpbrk(dir, ";?") != NULL)
+    return;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir,
+                  lua_tostring(L, -1));
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 2);
+}
+
+/* The engine is built in: require "fmap" finds it in package.preload,
+** with no C module on disk. */
+static void preloadfmap (lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_fmap);
+  lua_setfield(L, -2, "fmap");
+  lua_pop(L, 1);
+}
+
+static int dochunk (lua_State *L, int status) {
+  if (status == LUA_OK)
+    status = docall(L, 0, 0);
+  return report(L, status);
+}
+
+static int dofile (lua_State *L, const char *name) {
+  return dochunk(L, luaL_loadfile(L, name));
+}
+
+static int dostring (lua_State *L, const char *s, const char *name) {
+  return dochunk(L, luaL_loadbuffer(L, s, strlen(s), name));
+}
+
+/* 'g=mod' runs g = require "mod"; a bare 'mod' runs mod = require "mod". */
+static int dolibrary (lua_State *L, char *globname) {
+  int status;
+  char *modname = strchr(globname, '=');
+  if (modname == NULL)
+    modname = globname;
+  else {
+    *modname = '\0';
+    modname++;
+  }
+  lua_getglobal(L, "require");
+  lua_pushstring(L, modname);
+  status = docall(L, 1, 1);
+  if (status == LUA_OK)
+    lua_setglobal(L, globname);
+  return report(L, status);
+}
+
+/* Pushes arg[1] .. arg[#arg], the script's '...'. */
+static int pushargs (lua_State *L) {
+  int i, n;
+  if (lua_getglobal(L, "arg") != LUA_TTABLE)
+    luaL_error(L, "'arg' is not a table");
+  n = (int)luaL_len(L, -1);
+  luaL_checkstack(L, n + 3, "too many arguments to script");
+  for (i = 1; i <= n; i++)
+    lua_rawgeti(L, -i, i);
+  lua_remove(L, -i);
+  return n;
+}
+
+/* '-' names stdin, unless it follows '--' (then it is a file named -). */
+static int handle_script (lua_State *L, char **argv) {
+  int status;
+  const char *fname = argv[0];
+  if (strcmp(fname, "-") == 0 && strcmp(argv[-1], "--") != 0)
+    fname = NULL;
+  status = luaL_loadfile(L, fname);
+  if (status == LUA_OK) {
+    int n = pushargs(L);
+    status = docall(L, n, LUA_MULTRET);
+  }
+  return report(L, status);
+}
+
+/* bits of the options collectargs finds */
+#define has_error  1  /* bad option */
+#define has_i      2  /* -i */
+#define has_v      4  /* -v */
+#define has_e      8  /* -e */
+#define has_E      16 /* -E */
+
+/*
+** Scans the options without running anything: returns the mask of those
+** needed before any Lua code runs, or has_error. In *first it leaves the
+** index of the bad option, or of the script, or 0 if there is no script.
+*/
+static int collectargs (char **argv, int *first) {
+  int args = 0;
+  int i;
+  *first = 0;
+  if (argv[0] == NULL)  /* no program name: no options either */
+    return 0;
+  for (i = 1; argv[i] != NULL; i++) {
+    *first = i;
+    if (argv[i][0] != '-')  /* the script */
+      return args;
+    switch (argv[i][1]) {
+      case '-':  /* '--' */
+        if (argv[i][2] != '\0')
+          return has_error;
+        *first = (argv[i + 1] != NULL) ? i + 1 : 0;
+        return args;
+      case '\0':  /* '-': the script is stdin */
+        return args;
+      case 'E':
+        if (argv[i][2] != '\0')
+          return has_error;
+        args |= has_E;
+        break;
+      case 'W':
+        if (argv[i][2] != '\0')
+          return has_error;
+        break;
+      case 'i':
+        args |= has_i;  /* -i implies -v */
+        /* FALLTHROUGH */
+      case 'v':
+        if (argv[i][2] != '\0')
+          return has_error;
+        args |= has_v;
+        break;
+      case 'e':
+        args |= has_e;
+        /* FALLTHROUGH */
+      case 'l':  /* both need an argument, joined or next */
+        if (argv[i][2] == '\0') {
+          i++;
+          if (argv[i] == NULL || argv[i][0] == '-')
+            return has_error;
+        }
+        break;
+      default:
+        return has_error;
+    }
+  }
+  *first = 0;
+  return args;
+}
+
+/* Runs -e and -l, and -W, in command-line order, up to argv[n]. Returns
+** 0 as soon as one fails. */
+static int runargs (lua_State *L, char **argv, int n) {
+  int i;
+  for (i = 1; i < n; i++) {
+    int option = argv[i][1];
+    switch (option) {
+      case 'e':
+      case 'l': {
+        int status;
+        char *extra = argv[i] + 2;
+        if (*extra == '\0')
+          extra = argv[++i];
+        status = (option == 'e')
+                 ? dostring(L, extra, "=(command line)")
+                 : dolibrary(L, extra);
+        if (status != LUA_OK)
+          return 0;
+        break;
+      }
+      case 'W':
+        lua_warning(L, "@on", 0);
+        break;
+    }
+  }
+  return 1;
+}
+
+/* LUA_INIT_5_4, else LUA_INIT: '@file' runs a file, anything else is
+** code. */
+static int handle_luainit (lua_State *L) {
+  const char *name = "=" INIT_VARVERSION;
+  const char *init = getenv(name + 1);
+  if (init == NULL) {
+    name = "=" INIT_VAR;
+    init = getenv(name + 1);
+  }
+  if (init == NULL)
+    return LUA_OK;
+  else if (init[0] == '@')
+    return dofile(L, init + 1);
+  else
+    return dostring(L, init, name);
+}
+
+/* }================================================================== */
+
+
+/*
+** {==================================================================
+** Reading lines: GNU readline on a terminal, plain stdio otherwise
+** ===================================================================
+*/
+
+/* What the REPL's readline side keeps between lines; a global because
+** readline's callbacks and signal handlers take no context argument. */
+static struct {
+  int on;                           /* reading through readline */
+  char *histfile;                   /* history file, NULL for none */
+  volatile sig_atomic_t interrupted;  /* Ctrl-C at the prompt */
+} tty;
+
+/* Ctrl-C at the prompt. Readline's own handler has already dropped the
+** line's state and echoed ^C, then passed the signal on to this one;
+** rl_done makes readline return, which it checks only when rl_event_hook
+** is set (see initreadline). */
+static void oninterrupt (int sig) {
+  (void)sig;
+  tty.interrupted = 1;
+  rl_done = 1;
+}
+
+/* Keeps readline polling its input, so that it notices rl_done. */
+static int idle (void) {
+  return 0;
+}
+
+/* Reads a line with readline: Ctrl-C drops the line and prompts again
+** instead of killing the process, as it would in lua. Returns 1 with a
+** malloc'd line, 0 at end of input, -1 if Ctrl-C dropped the line. */
+static int ttyread (const char *prompt, char **line) {
+  tty.interrupted = 0;
+  setsignal(SIGINT, oninterrupt);
+  *line = readline(prompt);
+  setsignal(SIGINT, SIG_DFL);
+  if (tty.interrupted) {
+    free(*line);
+    *line = NULL;
+    return -1;
+  }
+  return *line != NULL;
+}
+
+/* Without a terminal: the prompt on stdout and a line of any length,
+** echoed after the prompt as Debian's lua5.4 does, so that the output of
+** 'fmap -i < file' reads as a transcript. */
+static int plainread (const char *prompt, char **line) {
+  size_t size = 0;
+  ssize_t n;
+  fputs(prompt, stdout);
+  fflush(stdout);
+  *line = NULL;
+  n = getline(line, &size, stdin);
+  if (n < 0) {
+    free(*line);
+    *line = NULL;
+    return 0;
+  }
+  if (n > 0 && (*line)[n - 1] == '\n')
+    (*line)[n - 1] = '\0';
+  fputs(*line, stdout);
+  fputs("\n", stdout);
+  return 1;
+}
+
+/* Keeps a complete entry (several lines for a multi-line chunk) in the
+** history and appends it to the file at once, so that a crash or a kill
+** loses nothing and parallel sessions interleave rather than overwrite. */
+static void saveline (const char *line) {
+  HIST_ENTRY *last;
+  if (!tty.on || line[0] == '\0')
+    return;
+  last = history_get(history_base + history_length - 1);
+  if (last != NULL && strcmp(last->line, line) == 0)
+    return;
+  add_history(line);
+  if (tty.histfile != NULL)
+    append_history(1, tty.histfile);
+}
+
+/* Multi-line entries survive a restart only as timestamped entries:
+** history_multiline_entries joins the lines between two timestamps. */
+static void openhistory (void) {
+  const char *home = getenv("HOME");
+  size_t len;
+  history_comment_char = '#';  /* timestamps are written only with it */
+  history_write_timestamps = 1;
+  history_multiline_entries = 1;
+  stifle_history(HISTORY_MAX);
+  if (home == NULL || home[0] == '\0')
+    return;
+  len = strlen(home) + sizeof("/" HISTORY_FILE);
+  tty.histfile = malloc(len);
+  if (tty.histfile == NULL)
+    return;
+  snprintf(tty.histfile, len, "%s/%s", home, HISTORY_FILE);
+  if (read_history(tty.histfile) == ENOENT)
+    write_history(tty.histfile);  /* append_history needs the file */
+}
+
+static void closehistory (void) {
+  if (tty.histfile != NULL) {
+    history_truncate_file(tty.histfile, HISTORY_MAX);
+    free(tty.histfile);
+    tty.histfile = NULL;
+  }
+  clear_history();
+}
+
+/* }================================================================== */
+
+
+/*
+** {==================================================================
+** Completion: readline asks, fmap.repl.complete answers
+** ===================================================================
+*/
+
+#define MATCHES_KEY "fmap.host.matches"  /* registry: the current matches */
+
+/* Hands out the matches one by one, as rl_completion_matches wants. */
+static char *nextmatch (const char *text, int state) {
+  static lua_Integer i;
+  lua_State *L = globalL;
+  int top = lua_gettop(L);
+  char *match = NULL;
+  (void)text;
+  if (state == 0)
+    i = 0;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, MATCHES_KEY) == LUA_TTABLE &&
+      lua_rawgeti(L, -1, ++i) == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    match = malloc(len + 1);  /* readline frees it */
+    if (match != NULL)
+      memcpy(match, s, len + 1);
+  }
+  lua_settop(L, top);
+  return match;
+}
+
+/* Calls complete(text, line) of fmap.repl, which returns the full words
+** that may replace text ("bf:al" -> "bf:allocate", ...). Completion must
+** never disturb the REPL: any error just means no matches. */
+static char **complete (const char *text, int start, int end) {
+  lua_State *L = globalL;
+  int top = lua_gettop(L);
+  char **matches = NULL;
+  (void)start;
+  (void)end;
+  rl_attempted_completion_over = 1;  /* never fall back to file names */
+  rl_completion_suppress_append = 1;  /* no space after "bf:get" */
+  if (lua_getfield(L, LUA_REGISTRYINDEX, REPL_KEY) == LUA_TTABLE &&
+      lua_getfield(L, -1, "complete") == LUA_TFUNCTION) {
+    lua_pushstring(L, text);
+    lua_pushstring(L, rl_line_buffer);
+    if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+      lua_setfield(L, LUA_REGISTRYINDEX, MATCHES_KEY);
+      matches = rl_completion_matches(text, nextmatch);
+      lua_pushnil(L);
+      lua_setfield(L, LUA_REGISTRYINDEX, MATCHES_KEY);
+    }
+  }
+  lua_settop(L, top);
+  return matches;
+}
+
+/* Lists matches by their last name only ("allocate", not "bf:allocate"),
+** as a file name completion lists base names. */
+static void showmatches (char **matches, int n, int maxlen) {
+  char **names = malloc((size_t)(n + 2) * sizeof(char *));
+  int i;
+  (void)maxlen;
+  if (names == NULL) {
+    rl_display_match_list(matches, n, maxlen);
+  }
+  else {
+    int longest = 0;
+    names[0] = matches[0];
+    for (i = 1; i <= n; i++) {
+      char *s = matches[i];
+      char *p = s + strlen(s);
+      int len;
+      while (p > s && p[-1] != '.' && p[-1] != ':')
+        p--;
+      names[i] = p;
+      len = (int)strlen(p);
+      if (len > longest)
+        longest = len;
+    }
+    names[n + 1] = NULL;
+    rl_display_match_list(names, n, longest);
+    free(names);
+  }
+  rl_forced_update_display();
+}
+
+static void initreadline (void) {
+  rl_readline_name = PROGNAME;  /* for ~/.inputrc conditionals */
+  rl_event_hook = idle;
+  rl_attempted_completion_function = complete;
+  rl_completion_display_matches_hook = showmatches;
+  /* '.' and ':' are not word breaks: "bf:al" is one word to complete */
+  rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{}()[],+-*/%^~#";
+  openhistory();
+  tty.on = 1;
+}
+
+/* }================================================================== */
+
+
+/*
+** {==================================================================
+** Read-Eval-Print Loop
+** ===================================================================
+*/
+
+/* The prompt (_PROMPT/_PROMPT2 if set, as in lua), left on the stack to
+** keep it alive while it is shown. */
+static const char *get_prompt (lua_State *L, int firstline) {
+  if (lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2") == LUA_TNIL)
+    return firstline ? PROMPT : PROMPT2;
+  else {
+    const char *p = luaL_tolstring(L, -1, NULL);
+    lua_remove(L, -2);
+    return p;
+  }
+}
+
+/* Whether status is a syntax error at the end of the chunk, that is, one
+** that more lines could fix. If so, pops the message. */
+static int incomplete (lua_State *L, int status) {
+  if (status == LUA_ERRSYNTAX) {
+    size_t lmsg;
+    const char *msg = lua_tolstring(L, -1, &lmsg);
+    size_t lmark = sizeof(EOFMARK) - 1;
+    if (lmsg >= lmark && strcmp(msg + lmsg - lmark, EOFMARK) == 0) {
+      lua_pop(L, 1);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Prompts and pushes one line. Returns 1, 0 at end of input (nothing
+** pushed), or -1 when Ctrl-C dropped the line (nothing pushed). */
+static int pushline (lua_State *L, int firstline) {
+  char *b;
+  const char *prompt = get_prompt(L, firstline);
+  int status = tty.on ? ttyread(prompt, &b) : plainread(prompt, &b);
+  lua_pop(L, 1);  /* the prompt */
+  if (status != 1)
+    return status;
+  if (firstline && b[0] == '=')  /* '=x' means 'return x', as in 5.2 */
+    lua_pushfstring(L, "return %s", b + 1);
+  else
+    lua_pushstring(L, b);
+  free(b);
+  return 1;
+}
+
+/* Tries the line on the stack as 'return <line>;', so that an expression
+** prints its values. Leaves the function, or the line if that failed. */
+static int addreturn (lua_State *L) {
+  const char *line = lua_tostring(L, -1);
+  const char *retline = lua_pushfstring(L, "return %s;", line);
+  int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
+  if (status == LUA_OK) {
+    lua_remove(L, -2);
+    saveline(line);
+  }
+  else
+    lua_pop(L, 2);
+  return status;
+}
+
+/* Reads continuation lines until the chunk compiles or fails for a reason
+** other than its end. Returns the load status, or -1 if Ctrl-C dropped the
+** chunk. The end of input reports the chunk's own syntax error. */
+static int multiline (lua_State *L) {
+  for (;;) {
+    size_t len;
+    const char *chunk = lua_tolstring(L, 1, &len);
+    int status = luaL_loadbuffer(L, chunk, len, "=stdin");
+    int more;
+    if (!incomplete(L, status)) {
+      saveline(chunk);
+      return status;
+    }
+    more = pushline(L, 0);
+    if (more == -1)
+      return -1;
+    if (more == 0) {
+      saveline(chunk);
+      return luaL_loadbuffer(L, chunk, len, "=stdin");
+    }
+    lua_pushliteral(L, "\n");
+    lua_insert(L, -2);
+    lua_concat(L, 3);
+  }
+}
+
+#define NO_INPUT     (-1)  /* end of input: leave the REPL */
+#define INTERRUPTED  (-2)  /* Ctrl-C at a prompt: prompt again */
+
+/* Reads a chunk: an expression, else statements over as many lines as
+** they need. Leaves the compiled function or an error message. */
+static int loadline (lua_State *L) {
+  int status;
+  lua_settop(L, 0);
+  status = pushline(L, 1);
+  if (status != 1)
+    return (status == 0) ? NO_INPUT : INTERRUPTED;
+  if ((status = addreturn(L)) != LUA_OK) {
+    status = multiline(L);
+    if (status == -1) {
+      lua_settop(L, 0);
+      return INTERRUPTED;
+    }
+  }
+  lua_remove(L, 1);
+  return status;
+}
+
+/* Pushes the function that prints results: fmap.repl.show, else print. */
+static void pushprinter (lua_State *L) {
+  int top = lua_gettop(L);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, REPL_KEY) == LUA_TTABLE &&
+      lua_getfield(L, -1, "show") == LUA_TFUNCTION) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_settop(L, top);
+  lua_getglobal(L, "print");
+}
+
+/* Prints the results on the stack. Printing a huge table can be stopped
+** with Ctrl-C like any other code. */
+static void l_print (lua_State *L) {
+  int n = lua_gettop(L);
+  if (n > 0) {
+    luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+    pushprinter(L);
+    lua_insert(L, 1);
+    if (pcallint(L, n, 0, 0) != LUA_OK) {
+      const char *msg = lua_tostring(L, -1);
+      if (msg == NULL)
+        msg = lua_pushfstring(L, "(error object is a %s value)",
+                              luaL_typename(L, -1));
+      l_message(progname, lua_pushfstring(L, "error calling 'print' (%s)",
+                                          msg));
+    }
+  }
+}
+
+/* Loads fmap.repl (pretty printing, completion, help) and lets it set up
+** the REPL's globals. Without it the REPL still works, with print. */
+static void loadrepl (lua_State *L) {
+  int status;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, REPL_MODULE);
+  status = docall(L, 1, 1);
+  if (status == LUA_OK && !lua_istable(L, -1)) {
+    lua_pushliteral(L, "module '" REPL_MODULE "' is not a table");
+    status = LUA_ERRRUN;
+  }
+  if (status == LUA_OK) {
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, REPL_KEY);
+    if (lua_getfield(L, -1, "start") == LUA_TFUNCTION) {
+      lua_pushstring(L, FMAP_VERSION);
+      status = docall(L, 1, 0);
+    }
+    else
+      lua_pop(L, 1);
+  }
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    lua_writestringerror("%s: the REPL's helpers did not load; printing "
+                         "with print\n", PROGNAME);
+    if (msg != NULL)
+      lua_writestringerror("%s\n", msg);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, REPL_KEY);
+  }
+  lua_settop(L, 0);
+}
+
+static void doREPL (lua_State *L) {
+  int status;
+  const char *oldprogname = progname;
+  progname = NULL;  /* errors in the REPL are printed bare */
+  globalL = L;
+  if (isatty(STDIN_FILENO))
+    initreadline();
+  loadrepl(L);
+  while ((status = loadline(L)) != NO_INPUT) {
+    if (status == INTERRUPTED)
+      continue;
+    if (status == LUA_OK)
+      status = docall(L, 0, LUA_MULTRET);
+    if (status == LUA_OK)
+      l_print(L);
+    else
+      report(L, status);
+  }
+  lua_settop(L, 0);
+  lua_writeline();
+  if (tty.on) {
+    closehistory();
+    tty.on = 0;
+  }
+  progname = oldprogname;
+}
+
+/* }================================================================== */
+
+
+/* The body of the host, run in protected mode so that no error in setting
+** up escapes. Returns true on success. */
+static int pmain (lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = (char **)lua_touserdata(L, 2);
+  int script;
+  int args = collectargs(argv, &script);
+  int optlim = (script > 0) ? script : argc;
+  luaL_checkversion(L);
+  if (args == has_error) {
+    print_usage(argv[script]);
+    return 0;
+  }
+  if (args & has_v)
+    print_version();
+  if (args & has_E) {  /* libraries read this to ignore LUA_PATH etc. */
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
+  }
+  luaL_openlibs(L);
+  preloadfmap(L);
+  setluapath(L);
+  createargtable(L, argv, argc, script);
+  lua_gc(L, LUA_GCRESTART);
+  lua_gc(L, LUA_GCGEN, 0, 0);
+  if (!(args & has_E) && handle_luainit(L) != LUA_OK)
+    return 0;
+  if (!runargs(L, argv, optlim))
+    return 0;
+  if (script > 0 && handle_script(L, argv + script) != LUA_OK)
+    return 0;
+  if (args & has_i)
+    doREPL(L);
+  else if (script == 0 && !(args & (has_e | has_v))) {
+    if (isatty(STDIN_FILENO)) {
+      print_version();
+      doREPL(L);
+    }
+    else if (dofile(L, NULL) != LUA_OK)
+      return 0;  /* lua ignores this failure; a script's error is one */
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int main (int argc, char **argv) {
+  int status, result;
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    l_message(PROGNAME, "cannot create state: not enough memory");
+    return EXIT_FAILURE;
+  }
+  lua_gc(L, LUA_GCSTOP);  /* no collection while the state is built */
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  status = lua_pcall(L, 2, 1, 0);
+  result = lua_toboolean(L, -1);
+  report(L, status);
+  lua_close(L);
+  return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+}

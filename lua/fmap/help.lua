@@ -1,0 +1,457 @@
+--- fmap.help: the REPL's `help()`.
+-- `help()` lists the fmap API one line each; `help(x)` describes x: a
+-- function, a module, a BlockFile, a view, or a name such as
+-- `"bf:allocate"`. The engine's functions are described here; a function
+-- written in Lua is described by the LDoc comment above it in its source.
+local M = {}
+
+local BF, VIEW = "fmap.BlockFile", "fmap.View"
+
+-- The engine's API, in the order help() lists it: name, arguments and
+-- results, one line, and (optionally) more.
+local API = {
+  { "fmap", "module", "the block engine: files of fixed-size blocks" },
+  { "fmap.create", "(path [, block_size]) -> bf | nil, msg, errno",
+    "creates a block file (truncates)",
+    "block_size: a multiple of 4096 up to 2^30, default fmap.BLOCKSIZE.\n"
+    .. "Block 0 is the control block; the first allocate() returns the\n"
+    .. "next one." },
+  { "fmap.open", "(path [, {readonly = true}]) -> bf | nil, msg, errno",
+    "opens an existing block file",
+    "Fails (nil, message, errno) when the file is missing, unreadable,\n"
+    .. "not an fmap file, has a corrupt header, or another writer has it\n"
+    .. "(a writer holds an exclusive lock; read-only opens share one)." },
+  { "fmap.anonymous", "([block_size]) -> bf",
+    "a block file in memory only" },
+  { "fmap.memclr", "(view)", "zeroes a view" },
+  { "fmap.clock", "() -> seconds", "a monotonic clock, for benchmarks" },
+  { "fmap.BLOCKSIZE", "", "the default block size (4096)" },
+  { "fmap.VERSION", "", "the engine's version string" },
+  { "fmap.FORMAT_VERSION", "", "the on-disk format version" },
+
+  { "BlockFile", "type", "an open block file (bf)" },
+  { "bf:allocate", "() -> offset", "allocates one zeroed block",
+    "Reuses freed blocks first, else grows the file (by a quarter, so\n"
+    .. "n allocations cost O(n) in all). Growth may move the map; views\n"
+    .. "stay valid." },
+  { "bf:allocate_blocks", "(n) -> offset",
+    "allocates n contiguous zeroed blocks" },
+  { "bf:free", "(offset [, n])",
+    "frees n blocks (default 1)",
+    "Raises on an offset that is not block-aligned, out of range, or\n"
+    .. "already free (a double free). Views over the blocks die." },
+  { "bf:get", "(offset [, blocks]) -> view",
+    "a view of blocks (default 1)",
+    "Release it with v:release(), bf:release(v), or a <close> variable:\n"
+    .. "  local v <close> = bf:get(off)" },
+  { "bf:release", "(view)", "releases a view" },
+  { "bf:with", "(offset, blocks, fn) -> fn's results",
+    "fn(view), released even on error" },
+  { "bf:control_data", "() -> string",
+    "the user's control data" },
+  { "bf:set_control_data", "(s)",
+    "stores it, then syncs",
+    "At most (block_size - 256) / 2 bytes: 1920 for 4096." },
+  { "bf:set_control_data_nosync", "(s)",
+    "stores it without syncing" },
+  { "bf:block_size", "() -> n", "bytes per block" },
+  { "bf:size", "() -> n", "file size in bytes, as mapped" },
+  { "bf:path", "() -> path | nil", "the file's path, nil when anonymous" },
+  { "bf:readonly", "() -> boolean", "whether it was opened read-only" },
+  { "bf:address", "() -> n", "the map's address (moves on growth)" },
+  { "bf:valid", "(address) -> boolean", "whether address is still the map's" },
+  { "bf:sync", "() -> true | nil, msg, errno",
+    "starts writeback (MS_ASYNC, as fs2)" },
+  { "bf:flush", "() -> true | nil, msg, errno",
+    "durable: returns once on disk" },
+  { "bf:close", "()", "closes; raises if views are live",
+    "Collects garbage first; raises, listing them, if views are still\n"
+    .. "live (see bf:live_views()). Trims the unused tail." },
+  { "bf:remove", "()", "closes if open, deletes the file" },
+  { "bf:stats", "() -> table",
+    "sizes, counts of blocks and views" },
+  { "bf:check", "() -> true | nil, problems",
+    "lists every inconsistency found" },
+  { "bf:live_views", "() -> list",
+    "live views, where each was taken" },
+  { "bf:free_list", "() -> list",
+    "free runs: {offset =, blocks =}" },
+  { "bf:is_free", "(offset) -> boolean", "whether the block is free" },
+
+  { "View", "type",
+    "a window on blocks (v); 0-based positions" },
+  { "#v", "", "the view's length in bytes" },
+  { "v:offset", "() -> offset", "file offset of its first block" },
+  { "v:blocks", "() -> n", "how many blocks it spans" },
+  { "v:live", "() -> boolean", "whether it can still be used" },
+  { "v:blockfile", "() -> bf", "the BlockFile it belongs to" },
+  { "v:release", "()", "releases it; any later use raises" },
+  { "v:retarget", "(offset [, blocks]) -> v",
+    "points it at other blocks",
+    "A walk over many nodes reuses one view instead of acquiring one\n"
+    .. "per node." },
+  { "v:read", "([pos [, len]]) -> string", "bytes (default: to the end)" },
+  { "v:write", "(pos, s) -> next_pos", "writes s at pos" },
+  { "v:fill", "(byte [, pos [, len]])", "memset" },
+  { "v:compare", "(pos, s_or_view [, other_pos [, len]]) -> -1 | 0 | 1",
+    "memcmp, without building a string" },
+  { "v:copy", "(pos, src_view, src_pos, len)",
+    "memmove; src_view may be v" },
+  { "v:pack", "(pos, fmt, ...) -> next_pos",
+    "string.pack, in place",
+    "Nothing is written if a value is wrong or would not fit." },
+  { "v:unpack", "(fmt [, pos]) -> values..., next_pos",
+    "string.unpack, in place" },
+  { "v:u8 .. v:u64, v:i8 .. v:i64", "(pos) -> n",
+    "little-endian reads: the fast path" },
+  { "v:set_u8 .. v:set_i64", "(pos, n)", "little-endian writes" },
+  { "v:bsearch", "(pos, count, stride, key [, upper]) -> index, found",
+    "binary search of sorted entries",
+    "Returns the 0-based index of the first entry >= key (> key with\n"
+    .. "upper), and whether one equals key." },
+  { "v:hex", "([pos [, len]]) -> string",
+    "a hexdump -C style dump" },
+
+  { "fmap.bptree", "module", "a B+tree over blocks (fs2's bptree)" },
+  { "fmap.varchar", "module", "variable-size, reference-counted blobs" },
+  { "fmap.mmlist", "module", "a persistent list (fs2's mmlist)" },
+
+  { "REPL", "type", "what the fmap REPL adds" },
+  { "help", "([x])", "this help; help(x) describes x" },
+}
+
+-- The fixed-width accessors share one line in the list; each has its own
+-- entry for help(v.u32) and help "v:set_i16".
+for _, bits in ipairs({ 8, 16, 32, 64 }) do
+  for _, sign in ipairs({ "u", "i" }) do
+    local kind = string.format("%s %d-bit (%d bytes)",
+      sign == "u" and "unsigned" or "signed", bits, bits // 8)
+    API[#API + 1] = { "v:" .. sign .. bits, "(pos) -> n",
+                      "reads a little-endian " .. kind .. " integer",
+                      nil, hidden = true }
+    API[#API + 1] = { "v:set_" .. sign .. bits, "(pos, n)",
+                      "writes a little-endian " .. kind .. " integer",
+                      "n must fit, signed or unsigned.", hidden = true }
+  end
+end
+
+local BY_NAME = {}
+for _, e in ipairs(API) do
+  BY_NAME[e[1]] = e
+end
+
+-- "bf:get" -> "BlockFile", "get"; "fmap.open" -> "fmap", "open".
+local function split (name)
+  local owner, sep, field = name:match("^(.-)([.:])([%w_]+)$")
+  if owner == "bf" then return BF, field end
+  if owner == "v" then return VIEW, field end
+  if owner == "fmap" and sep == "." then return "fmap", field end
+  return nil
+end
+
+-- The engine's functions by value: the fmap table's, and the methods in
+-- the metatables the binding registers.
+local function engine_functions ()
+  local found = {}
+  local ok, fmap = pcall(require, "fmap")
+  if not ok then return found end
+  local reg = debug.getregistry()
+  for _, e in ipairs(API) do
+    local owner, field = split(e[1])
+    local where
+    if owner == "fmap" then
+      where = fmap
+    elseif owner ~= nil and type(reg[owner]) == "table" then
+      where = rawget(reg[owner], "__index")
+    end
+    local f = type(where) == "table" and rawget(where, field)
+    if type(f) == "function" then found[f] = e end
+  end
+  return found
+end
+
+local COLUMN = 40  -- where one-line descriptions start
+local WIDTH = 78   -- and where they wrap
+
+-- "  head   description": the description wrapped at WIDTH under itself,
+-- and starting on a line of its own when the head leaves no room.
+local function two_columns (head, text)
+  head = "  " .. head
+  if text == "" then return head end
+  local lines, line = {}, nil
+  for word in text:gmatch("%S+") do
+    if line and #line + 1 + #word > WIDTH - COLUMN then
+      lines[#lines + 1] = line
+      line = word
+    else
+      line = line and (line .. " " .. word) or word
+    end
+  end
+  lines[#lines + 1] = line
+  local indent = string.rep(" ", COLUMN)
+  local body = table.concat(lines, "\n" .. indent)
+  if #head > COLUMN - 2 then return head .. "\n" .. indent .. body end
+  return head .. string.rep(" ", COLUMN - #head) .. body
+end
+
+local function line_of (e)
+  local sig = e[2]
+  if sig == "module" or sig == "type" then sig = "" end
+  return two_columns(e[1] .. sig, e[3])
+end
+
+local function describe_entry (e)
+  local out = { e[1] .. ((e[2] == "module" or e[2] == "type") and ""
+                         or e[2]), "  " .. e[3] }
+  if e[4] then
+    out[#out + 1] = "  " .. e[4]:gsub("\n", "\n  ")
+  end
+  return table.concat(out, "\n")
+end
+
+-- Source files, read once, for the comments above functions.
+local sources = {}
+
+local function source_lines (path)
+  if sources[path] == nil then
+    local lines = {}
+    local f = io.open(path, "r")
+    if f then
+      for l in f:lines() do lines[#lines + 1] = l end
+      f:close()
+    end
+    sources[path] = lines
+  end
+  return sources[path]
+end
+
+--- The LDoc comment above a Lua function, without its comment marks.
+-- @param f a function
+-- @return the comment, or nil if f is not Lua code from a file or has
+-- none
+function M.ldoc (f)
+  local info = debug.getinfo(f, "S")
+  if info.what ~= "Lua" or info.source:sub(1, 1) ~= "@" then return nil end
+  local lines = source_lines(info.source:sub(2))
+  local first = info.linedefined - 1
+  local out = {}
+  for i = first, 1, -1 do
+    local l = lines[i]
+    if l == nil or not l:match("^%s*%-%-") then break end
+    table.insert(out, 1, (l:gsub("^%s*%-%-%-?%s?", "")))
+    if l:match("^%s*%-%-%-") then
+      return table.concat(out, "\n")
+    end
+  end
+  return nil
+end
+
+--- How a Lua function is called: its parameter names.
+-- @param f a function
+-- @return "(a, b, ...)", or "(...)" for a C function
+function M.signature (f)
+  local info = debug.getinfo(f, "u")
+  if debug.getinfo(f, "S").what ~= "Lua" then return "(...)" end
+  local params = {}
+  for i = 1, info.nparams do
+    params[i] = debug.getlocal(f, i)
+  end
+  if info.isvararg then params[#params + 1] = "..." end
+  return "(" .. table.concat(params, ", ") .. ")"
+end
+
+-- The name a value goes by in the loaded modules ("string.format",
+-- "fmap.bptree.new"), searched one level into each; nil if none.
+local function find_name (v)
+  for k, x in next, _G do
+    if x == v and type(k) == "string" then return k end
+  end
+  local best
+  for modname, mod in pairs(package.loaded) do
+    if mod == v then return modname end
+    if type(mod) == "table" and modname ~= "_G" then
+      for k, x in next, mod do
+        if x == v and type(k) == "string" then
+          local name = modname .. "." .. k
+          if best == nil or #name < #best then best = name end
+        end
+      end
+    end
+  end
+  return best
+end
+
+-- The first sentence of a comment, which may run over several lines.
+local function summary (doc)
+  local text = doc:match("^(.-)\n%s*@") or doc
+  text = text:gsub("%s*\n%s*", " ")
+  return text:match("^(.-%.)%s") or text:match("^(.-%.)$") or text
+end
+
+local function methods_of (mt)
+  local index = mt and rawget(mt, "__index")
+  local names = {}
+  if type(index) == "table" then
+    for k, f in next, index do
+      if type(k) == "string" and type(f) == "function" then
+        names[#names + 1] = k
+      end
+    end
+  end
+  table.sort(names)
+  return names
+end
+
+-- One line per function of a module or class table: its signature and
+-- the first line of its comment.
+local function list_functions (t, prefix, sep)
+  local names = {}
+  for k, f in next, t do
+    if type(k) == "string" and type(f) == "function" then
+      names[#names + 1] = k
+    end
+  end
+  table.sort(names)
+  local out = {}
+  local engine = engine_functions()
+  for _, k in ipairs(names) do
+    local f = t[k]
+    local e = engine[f]
+    if e then
+      out[#out + 1] = line_of(e)
+    else
+      local doc = M.ldoc(f)
+      local sig = M.signature(f):gsub("^%(self,? ?", "(")
+      out[#out + 1] = two_columns(prefix .. sep .. k .. sig,
+                                  doc and summary(doc) or "")
+    end
+  end
+  return table.concat(out, "\n")
+end
+
+local function overview ()
+  local out = { "The fmap API (help(x) for more on x; x may be a name, "
+                .. "e.g. help \"bf:get\"):" }
+  for _, e in ipairs(API) do
+    if e[2] == "module" or e[2] == "type" then
+      out[#out + 1] = ""
+      out[#out + 1] = string.format("%s  -- %s", e[1], e[3])
+    elseif not e.hidden then
+      out[#out + 1] = line_of(e)
+    end
+  end
+  return table.concat(out, "\n")
+end
+
+local function describe_function (f)
+  local e = engine_functions()[f]
+  if e then return describe_entry(e) end
+  local name = find_name(f) or "function"
+  local doc = M.ldoc(f)
+  if doc then
+    return name .. M.signature(f) .. "\n  " .. doc:gsub("\n", "\n  ")
+  end
+  local info = debug.getinfo(f, "S")
+  if info.what == "C" then
+    if name == "function" then return "a C function, not described" end
+    return name .. ": a built-in function; see "
+           .. "https://www.lua.org/manual/5.4/manual.html#pdf-" .. name
+  end
+  return string.format("%s%s: a Lua function defined at %s:%d (no comment)",
+                       name, M.signature(f), info.short_src, info.linedefined)
+end
+
+local function describe_typed (v, typename, entry)
+  local out = { tostring(v), "  " .. entry[3] }
+  local mt = debug.getregistry()[typename]
+  local names = methods_of(mt)
+  if #names > 0 then
+    out[#out + 1] = "Methods:"
+    local prefix = typename == BF and "bf:" or "v:"
+    for _, k in ipairs(names) do
+      local e = BY_NAME[prefix .. k]
+      out[#out + 1] = e and line_of(e) or two_columns(prefix .. k .. "(...)",
+                                                      "(not described)")
+    end
+  end
+  return table.concat(out, "\n")
+end
+
+local function describe_table (t)
+  local name = find_name(t)
+  if name == "fmap" then
+    local out = { describe_entry(BY_NAME.fmap) }
+    for _, e in ipairs(API) do
+      if e[1]:match("^fmap%.") and e[2] ~= "module" and not e.hidden then
+        out[#out + 1] = line_of(e)
+      end
+    end
+    return table.concat(out, "\n")
+  end
+  local out = {}
+  local entry = name and BY_NAME[name]
+  out[1] = (name or "a table") .. (entry and ("  -- " .. entry[3]) or "")
+  local funcs = list_functions(t, name or "t", ".")
+  if funcs ~= "" then
+    out[#out + 1] = funcs
+  end
+  local mt = getmetatable(t)
+  local index = type(mt) == "table" and rawget(mt, "__index")
+  if type(index) == "table" and index ~= t then
+    local methods = list_functions(index, "obj", ":")
+    if methods ~= "" then
+      out[#out + 1] = "Methods:"
+      out[#out + 1] = methods
+    end
+  end
+  if #out == 1 then
+    out[1] = out[1] .. ": no functions; it prints as:\n"
+             .. require("fmap.repl").format(t)
+  end
+  return table.concat(out, "\n")
+end
+
+local function describe_name (name)
+  local e = BY_NAME[name]
+  if e == nil then
+    -- "allocate", "view:read", "BlockFile.get": try the engine's names
+    local field = name:match("[.:]([%w_]+)$") or name
+    for _, prefix in ipairs({ "bf:", "v:", "fmap." }) do
+      if BY_NAME[prefix .. field] then
+        e = BY_NAME[prefix .. field]
+        break
+      end
+    end
+  end
+  if e and e[2] ~= "module" then return describe_entry(e) end
+  local ok, mod = pcall(require, name)
+  if ok and type(mod) == "table" then return describe_table(mod) end
+  if e then return describe_entry(e) end
+  return string.format("no help for %q; help() lists what there is", name)
+end
+
+--- Describes x, or lists the whole API when x is absent.
+-- @param x a function, module, BlockFile, view or other value; or a name
+-- ("bf:get", "fmap.open", "fmap.bptree")
+-- @return the description
+function M.text (...)
+  if select("#", ...) == 0 then return overview() end
+  local x = ...
+  local mt = debug.getmetatable(x)
+  local typename = mt and rawget(mt, "__name")
+  if typename == BF then return describe_typed(x, BF, BY_NAME.BlockFile) end
+  if typename == VIEW then return describe_typed(x, VIEW, BY_NAME.View) end
+  local tx = type(x)
+  if tx == "string" then return describe_name(x) end
+  if tx == "function" then return describe_function(x) end
+  if tx == "table" then return describe_table(x) end
+  return string.format("%s: a %s value", tostring(x), tx)
+end
+
+--- Prints help: the API, or a description of x (see text).
+-- @param ... nothing, or the value or name to describe
+function M.help (...)
+  io.stdout:write(M.text(...), "\n")
+end
+
+return M
