@@ -15,7 +15,7 @@
 **
 ** A header slot:
 **        0          8  magic "\x89fmap\r\n\x1a"
-**        8          4  format version (1)
+**        8          4  format version (2)
 **       12          4  block size, a multiple of 4096
 **       16          8  sequence number; the valid slot with the highest wins
 **       24          8  top: the end of the allocated area
@@ -25,12 +25,17 @@
 **       56          4  control-data length
 **       60          4  control-data area holding it, 0 or 1
 **       64          8  checksum of the control data
-**       72         48  reserved, zero
+**       72          8  pending mark: a free block whose mark is rewritten
+**                      after this header, 0 if none (version 2)
+**       80          8  its next run, as the mark is to say
+**       88          8  its block count, as the mark is to say
+**       96         24  reserved, zero
 **      120          8  checksum of bytes 0..119
 ** Each header write goes to the slot not written last, so a torn write
 ** (a crash in the middle of one) leaves the other slot, one change older,
 ** intact. Control data is written to the area not in use, then the header
 ** switches to it: a torn write of either leaves the old data in force.
+** Version 1 files are version 2 files without pending marks; both open.
 **
 ** A free block starts with a mark:
 **        0          8  magic "fmapFREE"
@@ -57,10 +62,16 @@
 **     free_blocks and free_runs count them
 **   - the newest valid header slot describes the file
 ** Order of writes, so that a process killed at any instant leaves an
-** openable file whose free list holds only free blocks: freeing marks the
-** blocks before the header lists them; allocating unlists the blocks
-** before zeroing them. The worst a kill does is leak a marked block, which
-** fm_check reports.
+** openable file whose free list is exactly as before or after the change:
+** the header is the commit point. Before it, only blocks the free list
+** does not reach are written (the marks of blocks being freed). A change
+** to a mark the list does reach (a run's count, a link) is recorded in the
+** header as its pending mark and written after it; opening redoes it, so
+** a kill between the two loses nothing. Allocation zeroes blocks only
+** after the header has unlisted them, and hands out only blocks that
+** carry a valid mark. The worst a kill does is leak the blocks of the
+** free or allocate it interrupted: they stay marked, fm_check reports
+** them, and opening with FM_REPAIR lists them again.
 */
 #define _GNU_SOURCE
 #include "fm.h"
@@ -171,6 +182,9 @@ static void encode_slot (const fm_header *h, unsigned char *s) {
   put32(s + 56, h->ctl_len);
   put32(s + 60, h->ctl_area);
   put64(s + 64, h->ctl_sum);
+  put64(s + 72, h->pend_off);
+  put64(s + 80, h->pend_next);
+  put64(s + 88, h->pend_blocks);
   put64(s + HDR_SUMMED, checksum(s, HDR_SUMMED, 0));
 }
 
@@ -184,13 +198,35 @@ static void decode_slot (const unsigned char *s, fm_header *h) {
   h->ctl_len = get32(s + 56);
   h->ctl_area = get32(s + 60);
   h->ctl_sum = get64(s + 64);
+  h->pend_off = get64(s + 72);
+  h->pend_next = get64(s + 80);
+  h->pend_blocks = get64(s + 88);
 }
 
-/* Writes the live header into the slot not written last. */
+static void put_mark (fm_file *f, uint64_t off, uint64_t next,
+                      uint64_t blocks);
+
+/* Commits the live header: writes it into the slot not written last, then
+** writes its pending mark. The fences keep the compiler from moving
+** stores across the commit, so that a kill sees them in program order:
+** the marks written before it, then the header, then the pending mark. */
 static void put_header (fm_file *f) {
   f->h.seq++;
   f->slot ^= 1;
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
   encode_slot(&f->h, f->map + (size_t)f->slot * SLOT_SIZE);
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  if (f->h.pend_off != 0) {
+    put_mark(f, f->h.pend_off, f->h.pend_next, f->h.pend_blocks);
+    f->h.pend_off = f->h.pend_next = f->h.pend_blocks = 0;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  }
+}
+
+/* Whether off is 0 or a block offset in [bs, top). */
+static int link_ok (const fm_header *h, uint64_t off) {
+  return off == 0 || (off >= h->block_size && off < h->top &&
+                      off % h->block_size == 0);
 }
 
 /* Checks a decoded header against the file's size; 0 or FM_ECORRUPT. */
@@ -219,6 +255,13 @@ static int validate_header (fm_file *f, const fm_header *h, uint64_t size) {
                 (unsigned long long)h->free_blocks,
                 (unsigned long long)h->free_runs,
                 (unsigned long long)h->free_head);
+  if (h->pend_off != 0 && (!link_ok(h, h->pend_off) ||
+                           !link_ok(h, h->pend_next) ||
+                           h->pend_blocks > (h->top - h->pend_off) / bs))
+    return fail(f, FM_ECORRUPT, "pending mark at %llu (next %llu, %llu "
+                "blocks) is out of range", (unsigned long long)h->pend_off,
+                (unsigned long long)h->pend_next,
+                (unsigned long long)h->pend_blocks);
   if (h->ctl_area > 1 || h->ctl_len > ctl_area_size(h->block_size))
     return fail(f, FM_ECORRUPT, "control data length %lu or area %lu is "
                 "out of range", (unsigned long)h->ctl_len,
@@ -260,11 +303,15 @@ static int read_run (fm_file *f, uint64_t off, uint64_t *next,
     return fail(f, FM_ECORRUPT, "free list is corrupt: run at %llu is "
                 "outside the allocated area", (unsigned long long)off);
   p = f->map + off;
-  if (!fm_is_free(f, off) || get64(p + 24) == 0)
-    return fail(f, FM_ECORRUPT, "free list is corrupt: block %llu is not "
-                "marked as a free run", (unsigned long long)off);
   *next = get64(p + 16);
   *blocks = get64(p + 24);
+  if (off == f->h.pend_off) {   /* read-only: the header's word is newer */
+    *next = f->h.pend_next;
+    *blocks = f->h.pend_blocks;
+  }
+  if (!fm_is_free(f, off) || *blocks == 0)
+    return fail(f, FM_ECORRUPT, "free list is corrupt: block %llu is not "
+                "marked as a free run", (unsigned long long)off);
   if (*blocks > (f->h.top - off) / bs)
     return fail(f, FM_ECORRUPT, "free list is corrupt: run at %llu of %llu "
                 "blocks passes the allocated area", (unsigned long long)off,
@@ -310,11 +357,15 @@ static int grow (fm_file *f, uint64_t need) {
   if (size < old || size > (uint64_t)INT64_MAX)
     return fail(f, EFBIG, "file would exceed the largest size");
   if (f->fd >= 0) {
-    /* Reserve the space on disk now: a sparse hole that later fails to
-    ** fill would raise SIGBUS on a write through the map. */
-    int rc = posix_fallocate(f->fd, (off_t)old, (off_t)(size - old));
-    if (rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL)
-      rc = ftruncate(f->fd, (off_t)size) == 0 ? 0 : errno;
+    /* Reserve the space on disk now (a sparse hole that later fails to
+    ** fill would raise SIGBUS on a write through the map), but past the
+    ** end of the file; then set the size in one step, so that a kill or
+    ** a failure halfway never leaves a size that is not a multiple of
+    ** the block size. Where fallocate is missing, the file is sparse. */
+    int rc = fallocate(f->fd, FALLOC_FL_KEEP_SIZE, (off_t)old,
+                       (off_t)(size - old)) == 0 ? 0 : errno;
+    if (rc == EOPNOTSUPP || rc == ENOSYS) rc = 0;
+    if (rc == 0 && ftruncate(f->fd, (off_t)size) != 0) rc = errno;
     if (rc != 0) {
       int e = ftruncate(f->fd, (off_t)old);   /* undo a partial growth */
       (void)e;
@@ -400,7 +451,7 @@ int fm_anonymous (uint32_t bs, fm_file *f) {
 
 /* Picks the newest slot that is intact and agrees with the file. */
 static int read_header (fm_file *f, const unsigned char *blk,
-                        uint64_t size) {
+                        uint64_t size, int repair) {
   int i, rc = 0, seen_magic = 0, seen_sum = 0;
   fm_header h[2];
   int ok[2];
@@ -411,10 +462,10 @@ static int read_header (fm_file *f, const unsigned char *blk,
     seen_magic = 1;
     if (get64(s + HDR_SUMMED) != checksum(s, HDR_SUMMED, 0)) continue;
     seen_sum = 1;
-    if (get32(s + 8) != FM_VERSION) {
+    if (get32(s + 8) < FM_MIN_VERSION || get32(s + 8) > FM_VERSION) {
       rc = fail(f, FM_ECORRUPT, "unsupported format version %lu (this "
-                "fmap reads version %d)", (unsigned long)get32(s + 8),
-                FM_VERSION);
+                "fmap reads versions %d to %d)", (unsigned long)get32(s + 8),
+                FM_MIN_VERSION, FM_VERSION);
       continue;
     }
     decode_slot(s, &h[i]);
@@ -429,18 +480,65 @@ static int read_header (fm_file *f, const unsigned char *blk,
   ** write: refuse rather than fall back to an older state silently. */
   i = (ok[1] && (!ok[0] || h[1].seq > h[0].seq)) ? 1 : 0;
   if (!ok[i]) return rc;
+  if (repair) {   /* the free list is rebuilt: none of it is trusted */
+    h[i].free_head = h[i].free_blocks = h[i].free_runs = 0;
+    h[i].pend_off = h[i].pend_next = h[i].pend_blocks = 0;
+  }
   if ((rc = validate_header(f, &h[i], size)) != 0) return rc;
   f->h = h[i];
   f->slot = i;
   return 0;
 }
 
-int fm_open (const char *path, int readonly, fm_file *f) {
+/* Whether the block at off carries a free mark, intact or torn: the magic
+** and its own offset, whatever the checksum says. */
+static int marked (const fm_file *f, uint64_t off) {
+  const unsigned char *p = f->map + off;
+  return memcmp(p, FREE_MAGIC, 8) == 0 && get64(p + 8) == off;
+}
+
+/* put_mark, skipped when the block already says so. */
+static void set_mark (fm_file *f, uint64_t off, uint64_t next,
+                      uint64_t blocks) {
+  const unsigned char *p = f->map + off;
+  if (!fm_is_free(f, off) || get64(p + 16) != next ||
+      get64(p + 24) != blocks)
+    put_mark(f, off, next, blocks);
+}
+
+/* Rebuilds the free list from the marks: every block carrying one is
+** free, contiguous ones form a run, the runs listed in file order. An
+** empty list is committed first, so that a kill while the marks are
+** rewritten leaves them unlisted but marked, for the next repair. */
+static void repair (fm_file *f) {
+  uint64_t bs = f->h.block_size, b = f->h.top / bs;
+  uint64_t head = 0, blocks = 0, runs = 0;
+  put_header(f);   /* read_header emptied the list */
+  while (b > 1) {
+    uint64_t end = b, i;
+    if (!marked(f, (b - 1) * bs)) { b--; continue; }
+    while (b > 1 && marked(f, (b - 1) * bs)) b--;
+    for (i = b + 1; i < end; i++) set_mark(f, i * bs, 0, 0);
+    set_mark(f, b * bs, head, end - b);
+    head = b * bs;
+    blocks += end - b;
+    runs++;
+  }
+  f->h.free_head = head;
+  f->h.free_blocks = blocks;
+  f->h.free_runs = runs;
+  put_header(f);
+}
+
+int fm_open (const char *path, int flags, fm_file *f) {
   unsigned char blk[CTL_START];
   struct stat st;
   ssize_t got;
-  int rc;
+  int rc, readonly = (flags & FM_READONLY) != 0;
   reset(f);
+  if ((flags & ~(FM_READONLY | FM_REPAIR)) != 0 ||
+      flags == (FM_READONLY | FM_REPAIR))
+    return fail(f, FM_EMISUSE, "bad open flags %d", flags);
   f->readonly = readonly;
   if ((f->path = strdup(path)) == NULL) return sysfail(f, ENOMEM);
   f->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
@@ -470,7 +568,8 @@ int fm_open (const char *path, int readonly, fm_file *f) {
     release_all(f);
     return fail(f, FM_ECORRUPT, "not an fmap file (short read)");
   }
-  if ((rc = read_header(f, blk, (uint64_t)st.st_size)) != 0) {
+  if ((rc = read_header(f, blk, (uint64_t)st.st_size,
+                        (flags & FM_REPAIR) != 0)) != 0) {
     release_all(f);
     return rc;
   }
@@ -487,6 +586,15 @@ int fm_open (const char *path, int readonly, fm_file *f) {
     return fail(f, FM_ECORRUPT, "corrupt control data (checksum "
                 "mismatch)");
   }
+  if (!readonly && f->h.pend_off != 0) {
+    /* Redo the mark a kill may have cut off after the header, but only
+    ** over a mark of that block, never over data. A read-only open
+    ** keeps it in f->h, and read_run takes its word. */
+    if (marked(f, f->h.pend_off))
+      put_mark(f, f->h.pend_off, f->h.pend_next, f->h.pend_blocks);
+    f->h.pend_off = f->h.pend_next = f->h.pend_blocks = 0;
+  }
+  if (flags & FM_REPAIR) repair(f);
   return 0;
 syserr:
   rc = errno;
@@ -517,52 +625,80 @@ int fm_close (fm_file *f) {
 ** the first few runs; *off = 0 when none fits. */
 #define FIT_SEARCH 8
 
-static int take_free (fm_file *f, uint64_t n, uint64_t *off) {
-  uint64_t bs = f->h.block_size;
-  uint64_t prev = 0, run = f->h.free_head;
-  int i, rc;
+static int take_free (fm_file *f, fm_header *nh, uint64_t n,
+                      uint64_t *off) {
+  uint64_t bs = nh->block_size;
+  uint64_t prev = 0, prev_blocks = 0, run = nh->free_head, i;
+  int k, rc;
   *off = 0;
-  for (i = 0; run != 0 && i < FIT_SEARCH && (uint64_t)i < f->h.free_runs;
-       i++) {
+  for (k = 0; run != 0 && k < FIT_SEARCH && (uint64_t)k < nh->free_runs;
+       k++) {
     uint64_t next, blocks;
     if ((rc = read_run(f, run, &next, &blocks)) != 0) return rc;
     if (blocks >= n) {
-      *off = run + (blocks - n) * bs;
-      if (blocks == n) {   /* unlink the whole run */
-        if (prev == 0) f->h.free_head = next;
-        else {
-          unsigned char *p = f->map + prev;
-          put_mark(f, prev, next, get64(p + 24));
-        }
-        f->h.free_runs--;
-      } else {
-        put_mark(f, run, next, blocks - n);
+      uint64_t first = run + (blocks - n) * bs;
+      /* Hand out only blocks marked free (zeroing unmarks them): a
+      ** damaged list is an error, never a block given out twice. */
+      for (i = 0; i < n; i++) {
+        if (!fm_is_free(f, first + i * bs))
+          return fail(f, FM_ECORRUPT, "free list is corrupt: block %llu "
+                      "of the run at %llu is not marked free",
+                      (unsigned long long)(first + i * bs),
+                      (unsigned long long)run);
       }
-      f->h.free_blocks -= n;
+      if (blocks == n) {   /* unlink the whole run */
+        if (prev == 0) nh->free_head = next;
+        else {
+          nh->pend_off = prev;
+          nh->pend_next = next;
+          nh->pend_blocks = prev_blocks;
+        }
+        nh->free_runs--;
+      } else {
+        nh->pend_off = run;
+        nh->pend_next = next;
+        nh->pend_blocks = blocks - n;
+      }
+      nh->free_blocks -= n;
+      *off = first;
       return 0;
     }
     prev = run;
+    prev_blocks = blocks;
     run = next;
   }
   return 0;
 }
 
+/* Whether nh, the header a change is about to commit, would open again:
+** counts a damaged list has thrown off must not make the file
+** unopenable. 0 or FM_ECORRUPT. */
+static int check_next (fm_file *f, const fm_header *nh) {
+  char why[sizeof f->msg];
+  if (validate_header(f, nh, f->mapsize) == 0) return 0;
+  memcpy(why, f->msg, sizeof why);
+  return fail(f, FM_ECORRUPT, "free list is corrupt: %s", why);
+}
+
 int fm_allocate (fm_file *f, uint64_t n, uint64_t *off) {
   uint64_t bs = f->h.block_size;
+  fm_header nh = f->h;
   int rc;
   if (f->readonly)
     return fail(f, FM_EMISUSE, "the BlockFile is read-only");
   if (n == 0 || n > (UINT64_MAX - f->mapsize) / bs)
     return fail(f, FM_EMISUSE, "cannot allocate %llu blocks",
                 (unsigned long long)n);
-  if ((rc = take_free(f, n, off)) != 0) return rc;
+  if ((rc = take_free(f, &nh, n, off)) != 0) return rc;
   if (*off == 0) {
-    if (f->h.top + n * bs > f->mapsize &&
-        (rc = grow(f, f->h.top + n * bs)) != 0)
+    if (nh.top + n * bs > f->mapsize &&
+        (rc = grow(f, nh.top + n * bs)) != 0)
       return rc;
-    *off = f->h.top;
-    f->h.top += n * bs;
+    *off = nh.top;
+    nh.top += n * bs;
   }
+  if ((rc = check_next(f, &nh)) != 0) return rc;
+  f->h = nh;
   put_header(f);                       /* unlisted first, then zeroed */
   if (*off < f->clean_from) {
     uint64_t end = *off + n * bs;
@@ -597,7 +733,9 @@ int fm_check_range (fm_file *f, uint64_t off, uint64_t n) {
 
 int fm_free (fm_file *f, uint64_t off, uint64_t n) {
   uint64_t bs = f->h.block_size, i, head = f->h.free_head;
-  int rc;
+  uint64_t next = 0, blocks = 0;
+  fm_header nh = f->h;
+  int rc, merge = 0;   /* 1: extends the head run, -1: precedes it */
   if (f->readonly)
     return fail(f, FM_EMISUSE, "the BlockFile is read-only");
   if ((rc = fm_check_range(f, off, n)) != 0) {
@@ -606,32 +744,34 @@ int fm_free (fm_file *f, uint64_t off, uint64_t n) {
                   "already free", (unsigned long long)(off));
     return rc;
   }
+  /* Read the head run and settle the new header before writing anything:
+  ** a damaged list is an error that frees nothing. */
+  if (head != 0 && (rc = read_run(f, head, &next, &blocks)) != 0)
+    return rc;
+  if (head != 0 && head + blocks * bs == off) merge = 1;
+  else if (head != 0 && off + n * bs == head) merge = -1;
+  nh.free_blocks += n;
+  if (merge == 1) {                    /* the head run's count grows */
+    nh.pend_off = head;
+    nh.pend_next = next;
+    nh.pend_blocks = blocks + n;
+  } else {
+    nh.free_head = off;
+    if (merge == -1) {                 /* the old head becomes a member */
+      nh.pend_off = head;
+      nh.pend_next = nh.pend_blocks = 0;
+    } else {
+      nh.free_runs++;
+    }
+  }
+  if ((rc = check_next(f, &nh)) != 0) return rc;
   /* Mark every block first: until the header lists them, they are only
   ** leaked, never handed out twice. */
   for (i = 1; i < n; i++) put_mark(f, off + i * bs, 0, 0);
-  if (head != 0) {
-    uint64_t next, blocks;
-    if ((rc = read_run(f, head, &next, &blocks)) != 0) return rc;
-    if (head + blocks * bs == off) {          /* extends the head run */
-      put_mark(f, off, 0, 0);
-      put_mark(f, head, next, blocks + n);
-      f->h.free_blocks += n;
-      put_header(f);
-      return 0;
-    }
-    if (off + n * bs == head) {               /* precedes the head run */
-      put_mark(f, off, next, n + blocks);
-      put_mark(f, head, 0, 0);
-      f->h.free_head = off;
-      f->h.free_blocks += n;
-      put_header(f);
-      return 0;
-    }
-  }
-  put_mark(f, off, head, n);
-  f->h.free_head = off;
-  f->h.free_blocks += n;
-  f->h.free_runs++;
+  if (merge == 1) put_mark(f, off, 0, 0);
+  else if (merge == -1) put_mark(f, off, next, n + blocks);
+  else put_mark(f, off, head, n);
+  f->h = nh;
   put_header(f);
   return 0;
 }
@@ -739,6 +879,7 @@ uint64_t fm_check (fm_file *f, fm_reporter report, void *ud,
   }
   for (run = f->h.free_head; run != 0; ) {
     uint64_t next, n, i;
+    int twice = 0;
     if (runs >= f->h.free_runs) {
       problem(&c, "free list: more runs than the %llu the header counts "
               "(a cycle?) at block %llu", (unsigned long long)f->h.free_runs,
@@ -753,9 +894,12 @@ uint64_t fm_check (fm_file *f, fm_reporter report, void *ud,
     for (i = 0; i < n; i++) {
       uint64_t blk = run / bs + i;
       if (seen[blk / 8] & (1u << (blk % 8))) {
+        /* Overlapping runs: stop here, or a hostile list of long runs
+        ** that all overlap would take quadratic time. */
         problem(&c, "free list: block %llu is on the list twice",
                 (unsigned long long)(blk * bs));
-        continue;
+        twice = 1;
+        break;
       }
       seen[blk / 8] |= (unsigned char)(1u << (blk % 8));
       blocks++;
@@ -764,6 +908,7 @@ uint64_t fm_check (fm_file *f, fm_reporter report, void *ud,
                 "marked free", (unsigned long long)(blk * bs),
                 (unsigned long long)run);
     }
+    if (twice) break;
     run = next;
   }
   if (runs != f->h.free_runs || blocks != f->h.free_blocks)
@@ -772,9 +917,13 @@ uint64_t fm_check (fm_file *f, fm_reporter report, void *ud,
             (unsigned long long)f->h.free_runs, (unsigned long long)blocks,
             (unsigned long long)runs);
   for (b = 1; b < nblocks; b++) {
-    if (!(seen[b / 8] & (1u << (b % 8))) && fm_is_free(f, b * bs))
+    if (seen[b / 8] & (1u << (b % 8))) continue;
+    if (fm_is_free(f, b * bs))
       problem(&c, "block %llu is marked free but is not on the free list "
               "(leaked)", (unsigned long long)(b * bs));
+    else if (marked(f, b * bs))
+      problem(&c, "block %llu carries a torn free mark (leaked)",
+              (unsigned long long)(b * bs));
   }
   free(seen);
   memcpy(f->msg, saved, sizeof saved);

@@ -11,7 +11,12 @@
 
 #define FM_BLOCKSIZE      4096u        /* the default and the smallest */
 #define FM_MAX_BLOCKSIZE  (1u << 30)   /* larger ones are refused */
-#define FM_VERSION        1            /* on-disk format version */
+#define FM_VERSION        2            /* on-disk format version */
+#define FM_MIN_VERSION    1            /* the oldest one fm_open reads */
+
+/* Flags of fm_open. */
+#define FM_READONLY  1   /* map read-only, share the lock with readers */
+#define FM_REPAIR    2   /* rebuild the free list from the blocks' marks */
 
 /* Error codes beyond errno. Core functions return 0, an errno value, or
 ** one of these; f->msg then says what was wrong in a sentence. */
@@ -29,6 +34,9 @@ typedef struct fm_header {
   uint32_t ctl_len;     /* length of the user's control data */
   uint32_t ctl_area;    /* which of the two control areas holds it, 0 or 1 */
   uint64_t ctl_sum;     /* checksum of the control data */
+  uint64_t pend_off;    /* a mark to write after this header, 0 if none */
+  uint64_t pend_next;   /* what that mark is to say: next run */
+  uint64_t pend_blocks; /* and block count */
 } fm_header;
 
 typedef struct fm_file {
@@ -60,10 +68,15 @@ typedef struct fm_stats {
 ** multiple of 4096. Returns 0 or an errno value; on failure f is closed. */
 int fm_create (const char *path, uint32_t block_size, fm_file *f);
 
-/* Opens an existing file, validating its header; read-only opens share the
-** advisory lock, read-write opens hold it alone. Returns 0, an errno value,
-** or FM_ECORRUPT (f->msg says why); on failure f is closed. */
-int fm_open (const char *path, int readonly, fm_file *f);
+/* Opens an existing file, validating its header; flags is 0 or a mix of
+** FM_READONLY and FM_REPAIR. Read-only opens share the advisory lock,
+** read-write opens hold it alone. A read-write open redoes the header's
+** pending mark, if any. FM_REPAIR (not with FM_READONLY) ignores the
+** header's free list and rebuilds it from the blocks carrying a valid or
+** torn free mark, in one crash-safe step. Returns 0, an errno value,
+** FM_EMISUSE (bad flags) or FM_ECORRUPT (f->msg says why); on failure f
+** is closed. */
+int fm_open (const char *path, int flags, fm_file *f);
 
 /* A BlockFile in anonymous memory, with no file behind it. */
 int fm_anonymous (uint32_t block_size, fm_file *f);

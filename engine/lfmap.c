@@ -1008,10 +1008,10 @@ static int mod_create (lua_State *L) {
   return 1;
 }
 
-/* fmap.open(path [, {readonly = true}]) */
+/* fmap.open(path [, {readonly = true} or {repair = true}]) */
 static int mod_open (lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  int readonly = 0, rc;
+  int flags = 0, rc;
   BlockFile *bf;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -1019,15 +1019,19 @@ static int mod_open (lua_State *L) {
     while (lua_next(L, 2)) {
       const char *k = lua_type(L, -2) == LUA_TSTRING ?
                       lua_tostring(L, -2) : NULL;
-      if (k == NULL || strcmp(k, "readonly") != 0)
+      int flag = k == NULL ? 0 : strcmp(k, "readonly") == 0 ? FM_READONLY
+                 : strcmp(k, "repair") == 0 ? FM_REPAIR : 0;
+      if (flag == 0)
         return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option %s",
                              k ? k : luaL_typename(L, -2)));
-      readonly = lua_toboolean(L, -1);
+      if (lua_toboolean(L, -1)) flags |= flag;
       lua_pop(L, 1);
     }
+    luaL_argcheck(L, flags != (FM_READONLY | FM_REPAIR), 2,
+                  "a read-only open cannot repair");
   }
   bf = newbf(L);
-  rc = fm_open(path, readonly, &bf->f);
+  rc = fm_open(path, flags, &bf->f);
   if (rc != 0) return pushfail(L, bf, rc, path);
   bf->open = 1;
   lua_pushvalue(L, 1);

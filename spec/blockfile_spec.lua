@@ -692,7 +692,7 @@ describe("fmap.BlockFile", function()
       assert.equal(path, st.path)
       assert.is_false(st.readonly)
       assert.is_false(st.anonymous)
-      assert.equal(1, st.version)
+      assert.equal(2, st.version)
     end)
   end)
 
@@ -799,5 +799,129 @@ describe("fmap.BlockFile", function()
       end
       assert.is_true(bf:check())
     end)
+  end)
+end)
+
+describe("fmap.BlockFile after a crash", function()
+  -- A kill is simulated by splicing two images of the file: block 0 (the
+  -- header) from one instant and the other blocks from another, which is
+  -- what a SIGKILL between the header write and the block writes leaves.
+  local path, bf
+  before_each(function() path = h.tmpname() end)
+  after_each(function()
+    if bf and not tostring(bf):match("closed") then bf:close() end
+    os.remove(path)
+  end)
+  local function image () return h.readfile(path) end
+  local function splice (header_from, blocks_from)
+    h.writefile(path, header_from:sub(1, BS) .. blocks_from:sub(BS + 1))
+  end
+
+  it("redoes at open the mark a kill cut off after the header", function()
+    bf = assert(fmap.create(path))
+    local a = bf:allocate_blocks(4)
+    bf:allocate()
+    bf:free(a, 4)
+    bf:close()
+    local before = image()
+    bf = assert(fmap.open(path))
+    assert.equal(a + 3 * BS, bf:allocate())   -- the run's count: 4 -> 3
+    bf:close()
+    splice(image(), before)   -- the header says 3, the mark still says 4
+    bf = assert(fmap.open(path))
+    assert.same({ { offset = a, blocks = 3 } }, bf:free_list())
+    assert.same({ nil, { "block " .. (a + 3 * BS) .. " is marked free but "
+                         .. "is not on the free list (leaked)" } },
+                { bf:check() })
+    assert.equal(a + 2 * BS, bf:allocate())   -- never a + 3 * BS again
+    bf:close()
+    bf = assert(fmap.open(path, { repair = true }))
+    assert.same({ { offset = a, blocks = 2 }, { offset = a + 3 * BS,
+                  blocks = 1 } }, bf:free_list())
+    assert.is_true(bf:check())
+  end)
+
+  it("reads a pending mark from the header in a read-only open", function()
+    bf = assert(fmap.create(path))
+    local a = bf:allocate_blocks(4)
+    bf:allocate()
+    bf:free(a, 4)
+    bf:close()
+    local before = image()
+    bf = assert(fmap.open(path))
+    bf:allocate()
+    bf:close()
+    splice(image(), before)
+    bf = assert(fmap.open(path, { readonly = true }))
+    assert.same({ { offset = a, blocks = 3 } }, bf:free_list())
+    assert.equal(3, bf:stats().free_blocks)
+  end)
+
+  it("leaves the blocks of an interrupted free leaked; repair lists them",
+     function()
+    bf = assert(fmap.create(path))
+    local a = bf:allocate_blocks(3)
+    local b = bf:allocate()
+    bf:close()
+    local before = image()
+    bf = assert(fmap.open(path))
+    bf:free(a, 3)
+    bf:close()
+    splice(before, image())   -- the marks are written, the header is not
+    bf = assert(fmap.open(path))
+    assert.same({}, bf:free_list())
+    local ok, problems = bf:check()
+    assert.is_nil(ok)
+    assert.equal(3, #problems)
+    assert.matches("^block " .. a .. " is marked free but is not on the free "
+                   .. "list %(leaked%)$", problems[1])
+    assert.equal("bad argument #1 to 'get' (block at offset " .. a
+                 .. " is free)", h.errmsg(function() bf:get(a) end))
+    assert.equal(b + BS, bf:allocate())   -- a leaked block is not reused
+    bf:close()
+    bf = assert(fmap.open(path, { repair = true }))
+    assert.same({ { offset = a, blocks = 3 } }, bf:free_list())
+    assert.equal(3, bf:stats().free_blocks)
+    assert.is_true(bf:check())
+  end)
+
+  it("repairs a free list whose head mark is torn", function()
+    bf = assert(fmap.create(path))
+    local a = bf:allocate_blocks(3)
+    bf:allocate()
+    bf:free(a, 3)
+    bf:close()
+    local s = image()
+    s = s:sub(1, a + 32) .. "\0\0\0\0" .. s:sub(a + 37)   -- its checksum
+    h.writefile(path, s)
+    bf = assert(fmap.open(path))
+    assert.same({ nil, {
+      "free list is corrupt: block " .. a .. " is not marked as a free run",
+      "free list: header counts 3 blocks in 1 runs, the list holds 0 in 0",
+      "block " .. a .. " carries a torn free mark (leaked)",
+      "block " .. (a + BS) .. " is marked free but is not on the free list "
+        .. "(leaked)",
+      "block " .. (a + 2 * BS) .. " is marked free but is not on the free "
+        .. "list (leaked)",
+    } }, { bf:check() })
+    assert.equal("free list is corrupt: block " .. a .. " is not marked as "
+                 .. "a free run", h.errmsg(function() bf:allocate() end))
+    assert.equal("free list is corrupt: block " .. a .. " is not marked as "
+                 .. "a free run", h.errmsg(function() bf:free(a + 3 * BS) end))
+    assert.is_false(bf:is_free(a + 3 * BS))   -- the failed free freed nothing
+    bf:close()
+    bf = assert(fmap.open(path, { repair = true }))
+    assert.same({ { offset = a, blocks = 3 } }, bf:free_list())
+    assert.is_true(bf:check())
+    assert.equal(a + 2 * BS, bf:allocate())
+  end)
+
+  it("refuses to repair in a read-only open", function()
+    bf = assert(fmap.create(path))
+    bf:close()
+    assert.equal("bad argument #2 to 'open' (a read-only open cannot "
+                 .. "repair)", h.errmsg(function()
+                   fmap.open(path, { readonly = true, repair = true })
+                 end))
   end)
 end)
