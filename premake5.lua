@@ -82,3 +82,14 @@ project "fmap_bench_core"
   files { "engine/bench_core.c" }
   links { "fmapcore" }
   per_config "bin"
+
+-- The LMDB peer of scripts/bench.lua (the standard workload against
+-- liblmdb, in C): built only where Debian's liblmdb-dev is installed
+-- (scripts/install_peers.sh); bench.lua reports it skipped otherwise.
+if os.isfile("/usr/include/lmdb.h") then
+  project "fmap_bench_lmdb"
+    kind "ConsoleApp"
+    files { "engine/bench_lmdb.c" }
+    links { "lmdb" }
+    per_config "bin"
+end
