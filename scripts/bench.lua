@@ -1,0 +1,758 @@
+--- scripts/bench.lua: fmap's B+tree beside the stores people would pick
+-- instead, on the standard workload of issue 6, in one run.
+--   build/bin/fmap scripts/bench.lua [--n N] [--only NAMES]
+-- N records (default 1,000,000); NAMES a comma-separated subset of
+--   fmap, table, luasql, dbi, lmdb, tarantool, engine
+-- ("engine" is the block-layer micro-benchmarks, scripts/bench_engine.lua).
+--
+-- The workload, exactly (figures compare across versions only if it stays so):
+--   key i   = string.pack(">I8I8", i * 0x9E3779B97F4A7C15, i), i = 0..N-1
+--             (the multiplication wraps mod 2^64); value i = "val:%012d"
+--   insert  all N in order into an empty file-backed store, then one durable
+--           flush (included in the time)
+--   get     N lookups, i = (j * 7919) % N for j = 0..N-1, each value checked
+--   scan    the whole store in key order, order and count checked
+--   delete  every even i, then one durable flush (included), count checked
+-- Each phase is timed on a monotonic clock (fmap.clock). Every peer runs in
+-- a process of its own, so that its peak RSS (VmHWM) is its own: the Lua
+-- peers as `fmap scripts/bench.lua --peer NAME --n N --dir DIR`, LMDB as
+-- build/bin/fmap_bench_lmdb, Tarantool as `tarantool
+-- scripts/bench_tarantool.lua`. Each child prints one line
+--   fmap-bench peer=NAME n=N insert=S get=S scan=S delete=S get_mismatches=M
+--     scan_count=C scan_unsorted=U removed=R remaining=K file_bytes=B rss_kb=KB
+-- (or "fmap-bench peer=NAME skipped: REASON"), which this script parses.
+-- A peer that is not installed is reported as skipped, never faked. The exit
+-- status is 0 when every peer that ran verified every phase.
+-- `--fault get|scan|delete` makes the table peer wrong in that phase (one
+-- record lost, two keys out of order, one delete ignored), so that
+-- spec/bench_spec.lua can show the checks catch it.
+local fmap = require "fmap"
+
+local spack, sformat = string.pack, string.format
+local clock = fmap.clock
+
+-- The peers, in the order of the table. `lua` peers run in a child fmap.
+local PEERS = {
+  { name = "fmap", label = "fmap bptree", lua = true },
+  { name = "table", label = "lua table", lua = true },
+  { name = "luasql", label = "sqlite luasql", lua = true },
+  { name = "dbi", label = "sqlite dbi", lua = true },
+  { name = "lmdb", label = "lmdb (C)" },
+  { name = "tarantool", label = "tarantool" },
+}
+local PHASES = { "insert", "get", "scan", "delete" }
+
+local function usage (msg)
+  if msg then io.stderr:write("bench.lua: ", msg, "\n") end
+  io.stderr:write("usage: fmap scripts/bench.lua [--n N] [--only NAMES]\n",
+                  "  NAMES: comma-separated, of fmap table luasql dbi lmdb ",
+                  "tarantool engine\n")
+  os.exit(2)
+end
+
+local opts = { n = 1000000 }
+do
+  local i = 1
+  while arg[i] do
+    local a, v = arg[i], arg[i + 1]
+    if a == "--n" then
+      opts.n = math.tointeger(tonumber(v or ""))
+      if not opts.n or opts.n < 1 then usage("--n wants a positive integer") end
+      i = i + 2
+    elseif a == "--only" then
+      if not v then usage("--only wants a list of names") end
+      opts.only, opts.only_arg = {}, v
+      for name in v:gmatch("[^,%s]+") do
+        local known = name == "engine"
+        for _, p in ipairs(PEERS) do known = known or p.name == name end
+        if not known then usage("unknown name '" .. name .. "' in --only") end
+        opts.only[name] = true
+      end
+      i = i + 2
+    elseif a == "--fault" then
+      if v ~= "get" and v ~= "scan" and v ~= "delete" then
+        usage("--fault wants get, scan or delete")
+      end
+      opts.fault = v
+      i = i + 2
+    elseif a == "--peer" then opts.peer = v; i = i + 2
+    elseif a == "--dir" then opts.dir = v; i = i + 2
+    else usage("unknown argument '" .. tostring(a) .. "'") end
+  end
+end
+local N = opts.n
+local DIR = opts.dir or os.getenv("TMPDIR") or "/tmp"
+
+------------------------------------------------------------------------------
+-- The workload, over a store adapter: a table of closures
+--   put(k, v)              insert one record
+--   get(k) -> v | nil      look a key up
+--   scan() -> iterator     generic-for iterator of k, v in key order
+--   del(k) -> n            remove a key, returning how many records went
+--   begin(phase), finish(phase)   around each phase, inside its time:
+--                          finish("insert") and finish("delete") make the
+--                          phase durable
+--   count() -> n           records left (after the delete phase, untimed)
+--   file_bytes() -> n      bytes on disk (after the insert phase, untimed)
+--   close()
+
+local MUL = 0x9E3779B97F4A7C15  -- a hex literal: wraps to a negative integer
+local function key (i) return spack(">I8I8", i * MUL, i) end
+local function value (i) return sformat("val:%012d", i) end
+
+local function run_workload (store, n)
+  local r = {}
+  local put, get, del = store.put, store.get, store.del
+
+  collectgarbage()
+  local t = clock()
+  store.begin("insert")
+  for i = 0, n - 1 do put(key(i), value(i)) end
+  store.finish("insert")
+  r.insert = clock() - t
+  r.file_bytes = store.file_bytes()
+
+  collectgarbage()
+  local mismatches = 0
+  t = clock()
+  store.begin("get")
+  for j = 0, n - 1 do
+    local i = (j * 7919) % n
+    if get(key(i)) ~= value(i) then mismatches = mismatches + 1 end
+  end
+  store.finish("get")
+  r.get = clock() - t
+  r.get_mismatches = mismatches
+
+  collectgarbage()
+  local count, unsorted, prev = 0, 0, nil
+  t = clock()
+  store.begin("scan")
+  for k in store.scan() do
+    if prev and not (prev < k) then unsorted = unsorted + 1 end
+    prev = k
+    count = count + 1
+  end
+  store.finish("scan")
+  r.scan = clock() - t
+  r.scan_count, r.scan_unsorted = count, unsorted
+
+  collectgarbage()
+  local removed = 0
+  t = clock()
+  store.begin("delete")
+  for i = 0, n - 1, 2 do removed = removed + del(key(i)) end
+  store.finish("delete")
+  r.delete = clock() - t
+  r.removed = math.tointeger(removed) or removed
+  r.remaining = math.tointeger(store.count()) or store.count()
+  store.close()
+  return r
+end
+
+local function file_size (path)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local size = f:seek("end")
+  f:close()
+  return size
+end
+
+local function peak_rss_kb ()
+  local f = io.open("/proc/self/status", "r")
+  if not f then return -1 end
+  local s = f:read("a")
+  f:close()
+  return math.tointeger(tonumber(s:match("VmHWM:%s*(%d+) kB"))) or -1
+end
+
+local function nothing () end
+
+------------------------------------------------------------------------------
+-- The Lua peers. Each opener returns a store, or nil and why it is skipped.
+
+local open = {}
+
+-- fmap's B+tree in a file-backed BlockFile; flush() is msync + fsync.
+function open.fmap (path)
+  local ok, bptree = pcall(require, "fmap.bptree")
+  if not ok then
+    return nil, "fmap.bptree not loadable: "
+                .. tostring(bptree):match("^[^\n]*"):gsub(":$", "")
+  end
+  local bf = assert(fmap.create(path))
+  local t = bptree.new(bf, 16, 16)
+  local durable = function () assert(bf:flush()) end
+  return {
+    put = function (k, v) t:add(k, v) end,
+    get = function (k) for _, v in t:find(k) do return v end end,
+    scan = function () return t:iterate() end,
+    del = function (k) return t:remove(k) end,
+    begin = nothing,
+    finish = function (phase)
+      if phase == "insert" or phase == "delete" then durable() end
+    end,
+    count = function () return t:size() end,
+    file_bytes = function () return file_size(path) end,
+    close = function () bf:close(); os.remove(path) end,
+  }
+end
+
+-- A plain Lua table: the in-memory upper bound for Lua code. It has no
+-- order, so its scan sorts the keys (inside the scan's time).
+function open.table ()
+  local map, size = {}, 0
+  local store = {
+    put = function (k, v)
+      if map[k] == nil then size = size + 1 end
+      map[k] = v
+    end,
+    get = function (k) return map[k] end,
+    scan = function ()
+      local keys, n = {}, 0
+      for k in pairs(map) do n = n + 1; keys[n] = k end
+      table.sort(keys)
+      local j = 0
+      return function ()
+        j = j + 1
+        local k = keys[j]
+        if k ~= nil then return k, map[k] end
+      end
+    end,
+    del = function (k)
+      if map[k] == nil then return 0 end
+      map[k] = nil
+      size = size - 1
+      return 1
+    end,
+    begin = nothing,
+    finish = nothing,
+    count = function () return size end,
+    file_bytes = function () return 0 end,
+    close = nothing,
+  }
+  -- The faults of --fault, each on the record of key 0.
+  local k0 = key(0)
+  if opts.fault == "get" then
+    local get = store.get
+    store.get = function (k) if k ~= k0 then return get(k) end end
+  elseif opts.fault == "scan" then
+    local scan = store.scan
+    store.scan = function ()
+      local it = scan()
+      local first = it()
+      local second = it()
+      local j = 0
+      return function ()
+        j = j + 1
+        if j == 1 then return second end
+        if j == 2 then return first end
+        return it()
+      end
+    end
+  elseif opts.fault == "delete" then
+    local del = store.del
+    store.del = function (k) if k ~= k0 then return del(k) end return 0 end
+  end
+  return store
+end
+
+local HEX16 = ("%02x"):rep(16)
+local function hex16 (s) return sformat(HEX16, s:byte(1, 16)) end
+
+local function sqlite_files (path)
+  return { path, path .. "-wal", path .. "-shm", path .. "-journal" }
+end
+
+local function remove_files (paths)
+  for _, p in ipairs(paths) do os.remove(p) end
+end
+
+-- The durable flush of SQLite in WAL mode with synchronous=NORMAL: commits
+-- are not synced; a checkpoint syncs the WAL, copies it into the database
+-- and syncs that. TRUNCATE leaves an empty WAL, so the file size is the
+-- database's.
+local SQL_SETUP = {
+  "PRAGMA journal_mode=WAL",
+  "PRAGMA synchronous=NORMAL",
+  "CREATE TABLE kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID",
+}
+local SQL_CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"
+
+-- SQLite through LuaSQL (lua-sql-sqlite3). LuaSQL 2.6 has no prepared
+-- statements or parameter binding: each operation is an SQL text, the keys
+-- and values written as blob literals x'...'. Rows come back as strings
+-- with their length, so the scan sees the raw keys.
+function open.luasql (path)
+  local ok, luasql = pcall(require, "luasql.sqlite3")
+  if not ok then
+    return nil, "luasql.sqlite3 not installed (lua-sql-sqlite3; "
+                .. "bash scripts/install_peers.sh)"
+  end
+  remove_files(sqlite_files(path))
+  local env = assert(luasql.sqlite3())
+  local con = assert(env:connect(path))
+  local function exec (sql)
+    local res, err = con:execute(sql)
+    if not res then error(sql .. ": " .. tostring(err), 2) end
+    return res
+  end
+  local function exec_row (sql)
+    local cur = exec(sql)
+    local row = { cur:fetch() }
+    cur:close()
+    return row
+  end
+  for _, sql in ipairs(SQL_SETUP) do
+    local res = exec(sql)
+    if type(res) == "userdata" then res:close() end
+  end
+  local cursor
+  return {
+    put = function (k, v)
+      exec(sformat("INSERT INTO kv VALUES (x'%s', x'%s')", hex16(k),
+                   hex16(v)))
+    end,
+    get = function (k)
+      local cur = exec(sformat("SELECT v FROM kv WHERE k = x'%s'", hex16(k)))
+      local v = cur:fetch()
+      cur:close()
+      return v
+    end,
+    scan = function ()
+      cursor = exec("SELECT k, v FROM kv ORDER BY k")
+      return function () return cursor:fetch() end
+    end,
+    del = function (k)
+      return exec(sformat("DELETE FROM kv WHERE k = x'%s'", hex16(k)))
+    end,
+    begin = function () exec("BEGIN") end,
+    finish = function (phase)
+      if cursor then cursor:close(); cursor = nil end
+      exec("COMMIT")
+      if phase == "insert" or phase == "delete" then
+        local row = exec_row(SQL_CHECKPOINT)
+        assert(tonumber(row[1]) == 0, "checkpoint was blocked")
+      end
+    end,
+    count = function () return math.tointeger(tonumber(exec_row(
+      "SELECT count(*) FROM kv")[1])) end,
+    file_bytes = function ()
+      return file_size(path) + file_size(path .. "-wal")
+    end,
+    close = function ()
+      con:close()
+      env:close()
+      remove_files(sqlite_files(path))
+    end,
+  }
+end
+
+-- SQLite through LuaDBI (lua-dbi-sqlite3): prepared statements, reused.
+-- DBD.SQLite3 binds strings as text with their length, so the keys and
+-- values are cast to blobs in the SQL; it returns columns as C strings
+-- (cut at the first zero byte, and keys hold zero bytes), so the scan reads
+-- hex(k), whose order is the keys' order.
+function open.dbi (path)
+  local ok, DBI = pcall(require, "DBI")
+  if not ok then
+    return nil, "DBI not installed (lua-dbi-sqlite3; "
+                .. "bash scripts/install_peers.sh)"
+  end
+  remove_files(sqlite_files(path))
+  local db, err = DBI.Connect("SQLite3", path)
+  if not db then
+    return nil, "DBD.SQLite3 not available: " .. tostring(err)
+  end
+  db:autocommit(true)           -- transactions are the phases' own BEGINs
+  local function prepare (sql)
+    local st, perr = db:prepare(sql)
+    if not st then error(sql .. ": " .. tostring(perr), 2) end
+    return st
+  end
+  local function exec_row (sql)
+    local st = prepare(sql)
+    assert(st:execute())
+    local row = st:fetch(false)
+    st:close()
+    return row
+  end
+  for _, sql in ipairs(SQL_SETUP) do exec_row(sql) end
+  local ins = prepare("INSERT INTO kv VALUES (CAST(? AS BLOB), "
+                      .. "CAST(? AS BLOB))")
+  local sel = prepare("SELECT v FROM kv WHERE k = CAST(? AS BLOB)")
+  local del = prepare("DELETE FROM kv WHERE k = CAST(? AS BLOB)")
+  local all = prepare("SELECT hex(k), v FROM kv ORDER BY k")
+  local stmts = { ins, sel, del, all }
+  return {
+    put = function (k, v) assert(ins:execute(k, v)) end,
+    get = function (k)
+      assert(sel:execute(k))
+      local row = sel:fetch(false)
+      return row and row[1]
+    end,
+    scan = function ()
+      assert(all:execute())
+      return function ()
+        local row = all:fetch(false)
+        if row then return row[1], row[2] end
+      end
+    end,
+    del = function (k)
+      assert(del:execute(k))
+      return del:affected()
+    end,
+    begin = function () exec_row("BEGIN") end,
+    finish = function (phase)
+      exec_row("COMMIT")
+      if phase == "insert" or phase == "delete" then
+        local row = exec_row(SQL_CHECKPOINT)
+        assert(tonumber(row[1]) == 0, "checkpoint was blocked")
+      end
+    end,
+    count = function ()
+      return math.tointeger(tonumber(exec_row("SELECT count(*) FROM kv")[1]))
+    end,
+    file_bytes = function ()
+      return file_size(path) + file_size(path .. "-wal")
+    end,
+    close = function ()
+      for _, st in ipairs(stmts) do st:close() end
+      db:close()
+      remove_files(sqlite_files(path))
+    end,
+  }
+end
+
+local RESULT_FIELDS = { "insert", "get", "scan", "delete", "get_mismatches",
+                        "scan_count", "scan_unsorted", "removed", "remaining",
+                        "file_bytes", "rss_kb" }
+
+-- Child mode: run one Lua peer and print its line.
+if opts.peer then
+  local opener = open[opts.peer]
+  if not opener then usage("no Lua peer named '" .. opts.peer .. "'") end
+  local path = sformat("%s/fmap-bench-%s-%d-%d", DIR, opts.peer,
+                       os.time(), math.random(1 << 30))
+  local store, why = opener(path)
+  if not store then
+    print(sformat("fmap-bench peer=%s skipped: %s", opts.peer, why))
+    os.exit(0)
+  end
+  local r = run_workload(store, N)
+  r.rss_kb = peak_rss_kb()
+  local out = { "fmap-bench", "peer=" .. opts.peer, "n=" .. N }
+  for _, f in ipairs(RESULT_FIELDS) do
+    local x = r[f]
+    out[#out + 1] = f .. "=" .. (math.type(x) == "float"
+                                 and sformat("%.9f", x) or tostring(x))
+  end
+  print(table.concat(out, " "))
+  os.exit(0)
+end
+
+------------------------------------------------------------------------------
+-- Parent mode: one child per peer, one after the other, then the table.
+
+local function shell_quote (s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local HOST = arg[-1] or "build/bin/fmap"
+local SCRIPT = arg[0]
+local BIN_DIR = HOST:match("^(.*)/[^/]*$") or "."
+local SCRIPT_DIR = SCRIPT:match("^(.*)/[^/]*$") or "."
+
+local function have_command (name)
+  local p = io.popen("command -v " .. name .. " 2>/dev/null")
+  local out = p:read("a")
+  p:close()
+  return out:match("%S") ~= nil
+end
+
+local function executable (path)
+  local ok = os.execute("test -x " .. shell_quote(path))
+  return ok == true
+end
+
+-- The command line of a peer, or nil and why it is skipped.
+local function command (peer)
+  local tmp = sformat("%s/fmap-bench-%s-%d-%d", DIR, peer.name, os.time(),
+                      math.random(1 << 30))
+  if peer.lua then
+    return sformat("%s %s --peer %s --n %d --dir %s%s", shell_quote(HOST),
+                   shell_quote(SCRIPT), peer.name, N, shell_quote(DIR),
+                   (opts.fault and peer.name == "table")
+                   and (" --fault " .. opts.fault) or "")
+  elseif peer.name == "lmdb" then
+    local exe = BIN_DIR .. "/fmap_bench_lmdb"
+    if not executable(exe) then
+      return nil, exe .. " not built (needs liblmdb-dev: "
+                  .. "bash scripts/install_peers.sh)"
+    end
+    return sformat("%s %s %d", shell_quote(exe), shell_quote(tmp), N)
+  elseif peer.name == "tarantool" then
+    if not have_command("tarantool") then
+      return nil, "tarantool not installed (bash scripts/install_peers.sh)"
+    end
+    return sformat("tarantool %s %s %d",
+                   shell_quote(SCRIPT_DIR .. "/bench_tarantool.lua"),
+                   shell_quote(tmp), N)
+  end
+end
+
+-- Runs a command, returns its stdout and the tail of its stderr.
+local function run (cmd)
+  local errpath = os.tmpname()
+  local p = io.popen(cmd .. " 2>" .. shell_quote(errpath), "r")
+  local out = p:read("a")
+  local ok, how, code = p:close()
+  local err = ""
+  local f = io.open(errpath, "r")
+  if f then err = f:read("a"); f:close() end
+  os.remove(errpath)
+  return out, err, ok, how, code
+end
+
+local function parse (peer, out)
+  local why = out:match("fmap%-bench peer=" .. peer.name
+                        .. " skipped: ([^\n]*)")
+  if why then return { skipped = why } end
+  local line = out:match("fmap%-bench peer=" .. peer.name .. " ([^\n]*)")
+  if not line then return nil end
+  local r = {}
+  for k, v in line:gmatch("(%S+)=(%S+)") do r[k] = tonumber(v) end
+  for _, f in ipairs(RESULT_FIELDS) do
+    if r[f] == nil then return nil end
+  end
+  return r
+end
+
+-- What went wrong in a result, or nil when every check passed.
+local function problems (r)
+  local p = {}
+  if r.n ~= N then p[#p + 1] = sformat("ran n=%s", tostring(r.n)) end
+  if r.get_mismatches ~= 0 then
+    p[#p + 1] = sformat("get: %d mismatches", r.get_mismatches)
+  end
+  if r.scan_count ~= N then
+    p[#p + 1] = sformat("scan: %d records, want %d", r.scan_count, N)
+  end
+  if r.scan_unsorted ~= 0 then
+    p[#p + 1] = sformat("scan: %d out of order", r.scan_unsorted)
+  end
+  if r.removed ~= (N + 1) // 2 then
+    p[#p + 1] = sformat("delete: removed %d, want %d", r.removed,
+                        (N + 1) // 2)
+  end
+  if r.remaining ~= N // 2 then
+    p[#p + 1] = sformat("delete: %d left, want %d", r.remaining, N // 2)
+  end
+  if #p > 0 then return table.concat(p, "; ") end
+end
+
+local function selected (name)
+  return not opts.only or opts.only[name]
+end
+
+local function cpu_model ()
+  local f = io.open("/proc/cpuinfo", "r")
+  local s = f and f:read("a") or ""
+  if f then f:close() end
+  return s:match("model name%s*:%s*([^\n]+)") or "unknown CPU"
+end
+
+local function mem_total ()
+  local f = io.open("/proc/meminfo", "r")
+  local s = f and f:read("a") or ""
+  if f then f:close() end
+  local kb = tonumber(s:match("MemTotal:%s*(%d+) kB"))
+  return kb and sformat("%.1f GiB", kb / 1048576) or "unknown memory"
+end
+
+local function nproc ()
+  local p = io.popen("nproc 2>/dev/null")
+  local s = p:read("a")
+  p:close()
+  return s:match("%d+") or "?"
+end
+
+-- 1234567.8 -> "1,234,568"
+local function thousands (x)
+  local s = sformat("%d", math.floor(x + 0.5))
+  local out = s:reverse():gsub("(%d%d%d)", "%1,"):reverse()
+  return (out:gsub("^,", ""))
+end
+
+local function mib (bytes) return sformat("%.1f", bytes / 1048576) end
+
+print(sformat("fmap bench: the standard workload, N = %s (%s)", thousands(N),
+              fmap.VERSION or "fmap"))
+print(sformat("machine: %s cores, %s, %s", nproc(), cpu_model(), mem_total()))
+print(sformat("command: %s %s --n %d%s", HOST, SCRIPT, N,
+              (opts.only and (" --only " .. opts.only_arg) or "")
+              .. (opts.fault and (" --fault " .. opts.fault) or "")))
+print()
+
+local results, failed = {}, false
+for _, peer in ipairs(PEERS) do
+  if selected(peer.name) then
+    local cmd, why = command(peer)
+    local r
+    if not cmd then
+      r = { skipped = why }
+    else
+      io.stderr:write(sformat("running %s ...\n", peer.label))
+      local out, err, ok, how, code = run(cmd)
+      r = parse(peer, out)
+      if not r then
+        local last = err:match("([^\n]+)\n*$") or ""
+        r = { failed = sformat("%s (%s %s)", last, tostring(how),
+                               tostring(code)) }
+        failed = true
+      elseif not r.skipped then
+        r.problems = problems(r)
+        if r.problems or not ok then failed = true end
+      end
+    end
+    results[peer.name] = r
+  end
+end
+
+local W = { label = 15, num = 12, size = 9 }
+local function row (label, cells, tail)
+  local s = { sformat("%-" .. W.label .. "s", label) }
+  for i, c in ipairs(cells) do
+    s[#s + 1] = sformat("%" .. (i <= 4 and W.num or W.size) .. "s", c)
+  end
+  if tail then s[#s + 1] = "  " .. tail end
+  return table.concat(s, " ")
+end
+
+print(row("peer", { "insert/s", "get/s", "scan/s", "delete/s", "file MiB",
+                    "RSS MiB" }, "checks"))
+for _, peer in ipairs(PEERS) do
+  local r = results[peer.name]
+  if r then
+    if r.skipped then
+      print(sformat("%-" .. W.label .. "s skipped: %s", peer.label, r.skipped))
+    elseif r.failed then
+      print(sformat("%-" .. W.label .. "s FAILED: %s", peer.label, r.failed))
+    else
+      local cells = {}
+      for i, ph in ipairs(PHASES) do cells[i] = thousands(N / r[ph]) end
+      cells[5] = peer.name == "table" and "-" or mib(r.file_bytes)
+      cells[6] = mib(r.rss_kb * 1024)
+      print(row(peer.label, cells, r.problems and ("FAILED: " .. r.problems)
+                                   or "ok"))
+    end
+  end
+end
+
+local function ran (name)
+  local r = results[name]
+  return r and not r.skipped and not r.failed and not r.problems and r
+end
+
+local f = ran "fmap"
+if f then
+  local any = false
+  for _, peer in ipairs(PEERS) do
+    local r = peer.name ~= "fmap" and ran(peer.name)
+    if r then
+      if not any then print(row("fmap / peer", {})); any = true end
+      local cells = {}
+      for i, ph in ipairs(PHASES) do
+        cells[i] = sformat("%.2fx", r[ph] / f[ph])
+      end
+      cells[5] = peer.name == "table" and "-"
+                 or sformat("%.2fx", f.file_bytes / r.file_bytes)
+      cells[6] = sformat("%.2fx", f.rss_kb / r.rss_kb)
+      print(row("  " .. peer.label, cells))
+    end
+  end
+end
+print("(ops/s per phase; ratios are fmap's speed over the peer's, and "
+      .. "fmap's file and RSS over the peer's; file size after insert)")
+
+-- The figures issue 6 sets, and where fmap stands against each.
+local function line (what, measured, ok)
+  print(sformat("  %-44s %-26s %s", what, measured,
+                ok == nil and "n/a" or ok and "met" or "MISSED"))
+end
+if f then
+  print()
+  print("targets (issue 6)")
+  local sq = {}
+  for _, ph in ipairs(PHASES) do
+    local best
+    for _, name in ipairs { "luasql", "dbi" } do
+      local r = ran(name)
+      if r and (not best or r[ph] < best) then best = r[ph] end
+    end
+    sq[ph] = best
+  end
+  for _, ph in ipairs(PHASES) do
+    local want = ph == "scan" and 2 or 3
+    if sq[ph] then
+      local x = sq[ph] / f[ph]
+      line(sformat("%s >= %dx the faster SQLite binding", ph, want),
+           sformat("%.2fx", x), x >= want)
+    else
+      line(sformat("%s >= %dx the faster SQLite binding", ph, want),
+           "no SQLite peer ran")
+    end
+  end
+  local tt = ran "tarantool"
+  for _, ph in ipairs(PHASES) do
+    local what = ph == "scan" and "scan faster than tarantool"
+                 or (ph .. " >= tarantool")
+    if tt then
+      local x = tt[ph] / f[ph]
+      line(what, sformat("%.2fx", x), ph == "scan" and x > 1 or x >= 1)
+    else
+      line(what, "tarantool did not run")
+    end
+  end
+  local scan_rate = N / f.scan
+  line("scan > 5,000,000 records/s", thousands(scan_rate) .. "/s",
+       scan_rate > 5e6)
+  local raw = 32 * N
+  line(sformat("file after insert <= 1.5x raw (%s MiB)", mib(1.5 * raw)),
+       sformat("%s MiB (%.2fx raw)", mib(f.file_bytes), f.file_bytes / raw),
+       f.file_bytes <= 1.5 * raw)
+  local rss = f.rss_kb * 1024
+  line("peak RSS <= file + 64 MiB",
+       sformat("%s MiB (file + %s MiB)", mib(rss), mib(rss - f.file_bytes)),
+       rss <= f.file_bytes + 64 * 1048576)
+end
+
+-- The block layer: scripts/bench_engine.lua, Lua beside the C loops.
+if selected("engine") then
+  print()
+  local en = math.min(math.max(N, 10), 1000000)
+  local cmd = sformat("%s %s --n %d --file %s", shell_quote(HOST),
+                      shell_quote(SCRIPT_DIR .. "/bench_engine.lua"), en,
+                      shell_quote(sformat("%s/fmap-bench-engine-%d-%d", DIR,
+                                          os.time(), math.random(1 << 30))))
+  io.stderr:write("running the block-layer benchmarks ...\n")
+  local out, err, ok = run(cmd)
+  io.write(out)
+  if not ok then
+    print("FAILED: scripts/bench_engine.lua: "
+          .. (err:match("([^\n]+)\n*$") or "no output"))
+    failed = true
+  else
+    -- the issue's target: Lua within 3x of C for these three rows
+    print()
+    print("targets (issue 6, block layer)")
+    for _, what in ipairs { "allocate + free of one block",
+                            "get + release of a 1-block view",
+                            "u64 write + read through a view" } do
+      local x = out:match(what:gsub("%p", "%%%0") .. "[^\n]-([%d.]+)x")
+      local ok
+      if x then ok = tonumber(x) <= 3 end
+      line(what .. " Lua <= 3x C", x and (x .. "x") or "not in the output",
+           ok)
+    end
+  end
+end
+
+os.exit(failed and 1 or 0)
