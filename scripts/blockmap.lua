@@ -1,0 +1,113 @@
+--- scripts/blockmap.lua: a picture of every block of an fmap file.
+-- Run it as: fmap scripts/blockmap.lua FILE -o map.png   (or map.svg)
+-- Options:
+--   -o, --output PATH   the picture, .png or .svg (required)
+--   -r, --require MOD   load MOD first: a module that registers a
+--                       classifier for your own structure (repeatable;
+--                       `fmap -l MOD scripts/blockmap.lua ...` works too)
+--   --cols N            blocks per row of the grid (default: by size)
+--   --cell N            pixels per block (default: by the number of columns)
+-- Opens FILE read-only and prints the file's figures and the blocks of
+-- each kind. Exits 0 when the picture is written, 1 when FILE cannot be
+-- opened or the picture cannot be written, 2 on a usage error.
+local fmap = require "fmap"
+local blockmap = require "fmap.blockmap"
+local classify = require "fmap.classify"
+
+local USAGE = "usage: fmap scripts/blockmap.lua FILE -o OUT.png|OUT.svg "
+              .. "[-r MODULE] [--cols N] [--cell N]"
+
+local function usage_error (msg)
+  io.stderr:write("blockmap: ", msg, "\n", USAGE, "\n")
+  os.exit(2)
+end
+
+local function fail (msg)
+  io.stderr:write("blockmap: ", msg, "\n")
+  os.exit(1)
+end
+
+local function parse (args)
+  local opts = { modules = {} }
+  local i = 1
+  local function value (name)
+    i = i + 1
+    local v = args[i]
+    if v == nil then usage_error(name .. " needs a value") end
+    return v
+  end
+  local function count (name)
+    local s = value(name)
+    local n = math.tointeger(tonumber(s))
+    if not n or n < 1 then
+      usage_error(string.format("%s: %q is not a positive integer", name, s))
+    end
+    return n
+  end
+  while i <= #args do
+    local a = args[i]
+    if a == "-o" or a == "--output" then
+      opts.output = value(a)
+    elseif a == "-r" or a == "--require" then
+      opts.modules[#opts.modules + 1] = value(a)
+    elseif a == "--cols" then
+      opts.cols = count(a)
+    elseif a == "--cell" then
+      opts.cell = count(a)
+    elseif a == "-h" or a == "--help" then
+      print(USAGE)
+      os.exit(0)
+    elseif a:sub(1, 1) == "-" then
+      usage_error(string.format("unknown option %q", a))
+    elseif opts.path then
+      usage_error("one FILE only")
+    else
+      opts.path = a
+    end
+    i = i + 1
+  end
+  if not opts.path then usage_error("no FILE") end
+  if not opts.output then usage_error("no -o OUT.png or OUT.svg") end
+  local ext = opts.output:lower():match("%.(%w+)$")
+  if ext ~= "png" and ext ~= "svg" then
+    usage_error(string.format("%q: the output must end in .png or .svg",
+                              opts.output))
+  end
+  if opts.cell and opts.cell > 64 then
+    usage_error("--cell: at most 64 pixels")
+  end
+  if opts.cols and opts.cols > 4096 then
+    usage_error("--cols: at most 4096 blocks per row")
+  end
+  return opts
+end
+
+local opts = parse(arg)
+for _, m in ipairs(opts.modules) do
+  local ok, err = pcall(require, m)
+  if not ok then fail(string.format("cannot load %s: %s", m, err)) end
+end
+local bf, msg = fmap.open(opts.path, { readonly = true })
+if not bf then fail(msg) end
+local t0 = os.clock()
+local r, werr = blockmap.write(bf, opts.output,
+                               { cols = opts.cols, cell = opts.cell })
+local elapsed = os.clock() - t0
+bf:close()
+if not r then fail(werr) end
+
+local f = classify.figures(r)
+print(string.format("%s: %d blocks of %d bytes, %.1f%% free in %d runs, "
+                    .. "fragmentation %.2f", opts.path, f.blocks,
+                    f.block_size, 100 * f.free_share, f.free_runs,
+                    f.fragmentation))
+local kinds = {}
+for k, n in pairs(r.counts) do kinds[#kinds + 1] = { k, n } end
+table.sort(kinds, function (a, b) return a[2] > b[2] end)
+for _, e in ipairs(kinds) do
+  print(string.format("  %-24s %d", classify.KINDS[e[1]].label, e[2]))
+end
+for _, e in ipairs(r.errors) do
+  print(string.format("  error in %s: %s", e.label, e.message))
+end
+print(string.format("wrote %s in %.2f s", opts.output, elapsed))

@@ -1,0 +1,132 @@
+local audit = require "fmap.audit"
+local classify = require "fmap.classify"
+local toy = require "toychain"
+
+local BS = 4096
+
+describe("fmap.audit", function()
+  local path, bf
+  before_each(function()
+    toy.register()
+    path = h.tmpname()
+    bf = assert(fmap.create(path))
+  end)
+  after_each(function()
+    classify.unregister("toy")
+    h.no_live_views(bf)
+    if not tostring(bf):match("closed") then bf:close() end
+    os.remove(path)
+  end)
+
+  it("is callable as require 'fmap.audit'(bf) and as .audit(bf)", function()
+    toy.push(bf, 1)
+    local rep, summary = require "fmap.audit"(bf)
+    assert.is_true(rep.ok)
+    assert.equal(0, rep.problems)
+    assert.matches("ok: no problem found$", summary)
+    assert.is_true(audit.audit(bf).ok)
+  end)
+
+  it("rejects what is not a BlockFile", function()
+    assert.equal("bad argument #1 to 'audit' (BlockFile expected, got "
+                 .. "nil)", h.errmsg(function() audit.audit() end))
+  end)
+
+  it("passes a sound structure with free blocks and a tail", function()
+    for _ = 1, 5 do toy.push(bf, 2) end
+    toy.pop(bf)
+    toy.pop(bf)
+    local rep, summary = audit(bf)
+    assert.is_true(rep.ok, summary)
+    assert.same({}, rep.leaked)
+    assert.equal(6, rep.counts.free)
+    assert.matches("toy@%d+: 9 blocks %(3 toy_node, 6 toy_payload%)",
+                   summary)
+  end)
+
+  it("catches a leaky structure and names the leaked offsets", function()
+    toy.push(bf, 3)
+    local _, p2 = toy.push(bf, 1)
+    toy.push(bf, 2)
+    local _, lost1 = toy.pop(bf, true)  -- forgets its 2-block payload
+    toy.pop(bf)                         -- frees everything
+    local rep, summary = audit(bf)
+    assert.is_false(rep.ok)
+    assert.same({ lost1, lost1 + BS }, rep.leaked)
+    assert.same({ { lost1, 2 } }, rep.leaked_runs)
+    assert.equal(2, rep.problems)
+    assert.matches("leaked: 2 blocks allocated, not free, owned by no "
+                   .. "structure, at offsets " .. lost1 .. " %(2 blocks%)",
+                   summary)
+    assert.matches("2 problems found$", summary)
+    -- p2 was freed by the sound pop: free, not leaked
+    assert.is_true(bf:is_free(p2))
+  end)
+
+  it("catches a block owned twice", function()
+    local a, pa = toy.push(bf, 1)
+    local b = toy.push(bf)
+    toy.set(bf, b, 8, pa)
+    toy.set(bf, b, 16, 1)
+    local rep, summary = audit(bf)
+    assert.is_false(rep.ok)
+    assert.equal(1, #rep.doubles)
+    assert.equal(pa, rep.doubles[1].offset)
+    assert.matches("owned twice: block at offset " .. pa .. ", by toy@" .. b
+                   .. " and toy@" .. b, summary, 1, true)
+    assert.is_truthy(a)
+  end)
+
+  it("catches a free block still referenced", function()
+    local a, pa = toy.push(bf, 1)
+    toy.push(bf)
+    bf:free(pa)  -- a still points at it
+    local rep, summary = audit(bf)
+    assert.is_false(rep.ok)
+    assert.same({}, rep.leaked)
+    assert.equal(1, #rep.free_referenced)
+    assert.equal(pa, rep.free_referenced[1].offset)
+    assert.equal(a, rep.free_referenced[1].from)
+    assert.matches("free but referenced: block at offset " .. pa
+                   .. ", referenced by toy@%d+ from offset " .. a, summary)
+  end)
+
+  it("reports a classifier's error", function()
+    toy.push(bf)
+    classify.register("toy", {
+      detect = toy.classifier.detect,
+      walk = function () error("damaged node", 0) end,
+    })
+    local rep, summary = audit(bf)
+    assert.is_false(rep.ok)
+    assert.equal("damaged node", rep.errors[1].message)
+    assert.matches("error in toy@%d+: damaged node", summary)
+  end)
+
+  it("says when no structure was found", function()
+    bf:allocate()
+    classify.unregister("toy")
+    local rep, summary = audit(bf)
+    assert.same({ BS }, rep.leaked)
+    assert.matches("no registered structure found", summary, 1, true)
+  end)
+
+  it("audits a file opened read-only", function()
+    toy.push(bf, 1)
+    bf:allocate()
+    bf:close()
+    bf = assert(fmap.open(path, { readonly = true }))
+    local rep = audit(bf)
+    assert.same({ 3 * BS }, rep.leaked)
+  end)
+
+  it("lists at most LIMIT runs of leaked blocks in the summary", function()
+    for _ = 1, 30 do
+      bf:allocate()
+      toy.push(bf)
+    end
+    local rep, summary = audit(bf)
+    assert.equal(30, #rep.leaked)
+    assert.matches("%(10 more runs%)", summary)
+  end)
+end)
