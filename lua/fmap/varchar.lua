@@ -276,11 +276,12 @@ local function locate (self, v, x, fname)
   local bs = self.bs
   local r = x % bs
   local block = x - r
-  if x < 0 or x >= self.bf:size() then
-    notblob(fname, x, "outside the file")
-  elseif block == 0 then
-    notblob(fname, x, "in the control block")
-  elseif not pcall(v.retarget, v, block) then
+  if not pcall(v.retarget, v, block) then   -- find out why
+    if x < 0 or x >= self.bf:size() then
+      notblob(fname, x, "outside the file")
+    elseif block == 0 then
+      notblob(fname, x, "in the control block")
+    end
     notblob(fname, x, string.format("block %d is not allocated", block))
   end
   local w = v:u64(0)
