@@ -456,3 +456,68 @@ describe("fmap.classify.varchar", function()
     assert.same({ x // BS * BS }, rep.leaked)
   end)
 end)
+
+describe("fmap.classify.mmlist", function()
+  local mmlist = require "fmap.mmlist"
+  local path, bf
+  before_each(function()
+    path = h.tmpname()
+    bf = assert(fmap.create(path))
+  end)
+  after_each(function()
+    h.no_live_views(bf)
+    bf:close()
+    os.remove(path)
+  end)
+
+  it("classifies the meta block, the index leaves and the items' store",
+     function()
+    local l = mmlist.new(bf)
+    for i = 1, 1500 do l:append(string.rep("x", i % 50)) end
+    assert.is_true(l:verify())
+    local r = classify.scan(bf)
+    -- one structure: the list's varchar is walked as part of it
+    assert.equal(1, #r.structures)
+    local s = r.structures[1]
+    assert.equal("mmlist@" .. l:offset(), s.label)
+    local leaves = bf:with(l:offset(), 1, function (v)
+      local t = {}
+      for k = 0, v:u64(48) - 1 do t[k] = v:u64(64 + 8 * k) end
+      return t
+    end)
+    assert.equal(1, leaves[1] and 1 or 0)  -- 1500 items need two leaves
+    for k, off in pairs(leaves) do
+      for b = off // BS, off // BS + (1 << k) - 1 do
+        assert.equal("list", r.kind[b], "leaf " .. k .. " block " .. b)
+      end
+    end
+    assert.equal("meta", r.kind[l:offset() // BS])
+    for i = 1, 1500, 37 do
+      local x = bf:with(leaves[i > 512 and 1 or 0], i > 512 and 2 or 1,
+                        function (v)
+        return v:u64(8 * (i > 512 and i - 513 or i - 1))
+      end)
+      assert.equal("varchar", r.kind[x // BS])
+      assert.equal(s.label, r.owner[x // BS])
+    end
+    assert.is_nil(r.counts.unknown)
+    assert.equal(1500, s.figures.items)
+    assert.equal(2, s.figures.leaves)
+    assert.equal(1500, s.figures.blobs)
+    assert.equal(1500 / (512 * 3), s.figures.index_fill)
+    assert.is_true(require "fmap.audit"(bf).ok)
+  end)
+
+  it("reports an entry pointing at a freed block", function()
+    local l = mmlist.new(bf)
+    l:append("a")
+    l:append("b")
+    local gone = bf:allocate()
+    bf:free(gone)
+    local leaf = bf:with(l:offset(), 1, function (v) return v:u64(64) end)
+    bf:with(leaf, 1, function (v) v:set_u64(8, gone + 64) end)  -- item 2
+    local r = classify.scan(bf)
+    assert.same({ { offset = gone, by = "mmlist@" .. l:offset(),
+                    from = leaf } }, r.free_referenced)
+  end)
+end)

@@ -69,12 +69,11 @@ M.KINDS = {
   overflow = { label = "overflow", color = "#9467bd" },
   varchar  = { label = "varchar run", color = "#ff7f0e" },
   list     = { label = "list index", color = "#17becf" },
-  data     = { label = "list data", color = "#bcbd22" },
   unknown  = { label = "unknown (no owner)", color = "#d62728" },
 }
 --- Kind names in legend order.
 M.ORDER = { "control", "free", "tail", "meta", "internal", "leaf",
-            "overflow", "varchar", "list", "data", "unknown" }
+            "overflow", "varchar", "list", "unknown" }
 
 -- Colours for kinds added without one, taken in turn.
 local SPARE_COLORS = { "#e377c2", "#7f7f7f", "#aec7e8", "#ffbb78",
@@ -86,8 +85,9 @@ local spare = 0
 local registry = {}
 -- Modules of the structures shipped with fmap; loaded by `scan` (not at
 -- require time: they require this module).
-M.BUILTIN = { "fmap.classify.bptree", "fmap.classify.varchar",
-              "fmap.classify.mmlist" }
+-- Order matters: a structure that embeds a varchar comes before it.
+M.BUILTIN = { "fmap.classify.bptree", "fmap.classify.mmlist",
+              "fmap.classify.varchar" }
 local builtins_loaded = false
 
 local function argerror (n, fname, msg)
