@@ -189,7 +189,8 @@ local function at (self, v, e)
 end
 
 -- After the count fell to n, frees the leaves it no longer needs; v must
--- point at the meta block.
+-- point at the meta block. Only a count that is a multiple of B can leave
+-- a leaf empty, so callers skip the others.
 local function shrink (self, v, n)
   local L = v:u64(M_LEAVES)
   local keep = n == 0 and 0 or leaf_of(n - 1, self.B) + 2
@@ -209,15 +210,18 @@ function List:append (s)
   check_string(s, 1, "append")
   check_writable(self, "append")
   local v <close> = self.bf:get(self.meta)
-  local n, L = v:u64(M_COUNT), v:u64(M_LEAVES)
-  if n == capacity(L, self.B) then   -- a new leaf, 2^L blocks
-    if L >= MAXLEAF then error("the list is full", 2) end
-    local off, msg, errno
-    if L == 0 then off, msg, errno = self.bf:allocate()
-    else off, msg, errno = self.bf:allocate_blocks(1 << L) end
-    if not off then return nil, msg, errno end
-    v:set_u64(M_LEAF + 8 * L, off)
-    v:set_u64(M_LEAVES, L + 1)
+  local n, B = v:u64(M_COUNT), self.B
+  if n % B == 0 then   -- maybe the first entry of a leaf not there yet
+    local L = v:u64(M_LEAVES)
+    if n == capacity(L, B) then   -- a new leaf, 2^L blocks
+      if L >= MAXLEAF then error("the list is full", 2) end
+      local off, msg, errno
+      if L == 0 then off, msg, errno = self.bf:allocate()
+      else off, msg, errno = self.bf:allocate_blocks(1 << L) end
+      if not off then return nil, msg, errno end
+      v:set_u64(M_LEAF + 8 * L, off)
+      v:set_u64(M_LEAVES, L + 1)
+    end
   end
   local e = entry(self, v, n)
   local x, msg, errno = self.vc:_put(v, s)
@@ -280,7 +284,7 @@ function List:pop ()
   local s = self.vc:_take(v, v:u64(at(self, v, e)), "pop")
   v:retarget(self.meta)
   v:set_u64(M_COUNT, n - 1)
-  shrink(self, v, n - 1)
+  if (n - 1) % self.B == 0 then shrink(self, v, n - 1) end
   return s
 end
 
@@ -299,7 +303,7 @@ function List:swap_delete (i)
   end
   v:retarget(self.meta)
   v:set_u64(M_COUNT, n - 1)
-  shrink(self, v, n - 1)
+  if (n - 1) % self.B == 0 then shrink(self, v, n - 1) end
   return s
 end
 

@@ -502,16 +502,16 @@ local function store (self, v, s, len)
       v:set_u64(M_BLOBS, v:u64(M_BLOBS) + 1)
       v:retarget(block)
     end
-    local used = v:u32(S_USED) + 1
-    local k = v:u32(S_FREE)
+    local uf = v:u64(S_USED)          -- used slots | first free << 32
+    local used, k = (uf & U32) + 1, uf >> 32
     if k ~= 0 then
       k = k - 1
-      v:set_u32(S_FREE, v:u32(SLAB_HDR + k * size))
+      v:set_u64(S_USED, used | v:u32(SLAB_HDR + k * size) << 32)
     else
       k = v:u32(S_CARVED)
       v:set_u32(S_CARVED, k + 1)
+      v:set_u32(S_USED, used)
     end
-    v:set_u32(S_USED, used)
     local sp = SLAB_HDR + k * size
     v:set_u64(sp, len | REF1)
     if s then v:write(sp + 8, s) else v:fill(0, sp + 8, len) end
@@ -550,10 +550,10 @@ local function release (self, v, x, pos, c, n)
   if c ~= 0 then
     local sp = pos - 8
     local k = (sp - SLAB_HDR) // self.sizes[c]
-    v:set_u64(sp, v:u32(S_FREE))
-    v:set_u32(S_FREE, k + 1)
-    local used = v:u32(S_USED) - 1
-    v:set_u32(S_USED, used)
+    local uf = v:u64(S_USED)          -- used slots | first free << 32
+    local used = (uf & U32) - 1
+    v:set_u64(sp, uf >> 32)
+    v:set_u64(S_USED, used | (k + 1) << 32)
     local slots = self.slots[c]
     local hp = M_CLASS + 16 * (c - 1)
     if used == 0 or used == slots - 1 then
