@@ -266,6 +266,11 @@ function M.start (version)
     local ok, fmap = pcall(require, "fmap")
     if ok then _G.fmap = fmap end
   end
+  if rawget(_G, "show") == nil then
+    -- show(t) / show(bf): a picture in a temporary file; the REPL prints
+    -- the path it returns (fmap.dot.show).
+    _G.show = function (...) return require("fmap.dot").show(...) end
+  end
   io.stdout:write(string.format(
     "%s: help() lists the API, help(x) describes x, Ctrl-D leaves.\n",
     tostring(version or "fmap")))

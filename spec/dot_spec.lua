@@ -1,0 +1,184 @@
+local dot = require "fmap.dot"
+
+local has_dot = dot.available()
+
+-- A synthetic tree held in a table: a root with `fanout` internal
+-- children, each with `leaves` leaves linked in order.
+local function synthetic (fanout, leaves)
+  local nodes, chain, id = {}, {}, 100
+  nodes[1] = { leaf = false, keys = {}, children = {} }
+  for i = 1, fanout do
+    local c = 10 + i
+    nodes[1].children[i], nodes[1].keys[i] = c, "k" .. i
+    nodes[c] = { leaf = false, keys = {}, children = {} }
+    for j = 1, leaves do
+      id = id + 1
+      nodes[c].children[j], nodes[c].keys[j] = id, i .. "." .. j
+      nodes[id] = { leaf = true, keys = { i .. "." .. j, "<&>" } }
+      chain[#chain + 1] = id
+    end
+  end
+  for i = 1, #chain - 1 do nodes[chain[i]].next = chain[i + 1] end
+  return { root = 1, name = "synthetic", node = function (off)
+    return assert(nodes[off], "no node")
+  end }, nodes
+end
+
+-- Runs dot -Tsvg on text; returns the SVG.
+local function svg_of (text)
+  local file = h.tmpname(".svg")
+  assert(dot.render(text, file))
+  local s = h.readfile(file)
+  os.remove(file)
+  return s
+end
+
+describe("fmap.dot", function()
+  describe(".graph()", function()
+    it("draws every node with its keys, edges and leaf links", function()
+      local spec = synthetic(3, 2)
+      local text, info = dot.graph(spec)
+      assert.equal(1 + 3 + 6, #info.nodes)
+      assert.equal(0, info.summarised)
+      for _, off in ipairs(info.nodes) do
+        assert.matches("\n  n" .. off .. " %[label=<", text)
+      end
+      assert.matches("n1 -> n11;", text, 1, true)
+      assert.matches("n11 -> n101;", text, 1, true)
+      assert.matches("n101 -> n102 [style=dashed", text, 1, true)
+      assert.matches("n102 -> n103 [style=dashed", text, 1, true)  -- across
+      assert.matches("<td>1.2</td>", text, 1, true)
+      assert.matches("<td>&lt;&amp;&gt;</td>", text, 1, true)
+      assert.same({ 101, 102, 103, 104, 105, 106 }, info.leaves)
+    end)
+
+    it("summarises below the depth and past the children asked for",
+       function()
+      local spec = synthetic(20, 5)
+      local text, info = dot.graph(spec, { depth = 1, children = 4 })
+      -- the root, its first 3 children and its last; their leaves not drawn
+      assert.same({ 1, 11, 12, 13, 30 }, info.nodes)
+      assert.equal(16 + 4 * 5, info.summarised)
+      assert.matches("16 children not drawn", text, 1, true)
+      assert.matches("5 children not drawn", text, 1, true)
+    end)
+
+    it("shows at most KEYS keys of a node and counts the rest", function()
+      local spec = synthetic(10, 1)
+      local text = dot.graph(spec, { keys = 3, depth = 0 })
+      assert.matches("<td>k3</td><td>+7</td>", text, 1, true)
+    end)
+
+    it("writes binary keys as hex and cuts long ones", function()
+      assert.equal("0x00ff41", dot.key_text("\0\255A"))
+      assert.equal("abcdefghijklmn..", dot.key_text(string.rep("abcdefghijklmnopq", 2)))
+    end)
+
+    it("marks a node reached twice instead of looping", function()
+      local nodes = {
+        [1] = { leaf = false, keys = { "a" }, children = { 2, 1 } },
+        [2] = { leaf = true, keys = { "b" } },
+      }
+      local text, info = dot.graph { root = 1,
+                                     node = function (o) return nodes[o] end }
+      assert.same({ 1, 2 }, info.nodes)
+      assert.matches('n1 -> n1 [color=red, label="again"]', text, 1, true)
+    end)
+
+    it("says which node could not be read", function()
+      assert.equal("cannot read the node at offset 12: no node",
+                   h.errmsg(function()
+                     dot.graph { root = 12,
+                                 node = function () error("no node", 0) end }
+                   end))
+    end)
+
+    it("rejects a spec without root or node", function()
+      assert.equal("bad argument #1 to 'graph' (table with integer 'root' "
+                   .. "and function 'node' expected)",
+                   h.errmsg(function() dot.graph { root = 1 } end))
+    end)
+
+    it("rejects a negative depth", function()
+      assert.equal("bad argument #2 to 'graph' (depth must be a "
+                   .. "non-negative integer, got -1)",
+                   h.errmsg(function()
+                     dot.graph(synthetic(1, 1), { depth = -1 })
+                   end))
+    end)
+
+    it("parses with Graphviz, which names every node", function()
+      if not has_dot then
+        pending("Graphviz's dot is not installed")
+        return
+      end
+      local text, info = dot.graph(synthetic(12, 4), { depth = 2 })
+      local svg = svg_of(text)
+      for _, off in ipairs(info.nodes) do
+        assert.matches("<title>n" .. off .. "</title>", svg, 1, true)
+      end
+      assert.matches("&lt;&amp;&gt;", svg, 1, true)
+    end)
+  end)
+
+  describe(".render()", function()
+    it("writes DOT text as it is for a .dot path", function()
+      local file = h.tmpname(".dot")
+      assert.is_true(dot.render("digraph { a }\n", file))
+      assert.equal("digraph { a }\n", h.readfile(file))
+      os.remove(file)
+    end)
+
+    it("returns nil and Graphviz's message for bad DOT", function()
+      if not has_dot then
+        pending("Graphviz's dot is not installed")
+        return
+      end
+      local ok, msg = dot.render("digraph {", h.tmpname(".svg"))
+      assert.is_nil(ok)
+      assert.matches("^dot failed: .*syntax error", msg)
+    end)
+
+    it("says when Graphviz is missing", function()
+      local saved = dot.DOT
+      dot.DOT = "/nonexistent/dot"
+      local ok, msg = dot.render("digraph { a }", h.tmpname(".svg"))
+      dot.DOT = saved
+      assert.same({ nil, "Graphviz's dot is not installed (apt-get install "
+                    .. "graphviz)" }, { ok, msg })
+    end)
+
+    it("rejects a path without an extension", function()
+      assert.equal("bad argument #2 to 'render' (path needs an extension "
+                   .. "naming the format, got 'tree')",
+                   h.errmsg(function() dot.render("digraph {}", "tree") end))
+    end)
+  end)
+
+  describe(".show() and the REPL's show()", function()
+    it("draws a BlockFile's block map to a temporary PNG", function()
+      local bf = fmap.anonymous()
+      bf:allocate()
+      local path = dot.show(bf)
+      assert.matches("%.png$", path)
+      assert.equal("\137PNG", h.readfile(path):sub(1, 4))
+      os.remove(path)
+      bf:close()
+    end)
+
+    it("rejects what is neither a tree nor a BlockFile", function()
+      assert.equal("bad argument #1 to 'show' (B+tree or BlockFile "
+                   .. "expected, got number)",
+                   h.errmsg(function() dot.show(42) end))
+    end)
+
+    it("is the REPL's show(), which prints the picture's path", function()
+      local out = h.run("printf 'bf = fmap.anonymous(); bf:allocate()\\n"
+                        .. "show(bf)\\n' | " .. h.bin() .. " -i 2>&1")
+      local path = out:match("> show%(bf%)\n(/[^\n]+%.png)\n")
+      assert.is_string(path, out)
+      assert.equal("\137PNG", h.readfile(path):sub(1, 4))
+      os.remove(path)
+    end)
+  end)
+end)
