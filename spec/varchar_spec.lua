@@ -545,6 +545,51 @@ describe("fmap.varchar", function()
     end)
   end)
 
+  describe("a damaged store", function()
+    it("raises rather than write through a bad class list head", function()
+      local x = vc:put("abc")                      -- class 1's block
+      local mine = bf:allocate()
+      bf:with(mine, 1, function(v) v:fill(7) end)
+      bf:with(vc:offset(), 1, function(v) v:set_u64(128, mine) end)
+      assert.equal("varchar at " .. vc:offset() .. " is corrupt: a class "
+                   .. "list head names block " .. mine .. ", which is not "
+                   .. "one of its slab blocks",
+                   h.errmsg(function() vc:put("def") end))
+      bf:with(mine, 1, function(v)
+        assert.equal(string.rep("\7", 4096), v:read())
+      end)
+      bf:with(vc:offset(), 1, function(v) v:set_u64(128, x - x % 4096) end)
+      assert.equal("abc", vc:get(x))
+      ok_verify(vc)
+    end)
+
+    it("raises rather than hand out a block the reserve does not hold",
+       function()
+      local y = vc:put(string.rep("y", 9000))      -- 3 blocks
+      vc:free(y)
+      assert.equal(1, vc:stats().reserve_runs)
+      local mine = bf:allocate_blocks(3)
+      bf:with(mine, 3, function(v) v:fill(9) end)
+      local rs = 128 + 16 * 22                     -- by start, then by size
+      local rz = rs + 16 * 113
+      bf:with(vc:offset(), 1, function(v)
+        v:pack(rs, ">I8I8", mine, 3)
+        v:pack(rz, ">I8I8", 3, mine)
+      end)
+      local ok, msg = vc:verify()
+      assert.is_nil(ok)
+      assert.matches("reserve: run at " .. mine .. " has no free%-run "
+                     .. "stamp", msg)
+      assert.equal("varchar at " .. vc:offset() .. " is corrupt: the "
+                   .. "reserve names block " .. mine .. ", which is not one "
+                   .. "of its free runs",
+                   h.errmsg(function() vc:put(string.rep("z", 9000)) end))
+      bf:with(mine, 3, function(v)
+        assert.equal(string.rep("\9", 3 * 4096), v:read())
+      end)
+    end)
+  end)
+
   describe("against a model", function()
     it("agrees with a Lua table over thousands of random operations",
        function()

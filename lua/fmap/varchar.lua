@@ -55,7 +55,11 @@ Large blob: a run of n = ceil((64 + length) / bs) blocks.
       56     8  zero
       64        the blob's bytes: its offset is run + 64
 A run in the reserve starts with "VCfr", owner and own offset in the place
-of the header it had, so a stale offset reads as freed.
+of the header it had, so a stale offset reads as freed. Every block the
+store reaches through its own links (class lists, the large list, the
+reserve) is checked for its magic, owner and own offset before it is
+written or handed out, so a damaged store raises "varchar at M is
+corrupt: ..." rather than writing over another structure's block.
 
 Space. A blob of up to S_max - 8 bytes takes a slot of the smallest class
 that holds it, in the first block of that class's partial list; a block
@@ -82,7 +86,8 @@ Invariants (vc:verify checks them):
   - every large blob is on the large list, linked both ways, with
     references >= 1 and n = ceil((64 + length) / bs)
   - the reserve's two arrays hold the same R runs, sorted, with no two
-    runs overlapping or adjacent; its counts match
+    runs overlapping or adjacent; its counts match; the first block of
+    each run carries the "VCfr" stamp, which allocation checks
   - slab blocks, large runs, reserve runs and the meta block never overlap,
     and none of their blocks is free in the BlockFile
   - the meta counts (live blobs, slab blocks, large blocks) match the walk
@@ -319,8 +324,26 @@ local function locate (self, v, x, fname)
   notblob(fname, x, "freed already")
 end
 
+-- Raises "varchar at M is corrupt: ..." (a damaged file, not a misuse).
+local function corrupt (self, fmt, ...)
+  error(string.format("varchar at %d is corrupt: " .. fmt, self.meta, ...),
+        0)
+end
+
+-- Points v at block b, which the store's own links name, after checking
+-- that it is a block of this store with the given magic.
+local function follow (self, v, b, magic, what)
+  if not pcall(v.retarget, v, b) or v:u64(0) & U32 ~= magic
+     or v:u64(H_SELF) ~= b or v:u64(H_OWNER) ~= self.meta then
+    corrupt(self, "%s names block %d, which is not one of its %s", what, b,
+            magic == SLAB and "slab blocks" or magic == LARGE
+            and "large blobs" or "free runs")
+  end
+end
+
 -------------------------------------------------------------------------
--- The reserve: free runs, in two sorted arrays of the meta block.
+-- The reserve: free runs, in two sorted arrays of the meta block. The
+-- first block of each run carries the "VCfr" stamp.
 -------------------------------------------------------------------------
 
 -- Removes entry i (0-based) of the array at pos holding count entries.
@@ -338,18 +361,25 @@ local function insert_at (v, pos, i, count, a, b)
 end
 
 -- Index of (a, b) in the array at pos, which must hold it.
-local function find (v, pos, count, a, b)
+local function find (self, v, pos, count, a, b)
   local i, found = v:bsearch(pos, count, 16, spack(">I8I8", a, b))
   if not found then
-    error(string.format("varchar reserve is corrupt: no entry (%d, %d)", a,
-                        b), 3)
+    corrupt(self, "the reserve's arrays disagree on (%d, %d)", a, b)
   end
   return i
 end
 
+-- Stamps the block at start as the first of a free run; v ends there.
+local function stamp (self, v, start)
+  v:retarget(start)
+  v:set_u32(0, FREED)
+  v:set_u64(H_OWNER, self.meta)
+  v:set_u64(H_SELF, start)
+end
+
 local function reserve_remove (self, v, start, blocks, i_start, count)
   remove_at(v, self.rs, i_start, count)
-  remove_at(v, self.rz, find(v, self.rz, count, blocks, start), count)
+  remove_at(v, self.rz, find(self, v, self.rz, count, blocks, start), count)
 end
 
 local function reserve_insert (self, v, start, blocks, count)
@@ -370,13 +400,21 @@ local function palloc (self, v, n)
     local i = v:bsearch(self.rz, count, 16, spack(">I8", n))
     if i < count then
       local blocks, start = v:unpack(">I8I8", self.rz + 16 * i)
+      follow(self, v, start, FREED, "the reserve")
+      if not pcall(v.retarget, v, start, blocks) then
+        corrupt(self, "reserve run at %d of %d blocks is not all allocated",
+                start, blocks)
+      end
+      v:retarget(self.meta)
       remove_at(v, self.rz, i, count)
-      local j = find(v, self.rs, count, start, blocks)
+      local j = find(self, v, self.rs, count, start, blocks)
       remove_at(v, self.rs, j, count)
       count = count - 1
       if blocks > n then
         reserve_insert(self, v, start + n * self.bs, blocks - n, count)
         count = count + 1
+        stamp(self, v, start + n * self.bs)
+        v:retarget(self.meta)
       end
       v:set_u64(M_RRUNS, count)
       v:set_u64(M_RBLOCKS, v:u64(M_RBLOCKS) - n)
@@ -395,13 +433,8 @@ end
 -- BlockFile. v must point at the meta block, and does after.
 local function pfree (self, v, start, n)
   local bs, rs = self.bs, self.rs
-  do   -- stamp the first block as freed, for stale offsets
-    v:retarget(start)
-    v:set_u32(0, FREED)
-    v:set_u64(H_OWNER, self.meta)
-    v:set_u64(H_SELF, start)
-    v:retarget(self.meta)
-  end
+  stamp(self, v, start)     -- also makes stale offsets read as freed
+  v:retarget(self.meta)
   local count = v:u64(M_RRUNS)
   local rblocks = v:u64(M_RBLOCKS) + n
   local i = v:bsearch(rs, count, 16, spack(">I8", start))
@@ -409,8 +442,8 @@ local function pfree (self, v, start, n)
   if i > 0 then      -- the run before
     local ps, pb = v:unpack(">I8I8", rs + 16 * (i - 1))
     if ps + pb * bs > start then
-      error(string.format("varchar reserve is corrupt: run at %d overlaps "
-                          .. "freed blocks at %d", ps, start), 3)
+      corrupt(self, "reserve run at %d overlaps freed blocks at %d", ps,
+              start)
     elseif ps + pb * bs == start then
       reserve_remove(self, v, ps, pb, i - 1, count)
       count, i = count - 1, i - 1
@@ -420,8 +453,8 @@ local function pfree (self, v, start, n)
   if i < count then  -- the run after
     local ns, nb = v:unpack(">I8I8", rs + 16 * i)
     if ns < start + n * bs then
-      error(string.format("varchar reserve is corrupt: run at %d overlaps "
-                          .. "freed blocks at %d", ns, start), 3)
+      corrupt(self, "reserve run at %d overlaps freed blocks at %d", ns,
+              start)
     elseif ns == start + n * bs then
       reserve_remove(self, v, ns, nb, i, count)
       count = count - 1
@@ -435,8 +468,10 @@ local function pfree (self, v, start, n)
   while count > self.rmax or (rblocks > budget and count > 0) do
     local z = count > self.rmax and 0 or count - 1
     local blocks, rstart = v:unpack(">I8I8", self.rz + 16 * z)
+    follow(self, v, rstart, FREED, "the reserve")
+    v:retarget(self.meta)
     remove_at(v, self.rz, z, count)
-    remove_at(v, rs, find(v, rs, count, rstart, blocks), count)
+    remove_at(v, rs, find(self, v, rs, count, rstart, blocks), count)
     count = count - 1
     rblocks = rblocks - blocks
     v:set_u64(M_RRUNS, count)
@@ -453,17 +488,29 @@ end
 -- and H_PREV; heads in the meta block at hp. v ends anywhere.
 -------------------------------------------------------------------------
 
-local function unlink (self, v, hp, next, prev)
+-- Every block a link names is checked (magic, owner, own offset) before
+-- it is written.
+local function unlink (self, v, hp, next, prev, magic)
   if prev == 0 then v:retarget(self.meta); v:set_u64(hp, next)
-  else v:retarget(prev); v:set_u64(H_NEXT, next) end
-  if next ~= 0 then v:retarget(next); v:set_u64(H_PREV, prev) end
+  else
+    follow(self, v, prev, magic, "a list")
+    v:set_u64(H_NEXT, next)
+  end
+  if next ~= 0 then
+    follow(self, v, next, magic, "a list")
+    v:set_u64(H_PREV, prev)
+  end
 end
 
-local function push (self, v, hp, b)
+local function push (self, v, hp, b, magic)
   v:retarget(self.meta)
   local head = v:u64(hp)
+  if head ~= 0 then
+    follow(self, v, head, magic, "a list head")
+    v:set_u64(H_PREV, b)
+    v:retarget(self.meta)
+  end
   v:set_u64(hp, b)
-  if head ~= 0 then v:retarget(head); v:set_u64(H_PREV, b) end
   v:retarget(b)
   v:set_u64(H_NEXT, head)
   v:set_u64(H_PREV, 0)
@@ -483,6 +530,7 @@ local function store (self, v, s, len)
     local hp = M_CLASS + 16 * (c - 1)
     local block = v:u64(hp)
     local size, slots = self.sizes[c], self.slots[c]
+    local fresh = true
     if block == 0 then
       local off, msg, errno = palloc(self, v, 1)
       if not off then return nil, msg, errno end
@@ -498,9 +546,13 @@ local function store (self, v, s, len)
       v:set_u64(H_PREV, 0)
       v:set_u64(S_USED, 0)
       v:set_u64(S_CARVED, 0)
-    else
-      v:set_u64(M_BLOBS, v:u64(M_BLOBS) + 1)
-      v:retarget(block)
+    else     -- checked before anything is written
+      follow(self, v, block, SLAB, "a class list head")
+      if v:u32(4) ~= c then
+        corrupt(self, "the class %d list names block %d, of class %d", c,
+                block, v:u32(4))
+      end
+      fresh = false
     end
     local uf = v:u64(S_USED)          -- used slots | first free << 32
     local used, k = (uf & U32) + 1, uf >> 32
@@ -516,17 +568,26 @@ local function store (self, v, s, len)
     v:set_u64(sp, len | REF1)
     if s then v:write(sp + 8, s) else v:fill(0, sp + 8, len) end
     if used == slots then   -- full: from the partial list to the full one
-      unlink(self, v, hp, v:u64(H_NEXT), 0)
-      push(self, v, hp + 8, block)
+      unlink(self, v, hp, v:u64(H_NEXT), 0, SLAB)
+      push(self, v, hp + 8, block, SLAB)
+    end
+    if not fresh then
+      v:retarget(meta)
+      v:set_u64(M_BLOBS, v:u64(M_BLOBS) + 1)
     end
     return block + sp + 8
   end
   local n = (LHDR + len + self.bs - 1) // self.bs
+  local head = v:u64(M_LHEAD)
+  if head ~= 0 then   -- checked before anything is taken
+    follow(self, v, head, LARGE, "the large list head")
+    v:retarget(meta)
+  end
   local run, zeroed, errno = palloc(self, v, n)
   if not run then return nil, zeroed, errno end
   v:set_u64(M_BLOBS, v:u64(M_BLOBS) + 1)
   v:set_u64(M_LBLOCKS, v:u64(M_LBLOCKS) + n)
-  push(self, v, M_LHEAD, run)
+  push(self, v, M_LHEAD, run, LARGE)
   v:set_u64(0, LARGE | REF1)
   v:set_u64(H_OWNER, meta)
   v:set_u64(H_SELF, run)
@@ -558,7 +619,7 @@ local function release (self, v, x, pos, c, n)
     local hp = M_CLASS + 16 * (c - 1)
     if used == 0 or used == slots - 1 then
       local next, prev = v:u64(H_NEXT), v:u64(H_PREV)
-      unlink(self, v, used == slots - 1 and hp + 8 or hp, next, prev)
+      unlink(self, v, used == slots - 1 and hp + 8 or hp, next, prev, SLAB)
       if used == 0 then
         v:retarget(self.meta)
         v:set_u64(M_SLABS, v:u64(M_SLABS) - 1)
@@ -566,7 +627,7 @@ local function release (self, v, x, pos, c, n)
         pfree(self, v, block, 1)
         return
       end
-      push(self, v, hp, block)
+      push(self, v, hp, block, SLAB)
     end
     v:retarget(self.meta)
     v:set_u64(M_BLOBS, v:u64(M_BLOBS) - 1)
@@ -575,7 +636,7 @@ local function release (self, v, x, pos, c, n)
   v:retarget(block)
   local next, prev = v:u64(H_NEXT), v:u64(H_PREV)
   v:set_u64(0, LARGE)          -- no references: freed
-  unlink(self, v, M_LHEAD, next, prev)
+  unlink(self, v, M_LHEAD, next, prev, LARGE)
   v:retarget(self.meta)
   v:set_u64(M_BLOBS, v:u64(M_BLOBS) - 1)
   v:set_u64(M_LBLOCKS, v:u64(M_LBLOCKS) - n)
@@ -922,6 +983,13 @@ function Varchar:verify ()
     last = s + n * bs
     rblocks = rblocks + n
     extents[#extents + 1] = { s, n, "reserve run" }
+    if s >= bs and s % bs == 0 and pcall(v.retarget, v, s) then
+      if v:u64(0) & U32 ~= FREED or v:u64(H_OWNER) ~= meta
+         or v:u64(H_SELF) ~= s then
+        problem("reserve: run at %d has no free-run stamp", s)
+      end
+      v:retarget(meta)
+    end
   end
   for i = 2, #by_size do
     local a, b = by_size[i - 1], by_size[i]
