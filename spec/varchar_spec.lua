@@ -14,8 +14,10 @@ describe("fmap.varchar", function()
     vc = assert(varchar.new(bf))
   end)
   after_each(function()
-    h.no_live_views(bf)
-    if not tostring(bf):match("closed") then bf:close() end
+    if bf and not tostring(bf):match("closed") then
+      h.no_live_views(bf)
+      bf:close()
+    end
     os.remove(path)
   end)
 
