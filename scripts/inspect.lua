@@ -1,0 +1,161 @@
+--- scripts/inspect.lua: what is in an fmap file, and is it sound.
+-- Run it as: fmap scripts/inspect.lua [--free] [--block OFFSET] FILE
+-- Prints the header (format version, block size, size, blocks, free
+-- blocks, control data) and the result of bf:check(); --free lists the
+-- free list, --block hexdumps the block at OFFSET (decimal or 0x hex).
+-- Opens the file read-only. Exits 0 when the file is sound, 1 when it
+-- cannot be opened or check() finds problems, 2 on a usage error.
+local fmap = require "fmap"
+local repl = require "fmap.repl"
+
+local USAGE = "usage: fmap scripts/inspect.lua [--free] [--block OFFSET] FILE"
+
+local function usage_error (msg)
+  io.stderr:write("inspect: ", msg, "\n", USAGE, "\n")
+  os.exit(2)
+end
+
+local function fail (msg)
+  io.stderr:write("inspect: ", msg, "\n")
+  os.exit(1)
+end
+
+-- Reads the command line: options may come before or after FILE.
+local function parse (args)
+  local opts = { blocks = {} }
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local value = a:match("^%-%-block=(.*)$")
+    if a == "--block" or value then
+      if not value then
+        i = i + 1
+        value = args[i]
+        if value == nil then usage_error("--block needs an OFFSET") end
+      end
+      local off = math.tointeger(tonumber(value))
+      if off == nil or off < 0 then
+        usage_error(string.format("--block: %q is not an offset", value))
+      end
+      opts.blocks[#opts.blocks + 1] = off
+    elseif a == "--free" then
+      opts.free = true
+    elseif a == "-h" or a == "--help" then
+      print(USAGE)
+      os.exit(0)
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      usage_error(string.format("unknown option %q", a))
+    elseif opts.path then
+      usage_error("one FILE only")
+    else
+      opts.path = a
+    end
+    i = i + 1
+  end
+  if not opts.path then usage_error("no FILE") end
+  return opts
+end
+
+local function row (name, fmt, ...)
+  print(string.format("  %-14s " .. fmt, name, ...))
+end
+
+local function plural (n, word)
+  return string.format("%d %s%s", n, word, n == 1 and "" or "s")
+end
+
+local function header (bf)
+  local st = bf:stats()
+  print(st.path)
+  row("format", "version %d", st.version)
+  row("block size", "%d bytes", st.block_size)
+  row("size", "%d bytes, %s", st.size, plural(st.blocks, "block"))
+  row("blocks", "%d used, %d free in %s, %d never allocated (tail)",
+      st.used_blocks, st.free_blocks, plural(st.free_runs, "run"),
+      st.tail_blocks)
+  local cd = bf:control_data()
+  row("control data", "%d of %d bytes%s", #cd, st.max_control_data,
+      #cd > 0 and (": " .. repl.quote(cd, 64)) or "")
+end
+
+local function free_list (bf)
+  local ok, runs = pcall(bf.free_list, bf)
+  if not ok then  -- a damaged list; check() has said where
+    local msg = tostring(runs):gsub("^.-:%d+: ", "")
+    print("free list: cannot be walked: " .. msg)
+    return
+  end
+  if #runs == 0 then
+    print("free list: empty")
+    return
+  end
+  local total = 0
+  for _, r in ipairs(runs) do total = total + r.blocks end
+  print(string.format("free list: %s in %s, head first",
+                      plural(total, "block"), plural(#runs, "run")))
+  for _, r in ipairs(runs) do
+    print(string.format("  offset %-12d %s", r.offset,
+                        plural(r.blocks, "block")))
+  end
+end
+
+-- The engine lends no view of the control block or of a free block, and
+-- those are what one wants to see in a damaged file: read them from the
+-- file, and dump them through a view of an anonymous BlockFile so the
+-- dump looks like any other.
+local function raw_hex (path, off, bs)
+  local f, err = io.open(path, "rb")
+  if not f then fail(err) end
+  f:seek("set", off)
+  local bytes = f:read(bs) or ""
+  f:close()
+  local scratch <close> = fmap.anonymous(bs)
+  local v <close> = scratch:get(scratch:allocate())
+  v:write(0, bytes)
+  return v:hex(0, #bytes)
+end
+
+local function block (bf, off)
+  local bs, size = bf:block_size(), bf:size()
+  if off % bs ~= 0 then
+    fail(string.format("--block %d is not a multiple of the block size (%d)",
+                       off, bs))
+  elseif off >= size then
+    fail(string.format("--block %d is past the end of the file (%d bytes)",
+                       off, size))
+  end
+  local what, dump
+  if off == 0 then
+    what, dump = "the control block", raw_hex(bf:path(), off, bs)
+  elseif bf:is_free(off) then
+    what, dump = "free", raw_hex(bf:path(), off, bs)
+  else
+    local ok, v = pcall(bf.get, bf, off)
+    if ok then
+      what, dump = "allocated", v:hex()
+      v:release()
+    else  -- past the allocated area: the never-used tail
+      what, dump = "tail, never allocated", raw_hex(bf:path(), off, bs)
+    end
+  end
+  print(string.format("block at offset %d (%s):", off, what))
+  io.write(dump)
+end
+
+local opts = parse(arg)
+local bf <close>, err = fmap.open(opts.path, { readonly = true })
+if not bf then fail(err) end
+header(bf)
+local ok, problems = bf:check()
+if ok then
+  row("check", "ok")
+else
+  row("check", "%s:", plural(#problems, "problem"))
+  for _, p in ipairs(problems) do print("    " .. p) end
+end
+if opts.free then free_list(bf) end
+for _, off in ipairs(opts.blocks) do block(bf, off) end
+if not ok then
+  bf:close()
+  os.exit(1)
+end
