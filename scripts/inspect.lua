@@ -1,14 +1,19 @@
 --- scripts/inspect.lua: what is in an fmap file, and is it sound.
--- Run it as: fmap scripts/inspect.lua [--free] [--block OFFSET] FILE
+-- Run it as: fmap scripts/inspect.lua [--free] [--block OFFSET] [--stats]
+--                                     [--audit] FILE
 -- Prints the header (format version, block size, size, blocks, free
 -- blocks, control data) and the result of bf:check(); --free lists the
--- free list, --block hexdumps the block at OFFSET (decimal or 0x hex).
--- Opens the file read-only. Exits 0 when the file is sound, 1 when it
--- cannot be opened or check() finds problems, 2 on a usage error.
+-- free list, --block hexdumps the block at OFFSET (decimal or 0x hex),
+-- --stats prints blocks by kind and each structure's figures
+-- (fmap.classify.stats), --audit the audit of the structures in the file
+-- (fmap.audit). Opens the file read-only. Exits 0 when the file is sound,
+-- 1 when it cannot be opened or check() (or --audit) finds problems, 2 on
+-- a usage error.
 local fmap = require "fmap"
 local repl = require "fmap.repl"
 
-local USAGE = "usage: fmap scripts/inspect.lua [--free] [--block OFFSET] FILE"
+local USAGE = "usage: fmap scripts/inspect.lua [--free] [--block OFFSET] "
+              .. "[--stats] [--audit] FILE"
 
 local function usage_error (msg)
   io.stderr:write("inspect: ", msg, "\n", USAGE, "\n")
@@ -40,6 +45,10 @@ local function parse (args)
       opts.blocks[#opts.blocks + 1] = off
     elseif a == "--free" then
       opts.free = true
+    elseif a == "--stats" then
+      opts.stats = true
+    elseif a == "--audit" then
+      opts.audit = true
     elseif a == "-h" or a == "--help" then
       print(USAGE)
       os.exit(0)
@@ -155,6 +164,12 @@ else
 end
 if opts.free then free_list(bf) end
 for _, off in ipairs(opts.blocks) do block(bf, off) end
+if opts.stats then io.write((require("fmap.classify").stats(bf))) end
+if opts.audit then
+  local report, summary = require("fmap.audit")(bf)
+  print(summary)
+  ok = ok and report.ok
+end
 if not ok then
   bf:close()
   os.exit(1)

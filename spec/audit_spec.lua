@@ -130,3 +130,111 @@ describe("fmap.audit", function()
     assert.matches("%(10 more runs%)", summary)
   end)
 end)
+
+describe("fmap.classify.stats()", function()
+  local path, bf
+  before_each(function()
+    toy.register()
+    path = h.tmpname()
+    bf = assert(fmap.create(path))
+  end)
+  after_each(function()
+    classify.unregister("toy")
+    h.no_live_views(bf)
+    if not tostring(bf):match("closed") then bf:close() end
+    os.remove(path)
+  end)
+
+  it("gives blocks by kind, the free list and each structure's figures",
+     function()
+    toy.push(bf, 2)
+    toy.push(bf, 1)
+    local a = bf:allocate_blocks(3)
+    bf:free(a)
+    bf:free(a + 2 * BS)
+    local text, r = classify.stats(bf)
+    local st = bf:stats()
+    assert.matches("^blocks by kind %(" .. st.blocks .. " blocks of 4096 "
+                   .. "bytes%):\n", text)
+    assert.matches("\n  toy node %s+2 %s+[%d.]+%%\n", text)
+    assert.matches("\n  toy payload %s+3 ", text)
+    assert.matches("\n  unknown %(no owner%) %s+1 ", text)
+    assert.matches("\nfree list: 2 blocks in 2 runs, largest 1; free share "
+                   .. string.format("%.1f", 200 / st.blocks)
+                   .. "%%, fragmentation 0.50\n", text)
+    assert.matches("\n  toy@" .. r.structures[1].root .. ": 5 blocks, "
+                   .. "nodes 2\n$", text)
+  end)
+
+  it("prints fill factors as percentages", function()
+    classify.register("toy", {
+      detect = toy.classifier.detect,
+      walk = function (b, root, emit)
+        toy.classifier.walk(b, root, emit)
+        return { leaf_fill = 0.5, height = 3, zeta = 1.25 }
+      end,
+    })
+    toy.push(bf)
+    assert.matches(": 1 blocks, height 3, leaf_fill 50.0%, zeta 1.25\n",
+                   classify.stats(bf), 1, true)
+  end)
+
+  it("says when no structure is found", function()
+    assert.matches("\nstructures: none found\n$", classify.stats(bf))
+  end)
+
+  it("rejects what is not a BlockFile", function()
+    assert.equal("bad argument #1 to 'stats' (BlockFile expected, got "
+                 .. "string)", h.errmsg(function() classify.stats("x") end))
+  end)
+end)
+
+describe("scripts/inspect.lua --audit and --stats", function()
+  local path
+  before_each(function() path = h.tmpname() end)
+  after_each(function() os.remove(path) end)
+  local function run (args)
+    return h.run("LUA_PATH='spec/?.lua;;' " .. h.bin() .. " " .. args
+                 .. " 2>&1")
+  end
+
+  -- A file with a toy chain and a leak: returns the leaked offsets.
+  local function leaky ()
+    local bf = assert(fmap.create(path))
+    toy.push(bf, 1)
+    toy.push(bf, 2)
+    local _, lost = toy.pop(bf, true)
+    bf:close()
+    return lost
+  end
+
+  it("audits with a user's classifier and exits 1 on a leak", function()
+    local lost = leaky()
+    local text, status = run("-l toychain scripts/inspect.lua --audit "
+                             .. path)
+    assert.equal(1, status, text)
+    assert.matches("\n  check          ok\n", text, 1, true)
+    assert.matches("\nleaked: 2 blocks allocated, not free, owned by no "
+                   .. "structure, at offsets " .. lost .. " %(2 blocks%)\n"
+                   .. "2 problems found\n$", text)
+  end)
+
+  it("exits 0 when the audit finds nothing", function()
+    local bf = assert(fmap.create(path))
+    toy.push(bf, 1)
+    bf:close()
+    local text, status = run("-l toychain scripts/inspect.lua --audit "
+                             .. path)
+    assert.equal(0, status, text)
+    assert.matches("\nok: no problem found\n$", text)
+  end)
+
+  it("prints the stats", function()
+    leaky()
+    local text, status = run("-l toychain scripts/inspect.lua --stats "
+                             .. path)
+    assert.equal(0, status, text)
+    assert.matches("\nblocks by kind %(%d+ blocks of 4096 bytes%):\n", text)
+    assert.matches("\n  toy@%d+: 2 blocks, nodes 1\n$", text)
+  end)
+end)

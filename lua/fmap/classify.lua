@@ -469,6 +469,78 @@ function M.runs (offsets, bs)
   return out
 end
 
+-- Figures of a structure printed first, in this order; the rest sorted.
+local FIGURE_ORDER = { "height", "entries", "items", "blobs", "leaves",
+                       "internal_nodes", "leaf_fill", "internal_fill" }
+
+local function figure_text (k, v)
+  if math.type(v) == "float" then
+    if k:match("fill$") or k:match("share$") then
+      return string.format("%s %.1f%%", k, 100 * v)
+    end
+    return string.format("%s %.3g", k, v)
+  end
+  return k .. " " .. tostring(v)
+end
+
+--- The numbers behind the block map, as text (`inspect --stats`): blocks
+-- by kind, the free list (length, runs, largest, fragmentation), and each
+-- structure's figures (a B+tree's height and fill factors, a store's
+-- blobs and slot fill, a list's items...).
+-- @param src a BlockFile, or what `scan` returned
+-- @return the text, lines ending in newlines; and the scan
+function M.stats (src)
+  local r = src
+  if not (type(src) == "table" and src.kind and src.block_size) then
+    check_bf(src, "stats")
+    r = M.scan(src)
+  end
+  local out = {}
+  local function add (...) out[#out + 1] = string.format(...) end
+  local f = M.figures(r)
+  add("blocks by kind (%d blocks of %d bytes):\n", r.blocks, r.block_size)
+  local listed, order = {}, {}
+  for _, k in ipairs(M.ORDER) do
+    if r.counts[k] then order[#order + 1] = k; listed[k] = true end
+  end
+  local extra = {}
+  for k in pairs(r.counts) do
+    if not listed[k] then extra[#extra + 1] = k end
+  end
+  table.sort(extra)
+  for _, k in ipairs(extra) do order[#order + 1] = k end
+  for _, k in ipairs(order) do
+    add("  %-26s %10d  %5.1f%%\n", M.KINDS[k] and M.KINDS[k].label or k,
+        r.counts[k], 100 * r.counts[k] / r.blocks)
+  end
+  add("free list: %d blocks in %d runs, largest %d; free share %.1f%%, "
+      .. "fragmentation %.2f\n", f.free_blocks, f.free_runs,
+      f.largest_free_run, 100 * f.free_share, f.fragmentation)
+  if #r.structures == 0 then add("structures: none found\n") end
+  for i, s in ipairs(r.structures) do
+    if i == 1 then add("structures:\n") end
+    local parts, seen = {}, {}
+    for _, k in ipairs(FIGURE_ORDER) do
+      if s.figures and s.figures[k] ~= nil then
+        parts[#parts + 1] = figure_text(k, s.figures[k])
+        seen[k] = true
+      end
+    end
+    local rest = {}
+    for k in pairs(s.figures or {}) do
+      if not seen[k] then rest[#rest + 1] = k end
+    end
+    table.sort(rest)
+    for _, k in ipairs(rest) do
+      parts[#parts + 1] = figure_text(k, s.figures[k])
+    end
+    add("  %s: %d blocks%s%s\n", s.label, s.blocks,
+        #parts > 0 and ", " .. table.concat(parts, ", ") or "",
+        s.error and "; walk failed: " .. s.error or "")
+  end
+  return table.concat(out), r
+end
+
 --- The figures of a scan: what the block map prints and `inspect --stats`
 -- reports.
 -- @param r what `scan` returned
