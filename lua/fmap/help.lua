@@ -112,12 +112,21 @@ local API = {
   { "v:hex", "([pos [, len]]) -> string",
     "a hexdump -C style dump" },
 
+  { "Structures", "type", "in Lua, on blocks; help \"NAME\" lists one's API" },
   { "fmap.bptree", "module", "a B+tree over blocks (fs2's bptree)" },
   { "fmap.varchar", "module", "variable-size, reference-counted blobs" },
   { "fmap.mmlist", "module", "a persistent list (fs2's mmlist)" },
+  { "fmap.codec", "module", "keys that sort as their values do" },
+  { "fmap.audit", "module", "blocks a structure leaked or shares" },
+  { "fmap.blockmap", "module", "a picture of every block (PNG, SVG)" },
+  { "fmap.dot", "module", "B+tree pictures through Graphviz" },
 
   { "REPL", "type", "what the fmap REPL adds" },
   { "help", "([x])", "this help; help(x) describes x" },
+  { "show", "(tree_or_bf) -> path",
+    "draws it to a temporary file",
+    "A B+tree as an SVG through Graphviz (its DOT text without\n"
+    .. "Graphviz), a BlockFile as its block map (PNG)." },
 }
 
 -- The fixed-width accessors share one line in the list; each has its own
@@ -248,20 +257,28 @@ end
 
 --- How a Lua function is called: its parameter names.
 -- @param f a function
+-- @param method true to leave out the first parameter (self)
 -- @return "(a, b, ...)", or "(...)" for a C function
-function M.signature (f)
-  local info = debug.getinfo(f, "u")
-  if debug.getinfo(f, "S").what ~= "Lua" then return "(...)" end
+function M.signature (f, method)
+  local info = debug.getinfo(f, "Su")
+  if info.what ~= "Lua" then return "(...)" end
   local params = {}
-  for i = 1, info.nparams do
-    params[i] = debug.getlocal(f, i)
+  for i = method and 2 or 1, info.nparams do
+    params[#params + 1] = debug.getlocal(f, i)
   end
   if info.isvararg then params[#params + 1] = "..." end
   return "(" .. table.concat(params, ", ") .. ")"
 end
 
--- The name a value goes by in the loaded modules ("string.format",
--- "fmap.bptree.new"), searched one level into each; nil if none.
+local function index_of (v)
+  local mt = debug.getmetatable(v)
+  local index = mt and rawget(mt, "__index")
+  return type(index) == "table" and index or nil
+end
+
+-- The name a value goes by: a global ("print"), a field of a loaded
+-- module ("string.format", "fmap.bptree.new"), or a method of a global
+-- object ("t:add", and then true); nil if none.
 local function find_name (v)
   for k, x in next, _G do
     if x == v and type(k) == "string" then return k end
@@ -278,14 +295,28 @@ local function find_name (v)
       end
     end
   end
-  return best
+  if best then return best end
+  for k, x in next, _G do
+    local index = type(k) == "string" and index_of(x)
+    if index then
+      for m, f in next, index do
+        if f == v and type(m) == "string" then return k .. ":" .. m, true end
+      end
+    end
+  end
+  return nil
 end
 
--- The first sentence of a comment, which may run over several lines.
-local function summary (doc)
+-- The first sentence of a comment, cut to fit in room columns.
+local function summary (doc, room)
   local text = doc:match("^(.-)\n%s*@") or doc
   text = text:gsub("%s*\n%s*", " ")
-  return text:match("^(.-%.)%s") or text:match("^(.-%.)$") or text
+  text = text:match("^(.-%.)%s") or text:match("^(.-%.)$") or text
+  if #text > room then
+    text = text:sub(1, room - 3):match("^(.*%S)%s") or text:sub(1, room - 3)
+    text = text:gsub("[%s%p]+$", "") .. "..."
+  end
+  return text
 end
 
 local function methods_of (mt)
@@ -302,12 +333,14 @@ local function methods_of (mt)
   return names
 end
 
--- One line per function of a module or class table: its signature and
--- the first line of its comment.
+-- One line per public function of a module or class table: its
+-- signature and the first sentence of its comment. Names that start with
+-- '_' (private ones, metamethods) are left out.
 local function list_functions (t, prefix, sep)
   local names = {}
   for k, f in next, t do
-    if type(k) == "string" and type(f) == "function" then
+    if type(k) == "string" and type(f) == "function" and k:sub(1, 1) ~= "_"
+    then
       names[#names + 1] = k
     end
   end
@@ -321,9 +354,9 @@ local function list_functions (t, prefix, sep)
       out[#out + 1] = line_of(e)
     else
       local doc = M.ldoc(f)
-      local sig = M.signature(f):gsub("^%(self,? ?", "(")
-      out[#out + 1] = two_columns(prefix .. sep .. k .. sig,
-                                  doc and summary(doc) or "")
+      out[#out + 1] = two_columns(prefix .. sep .. k
+                                  .. M.signature(f, sep == ":"),
+                                  doc and summary(doc, WIDTH - COLUMN) or "")
     end
   end
   return table.concat(out, "\n")
@@ -333,7 +366,9 @@ local function overview ()
   local out = { "The fmap API (help(x) for more on x; x may be a name, "
                 .. "e.g. help \"bf:get\"):" }
   for _, e in ipairs(API) do
-    if e[2] == "module" or e[2] == "type" then
+    if e[2] == "module" and e[1] ~= "fmap" then
+      out[#out + 1] = line_of(e)
+    elseif e[2] == "module" or e[2] == "type" then
       out[#out + 1] = ""
       out[#out + 1] = string.format("%s  -- %s", e[1], e[3])
     elseif not e.hidden then
@@ -346,10 +381,11 @@ end
 local function describe_function (f)
   local e = engine_functions()[f]
   if e then return describe_entry(e) end
-  local name = find_name(f) or "function"
+  local name, method = find_name(f)
+  name = name or "function"
   local doc = M.ldoc(f)
   if doc then
-    return name .. M.signature(f) .. "\n  " .. doc:gsub("\n", "\n  ")
+    return name .. M.signature(f, method) .. "\n  " .. doc:gsub("\n", "\n  ")
   end
   local info = debug.getinfo(f, "S")
   if info.what == "C" then
@@ -358,7 +394,8 @@ local function describe_function (f)
            .. "https://www.lua.org/manual/5.4/manual.html#pdf-" .. name
   end
   return string.format("%s%s: a Lua function defined at %s:%d (no comment)",
-                       name, M.signature(f), info.short_src, info.linedefined)
+                       name, M.signature(f, method), info.short_src,
+                       info.linedefined)
 end
 
 local function describe_typed (v, typename, entry)
@@ -390,15 +427,19 @@ local function describe_table (t)
   end
   local out = {}
   local entry = name and BY_NAME[name]
-  out[1] = (name or "a table") .. (entry and ("  -- " .. entry[3]) or "")
+  local mt = debug.getmetatable(t)
+  if mt and rawget(mt, "__tostring") then  -- an object that says what it is
+    out[1] = (name and (name .. ": ") or "") .. tostring(t)
+  else
+    out[1] = (name or "a table") .. (entry and ("  -- " .. entry[3]) or "")
+  end
   local funcs = list_functions(t, name or "t", ".")
   if funcs ~= "" then
     out[#out + 1] = funcs
   end
-  local mt = getmetatable(t)
-  local index = type(mt) == "table" and rawget(mt, "__index")
-  if type(index) == "table" and index ~= t then
-    local methods = list_functions(index, "obj", ":")
+  local index = index_of(t)
+  if index and index ~= t then
+    local methods = list_functions(index, name or "obj", ":")
     if methods ~= "" then
       out[#out + 1] = "Methods:"
       out[#out + 1] = methods
