@@ -36,7 +36,8 @@
 #define PROMPT2         ">> "
 #define EOFMARK         "<eof>"       /* ends messages of unfinished chunks */
 #define HISTORY_FILE    ".fmap_history"   /* in $HOME */
-#define HISTORY_MAX     1000
+#define HISTORY_MAX     1000  /* entries kept in memory */
+#define HISTORY_LINES   4000  /* lines kept in the file (a chunk has several) */
 #define LUADIR_DEPTH    4     /* the exe's directory and 3 parents */
 #define REPL_MODULE     "fmap.repl"
 #define REPL_KEY        "fmap.host.repl"  /* registry: the loaded module */
@@ -532,7 +533,7 @@ static void openhistory (void) {
 
 static void closehistory (void) {
   if (tty.histfile != NULL) {
-    history_truncate_file(tty.histfile, HISTORY_MAX);
+    history_truncate_file(tty.histfile, HISTORY_LINES);
     free(tty.histfile);
     tty.histfile = NULL;
   }
@@ -649,14 +650,35 @@ static void initreadline (void) {
 
 /* The prompt (_PROMPT/_PROMPT2 if set, as in lua), left on the stack to
 ** keep it alive while it is shown. */
+/* What the REPL does between chunks runs unprotected, so an error there
+** would end it: globals are read raw (an __index of _G cannot raise), and
+** a value is made a string by a protected call (its __tostring can). */
+static int getglobalraw (lua_State *L, const char *name) {
+  int t;
+  lua_pushglobaltable(L);
+  lua_pushstring(L, name);
+  t = lua_rawget(L, -2);
+  lua_remove(L, -2);
+  return t;
+}
+
+static int tostr (lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
 static const char *get_prompt (lua_State *L, int firstline) {
-  if (lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2") == LUA_TNIL)
-    return firstline ? PROMPT : PROMPT2;
-  else {
-    const char *p = luaL_tolstring(L, -1, NULL);
-    lua_remove(L, -2);
-    return p;
+  const char *dflt = firstline ? PROMPT : PROMPT2;
+  if (getglobalraw(L, firstline ? "_PROMPT" : "_PROMPT2") == LUA_TNIL)
+    return dflt;
+  lua_pushcfunction(L, tostr);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {  /* a broken _PROMPT: ignore it */
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    return dflt;
   }
+  return lua_tostring(L, -1);
 }
 
 /* Whether status is a syntax error at the end of the chunk, that is, one
@@ -763,7 +785,7 @@ static void pushprinter (lua_State *L) {
     return;
   }
   lua_settop(L, top);
-  lua_getglobal(L, "print");
+  getglobalraw(L, "print");
 }
 
 /* Prints the results on the stack. Printing a huge table can be stopped
@@ -771,7 +793,11 @@ static void pushprinter (lua_State *L) {
 static void l_print (lua_State *L) {
   int n = lua_gettop(L);
   if (n > 0) {
-    luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+    if (!lua_checkstack(L, LUA_MINSTACK)) {
+      l_message(progname, "too many results to print");
+      lua_settop(L, 0);
+      return;
+    }
     pushprinter(L);
     lua_insert(L, 1);
     if (pcallint(L, n, 0, 0) != LUA_OK) {
@@ -789,7 +815,7 @@ static void l_print (lua_State *L) {
 ** the REPL's globals. Without it the REPL still works, with print. */
 static void loadrepl (lua_State *L) {
   int status;
-  lua_getglobal(L, "require");
+  getglobalraw(L, "require");
   lua_pushliteral(L, REPL_MODULE);
   status = docall(L, 1, 1);
   if (status == LUA_OK && !lua_istable(L, -1)) {

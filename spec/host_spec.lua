@@ -523,6 +523,19 @@ describe("the REPL through a pipe (fmap -i < file)", function()
     assert.matches("\nP: if true then\nP2: end\nP: \n$", out)
   end)
 
+  it("survives a broken _PROMPT, too many results and a hostile _G",
+     function()
+    local out, err, status = session(
+      "_PROMPT = setmetatable({}, { __tostring = error })\n1\n"
+      .. "table.unpack({}, 1, 999980)\n2\n"
+      .. "_PROMPT = nil setmetatable(_G, { __index = error })\n3\n")
+    assert.equal(0, status)
+    assert.equal("too many results to print\n", err)
+    assert.matches("\n> 1\n1\n", out)
+    assert.matches("\n> 2\n2\n", out)
+    assert.matches("\n> 3\n3\n> \n$", out)
+  end)
+
   it("stops at os.exit with its status", function()
     local out, _, status = session("os.exit(5)\nprint('not here')\n")
     assert.equal(5, status)
