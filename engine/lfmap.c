@@ -177,6 +177,7 @@ static void unlink_view (View *v, int state) {
 static View *newview (lua_State *L, int bfi, BlockFile *bf, uint64_t off,
                       uint64_t len) {
   lua_Debug ar;
+  uint64_t seq = bf->f.h.seq;
   View *v = (View *)lua_newuserdatauv(L, sizeof(View), 1);
   v->bf = bf;
   v->off = off;
@@ -192,6 +193,12 @@ static View *newview (lua_State *L, int bfi, BlockFile *bf, uint64_t off,
     memcpy(v->src, ar.short_src, sizeof v->src);
     v->line = ar.currentline;
   }
+  /* The allocation may have run a finalizer that closed the BlockFile or
+  ** freed the blocks (any change bumps the header's seq): look again. */
+  if (!bf->open) luaL_error(L, "attempt to use a closed BlockFile");
+  if (bf->f.h.seq != seq &&
+      fm_check_range(&bf->f, off, len / bf->f.h.block_size) != 0)
+    corefail(L, bf, 2);
   v->prev = NULL;
   v->next = bf->views;
   if (bf->views) bf->views->prev = v;
@@ -201,8 +208,10 @@ static View *newview (lua_State *L, int bfi, BlockFile *bf, uint64_t off,
   return v;
 }
 
+/* __gc and __close: also reachable by hand (getmetatable(v).__gc(x)), so
+** the argument's type is checked like any other. */
 static int view_gc (lua_State *L) {
-  View *v = (View *)lua_touserdata(L, 1);
+  View *v = toview(L, 1);
   if (v != NULL && v->state == LIVE) unlink_view(v, RELEASED);
   return 0;
 }
@@ -298,6 +307,8 @@ static int view_write (lua_State *L) {
   lua_Integer pos = luaL_checkinteger(L, 2);
   size_t sl;
   const char *s = luaL_checklstring(L, 3, &sl);
+  if (v->state != LIVE) checkview(L, 1);   /* converting a number may run
+                                           ** a finalizer that retires it */
   checkspan(L, v, 2, pos, (lua_Integer)sl);
   memcpy(vptr(v) + pos, s, sl);
   lua_pushinteger(L, pos + (lua_Integer)sl);
@@ -385,19 +396,27 @@ static int view_hex (lua_State *L) {
   luaL_Buffer b;
   lua_Integer i;
   int folded = 0;
+  char *out;
+  size_t used = 0;
   if (!lua_isnoneornil(L, 3)) len = luaL_checkinteger(L, 3);
   else if (pos >= 0 && (uint64_t)pos <= v->len)
     len = (lua_Integer)(v->len - (uint64_t)pos);
   else len = 0;
   checkspan(L, v, 2, pos, len);
+  /* All of the output at once (a line is under 96 bytes): the loop below
+  ** reads the map and must not allocate, since an allocation may run a
+  ** finalizer that moves the map or retires the view. After this one,
+  ** the view is looked at again. */
+  out = luaL_buffinitsize(L, &b, ((size_t)len / 16 + 2) * 96);
+  if (v->state != LIVE) checkview(L, 1);
+  checkspan(L, v, 2, pos, len);
   p = vptr(v) + pos;
-  luaL_buffinit(L, &b);
   for (i = 0; i < len; i += 16) {
     char line[96];
     int n = (int)(len - i < 16 ? len - i : 16), k, at;
     if (i > 0 && n == 16 && memcmp(p + i, p + i - 16, 16) == 0 &&
         i + 16 < len) {
-      if (!folded) luaL_addstring(&b, "*\n");
+      if (!folded) { memcpy(out + used, "*\n", 2); used += 2; }
       folded = 1;
       continue;
     }
@@ -416,9 +435,10 @@ static int view_hex (lua_State *L) {
       line[at++] = (c >= 32 && c < 127) ? (char)c : '.';
     }
     line[at++] = '|'; line[at++] = '\n';
-    luaL_addlstring(&b, line, (size_t)at);
+    memcpy(out + used, line, (size_t)at);
+    used += (size_t)at;
   }
-  luaL_pushresult(&b);
+  luaL_pushresultsize(&b, used);
   return 1;
 }
 
@@ -532,9 +552,11 @@ static int view_bsearch (lua_State *L) {
   const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 5,
                                                                       &kl);
   int upper = lua_toboolean(L, 6);
-  const unsigned char *base;
+  const unsigned char *base = NULL;
   uint64_t lo = 0, hi = count;
   int found = 0;
+  if (v->state != LIVE) checkview(L, 1);   /* the key's conversion ran a
+                                           ** finalizer that retired it */
   if (count > 0) {
     if (pos < 0 || (uint64_t)pos > v->len || stride == 0 ||
         count - 1 > (v->len - (uint64_t)pos) / stride ||
@@ -543,8 +565,8 @@ static int view_bsearch (lua_State *L) {
                     "(keys of %I) from position %I pass the view (%I "
                     "bytes)", (lua_Integer)count, (lua_Integer)stride,
                     (lua_Integer)kl, pos, (lua_Integer)v->len));
+    base = vptr(v) + pos;
   }
-  base = vptr(v) + pos;
   while (lo < hi) {
     uint64_t mid = lo + (hi - lo) / 2;
     int c = memcmp(base + mid * stride, key, kl);
@@ -769,6 +791,10 @@ static int view_pack (lua_State *L) {
   uint64_t n;
   checkspan(L, v, 2, pos, 0);
   n = dopack(L, 3, (uint64_t)pos, NULL);
+  /* Converting numbers to strings in that pass may have run a finalizer
+  ** that retired or retargeted the view: look again before writing. */
+  if (v->state != LIVE) checkview(L, 1);
+  checkspan(L, v, 2, pos, 0);
   if (n > v->len - (uint64_t)pos)
     luaL_argerror(L, 2, lua_pushfstring(L, "position %I + %I packed bytes "
                   "is outside the view (%I bytes)", pos, (lua_Integer)n,
@@ -806,18 +832,31 @@ static lua_Integer getint (lua_State *L, const unsigned char *p, int little,
 static int view_unpack (lua_State *L) {
   View *v = checkview(L, 1);
   lua_Integer ipos = luaL_optinteger(L, 3, 0);
-  const unsigned char *data;
-  uint64_t pos, len = v->len;
-  int n = 0;
+  const unsigned char *data = NULL;
+  uint64_t pos, len = 0;
+  int n = 0, stale = 0;
   Fmt h;
   h.L = L; h.arg = 2; h.s = luaL_checkstring(L, 2);
   h.little = (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__); h.maxalign = 1;
+  if (v->state != LIVE) checkview(L, 1);   /* the format's conversion ran
+                                           ** a finalizer (see below) */
   checkspan(L, v, 3, ipos, 0);
   pos = (uint64_t)ipos;
   data = vptr(v);
+  len = v->len;
   while (*h.s != '\0') {
     int size, pad;
-    Opt o = nextdetail(&h, pos, &size, &pad);
+    Opt o;
+    if (stale) {
+      /* After an allocation, which may run a finalizer that moves the
+      ** map, retires or retargets the view: look again. */
+      if (v->state != LIVE) checkview(L, 1);
+      checkspan(L, v, 3, (lua_Integer)pos, 0);
+      data = vptr(v);
+      len = v->len;
+      stale = 0;
+    }
+    o = nextdetail(&h, pos, &size, &pad);
     if ((uint64_t)pad + (uint64_t)size > len - pos)
       luaL_argerror(L, 3, lua_pushfstring(L, "format reads past the end of "
                     "the view (%I bytes) at position %I", (lua_Integer)len,
@@ -843,6 +882,7 @@ static int view_unpack (lua_State *L) {
       }
       case Ochar:
         lua_pushlstring(L, (const char *)data + pos, (size_t)size);
+        stale = 1;
         break;
       case Ostring: {
         uint64_t l = (uint64_t)getint(L, data + pos, h.little, size, 0);
@@ -851,6 +891,7 @@ static int view_unpack (lua_State *L) {
                         "position %I passes the end of the view",
                         (lua_Integer)l, (lua_Integer)pos));
         lua_pushlstring(L, (const char *)data + pos + size, (size_t)l);
+        stale = 1;
         pos += l;
         break;
       }
@@ -860,6 +901,7 @@ static int view_unpack (lua_State *L) {
           luaL_argerror(L, 3, "unfinished string for format 'z'");
         lua_pushlstring(L, (const char *)data + pos,
                         (size_t)(z - (data + pos)));
+        stale = 1;
         pos += (uint64_t)(z - (data + pos)) + 1;
         break;
       }
@@ -893,22 +935,50 @@ static void kill_views (BlockFile *bf) {
   while (bf->views != NULL) unlink_view(bf->views, CLOSED);
 }
 
-static int listviews (lua_State *L, BlockFile *bf) {
+/* What live_views and close's message say of a view. They copy the list
+** first: building Lua values may run finalizers that release views, and
+** a view unlinked (and collected) under the walk would be a dangling
+** pointer. */
+typedef struct ViewInfo {
+  uint64_t off, len;
+  int line;
+  char src[LUA_IDSIZE];
+} ViewInfo;
+
+/* Copies at most max of bf's live views into a new userdata, left on the
+** stack; *n says how many. */
+static ViewInfo *snapviews (lua_State *L, BlockFile *bf, lua_Integer max,
+                            lua_Integer *n) {
+  lua_Integer want = bf->nviews < max ? bf->nviews : max, k = 0;
+  ViewInfo *vi = (ViewInfo *)lua_newuserdatauv(L, (size_t)want * sizeof *vi,
+                                               0);
   View *v;
-  int i = 0;
-  lua_createtable(L, (int)bf->nviews, 0);
-  for (v = bf->views; v != NULL; v = v->next) {
+  for (v = bf->views; v != NULL && k < want; v = v->next, k++) {
+    vi[k].off = v->off;
+    vi[k].len = v->len;
+    vi[k].line = v->line;
+    memcpy(vi[k].src, v->src, sizeof vi[k].src);
+  }
+  *n = k;
+  return vi;
+}
+
+static int listviews (lua_State *L, BlockFile *bf) {
+  lua_Integer n, i;
+  ViewInfo *vi = snapviews(L, bf, bf->nviews, &n);
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
     lua_createtable(L, 0, 4);
-    lua_pushinteger(L, (lua_Integer)v->off);
+    lua_pushinteger(L, (lua_Integer)vi[i].off);
     lua_setfield(L, -2, "offset");
-    lua_pushinteger(L, (lua_Integer)(v->len / bf->f.h.block_size));
+    lua_pushinteger(L, (lua_Integer)(vi[i].len / bf->f.h.block_size));
     lua_setfield(L, -2, "blocks");
-    lua_pushinteger(L, (lua_Integer)v->len);
+    lua_pushinteger(L, (lua_Integer)vi[i].len);
     lua_setfield(L, -2, "bytes");
-    if (v->line >= 0) lua_pushfstring(L, "%s:%d", v->src, v->line);
-    else lua_pushstring(L, v->src[0] ? v->src : "?");
+    if (vi[i].line >= 0) lua_pushfstring(L, "%s:%d", vi[i].src, vi[i].line);
+    else lua_pushstring(L, vi[i].src[0] ? vi[i].src : "?");
     lua_setfield(L, -2, "where");
-    lua_rawseti(L, -2, ++i);
+    lua_rawseti(L, -2, i + 1);
   }
   return 1;
 }
@@ -919,22 +989,25 @@ static int doclose (lua_State *L, BlockFile *bf, int strict) {
   if (strict && bf->nviews > 0) {
     lua_gc(L, LUA_GCCOLLECT);   /* views only unreachable are released */
     if (bf->nviews > 0) {
-      luaL_Buffer b;
-      View *v;
-      int k = 0;
-      luaL_buffinit(L, &b);
-      lua_pushfstring(L, "cannot close a BlockFile with %I live view%s:",
-                      bf->nviews, bf->nviews == 1 ? "" : "s");
-      luaL_addvalue(&b);
-      for (v = bf->views; v != NULL && k < 10; v = v->next, k++) {
-        lua_pushfstring(L, "%s offset %I (%I bytes) acquired at %s:%d",
-                        k ? ";" : "", (lua_Integer)v->off,
-                        (lua_Integer)v->len, v->src, v->line);
+      lua_Integer n, k, total;
+      ViewInfo *vi = snapviews(L, bf, 10, &n);
+      total = bf->nviews;
+      if (n > 0) {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        lua_pushfstring(L, "cannot close a BlockFile with %I live view%s:",
+                        total, total == 1 ? "" : "s");
         luaL_addvalue(&b);
+        for (k = 0; k < n; k++) {
+          lua_pushfstring(L, "%s offset %I (%I bytes) acquired at %s:%d",
+                          k ? ";" : "", (lua_Integer)vi[k].off,
+                          (lua_Integer)vi[k].len, vi[k].src, vi[k].line);
+          luaL_addvalue(&b);
+        }
+        if (total > n) luaL_addstring(&b, "; ...");
+        luaL_pushresult(&b);
+        return lua_error(L);
       }
-      if (v != NULL) luaL_addstring(&b, "; ...");
-      luaL_pushresult(&b);
-      return lua_error(L);
     }
   }
   kill_views(bf);
@@ -946,7 +1019,7 @@ static int doclose (lua_State *L, BlockFile *bf, int strict) {
 }
 
 static int bf_gc (lua_State *L) {
-  BlockFile *bf = (BlockFile *)lua_touserdata(L, 1);
+  BlockFile *bf = tobf(L, 1);
   if (bf != NULL && bf->open) {
     kill_views(bf);
     bf->open = 0;
@@ -1168,7 +1241,9 @@ static int setctl (lua_State *L, int sync) {
   BlockFile *bf = checkbf(L, 1);
   size_t len;
   const char *s = luaL_checklstring(L, 2, &len);
-  int rc = fm_set_control_data(&bf->f, s, len, sync);
+  int rc;
+  if (!bf->open) checkbf(L, 1);   /* a finalizer ran in the conversion */
+  rc = fm_set_control_data(&bf->f, s, len, sync);
   if (rc == FM_EMISUSE) return corefail(L, bf, 2);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
   lua_pushboolean(L, 1);
@@ -1283,25 +1358,42 @@ static int bf_stats (lua_State *L) {
   return 1;
 }
 
+/* fm_check's problems, gathered in C while it walks the map: building
+** Lua strings there could run a finalizer that closes or changes the
+** file under the walk. */
+#define MAXPROBLEMS 100
+typedef struct Problems {
+  int n;
+  char line[MAXPROBLEMS][256];
+} Problems;
+
 static void addproblem (void *ud, const char *problem) {
-  lua_State *L = (lua_State *)ud;
-  lua_pushstring(L, problem);
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  Problems *p = (Problems *)ud;
+  if (p->n < MAXPROBLEMS)
+    snprintf(p->line[p->n++], sizeof p->line[0], "%s", problem);
 }
 
 /* check() → true, or nil and a list of problems */
 static int bf_check (lua_State *L) {
   BlockFile *bf = checkbf(L, 1);
+  Problems *p = (Problems *)lua_newuserdatauv(L, sizeof(Problems), 0);
   uint64_t n;
-  lua_newtable(L);
-  n = fm_check(&bf->f, addproblem, L, 100);
+  int i;
+  checkbf(L, 1);   /* again, after the allocation */
+  p->n = 0;
+  n = fm_check(&bf->f, addproblem, p, MAXPROBLEMS);
   if (n == 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (n > 100) {
-    lua_pushfstring(L, "... and %I more", (lua_Integer)(n - 100));
-    lua_rawseti(L, -2, 101);
+  lua_createtable(L, p->n + 1, 0);
+  for (i = 0; i < p->n; i++) {
+    lua_pushstring(L, p->line[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  if (n > MAXPROBLEMS) {
+    lua_pushfstring(L, "... and %I more", (lua_Integer)(n - MAXPROBLEMS));
+    lua_rawseti(L, -2, MAXPROBLEMS + 1);
   }
   luaL_pushfail(L);
   lua_insert(L, -2);
@@ -1312,22 +1404,43 @@ static int bf_live_views (lua_State *L) {
   return listviews(L, checkbf(L, 1));
 }
 
+/* The free runs, gathered in C while the list is walked (as for check). */
+typedef struct Runs {
+  uint64_t n, max;
+  uint64_t *r;     /* offset, blocks, offset, blocks, ... */
+} Runs;
+
 static int addrun (void *ud, uint64_t off, uint64_t blocks) {
-  lua_State *L = (lua_State *)ud;
-  lua_createtable(L, 0, 2);
-  setint(L, "offset", off);
-  setint(L, "blocks", blocks);
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  Runs *rs = (Runs *)ud;
+  if (rs->n >= rs->max) return 1;
+  rs->r[2 * rs->n] = off;
+  rs->r[2 * rs->n + 1] = blocks;
+  rs->n++;
   return 0;
 }
 
 /* free_list() → { {offset=, blocks=}, ... } in list order */
 static int bf_free_list (lua_State *L) {
   BlockFile *bf = checkbf(L, 1);
+  Runs rs;
+  uint64_t i;
   int rc;
-  lua_newtable(L);
-  rc = fm_free_runs(&bf->f, addrun, L);
+  do {   /* room for every run; again if a finalizer added some */
+    lua_settop(L, 1);
+    rs.max = bf->f.h.free_runs;
+    rs.r = (uint64_t *)lua_newuserdatauv(L, (size_t)rs.max * 16, 0);
+    checkbf(L, 1);
+  } while (bf->f.h.free_runs > rs.max);
+  rs.n = 0;
+  rc = fm_free_runs(&bf->f, addrun, &rs);
   if (rc != 0) return corefail(L, bf, 0);
+  lua_createtable(L, (int)rs.n, 0);
+  for (i = 0; i < rs.n; i++) {
+    lua_createtable(L, 0, 2);
+    setint(L, "offset", rs.r[2 * i]);
+    setint(L, "blocks", rs.r[2 * i + 1]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
   return 1;
 }
 

@@ -413,3 +413,118 @@ describe("fmap.View :retarget()", function()
                  h.errmsg(function() v:retarget(a) end))
   end)
 end)
+
+describe("fmap.View and finalizers", function()
+  -- Any allocation may run a __gc finalizer, which may close, grow (and
+  -- so move) or free a BlockFile in the middle of another call. Each of
+  -- these loops arms finalizers until one runs inside the call; with a
+  -- raw pointer kept across the allocation, the process would crash.
+  local path, bf
+  before_each(function()
+    path = h.tmpname()
+    bf = assert(fmap.create(path))
+  end)
+  after_each(function()
+    collectgarbage("incremental", 200, 100, 13)
+    collectgarbage()
+    if not tostring(bf):match("closed") then bf:close() end
+    os.remove(path)
+  end)
+  local function arm (fn)
+    setmetatable({}, { __gc = function() pcall(fn) end })
+  end
+
+  it("get raises when a finalizer closed the BlockFile during it",
+     function()
+    local off = bf:allocate()
+    local closed, during = false, false
+    for _ = 1, 100000 do
+      arm(function() if not closed then closed = true; bf:close() end end)
+      local ok, v = pcall(bf.get, bf, off)
+      if closed then
+        during = ok == false or tostring(v):match("file closed") ~= nil
+        assert.is_true(ok == false or not v:live())
+        if not ok then
+          assert.matches("attempt to use a closed BlockFile", v)
+        end
+        break
+      end
+      v:release()
+    end
+    assert.is_true(closed)
+    assert.is_boolean(during)
+  end)
+
+  it("reads right when finalizers move the map during unpack and hex",
+     function()
+    local off = bf:allocate()
+    local v <close> = bf:get(off)
+    v:pack(0, "<c5s1z", "hello", "world", "again")
+    local grows = 0
+    for _ = 1, 3000 do
+      arm(function()
+        for _ = 1, 20 do bf:allocate() end
+        grows = grows + 1
+      end)
+      local a, b, c, nxt = v:unpack("<c5s1z")
+      assert.same({ "hello", "world", "again", 17 }, { a, b, c, nxt })
+      assert.matches("^00000000  68 65 6c 6c 6f", v:hex(0, 32))
+    end
+    assert.is_true(grows > 0)
+  end)
+
+  it("check, free_list and live_views survive a finalizer that closes",
+     function()
+    for _ = 1, 50 do bf:free(bf:allocate()) ; bf:allocate() end
+    local v = bf:get(bf:allocate())
+    v:release()
+    local closed = false
+    for _ = 1, 100000 do
+      arm(function() if not closed then closed = true; bf:close() end end)
+      local ok1, r1 = pcall(bf.check, bf)
+      local ok2 = pcall(bf.free_list, bf)
+      local ok3 = pcall(bf.live_views, bf)
+      assert.is_true(ok1 and r1 == true or not ok1)
+      if closed then
+        assert.is_true(not (ok1 and ok2 and ok3) or true)
+        break
+      end
+    end
+    assert.is_true(closed)
+  end)
+
+  it("write, pack and bsearch look at the view again after converting "
+     .. "a number", function()
+    local off = bf:allocate()
+    for _ = 1, 2000 do
+      local v = bf:get(off)
+      arm(function() v:release() end)
+      local ok, err = pcall(v.write, v, 0, 12345)
+      assert.is_true(ok or err:match("released view") ~= nil)
+      if v:live() then
+        ok, err = pcall(v.pack, v, 0, "z", 678)
+        assert.is_true(ok or err:match("released view") ~= nil)
+      end
+      if v:live() then
+        ok, err = pcall(v.bsearch, v, 0, 1, 8, 42)
+        assert.is_true(ok or err:match("released view") ~= nil)
+      end
+      if v:live() then v:release() end
+    end
+  end)
+
+  it("__gc and __close called by hand check their argument's type",
+     function()
+    local v = bf:get(bf:allocate())
+    local vmt, bmt = getmetatable(v), getmetatable(bf)
+    bmt.__gc(v)       -- a view is not a BlockFile: nothing happens
+    bmt.__gc("x")
+    vmt.__gc(bf)      -- nor a BlockFile a view
+    vmt.__close(bf, nil)
+    assert.is_true(v:live())
+    assert.matches("^BlockFile %(", tostring(bf))
+    assert.is_false(tostring(bf):match("closed") ~= nil)
+    vmt.__gc(v)       -- its own: released, as the collector would
+    assert.is_false(v:live())
+  end)
+end)
