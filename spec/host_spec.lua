@@ -674,6 +674,19 @@ describe("fmap.repl", function()
       v:release()
     end)
 
+    it("leaves metamethods out unless asked for", function()
+      local Class = { __tostring = function() return "obj" end }
+      Class.__index = Class
+      Class.method = function() end
+      _G.zz_spec_obj = setmetatable({}, Class)
+      assert.same({ "zz_spec_obj:method" }, repl.complete("zz_spec_obj:"))
+      assert.same({ "zz_spec_obj:__tostring" },
+                  repl.complete("zz_spec_obj:__"))
+      assert.same({ "zz_spec_obj.__index", "zz_spec_obj.__tostring" },
+                  repl.complete("zz_spec_obj.__"))
+      _G.zz_spec_obj = nil
+    end)
+
     it("completes string methods", function()
       _G.zz_spec_s = "text"
       assert.same({ "zz_spec_s:upper" }, repl.complete("zz_spec_s:upp"))

@@ -223,7 +223,8 @@ end
 --- Completes the word before the cursor: a global or keyword, or a field
 -- (after `.`) or method (after `:`) of the value a dotted name leads to,
 -- looking through metatables' `__index` tables so that BlockFile and view
--- methods complete.
+-- methods complete. Names that start with `__` (metamethods) are left out
+-- unless the text asks for them.
 -- @param text the word, e.g. `"bf:al"`, `"string.fo"`, `"pri"`
 -- @return a sorted array of whole words that may replace text
 function M.complete (text)
@@ -244,8 +245,10 @@ function M.complete (text)
       v = peek(v, name)
       if v == nil then return matches end
     end
+    local hidden = partial:sub(1, 1) ~= "_"  -- metamethods, unless asked
     for _, name in ipairs(fields(v)) do
       if name:sub(1, #partial) == partial
+         and not (hidden and name:sub(1, 2) == "__")
          and (sep == "." or callable(peek(v, name))) then
         matches[#matches + 1] = head .. sep .. name
       end
