@@ -2,14 +2,13 @@
 -- Exposes `h` as a global for the specs, and `fmap` loaded once.
 local M = {}
 
-local n = 0
---- A fresh temporary path (not created).
+--- A fresh temporary path (not created), unique across processes:
+-- os.tmpname() makes a file with a unique name; ours is that name plus a
+-- suffix, and the placeholder goes away.
 function M.tmpname (suffix)
-  n = n + 1
-  local dir = os.getenv("TMPDIR") or "/tmp"
-  return string.format("%s/fmap-spec-%d-%d-%d%s", dir,
-                       math.random(1 << 30), os.time() % 100000, n,
-                       suffix or ".fmap")
+  local base = os.tmpname()
+  os.remove(base)
+  return base .. "-fmap-spec" .. (suffix or ".fmap")
 end
 
 --- The message of the error f raises, without its "file:line: " prefix.
