@@ -93,3 +93,11 @@ if os.isfile("/usr/include/lmdb.h") then
     links { "lmdb" }
     per_config "bin"
 end
+
+-- Test-only: an LD_PRELOAD shim that makes a chosen system call fail,
+-- for spec/faults_spec.lua (see engine/faultinject.c). Nothing links it.
+project "faultinject"
+  kind "SharedLib"
+  files { "engine/faultinject.c" }
+  links { "dl" }
+  per_config "lib"

@@ -1,0 +1,208 @@
+/*
+** faultinject.c: an LD_PRELOAD shim that makes one system call fail, for
+** the fault specs (spec/faults_spec.lua). Test-only: nothing in fmap links
+** it. Controlled by the environment:
+**   FMAP_FAULT        the call to fail: open, ftruncate, fallocate,
+**                     posix_fallocate, mmap, mremap, msync, fsync, flock
+**   FMAP_FAULT_AFTER  how many of its calls succeed first (default 0)
+**   FMAP_FAULT_TIMES  how many calls then fail (default 1; 0: all of them)
+**   FMAP_FAULT_ERRNO  the error: a number or a name such as ENOSPC, EIO,
+**                     ENOMEM, EDQUOT, EFBIG, EACCES, EMFILE (default EIO)
+**   FMAP_FAULT_MATCH  open only counts paths containing this (default
+**                     ".fmap"), so the interpreter's own files are spared
+**   FMAP_FAULT_REPORT if set, at exit: "faultinject: CALL: N calls" on
+**                     stderr, to learn how many calls a workload makes
+** Only the engine's calls are counted: mmap of shared file mappings,
+** mremap of those, open of matching paths; every other call passes
+** through untouched. Each injected failure is reported on stderr as
+**   faultinject: CALL call N fails with ERRNO
+** Built by premake (project faultinject) into build/lib/libfaultinject.so.
+*/
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *target;       /* the call to fail, NULL for none */
+static long after, times = 1;
+static long seen, failed;
+static int err = EIO;
+static const char *match = ".fmap";
+
+static const struct { const char *name; int value; } ERRNOS[] = {
+  { "ENOSPC", ENOSPC }, { "EIO", EIO }, { "ENOMEM", ENOMEM },
+  { "EDQUOT", EDQUOT }, { "EFBIG", EFBIG }, { "EACCES", EACCES },
+  { "EMFILE", EMFILE }, { "EPERM", EPERM }, { "EINTR", EINTR },
+  { "EAGAIN", EAGAIN }, { "EROFS", EROFS }, { "ENFILE", ENFILE },
+  { NULL, 0 }
+};
+
+__attribute__((constructor)) static void setup (void) {
+  const char *s;
+  target = getenv("FMAP_FAULT");
+  if (target != NULL && *target == '\0') target = NULL;
+  if ((s = getenv("FMAP_FAULT_AFTER")) != NULL) after = atol(s);
+  if ((s = getenv("FMAP_FAULT_TIMES")) != NULL) times = atol(s);
+  if ((s = getenv("FMAP_FAULT_MATCH")) != NULL) match = s;
+  if ((s = getenv("FMAP_FAULT_ERRNO")) != NULL) {
+    int i;
+    if (*s >= '0' && *s <= '9') err = atoi(s);
+    for (i = 0; ERRNOS[i].name != NULL; i++)
+      if (strcmp(s, ERRNOS[i].name) == 0) err = ERRNOS[i].value;
+  }
+}
+
+__attribute__((destructor)) static void report (void) {
+  if (target != NULL && getenv("FMAP_FAULT_REPORT") != NULL)
+    fprintf(stderr, "faultinject: %s: %ld calls\n", target, seen);
+}
+
+/* Counts a call of name; the errno it must fail with, or 0. */
+static int fault (const char *name) {
+  if (target == NULL || strcmp(name, target) != 0) return 0;
+  seen++;
+  if (seen <= after || (times > 0 && failed >= times)) return 0;
+  failed++;
+  fprintf(stderr, "faultinject: %s call %ld fails with %d\n", name, seen,
+          err);
+  return err;
+}
+
+#define REAL(name) \
+  static __typeof__(name) *real_##name; \
+  if (real_##name == NULL) \
+    real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
+
+/* The shared file mappings the engine made: mremap is counted on those
+** only (malloc uses mremap too). */
+#define MAXMAPS 64
+static void *maps[MAXMAPS];
+
+static int known (void *p) {
+  int i;
+  for (i = 0; i < MAXMAPS; i++) if (maps[i] == p && p != NULL) return i;
+  return -1;
+}
+
+static void remember (void *p) {
+  int i;
+  for (i = 0; i < MAXMAPS; i++) if (maps[i] == NULL) { maps[i] = p; return; }
+}
+
+static int matches (const char *path) {
+  return path != NULL && strstr(path, match) != NULL;
+}
+
+static mode_t modearg (int flags, va_list ap) {
+  return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
+}
+
+int open (const char *path, int flags, ...) {
+  va_list ap;
+  mode_t mode;
+  int e;
+  REAL(open);
+  va_start(ap, flags);
+  mode = modearg(flags, ap);
+  va_end(ap);
+  if (matches(path) && (e = fault("open")) != 0) { errno = e; return -1; }
+  return real_open(path, flags, mode);
+}
+
+int open64 (const char *path, int flags, ...) {
+  va_list ap;
+  mode_t mode;
+  int e;
+  REAL(open64);
+  va_start(ap, flags);
+  mode = modearg(flags, ap);
+  va_end(ap);
+  if (matches(path) && (e = fault("open")) != 0) { errno = e; return -1; }
+  return real_open64(path, flags, mode);
+}
+
+int ftruncate (int fd, off_t len) {
+  int e;
+  REAL(ftruncate);
+  if ((e = fault("ftruncate")) != 0) { errno = e; return -1; }
+  return real_ftruncate(fd, len);
+}
+
+int fallocate (int fd, int mode, off_t off, off_t len) {
+  int e;
+  REAL(fallocate);
+  if ((e = fault("fallocate")) != 0) { errno = e; return -1; }
+  return real_fallocate(fd, mode, off, len);
+}
+
+int posix_fallocate (int fd, off_t off, off_t len) {
+  int e;
+  REAL(posix_fallocate);
+  if ((e = fault("posix_fallocate")) != 0) return e;
+  return real_posix_fallocate(fd, off, len);
+}
+
+void *mmap (void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+  void *p;
+  int e;
+  REAL(mmap);
+  if (fd >= 0 && (flags & MAP_SHARED)) {
+    if ((e = fault("mmap")) != 0) { errno = e; return MAP_FAILED; }
+    p = real_mmap(addr, len, prot, flags, fd, off);
+    if (p != MAP_FAILED) remember(p);
+    return p;
+  }
+  return real_mmap(addr, len, prot, flags, fd, off);
+}
+
+void *mremap (void *old, size_t oldlen, size_t newlen, int flags, ...) {
+  void *p, *at = NULL;
+  int e, i = known(old);
+  REAL(mremap);
+  if (flags & MREMAP_FIXED) {
+    va_list ap;
+    va_start(ap, flags);
+    at = va_arg(ap, void *);
+    va_end(ap);
+  }
+  if (i >= 0 && (e = fault("mremap")) != 0) { errno = e; return MAP_FAILED; }
+  p = real_mremap(old, oldlen, newlen, flags, at);
+  if (i >= 0 && p != MAP_FAILED) maps[i] = p;
+  return p;
+}
+
+int munmap (void *p, size_t len) {
+  int i = known(p);
+  REAL(munmap);
+  if (i >= 0) maps[i] = NULL;
+  return real_munmap(p, len);
+}
+
+int msync (void *p, size_t len, int flags) {
+  int e;
+  REAL(msync);
+  if ((e = fault("msync")) != 0) { errno = e; return -1; }
+  return real_msync(p, len, flags);
+}
+
+int fsync (int fd) {
+  int e;
+  REAL(fsync);
+  if ((e = fault("fsync")) != 0) { errno = e; return -1; }
+  return real_fsync(fd);
+}
+
+int flock (int fd, int op) {
+  int e;
+  REAL(flock);
+  if ((e = fault("flock")) != 0) { errno = e; return -1; }
+  return real_flock(fd, op);
+}

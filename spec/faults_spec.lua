@@ -1,0 +1,418 @@
+-- Failing system calls. Child fmap processes run with the LD_PRELOAD shim
+-- engine/faultinject.c (build/lib/libfaultinject.so, or $FMAP_FAULTINJECT)
+-- making one call fail (ftruncate, fallocate, posix_fallocate, mmap,
+-- mremap, msync, fsync, open, flock) with a chosen errno after K calls.
+-- Each failing Lua call returns nil, message, errno; the BlockFile stays
+-- usable (check() true, nothing half-done: a failed growth leaves the
+-- free list and the sizes as they were) or is cleanly closed; and the
+-- file opens afterwards with everything the child had written.
+-- FMAP_FUZZ_SCALE=x multiplies the number of random fault runs.
+
+local SCALE = tonumber(os.getenv("FMAP_FUZZ_SCALE")) or 1
+local SEED = tonumber(os.getenv("FMAP_SEED")) or os.time()
+local BS = 4096
+local SHIM = os.getenv("FMAP_FAULTINJECT") or "build/lib/libfaultinject.so"
+
+local tally = { runs = 0, injected = 0 }
+
+-- Runs a Lua chunk in a child fmap process under the shim, with the
+-- fault given as { call, after, errno, times }; returns its output lines
+-- (stdout and stderr), its exit status and the faults it injected.
+local function child (dir, code, fault, ...)
+  local script = dir .. "/child-" .. math.random(1 << 30) .. ".lua"
+  h.writefile(script, code)
+  local env = { "LD_PRELOAD=" .. SHIM,
+                "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0" }
+  if fault then
+    env[#env + 1] = "FMAP_FAULT=" .. fault[1]
+    env[#env + 1] = "FMAP_FAULT_AFTER=" .. (fault[2] or 0)
+    env[#env + 1] = "FMAP_FAULT_ERRNO=" .. (fault[3] or "EIO")
+    env[#env + 1] = "FMAP_FAULT_TIMES=" .. (fault[4] or 1)
+    if fault.report then env[#env + 1] = "FMAP_FAULT_REPORT=1" end
+  end
+  local args = {}
+  for i, a in ipairs({ ... }) do args[i] = string.format("%q", tostring(a)) end
+  local out, status = h.run(string.format("env %s %s %s %s 2>&1",
+    table.concat(env, " "), h.bin(), script, table.concat(args, " ")))
+  os.remove(script)
+  local lines, injected = {}, 0
+  for line in out:gmatch("[^\n]+") do
+    lines[#lines + 1] = line
+    if line:match("^faultinject: %S+ call %d+ fails") then
+      injected = injected + 1
+    end
+  end
+  tally.runs = tally.runs + 1
+  tally.injected = tally.injected + injected
+  return lines, status, injected, out
+end
+
+-- The lines of out that start with tag, split on spaces.
+local function tagged (lines, tag)
+  local r = {}
+  for _, l in ipairs(lines) do
+    if l:sub(1, #tag + 1) == tag .. " " then
+      local t = {}
+      for w in l:sub(#tag + 2):gmatch("%S+") do t[#t + 1] = w end
+      r[#r + 1] = t
+    end
+  end
+  return r
+end
+
+describe("failing system calls", function()
+  local dir, path
+  setup(function()
+    local f = io.open(SHIM, "rb")
+    assert(f, SHIM .. " is missing: build it (make -C build config=release "
+           .. "faultinject) or set FMAP_FAULTINJECT")
+    f:close()
+    -- in memory when it can be: the workloads flush, and a flush to a
+    -- disk costs milliseconds
+    local shm = io.open("/dev/shm/.fmap-probe", "w")
+    if shm then shm:close(); os.remove("/dev/shm/.fmap-probe") end
+    dir = (shm and "/dev/shm" or os.getenv("TMPDIR") or "/tmp")
+          .. string.format("/fmap-faults-%d-%d", math.random(1 << 30),
+                           os.time() % 100000)
+    assert(os.execute("mkdir -p " .. dir))
+  end)
+  teardown(function()
+    os.execute("rm -rf " .. dir)
+    io.stderr:write(string.format("\nfaults_spec (seed %d): %d child runs, "
+      .. "%d faults injected\n", SEED, tally.runs, tally.injected))
+  end)
+  before_each(function() path = dir .. "/f" .. math.random(1 << 30) .. ".fmap" end)
+  after_each(function() os.remove(path) end)
+
+  -- A prelude for child scripts: out(...) prints a tagged line; stats(bf)
+  -- is the part of the stats a failed call must leave alone.
+  local PRELUDE = [[
+local fmap = require "fmap"
+local path = arg[1]
+local function out (...)
+  local t = table.pack(...)
+  for i = 1, t.n do t[i] = tostring(t[i]) end
+  io.write(table.concat(t, " "), "\n")
+  io.flush()
+end
+local function stats (bf)
+  local s = bf:stats()
+  local fl = {}
+  for _, r in ipairs(bf:free_list()) do fl[#fl + 1] = r.offset .. "+" .. r.blocks end
+  return table.concat({ s.size, s.blocks, s.used_blocks, s.free_blocks,
+    s.free_runs, s.tail_blocks, s.control_data, table.concat(fl, ",") }, "/")
+end
+local function fill (bf, off, n, byte)
+  bf:with(off, n, function(v) v:fill(byte) end)
+end
+local function holds (bf, off, n, byte)
+  return bf:with(off, n, function(v)
+    return v:compare(0, string.rep(string.char(byte), n * 4096)) == 0
+  end)
+end
+]]
+
+  describe("growth", function()
+    -- the file: 17 blocks after the first growth; the second growth is
+    -- the one that fails
+    local GROW = PRELUDE .. [[
+local bf = assert(fmap.create(path))
+local offs = {}
+for i = 1, 12 do offs[i] = bf:allocate(); fill(bf, offs[i], 1, i) end
+bf:free(offs[3]); bf:free(offs[7], 1)
+assert(bf:flush())
+local before = stats(bf)
+local off, msg, en = bf:allocate_blocks(40)   -- needs the file to grow
+out("FAILED", off, en, msg)
+out("SAME", stats(bf) == before, bf:check())
+out("FREE", bf:allocate() == offs[7], bf:allocate() == offs[3])
+off = bf:allocate_blocks(40)                   -- the fault was one call
+fill(bf, off, 40, 99)
+out("GREW", math.type(off), bf:check())
+assert(bf:close())
+bf = assert(fmap.open(path))
+local ok = bf:check() and holds(bf, off, 40, 99)
+for i, o in ipairs(offs) do
+  if i ~= 3 and i ~= 7 then ok = ok and holds(bf, o, 1, i) end
+end
+out("REOPENED", ok)
+]]
+    local cases = {
+      { "fallocate", 1, "ENOSPC", 28 }, { "fallocate", 1, "EDQUOT", 122 },
+      { "ftruncate", 2, "EFBIG", 27 }, { "ftruncate", 2, "EIO", 5 },
+      { "mremap", 1, "ENOMEM", 12 },
+    }
+    for _, c in ipairs(cases) do
+      it("returns nil, message, errno when " .. c[1] .. " fails with "
+         .. c[3] .. ", and changes nothing", function()
+        local lines, status, injected, raw = child(dir, GROW,
+                                                   { c[1], c[2], c[3] }, path)
+        assert.equal(1, injected, raw)
+        assert.is_true(status == 0, raw)
+        local failed = tagged(lines, "FAILED")[1]
+        assert.same({ "nil", tostring(c[4]), path .. ":" }, { failed[1],
+                    failed[2], failed[3] })
+        assert.same({ { "true", "true" } }, tagged(lines, "SAME"))
+        assert.same({ { "true", "true" } }, tagged(lines, "FREE"))
+        assert.same({ { "integer", "true" } }, tagged(lines, "GREW"))
+        assert.same({ { "true" } }, tagged(lines, "REOPENED"))
+      end)
+    end
+
+    it("undoes the size on disk when the map cannot grow", function()
+      local lines, status, injected, raw = child(dir, PRELUDE .. [[
+local bf = assert(fmap.create(path))
+for i = 1, 16 do bf:allocate() end      -- fills the first 17 blocks
+local size = bf:size()
+local off, msg, en = bf:allocate()
+local f = io.open(path, "rb")
+out("RESULT", off, en, bf:size() == size, f:seek("end") == size, bf:check())
+]], { "mremap", 1, "ENOMEM" }, path)
+      assert.equal(1, injected, raw)
+      assert.equal(0, status)
+      assert.same({ { "nil", "12", "true", "true", "true" } },
+                  tagged(lines, "RESULT"))
+    end)
+  end)
+
+  describe("flush, sync and control data", function()
+    it("flush returns nil, message, errno when msync or fsync fails, "
+       .. "then succeeds", function()
+      for _, call in ipairs({ "msync", "fsync" }) do
+        local lines, status, injected, raw = child(dir, PRELUDE .. [[
+local bf = assert(fmap.create(path))
+fill(bf, bf:allocate(), 1, 7)
+out("FLUSH", bf:flush())
+out("AGAIN", bf:flush(), bf:check())
+]], { call, 0, "EIO" }, path)
+        assert.equal(1, injected, raw)
+        assert.equal(0, status)
+        assert.same({ { "nil", path .. ":", "Input/output", "error", "5" } },
+                    tagged(lines, "FLUSH"))
+        assert.same({ { "true", "true" } }, tagged(lines, "AGAIN"))
+      end
+    end)
+
+    it("sync and set_control_data return nil, message, errno when msync "
+       .. "fails; the control data is set", function()
+      local lines, _, injected, raw = child(dir, PRELUDE .. [[
+local bf = assert(fmap.create(path))
+out("SYNC", bf:sync())
+local ok, msg, en = bf:set_control_data("root=1")
+out("CTL", ok, en, bf:control_data())
+out("NOSYNC", bf:set_control_data_nosync("root=2"), bf:control_data())
+bf:close()
+out("REOPENED", fmap.open(path):control_data())
+]], { "msync", 0, "ENOMEM", 2 }, path)
+      assert.equal(2, injected, raw)
+      assert.same({ { "nil", path .. ":", "Cannot", "allocate", "memory",
+                      "12" } }, tagged(lines, "SYNC"))
+      assert.same({ { "nil", "12", "root=1" } }, tagged(lines, "CTL"))
+      assert.same({ { "true", "root=2" } }, tagged(lines, "NOSYNC"))
+      assert.same({ { "root=2" } }, tagged(lines, "REOPENED"))
+    end)
+  end)
+
+  describe("open, create and close", function()
+    local OPEN = PRELUDE .. [[
+local base = path:gsub("%.fmap$", ".base")     -- not counted by open,
+local bf = assert(fmap.create(base))            -- which counts ".fmap"
+fill(bf, bf:allocate(), 1, 5)
+bf:close()
+assert(os.rename(base, path))
+local r, msg, en = fmap.open(path, { readonly = arg[2] == "ro" })
+out("OPEN", r, en, msg)
+r = fmap.open(path)                               -- nothing stayed locked
+out("AGAIN", r ~= nil, r and r:check(), r and holds(r, 4096, 1, 5))
+]]
+    for _, c in ipairs({ { "open", "EACCES", 13 }, { "open", "EMFILE", 24 },
+                         { "flock", "EINTR", 4 }, { "mmap", "ENOMEM", 12 } })
+    do
+      it("open returns nil, message, errno when " .. c[1] .. " fails with "
+         .. c[2] .. "; nothing stays open", function()
+        for _, mode in ipairs({ "rw", "ro" }) do
+          local fault = { c[1], 0, c[2] }
+          if c[1] ~= "open" then fault[2] = 1 end   -- past the create's
+          local lines, status, injected, raw = child(dir, OPEN, fault,
+                                                     path, mode)
+          assert.equal(1, injected, raw)
+          assert.equal(0, status, raw)
+          local o = tagged(lines, "OPEN")[1]
+          assert.same({ "nil", tostring(c[3]), path .. ":" },
+                      { o[1], o[2], o[3] })
+          assert.same({ { "true", "true", "true" } }, tagged(lines, "AGAIN"))
+        end
+      end)
+    end
+
+    for _, c in ipairs({ { "ftruncate", "EIO", 5 },
+                         { "posix_fallocate", "ENOSPC", 28 },
+                         { "mmap", "ENOMEM", 12 }, { "open", "EACCES", 13 } })
+    do
+      it("create returns nil, message, errno when " .. c[1] .. " fails; "
+         .. "nothing stays locked", function()
+        local lines, status, injected, raw = child(dir, PRELUDE .. [[
+local r, msg, en = fmap.create(path)
+out("CREATE", r, en, msg)
+r = assert(fmap.create(path))
+out("AGAIN", r:check(), r:size())
+]], { c[1], 0, c[2] }, path)
+        assert.equal(1, injected, raw)
+        assert.equal(0, status, raw)
+        local o = tagged(lines, "CREATE")[1]
+        assert.same({ "nil", tostring(c[3]), path .. ":" }, { o[1], o[2], o[3] })
+        assert.same({ { "true", "4096" } }, tagged(lines, "AGAIN"))
+      end)
+    end
+
+    it("close returns nil, message, errno when the trim fails; the file "
+       .. "is closed and opens with everything", function()
+      local lines, status, injected, raw = child(dir, PRELUDE .. [[
+local bf = assert(fmap.create(path))
+local off = bf:allocate_blocks(3)
+fill(bf, off, 3, 42)
+bf:set_control_data("kept")
+local ok, msg, en = bf:close()
+out("CLOSE", ok, en, tostring(bf))
+bf = assert(fmap.open(path))
+out("REOPENED", bf:check(), holds(bf, off, 3, 42), bf:control_data(),
+    bf:size() // 4096)
+]], { "ftruncate", 2, "EIO" }, path)   -- create's, growth's, then close's
+      assert.equal(1, injected, raw)
+      assert.equal(0, status)
+      assert.same({ { "nil", "5", "BlockFile", "(closed)" } },
+                  tagged(lines, "CLOSE"))
+      assert.same({ { "true", "true", "kept", "17" } },
+                  tagged(lines, "REOPENED"))
+    end)
+  end)
+
+  describe("at random points of a workload", function()
+    -- Allocates (growing the file), frees, writes, sets control data,
+    -- syncs and flushes, with a fault somewhere; after every step the
+    -- BlockFile checks, and a failed call changed nothing. Prints the
+    -- model at the end, which the parent finds again in the file.
+    local WORKLOAD = PRELUDE .. [[
+math.randomseed(tonumber(arg[2]))
+local bf, msg, en = fmap.create(path)
+if not bf then out("CREATEFAIL", en, msg) return end
+local model, ctl, count = {}, "", 0
+for step = 1, 80 do
+  local r = math.random()
+  local before = stats(bf)
+  if r < 0.45 then
+    local n = math.random() < 0.6 and 1 or math.random(2, 24)
+    local off, m, e = bf:allocate_blocks(n)
+    if off then
+      local byte = math.random(1, 255)
+      fill(bf, off, n, byte)
+      model[off] = { n, byte }
+      count = count + 1
+    else
+      assert(type(m) == "string" and math.type(e) == "integer", m)
+      assert(stats(bf) == before, "a failed allocate changed the file")
+      out("FAIL allocate", e)
+    end
+  elseif r < 0.65 and count > 0 then
+    local offs = {}
+    for o in pairs(model) do offs[#offs + 1] = o end
+    table.sort(offs)
+    local o = offs[math.random(#offs)]
+    bf:free(o, model[o][1])
+    model[o] = nil
+    count = count - 1
+  elseif r < 0.75 then
+    local s = "ctl" .. step
+    local ok, m, e = bf:set_control_data(s)
+    if not ok then out("FAIL set_control_data", e) end
+    assert(bf:control_data() == s)
+    ctl = s
+  elseif r < 0.9 then
+    local ok, m, e = bf:flush()
+    if not ok then
+      assert(math.type(e) == "integer", m)
+      assert(stats(bf) == before, "a failed flush changed the file")
+      out("FAIL flush", e)
+    end
+  else
+    local ok, m, e = bf:sync()
+    if not ok then out("FAIL sync", e) end
+  end
+  assert(bf:check())
+end
+for off, e in pairs(model) do assert(holds(bf, off, e[1], e[2])) end
+local parts = {}
+for off, e in pairs(model) do parts[#parts + 1] = off .. ":" .. e[1] .. ":" .. e[2] end
+out("MODEL", ctl == "" and "-" or ctl, table.concat(parts, ","))
+local ok, m, e = bf:close()
+out("CLOSE", ok or e)
+]]
+
+    -- what the parent finds in the file after the child is gone
+    local function verify (lines, raw)
+      local model = tagged(lines, "MODEL")[1]
+      if tagged(lines, "CREATEFAIL")[1] then return end
+      assert(model, "the child did not finish:\n" .. raw)
+      local bf, msg = fmap.open(path)
+      assert(bf, msg)
+      assert.is_true(bf:check())
+      assert.equal(model[1] == "-" and "" or model[1], bf:control_data())
+      for entry in (model[2] or ""):gmatch("[^,]+") do
+        local off, n, byte = entry:match("(%d+):(%d+):(%d+)")
+        off, n, byte = tonumber(off), tonumber(n), tonumber(byte)
+        assert.equal(0, bf:with(off, n, function(v)
+          return v:compare(0, string.rep(string.char(byte), n * BS))
+        end), raw)
+      end
+      bf:close()
+    end
+
+    it("keeps every file consistent and complete, whichever call fails",
+       function()
+      math.randomseed(SEED)
+      local calls = { "ftruncate", "fallocate", "posix_fallocate", "mmap",
+                      "mremap", "msync", "fsync", "open", "flock" }
+      local errnos = { ftruncate = { "EIO", "EFBIG", "ENOSPC" },
+                       fallocate = { "ENOSPC", "EDQUOT", "EIO" },
+                       posix_fallocate = { "ENOSPC", "EIO" },
+                       mmap = { "ENOMEM", "EAGAIN" },
+                       mremap = { "ENOMEM", "EAGAIN" },
+                       msync = { "EIO", "ENOMEM" }, fsync = { "EIO", "ENOSPC" },
+                       open = { "EACCES", "EMFILE" }, flock = { "EINTR" } }
+      local budget = math.max(1, math.floor(200 * SCALE))
+      local done = 0
+      while done < budget do
+        for _, call in ipairs(calls) do
+          if done >= budget then break end
+          local seed = math.random(1 << 30)
+          -- how many calls this workload makes, then a fault at one
+          local lines = child(dir, WORKLOAD, { call, 1 << 30, "EIO", 1,
+                                               report = true }, path, seed)
+          local n = 0
+          for _, l in ipairs(lines) do
+            n = tonumber(l:match("^faultinject: %S+: (%d+) calls")) or n
+          end
+          verify(lines, table.concat(lines, "\n"))
+          os.remove(path)
+          if n > 0 then
+            local after = math.random(0, n - 1)
+            local errno = errnos[call][math.random(#errnos[call])]
+            local times = math.random() < 0.8 and 1 or 0   -- 0: for good
+            local raw
+            lines, _, _, raw = child(dir, WORKLOAD,
+                                     { call, after, errno, times }, path, seed)
+            for _, l in ipairs(lines) do
+              assert(not l:match("^fmap:") and not l:match("ERROR"),
+                     string.format("seed %d, %s after %d (%s): %s", seed, call,
+                                   after, errno, raw))
+            end
+            verify(lines, string.format("seed %d, %s after %d (%s):\n%s",
+                                        seed, call, after, errno, raw))
+            os.remove(path)
+            done = done + 1
+          end
+        end
+      end
+    end)
+  end)
+end)
