@@ -1,0 +1,2110 @@
+--- fmap.bptree: a persistent B+tree in the blocks of a BlockFile.
+--
+-- Keys and values are byte strings; keys compare as bytes (memcmp order,
+-- a proper prefix first: see fmap.codec for keys that must sort as numbers
+-- or tuples). Sizes are fixed per tree, or -1 for any length. Duplicate
+-- keys are allowed. Every node is one block; the tree reaches its blocks
+-- through views and writes them in place.
+--
+--   local t = bptree.new(bf, 16, 16)      -- or bptree.open(bf)
+--   t:add(k, v); t:get(k); t:has(k); t:count(k); t:remove(k [, where])
+--   for k, v in t:range(from, to) do ... end
+--
+-- On-disk layout. Integers are little-endian; a block offset of 0 means
+-- none. B = block size.
+--
+-- Control data (bptree.new / bptree.open): the string "bptree@OFFSET", the
+-- offset of the meta block in decimal. Trees made with new_at are found by
+-- their meta offset alone.
+--
+-- Meta block:
+--   OFFSET SIZE FIELD
+--        0    8 magic "fmapBPTR"
+--        8    4 format version (1)
+--       12    4 node layout: 1 fixed, 2 slotted
+--       16    8 key size (signed; -1: any length)
+--       24    8 value size (signed; -1: any length)
+--       32    8 root node
+--       40    8 height: levels of nodes, 1 when the root is a leaf
+--       48    8 size: entries in the tree
+--
+-- Every node starts with
+--        0    1 kind: 1 leaf, 2 internal
+--        1    1 flags: bit 0 set when a key of the node may be in an
+--               overflow run (slotted layout only; set when one comes in,
+--               recomputed when the heap is compacted)
+--        2    2 zero
+--        4    4 count: entries (leaf) or separators (internal)
+-- An internal node with n separators S[0..n-1] has n + 1 children
+-- C[0..n]; every key in the subtree of C[j] lies in [S[j-1], S[j]] (both
+-- ends included; S[-1] and S[n] are the node's own bounds).
+--
+-- Fixed layout: key size K >= 1 and value size V >= 0 known, and at least
+-- 4 entries fit in a node (else the tree uses the slotted layout).
+--   leaf       8  8 previous leaf      16  8 next leaf
+--             24    entries: count x (K key bytes, V value bytes)
+--   internal   8  8 C[0]
+--             16    entries: count x (K bytes of S[j], 8 bytes C[j+1])
+--   (so C[j] is at 8 + j * (K + 8))
+--
+-- Slotted layout: keys or values of any length, or too large for the
+-- fixed one. A node has a slot array growing up from its header and a heap
+-- of cells growing down from the end of the block; deleting a cell leaves
+-- dead bytes, reclaimed by compacting the heap when room is needed.
+--   leaf       8  8 previous leaf      16  8 next leaf
+--             24  4 heap start (lowest cell byte; B when empty)
+--             28  4 dead bytes in the heap
+--             32    slots: count x 4 (the cell's position in the block)
+--   internal   8  4 heap start        12  4 dead bytes
+--             16  8 C[0]
+--             24    slots: count x 12 (cell position of S[j] in 4 bytes,
+--                   then C[j+1] in 8), so C[j] is at 16 + 12 * j
+-- A leaf cell is a key field then a value field; an internal cell is a key
+-- field. A field is
+--   4 bytes length L < 2^31, then L bytes          (inline)
+--   4 bytes 2^31 + L, then the 8-byte offset of an overflow run   (overflow)
+-- An overflow run is ceil(L / B) contiguous blocks holding the L bytes from
+-- its first byte. A leaf cell is at most a quarter of the node, so at least
+-- 4 entries fit: a value (then a key) too long for that goes to a run.
+-- Separators in slotted nodes are the shortest byte strings between the
+-- last key on their left and the first on their right.
+--
+-- Invariants (t:verify() checks every one and reports the first broken,
+-- with the node's offset):
+--   - all leaves are at level 1 and all paths from the root have `height`
+--     nodes; a node's kind matches its level
+--   - keys in a node are in order (equal keys allowed); every key of the
+--     subtree of C[j] is in [S[j-1], S[j]]
+--   - fill: no node holds more than its capacity; every node but the root
+--     holds at least one entry (a leaf) or one separator (internal); an
+--     internal root holds at least one separator
+--   - leaves are doubly linked in key order: the first has no previous,
+--     the last no next
+--   - the entries counted in the leaves are the meta block's size
+--   - slotted nodes: cells lie in the heap without overlapping, live and
+--     dead bytes add up, the flag is set if a key overflows, and every run
+--     is allocated and owned by one field
+--   - no block is used twice, none is free
+--
+-- Duplicates. Separators are copies (or, slotted, shortened copies) of
+-- keys, so equal keys can straddle a separator that equals them. Lookups
+-- therefore descend to the leftmost leaf that may hold the key (taking
+-- C[j] for the first separator >= key) and follow the leaf links from
+-- there; an insertion descends to the rightmost such leaf and goes after
+-- its equal keys, so the values of one key keep their insertion order.
+--
+-- Balance. A full leaf splits in two halves, except when the insertion is
+-- at the end of the last leaf: then the left node stays full and the new
+-- one starts with the new entry, so keys inserted in order fill their
+-- leaves. Removal rebalances a node that falls under a quarter full: it is
+-- merged with a sibling when both fit in one node (the emptied block goes
+-- back to the BlockFile), else entries are moved over from the sibling.
+--
+-- Views. The tree keeps the views of the nodes it visits in a weak table:
+-- an operation acquires a view only for a node not visited since the last
+-- garbage collection, and holds none of its own between operations, so the
+-- collector releases them (bf:close() collects garbage first; views may
+-- show in bf:live_views() until then). Iterators hold no view between
+-- steps.
+--
+-- Not crash-safe: a process killed in the middle of an operation may leave
+-- the tree inconsistent. Durability is the BlockFile's: bf:flush().
+local fmap = require "fmap"
+
+local M = {}
+local Tree = {}
+Tree.__index = Tree
+
+local pack, unpack = string.pack, string.unpack
+local srep, sformat = string.rep, string.format
+local type, mtype, setmetatable, getmetatable = type, math.type,
+  setmetatable, getmetatable
+local error, pcall, tostring = error, pcall, tostring
+
+-- The view methods, called as plain functions (no method lookup).
+local VM
+do
+  local bf = assert(fmap.anonymous())
+  local v = bf:get(bf:allocate())
+  VM = getmetatable(v).__index
+  v:release()
+  bf:close()
+end
+local u8, u32, u64 = VM.u8, VM.u32, VM.u64
+local set_u8, set_u32, set_u64 = VM.set_u8, VM.set_u32, VM.set_u64
+local vread, vwrite, vcopy = VM.read, VM.write, VM.copy
+local vcompare, vbsearch, vunpack = VM.compare, VM.bsearch, VM.unpack
+local vpack = VM.pack
+
+local MAGIC = "fmapBPTR"
+local VERSION = 1
+local FIXED, SLOTTED = 1, 2
+local LEAF, INTERNAL = 1, 2
+local OVF = 0x80000000          -- a field's length with this bit: overflow
+local CTL_PREFIX = "bptree@"
+
+-- Meta block fields.
+local M_LAYOUT, M_KS, M_VS = 12, 16, 24
+local M_ROOT, M_HEIGHT, M_SIZE = 32, 40, 48
+-- Node header fields.
+local N_KIND, N_FLAGS, N_COUNT = 0, 1, 4
+local L_PREV, L_NEXT = 8, 16
+-- Fixed layout.
+local FL_ENT = 24               -- leaf entries
+local FI_C0, FI_ENT = 8, 16     -- internal: C[0], entries
+-- Slotted layout.
+local SL_LO, SL_DEAD, SL_SLOTS = 24, 28, 32
+local SI_LO, SI_DEAD, SI_C0, SI_SLOTS = 8, 12, 16, 24
+
+local MODIFIED = "B+tree modified during iteration"
+
+-- registry[bf][meta offset] = the tree: opening a tree twice gives the
+-- same object, so its cached state is never stale.
+local registry = setmetatable({}, { __mode = "k" })
+
+local function argerr (i, fname, msg, lvl)
+  error(sformat("bad argument #%d to '%s' (%s)", i, fname, msg),
+        (lvl or 2) + 1)
+end
+
+---------------------------------------------------------------------------
+-- Views, blocks and runs
+---------------------------------------------------------------------------
+
+-- The view of a node: from the weak cache, or acquired and cached.
+local function node (t, off)
+  local views = t.views
+  local v = views[off]
+  if v == nil then
+    v = t.bf:get(off)
+    views[off] = v
+  end
+  return v
+end
+
+-- The view of an overflow run of len bytes.
+local function run_view (t, off, len)
+  local views = t.views
+  local v = views[off]
+  if v == nil then
+    local bs = t.bs
+    v = t.bf:get(off, (len + bs - 1) // bs)
+    views[off] = v
+  end
+  return v
+end
+
+-- Writes s to a new run; returns its offset, or nil, message, errno.
+local function write_run (t, s)
+  local bs = t.bs
+  local off, err, en = t.bf:allocate_blocks((#s + bs - 1) // bs)
+  if not off then return nil, err, en end
+  vwrite(run_view(t, off, #s), 0, s)
+  return off
+end
+
+local function free_run (t, off, len)
+  local bs = t.bs
+  t.views[off] = nil
+  t.bf:free(off, (len + bs - 1) // bs)
+end
+
+local function free_node (t, off)
+  t.views[off] = nil
+  t.bf:free(off)
+end
+
+-- Blocks reserved before a change that may split nodes, so that a full
+-- disk fails the operation before anything is changed.
+local function reserve (t, need)
+  local spare = t.spare
+  while #spare < need do
+    local off, err, en = t.bf:allocate()
+    if not off then return nil, err, en end
+    spare[#spare + 1] = off
+  end
+  return true
+end
+
+local function release_spare (t)
+  local spare = t.spare
+  for i = #spare, 1, -1 do
+    t.bf:free(spare[i])
+    spare[i] = nil
+  end
+end
+
+local function alloc (t)
+  local spare = t.spare
+  local n = #spare
+  if n > 0 then
+    local off = spare[n]
+    spare[n] = nil
+    return off
+  end
+  local off, err = t.bf:allocate()
+  if not off then error(err, 0) end
+  return off
+end
+
+local function init_leaf (t, off)
+  local v = node(t, off)
+  VM.fill(v, 0, 0, 32)
+  set_u8(v, N_KIND, LEAF)
+  if not t.fixed then set_u32(v, SL_LO, t.bs) end
+  return v
+end
+
+local function init_internal (t, off)
+  local v = node(t, off)
+  VM.fill(v, 0, 0, 24)
+  set_u8(v, N_KIND, INTERNAL)
+  if not t.fixed then set_u32(v, SI_LO, t.bs) end
+  return v
+end
+
+local function save_root (t)
+  local mv = node(t, t.meta)
+  set_u64(mv, M_ROOT, t.root)
+  set_u64(mv, M_HEIGHT, t.height)
+end
+
+---------------------------------------------------------------------------
+-- Slotted fields and cells
+---------------------------------------------------------------------------
+
+-- Bytes of the field at pos.
+local function field_size (v, pos)
+  local f = u32(v, pos)
+  return f < OVF and 4 + f or 12
+end
+
+-- The bytes of the field at pos.
+local function field_read (t, v, pos)
+  local f = u32(v, pos)
+  if f < OVF then return vread(v, pos + 4, f) end
+  local len = f - OVF
+  return vread(run_view(t, u64(v, pos + 4), len), 0, len)
+end
+
+-- Frees the run of the field at pos, if it has one.
+local function field_free (t, v, pos)
+  local f = u32(v, pos)
+  if f >= OVF then free_run(t, u64(v, pos + 4), f - OVF) end
+end
+
+-- Compares the key field at pos with key, as memcmp then length.
+local function field_cmp (t, v, pos, key)
+  local f, kl = u32(v, pos), #key
+  local src, at, len = v, pos + 4, f
+  if f >= OVF then
+    len = f - OVF
+    src, at = run_view(t, u64(v, pos + 4), len), 0
+  end
+  local c = vcompare(src, at, key, 0, len < kl and len or kl)
+  if c ~= 0 then return c end
+  return len < kl and -1 or (len > kl and 1 or 0)
+end
+
+-- Binary search of the cells whose positions are in slots stride bytes
+-- apart from base: the first index >= key (> key with upper), and whether
+-- one equals key.
+local function slot_search (t, v, base, stride, n, key, upper)
+  local lo, hi, found = 0, n, false
+  while lo < hi do
+    local mid = (lo + hi) // 2
+    local c = field_cmp(t, v, u32(v, base + mid * stride), key)
+    if c == 0 then found = true end
+    if c < 0 or (upper and c == 0) then lo = mid + 1 else hi = mid end
+  end
+  return lo, found
+end
+
+-- Encodes s as a field of at most max bytes inline, else as a run.
+local function make_field (t, s, inline)
+  if inline then return pack("<s4", s) end
+  local run, err, en = write_run(t, s)
+  if not run then return nil, err, en end
+  return pack("<I4I8", OVF + #s, run)
+end
+
+-- Frees the runs of a cell string made by make_cell or sep_token.
+local function free_cell_runs (t, cell, leaf)
+  local f = unpack("<I4", cell)
+  local vpos = 1
+  if f >= OVF then
+    free_run(t, unpack("<I8", cell, 5), f - OVF)
+    vpos = 13
+  else
+    vpos = 5 + f
+  end
+  if leaf then
+    f = unpack("<I4", cell, vpos)
+    if f >= OVF then free_run(t, unpack("<I8", cell, vpos + 4), f - OVF) end
+  end
+end
+
+-- The leaf cell of a new entry; nil, message, errno if a run cannot be
+-- allocated (nothing is left allocated then).
+local function make_cell (t, key, value)
+  local kl, vl, max = #key, #value, t.lmax
+  local kin, vin
+  if 8 + kl + vl <= max then kin, vin = true, true
+  elseif 16 + kl <= max then kin, vin = true, false
+  else kin, vin = false, 16 + vl <= max end
+  local kf, err, en = make_field(t, key, kin)
+  if not kf then return nil, err, en end
+  local vf
+  vf, err, en = make_field(t, value, vin)
+  if not vf then
+    if not kin then free_cell_runs(t, kf, false) end
+    return nil, err, en
+  end
+  return kf .. vf
+end
+
+-- Compacts the heap of a slotted node: live cells packed at the end.
+local function compact (t, v, n, leaf)
+  local slots, stride = SI_SLOTS, 12
+  if leaf then slots, stride = SL_SLOTS, 4 end
+  local cells = {}
+  for i = 0, n - 1 do
+    local cell = u32(v, slots + stride * i)
+    local size = field_size(v, cell)
+    if leaf then size = size + field_size(v, cell + size) end
+    cells[i + 1] = vread(v, cell, size)
+  end
+  local lo, flag = t.bs, 0
+  for i = 1, n do
+    local c = cells[i]
+    lo = lo - #c
+    vwrite(v, lo, c)
+    set_u32(v, slots + stride * (i - 1), lo)
+    if u32(v, lo) >= OVF then flag = 1 end
+  end
+  if leaf then
+    set_u32(v, SL_LO, lo)
+    set_u32(v, SL_DEAD, 0)
+  else
+    set_u32(v, SI_LO, lo)
+    set_u32(v, SI_DEAD, 0)
+  end
+  set_u8(v, N_FLAGS, flag)
+end
+
+-- The shortest s with a <= s <= b (a <= b): a separator that keeps
+-- internal nodes small when keys are long.
+local function shortest_between (a, b)
+  local n = #a < #b and #a or #b
+  local i = 1
+  while i + 63 <= n and a:sub(i, i + 63) == b:sub(i, i + 63) do
+    i = i + 64
+  end
+  while i <= n and a:byte(i) == b:byte(i) do i = i + 1 end
+  if i > n then return a end        -- a is a prefix of b
+  return b:sub(1, i)
+end
+
+---------------------------------------------------------------------------
+-- Node operations, for both layouts
+---------------------------------------------------------------------------
+
+local function lsearch (t, v, n, key, upper)
+  if t.fixed then return vbsearch(v, FL_ENT, n, t.LS, key, upper) end
+  return slot_search(t, v, SL_SLOTS, 4, n, key, upper)
+end
+
+local function isearch (t, v, n, key, upper)
+  if t.fixed then return vbsearch(v, FI_ENT, n, t.IS, key, upper) end
+  return slot_search(t, v, SI_SLOTS, 12, n, key, upper)
+end
+
+local function ichild (t, v, j)
+  if t.fixed then return u64(v, FI_C0 + j * t.IS) end
+  return u64(v, SI_C0 + 12 * j)
+end
+
+local function iset_child (t, v, j, off)
+  if t.fixed then set_u64(v, FI_C0 + j * t.IS, off)
+  else set_u64(v, SI_C0 + 12 * j, off) end
+end
+
+local function lkey (t, v, i)
+  if t.fixed then return vread(v, FL_ENT + i * t.LS, t.ks) end
+  return field_read(t, v, u32(v, SL_SLOTS + 4 * i))
+end
+
+local function lvalue (t, v, i)
+  if t.fixed then return vread(v, FL_ENT + i * t.LS + t.ks, t.vs) end
+  local cell = u32(v, SL_SLOTS + 4 * i)
+  return field_read(t, v, cell + field_size(v, cell))
+end
+
+-- Compares the key of leaf entry i with key.
+local function lcmp (t, v, i, key)
+  if t.fixed then return vcompare(v, FL_ENT + i * t.LS, key) end
+  return field_cmp(t, v, u32(v, SL_SLOTS + 4 * i), key)
+end
+
+local function ikey (t, v, i)
+  if t.fixed then return vread(v, FI_ENT + i * t.IS, t.ks) end
+  return field_read(t, v, u32(v, SI_SLOTS + 12 * i))
+end
+
+-- Separator i as a token that can be inserted elsewhere (it carries the
+-- separator's run, if any: the token moves, it is not a copy).
+local function itoken (t, v, i)
+  if t.fixed then return vread(v, FI_ENT + i * t.IS, t.ks) end
+  local cell = u32(v, SI_SLOTS + 12 * i)
+  return vread(v, cell, field_size(v, cell))
+end
+
+local function token_size (t, token)
+  return t.fixed and t.IS or 12 + #token
+end
+
+-- Bytes entry i of a leaf takes, its slot included.
+local function lesize (t, v, i)
+  if t.fixed then return t.LS end
+  local cell = u32(v, SL_SLOTS + 4 * i)
+  local ksz = field_size(v, cell)
+  return 4 + ksz + field_size(v, cell + ksz)
+end
+
+local function lused (t, v, n)
+  if t.fixed then return n * t.LS end
+  return 4 * n + t.bs - u32(v, SL_LO) - u32(v, SL_DEAD)
+end
+
+local function iesize (t, v, i)
+  if t.fixed then return t.IS end
+  return 12 + field_size(v, u32(v, SI_SLOTS + 12 * i))
+end
+
+local function iused (t, v, n)
+  if t.fixed then return n * t.IS end
+  return 12 * n + t.bs - u32(v, SI_LO) - u32(v, SI_DEAD)
+end
+
+-- Inserts an entry at i of a leaf with n entries and room for it: a key
+-- and a value (fixed), or a cell (slotted).
+local function linsert (t, v, n, i, a, b)
+  if t.fixed then
+    local LS = t.LS
+    local pos = FL_ENT + i * LS
+    if i < n then vcopy(v, pos + LS, v, pos, (n - i) * LS) end
+    vpack(v, pos, t.entry_fmt, a, b)
+  else
+    local csz = #a
+    local lo = u32(v, SL_LO)
+    if lo - (SL_SLOTS + 4 * n) < 4 + csz then
+      compact(t, v, n, true)
+      lo = u32(v, SL_LO)
+    end
+    lo = lo - csz
+    vwrite(v, lo, a)
+    set_u32(v, SL_LO, lo)
+    local pos = SL_SLOTS + 4 * i
+    if i < n then vcopy(v, pos + 4, v, pos, 4 * (n - i)) end
+    set_u32(v, pos, lo)
+    if u32(v, lo) >= OVF then set_u8(v, N_FLAGS, 1) end
+  end
+  set_u32(v, N_COUNT, n + 1)
+end
+
+-- Deletes cnt entries from i of a leaf with n entries, freeing their runs.
+local function ldelete (t, v, n, i, cnt)
+  if t.fixed then
+    local LS = t.LS
+    local pos = FL_ENT + i * LS
+    if i + cnt < n then
+      vcopy(v, pos, v, pos + cnt * LS, (n - i - cnt) * LS)
+    end
+  else
+    local dead = u32(v, SL_DEAD)
+    for j = i, i + cnt - 1 do
+      local cell = u32(v, SL_SLOTS + 4 * j)
+      local ksz = field_size(v, cell)
+      field_free(t, v, cell)
+      field_free(t, v, cell + ksz)
+      dead = dead + ksz + field_size(v, cell + ksz)
+    end
+    if n == cnt then
+      set_u32(v, SL_LO, t.bs)
+      dead = 0
+    elseif i + cnt < n then
+      vcopy(v, SL_SLOTS + 4 * i, v, SL_SLOTS + 4 * (i + cnt),
+            4 * (n - i - cnt))
+    end
+    set_u32(v, SL_DEAD, dead)
+  end
+  set_u32(v, N_COUNT, n - cnt)
+end
+
+-- Moves cnt entries from i of src (sn entries) to position at of dst (dn
+-- entries), which has room for them. Runs move with their entries.
+local function lmove (t, src, sn, i, cnt, dst, dn, at)
+  if cnt == 0 then return end
+  if t.fixed then
+    local LS = t.LS
+    if at < dn then
+      vcopy(dst, FL_ENT + (at + cnt) * LS, dst, FL_ENT + at * LS,
+            (dn - at) * LS)
+    end
+    vcopy(dst, FL_ENT + at * LS, src, FL_ENT + i * LS, cnt * LS)
+    if i + cnt < sn then
+      vcopy(src, FL_ENT + i * LS, src, FL_ENT + (i + cnt) * LS,
+            (sn - i - cnt) * LS)
+    end
+  else
+    local need = 0
+    for j = i, i + cnt - 1 do need = need + lesize(t, src, j) end
+    local lo = u32(dst, SL_LO)
+    if lo - (SL_SLOTS + 4 * dn) < need then
+      compact(t, dst, dn, true)
+      lo = u32(dst, SL_LO)
+    end
+    if at < dn then
+      vcopy(dst, SL_SLOTS + 4 * (at + cnt), dst, SL_SLOTS + 4 * at,
+            4 * (dn - at))
+    end
+    local flag, moved = u8(dst, N_FLAGS), 0
+    for j = 0, cnt - 1 do
+      local cell = u32(src, SL_SLOTS + 4 * (i + j))
+      local ksz = field_size(src, cell)
+      local size = ksz + field_size(src, cell + ksz)
+      lo = lo - size
+      vcopy(dst, lo, src, cell, size)
+      set_u32(dst, SL_SLOTS + 4 * (at + j), lo)
+      if u32(src, cell) >= OVF then flag = 1 end
+      moved = moved + size
+    end
+    set_u32(dst, SL_LO, lo)
+    set_u8(dst, N_FLAGS, flag)
+    if sn == cnt then
+      set_u32(src, SL_LO, t.bs)
+      set_u32(src, SL_DEAD, 0)
+    else
+      set_u32(src, SL_DEAD, u32(src, SL_DEAD) + moved)
+      if i + cnt < sn then
+        vcopy(src, SL_SLOTS + 4 * i, src, SL_SLOTS + 4 * (i + cnt),
+              4 * (sn - i - cnt))
+      end
+    end
+  end
+  set_u32(dst, N_COUNT, dn + cnt)
+  set_u32(src, N_COUNT, sn - cnt)
+end
+
+-- Inserts separator token at i of an internal node with n separators and
+-- room for it, with child as C[i+1].
+local function iinsert (t, v, n, i, token, child)
+  if t.fixed then
+    local IS = t.IS
+    local pos = FI_ENT + i * IS
+    if i < n then vcopy(v, pos + IS, v, pos, (n - i) * IS) end
+    vwrite(v, pos, token)
+    set_u64(v, pos + t.ks, child)
+  else
+    local csz = #token
+    local lo = u32(v, SI_LO)
+    if lo - (SI_SLOTS + 12 * n) < 12 + csz then
+      compact(t, v, n, false)
+      lo = u32(v, SI_LO)
+    end
+    lo = lo - csz
+    vwrite(v, lo, token)
+    set_u32(v, SI_LO, lo)
+    local pos = SI_SLOTS + 12 * i
+    if i < n then vcopy(v, pos + 12, v, pos, 12 * (n - i)) end
+    set_u32(v, pos, lo)
+    set_u64(v, pos + 4, child)
+    if u32(v, lo) >= OVF then set_u8(v, N_FLAGS, 1) end
+  end
+  set_u32(v, N_COUNT, n + 1)
+end
+
+-- Deletes separator i and child C[i+1]; frees the separator's run unless
+-- keep (its token was taken to go elsewhere).
+local function idelete (t, v, n, i, keep)
+  if t.fixed then
+    local IS = t.IS
+    local pos = FI_ENT + i * IS
+    if i + 1 < n then vcopy(v, pos, v, pos + IS, (n - i - 1) * IS) end
+  else
+    local pos = SI_SLOTS + 12 * i
+    local cell = u32(v, pos)
+    if not keep then field_free(t, v, cell) end
+    if n == 1 then
+      set_u32(v, SI_LO, t.bs)
+      set_u32(v, SI_DEAD, 0)
+    else
+      set_u32(v, SI_DEAD, u32(v, SI_DEAD) + field_size(v, cell))
+      if i + 1 < n then vcopy(v, pos, v, pos + 12, 12 * (n - i - 1)) end
+    end
+  end
+  set_u32(v, N_COUNT, n - 1)
+end
+
+-- Appends separators [i, sn) of src with their right children to dst
+-- (dn separators), which has room; src keeps i separators.
+local function imove (t, src, sn, i, dst, dn)
+  local cnt = sn - i
+  if cnt > 0 then
+    if t.fixed then
+      local IS = t.IS
+      vcopy(dst, FI_ENT + dn * IS, src, FI_ENT + i * IS, cnt * IS)
+    else
+      local need = 0
+      for j = i, sn - 1 do need = need + iesize(t, src, j) end
+      local lo = u32(dst, SI_LO)
+      if lo - (SI_SLOTS + 12 * dn) < need then
+        compact(t, dst, dn, false)
+        lo = u32(dst, SI_LO)
+      end
+      local flag, moved = u8(dst, N_FLAGS), 0
+      for j = 0, cnt - 1 do
+        local sp = SI_SLOTS + 12 * (i + j)
+        local cell = u32(src, sp)
+        local size = field_size(src, cell)
+        lo = lo - size
+        vcopy(dst, lo, src, cell, size)
+        local dp = SI_SLOTS + 12 * (dn + j)
+        set_u32(dst, dp, lo)
+        set_u64(dst, dp + 4, u64(src, sp + 4))
+        if u32(src, cell) >= OVF then flag = 1 end
+        moved = moved + size
+      end
+      set_u32(dst, SI_LO, lo)
+      set_u8(dst, N_FLAGS, flag)
+      if i == 0 then
+        set_u32(src, SI_LO, t.bs)
+        set_u32(src, SI_DEAD, 0)
+      else
+        set_u32(src, SI_DEAD, u32(src, SI_DEAD) + moved)
+      end
+    end
+  end
+  set_u32(dst, N_COUNT, dn + cnt)
+  set_u32(src, N_COUNT, i)
+end
+
+---------------------------------------------------------------------------
+-- Descents
+---------------------------------------------------------------------------
+
+-- The leaf where key's first entry is or would be, its count, that
+-- position and the leaf's offset;
+-- records nothing (readers must not disturb a writer's path).
+local function lower_leaf (t, key)
+  local off = t.root
+  if t.fixed then
+    local IS = t.IS
+    for _ = t.height, 2, -1 do
+      local v = node(t, off)
+      off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, u32(v, N_COUNT), IS, key))
+    end
+    local v = node(t, off)
+    local n = u32(v, N_COUNT)
+    return v, n, (vbsearch(v, FL_ENT, n, t.LS, key)), off
+  end
+  for _ = t.height, 2, -1 do
+    local v = node(t, off)
+    off = u64(v, SI_C0 + 12 * slot_search(t, v, SI_SLOTS, 12,
+                                          u32(v, N_COUNT), key, false))
+  end
+  local v = node(t, off)
+  local n = u32(v, N_COUNT)
+  return v, n, (slot_search(t, v, SL_SLOTS, 4, n, key, false)), off
+end
+
+-- The leaf after key's last entry (upper) and the position after it.
+local function upper_leaf (t, key)
+  local off = t.root
+  for _ = t.height, 2, -1 do
+    local v = node(t, off)
+    off = ichild(t, v, isearch(t, v, u32(v, N_COUNT), key, true))
+  end
+  local v = node(t, off)
+  local n = u32(v, N_COUNT)
+  return v, off, n, (lsearch(t, v, n, key, true))
+end
+
+-- The first (or last) leaf.
+local function edge_leaf (t, last)
+  local off = t.root
+  for _ = t.height, 2, -1 do
+    local v = node(t, off)
+    off = ichild(t, v, last and u32(v, N_COUNT) or 0)
+  end
+  return off
+end
+
+-- Descends to key's leaf, recording the path for a change: pp[lvl] is the
+-- node at level lvl, pi[lvl] the child taken there, pe[lvl] whether the
+-- node is the last of its level. Returns the leaf's view.
+local function descend (t, key, upper)
+  local pp, pi, pe = t.pp, t.pi, t.pe
+  local off, edge = t.root, true
+  if t.fixed then
+    local IS = t.IS
+    for lvl = t.height, 2, -1 do
+      local v = node(t, off)
+      local n = u32(v, N_COUNT)
+      local i = vbsearch(v, FI_ENT, n, IS, key, upper)
+      pp[lvl], pi[lvl], pe[lvl] = off, i, edge
+      edge = edge and i == n
+      off = u64(v, FI_C0 + IS * i)
+    end
+  else
+    for lvl = t.height, 2, -1 do
+      local v = node(t, off)
+      local n = u32(v, N_COUNT)
+      local i = slot_search(t, v, SI_SLOTS, 12, n, key, upper)
+      pp[lvl], pi[lvl], pe[lvl] = off, i, edge
+      edge = edge and i == n
+      off = u64(v, SI_C0 + 12 * i)
+    end
+  end
+  pp[1], pe[1] = off, edge
+  return node(t, off)
+end
+
+-- Moves the recorded path to the next leaf; false at the last one.
+local function path_next (t)
+  local pp, pi, pe = t.pp, t.pi, t.pe
+  local h, lvl = t.height, 2
+  while lvl <= h and pi[lvl] >= u32(node(t, pp[lvl]), N_COUNT) do
+    lvl = lvl + 1
+  end
+  if lvl > h then return false end
+  local v = node(t, pp[lvl])
+  pi[lvl] = pi[lvl] + 1
+  local edge = pe[lvl] and pi[lvl] == u32(v, N_COUNT)
+  local off = ichild(t, v, pi[lvl])
+  for l = lvl - 1, 2, -1 do
+    pp[l], pi[l], pe[l] = off, 0, edge
+    v = node(t, off)
+    edge = edge and u32(v, N_COUNT) == 0
+    off = ichild(t, v, 0)
+  end
+  pp[1], pe[1] = off, edge
+  return true
+end
+
+---------------------------------------------------------------------------
+-- Growing: splits
+---------------------------------------------------------------------------
+
+-- Blocks a change at level lvl may need: one per full node from there up,
+-- and a new root if they all are.
+local function splits_needed (t, lvl)
+  local pp, need = t.pp, 0
+  for l = lvl, t.height do
+    local v = node(t, pp[l])
+    if iused(t, v, u32(v, N_COUNT)) + t.imaxentry <= t.icapb then
+      return need
+    end
+    need = need + 1
+  end
+  return need + 1
+end
+
+-- A separator token for a boundary between keys a (left) and b (right);
+-- nil, message, errno if its run cannot be allocated.
+local function sep_token (t, a, b)
+  if t.fixed then return b end
+  local s = shortest_between(a, b)
+  return make_field(t, s, 4 + #s <= t.imax)
+end
+
+-- Where a full internal node with n separators splits, the new token
+-- going in at i: the index in the n + 1 separators of the one going up.
+local function internal_split_point (t, v, n, i, tsz, edge)
+  if edge and i == n then return n - 1 end
+  if t.fixed then return (n + 1) // 2 end
+  local total = iused(t, v, n) + tsz
+  local half, acc = total // 2, 0
+  for j = 0, n do
+    local s
+    if j < i then s = iesize(t, v, j)
+    elseif j == i then s = tsz
+    else s = iesize(t, v, j - 1) end
+    if acc + s > half then
+      if j < 1 then return 1 elseif j > n - 1 then return n - 1 end
+      return j
+    end
+    acc = acc + s
+  end
+  return n - 1
+end
+
+-- Inserts token with its right child at level lvl, at pi[lvl] of the node
+-- on the path, splitting upwards as needed (blocks come from reserve).
+local function insert_up (t, lvl, token, child)
+  local pp, pi, pe = t.pp, t.pi, t.pe
+  while true do
+    if lvl > t.height then
+      local roff = alloc(t)
+      local rv = init_internal(t, roff)
+      iset_child(t, rv, 0, t.root)
+      iinsert(t, rv, 0, 0, token, child)
+      t.root, t.height = roff, lvl
+      save_root(t)
+      return
+    end
+    local v = node(t, pp[lvl])
+    local n, i = u32(v, N_COUNT), pi[lvl]
+    local tsz = token_size(t, token)
+    if iused(t, v, n) + tsz <= t.icapb then
+      iinsert(t, v, n, i, token, child)
+      return
+    end
+    local m = internal_split_point(t, v, n, i, tsz, pe[lvl])
+    local roff = alloc(t)
+    local rv = init_internal(t, roff)
+    local up
+    if i < m then
+      up = itoken(t, v, m - 1)
+      iset_child(t, rv, 0, ichild(t, v, m))
+      imove(t, v, n, m, rv, 0)
+      idelete(t, v, m, m - 1, true)
+      iinsert(t, v, m - 1, i, token, child)
+    elseif i == m then
+      up = token
+      iset_child(t, rv, 0, child)
+      imove(t, v, n, m, rv, 0)
+    else
+      up = itoken(t, v, m)
+      iset_child(t, rv, 0, ichild(t, v, m + 1))
+      imove(t, v, n, m + 1, rv, 0)
+      idelete(t, v, m + 1, m, true)
+      iinsert(t, rv, n - m - 1, i - m - 1, token, child)
+    end
+    token, child, lvl = up, roff, lvl + 1
+  end
+end
+
+-- The key of entry j of a leaf's entries with key inserted at i.
+local function comb_key (t, v, i, key, j)
+  if j < i then return lkey(t, v, j) end
+  if j == i then return key end
+  return lkey(t, v, j - 1)
+end
+
+-- Where a full leaf of n entries splits when an entry of esize bytes goes
+-- in at i: how many of the n + 1 entries stay on the left.
+local function leaf_split_point (t, v, n, i, esize)
+  if i == n and u64(v, L_NEXT) == 0 then return n end
+  if t.fixed then return (n + 1) // 2 end
+  local total = lused(t, v, n) + esize
+  local half, acc = total // 2, 0
+  for j = 0, n do
+    local s
+    if j < i then s = lesize(t, v, j)
+    elseif j == i then s = esize
+    else s = lesize(t, v, j - 1) end
+    if acc + s > half then
+      local m = (half - acc < acc + s - half) and j or j + 1
+      if m < 1 then return 1 elseif m > n then return n end
+      return m
+    end
+    acc = acc + s
+  end
+  return n
+end
+
+-- Splits the full leaf v (n entries, on the path) to insert an entry at i
+-- (a, b: key and value, or a cell). Returns true, or nil, message, errno
+-- with nothing changed.
+local function split_leaf (t, v, n, i, key, a, b, esize)
+  local m = leaf_split_point(t, v, n, i, esize)
+  local token, err, en
+  if t.fixed then
+    token = comb_key(t, v, i, key, m)
+  else
+    token, err, en = sep_token(t, comb_key(t, v, i, key, m - 1),
+                               comb_key(t, v, i, key, m))
+    if not token then return nil, err, en end
+  end
+  local ok
+  ok, err, en = reserve(t, 1 + splits_needed(t, 2))
+  if not ok then
+    release_spare(t)
+    if not t.fixed then free_cell_runs(t, token, false) end
+    return nil, err, en
+  end
+  local loff = t.pp[1]
+  local roff = alloc(t)
+  local rv = init_leaf(t, roff)
+  local nx = u64(v, L_NEXT)
+  set_u64(rv, L_PREV, loff)
+  set_u64(rv, L_NEXT, nx)
+  if nx ~= 0 then set_u64(node(t, nx), L_PREV, roff) end
+  set_u64(v, L_NEXT, roff)
+  if i < m then
+    lmove(t, v, n, m - 1, n - m + 1, rv, 0, 0)
+    linsert(t, v, m - 1, i, a, b)
+  else
+    lmove(t, v, n, m, n - m, rv, 0, 0)
+    linsert(t, rv, n - m, i - m, a, b)
+  end
+  insert_up(t, 2, token, roff)
+  release_spare(t)
+  return true
+end
+
+---------------------------------------------------------------------------
+-- Shrinking: merges and moves
+---------------------------------------------------------------------------
+
+-- Replaces separator k of the node at level lvl (on the path) with token;
+-- the old one's run is freed unless keep. May split upwards.
+local function replace_sep (t, lvl, k, token, child, keep)
+  local v = node(t, t.pp[lvl])
+  if t.fixed then
+    vwrite(v, FI_ENT + k * t.IS, token)
+    return
+  end
+  idelete(t, v, u32(v, N_COUNT), k, keep)
+  t.pi[lvl] = k
+  insert_up(t, lvl, token, child)
+end
+
+-- Moves entries between leaves lv (left) and rv (right), under a quarter
+-- full and too full to merge, to even them out.
+local function rebalance_leaves (t, lvl, k, lv, ln, rv, rn, roff)
+  local lu, ru = lused(t, lv, ln), lused(t, rv, rn)
+  local c, moved = 0, 0
+  local a, b
+  if lu < ru then
+    while c < rn - 1 and lu + moved < ru - moved do
+      moved = moved + lesize(t, rv, c)
+      c = c + 1
+    end
+    if c == 0 then return end
+    a, b = lkey(t, rv, c - 1), lkey(t, rv, c)
+  else
+    while c < ln - 1 and ru + moved < lu - moved do
+      moved = moved + lesize(t, lv, ln - 1 - c)
+      c = c + 1
+    end
+    if c == 0 then return end
+    a, b = lkey(t, lv, ln - c - 1), lkey(t, lv, ln - c)
+  end
+  local token, err = sep_token(t, a, b)
+  if not token then return end              -- no room for a run: stay
+  local ok = true
+  if not t.fixed then ok, err = reserve(t, splits_needed(t, lvl + 1)) end
+  if not ok then
+    release_spare(t)
+    free_cell_runs(t, token, false)
+    return
+  end
+  if lu < ru then lmove(t, rv, rn, 0, c, lv, ln, ln)
+  else lmove(t, lv, ln, ln - c, c, rv, rn, 0) end
+  replace_sep(t, lvl + 1, k, token, roff, false)
+  release_spare(t)
+end
+
+-- Moves separators through the parent between internal nodes lv and rv,
+-- under a quarter full and too full to merge, to even them out.
+local function rebalance_internal (t, lvl, k, pv, lv, ln, rv, rn, roff)
+  if not t.fixed then
+    local ok, err = reserve(t, splits_needed(t, lvl + 1))
+    if not ok then
+      release_spare(t)
+      error(err, 0)
+    end
+  end
+  local p = itoken(t, pv, k)
+  local cap = t.icapb
+  local lu, ru = iused(t, lv, ln), iused(t, rv, rn)
+  if lu < ru then
+    while rn > 1 and lu < ru and lu + token_size(t, p) <= cap do
+      iinsert(t, lv, ln, ln, p, ichild(t, rv, 0))
+      ln = ln + 1
+      p = itoken(t, rv, 0)
+      local c1 = ichild(t, rv, 1)
+      idelete(t, rv, rn, 0, true)
+      rn = rn - 1
+      iset_child(t, rv, 0, c1)
+      lu, ru = iused(t, lv, ln), iused(t, rv, rn)
+    end
+  else
+    while ln > 1 and ru < lu and ru + token_size(t, p) <= cap do
+      iinsert(t, rv, rn, 0, p, ichild(t, rv, 0))
+      rn = rn + 1
+      iset_child(t, rv, 0, ichild(t, lv, ln))
+      p = itoken(t, lv, ln - 1)
+      idelete(t, lv, ln, ln - 1, true)
+      ln = ln - 1
+      lu, ru = iused(t, lv, ln), iused(t, rv, rn)
+    end
+  end
+  replace_sep(t, lvl + 1, k, p, roff, true)
+  release_spare(t)
+end
+
+-- Restores the fill of the nodes on the path after entries left the leaf:
+-- merges with a sibling, or moves entries over, level by level.
+local function fix (t, lvl)
+  local pp, pi = t.pp, t.pi
+  while true do
+    local off = pp[lvl]
+    local v = node(t, off)
+    local n = u32(v, N_COUNT)
+    if lvl == t.height then
+      if lvl == 1 or n > 0 then return end
+      local c = ichild(t, v, 0)             -- a root with one child
+      free_node(t, off)
+      t.root, t.height = c, lvl - 1
+      save_root(t)
+      lvl = lvl - 1
+      pp[lvl] = c
+    else
+      local leaf = lvl == 1
+      local used, cap
+      if leaf then used, cap = lused(t, v, n), t.lcapb
+      else used, cap = iused(t, v, n), t.icapb end
+      if n > 0 and 4 * used >= cap then return end
+      local pv = node(t, pp[lvl + 1])
+      local pn, idx = u32(pv, N_COUNT), pi[lvl + 1]
+      local k = idx > 0 and idx - 1 or 0
+      local loff, roff = ichild(t, pv, k), ichild(t, pv, k + 1)
+      local lv, rv = node(t, loff), node(t, roff)
+      local ln, rn = u32(lv, N_COUNT), u32(rv, N_COUNT)
+      if leaf then
+        if lused(t, lv, ln) + lused(t, rv, rn) > cap then
+          rebalance_leaves(t, lvl, k, lv, ln, rv, rn, roff)
+          return
+        end
+        lmove(t, rv, rn, 0, rn, lv, ln, ln)
+        local nx = u64(rv, L_NEXT)
+        set_u64(lv, L_NEXT, nx)
+        if nx ~= 0 then set_u64(node(t, nx), L_PREV, loff) end
+        idelete(t, pv, pn, k, false)
+      else
+        local p = itoken(t, pv, k)
+        if iused(t, lv, ln) + iused(t, rv, rn) + token_size(t, p) > cap then
+          rebalance_internal(t, lvl, k, pv, lv, ln, rv, rn, roff)
+          return
+        end
+        iinsert(t, lv, ln, ln, p, ichild(t, rv, 0))
+        imove(t, rv, rn, 0, lv, ln + 1)
+        idelete(t, pv, pn, k, true)
+      end
+      free_node(t, roff)
+      if idx > 0 then pi[lvl + 1] = idx - 1 end
+      lvl = lvl + 1
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Trees: creation and opening
+---------------------------------------------------------------------------
+
+local function is_blockfile (bf)
+  local mt = getmetatable(bf)
+  return type(mt) == "table" and mt.__name == "fmap.BlockFile"
+end
+
+local function check_bf (bf, fname, lvl)
+  if not is_blockfile(bf) then
+    argerr(1, fname, "BlockFile expected, got " .. type(bf), lvl + 1)
+  end
+  if tostring(bf) == "BlockFile (closed)" then
+    error("attempt to use a closed BlockFile", lvl + 1)
+  end
+end
+
+local function check_sizes (fname, ks, vs, arg, lvl)
+  if mtype(ks) ~= "integer" or (ks ~= -1 and (ks < 1 or ks >= OVF)) then
+    argerr(arg, fname, "key size must be -1 or an integer in 1.."
+           .. (OVF - 1) .. ", got " .. tostring(ks), lvl + 1)
+  end
+  if mtype(vs) ~= "integer" or (vs ~= -1 and (vs < 0 or vs >= OVF)) then
+    argerr(arg + 1, fname, "value size must be -1 or an integer in 0.."
+           .. (OVF - 1) .. ", got " .. tostring(vs), lvl + 1)
+  end
+end
+
+-- The tree object for the meta block at off: layout constants and state.
+local function setup (bf, off, ks, vs)
+  local bs = bf:block_size()
+  local t = setmetatable({
+    bf = bf, meta = off, ks = ks, vs = vs, bs = bs,
+    views = setmetatable({}, { __mode = "v" }),
+    pp = {}, pi = {}, pe = {}, spare = {}, fmts = {},
+    mods = 0, readonly = bf:readonly(),
+  }, Tree)
+  if ks > 0 and vs >= 0 then
+    local LS, IS = ks + vs, ks + 8
+    local lcap, icap = (bs - FL_ENT) // LS, (bs - FI_ENT) // IS
+    if lcap >= 4 and icap >= 4 then
+      t.fixed, t.layout = true, FIXED
+      t.LS, t.IS, t.LCAP, t.ICAP = LS, IS, lcap, icap
+      t.entry_fmt = "c" .. ks .. "c" .. vs
+      t.lcapb, t.icapb = lcap * LS, icap * IS
+      t.imaxentry = IS
+      return t
+    end
+  end
+  t.fixed, t.layout = false, SLOTTED
+  t.lcapb, t.icapb = bs - SL_SLOTS, bs - SI_SLOTS
+  t.lmax = t.lcapb // 4 - 4            -- a leaf cell, its slot aside
+  t.imax = t.icapb // 4 - 12           -- an internal cell
+  t.imaxentry = 12 + t.imax
+  return t
+end
+
+local function register (t)
+  local reg = registry[t.bf]
+  if not reg then
+    reg = {}
+    registry[t.bf] = reg
+  end
+  local old = reg[t.meta]
+  if old and old ~= t then
+    -- A tree was made over this one's meta block: the old object must not
+    -- write through its stale state.
+    for k in pairs(old) do old[k] = nil end
+  end
+  reg[t.meta] = t
+  return t
+end
+
+-- Writes a new tree's meta block at off and its empty root leaf.
+local function create (bf, off, ks, vs)
+  local root, err, en = bf:allocate()
+  if not root then return nil, err, en end
+  local t = setup(bf, off, ks, vs)
+  local mv = node(t, off)
+  VM.fill(mv, 0, 0, 64)
+  vpack(mv, 0, "<c8I4I4i8i8", MAGIC, VERSION, t.layout, ks, vs)
+  t.root, t.height, t.nent = root, 1, 0
+  init_leaf(t, root)
+  save_root(t)
+  set_u64(mv, M_SIZE, 0)
+  return register(t)
+end
+
+-- The reason in an engine error message "bad argument #n to 'f' (why)".
+local function reason (msg)
+  msg = tostring(msg)
+  return msg:match("%((.*)%)$") or msg
+end
+
+--- Creates an empty tree and records it in the BlockFile's control data,
+-- which must be empty (use `new_at` for more trees in one file).
+-- @param bf a BlockFile open for writing
+-- @param key_size bytes per key, or -1 for keys of any length
+-- @param value_size bytes per value (0 allowed), or -1 for any length
+-- @return the tree, or nil, message, errno if the file cannot grow
+function M.new (bf, key_size, value_size)
+  check_bf(bf, "new", 2)
+  check_sizes("new", key_size, value_size, 2, 2)
+  local cd = bf:control_data()
+  if cd ~= "" then
+    argerr(1, "new", sformat("its control data is in use (%q); use new_at "
+           .. "for another tree in this file", cd:sub(1, 40)))
+  end
+  local off, err, en = bf:allocate()
+  if not off then return nil, err, en end
+  local t
+  t, err, en = create(bf, off, key_size, value_size)
+  if not t then
+    bf:free(off)
+    return nil, err, en
+  end
+  local ok
+  ok, err, en = bf:set_control_data(CTL_PREFIX .. off)
+  if not ok then
+    registry[bf][off] = nil
+    bf:free(t.root)
+    bf:free(off)
+    return nil, err, en
+  end
+  return t
+end
+
+--- Creates an empty tree whose meta block is at offset (a block the
+-- caller allocated; its content is overwritten), or in a new block when
+-- offset is nil. Find it again with `open_at(bf, t:offset())`.
+-- @param bf a BlockFile open for writing
+-- @param offset a block's offset, or nil
+-- @param key_size bytes per key, or -1
+-- @param value_size bytes per value, or -1
+-- @return the tree, or nil, message, errno if the file cannot grow
+function M.new_at (bf, offset, key_size, value_size)
+  check_bf(bf, "new_at", 2)
+  check_sizes("new_at", key_size, value_size, 3, 2)
+  local fresh = offset == nil
+  if fresh then
+    local err, en
+    offset, err, en = bf:allocate()
+    if not offset then return nil, err, en end
+  else
+    if mtype(offset) ~= "integer" then
+      argerr(2, "new_at", "offset expected, got " .. (mtype(offset)
+             and "non-integer number" or type(offset)))
+    end
+    local ok, v = pcall(bf.get, bf, offset)
+    if not ok then argerr(2, "new_at", reason(v)) end
+    v:release()
+  end
+  local t, err, en = create(bf, offset, key_size, value_size)
+  if not t then
+    if fresh then bf:free(offset) end
+    return nil, err, en
+  end
+  return t
+end
+
+--- Opens the tree whose meta block is at offset.
+-- Opening a tree that is already open gives the same object.
+-- @param bf a BlockFile
+-- @param offset the tree's meta block (`t:offset()`)
+-- @return the tree
+function M.open_at (bf, offset, fname, lvl)
+  fname, lvl = fname or "open_at", lvl or 2
+  check_bf(bf, fname, lvl)
+  if mtype(offset) ~= "integer" then
+    argerr(2, fname, "offset expected, got " .. (mtype(offset)
+           and "non-integer number" or type(offset)), lvl)
+  end
+  local reg = registry[bf]
+  if reg and reg[offset] then return reg[offset] end
+  local ok, v = pcall(bf.get, bf, offset)
+  if not ok then argerr(2, fname, reason(v), lvl) end
+  local magic, version, layout, ks, vs = vunpack(v, "<c8I4I4i8i8", 0)
+  local root, height, size = u64(v, M_ROOT), u64(v, M_HEIGHT),
+                             u64(v, M_SIZE)
+  v:release()
+  if magic ~= MAGIC then
+    argerr(2, fname, sformat("no B+tree at offset %d (bad magic)", offset),
+           lvl)
+  end
+  if version ~= VERSION then
+    argerr(2, fname, sformat("B+tree at offset %d has format version %d, "
+           .. "this is version %d", offset, version, VERSION), lvl)
+  end
+  local bs = bf:block_size()
+  local good = (ks == -1 or (ks >= 1 and ks < OVF)) and
+               (vs == -1 or (vs >= 0 and vs < OVF)) and
+               height >= 1 and height <= 64 and root > 0 and
+               root % bs == 0 and root < bf:size()
+  local t = good and setup(bf, offset, ks, vs)
+  if not t or t.layout ~= layout then
+    argerr(2, fname, sformat("B+tree meta block at offset %d is damaged",
+           offset), lvl)
+  end
+  t.root, t.height, t.nent = root, height, size
+  return register(t)
+end
+
+--- Opens the tree recorded in the BlockFile's control data by `new`.
+-- Raises if the control data is not a tree's.
+-- @param bf a BlockFile
+-- @return the tree
+function M.open (bf)
+  check_bf(bf, "open", 2)
+  local cd = bf:control_data()
+  local off = cd:match("^" .. CTL_PREFIX .. "(%d+)$")
+  if not off then
+    argerr(1, "open", cd == "" and "no B+tree in this file: its control "
+           .. "data is empty" or sformat("control data %q is not a "
+           .. "B+tree's", cd:sub(1, 40)))
+  end
+  return M.open_at(bf, math.tointeger(tonumber(off)), "open", 3)
+end
+
+---------------------------------------------------------------------------
+-- Trees: argument checks
+---------------------------------------------------------------------------
+
+local function bad_self (fname, self)
+  error(sformat("bad argument #0 to '%s' (B+tree expected, got %s; call "
+        .. "it with ':')", fname, getmetatable(self) == Tree and
+        "a discarded B+tree" or type(self)), 3)
+end
+
+local function check_key (t, key, fname, arg)
+  if type(key) ~= "string" then
+    argerr(arg, fname, "string expected, got " .. type(key), 2)
+  end
+  local ks = t.ks
+  if ks ~= -1 and #key ~= ks then
+    argerr(arg, fname, sformat("key of %d bytes, the tree's keys have %d",
+           #key, ks), 2)
+  end
+end
+
+local function check_value (t, value, fname, arg)
+  if type(value) ~= "string" then
+    argerr(arg, fname, "string expected, got " .. type(value), 2)
+  end
+  local vs = t.vs
+  if vs ~= -1 and #value ~= vs then
+    argerr(arg, fname, sformat("value of %d bytes, the tree's values have "
+           .. "%d", #value, vs), 2)
+  end
+end
+
+local function check_writable (t, fname)
+  if t.readonly then
+    error(sformat("attempt to %s in a B+tree of a read-only BlockFile",
+          fname), 3)
+  end
+end
+
+---------------------------------------------------------------------------
+-- Trees: changes
+---------------------------------------------------------------------------
+
+--- Adds an entry; a key may have any number of entries.
+-- @param key a string (of the tree's key size, if fixed)
+-- @param value a string (of the tree's value size, if fixed)
+-- @return true, or nil, message, errno if the file cannot grow (the tree
+-- is then unchanged)
+function Tree:add (key, value)
+  local views = self.views
+  if not views then bad_self("add", self) end
+  local ks, vs = self.ks, self.vs
+  if type(key) ~= "string" or (#key ~= ks and ks ~= -1) then
+    check_key(self, key, "add", 1)
+  end
+  if type(value) ~= "string" or (#value ~= vs and vs ~= -1) then
+    check_value(self, value, "add", 2)
+  end
+  if self.readonly then check_writable(self, "add") end
+  if self.fixed then
+    -- descend(self, key, true), inlined
+    local pp, pi, pe = self.pp, self.pi, self.pe
+    local off, edge, IS = self.root, true, self.IS
+    for lvl = self.height, 2, -1 do
+      local v = views[off] or node(self, off)
+      local n = u32(v, N_COUNT)
+      local i = vbsearch(v, FI_ENT, n, IS, key, true)
+      pp[lvl], pi[lvl], pe[lvl] = off, i, edge
+      edge = edge and i == n
+      off = u64(v, FI_C0 + IS * i)
+    end
+    pp[1], pe[1] = off, edge
+    local v = views[off] or node(self, off)
+    local n = u32(v, N_COUNT)
+    local LS = self.LS
+    local i = vbsearch(v, FL_ENT, n, LS, key, true)
+    if n < self.LCAP then
+      local pos = FL_ENT + i * LS
+      if i < n then vcopy(v, pos + LS, v, pos, (n - i) * LS) end
+      vpack(v, pos, self.entry_fmt, key, value)
+      set_u32(v, N_COUNT, n + 1)
+    else
+      local ok, err, en = split_leaf(self, v, n, i, key, key, value, LS)
+      if not ok then return nil, err, en end
+    end
+  else
+    local cell, err, en = make_cell(self, key, value)
+    if not cell then return nil, err, en end
+    local v = descend(self, key, true)
+    local n = u32(v, N_COUNT)
+    local i = slot_search(self, v, SL_SLOTS, 4, n, key, true)
+    local esize = 4 + #cell
+    if lused(self, v, n) + esize <= self.lcapb then
+      linsert(self, v, n, i, cell)
+    else
+      local ok
+      ok, err, en = split_leaf(self, v, n, i, key, cell, nil, esize)
+      if not ok then
+        free_cell_runs(self, cell, true)
+        return nil, err, en
+      end
+    end
+  end
+  local size = self.nent + 1
+  self.nent, self.mods = size, self.mods + 1
+  set_u64(views[self.meta] or node(self, self.meta), M_SIZE, size)
+  return true
+end
+
+--- Removes the entries of key, or those whose value satisfies where.
+-- Nodes left under a quarter full are merged with a sibling or refilled
+-- from it; emptied blocks go back to the BlockFile.
+-- @param key a string
+-- @param where optional function(value) → truthy to remove that entry; it
+-- must not change the tree
+-- @return how many entries were removed
+function Tree:remove (key, where)
+  if not self.views then bad_self("remove", self) end
+  check_key(self, key, "remove", 1)
+  if where ~= nil and type(where) ~= "function" then
+    argerr(2, "remove", "function expected, got " .. type(where))
+  end
+  if self.readonly then check_writable(self, "remove") end
+  local removed, kept = 0, 0
+  local pp = self.pp
+  while true do
+    local v = descend(self, key, false)
+    local n = u32(v, N_COUNT)
+    local pos, known = lsearch(self, v, n, key, false)
+    if not known and pos < n then return removed end
+    local skip, e = kept, nil
+    while true do                 -- skip the entries kept so far
+      if pos >= n then
+        if not path_next(self) then return removed end
+        v = node(self, pp[1])
+        n, pos = u32(v, N_COUNT), 0
+      else
+        if not known and lcmp(self, v, pos, key) ~= 0 then
+          return removed
+        end
+        known = false
+        e = lsearch(self, v, n, key, true)
+        if pos + skip < e then
+          pos = pos + skip
+          break
+        end
+        skip, pos = skip - (e - pos), e
+        if e < n then return removed end
+      end
+    end
+    local r = 0
+    if where == nil then
+      ldelete(self, v, n, pos, e - pos)
+      r = e - pos
+    else
+      local mods, marks = self.mods, {}
+      for j = pos, e - 1 do
+        marks[j - pos + 1] = where(lvalue(self, v, j)) and true or false
+      end
+      if self.mods ~= mods or self.views == nil then
+        error("B+tree modified by remove's where function", 2)
+      end
+      local m = n
+      for j = e - 1, pos, -1 do
+        if marks[j - pos + 1] then
+          ldelete(self, v, m, j, 1)
+          m, r = m - 1, r + 1
+        end
+      end
+    end
+    kept = kept + (e - pos) - r
+    if r > 0 then
+      removed = removed + r
+      local size = self.nent - r
+      self.nent, self.mods = size, self.mods + 1
+      set_u64(node(self, self.meta), M_SIZE, size)
+      local left = n - r
+      if left == 0 or self.height > 1 and
+         4 * lused(self, v, left) < self.lcapb then
+        fix(self, 1)
+      end
+    end
+    if e < n then return removed end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Trees: lookups
+---------------------------------------------------------------------------
+
+--- The value of key's first entry, or nil.
+-- @param key a string
+function Tree:get (key)
+  local views = self.views
+  if not views then bad_self("get", self) end
+  if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
+    check_key(self, key, "get", 1)
+  end
+  if self.fixed then                     -- the fast path, inlined
+    local off, IS = self.root, self.IS
+    for _ = self.height, 2, -1 do
+      local v = views[off] or node(self, off)
+      off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, u32(v, N_COUNT), IS,
+                                         key))
+    end
+    local v = views[off] or node(self, off)
+    local n = u32(v, N_COUNT)
+    local LS = self.LS
+    local i, found = vbsearch(v, FL_ENT, n, LS, key)
+    if found then return vread(v, FL_ENT + i * LS + self.ks, self.vs) end
+    if i < n then return nil end
+    off = u64(v, L_NEXT)                -- key may start the next leaf
+    if off == 0 then return nil end
+    v = views[off] or node(self, off)
+    if u32(v, N_COUNT) == 0 or vcompare(v, FL_ENT, key) ~= 0 then
+      return nil
+    end
+    return vread(v, FL_ENT + self.ks, self.vs)
+  end
+  local v, n, i = lower_leaf(self, key)
+  if i == n then
+    local nx = u64(v, L_NEXT)
+    if nx == 0 then return nil end
+    v, i = node(self, nx), 0
+    if u32(v, N_COUNT) == 0 then return nil end
+  end
+  if lcmp(self, v, i, key) ~= 0 then return nil end
+  return lvalue(self, v, i)
+end
+
+--- Whether key has an entry.
+-- @param key a string
+function Tree:has (key)
+  local views = self.views
+  if not views then bad_self("has", self) end
+  if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
+    check_key(self, key, "has", 1)
+  end
+  if self.fixed then
+    local off, IS = self.root, self.IS
+    for _ = self.height, 2, -1 do
+      local v = views[off] or node(self, off)
+      off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, u32(v, N_COUNT), IS,
+                                         key))
+    end
+    local v = views[off] or node(self, off)
+    local n = u32(v, N_COUNT)
+    local i, found = vbsearch(v, FL_ENT, n, self.LS, key)
+    if found then return true end
+    if i < n then return false end
+    off = u64(v, L_NEXT)
+    if off == 0 then return false end
+    v = views[off] or node(self, off)
+    return u32(v, N_COUNT) > 0 and vcompare(v, FL_ENT, key) == 0
+  end
+  local v, n, i = lower_leaf(self, key)
+  if i == n then
+    local nx = u64(v, L_NEXT)
+    if nx == 0 then return false end
+    v, i = node(self, nx), 0
+    if u32(v, N_COUNT) == 0 then return false end
+  end
+  return lcmp(self, v, i, key) == 0
+end
+
+--- How many entries key has.
+-- @param key a string
+function Tree:count (key)
+  if not self.views then bad_self("count", self) end
+  check_key(self, key, "count", 1)
+  local v, n, pos = lower_leaf(self, key)
+  local c = 0
+  while true do
+    if pos >= n then
+      local nx = u64(v, L_NEXT)
+      if nx == 0 then return c end
+      v = node(self, nx)
+      n, pos = u32(v, N_COUNT), 0
+    else
+      if lcmp(self, v, pos, key) ~= 0 then return c end
+      local e = lsearch(self, v, n, key, true)
+      c = c + e - pos
+      if e < n then return c end
+      pos = n
+    end
+  end
+end
+
+--- Entries in the tree.
+function Tree:size ()
+  if not self.views then bad_self("size", self) end
+  return self.nent
+end
+
+--- Bytes per key, or -1.
+function Tree:key_size ()
+  if not self.views then bad_self("key_size", self) end
+  return self.ks
+end
+
+--- Bytes per value, or -1.
+function Tree:value_size ()
+  if not self.views then bad_self("value_size", self) end
+  return self.vs
+end
+
+--- The offset of the tree's meta block (for `open_at`).
+function Tree:offset ()
+  if not self.views then bad_self("offset", self) end
+  return self.meta
+end
+
+--- The tree's BlockFile.
+function Tree:blockfile ()
+  if not self.views then bad_self("blockfile", self) end
+  return self.bf
+end
+
+function Tree:__tostring ()
+  if not self.views then return "B+tree (discarded)" end
+  local function sz (s) return s == -1 and "any" or tostring(s) end
+  return sformat("B+tree (%s-byte keys, %s-byte values, %d entr%s, "
+                 .. "height %d, meta at %d)", sz(self.ks), sz(self.vs),
+                 self.nent, self.nent == 1 and "y" or "ies", self.height,
+                 self.meta)
+end
+
+---------------------------------------------------------------------------
+-- Trees: iterators
+---------------------------------------------------------------------------
+
+-- The unpack format reading c entries of a fixed leaf.
+local function fmt_for (t, c)
+  local f = t.fmts[c]
+  if not f then
+    f = srep("c" .. t.ks .. "c" .. t.vs, c)
+    t.fmts[c] = f
+  end
+  return f
+end
+
+-- A forward iterator from entry pos of leaf off, up to the last entry
+-- <= to (or the end); what: nil (key, value), 1 (key), 2 (value). A fixed
+-- leaf is read in one call when the iterator enters it.
+local function forward (t, off, pos, to, what)
+  local mods = t.mods
+  if t.fixed then
+    local LS = t.LS
+    local buf, bi, bn = nil, 1, 0
+    local function refill ()
+      while off ~= 0 do
+        local v = node(t, off)
+        local n = u32(v, N_COUNT)
+        local e, last = n, false
+        if to then
+          local ub = vbsearch(v, FL_ENT, n, LS, to, true)
+          if ub < n then e, last = ub, true end
+        end
+        off = last and 0 or u64(v, L_NEXT)
+        local p = pos
+        pos = 0
+        if p < e then
+          buf = { vunpack(v, fmt_for(t, e - p), FL_ENT + p * LS) }
+          bi, bn = 1, 2 * (e - p)
+          return true
+        end
+      end
+      return false
+    end
+    return function ()
+      if t.mods ~= mods then error(MODIFIED, 2) end
+      if bi > bn and not refill() then return nil end
+      local i = bi
+      bi = i + 2
+      if what == nil then return buf[i], buf[i + 1] end
+      return buf[i + what - 1]
+    end
+  end
+  local e = -1
+  return function ()
+    if t.mods ~= mods then error(MODIFIED, 2) end
+    while off ~= 0 do
+      local v = node(t, off)
+      if e < 0 then
+        local n = u32(v, N_COUNT)
+        e = n
+        if to then
+          local ub = slot_search(t, v, SL_SLOTS, 4, n, to, true)
+          if ub < n then e, to = ub, false end
+        end
+      end
+      if pos < e then
+        local cell = u32(v, SL_SLOTS + 4 * pos)
+        pos = pos + 1
+        if what == 2 then return field_read(t, v, cell + field_size(v, cell)) end
+        local k = field_read(t, v, cell)
+        if what == 1 then return k end
+        return k, field_read(t, v, cell + field_size(v, cell))
+      end
+      off = to == false and 0 or u64(v, L_NEXT)
+      pos, e = 0, -1
+    end
+    return nil
+  end
+end
+
+-- A backward iterator from entry pos of leaf off (nil: its last), down to
+-- the first entry >= to (or the start).
+local function backward (t, off, pos, to, what)
+  local mods = t.mods
+  if t.fixed then
+    local LS = t.LS
+    local buf, bi = nil, -1
+    local function refill ()
+      while off ~= 0 do
+        local v = node(t, off)
+        local n = u32(v, N_COUNT)
+        local s, last = 0, false
+        if to then
+          local lb = vbsearch(v, FL_ENT, n, LS, to)
+          if lb > 0 then s, last = lb, true end
+        end
+        off = last and 0 or u64(v, L_PREV)
+        local p = pos or n - 1
+        pos = nil
+        if p >= n then p = n - 1 end
+        if p >= s then
+          buf = { vunpack(v, fmt_for(t, p - s + 1), FL_ENT + s * LS) }
+          bi = 2 * (p - s) + 1
+          return true
+        end
+      end
+      return false
+    end
+    return function ()
+      if t.mods ~= mods then error(MODIFIED, 2) end
+      if bi < 1 and not refill() then return nil end
+      local i = bi
+      bi = i - 2
+      if what == nil then return buf[i], buf[i + 1] end
+      return buf[i + what - 1]
+    end
+  end
+  local s = nil
+  return function ()
+    if t.mods ~= mods then error(MODIFIED, 2) end
+    while off ~= 0 do
+      local v = node(t, off)
+      if s == nil then
+        local n = u32(v, N_COUNT)
+        s = 0
+        if to then
+          local lb = slot_search(t, v, SL_SLOTS, 4, n, to, false)
+          if lb > 0 then s, to = lb, false end
+        end
+        if pos == nil or pos >= n then pos = n - 1 end
+      end
+      if pos >= s then
+        local cell = u32(v, SL_SLOTS + 4 * pos)
+        pos = pos - 1
+        if what == 2 then return field_read(t, v, cell + field_size(v, cell)) end
+        local k = field_read(t, v, cell)
+        if what == 1 then return k end
+        return k, field_read(t, v, cell + field_size(v, cell))
+      end
+      off = to == false and 0 or u64(v, L_PREV)
+      pos, s = nil, nil
+    end
+    return nil
+  end
+end
+
+-- memcmp order of two strings: -1, 0 or 1 (Lua's < follows the locale).
+local function bytecmp (a, b)
+  if a == b then return 0 end
+  local n = #a < #b and #a or #b
+  local i = 1
+  while i + 31 <= n and a:sub(i, i + 31) == b:sub(i, i + 31) do
+    i = i + 32
+  end
+  while i <= n do
+    local x, y = a:byte(i), b:byte(i)
+    if x ~= y then return x < y and -1 or 1 end
+    i = i + 1
+  end
+  return #a < #b and -1 or 1
+end
+
+-- The iterator over [from, to], backward when from > to.
+local function range (t, from, to, what)
+  if bytecmp(from, to) <= 0 then
+    local _, _, pos, off = lower_leaf(t, from)
+    return forward(t, off, pos, to, what), nil, nil, nil
+  end
+  local _, off, _, ub = upper_leaf(t, from)
+  return backward(t, off, ub - 1, to, what), nil, nil, nil
+end
+
+--- Iterates over the entries of key, in insertion order:
+-- `for k, v in t:find(key) do ... end`. Iterators hold no view between
+-- steps, so `break` leaves nothing behind; changing the tree while one is
+-- in use makes its next step raise.
+-- @param key a string
+-- @return a generic-for iterator yielding key, value
+function Tree:find (key)
+  if not self.views then bad_self("find", self) end
+  check_key(self, key, "find", 1)
+  return range(self, key, key, nil)
+end
+
+--- Iterates over the entries with keys in [from, to], both included, in
+-- key order; backward (from the last entry <= from down to the first >=
+-- to) when from > to.
+-- @param from a string
+-- @param to a string
+-- @return a generic-for iterator yielding key, value
+function Tree:range (from, to)
+  if not self.views then bad_self("range", self) end
+  check_key(self, from, "range", 1)
+  check_key(self, to, "range", 2)
+  return range(self, from, to, nil)
+end
+
+--- Iterates over every entry in key order.
+-- @return a generic-for iterator yielding key, value
+function Tree:iterate ()
+  if not self.views then bad_self("iterate", self) end
+  return forward(self, edge_leaf(self, false), 0, nil, nil), nil, nil, nil
+end
+
+--- Iterates over every entry in reverse key order (equal keys last
+-- inserted first).
+-- @return a generic-for iterator yielding key, value
+function Tree:backward ()
+  if not self.views then bad_self("backward", self) end
+  return backward(self, edge_leaf(self, true), nil, nil, nil), nil, nil, nil
+end
+
+--- Iterates over every key in order, once per entry.
+-- @return a generic-for iterator yielding keys
+function Tree:keys ()
+  if not self.views then bad_self("keys", self) end
+  return forward(self, edge_leaf(self, false), 0, nil, 1), nil, nil, nil
+end
+
+--- Iterates over every value, in the order of their keys.
+-- @return a generic-for iterator yielding values
+function Tree:values ()
+  if not self.views then bad_self("values", self) end
+  return forward(self, edge_leaf(self, false), 0, nil, 2), nil, nil, nil
+end
+
+---------------------------------------------------------------------------
+-- Trees: checks and figures
+---------------------------------------------------------------------------
+
+-- Walks the whole tree checking every invariant; returns figures, or nil
+-- and a message at the first broken one.
+local function walk (t)
+  local bf, bs = t.bf, t.bs
+  local seen = {}
+  local leaves, entries = {}, 0
+  local st = { internals = 0, leaves = 0, runs = 0, run_blocks = 0,
+               leaf_used = 0, internal_used = 0 }
+  local function fail (off, lvl, fmt, ...)
+    local what = off and sformat("node %d (%s, level %d): ", off,
+                                 lvl == 1 and "leaf" or "internal", lvl)
+                 or ""
+    return nil, what .. sformat(fmt, ...)
+  end
+  local function claim (off, blocks, owner_off, lvl, what)
+    if off <= 0 or off % bs ~= 0 or off + blocks * bs > bf:size() then
+      return fail(owner_off, lvl, "%s at offset %d is outside the file",
+                  what, off)
+    end
+    for b = 0, blocks - 1 do
+      local o = off + b * bs
+      if seen[o] then
+        return fail(owner_off, lvl, "%s at offset %d uses block %d, "
+                    .. "already used by %s", what, off, o, seen[o])
+      end
+      if bf:is_free(o) then
+        return fail(owner_off, lvl, "%s at offset %d uses block %d, "
+                    .. "which is free", what, off, o)
+      end
+      seen[o] = what .. " " .. off
+    end
+    return true
+  end
+  -- Checks a slotted node's heap; returns the key field positions.
+  local function heap (off, v, n, lvl)
+    local leaf = lvl == 1
+    local slots, stride, lo_at, dead_at = SI_SLOTS, 12, SI_LO, SI_DEAD
+    if leaf then slots, stride, lo_at, dead_at = SL_SLOTS, 4, SL_LO, SL_DEAD end
+    local lo, dead = u32(v, lo_at), u32(v, dead_at)
+    if slots + stride * n > lo or lo > bs then
+      return fail(off, lvl, "slots end at %d, past the heap start %d",
+                  slots + stride * n, lo)
+    end
+    local spans, live, flag = {}, 0, 0
+    for i = 0, n - 1 do
+      local cell = u32(v, slots + stride * i)
+      if cell < lo or cell + 4 > bs then
+        return fail(off, lvl, "cell %d at %d is outside the heap [%d, %d)",
+                    i, cell, lo, bs)
+      end
+      local size = field_size(v, cell)
+      local fields = { cell }
+      if leaf then
+        if cell + size + 4 > bs then
+          return fail(off, lvl, "cell %d at %d passes the block", i, cell)
+        end
+        fields[2] = cell + size
+        size = size + field_size(v, cell + size)
+      end
+      if cell + size > bs then
+        return fail(off, lvl, "cell %d at %d passes the block", i, cell)
+      end
+      for fi, pos in ipairs(fields) do
+        local f = u32(v, pos)
+        if f >= OVF then
+          local len = f - OVF
+          if fi == 1 then flag = 1 end
+          local ok, err = claim(u64(v, pos + 4), (len + bs - 1) // bs, off,
+                                lvl, "overflow run")
+          if not ok then return nil, err end
+          st.runs = st.runs + 1
+          st.run_blocks = st.run_blocks + (len + bs - 1) // bs
+        end
+      end
+      spans[#spans + 1] = { cell, cell + size, i }
+      live = live + size
+    end
+    table.sort(spans, function (a, b) return a[1] < b[1] end)
+    for i = 2, #spans do
+      if spans[i][1] < spans[i - 1][2] then
+        return fail(off, lvl, "cells %d and %d overlap", spans[i - 1][3],
+                    spans[i][3])
+      end
+    end
+    if live + dead ~= bs - lo then
+      return fail(off, lvl, "heap of %d bytes holds %d live and %d dead",
+                  bs - lo, live, dead)
+    end
+    if flag == 1 and u8(v, N_FLAGS) & 1 == 0 then
+      return fail(off, lvl, "a key overflows but the node's flag is clear")
+    end
+    return true
+  end
+  -- Compares key j of a node with key string s.
+  local function kcmp (v, lvl, j, s)
+    if lvl == 1 then return lcmp(t, v, j, s) end
+    if t.fixed then return vcompare(v, FI_ENT + j * t.IS, s) end
+    return field_cmp(t, v, u32(v, SI_SLOTS + 12 * j), s)
+  end
+  local function key_at (v, lvl, j)
+    if lvl == 1 then return lkey(t, v, j) end
+    return ikey(t, v, j)
+  end
+  local function visit (off, lvl, lo, hi, is_root)
+    local ok, err = claim(off, 1, off, lvl, lvl == 1 and "leaf" or
+                          "internal node")
+    if not ok then return nil, err end
+    local v = node(t, off)
+    local kind, n = u8(v, N_KIND), u32(v, N_COUNT)
+    if kind ~= (lvl == 1 and LEAF or INTERNAL) then
+      return fail(off, lvl, "kind is %d, expected %d", kind,
+                  lvl == 1 and LEAF or INTERNAL)
+    end
+    if n == 0 and not (is_root and lvl == 1) then
+      return fail(off, lvl, "is empty")
+    end
+    local used, cap
+    if not t.fixed then
+      ok, err = heap(off, v, n, lvl)
+      if not ok then return nil, err end
+    end
+    if lvl == 1 then used, cap = lused(t, v, n), t.lcapb
+    else used, cap = iused(t, v, n), t.icapb end
+    if used > cap then
+      return fail(off, lvl, "holds %d bytes, more than its %d", used, cap)
+    end
+    for j = 1, n - 1 do
+      local prev = key_at(v, lvl, j - 1)
+      if kcmp(v, lvl, j, prev) < 0 then
+        return fail(off, lvl, "keys %d and %d are out of order", j - 1, j)
+      end
+    end
+    if n > 0 then
+      if lo and kcmp(v, lvl, 0, lo) < 0 then
+        return fail(off, lvl, "key 0 is below the parent's separator")
+      end
+      if hi and kcmp(v, lvl, n - 1, hi) > 0 then
+        return fail(off, lvl, "key %d is above the parent's separator",
+                    n - 1)
+      end
+    end
+    if lvl == 1 then
+      leaves[#leaves + 1] = off
+      entries = entries + n
+      st.leaves = st.leaves + 1
+      st.leaf_used = st.leaf_used + used
+      return true
+    end
+    st.internals = st.internals + 1
+    st.internal_used = st.internal_used + used
+    for j = 0, n do
+      local clo, chi = lo, hi
+      if j > 0 then clo = ikey(t, v, j - 1) end
+      if j < n then chi = ikey(t, v, j) end
+      ok, err = visit(ichild(t, v, j), lvl - 1, clo, chi, false)
+      if not ok then return nil, err end
+    end
+    return true
+  end
+  -- The meta block.
+  local ok, err = claim(t.meta, 1, nil, 0, "meta block")
+  if not ok then return nil, err end
+  local mv = node(t, t.meta)
+  local magic, version, layout, ks, vs = vunpack(mv, "<c8I4I4i8i8", 0)
+  if magic ~= MAGIC or version ~= VERSION or layout ~= t.layout or
+     ks ~= t.ks or vs ~= t.vs then
+    return nil, sformat("meta block %d: header does not match the tree",
+                        t.meta)
+  end
+  if u64(mv, M_ROOT) ~= t.root or u64(mv, M_HEIGHT) ~= t.height or
+     u64(mv, M_SIZE) ~= t.nent then
+    return nil, sformat("meta block %d: root %d, height %d, size %d; the "
+                        .. "tree has %d, %d, %d", t.meta, u64(mv, M_ROOT),
+                        u64(mv, M_HEIGHT), u64(mv, M_SIZE), t.root,
+                        t.height, t.nent)
+  end
+  local vok, r1, r2 = pcall(visit, t.root, t.height, nil, nil, true)
+  if not vok then return nil, "cannot walk the tree: " .. tostring(r1) end
+  if not r1 then return nil, r2 end
+  for j, off in ipairs(leaves) do
+    local v = node(t, off)
+    local want_prev, want_next = leaves[j - 1] or 0, leaves[j + 1] or 0
+    if u64(v, L_PREV) ~= want_prev then
+      return fail(off, 1, "previous leaf is %d, should be %d",
+                  u64(v, L_PREV), want_prev)
+    end
+    if u64(v, L_NEXT) ~= want_next then
+      return fail(off, 1, "next leaf is %d, should be %d", u64(v, L_NEXT),
+                  want_next)
+    end
+  end
+  if entries ~= t.nent then
+    return nil, sformat("the leaves hold %d entries, the size is %d",
+                        entries, t.nent)
+  end
+  st.entries = entries
+  return st
+end
+
+--- Checks every invariant of the tree (see the top of fmap/bptree.lua).
+-- @return true, or nil and a message naming the first broken invariant
+-- and the node's offset
+function Tree:verify ()
+  if not self.views then bad_self("verify", self) end
+  local st, err = walk(self)
+  if not st then return nil, err end
+  return true
+end
+
+--- Figures about the tree, from a walk over all of it.
+-- @return a table: size, height, leaves, internals, overflow_runs,
+-- overflow_blocks, blocks (all the tree's, meta included), leaf_fill and
+-- internal_fill (used bytes over capacity, 0..1), layout ("fixed" or
+-- "slotted"); or nil and a message if the tree is damaged
+function Tree:stats ()
+  if not self.views then bad_self("stats", self) end
+  local st, err = walk(self)
+  if not st then return nil, err end
+  return {
+    size = self.nent, height = self.height, leaves = st.leaves,
+    internals = st.internals, overflow_runs = st.runs,
+    overflow_blocks = st.run_blocks,
+    blocks = 1 + st.leaves + st.internals + st.run_blocks,
+    leaf_fill = st.leaves > 0 and st.leaf_used / (st.leaves * self.lcapb)
+                or 0,
+    internal_fill = st.internals > 0 and
+                    st.internal_used / (st.internals * self.icapb) or 0,
+    layout = self.fixed and "fixed" or "slotted",
+  }
+end
+
+return M

@@ -1,0 +1,678 @@
+local bptree = require "fmap.bptree"
+
+-- memcmp order of two strings, whatever the locale.
+local function bytecmp (a, b)
+  if a == b then return 0 end
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = a:byte(i), b:byte(i)
+    if x ~= y then return x < y and -1 or 1 end
+  end
+  return #a < #b and -1 or 1
+end
+
+local function be (i, n) return string.pack(">I" .. (n or 8), i) end
+
+local function collect (...)
+  local out = {}
+  for k, v in ... do out[#out + 1] = { k, v } end
+  return out
+end
+
+-- A model of the tree: entries { key, value } in key order, equal keys in
+-- insertion order.
+local Model = {}
+Model.__index = Model
+local function model () return setmetatable({}, Model) end
+function Model:lower (k)
+  local lo, hi = 1, #self + 1
+  while lo < hi do
+    local m = (lo + hi) // 2
+    if bytecmp(self[m][1], k) < 0 then lo = m + 1 else hi = m end
+  end
+  return lo
+end
+function Model:upper (k)
+  local lo, hi = 1, #self + 1
+  while lo < hi do
+    local m = (lo + hi) // 2
+    if bytecmp(self[m][1], k) <= 0 then lo = m + 1 else hi = m end
+  end
+  return lo
+end
+function Model:add (k, v) table.insert(self, self:upper(k), { k, v }) end
+
+-- Runs ops random operations on a tree and a model side by side. mkkey(i)
+-- and mkval(seq) make keys and values; every `check` operations the tree
+-- is verified, walked both ways and reopened from the file.
+local function exercise (env, ops, keyspace, mkkey, mkval, check)
+  local m, seq = model(), 0
+  local function full_check ()
+    local t = env.t
+    assert(t:verify())
+    assert.equal(#m, t:size())
+    local i = 0
+    for k, v in t:iterate() do
+      i = i + 1
+      if m[i][1] ~= k or m[i][2] ~= v then
+        error("iterate differs from the model at entry " .. i)
+      end
+    end
+    assert.equal(#m, i)
+    for k, v in t:backward() do
+      if m[i][1] ~= k or m[i][2] ~= v then
+        error("backward differs from the model at entry " .. i)
+      end
+      i = i - 1
+    end
+    assert.equal(0, i)
+  end
+  for op = 1, ops do
+    local t = env.t
+    local r = math.random(100)
+    local k = mkkey(math.random(0, keyspace))
+    if r <= 50 then
+      seq = seq + 1
+      local v = mkval(seq)
+      assert.is_true(t:add(k, v))
+      m:add(k, v)
+    elseif r <= 62 then
+      local lo, hi = m:lower(k), m:upper(k)
+      assert.equal(hi - lo, t:remove(k))
+      for _ = lo, hi - 1 do table.remove(m, lo) end
+    elseif r <= 70 then
+      local lo, hi = m:lower(k), m:upper(k)
+      local odd = math.random(0, 1) == 1
+      local function where (v) return (#v % 2 == 1) == odd end
+      local want = 0
+      for j = hi - 1, lo, -1 do
+        if where(m[j][2]) then table.remove(m, j); want = want + 1 end
+      end
+      assert.equal(want, t:remove(k, where))
+    elseif r <= 80 then
+      local lo, hi = m:lower(k), m:upper(k)
+      assert.equal(hi - lo, t:count(k))
+      assert.equal(hi > lo, t:has(k))
+      assert.equal(hi > lo and m[lo][2] or nil, t:get(k))
+      local j = lo
+      for kk, vv in t:find(k) do
+        if m[j][1] ~= kk or m[j][2] ~= vv then error("find differs") end
+        j = j + 1
+      end
+      assert.equal(hi, j)
+    elseif r <= 97 then
+      local k2 = mkkey(math.random(0, keyspace))
+      local stop_after = math.random(0, 40)
+      local got = 0
+      if bytecmp(k, k2) <= 0 then
+        local j, stop = m:lower(k), m:upper(k2)
+        for kk, vv in t:range(k, k2) do
+          if m[j][1] ~= kk or m[j][2] ~= vv then error("range differs") end
+          j, got = j + 1, got + 1
+          if got == stop_after then break end
+        end
+        if got < stop_after then assert.equal(stop, j) end
+      else
+        local j, stop = m:upper(k) - 1, m:lower(k2) - 1
+        for kk, vv in t:range(k, k2) do
+          if m[j][1] ~= kk or m[j][2] ~= vv then error("range differs") end
+          j, got = j - 1, got + 1
+          if got == stop_after then break end
+        end
+        if got < stop_after then assert.equal(stop, j) end
+      end
+    else
+      local j = 0
+      for kk in t:keys() do
+        j = j + 1
+        if m[j][1] ~= kk then error("keys differ at " .. j) end
+      end
+      assert.equal(#m, j)
+      j = 0
+      for vv in t:values() do
+        j = j + 1
+        if m[j][2] ~= vv then error("values differ at " .. j) end
+      end
+      assert.equal(#m, j)
+    end
+    if op % check == 0 then
+      full_check()
+      env.reopen()
+    end
+  end
+  full_check()
+  return m
+end
+
+describe("fmap.bptree", function()
+  local path, bf
+  local env = {}
+  before_each(function()
+    path = h.tmpname()
+    bf = assert(fmap.create(path))
+    env.t = nil
+    env.reopen = function ()
+      env.t = nil
+      h.no_live_views(bf)
+      assert(bf:check())
+      bf:close()
+      bf = assert(fmap.open(path))
+      env.t = bptree.open(bf)
+    end
+  end)
+  after_each(function()
+    env.t = nil
+    h.no_live_views(bf)
+    if not tostring(bf):match("closed") then bf:close() end
+    os.remove(path)
+  end)
+
+  describe(".new()", function()
+    it("makes an empty tree and records it in the control data", function()
+      local t = bptree.new(bf, 16, 8)
+      assert.equal(0, t:size())
+      assert.equal(16, t:key_size())
+      assert.equal(8, t:value_size())
+      assert.equal("bptree@" .. t:offset(), bf:control_data())
+      assert.equal(bf, t:blockfile())
+      assert.is_true(t:verify())
+      assert.equal("B+tree (16-byte keys, 8-byte values, 0 entries, height "
+                   .. "1, meta at " .. t:offset() .. ")", tostring(t))
+      assert.equal(0, #collect(t:iterate()))
+      assert.is_nil(t:get(("k"):rep(16)))
+    end)
+
+    it("takes -1 for keys and values of any length", function()
+      local t = bptree.new(bf, -1, -1)
+      assert.equal(-1, t:key_size())
+      assert.equal(-1, t:value_size())
+      assert.is_true(t:add("", ""))
+      assert.equal("", t:get(""))
+      assert.equal("slotted", t:stats().layout)
+    end)
+
+    it("rejects what is not an open BlockFile", function()
+      assert.equal("bad argument #1 to 'new' (BlockFile expected, got "
+                   .. "table)", h.errmsg(function() bptree.new({}, 8, 8) end))
+      assert.equal("bad argument #1 to 'new' (BlockFile expected, got "
+                   .. "nil)", h.errmsg(function() bptree.new(nil, 8, 8) end))
+      local other = assert(fmap.anonymous())
+      other:close()
+      assert.equal("attempt to use a closed BlockFile",
+                   h.errmsg(function() bptree.new(other, 8, 8) end))
+    end)
+
+    it("rejects sizes that are not -1 or in range", function()
+      assert.equal("bad argument #2 to 'new' (key size must be -1 or an "
+                   .. "integer in 1..2147483647, got 0)",
+                   h.errmsg(function() bptree.new(bf, 0, 8) end))
+      assert.equal("bad argument #2 to 'new' (key size must be -1 or an "
+                   .. "integer in 1..2147483647, got 1.5)",
+                   h.errmsg(function() bptree.new(bf, 1.5, 8) end))
+      assert.equal("bad argument #3 to 'new' (value size must be -1 or an "
+                   .. "integer in 0..2147483647, got -2)",
+                   h.errmsg(function() bptree.new(bf, 8, -2) end))
+      assert.equal("bad argument #3 to 'new' (value size must be -1 or an "
+                   .. "integer in 0..2147483647, got nil)",
+                   h.errmsg(function() bptree.new(bf, 8) end))
+      assert.equal("", bf:control_data())
+    end)
+
+    it("refuses a file whose control data is in use", function()
+      bf:set_control_data("mine")
+      assert.equal("bad argument #1 to 'new' (its control data is in use "
+                   .. "(\"mine\"); use new_at for another tree in this "
+                   .. "file)", h.errmsg(function() bptree.new(bf, 8, 8) end))
+      assert.equal("mine", bf:control_data())
+    end)
+  end)
+
+  describe(".open()", function()
+    it("finds the tree of the control data with all its entries",
+       function()
+      local t = bptree.new(bf, 8, -1)
+      for i = 1, 3000 do assert(t:add(be(i), ("v"):rep(i % 50))) end
+      env.t = t
+      env.reopen()
+      t = env.t
+      assert.equal(3000, t:size())
+      assert.equal(8, t:key_size())
+      assert.equal(-1, t:value_size())
+      assert.equal(("v"):rep(1234 % 50), t:get(be(1234)))
+      assert.is_true(t:verify())
+      assert.equal(t, bptree.open(bf))
+    end)
+
+    it("refuses a file without a tree", function()
+      assert.equal("bad argument #1 to 'open' (no B+tree in this file: its "
+                   .. "control data is empty)",
+                   h.errmsg(function() bptree.open(bf) end))
+      bf:set_control_data("root=4096")
+      assert.equal("bad argument #1 to 'open' (control data \"root=4096\" "
+                   .. "is not a B+tree's)",
+                   h.errmsg(function() bptree.open(bf) end))
+      local off = bf:allocate()
+      bf:set_control_data("bptree@" .. off)
+      assert.equal("bad argument #2 to 'open' (no B+tree at offset " .. off
+                   .. " (bad magic))", h.errmsg(function() bptree.open(bf)
+                   end))
+    end)
+
+    it("reads a tree from a read-only BlockFile and refuses changes",
+       function()
+      local t = bptree.new(bf, 4, 4)
+      t:add("abcd", "1234")
+      t = nil
+      h.no_live_views(bf)
+      bf:close()
+      bf = assert(fmap.open(path, { readonly = true }))
+      t = bptree.open(bf)
+      assert.equal("1234", t:get("abcd"))
+      assert.equal("attempt to add in a B+tree of a read-only BlockFile",
+                   h.errmsg(function() t:add("abcd", "5678") end))
+      assert.equal("attempt to remove in a B+tree of a read-only "
+                   .. "BlockFile", h.errmsg(function() t:remove("abcd") end))
+      assert.equal(1, t:size())
+    end)
+  end)
+
+  describe(".new_at() and .open_at()", function()
+    it("keep several trees in one file", function()
+      local a = bptree.new_at(bf, nil, 4, 4)
+      local off = bf:allocate()
+      local b = bptree.new_at(bf, off, -1, -1)
+      assert.equal(off, b:offset())
+      for i = 1, 500 do
+        a:add(be(i, 4), be(i * 2, 4))
+        b:add(tostring(i), ("x"):rep(i))
+      end
+      assert.equal("", bf:control_data())
+      local aoff = a:offset()
+      a, b = nil, nil
+      h.no_live_views(bf)
+      bf:close()
+      bf = assert(fmap.open(path))
+      a, b = bptree.open_at(bf, aoff), bptree.open_at(bf, off)
+      assert.equal(be(200, 4), a:get(be(100, 4)))
+      assert.equal(("x"):rep(321), b:get("321"))
+      assert.is_true(a:verify())
+      assert.is_true(b:verify())
+      assert.equal(a, bptree.open_at(bf, aoff))
+    end)
+
+    it("reject offsets that are not a tree's meta block", function()
+      assert.equal("bad argument #2 to 'open_at' (offset 4097 is not "
+                   .. "block-aligned)", h.errmsg(function()
+                   bptree.open_at(bf, 4097) end))
+      assert.equal("bad argument #2 to 'open_at' (offset expected, got "
+                   .. "string)", h.errmsg(function()
+                   bptree.open_at(bf, "4096") end))
+      local off = bf:allocate()
+      assert.equal("bad argument #2 to 'open_at' (no B+tree at offset "
+                   .. off .. " (bad magic))", h.errmsg(function()
+                   bptree.open_at(bf, off) end))
+      bf:free(off)
+      assert.equal("bad argument #2 to 'new_at' (block at offset " .. off
+                   .. " is free)", h.errmsg(function()
+                   bptree.new_at(bf, off, 8, 8) end))
+    end)
+
+    it("retires the old object of a tree made over its meta block",
+       function()
+      local a = bptree.new_at(bf, nil, 4, 4)
+      a:add("abcd", "efgh")
+      local b = bptree.new_at(bf, a:offset(), 4, 4)
+      assert.equal(0, b:size())
+      assert.equal("bad argument #0 to 'size' (B+tree expected, got a "
+                   .. "discarded B+tree; call it with ':')",
+                   h.errmsg(function() a:size() end))
+    end)
+  end)
+
+  describe(":add() and lookups", function()
+    it("keep the values of a key in insertion order", function()
+      local t = bptree.new(bf, 2, 2)
+      for i = 1, 1000 do t:add(be(i % 3, 2), be(i, 2)) end
+      assert.equal(334, t:count(be(1, 2)))
+      assert.equal(be(1, 2), t:get(be(1, 2)))
+      local prev = 0
+      for k, v in t:find(be(1, 2)) do
+        assert.equal(be(1, 2), k)
+        local i = string.unpack(">I2", v)
+        assert.is_true(i > prev)
+        prev = i
+      end
+      assert.is_false(t:has(be(3, 2)))
+      assert.equal(0, t:count(be(3, 2)))
+      assert.is_true(t:verify())
+    end)
+
+    it("fills leaves when keys come in order", function()
+      local t = bptree.new(bf, 8, 8)
+      for i = 1, 20000 do t:add(be(i), be(i)) end
+      local st = t:stats()
+      assert.is_true(st.leaf_fill > 0.97, "leaf fill " .. st.leaf_fill)
+      assert.equal(20000, st.size)
+      assert.is_true(t:verify())
+    end)
+
+    it("rejects keys and values of the wrong type or size", function()
+      local t = bptree.new(bf, 4, 2)
+      assert.equal("bad argument #1 to 'add' (string expected, got number)",
+                   h.errmsg(function() t:add(1234, "ab") end))
+      assert.equal("bad argument #1 to 'add' (key of 3 bytes, the tree's "
+                   .. "keys have 4)", h.errmsg(function() t:add("abc", "ab")
+                   end))
+      assert.equal("bad argument #2 to 'add' (value of 3 bytes, the tree's "
+                   .. "values have 2)", h.errmsg(function()
+                   t:add("abcd", "abc") end))
+      assert.equal("bad argument #2 to 'add' (string expected, got nil)",
+                   h.errmsg(function() t:add("abcd") end))
+      assert.equal("bad argument #1 to 'get' (key of 5 bytes, the tree's "
+                   .. "keys have 4)", h.errmsg(function() t:get("abcde") end))
+      assert.equal("bad argument #1 to 'has' (string expected, got table)",
+                   h.errmsg(function() t:has({}) end))
+      assert.equal("bad argument #1 to 'count' (string expected, got nil)",
+                   h.errmsg(function() t:count() end))
+      assert.equal("bad argument #2 to 'range' (key of 1 bytes, the tree's "
+                   .. "keys have 4)", h.errmsg(function()
+                   t:range("abcd", "a") end))
+      assert.equal("bad argument #1 to 'find' (string expected, got "
+                   .. "boolean)", h.errmsg(function() t:find(true) end))
+      local v = bptree.new_at(bf, nil, -1, 3)
+      assert.equal("bad argument #2 to 'add' (value of 0 bytes, the tree's "
+                   .. "values have 3)", h.errmsg(function() v:add("k", "")
+                   end))
+      assert.equal(0, t:size())
+      assert.equal(0, v:size())
+    end)
+
+    it("names a method called with '.'", function()
+      local t = bptree.new(bf, 4, 4)
+      assert.equal("bad argument #0 to 'add' (B+tree expected, got string; "
+                   .. "call it with ':')", h.errmsg(function()
+                   t.add("abcd", "efgh") end))
+      assert.equal("bad argument #0 to 'iterate' (B+tree expected, got "
+                   .. "string; call it with ':')", h.errmsg(function()
+                   t.iterate("x") end))
+    end)
+
+    it("raises on a closed BlockFile", function()
+      local t = bptree.new(bf, 4, 4)
+      t:add("abcd", "efgh")
+      h.no_live_views(bf)
+      bf:close()
+      assert.equal("attempt to use a closed BlockFile",
+                   h.errmsg(function() t:get("abcd") end))
+      assert.equal("attempt to use a closed BlockFile",
+                   h.errmsg(function() t:add("abcd", "efgh") end))
+      assert.equal("attempt to use a closed BlockFile",
+                   h.errmsg(function() for _ in t:iterate() do end end))
+    end)
+  end)
+
+  describe("iterators", function()
+    local t
+    before_each(function()
+      t = bptree.new(bf, 4, -1)
+      for i = 1, 2000 do t:add(be(i * 2, 4), tostring(i)) end
+    end)
+
+    it("walk ranges forward and backward, ends included", function()
+      local got = collect(t:range(be(100, 4), be(110, 4)))
+      assert.equal(6, #got)
+      assert.same({ be(100, 4), "50" }, got[1])
+      assert.same({ be(110, 4), "55" }, got[6])
+      got = collect(t:range(be(111, 4), be(99, 4)))
+      assert.equal(6, #got)
+      assert.same({ be(110, 4), "55" }, got[1])
+      assert.same({ be(100, 4), "50" }, got[6])
+      assert.equal(0, #collect(t:range(be(101, 4), be(101, 4))))
+      assert.equal(2000, #collect(t:range(be(0, 4), be(9999, 4))))
+      assert.equal(2000, #collect(t:range(be(9999, 4), be(0, 4))))
+      got = collect(t:backward())
+      assert.same({ be(4000, 4), "2000" }, got[1])
+      assert.same({ be(2, 4), "1" }, got[2000])
+      local n = 0
+      for k in t:keys() do n = n + 1; assert.equal(be(n * 2, 4), k) end
+      assert.equal(2000, n)
+      n = 0
+      for v in t:values() do n = n + 1; assert.equal(tostring(n), v) end
+      assert.equal(2000, n)
+    end)
+
+    it("leave no live view when stopped early", function()
+      for _ in t:iterate() do break end
+      for _ in t:backward() do break end
+      for _ in t:range(be(10, 4), be(20, 4)) do break end
+      for _ in t:range(be(20, 4), be(10, 4)) do break end
+      local ok = pcall(function ()
+        for _ in t:keys() do error("stop") end
+      end)
+      assert.is_false(ok)
+      h.no_live_views(bf)
+    end)
+
+    it("raise when the tree changes under them", function()
+      local msg = h.errmsg(function ()
+        for k in t:iterate() do t:remove(k) end
+      end)
+      assert.equal("B+tree modified during iteration", msg)
+      assert.equal(1999, t:size())
+      assert.equal("B+tree modified during iteration", h.errmsg(function ()
+        for _ in t:range(be(4000, 4), be(0, 4)) do t:add(be(1, 4), "x") end
+      end))
+      -- a finished loop may be followed by changes
+      for _ in t:find(be(8, 4)) do end
+      t:add(be(8, 4), "again")
+      assert.is_true(t:verify())
+    end)
+  end)
+
+  describe(":remove()", function()
+    it("removes all of a key's entries, or those where() picks", function()
+      local t = bptree.new(bf, 1, -1)
+      for i = 1, 600 do t:add("k", tostring(i)) end
+      t:add("a", "1")
+      t:add("z", "1")
+      assert.equal(300, t:remove("k", function (v) return v % 2 == 0 end))
+      assert.equal(300, t:count("k"))
+      for _, v in t:find("k") do assert.equal(1, v % 2) end
+      assert.is_true(t:verify())
+      assert.equal(300, t:remove("k"))
+      assert.equal(0, t:remove("k"))
+      assert.equal(0, t:remove("q"))
+      assert.same({ { "a", "1" }, { "z", "1" } }, collect(t:iterate()))
+      assert.is_true(t:verify())
+    end)
+
+    it("refuses a where() that changes the tree", function()
+      local t = bptree.new(bf, 1, 1)
+      t:add("k", "1")
+      t:add("k", "2")
+      assert.equal("B+tree modified by remove's where function",
+                   h.errmsg(function ()
+                     t:remove("k", function () t:add("j", "0") end)
+                   end))
+      assert.equal("bad argument #2 to 'remove' (function expected, got "
+                   .. "string)", h.errmsg(function() t:remove("k", "x") end))
+      assert.equal(4, t:size())            -- where ran twice, then raised
+      assert.equal(2, t:count("k"))
+      assert.is_true(t:verify())
+    end)
+
+    it("gives every block back when the tree empties", function()
+      local t = bptree.new(bf, 8, -1)
+      local base = bf:stats().used_blocks
+      for i = 1, 3000 do
+        t:add(be(i * 7919 % 3001), ("v"):rep(i % 3 == 0 and 9000 or 10))
+      end
+      assert.is_true(bf:stats().used_blocks > base + 1000)
+      for i = 1, 3000 do
+        assert.equal(1, t:remove(be(i * 7919 % 3001)))
+        if i % 500 == 0 then assert(t:verify()) end
+      end
+      assert.equal(0, t:size())
+      assert.equal(1, t:stats().height)
+      assert.equal(base, bf:stats().used_blocks)
+      assert(bf:check())
+    end)
+  end)
+
+  describe("structure", function()
+    it("splits and merges at every level", function()
+      -- 500-byte keys: 8 entries a node, so 4 levels come quickly.
+      local t = bptree.new(bf, 500, 8)
+      local function key (i) return be(i) .. ("k"):rep(492) end
+      local heights, order = {}, {}
+      for i = 1, 600 do order[i] = i end
+      for i = 600, 2, -1 do
+        local j = math.random(i)
+        order[i], order[j] = order[j], order[i]
+      end
+      for n, i in ipairs(order) do
+        t:add(key(i), be(i))
+        heights[t:stats().height] = true
+        if n % 97 == 0 then assert(t:verify()) end
+      end
+      assert.is_true(heights[4] == true, "the tree never reached 4 levels")
+      assert.is_true(t:verify())
+      for n, i in ipairs(order) do
+        if n % 2 == 0 then assert.equal(1, t:remove(key(i))) end
+      end
+      assert.is_true(t:verify())
+      for n, i in ipairs(order) do
+        if n % 2 == 1 then assert.equal(1, t:remove(key(i))) end
+        if n % 101 == 0 then assert(t:verify()) end
+      end
+      local st = t:stats()
+      assert.equal(1, st.height)
+      assert.equal(1, st.blocks - 1)
+      assert.equal(0, t:size())
+      assert(bf:check())
+    end)
+
+    it("keeps values larger than a block in runs of blocks", function()
+      local t = bptree.new(bf, -1, -1)
+      local big = {}
+      for i = 1, 20 do
+        big[i] = ("%05d"):format(i):rep(2000 + i * 300)   -- 10 to 40 KB
+        t:add("big" .. i, big[i])
+      end
+      for i = 1, 20 do assert.equal(big[i], t:get("big" .. i)) end
+      local st = t:stats()
+      assert.equal(20, st.overflow_runs)
+      assert.is_true(st.overflow_blocks >= 20 * 3)
+      assert.is_true(t:verify())
+      for i = 1, 20, 2 do t:remove("big" .. i) end
+      assert.equal(10, t:stats().overflow_runs)
+      env.t = t
+      env.reopen()
+      for i = 2, 20, 2 do assert.equal(big[i], env.t:get("big" .. i)) end
+      assert.is_true(env.t:verify())
+    end)
+
+    it("keeps keys longer than a block, and the empty key", function()
+      local t = bptree.new(bf, -1, 8)
+      local long = {}
+      for i = 1, 300 do
+        long[i] = ("L"):rep(5000) .. be(i)           -- a shared 5000-byte
+        t:add(long[i], be(i))                        -- prefix, then i
+      end
+      t:add("", be(0))
+      t:add("", be(1))
+      assert.equal(2, t:count(""))
+      assert.equal(be(0), t:get(""))
+      for i = 1, 300 do assert.equal(be(i), t:get(long[i])) end
+      local got = collect(t:range("", long[3]))
+      assert.equal(5, #got)
+      assert.same({ "", be(0) }, got[1])
+      assert.same({ long[3], be(3) }, got[5])
+      assert.is_true(t:verify())
+      assert.is_true(t:stats().height >= 2)
+      for i = 1, 300 do assert.equal(1, t:remove(long[i])) end
+      assert.equal(2, t:remove(""))
+      assert.equal(0, t:stats().overflow_runs)
+      assert.is_true(t:verify())
+    end)
+
+    it("reports the first broken invariant with the node", function()
+      local t = bptree.new(bf, 4, 4)
+      for i = 1, 2000 do t:add(be(i, 4), be(i, 4)) end
+      local leaf
+      for k in t:range(be(1000, 4), be(1000, 4)) do leaf = k end
+      assert.is_true(t:verify())
+      -- swap two keys of the first leaf, behind the tree's back
+      local st = t:stats()
+      local off = bf:control_data():match("%d+")
+      local root
+      bf:with(tonumber(off), 1, function (v) root = v:u64(32) end)
+      local first = root
+      bf:with(root, 1, function (v) first = v:u64(8) end)
+      bf:with(first, 1, function (v)
+        local a, b = v:read(24, 8), v:read(32, 8)
+        v:write(24, b)
+        v:write(32, a)
+      end)
+      local ok, msg = t:verify()
+      assert.is_nil(ok)
+      assert.equal("node " .. first .. " (leaf, level 1): keys 0 and 1 are "
+                   .. "out of order", msg)
+      bf:with(first, 1, function (v)
+        local a, b = v:read(24, 8), v:read(32, 8)
+        v:write(24, b)
+        v:write(32, a)
+        v:set_u64(16, 0)                 -- cut the link to the next leaf
+      end)
+      ok, msg = t:verify()
+      assert.is_nil(ok)
+      assert.matches("^node " .. first .. " %(leaf, level 1%): next leaf is "
+                     .. "0, should be %d+$", msg)
+      assert.equal(2, st.height)
+      assert.is_string(leaf)
+    end)
+  end)
+
+  describe("against a model", function()
+    it("fixed keys and values, with many duplicates", function()
+      env.t = bptree.new(bf, 6, 10)
+      exercise(env, 30000, 400,
+               function (i) return be(i, 6) end,
+               function (s) return ("%010d"):format(s) end, 3000)
+    end)
+
+    it("500-byte keys: deep trees", function()
+      env.t = bptree.new(bf, 500, 4)
+      exercise(env, 8000, 150,
+               function (i) return be(i, 4) .. ("p"):rep(496) end,
+               function (s) return be(s, 4) end, 1000)
+    end)
+
+    it("keys and values of any length, runs included", function()
+      env.t = bptree.new(bf, -1, -1)
+      exercise(env, 10000, 300,
+               function (i)
+                 if i == 0 then return "" end
+                 if i % 9 == 0 then return ("x"):rep(i * 17 % 3000) .. be(i) end
+                 return be(i, 4):sub(1, 1 + i % 4) .. ("\0"):rep(i % 3)
+               end,
+               function (s)
+                 if s % 13 == 0 then return ("v"):rep(s % 9000) end
+                 return ("v"):rep(s % 40)
+               end, 1000)
+    end)
+
+    it("fixed keys with values of any length, and the reverse", function()
+      env.t = bptree.new(bf, 16, -1)
+      exercise(env, 5000, 200, function (i) return be(i, 16) end,
+               function (s) return ("w"):rep(s % 700) end, 1000)
+      env.t = nil
+      h.no_live_views(bf)
+      bf:close()
+      bf = assert(fmap.create(path))
+      env.t = bptree.new(bf, -1, 16)
+      exercise(env, 5000, 200, function (i) return ("k"):rep(i % 60) end,
+               function (s) return be(s, 16) end, 1000)
+    end)
+  end)
+end)
