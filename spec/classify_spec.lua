@@ -521,3 +521,106 @@ describe("fmap.classify.mmlist", function()
                     from = leaf } }, r.free_referenced)
   end)
 end)
+
+describe("fmap.classify.bptree", function()
+  local bptree = require "fmap.bptree"
+  local path, bf
+  before_each(function()
+    path = h.tmpname()
+    bf = assert(fmap.create(path))
+  end)
+  after_each(function()
+    h.no_live_views(bf)
+    bf:close()
+    os.remove(path)
+  end)
+
+  local function key (i) return string.pack(">I8", i * 7919 % 100003) end
+
+  -- Checks a scan against the tree's own figures: every allocated block
+  -- is the tree's (meta, nodes, runs) or free, and the counts agree.
+  local function check (t, r, s)
+    local st = assert(t:stats())
+    assert.equal("bptree@" .. t:offset(), s.label)
+    assert.equal("meta", r.kind[t:offset() // BS])
+    assert.is_nil(r.counts.unknown)
+    assert.equal(st.leaves, s.kinds.leaf)
+    assert.equal(st.internals, s.kinds.internal or 0)
+    assert.equal(st.overflow_blocks, s.kinds.overflow or 0)
+    assert.equal(st.blocks, s.blocks)
+    local f = s.figures
+    assert.same({ t:size(), st.height, st.leaves, st.internals,
+                  st.overflow_blocks, st.layout },
+                { f.entries, f.height, f.leaves, f.internal_nodes,
+                  f.overflow_blocks, f.layout })
+    assert.near(st.leaf_fill, f.leaf_fill, 1e-9)
+    if st.internals > 0 then
+      assert.near(st.internal_fill, f.internal_fill, 1e-9)
+    end
+  end
+
+  it("classifies a one-leaf tree: control, meta, root leaf", function()
+    local t = bptree.new(bf, 8, 8)
+    t:add(key(1), key(2))
+    local r = classify.scan(bf)
+    assert.same({ "control", "meta", "leaf" }, kinds(r))
+    check(t, r, r.structures[1])
+  end)
+
+  it("classifies every block of a fixed-layout tree", function()
+    local t = bptree.new(bf, 8, 8)
+    for i = 1, 30000 do t:add(key(i), key(i + 1)) end
+    for i = 1, 30000, 2 do t:remove(key(i)) end
+    assert.is_true(t:verify())
+    local r = classify.scan(bf)
+    check(t, r, r.structures[1])
+    assert.is_true(r.structures[1].figures.height >= 2)
+    assert.is_true(require "fmap.audit"(bf).ok)
+  end)
+
+  it("classifies a slotted tree's overflow runs", function()
+    local t = bptree.new(bf, -1, -1)
+    for i = 1, 2000 do
+      t:add("key" .. i, string.rep("v", i % 100 == 0 and 9000 or 20))
+    end
+    t:add(string.rep("K", 6000), "a long key")
+    local r = classify.scan(bf)
+    local s = r.structures[1]
+    check(t, r, s)
+    assert.is_true(s.kinds.overflow >= 20 * 3 + 2)
+    assert.equal("slotted", s.figures.layout)
+  end)
+
+  it("finds trees made with new_at by their meta block", function()
+    local a = bptree.new(bf, 4, 4)
+    local b = bptree.new_at(bf, nil, -1, 0)
+    a:add("aaaa", "bbbb")
+    b:add("x", "")
+    local r = classify.scan(bf)
+    assert.equal(2, #r.structures)
+    assert.equal("bptree@" .. a:offset(), r.structures[1].label)
+    assert.equal("bptree@" .. b:offset(), r.structures[2].label)
+    assert.is_nil(r.counts.unknown)
+  end)
+
+  it("reports a leaf link to a freed block", function()
+    local t = bptree.new(bf, 8, 8)
+    t:add(key(1), key(1))
+    local gone = bf:allocate()
+    bf:free(gone)
+    local root = bf:with(t:offset(), 1, function (v) return v:u64(32) end)
+    bf:with(root, 1, function (v) v:set_u64(16, gone) end)  -- next leaf
+    local r = classify.scan(bf)
+    assert.same({ { offset = gone, by = "bptree@" .. t:offset(),
+                    from = root } }, r.free_referenced)
+  end)
+
+  it("reports a damaged meta block named by the control data", function()
+    local t = bptree.new(bf, 8, 8)
+    bf:with(t:offset(), 1, function (v) v:write(0, "garbage!") end)
+    local r = classify.scan(bf)
+    assert.equal(1, #r.errors)
+    assert.equal("no B+tree at offset " .. t:offset() .. " (bad magic)",
+                 r.errors[1].message)
+  end)
+end)

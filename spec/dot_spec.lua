@@ -69,9 +69,16 @@ describe("fmap.dot", function()
       assert.matches("<td>k3</td><td>+7</td>", text, 1, true)
     end)
 
+    it("formats keys with the function given", function()
+      local text = dot.graph(synthetic(2, 1), {
+        key_text = function (k) return "<" .. #k .. ">" end })
+      assert.matches("<td>&lt;2&gt;</td>", text, 1, true)
+    end)
+
     it("writes binary keys as hex and cuts long ones", function()
       assert.equal("0x00ff41", dot.key_text("\0\255A"))
-      assert.equal("abcdefghijklmn..", dot.key_text(string.rep("abcdefghijklmnopq", 2)))
+      assert.equal("abcdefghijklmnop..",
+                   dot.key_text(string.rep("abcdefghijklmnopq", 2)))
     end)
 
     it("marks a node reached twice instead of looping", function()
@@ -152,6 +159,150 @@ describe("fmap.dot", function()
       assert.equal("bad argument #2 to 'render' (path needs an extension "
                    .. "naming the format, got 'tree')",
                    h.errmsg(function() dot.render("digraph {}", "tree") end))
+    end)
+  end)
+
+  describe(".tree() of a B+tree", function()
+    local bptree = require "fmap.bptree"
+    local classify = require "fmap.classify"
+    local path, bf
+    before_each(function()
+      path = h.tmpname()
+      bf = assert(fmap.create(path))
+    end)
+    after_each(function()
+      h.no_live_views(bf)
+      bf:close()
+      os.remove(path)
+    end)
+
+    -- The offsets of the tree's nodes, as the classifier finds them.
+    local function nodes (t)
+      local r = classify.scan(bf)
+      local t_nodes = {}
+      for b = 0, r.blocks - 1 do
+        if r.kind[b] == "leaf" or r.kind[b] == "internal" then
+          t_nodes[#t_nodes + 1] = b * bf:block_size()
+        end
+      end
+      assert.is_true(#t_nodes > 0 and r.owner[t.offset and
+                     t:offset() // bf:block_size()] ~= nil)
+      return t_nodes
+    end
+
+    it("names every node, and Graphviz parses it", function()
+      local t = bptree.new(bf, 8, 8)
+      for i = 1, 3000 do t:add(string.pack(">I8", i), string.pack("<I8", i)) end
+      local text, info = require "fmap.dot"(t, { depth = 10,
+                                                 children = 1000 })
+      local want = nodes(t)
+      table.sort(info.nodes)
+      assert.same(want, info.nodes)
+      assert.equal(0, info.summarised)
+      assert.matches("3000 entries, height 2", text, 1, true)
+      assert.matches("<td>0x0000000000000001</td>", text, 1, true)
+      if has_dot then
+        local svg = svg_of(text)
+        for _, off in ipairs(want) do
+          assert.matches("<title>n" .. off .. "</title>", svg, 1, true)
+        end
+      end
+    end)
+
+    it("draws a slotted tree's keys, overflowing ones included", function()
+      local t = bptree.new(bf, -1, -1)
+      t:add("hello", "world")
+      t:add(string.rep("K", 6000), "v")
+      local text, info = dot.tree(t)
+      assert.equal(1, #info.nodes)
+      assert.matches("<td>KKKKKKKKKKKKKKKK..</td><td>hello</td>", text, 1,
+                     true)
+    end)
+
+    it("summarises a large tree to a depth", function()
+      local t = bptree.new(bf, 8, 0)
+      for i = 1, 60000 do t:add(string.pack(">I8", i), "") end
+      local _, info = dot.tree(t, { depth = 1, children = 4 })
+      assert.equal(5, #info.nodes)
+      assert.is_true(info.summarised > 0)
+    end)
+
+    it("draws a tree from its meta block alone, read-only", function()
+      local t = bptree.new(bf, 8, 8)
+      t:add(string.pack(">I8", 7), string.pack(">I8", 8))
+      local off = t:offset()
+      bf:close()
+      bf = assert(fmap.open(path, { readonly = true }))
+      local text = dot.at(bf, off)
+      assert.matches("B+tree @" .. off .. ": 1 entries", text, 1, true)
+      assert.equal("no B+tree at offset 0 (offset 0 is the control block)",
+                   h.errmsg(function() dot.at(bf, 0) end))
+    end)
+
+    it("rejects what is not a tree", function()
+      assert.equal("bad argument #1 to 'tree' (B+tree expected, got "
+                   .. "table)", h.errmsg(function() dot.tree({}) end))
+    end)
+
+    it("is what the REPL's show(t) draws", function()
+      local t = bptree.new(bf, 8, 8)
+      t:add(string.pack(">I8", 1), string.pack(">I8", 1))
+      local p = dot.show(t)
+      assert.matches(has_dot and "%.svg$" or "%.dot$", p)
+      assert.matches("n" .. nodes(t)[1], h.readfile(p), 1, true)
+      os.remove(p)
+    end)
+  end)
+
+  describe("scripts/dot.lua", function()
+    local bptree = require "fmap.bptree"
+    local path
+    before_each(function() path = h.tmpname() end)
+    after_each(function() os.remove(path) end)
+    local function run (args)
+      return h.run(h.bin() .. " scripts/dot.lua " .. args .. " 2>&1")
+    end
+
+    it("writes a file's tree as DOT text or through Graphviz", function()
+      local bf = assert(fmap.create(path))
+      local a = bptree.new(bf, 8, 8)
+      for i = 1, 100 do a:add(string.pack(">I8", i), string.pack(">I8", i)) end
+      local b = bptree.new_at(bf, nil, 8, 8)
+      b:add(string.pack(">I8", 5), string.pack(">I8", 5))
+      local ao, bo = a:offset(), b:offset()
+      bf:close()
+      local out = h.tmpname(".dot")
+      local text, status = run(path .. " -o " .. out)
+      assert.equal(0, status, text)
+      assert.equal("wrote " .. out .. ": the B+tree at offset " .. ao
+                   .. ", 1 nodes drawn, 0 not drawn\nother trees in the "
+                   .. "file (--at OFFSET): " .. bo .. "\n", text)
+      assert.matches("^digraph ", h.readfile(out))
+      text, status = run(path .. " --at " .. bo .. " -o " .. out)
+      assert.equal(0, status, text)
+      assert.matches("B+tree @" .. bo, h.readfile(out), 1, true)
+      os.remove(out)
+      if has_dot then
+        local svg = h.tmpname(".svg")
+        text, status = run(path .. " -o " .. svg)
+        assert.equal(0, status, text)
+        assert.matches("<svg", h.readfile(svg), 1, true)
+        os.remove(svg)
+      end
+    end)
+
+    it("fails when the file holds no tree", function()
+      local bf = assert(fmap.create(path))
+      bf:close()
+      local text, status = run(path .. " -o /tmp/x.dot")
+      assert.equal(1, status)
+      assert.equal("dot: " .. path .. ": no B+tree found\n", text)
+    end)
+
+    it("refuses an output without an extension", function()
+      local text, status = run(path .. " -o tree")
+      assert.equal(2, status)
+      assert.matches('^dot: "tree": the output needs an extension', text)
     end)
   end)
 

@@ -21,7 +21,7 @@ M.CHILDREN = 8
 --- Keys shown per node; the rest are counted.
 M.KEYS = 6
 --- Characters shown of one key.
-M.KEY_WIDTH = 16
+M.KEY_WIDTH = 18
 --- Nodes drawn at most, whatever the options (a damaged tree may be huge).
 M.MAX_NODES = 5000
 --- The Graphviz program: $FMAP_DOT, else `dot` on the PATH.
@@ -71,7 +71,8 @@ end
 --   string}`; `node` is called once per node drawn (and may raise on a
 --   damaged node: the error says which)
 -- @param opts optional: `depth`, `children`, `keys` (see `DEPTH`,
---   `CHILDREN`, `KEYS`)
+--   `CHILDREN`, `KEYS`), `key_text` (a function formatting a key,
+--   `key_text` by default)
 -- @return the DOT text, and `{nodes = {offset, ...} drawn, leaves,
 --   summarised = nodes not drawn (known without reading them)}`
 function M.graph (spec, opts)
@@ -91,7 +92,7 @@ function M.graph (spec, opts)
   local max_depth = opts.depth or M.DEPTH
   local max_children = math.max(opts.children or M.CHILDREN, 2)
   local max_keys = opts.keys or M.KEYS
-  local key_text = spec.key_text or M.key_text
+  local key_text = opts.key_text or spec.key_text or M.key_text
 
   local out = {}
   local function add (...) out[#out + 1] = string.format(...) end

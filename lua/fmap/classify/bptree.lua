@@ -31,7 +31,11 @@ local SI_LO, SI_DEAD, SI_C0, SI_SLOTS = 8, 12, 16, 24
 function M.read_meta (bf, off)
   local bs = bf:block_size()
   local ok, v = pcall(bf.get, bf, off)
-  if not ok then return nil, tostring(v) end
+  if not ok then
+    local why = tostring(v)
+    return nil, string.format("no B+tree at offset %s (%s)", tostring(off),
+                              why:match("%((.*)%)$") or why)
+  end
   local magic, version, layout, ks, vs = v:unpack("<c8I4I4i8i8", 0)
   local m = { layout = layout, ks = ks, vs = vs, root = v:u64(M_ROOT),
               height = v:u64(M_HEIGHT), size = v:u64(M_SIZE) }
@@ -176,8 +180,9 @@ end
 
 --- Claims the blocks of the tree whose meta block is at root.
 -- @return figures: `height`, `entries`, `leaves`, `internal_nodes`,
---   `overflow_blocks`, `leaf_fill` and `internal_fill` (the mean share of
---   a node's entry area in use), `key_size`, `value_size`, `layout`
+--   `overflow_blocks`, `leaf_fill` and `internal_fill` (bytes in use over
+--   the nodes' capacity, as `t:stats()` says), `key_size`, `value_size`,
+--   `layout`
 function M.walk (bf, root, emit, ref)
   local bs = bf:block_size()
   local m, why = M.read_meta(bf, root)
@@ -188,7 +193,7 @@ function M.walk (bf, root, emit, ref)
               internal_nodes = 0, overflow_blocks = 0,
               key_size = m.ks, value_size = m.vs,
               layout = m.layout == FIXED and "fixed" or "slotted" }
-  local lfill, ifill = 0, 0
+  local lused, lusable, iused, iusable = 0, 0, 0, 0
   local level, lvl = { m.root }, m.height
   while #level > 0 and lvl >= 1 do
     local want = lvl > 1 and "internal" or "leaf"
@@ -202,13 +207,14 @@ function M.walk (bf, root, emit, ref)
                               .. "level %d of %d", root, off, n.kind, lvl,
                               m.height), 0)
         end
-        local fill = n.usable > 0 and n.used / n.usable or 0
         if want == "leaf" then
-          f.leaves, lfill = f.leaves + 1, lfill + fill
+          f.leaves = f.leaves + 1
+          lused, lusable = lused + n.used, lusable + n.usable
           if n.prev ~= 0 then ref(n.prev, off) end
           if n.next ~= 0 then ref(n.next, off) end
         else
-          f.internal_nodes, ifill = f.internal_nodes + 1, ifill + fill
+          f.internal_nodes = f.internal_nodes + 1
+          iused, iusable = iused + n.used, iusable + n.usable
           for _, c in ipairs(n.children) do below[#below + 1] = c end
         end
         for _, run in ipairs(n.runs) do
@@ -221,8 +227,8 @@ function M.walk (bf, root, emit, ref)
     end
     level, lvl = below, lvl - 1
   end
-  f.leaf_fill = f.leaves > 0 and lfill / f.leaves or nil
-  f.internal_fill = f.internal_nodes > 0 and ifill / f.internal_nodes or nil
+  f.leaf_fill = lusable > 0 and lused / lusable or nil
+  f.internal_fill = iusable > 0 and iused / iusable or nil
   return f
 end
 
