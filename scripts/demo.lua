@@ -1,76 +1,154 @@
---- scripts/demo.lua: a first tour of fmap's block layer.
--- Run it as: build/bin/fmap scripts/demo.lua [FILE]
+--- scripts/demo.lua: a first tour of fmap: the block layer in brief, then
+-- a B+tree of a few hundred thousand records in a file.
+-- Run it as: build/bin/fmap scripts/demo.lua [FILE] [--n N]
 local fmap = require "fmap"
+local bptree = require "fmap.bptree"
+local codec = require "fmap.codec"
 
-local path = arg and arg[1]
+local path, N = nil, 300000
+do
+  local i = 1
+  while arg and arg[i] do
+    if arg[i] == "--n" then
+      N = math.tointeger(tonumber(arg[i + 1] or ""))
+      if not N or N < 10 then error("--n wants an integer of at least 10") end
+      i = i + 2
+    else
+      path = arg[i]
+      i = i + 1
+    end
+  end
+end
 if not path then
   path = os.tmpname()          -- a unique name; the file itself is not ours
   os.remove(path)
   path = path .. ".fmap"
 end
 local function say (fmt, ...) print(string.format(fmt, ...)) end
+local clock = fmap.clock
+local function rate (n, secs) return n / secs end
 
-say("%s: a tour of the block layer, in %s", fmap.VERSION, path)
+say("%s: a tour of the block layer and of a B+tree, in %s", fmap.VERSION,
+    path)
 
--- A BlockFile is a file of fixed-size blocks, mapped into memory.
+-- 1. The block layer: a file of fixed-size blocks, mapped into memory.
+say("\n-- the block layer")
 do
   local bf <close> = assert(fmap.create(path))
-  say("created: %s", tostring(bf))
-
-  -- allocate() hands out a zeroed block: its 0-based byte offset.
-  local root = bf:allocate()
-  local run = bf:allocate_blocks(4)          -- four contiguous blocks
-  say("allocated block %d and a run of 4 at %d", root, run)
-
-  -- A view is a bounds-checked window on blocks, released by <close>.
-  do
-    local v <close> = bf:get(root)
-    local nextpos = v:pack(0, "<I8s2", 42, "hello")
-    say("packed an integer and a string in %d bytes: %s", nextpos,
-        table.concat({ v:unpack("<I8s2", 0) }, ", "))
-    v:set_u32(100, 0xC0FFEE)                  -- the fixed-width fast path
-    say("u32 at 100: 0x%X", v:u32(100))
-    io.write(v:hex(0, 32))
-  end
-
-  -- bf:with() lends a view to a function and releases it afterwards.
-  bf:with(run, 4, function (v)
-    v:fill(0x2A)
-    say("filled %d bytes of the run with '*'", #v)
-  end)
-
-  -- Misuse raises a clear error instead of corrupting memory.
-  local ok, err = pcall(function () bf:free(root + 1) end)
-  say("freeing a misaligned offset: %s", err)
-  do
-    local v <close> = bf:get(root)
-    ok, err = pcall(function () return v:read(4090, 10) end)
-    say("reading past a view's end: %s", err)
-  end
-
-  -- The control data is a small string kept in the file's header.
-  bf:set_control_data("root=" .. root)
-  bf:free(run, 4)
-  assert(bf:flush())                           -- durable: on disk now
-  say("after free and flush: %s", tostring(bf))
-end
-
--- Open it again: everything is where it was.
-do
-  local bf <close> = assert(fmap.open(path))
-  local root = tonumber(bf:control_data():match("^root=(%d+)$"))
-  local v <close> = bf:get(root)
-  say("reopened: control data %q, block %d says %s", bf:control_data(),
-      root, table.concat({ v:unpack("<I8s2", 0) }, ", "))
-  local st = bf:stats()
-  say("stats: %d bytes, %d blocks of %d, %d used, %d free in %d run(s)",
-      st.size, st.blocks, st.block_size, st.used_blocks, st.free_blocks,
-      st.free_runs)
-  say("check: %s", tostring(bf:check()))
+  local off = bf:allocate()                  -- a zeroed block's offset
+  local v <close> = bf:get(off)              -- a bounds-checked view of it
+  local nextpos = v:pack(0, "<I8s2", 42, "hello")
+  say("allocated block %d; packed an integer and a string in %d bytes: %s",
+      off, nextpos, table.concat({ v:unpack("<I8s2", 0) }, ", "))
+  v:set_u32(100, 0xC0FFEE)                   -- the fixed-width fast path
+  say("u32 at 100: 0x%X", v:u32(100))
+  io.write(v:hex(0, 32))
+  local ok, err = pcall(function () return v:read(4090, 10) end)
+  say("reading past the view's end raises: %s", err)
   v:release()
-  -- The freed run is reused by the next allocation that fits.
-  say("allocate_blocks(2) reuses the freed run: %d", bf:allocate_blocks(2))
+  bf:set_control_data("root=" .. off)        -- a small string in the header
+  bf:free(off)
+  say("%s", tostring(bf))
 end
 
+-- 2. A B+tree in a file: keys are codec-encoded integers (big-endian, so
+-- they sort as numbers), values 16-byte strings.
+say("\n-- a B+tree of %d records", N)
+local function key (i) return codec.uint(i) end
+local function value (i) return string.format("record %09d", i) end
+local MB = 1024 * 1024
+
+local bf = assert(fmap.create(path))         -- create truncates the file
+local t = assert(bptree.new(bf, 8, 16))
+say("new tree: %s; control data %q", tostring(t), bf:control_data())
+
+-- Insert in a scattered order (i * P mod N visits every i once, P prime).
+local P = N % 7919 == 0 and 7927 or 7919
+local t0 = clock()
+for j = 0, N - 1 do
+  local i = j * P % N
+  assert(t:add(key(i), value(i)))
+end
+local secs = clock() - t0
+local st = assert(t:stats())
+say("added %d records in scattered order in %.2f s (%.0f/s): height %d, "
+    .. "%d leaves %.0f%% full, %d internal nodes", N, secs, rate(N, secs),
+    st.height, st.leaves, st.leaf_fill * 100, st.internals)
+say("file: %.1f MiB for %.1f MiB of keys and values", bf:size() / MB,
+    N * 24 / MB)
+
+-- Look up every third record and a few missing ones.
+t0 = clock()
+local found = 0
+for i = 0, N - 1, 3 do
+  if t:get(key(i)) == value(i) then found = found + 1 end
+end
+secs = clock() - t0
+say("looked up %d records in %.2f s (%.0f/s), %d found; record %d is %q, "
+    .. "record %d is %s", (N + 2) // 3, secs, rate((N + 2) // 3, secs),
+    found, N // 2, t:get(key(N // 2)), N + 5, tostring(t:get(key(N + 5))))
+
+-- Walk a range, forward and backward (range(from, to) with from > to).
+local from, to = N // 2, N // 2 + 999
+t0 = clock()
+local n, first, last = 0, nil, nil
+for k, v in t:range(key(from), key(to)) do
+  n = n + 1
+  first = first or v
+  last = v
+end
+secs = clock() - t0
+say("range [%d, %d]: %d records in %.4f s, %q .. %q", from, to, n, secs,
+    first, last)
+local back = {}
+for k in t:range(key(to), key(from)) do
+  back[#back + 1] = codec.decode("u8", k)
+  if #back == 3 then break end
+end
+say("the same range backward starts %s", table.concat(back, ", "))
+
+-- A full scan in key order.
+t0 = clock()
+n = 0
+for _ in t:iterate() do n = n + 1 end
+secs = clock() - t0
+say("scanned all %d records in key order in %.2f s (%.0f/s)", n, secs,
+    rate(n, secs))
+
+-- Remove three records in four; nodes left under a quarter full merge
+-- with a sibling and give their blocks back.
+local used = bf:stats().used_blocks
+t0 = clock()
+local removed = 0
+for i = 0, N - 1 do
+  if i % 4 ~= 1 then removed = removed + t:remove(key(i)) end
+end
+secs = clock() - t0
+st = assert(t:stats())
+say("removed %d records in %.2f s (%.0f/s): %d left, %d leaves %.0f%% "
+    .. "full, %d blocks back to the free list", removed, secs,
+    rate(removed, secs), t:size(), st.leaves, st.leaf_fill * 100,
+    used - bf:stats().used_blocks)
+
+-- Durable, closed, reopened, verified.
+t0 = clock()
+assert(bf:flush())
+say("flushed to disk in %.3f s", clock() - t0)
+t = nil
+bf:close()
+bf = assert(fmap.open(path))
+t = bptree.open(bf)
+t0 = clock()
+assert(t:verify())
+secs = clock() - t0
+say("reopened: %s; verify() passed in %.2f s", tostring(t), secs)
+say("record 0 after the removal: %s; record 1: %q", tostring(t:get(key(0))),
+    t:get(key(1)))
+local fs = bf:stats()
+say("file: %d bytes, %d blocks of %d: %d used, %d free in %d run(s); "
+    .. "check: %s", fs.size, fs.blocks, fs.block_size, fs.used_blocks,
+    fs.free_blocks, fs.free_runs, tostring(bf:check()))
+t = nil
+bf:close()
 os.remove(path)
 say("removed %s", path)
