@@ -539,6 +539,28 @@ SETTER(u16, 2)
 SETTER(u32, 4)
 SETTER(u64, 8)
 
+/* memcmp's sign for the short keys of a node search: whole 8-byte words
+** compared as big-endian integers, then the tail. A B+tree probes a node
+** a dozen times per lookup; a library call per probe cost more than the
+** comparison (scripts/bench.lua, perf). */
+static inline int keycmp (const unsigned char *a, const unsigned char *b,
+                          size_t n) {
+  while (n >= 8) {
+    uint64_t x, y;
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    if (x != y) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      x = __builtin_bswap64(x);
+      y = __builtin_bswap64(y);
+#endif
+      return x < y ? -1 : 1;
+    }
+    a += 8; b += 8; n -= 8;
+  }
+  return n == 0 ? 0 : memcmp(a, b, n);
+}
+
 /* bsearch(pos, count, stride, key [, upper]): binary search of a sorted
 ** run of count entries, stride bytes apart from pos, whose first #key
 ** bytes compare as memcmp. Returns the 0-based index of the first entry
@@ -569,13 +591,13 @@ static int view_bsearch (lua_State *L) {
   }
   while (lo < hi) {
     uint64_t mid = lo + (hi - lo) / 2;
-    int c = memcmp(base + mid * stride, key, kl);
+    int c = keycmp(base + mid * stride, key, kl);
     if (c == 0) found = 1;
     if (c < 0 || (upper && c == 0)) lo = mid + 1;
     else hi = mid;
   }
   if (!upper && lo < count)
-    found = memcmp(base + lo * stride, key, kl) == 0;
+    found = keycmp(base + lo * stride, key, kl) == 0;
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
   return 2;

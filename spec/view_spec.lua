@@ -528,3 +528,79 @@ describe("fmap.View and finalizers", function()
     assert.is_false(v:live())
   end)
 end)
+
+describe("fmap.View :bsearch() against a model", function()
+  local bf
+  before_each(function() bf = assert(fmap.anonymous()) end)
+  after_each(function() h.no_live_views(bf); bf:close() end)
+
+  -- memcmp's sign, byte by byte, as the model of the engine's compare
+  local function cmp (a, b, n)
+    for i = 1, n do
+      local x, y = a:byte(i), b:byte(i)
+      if x ~= y then return x < y and -1 or 1 end
+    end
+    return 0
+  end
+
+  -- Bytes from a small alphabet, so that keys share long prefixes (whole
+  -- 8-byte words equal) and hold 0x00, 0x7f, 0x80 and 0xff (signedness).
+  local ALPHABET = { 0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff }
+  local function random_key (n)
+    local t = {}
+    for i = 1, n do t[i] = ALPHABET[math.random(#ALPHABET)] end
+    return string.char(table.unpack(t))
+  end
+
+  it("agrees with a linear scan for keys of 1 to 40 bytes", function()
+    local v <close> = bf:get(bf:allocate_blocks(4), 4)
+    for _, kl in ipairs { 1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 40 } do
+      local stride = kl + math.random(0, 9)
+      local count = math.random(0, math.min(200, (#v - 5) // stride))
+      local keys = {}
+      for i = 1, count do keys[i] = random_key(kl) end
+      table.sort(keys, function (a, b) return cmp(a, b, kl) < 0 end)
+      for i, k in ipairs(keys) do
+        v:write(5 + (i - 1) * stride, k)
+        -- bytes after the key are not part of it
+        v:fill(math.random(0, 255), 5 + (i - 1) * stride + kl, stride - kl)
+      end
+      local probes = { random_key(kl), string.rep("\0", kl),
+                       string.rep("\255", kl) }
+      for i = 1, 60 do probes[#probes + 1] = keys[math.random(count)] end
+      for i = 1, 60 do probes[#probes + 1] = random_key(kl) end
+      for _, key in ipairs(probes) do
+        if key then
+          local lower, upper, found = count, count, false
+          for i = count, 1, -1 do
+            local c = cmp(keys[i], key, kl)
+            if c >= 0 then lower = i - 1 end
+            if c > 0 then upper = i - 1 end
+            if c == 0 then found = true end
+          end
+          local what = string.format("kl %d stride %d count %d key %q", kl,
+                                     stride, count, key)
+          assert.same({ lower, found }, { v:bsearch(5, count, stride, key) },
+                      what)
+          assert.same({ upper, found },
+                      { v:bsearch(5, count, stride, key, true) }, what)
+        end
+      end
+    end
+  end)
+
+  it("orders words by their first differing byte, not as integers",
+     function()
+    local v <close> = bf:get(bf:allocate())
+    -- little-endian integer order would put these in the other order
+    v:write(0, "\1\0\0\0\0\0\0\2" .. "\0\0\0\0\0\0\0\0")
+    v:write(16, "\2\0\0\0\0\0\0\1" .. "\0\0\0\0\0\0\0\0")
+    assert.same({ 1, true },
+                { v:bsearch(0, 2, 16, "\2\0\0\0\0\0\0\1" .. ("\0"):rep(8)) })
+    assert.same({ 1, false },
+                { v:bsearch(0, 2, 16, "\1\0\0\0\0\0\0\3" .. ("\0"):rep(8)) })
+    assert.same({ 0, false },
+                { v:bsearch(0, 2, 16, "\0\255\255\255\255\255\255\255"
+                                      .. ("\255"):rep(8)) })
+  end)
+end)
