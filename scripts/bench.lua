@@ -13,6 +13,9 @@
 --   get     N lookups, i = (j * 7919) % N for j = 0..N-1, each value checked
 --   scan    the whole store in key order, order and count checked
 --   delete  every even i, then one durable flush (included), count checked
+-- The Lua peers run it through lua/fmap/workload.lua (the keys, values and
+-- phase drivers every benchmark script shares); LMDB and Tarantool run the
+-- same in C and in Tarantool's Lua.
 -- Each phase is timed on a monotonic clock (fmap.clock). Every peer runs in
 -- a process of its own, so that its peak RSS (VmHWM) is its own: the Lua
 -- peers as `fmap scripts/bench.lua --peer NAME --n N --dir DIR`, LMDB as
@@ -27,9 +30,9 @@
 -- record lost, two keys out of order, one delete ignored), so that
 -- spec/bench_spec.lua can show the checks catch it.
 local fmap = require "fmap"
+local W = require "fmap.workload"
 
-local spack, sformat = string.pack, string.format
-local clock = fmap.clock
+local sformat = string.format
 
 -- The peers, in the order of the table. `lua` peers run in a child fmap.
 local PEERS = {
@@ -84,71 +87,16 @@ local N = opts.n
 local DIR = opts.dir or os.getenv("TMPDIR") or "/tmp"
 
 ------------------------------------------------------------------------------
--- The workload, over a store adapter: a table of closures
---   put(k, v)              insert one record
---   get(k) -> v | nil      look a key up
---   scan() -> iterator     generic-for iterator of k, v in key order
---   del(k) -> n            remove a key, returning how many records went
---   begin(phase), finish(phase)   around each phase, inside its time:
---                          finish("insert") and finish("delete") make the
---                          phase durable
---   count() -> n           records left (after the delete phase, untimed)
---   file_bytes() -> n      bytes on disk (after the insert phase, untimed)
+-- The Lua peers run fmap.workload's phases over a store adapter (see the top
+-- of lua/fmap/workload.lua: insert, get, scan, delete, flush, count). Here
+-- an adapter also has
+--   begin(phase), done(phase)   optional, around each phase, outside its
+--                               time: SQLite opens its transaction (a
+--                               deferred BEGIN, which takes no lock) and
+--                               ends the read transactions of get and scan;
+--                               the write phases commit inside flush, timed
+--   file_bytes() -> n           bytes on disk (after the insert, untimed)
 --   close()
-
-local MUL = 0x9E3779B97F4A7C15  -- a hex literal: wraps to a negative integer
-local function key (i) return spack(">I8I8", i * MUL, i) end
-local function value (i) return sformat("val:%012d", i) end
-
-local function run_workload (store, n)
-  local r = {}
-  local put, get, del = store.put, store.get, store.del
-
-  collectgarbage()
-  local t = clock()
-  store.begin("insert")
-  for i = 0, n - 1 do put(key(i), value(i)) end
-  store.finish("insert")
-  r.insert = clock() - t
-  r.file_bytes = store.file_bytes()
-
-  collectgarbage()
-  local mismatches = 0
-  t = clock()
-  store.begin("get")
-  for j = 0, n - 1 do
-    local i = (j * 7919) % n
-    if get(key(i)) ~= value(i) then mismatches = mismatches + 1 end
-  end
-  store.finish("get")
-  r.get = clock() - t
-  r.get_mismatches = mismatches
-
-  collectgarbage()
-  local count, unsorted, prev = 0, 0, nil
-  t = clock()
-  store.begin("scan")
-  for k in store.scan() do
-    if prev and not (prev < k) then unsorted = unsorted + 1 end
-    prev = k
-    count = count + 1
-  end
-  store.finish("scan")
-  r.scan = clock() - t
-  r.scan_count, r.scan_unsorted = count, unsorted
-
-  collectgarbage()
-  local removed = 0
-  t = clock()
-  store.begin("delete")
-  for i = 0, n - 1, 2 do removed = removed + del(key(i)) end
-  store.finish("delete")
-  r.delete = clock() - t
-  r.removed = math.tointeger(removed) or removed
-  r.remaining = math.tointeger(store.count()) or store.count()
-  store.close()
-  return r
-end
 
 local function file_size (path)
   local f = io.open(path, "rb")
@@ -156,14 +104,6 @@ local function file_size (path)
   local size = f:seek("end")
   f:close()
   return size
-end
-
-local function peak_rss_kb ()
-  local f = io.open("/proc/self/status", "r")
-  if not f then return -1 end
-  local s = f:read("a")
-  f:close()
-  return math.tointeger(tonumber(s:match("VmHWM:%s*(%d+) kB"))) or -1
 end
 
 local function nothing () end
@@ -176,63 +116,25 @@ local open = {}
 -- fmap's B+tree in a file-backed BlockFile; flush() is msync + fsync.
 function open.fmap (path)
   local ok, bptree = pcall(require, "fmap.bptree")
-  if not ok then
+  if not ok or type(bptree) ~= "table" then
     return nil, "fmap.bptree not loadable: "
                 .. tostring(bptree):match("^[^\n]*"):gsub(":$", "")
   end
   local bf = assert(fmap.create(path))
-  local t = bptree.new(bf, 16, 16)
-  local durable = function () assert(bf:flush()) end
-  return {
-    put = function (k, v) t:add(k, v) end,
-    get = function (k) for _, v in t:find(k) do return v end end,
-    scan = function () return t:iterate() end,
-    del = function (k) return t:remove(k) end,
-    begin = nothing,
-    finish = function (phase)
-      if phase == "insert" or phase == "delete" then durable() end
-    end,
-    count = function () return t:size() end,
-    file_bytes = function () return file_size(path) end,
-    close = function () bf:close(); os.remove(path) end,
-  }
+  local store = W.bptree_store(bptree.new(bf, 16, 16))
+  store.file_bytes = function () return file_size(path) end
+  store.close = function () bf:close(); os.remove(path) end
+  return store
 end
 
 -- A plain Lua table: the in-memory upper bound for Lua code. It has no
 -- order, so its scan sorts the keys (inside the scan's time).
 function open.table ()
-  local map, size = {}, 0
-  local store = {
-    put = function (k, v)
-      if map[k] == nil then size = size + 1 end
-      map[k] = v
-    end,
-    get = function (k) return map[k] end,
-    scan = function ()
-      local keys, n = {}, 0
-      for k in pairs(map) do n = n + 1; keys[n] = k end
-      table.sort(keys)
-      local j = 0
-      return function ()
-        j = j + 1
-        local k = keys[j]
-        if k ~= nil then return k, map[k] end
-      end
-    end,
-    del = function (k)
-      if map[k] == nil then return 0 end
-      map[k] = nil
-      size = size - 1
-      return 1
-    end,
-    begin = nothing,
-    finish = nothing,
-    count = function () return size end,
-    file_bytes = function () return 0 end,
-    close = nothing,
-  }
+  local store = W.table_store()
+  store.file_bytes = function () return 0 end
+  store.close = nothing
   -- The faults of --fault, each on the record of key 0.
-  local k0 = key(0)
+  local k0 = W.key(0)
   if opts.fault == "get" then
     local get = store.get
     store.get = function (k) if k ~= k0 then return get(k) end end
@@ -251,8 +153,11 @@ function open.table ()
       end
     end
   elseif opts.fault == "delete" then
-    local del = store.del
-    store.del = function (k) if k ~= k0 then return del(k) end return 0 end
+    local delete = store.delete
+    store.delete = function (k)
+      if k ~= k0 then return delete(k) end
+      return 0
+    end
   end
   return store
 end
@@ -309,7 +214,7 @@ function open.luasql (path)
   end
   local cursor
   return {
-    put = function (k, v)
+    insert = function (k, v)
       exec(sformat("INSERT INTO kv VALUES (x'%s', x'%s')", hex16(k),
                    hex16(v)))
     end,
@@ -323,20 +228,23 @@ function open.luasql (path)
       cursor = exec("SELECT k, v FROM kv ORDER BY k")
       return function () return cursor:fetch() end
     end,
-    del = function (k)
-      return exec(sformat("DELETE FROM kv WHERE k = x'%s'", hex16(k)))
+    delete = function (k)
+      return math.tointeger(exec(sformat("DELETE FROM kv WHERE k = x'%s'",
+                                         hex16(k))))
+    end,
+    flush = function ()
+      exec("COMMIT")
+      local row = exec_row(SQL_CHECKPOINT)
+      assert(tonumber(row[1]) == 0, "checkpoint was blocked")
     end,
     begin = function () exec("BEGIN") end,
-    finish = function (phase)
+    done = function (phase)
       if cursor then cursor:close(); cursor = nil end
-      exec("COMMIT")
-      if phase == "insert" or phase == "delete" then
-        local row = exec_row(SQL_CHECKPOINT)
-        assert(tonumber(row[1]) == 0, "checkpoint was blocked")
-      end
+      if phase == "get" or phase == "scan" then exec("COMMIT") end
     end,
-    count = function () return math.tointeger(tonumber(exec_row(
-      "SELECT count(*) FROM kv")[1])) end,
+    count = function ()
+      return math.tointeger(tonumber(exec_row("SELECT count(*) FROM kv")[1]))
+    end,
     file_bytes = function ()
       return file_size(path) + file_size(path .. "-wal")
     end,
@@ -385,7 +293,7 @@ function open.dbi (path)
   local all = prepare("SELECT hex(k), v FROM kv ORDER BY k")
   local stmts = { ins, sel, del, all }
   return {
-    put = function (k, v) assert(ins:execute(k, v)) end,
+    insert = function (k, v) assert(ins:execute(k, v)) end,
     get = function (k)
       assert(sel:execute(k))
       local row = sel:fetch(false)
@@ -398,17 +306,18 @@ function open.dbi (path)
         if row then return row[1], row[2] end
       end
     end,
-    del = function (k)
+    delete = function (k)
       assert(del:execute(k))
       return del:affected()
     end,
-    begin = function () exec_row("BEGIN") end,
-    finish = function (phase)
+    flush = function ()
       exec_row("COMMIT")
-      if phase == "insert" or phase == "delete" then
-        local row = exec_row(SQL_CHECKPOINT)
-        assert(tonumber(row[1]) == 0, "checkpoint was blocked")
-      end
+      local row = exec_row(SQL_CHECKPOINT)
+      assert(tonumber(row[1]) == 0, "checkpoint was blocked")
+    end,
+    begin = function () exec_row("BEGIN") end,
+    done = function (phase)
+      if phase == "get" or phase == "scan" then exec_row("COMMIT") end
     end,
     count = function ()
       return math.tointeger(tonumber(exec_row("SELECT count(*) FROM kv")[1]))
@@ -439,8 +348,21 @@ if opts.peer then
     print(sformat("fmap-bench peer=%s skipped: %s", opts.peer, why))
     os.exit(0)
   end
-  local r = run_workload(store, N)
-  r.rss_kb = peak_rss_kb()
+  local res, file_bytes = {}, nil
+  for _, phase in ipairs(W.PHASES) do
+    if store.begin then store.begin(phase) end
+    res[phase] = W[phase](store, N)
+    if store.done then store.done(phase) end
+    if phase == "insert" then file_bytes = store.file_bytes() end
+  end
+  store.close()
+  local r = {
+    insert = res.insert.secs, get = res.get.secs, scan = res.scan.secs,
+    delete = res.delete.secs, get_mismatches = res.get.mismatches,
+    scan_count = res.scan.count, scan_unsorted = res.scan.unsorted,
+    removed = res.delete.removed, remaining = res.delete.remaining,
+    file_bytes = file_bytes, rss_kb = W.peak_rss_kb() or -1,
+  }
   local out = { "fmap-bench", "peer=" .. opts.peer, "n=" .. N }
   for _, f in ipairs(RESULT_FIELDS) do
     local x = r[f]

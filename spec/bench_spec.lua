@@ -1,0 +1,204 @@
+-- spec/bench_spec.lua: scripts/bench.lua runs the standard workload on
+-- every peer, verifies every phase and prints every row. Small N; timings
+-- are never asserted, only that the work was done and checked.
+local N = 2001   -- odd, so the counts of the delete phase differ
+
+local PEERS = { fmap = "fmap bptree", table = "lua table",
+                luasql = "sqlite luasql", dbi = "sqlite dbi",
+                lmdb = "lmdb (C)", tarantool = "tarantool" }
+local ORDER = { "fmap", "table", "luasql", "dbi", "lmdb", "tarantool" }
+
+local function bench (args)
+  return h.run(h.bin() .. " scripts/bench.lua " .. args .. " 2>&1")
+end
+
+-- The line of the table for a peer's label.
+local function row_of (out, label)
+  for line in out:gmatch("[^\n]+") do
+    if line:sub(1, #label + 1) == label .. " " then return line end
+  end
+end
+
+-- The machine-readable line of one Lua peer run as a child.
+local function child (name, extra)
+  local out, status = h.run(string.format(
+    "%s scripts/bench.lua --peer %s --n %d%s 2>&1", h.bin(), name, N,
+    extra or ""))
+  assert.equal(0, status, out)
+  local why = out:match("fmap%-bench peer=" .. name .. " skipped: ([^\n]*)")
+  if why then return nil, why end
+  local line = assert(out:match("fmap%-bench peer=" .. name .. " ([^\n]*)"),
+                      out)
+  local r = {}
+  for k, v in line:gmatch("(%S+)=(%S+)") do r[k] = tonumber(v) end
+  return r
+end
+
+local function assert_verified (r)
+  assert.equal(N, r.n)
+  assert.equal(0, r.get_mismatches)
+  assert.equal(N, r.scan_count)
+  assert.equal(0, r.scan_unsorted)
+  assert.equal((N + 1) // 2, r.removed)
+  assert.equal(N // 2, r.remaining)
+  for _, phase in ipairs { "insert", "get", "scan", "delete" } do
+    assert.is_true(r[phase] > 0, phase .. " took no time")
+  end
+  assert.is_true(r.rss_kb > 0)
+end
+
+describe("scripts/bench.lua", function()
+  describe("the whole run", function()
+    local out, status
+    setup(function() out, status = bench("--n " .. N) end)
+
+    it("exits 0 with every peer verified or skipped", function()
+      assert.equal(0, status, out)
+      assert.is_nil(out:find("FAILED"), out)
+    end)
+
+    it("prints the workload, the machine and the command", function()
+      assert.truthy(out:find("N = 2,001", 1, true), out)
+      assert.truthy(out:find("machine: %d+ cores"), out)
+      assert.truthy(out:find("command: .*scripts/bench.lua %-%-n 2001"), out)
+    end)
+
+    it("prints a row for every peer: ops/s per phase and ok, or why it "
+       .. "was skipped", function()
+      for _, name in ipairs(ORDER) do
+        local line = assert(row_of(out, PEERS[name]),
+                            "no row for " .. name .. ":\n" .. out)
+        if not line:find("skipped: ", 1, true) then
+          local cells = {}
+          for c in line:sub(#PEERS[name] + 1):gmatch("%S+") do
+            cells[#cells + 1] = c
+          end
+          assert.equal("ok", cells[#cells], line)
+          for i = 1, 4 do
+            assert.truthy(cells[i]:match("^[%d,]+$"), line)
+          end
+        else
+          assert.truthy(line:match("skipped: %S"), line)
+        end
+      end
+    end)
+
+    it("runs fmap's B+tree, the table and the ratios of fmap to each peer",
+       function()
+      assert.equal("ok", row_of(out, "fmap bptree"):match("(%S+)$"), out)
+      assert.equal("ok", row_of(out, "lua table"):match("(%S+)$"), out)
+      assert.truthy(out:find("\nfmap / peer"), out)
+      assert.truthy(out:find("\n  lua table +[%d.]+x +[%d.]+x +[%d.]+x "
+                             .. "+[%d.]+x"), out)
+      assert.truthy(out:find("\ntargets %(issue 6%)\n"), out)
+      assert.truthy(out:find("scan > 5,000,000 records/s", 1, true), out)
+    end)
+
+    it("prints the block-layer micro-benchmarks with their targets",
+       function()
+      for _, what in ipairs { "allocate + free of one block",
+                              "get + release of a 1-block view",
+                              "u64 write + read through a view",
+                              "compare of a 16-byte key" } do
+        assert.truthy(out:find("\n" .. what:gsub("%p", "%%%0")
+                               .. " +[%d.]+ +[%d.]+ +[%d.]+x"), out)
+      end
+      assert.truthy(out:find("targets (issue 6, block layer)", 1, true), out)
+      assert.is_nil(out:find("not in the output", 1, true), out)
+    end)
+  end)
+
+  describe("--peer", function()
+    for _, name in ipairs { "fmap", "table", "luasql", "dbi" } do
+      it("verifies every phase of " .. name, function()
+        local r, why = child(name)
+        if not r then
+          -- only a peer outside the project may be missing
+          assert.is_true(name ~= "fmap" and name ~= "table", why)
+          assert.truthy(why:find("install_peers.sh", 1, true), why)
+          return
+        end
+        assert_verified(r)
+        if name == "table" then
+          assert.equal(0, r.file_bytes)
+        else
+          -- 32 bytes of data per record at the very least
+          assert.is_true(r.file_bytes >= 32 * N, tostring(r.file_bytes))
+        end
+      end)
+    end
+
+    it("leaves no file behind", function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert.equal(0, select(2, h.run("mkdir " .. dir)))
+      for _, name in ipairs { "fmap", "luasql", "dbi" } do
+        child(name, " --dir " .. dir)
+      end
+      local out = h.run("ls -A " .. dir)
+      h.run("rm -rf " .. dir)
+      assert.equal("", out)
+    end)
+  end)
+
+  describe("the checks", function()
+    local cases = {
+      get = "FAILED: get: 1 mismatches",
+      scan = "FAILED: scan: 1 out of order",
+      delete = "FAILED: delete: removed 1000, want 1001; "
+               .. "delete: 1001 left, want 1000",
+    }
+    for fault, want in pairs(cases) do
+      it("catch a store that is wrong in " .. fault, function()
+        local out, status = bench(string.format(
+          "--n %d --only table --fault %s", N, fault))
+        assert.equal(1, status, out)
+        assert.equal(want, row_of(out, "lua table"):match("FAILED: .*$"))
+      end)
+    end
+  end)
+
+  describe("the external peers", function()
+    it("lmdb and tarantool verify every phase, or are skipped with the "
+       .. "reason", function()
+      local out, status = bench(string.format("--n %d --only lmdb,tarantool",
+                                              N))
+      assert.equal(0, status, out)
+      for _, name in ipairs { "lmdb", "tarantool" } do
+        local line = assert(row_of(out, PEERS[name]), out)
+        assert.truthy(line:match(" ok$")
+                      or line:find("install_peers.sh", 1, true), line)
+      end
+    end)
+  end)
+
+  describe("misuse", function()
+    it("rejects a bad --n", function()
+      local out, status = bench("--n 0")
+      assert.equal(2, status)
+      assert.truthy(out:find("bench.lua: --n wants a positive integer\n"
+                             .. "usage: fmap scripts/bench.lua", 1, true), out)
+    end)
+
+    it("rejects an unknown name in --only", function()
+      local out, status = bench("--only fmap,bogus")
+      assert.equal(2, status)
+      assert.truthy(out:find("bench.lua: unknown name 'bogus' in --only",
+                             1, true), out)
+    end)
+
+    it("rejects an unknown --fault", function()
+      local out, status = bench("--fault insert")
+      assert.equal(2, status)
+      assert.truthy(out:find("bench.lua: --fault wants get, scan or delete",
+                             1, true), out)
+    end)
+
+    it("rejects an unknown argument", function()
+      local out, status = bench("--fast")
+      assert.equal(2, status)
+      assert.truthy(out:find("bench.lua: unknown argument '--fast'", 1,
+                             true), out)
+    end)
+  end)
+end)
