@@ -1,7 +1,10 @@
 --- scripts/bench.lua: fmap's B+tree beside the stores people would pick
 -- instead, on the standard workload of issue 6, in one run.
---   build/bin/fmap scripts/bench.lua [--n N] [--only NAMES]
--- N records (default 1,000,000); NAMES a comma-separated subset of
+--   build/bin/fmap scripts/bench.lua [--n N] [--rounds R] [--only NAMES]
+-- N records (default 1,000,000); R rounds (default 1): each peer runs R
+-- times, interleaved with the others, and each phase keeps its best time,
+-- which steadies the ratios on a busy machine; NAMES a comma-separated
+-- subset of
 --   fmap, table, luasql, dbi, lmdb, tarantool, engine
 -- ("engine" is the block-layer micro-benchmarks, scripts/bench_engine.lua).
 --
@@ -22,7 +25,8 @@
 -- build/bin/fmap_bench_lmdb, Tarantool as `tarantool
 -- scripts/bench_tarantool.lua`. Each child prints one line
 --   fmap-bench peer=NAME n=N insert=S get=S scan=S delete=S get_mismatches=M
---     scan_count=C scan_unsorted=U removed=R remaining=K file_bytes=B rss_kb=KB
+--     scan_count=C scan_unsorted=U removed=R remaining=K file_bytes=B
+--     rss_kb=KB
 -- (or "fmap-bench peer=NAME skipped: REASON"), which this script parses.
 -- A peer that is not installed is reported as skipped, never faked. The exit
 -- status is 0 when every peer that ran verified every phase.
@@ -47,20 +51,29 @@ local PHASES = { "insert", "get", "scan", "delete" }
 
 local function usage (msg)
   if msg then io.stderr:write("bench.lua: ", msg, "\n") end
-  io.stderr:write("usage: fmap scripts/bench.lua [--n N] [--only NAMES]\n",
+  io.stderr:write("usage: fmap scripts/bench.lua [--n N] [--rounds R] "
+                  .. "[--only NAMES]\n",
                   "  NAMES: comma-separated, of fmap table luasql dbi lmdb ",
                   "tarantool engine\n")
   os.exit(2)
 end
 
-local opts = { n = 1000000 }
+local opts = { n = 1000000, rounds = 1 }
 do
   local i = 1
   while arg[i] do
     local a, v = arg[i], arg[i + 1]
     if a == "--n" then
       opts.n = math.tointeger(tonumber(v or ""))
-      if not opts.n or opts.n < 1 then usage("--n wants a positive integer") end
+      if not opts.n or opts.n < 1 then
+        usage("--n wants a positive integer")
+      end
+      i = i + 2
+    elseif a == "--rounds" then
+      opts.rounds = math.tointeger(tonumber(v or ""))
+      if not opts.rounds or opts.rounds < 1 then
+        usage("--rounds wants a positive integer")
+      end
       i = i + 2
     elseif a == "--only" then
       if not v then usage("--only wants a list of names") end
@@ -508,41 +521,61 @@ local function mib (bytes) return sformat("%.1f", bytes / 1048576) end
 print(sformat("fmap bench: the standard workload, N = %s (%s)", thousands(N),
               fmap.VERSION or "fmap"))
 print(sformat("machine: %s cores, %s, %s", nproc(), cpu_model(), mem_total()))
-print(sformat("command: %s %s --n %d%s", HOST, SCRIPT, N,
+print(sformat("command: %s %s --n %d%s%s", HOST, SCRIPT, N,
+              opts.rounds > 1 and (" --rounds " .. opts.rounds) or "",
               (opts.only and (" --only " .. opts.only_arg) or "")
               .. (opts.fault and (" --fault " .. opts.fault) or "")))
 print()
 
-local results, failed = {}, false
-for _, peer in ipairs(PEERS) do
-  if selected(peer.name) then
-    local cmd, why = command(peer)
-    local r
-    if not cmd then
-      r = { skipped = why }
-    else
-      io.stderr:write(sformat("running %s ...\n", peer.label))
-      local out, err, ok, how, code = run(cmd)
-      r = parse(peer, out)
-      if not r then
-        local last = err:match("([^\n]+)\n*$") or ""
-        r = { failed = sformat("%s (%s %s)", last, tostring(how),
-                               tostring(code)) }
-        failed = true
-      elseif not r.skipped then
-        r.problems = problems(r)
-        if r.problems or not ok then failed = true end
-      end
+-- Runs one peer once: its parsed result, or a skipped or failed record.
+local function run_peer (peer, round)
+  local cmd, why = command(peer)
+  if not cmd then return { skipped = why } end
+  io.stderr:write(sformat("running %s%s ...\n", peer.label,
+                          opts.rounds > 1 and (" (round " .. round .. ")")
+                          or ""))
+  local out, err, ok, how, code = run(cmd)
+  local r = parse(peer, out)
+  if not r then
+    local last = err:match("([^\n]+)\n*$") or ""
+    return { failed = sformat("%s (%s %s)", last, tostring(how),
+                              tostring(code)) }
+  end
+  if not r.skipped then
+    r.problems = problems(r)
+    if not ok and not r.problems then
+      r.problems = "exit status " .. tostring(code)
     end
-    results[peer.name] = r
+  end
+  return r
+end
+
+-- Rounds interleave the peers; each phase keeps its best time, RSS its
+-- highest peak. A round that fails a check fails the peer.
+local results, failed = {}, false
+for round = 1, opts.rounds do
+  for _, peer in ipairs(PEERS) do
+    local best = results[peer.name]
+    if selected(peer.name) and not (best and (best.skipped or best.failed
+                                              or best.problems)) then
+      local r = run_peer(peer, round)
+      if best and not (r.skipped or r.failed or r.problems) then
+        for _, ph in ipairs(PHASES) do best[ph] = math.min(best[ph], r[ph]) end
+        best.rss_kb = math.max(best.rss_kb, r.rss_kb)
+      else
+        results[peer.name] = r
+      end
+      if r.failed or r.problems then failed = true end
+    end
   end
 end
 
-local W = { label = 15, num = 12, size = 9 }
+local COLS = { label = 15, num = 12, size = 9 }
 local function row (label, cells, tail)
-  local s = { sformat("%-" .. W.label .. "s", label) }
+  local s = { sformat("%-" .. COLS.label .. "s", label) }
   for i, c in ipairs(cells) do
-    s[#s + 1] = sformat("%" .. (i <= 4 and W.num or W.size) .. "s", c)
+    local w = i <= 4 and COLS.num or COLS.size
+    s[#s + 1] = sformat("%" .. w .. "s", c)
   end
   if tail then s[#s + 1] = "  " .. tail end
   return table.concat(s, " ")
@@ -554,9 +587,11 @@ for _, peer in ipairs(PEERS) do
   local r = results[peer.name]
   if r then
     if r.skipped then
-      print(sformat("%-" .. W.label .. "s skipped: %s", peer.label, r.skipped))
+      print(sformat("%-" .. COLS.label .. "s skipped: %s", peer.label,
+                    r.skipped))
     elseif r.failed then
-      print(sformat("%-" .. W.label .. "s FAILED: %s", peer.label, r.failed))
+      print(sformat("%-" .. COLS.label .. "s FAILED: %s", peer.label,
+                    r.failed))
     else
       local cells = {}
       for i, ph in ipairs(PHASES) do cells[i] = thousands(N / r[ph]) end

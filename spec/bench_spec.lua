@@ -158,6 +158,29 @@ describe("scripts/bench.lua", function()
     end
   end)
 
+  describe("--rounds", function()
+    it("runs every peer each round and keeps the verified best", function()
+      local out, status = bench(string.format(
+        "--n %d --rounds 2 --only fmap,table", N))
+      assert.equal(0, status, out)
+      for _, label in ipairs { "fmap bptree", "lua table" } do
+        local _, runs = out:gsub("running " .. label:gsub("%p", "%%%0")
+                                 .. " %(round %d%)", "")
+        assert.equal(2, runs, out)
+        assert.equal("ok", row_of(out, label):match("(%S+)$"), out)
+      end
+      assert.truthy(out:find("--rounds 2 --only fmap,table", 1, true), out)
+    end)
+
+    it("fails a peer when any round fails its checks", function()
+      local out, status = bench(string.format(
+        "--n %d --rounds 2 --only table --fault scan", N))
+      assert.equal(1, status, out)
+      assert.equal("FAILED: scan: 1 out of order",
+                   row_of(out, "lua table"):match("FAILED: .*$"))
+    end)
+  end)
+
   describe("the external peers", function()
     it("lmdb and tarantool verify every phase, or are skipped with the "
        .. "reason", function()
@@ -178,6 +201,13 @@ describe("scripts/bench.lua", function()
       assert.equal(2, status)
       assert.truthy(out:find("bench.lua: --n wants a positive integer\n"
                              .. "usage: fmap scripts/bench.lua", 1, true), out)
+    end)
+
+    it("rejects a bad --rounds", function()
+      local out, status = bench("--rounds 0")
+      assert.equal(2, status)
+      assert.truthy(out:find("bench.lua: --rounds wants a positive integer",
+                             1, true), out)
     end)
 
     it("rejects an unknown name in --only", function()
