@@ -286,18 +286,24 @@ function M.scan (bf, opts)
                .. tostring(self_pos))
     end
     local found = {}
-    if top < 2 then return found end
-    local v <close> = bf:get(bs)
+    local v
     for b = 1, top - 1 do
       if kind[b] ~= "free" then
         local off = b * bs
-        v:retarget(off)
-        if v:compare(pos, magic, 0, #magic) == 0
+        -- a block the engine refuses to show (marked free but not on a
+        -- damaged free list) is skipped; bf:check() reports it
+        local ok = true
+        if v then ok = pcall(v.retarget, v, off) else
+          ok, v = pcall(bf.get, bf, off)
+          if not ok then v = nil end
+        end
+        if ok and v:compare(pos, magic, 0, #magic) == 0
            and (not self_pos or v:u64(self_pos) == off) then
           found[#found + 1] = off
         end
       end
     end
+    if v then v:release() end
     return found
   end
 
