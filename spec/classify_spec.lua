@@ -310,14 +310,24 @@ describe("fmap.classify", function()
                checksum { magic, a, 0, 0 })
       end)
       assert.is_true(bf:is_free(a))
-      local got
+      local got, accepted
       classify.register("bad", {
-        detect = function (_, ctx) got = ctx.find("MAGIC!", 16) end,
-        walk = function () end,
+        detect = function (_, ctx)
+          got = ctx.find("MAGIC!", 16)
+          return { b }
+        end,
+        walk = function (_, root, emit)
+          emit(root, 1, "meta")
+          accepted = emit(a, 1, "meta", nil, root)
+        end,
       })
       local r = classify.scan(bf)
       assert.same({ b }, got)
       assert.same({}, r.errors)
+      assert.is_false(accepted)
+      assert.same({ { offset = a, by = "bad@" .. b, from = b } },
+                  r.free_referenced)
+      classify.unregister("bad")
       local rep = require "fmap.audit"(bf)
       assert.same({ a, b }, rep.leaked)
       assert.equal(1, #rep.engine)

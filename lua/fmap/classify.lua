@@ -307,6 +307,7 @@ function M.scan (bf, opts)
     return found
   end
 
+  local is_free = bf.is_free
   local doubled = {}  -- block index -> entry of r.doubles
   local function bad (list, off, by, from, reason)
     list[#list + 1] = { offset = off, by = by, from = from, reason = reason }
@@ -334,7 +335,8 @@ function M.scan (bf, opts)
       return nil
     end
     for i = b, b + n - 1 do
-      if kind[i] == "free" then
+      -- free: on the free list, or marked free off it (bf:check says so)
+      if kind[i] == "free" or is_free(bf, i * bs) then
         bad(r.free_referenced, i * bs, label, from)
         return nil
       end
