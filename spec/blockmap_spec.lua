@@ -334,7 +334,7 @@ describe("fmap.blockmap", function()
       assert_cells(bytes, r, geo)
     end)
 
-    it("draws a file of 100,000 blocks", function()
+    it("draws a file of 100,000 blocks, as PNG and as SVG", function()
       local big <close> = fmap.anonymous()
       local run = big:allocate_blocks(99999)
       -- toy nodes every 1000 blocks, each owning the 600 after it
@@ -355,6 +355,12 @@ describe("fmap.blockmap", function()
       assert.equal(99 * 601, r.counts.toy_node + r.counts.toy_payload)
       assert.equal(500, r.counts.free)
       assert_cells(bytes, r, geo)
+      local t = svg_kinds((blockmap.svg(r)))
+      for b = 0, r.blocks - 1 do
+        if t[b] ~= r.kind[b] then
+          assert.equal(r.kind[b], t[b], "block " .. b)
+        end
+      end
       if has_python() then
         local file = h.tmpname(".png")
         h.writefile(file, bytes)
