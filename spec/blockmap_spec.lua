@@ -392,6 +392,24 @@ describe("fmap.blockmap", function()
       decode(bytes)
     end)
 
+    it("rejects a cell size or a column count out of range", function()
+      assert.equal("bad argument #2 to 'png' (option 'cell' must be an "
+                   .. "integer from 1 to 64, got 0)", h.errmsg(function()
+                     blockmap.png(bf, { cell = 0 })
+                   end))
+      assert.equal("bad argument #2 to 'svg' (option 'cols' must be an "
+                   .. "integer from 1 to 4096, got 2.5)", h.errmsg(function()
+                     blockmap.svg(bf, { cols = 2.5 })
+                   end))
+    end)
+
+    it("draws with the columns and cell size asked for", function()
+      fill()
+      local bytes, r, geo = blockmap.png(bf, { cols = 7, cell = 5 })
+      assert.same({ 7, 5 }, { geo.cols, geo.pitch })
+      assert_cells(bytes, r, geo)
+    end)
+
     it("rejects what is not a BlockFile or a scan", function()
       assert.equal("bad argument #1 to 'png' (BlockFile or scan expected, "
                    .. "got string)", h.errmsg(function()

@@ -58,8 +58,18 @@ end
 -- @param opts optional `{cols = n, cell = pixels}` to override the choice
 -- @return `{cols, rows, cell, gap, per_cell, cells, kinds = {[i] = kind}}`:
 --   cell i (0-based) shows blocks i*per_cell .. (i+1)*per_cell-1
-function M.layout (r, opts)
+function M.layout (r, opts, fname)
   opts = opts or {}
+  local function check (name, max)
+    local v = opts[name]
+    if v ~= nil and (math.type(v) ~= "integer" or v < 1 or v > max) then
+      error(string.format("bad argument #2 to '%s' (option '%s' must be an "
+                          .. "integer from 1 to %d, got %s)",
+                          fname or "layout", name, max, tostring(v)), 3)
+    end
+  end
+  check("cols", 4096)
+  check("cell", 64)
   local n = math.max(r.blocks, 1)
   local per_cell = (n + M.MAX_CELLS - 1) // M.MAX_CELLS
   local cells = (n + per_cell - 1) // per_cell
@@ -137,7 +147,7 @@ end
 --   pixel is at x + (i % cols) * pitch, y + (i // cols) * pitch)
 function M.png (src, opts)
   local r = scan_of(src, opts, "png")
-  local L = M.layout(r, opts)
+  local L = M.layout(r, opts, "png")
   local lines, legend = captions(r)
   -- Palette: background, ink, gap, then one colour per kind shown.
   local palette, index = { BG, INK, GAP }, {}
@@ -248,7 +258,7 @@ end
 -- @return the SVG text, and the scan
 function M.svg (src, opts)
   local r = scan_of(src, opts, "svg")
-  local L = M.layout(r, opts)
+  local L = M.layout(r, opts, "svg")
   local lines, legend = captions(r)
   local pitch = math.max(L.cell, 2)
   local gutter = 8 * #tostring((L.rows - 1) * L.cols * L.per_cell) + 8
