@@ -253,9 +253,26 @@ describe("fmap.bptree", function()
                    h.errmsg(function() bptree.open(bf) end))
       local off = bf:allocate()
       bf:set_control_data("bptree@" .. off)
-      assert.equal("bad argument #2 to 'open' (no B+tree at offset " .. off
+      assert.equal("bad argument #1 to 'open' (no B+tree at offset " .. off
                    .. " (bad magic))", h.errmsg(function() bptree.open(bf)
                    end))
+    end)
+
+    it("refuses a damaged meta block", function()
+      local t = bptree.new(bf, 4, 4)
+      local off = t:offset()
+      t = nil
+      h.no_live_views(bf)
+      bf:close()
+      bf = assert(fmap.open(path))
+      bf:with(off, 1, function (v) v:set_u64(40, 0) end)    -- height 0
+      assert.equal("bad argument #1 to 'open' (B+tree meta block at offset "
+                   .. off .. " is damaged)", h.errmsg(function()
+                   bptree.open(bf) end))
+      bf:with(off, 1, function (v) v:set_u64(40, 1); v:set_u32(8, 7) end)
+      assert.equal("bad argument #1 to 'open' (B+tree at offset " .. off
+                   .. " has format version 7, this is version 1)",
+                   h.errmsg(function() bptree.open(bf) end))
     end)
 
     it("reads a tree from a read-only BlockFile and refuses changes",
@@ -273,6 +290,8 @@ describe("fmap.bptree", function()
       assert.equal("attempt to remove in a B+tree of a read-only "
                    .. "BlockFile", h.errmsg(function() t:remove("abcd") end))
       assert.equal(1, t:size())
+      assert.equal("attempt to create a B+tree in a read-only BlockFile",
+                   h.errmsg(function() bptree.new_at(bf, nil, 4, 4) end))
     end)
   end)
 
@@ -630,6 +649,64 @@ describe("fmap.bptree", function()
                      .. "0, should be %d+$", msg)
       assert.equal(2, st.height)
       assert.is_string(leaf)
+    end)
+  end)
+
+  describe("a full disk", function()
+    -- A child process adds until the file cannot grow (the fault shim
+    -- fails fallocate with ENOSPC after some growths), then checks that
+    -- the failed add changed nothing.
+    local CHILD = [[
+      local fmap = require "fmap"
+      local bptree = require "fmap.bptree"
+      local path, ks, vs = arg[1], tonumber(arg[2]), tonumber(arg[3])
+      local bf = assert(fmap.create(path))
+      local t = assert(bptree.new(bf, ks, vs))
+      local function key (i) return string.pack(">I8", i * 7919 % 100003) end
+      local function value (i)
+        if vs == -1 then return ("v"):rep(i % 7 == 0 and 6000 or 20) end
+        return ("v"):rep(vs)
+      end
+      local n, msg, en = 0, nil, nil
+      for i = 1, 100000 do
+        local ok, m, e = t:add(key(i), value(i))
+        if not ok then msg, en = m, e; break end
+        n = n + 1
+      end
+      assert(t:verify())
+      assert(t:size() == n)
+      for i = 1, n do assert(t:get(key(i)) == value(i)) end
+      for i = 1, n, 2 do assert(t:remove(key(i)) == 1) end
+      assert(t:verify())
+      assert(bf:check())
+      print("added " .. n .. " then: " .. tostring(msg) .. " " .. tostring(en))
+    ]]
+    local shim = os.getenv("FMAP_FAULTINJECT") or "build/lib/libfaultinject.so"
+
+    local function run (file, ks, vs)
+      local script = h.tmpname(".lua")
+      h.writefile(script, CHILD)
+      local out, status = h.run(string.format("env LD_PRELOAD=%s "
+        .. "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0 "
+        .. "FMAP_FAULT=fallocate FMAP_FAULT_AFTER=6 FMAP_FAULT_TIMES=0 "
+        .. "FMAP_FAULT_ERRNO=ENOSPC %s %s %s %d %d 2>&1", shim, h.bin(),
+        script, file, ks, vs))
+      os.remove(script)
+      os.remove(file)
+      return out, status
+    end
+
+    it("makes add return nil, message, errno and change nothing",
+       function()
+      assert(io.open(shim, "rb"), shim .. " is missing: make -C build "
+             .. "config=release faultinject"):close()
+      local file = h.tmpname()
+      for _, sizes in ipairs({ { 8, 8 }, { -1, -1 } }) do
+        local out, status = run(file, sizes[1], sizes[2])
+        assert.equal(0, status, out)
+        assert.matches("added %d+ then: " .. file:gsub("%p", "%%%0")
+                       .. ": No space left on device 28", out)
+      end
     end)
   end)
 

@@ -134,7 +134,7 @@ local u8, u32, u64 = VM.u8, VM.u32, VM.u64
 local set_u8, set_u32, set_u64 = VM.set_u8, VM.set_u32, VM.set_u64
 local vread, vwrite, vcopy = VM.read, VM.write, VM.copy
 local vcompare, vbsearch, vunpack = VM.compare, VM.bsearch, VM.unpack
-local vpack = VM.pack
+local vpack, vretarget = VM.pack, VM.retarget
 
 local MAGIC = "fmapBPTR"
 local VERSION = 1
@@ -182,6 +182,24 @@ local function node (t, off)
   return v
 end
 
+-- The view of a leaf on a hot path: the tree keeps one view (weakly, as
+-- the cache) and moves it from leaf to leaf with retarget, since a large
+-- tree has more leaves than the cache keeps between two collections. The
+-- view is only good until the next leaf_view call: code that calls back
+-- into user code must fetch it again.
+local function leaf_view (t, off)
+  local sv = t.sv
+  local v = sv[1]
+  if v == nil then
+    v = t.bf:get(off)
+    sv[1] = v
+  elseif t.sv_off ~= off then
+    vretarget(v, off)
+  end
+  t.sv_off = off
+  return v
+end
+
 -- The view of an overflow run of len bytes.
 local function run_view (t, off, len)
   local views = t.views
@@ -211,6 +229,9 @@ end
 
 local function free_node (t, off)
   t.views[off] = nil
+  if t.sv_off == off then          -- the free retires the leaf view
+    t.sv[1], t.sv_off = nil, nil
+  end
   t.bf:free(off)
 end
 
@@ -704,7 +725,7 @@ local function lower_leaf (t, key)
       local v = node(t, off)
       off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, u32(v, N_COUNT), IS, key))
     end
-    local v = node(t, off)
+    local v = leaf_view(t, off)
     local n = u32(v, N_COUNT)
     return v, n, (vbsearch(v, FL_ENT, n, t.LS, key)), off
   end
@@ -713,7 +734,7 @@ local function lower_leaf (t, key)
     off = u64(v, SI_C0 + 12 * slot_search(t, v, SI_SLOTS, 12,
                                           u32(v, N_COUNT), key, false))
   end
-  local v = node(t, off)
+  local v = leaf_view(t, off)
   local n = u32(v, N_COUNT)
   return v, n, (slot_search(t, v, SL_SLOTS, 4, n, key, false)), off
 end
@@ -725,7 +746,7 @@ local function upper_leaf (t, key)
     local v = node(t, off)
     off = ichild(t, v, isearch(t, v, u32(v, N_COUNT), key, true))
   end
-  local v = node(t, off)
+  local v = leaf_view(t, off)
   local n = u32(v, N_COUNT)
   return v, off, n, (lsearch(t, v, n, key, true))
 end
@@ -767,7 +788,7 @@ local function descend (t, key, upper)
     end
   end
   pp[1], pe[1] = off, edge
-  return node(t, off)
+  return leaf_view(t, off)
 end
 
 -- Moves the recorded path to the next leaf; false at the last one.
@@ -1136,6 +1157,7 @@ local function setup (bf, off, ks, vs)
   local t = setmetatable({
     bf = bf, meta = off, ks = ks, vs = vs, bs = bs,
     views = setmetatable({}, { __mode = "v" }),
+    sv = setmetatable({}, { __mode = "v" }),
     pp = {}, pi = {}, pe = {}, spare = {}, fmts = {},
     mods = 0, readonly = bf:readonly(),
   }, Tree)
@@ -1205,6 +1227,9 @@ end
 function M.new (bf, key_size, value_size)
   check_bf(bf, "new", 2)
   check_sizes("new", key_size, value_size, 2, 2)
+  if bf:readonly() then
+    error("attempt to create a B+tree in a read-only BlockFile", 2)
+  end
   local cd = bf:control_data()
   if cd ~= "" then
     argerr(1, "new", sformat("its control data is in use (%q); use new_at "
@@ -1240,6 +1265,9 @@ end
 function M.new_at (bf, offset, key_size, value_size)
   check_bf(bf, "new_at", 2)
   check_sizes("new_at", key_size, value_size, 3, 2)
+  if bf:readonly() then
+    error("attempt to create a B+tree in a read-only BlockFile", 2)
+  end
   local fresh = offset == nil
   if fresh then
     local err, en
@@ -1267,27 +1295,27 @@ end
 -- @param bf a BlockFile
 -- @param offset the tree's meta block (`t:offset()`)
 -- @return the tree
-function M.open_at (bf, offset, fname, lvl)
-  fname, lvl = fname or "open_at", lvl or 2
+function M.open_at (bf, offset, fname, lvl, argn)
+  fname, lvl, argn = fname or "open_at", lvl or 2, argn or 2
   check_bf(bf, fname, lvl)
   if mtype(offset) ~= "integer" then
-    argerr(2, fname, "offset expected, got " .. (mtype(offset)
+    argerr(argn, fname, "offset expected, got " .. (mtype(offset)
            and "non-integer number" or type(offset)), lvl)
   end
   local reg = registry[bf]
   if reg and reg[offset] then return reg[offset] end
   local ok, v = pcall(bf.get, bf, offset)
-  if not ok then argerr(2, fname, reason(v), lvl) end
+  if not ok then argerr(argn, fname, reason(v), lvl) end
   local magic, version, layout, ks, vs = vunpack(v, "<c8I4I4i8i8", 0)
   local root, height, size = u64(v, M_ROOT), u64(v, M_HEIGHT),
                              u64(v, M_SIZE)
   v:release()
   if magic ~= MAGIC then
-    argerr(2, fname, sformat("no B+tree at offset %d (bad magic)", offset),
-           lvl)
+    argerr(argn, fname, sformat("no B+tree at offset %d (bad magic)",
+           offset), lvl)
   end
   if version ~= VERSION then
-    argerr(2, fname, sformat("B+tree at offset %d has format version %d, "
+    argerr(argn, fname, sformat("B+tree at offset %d has format version %d, "
            .. "this is version %d", offset, version, VERSION), lvl)
   end
   local bs = bf:block_size()
@@ -1297,7 +1325,7 @@ function M.open_at (bf, offset, fname, lvl)
                root % bs == 0 and root < bf:size()
   local t = good and setup(bf, offset, ks, vs)
   if not t or t.layout ~= layout then
-    argerr(2, fname, sformat("B+tree meta block at offset %d is damaged",
+    argerr(argn, fname, sformat("B+tree meta block at offset %d is damaged",
            offset), lvl)
   end
   t.root, t.height, t.nent = root, height, size
@@ -1317,7 +1345,7 @@ function M.open (bf)
            .. "data is empty" or sformat("control data %q is not a "
            .. "B+tree's", cd:sub(1, 40)))
   end
-  return M.open_at(bf, math.tointeger(tonumber(off)), "open", 3)
+  return M.open_at(bf, math.tointeger(tonumber(off)), "open", 3, 1)
 end
 
 ---------------------------------------------------------------------------
@@ -1392,7 +1420,7 @@ function Tree:add (key, value)
       off = u64(v, FI_C0 + IS * i)
     end
     pp[1], pe[1] = off, edge
-    local v = views[off] or node(self, off)
+    local v = leaf_view(self, off)
     local n = u32(v, N_COUNT)
     local LS = self.LS
     local i = vbsearch(v, FL_ENT, n, LS, key, true)
@@ -1454,7 +1482,7 @@ function Tree:remove (key, where)
     while true do                 -- skip the entries kept so far
       if pos >= n then
         if not path_next(self) then return removed end
-        v = node(self, pp[1])
+        v = leaf_view(self, pp[1])
         n, pos = u32(v, N_COUNT), 0
       else
         if not known and lcmp(self, v, pos, key) ~= 0 then
@@ -1482,6 +1510,7 @@ function Tree:remove (key, where)
       if self.mods ~= mods or self.views == nil then
         error("B+tree modified by remove's where function", 2)
       end
+      v = leaf_view(self, pp[1])          -- where() may have moved it
       local m = n
       for j = e - 1, pos, -1 do
         if marks[j - pos + 1] then
@@ -1525,7 +1554,7 @@ function Tree:get (key)
       off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, u32(v, N_COUNT), IS,
                                          key))
     end
-    local v = views[off] or node(self, off)
+    local v = leaf_view(self, off)
     local n = u32(v, N_COUNT)
     local LS = self.LS
     local i, found = vbsearch(v, FL_ENT, n, LS, key)
@@ -1533,7 +1562,7 @@ function Tree:get (key)
     if i < n then return nil end
     off = u64(v, L_NEXT)                -- key may start the next leaf
     if off == 0 then return nil end
-    v = views[off] or node(self, off)
+    v = leaf_view(self, off)
     if u32(v, N_COUNT) == 0 or vcompare(v, FL_ENT, key) ~= 0 then
       return nil
     end
@@ -1543,7 +1572,7 @@ function Tree:get (key)
   if i == n then
     local nx = u64(v, L_NEXT)
     if nx == 0 then return nil end
-    v, i = node(self, nx), 0
+    v, i = leaf_view(self, nx), 0
     if u32(v, N_COUNT) == 0 then return nil end
   end
   if lcmp(self, v, i, key) ~= 0 then return nil end
@@ -1565,21 +1594,21 @@ function Tree:has (key)
       off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, u32(v, N_COUNT), IS,
                                          key))
     end
-    local v = views[off] or node(self, off)
+    local v = leaf_view(self, off)
     local n = u32(v, N_COUNT)
     local i, found = vbsearch(v, FL_ENT, n, self.LS, key)
     if found then return true end
     if i < n then return false end
     off = u64(v, L_NEXT)
     if off == 0 then return false end
-    v = views[off] or node(self, off)
+    v = leaf_view(self, off)
     return u32(v, N_COUNT) > 0 and vcompare(v, FL_ENT, key) == 0
   end
   local v, n, i = lower_leaf(self, key)
   if i == n then
     local nx = u64(v, L_NEXT)
     if nx == 0 then return false end
-    v, i = node(self, nx), 0
+    v, i = leaf_view(self, nx), 0
     if u32(v, N_COUNT) == 0 then return false end
   end
   return lcmp(self, v, i, key) == 0
@@ -1596,7 +1625,7 @@ function Tree:count (key)
     if pos >= n then
       local nx = u64(v, L_NEXT)
       if nx == 0 then return c end
-      v = node(self, nx)
+      v = leaf_view(self, nx)
       n, pos = u32(v, N_COUNT), 0
     else
       if lcmp(self, v, pos, key) ~= 0 then return c end
@@ -1640,11 +1669,13 @@ end
 
 function Tree:__tostring ()
   if not self.views then return "B+tree (discarded)" end
-  local function sz (s) return s == -1 and "any" or tostring(s) end
-  return sformat("B+tree (%s-byte keys, %s-byte values, %d entr%s, "
-                 .. "height %d, meta at %d)", sz(self.ks), sz(self.vs),
-                 self.nent, self.nent == 1 and "y" or "ies", self.height,
-                 self.meta)
+  local function sz (s, what)
+    if s == -1 then return what .. "s of any length" end
+    return s .. "-byte " .. what .. "s"
+  end
+  return sformat("B+tree (%s, %s, %d entr%s, height %d, meta at %d)",
+                 sz(self.ks, "key"), sz(self.vs, "value"), self.nent,
+                 self.nent == 1 and "y" or "ies", self.height, self.meta)
 end
 
 ---------------------------------------------------------------------------
@@ -1671,7 +1702,7 @@ local function forward (t, off, pos, to, what)
     local buf, bi, bn = nil, 1, 0
     local function refill ()
       while off ~= 0 do
-        local v = node(t, off)
+        local v = leaf_view(t, off)
         local n = u32(v, N_COUNT)
         local e, last = n, false
         if to then
@@ -1702,7 +1733,7 @@ local function forward (t, off, pos, to, what)
   return function ()
     if t.mods ~= mods then error(MODIFIED, 2) end
     while off ~= 0 do
-      local v = node(t, off)
+      local v = leaf_view(t, off)
       if e < 0 then
         local n = u32(v, N_COUNT)
         e = n
@@ -1714,10 +1745,11 @@ local function forward (t, off, pos, to, what)
       if pos < e then
         local cell = u32(v, SL_SLOTS + 4 * pos)
         pos = pos + 1
-        if what == 2 then return field_read(t, v, cell + field_size(v, cell)) end
+        local vpos = cell + field_size(v, cell)
+        if what == 2 then return field_read(t, v, vpos) end
         local k = field_read(t, v, cell)
         if what == 1 then return k end
-        return k, field_read(t, v, cell + field_size(v, cell))
+        return k, field_read(t, v, vpos)
       end
       off = to == false and 0 or u64(v, L_NEXT)
       pos, e = 0, -1
@@ -1735,7 +1767,7 @@ local function backward (t, off, pos, to, what)
     local buf, bi = nil, -1
     local function refill ()
       while off ~= 0 do
-        local v = node(t, off)
+        local v = leaf_view(t, off)
         local n = u32(v, N_COUNT)
         local s, last = 0, false
         if to then
@@ -1767,7 +1799,7 @@ local function backward (t, off, pos, to, what)
   return function ()
     if t.mods ~= mods then error(MODIFIED, 2) end
     while off ~= 0 do
-      local v = node(t, off)
+      local v = leaf_view(t, off)
       if s == nil then
         local n = u32(v, N_COUNT)
         s = 0
@@ -1780,10 +1812,11 @@ local function backward (t, off, pos, to, what)
       if pos >= s then
         local cell = u32(v, SL_SLOTS + 4 * pos)
         pos = pos - 1
-        if what == 2 then return field_read(t, v, cell + field_size(v, cell)) end
+        local vpos = cell + field_size(v, cell)
+        if what == 2 then return field_read(t, v, vpos) end
         local k = field_read(t, v, cell)
         if what == 1 then return k end
-        return k, field_read(t, v, cell + field_size(v, cell))
+        return k, field_read(t, v, vpos)
       end
       off = to == false and 0 or u64(v, L_PREV)
       pos, s = nil, nil
