@@ -603,6 +603,63 @@ static int view_bsearch (lua_State *L) {
   return 2;
 }
 
+/* Compares the string of slot i (see bsearch_slots) with key: bytes, then
+** length. Raises if the slot or its string pass the view. */
+static int slotcmp (lua_State *L, const View *v, uint64_t slot, uint64_t i,
+                    const unsigned char *key, size_t kl) {
+  const unsigned char *p = vptr(v);
+  uint64_t at = load_le(p + slot, 4), n = 0;
+  int c;
+  if (at <= v->len && v->len - at >= 4) n = load_le(p + at, 4);
+  if (at > v->len || v->len - at < 4 || n > v->len - at - 4)
+    luaL_argerror(L, 2, lua_pushfstring(L, "string of slot %I at position "
+                  "%I passes the view (%I bytes)", (lua_Integer)i,
+                  (lua_Integer)at, (lua_Integer)v->len));
+  c = keycmp(p + at + 4, key, n < kl ? (size_t)n : kl);
+  if (c != 0) return c;
+  return n < kl ? -1 : (n > kl);
+}
+
+/* bsearch_slots(pos, count, stride, key [, upper]): binary search of
+** count strings found through a table of slots: slot i is the
+** little-endian u32 at pos + i * stride, the position in the view of a
+** little-endian u32 length and then that many bytes (the cells of a
+** slotted B+tree node). The strings sort as bytes, a proper prefix first.
+** Returns the 0-based index of the first string >= key (> key with upper)
+** and whether one equals key. */
+static int view_bsearch_slots (lua_State *L) {
+  View *v = checkview(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  uint64_t count = checkcount(L, 3, "count");
+  uint64_t stride = checkcount(L, 4, "stride");
+  size_t kl;
+  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 5,
+                                                                      &kl);
+  int upper = lua_toboolean(L, 6);
+  uint64_t lo = 0, hi = count;
+  int found = 0;
+  if (v->state != LIVE) checkview(L, 1);   /* the key's conversion ran a
+                                           ** finalizer that retired it */
+  if (count > 0 && (pos < 0 || (uint64_t)pos > v->len || stride < 4 ||
+                    count - 1 > (v->len - (uint64_t)pos) / stride ||
+                    v->len - (uint64_t)pos - (count - 1) * stride < 4))
+    luaL_argerror(L, 2, lua_pushfstring(L, "%I slots of %I bytes from "
+                  "position %I pass the view (%I bytes)", (lua_Integer)count,
+                  (lua_Integer)stride, pos, (lua_Integer)v->len));
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    int c = slotcmp(L, v, (uint64_t)pos + mid * stride, mid, key, kl);
+    if (c == 0) found = 1;
+    if (c < 0 || (upper && c == 0)) lo = mid + 1;
+    else hi = mid;
+  }
+  if (!upper && lo < count)
+    found = slotcmp(L, v, (uint64_t)pos + lo * stride, lo, key, kl) == 0;
+  lua_pushinteger(L, (lua_Integer)lo);
+  lua_pushboolean(L, found);
+  return 2;
+}
+
 
 /* ---------------------------------------------------------------------- */
 /* pack and unpack: the string.pack format language over a view            */
@@ -1491,6 +1548,7 @@ static const luaL_Reg view_methods[] = {
   {"read", view_read}, {"write", view_write}, {"fill", view_fill},
   {"compare", view_compare}, {"copy", view_copy}, {"hex", view_hex},
   {"pack", view_pack}, {"unpack", view_unpack}, {"bsearch", view_bsearch},
+  {"bsearch_slots", view_bsearch_slots},
   {"u8", view_u8}, {"u16", view_u16}, {"u32", view_u32},
   {"u64", view_u64}, {"i8", view_i8}, {"i16", view_i16},
   {"i32", view_i32}, {"i64", view_i64},

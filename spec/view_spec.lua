@@ -604,3 +604,104 @@ describe("fmap.View :bsearch() against a model", function()
                                       .. ("\255"):rep(8)) })
   end)
 end)
+
+describe("fmap.View :bsearch_slots()", function()
+  local bf
+  before_each(function() bf = assert(fmap.anonymous()) end)
+  after_each(function() h.no_live_views(bf); bf:close() end)
+
+  -- memcmp order, a proper prefix first: the model of the comparison
+  local function cmp (a, b)
+    if a == b then return 0 end
+    for i = 1, math.min(#a, #b) do
+      local x, y = a:byte(i), b:byte(i)
+      if x ~= y then return x < y and -1 or 1 end
+    end
+    return #a < #b and -1 or 1
+  end
+
+  -- Lays strings out as a slot table at pos (stride bytes a slot, junk
+  -- after the 4-byte position) and cells from the end of the view down.
+  local function layout (v, pos, stride, strings)
+    local at = #v
+    for i, s in ipairs(strings) do
+      at = at - 4 - #s
+      v:set_u32(at, #s)
+      v:write(at + 4, s)
+      v:set_u32(pos + (i - 1) * stride, at)
+      v:fill(0xA5, pos + (i - 1) * stride + 4, stride - 4)
+    end
+  end
+
+  it("finds the first string not below the key, prefixes first",
+     function()
+    local v <close> = bf:get(bf:allocate())
+    layout(v, 8, 4, { "", "a", "a", "a\0", "ab", "b" })
+    assert.same({ 0, true }, { v:bsearch_slots(8, 6, 4, "") })
+    assert.same({ 1, true }, { v:bsearch_slots(8, 6, 4, "", true) })
+    assert.same({ 1, true }, { v:bsearch_slots(8, 6, 4, "a") })
+    assert.same({ 3, true }, { v:bsearch_slots(8, 6, 4, "a", true) })
+    assert.same({ 3, true }, { v:bsearch_slots(8, 6, 4, "a\0") })
+    assert.same({ 4, false }, { v:bsearch_slots(8, 6, 4, "a\0\0") })
+    assert.same({ 5, false }, { v:bsearch_slots(8, 6, 4, "ac") })
+    assert.same({ 6, false }, { v:bsearch_slots(8, 6, 4, "c") })
+    assert.same({ 0, false }, { v:bsearch_slots(8, 0, 4, "c") })
+  end)
+
+  it("agrees with a linear scan", function()
+    local v <close> = bf:get(bf:allocate_blocks(2), 2)
+    local ALPHABET = { "\0", "\1", "\127", "\128", "\255" }
+    for _ = 1, 40 do
+      local strings = {}
+      for i = 1, math.random(0, 60) do
+        local t = {}
+        for j = 1, math.random(0, 12) do
+          t[j] = ALPHABET[math.random(#ALPHABET)]
+        end
+        strings[i] = table.concat(t)
+      end
+      table.sort(strings, function (a, b) return cmp(a, b) < 0 end)
+      local stride = math.random(4, 16)
+      layout(v, 16, stride, strings)
+      for _ = 1, 30 do
+        local key = strings[math.random(math.max(#strings, 1))] or ""
+        if math.random(2) == 1 then key = key .. ALPHABET[math.random(5)] end
+        local lower, upper, found = #strings, #strings, false
+        for i = #strings, 1, -1 do
+          local c = cmp(strings[i], key)
+          if c >= 0 then lower = i - 1 end
+          if c > 0 then upper = i - 1 end
+          if c == 0 then found = true end
+        end
+        assert.same({ lower, found },
+                    { v:bsearch_slots(16, #strings, stride, key) })
+        assert.same({ upper, found },
+                    { v:bsearch_slots(16, #strings, stride, key, true) })
+      end
+    end
+  end)
+
+  it("rejects slot tables and strings that pass the view", function()
+    local v <close> = bf:get(bf:allocate())
+    assert.equal("bad argument #1 to 'bsearch_slots' (1000 slots of 8 "
+                 .. "bytes from position 0 pass the view (4096 bytes))",
+                 h.errmsg(function() v:bsearch_slots(0, 1000, 8, "a") end))
+    assert.equal("bad argument #1 to 'bsearch_slots' (2 slots of 2 bytes "
+                 .. "from position 0 pass the view (4096 bytes))",
+                 h.errmsg(function() v:bsearch_slots(0, 2, 2, "a") end))
+    assert.equal("bad argument #2 to 'bsearch_slots' (count -1 is "
+                 .. "negative)", h.errmsg(function()
+                 v:bsearch_slots(0, -1, 4, "a") end))
+    v:set_u32(0, 4094)                    -- a cell whose length cannot fit
+    assert.equal("bad argument #1 to 'bsearch_slots' (string of slot 0 at "
+                 .. "position 4094 passes the view (4096 bytes))",
+                 h.errmsg(function() v:bsearch_slots(0, 1, 4, "a") end))
+    v:set_u32(0, 4000)
+    v:set_u32(4000, 0x80000010)           -- a length past the end
+    assert.equal("bad argument #1 to 'bsearch_slots' (string of slot 0 at "
+                 .. "position 4000 passes the view (4096 bytes))",
+                 h.errmsg(function() v:bsearch_slots(0, 1, 4, "a") end))
+    v:set_u32(4000, 92)                   -- zeros to the very end: fine
+    assert.same({ 1, false }, { v:bsearch_slots(0, 1, 4, "a") })
+  end)
+end)
