@@ -92,6 +92,8 @@ describe("scripts/bench.lua", function()
                              .. "+[%d.]+x"), out)
       assert.truthy(out:find("\ntargets %(issue 6%)\n"), out)
       assert.truthy(out:find("scan > 5,000,000 records/s", 1, true), out)
+      assert.truthy(out:find("%(floor: the scan loop over a sorted array%) *"
+                             .. "[%d,]+/s\n"), out)
     end)
 
     it("prints the block-layer micro-benchmarks with their targets",
