@@ -135,6 +135,7 @@ local set_u8, set_u32, set_u64 = VM.set_u8, VM.set_u32, VM.set_u64
 local vread, vwrite, vcopy = VM.read, VM.write, VM.copy
 local vcompare, vbsearch, vunpack = VM.compare, VM.bsearch, VM.unpack
 local vpack, vretarget = VM.pack, VM.retarget
+local vbsearch_slots = VM.bsearch_slots
 
 local MAGIC = "fmapBPTR"
 local VERSION = 1
@@ -329,8 +330,12 @@ end
 
 -- Binary search of the cells whose positions are in slots stride bytes
 -- apart from base: the first index >= key (> key with upper), and whether
--- one equals key.
-local function slot_search (t, v, base, stride, n, key, upper)
+-- one equals key. A node whose flag says no key overflows is searched in
+-- one call (flag: the node's flags byte, read here when not given).
+local function slot_search (t, v, base, stride, n, key, upper, flag)
+  if (flag or u8(v, N_FLAGS)) & 1 == 0 then
+    return vbsearch_slots(v, base, n, stride, key, upper)
+  end
   local lo, hi, found = 0, n, false
   while lo < hi do
     local mid = (lo + hi) // 2
@@ -731,12 +736,14 @@ local function lower_leaf (t, key)
   end
   for _ = t.height, 2, -1 do
     local v = node(t, off)
-    off = u64(v, SI_C0 + 12 * slot_search(t, v, SI_SLOTS, 12,
-                                          u32(v, N_COUNT), key, false))
+    local x = u64(v, 0)               -- kind, flags and count at once
+    off = u64(v, SI_C0 + 12 * slot_search(t, v, SI_SLOTS, 12, x >> 32, key,
+                                          false, x >> 8))
   end
   local v = leaf_view(t, off)
-  local n = u32(v, N_COUNT)
-  return v, n, (slot_search(t, v, SL_SLOTS, 4, n, key, false)), off
+  local x = u64(v, 0)
+  local n = x >> 32
+  return v, n, (slot_search(t, v, SL_SLOTS, 4, n, key, false, x >> 8)), off
 end
 
 -- The leaf after key's last entry (upper) and the position after it.
@@ -780,8 +787,9 @@ local function descend (t, key, upper)
   else
     for lvl = t.height, 2, -1 do
       local v = node(t, off)
-      local n = u32(v, N_COUNT)
-      local i = slot_search(t, v, SI_SLOTS, 12, n, key, upper)
+      local x = u64(v, 0)
+      local n = x >> 32
+      local i = slot_search(t, v, SI_SLOTS, 12, n, key, upper, x >> 8)
       pp[lvl], pi[lvl], pe[lvl] = off, i, edge
       edge = edge and i == n
       off = u64(v, SI_C0 + 12 * i)
