@@ -1428,7 +1428,15 @@ function Tree:add (key, value)
       off = u64(v, FI_C0 + IS * i)
     end
     pp[1], pe[1] = off, edge
-    local v = leaf_view(self, off)
+    local sv = self.sv
+    local v = sv[1]
+    if v == nil then
+      v = self.bf:get(off)
+      sv[1] = v
+    elseif self.sv_off ~= off then
+      vretarget(v, off)
+    end
+    self.sv_off = off
     local n = u32(v, N_COUNT)
     local LS = self.LS
     local i = vbsearch(v, FL_ENT, n, LS, key, true)
@@ -1474,13 +1482,58 @@ end
 -- @return how many entries were removed
 function Tree:remove (key, where)
   if not self.views then bad_self("remove", self) end
-  check_key(self, key, "remove", 1)
+  if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
+    check_key(self, key, "remove", 1)
+  end
   if where ~= nil and type(where) ~= "function" then
     argerr(2, "remove", "function expected, got " .. type(where))
   end
   if self.readonly then check_writable(self, "remove") end
-  local removed, kept = 0, 0
   local pp = self.pp
+  if self.fixed and where == nil then
+    -- The common case inlined: every entry of key in one leaf.
+    local pi, pe = self.pi, self.pe
+    local views = self.views
+    local off, edge, IS = self.root, true, self.IS
+    for lvl = self.height, 2, -1 do
+      local v = views[off] or node(self, off)
+      local n = u32(v, N_COUNT)
+      local i = vbsearch(v, FI_ENT, n, IS, key)
+      pp[lvl], pi[lvl], pe[lvl] = off, i, edge
+      edge = edge and i == n
+      off = u64(v, FI_C0 + IS * i)
+    end
+    pp[1], pe[1] = off, edge
+    local sv = self.sv
+    local v = sv[1]
+    if v == nil then
+      v = self.bf:get(off)
+      sv[1] = v
+    elseif self.sv_off ~= off then
+      vretarget(v, off)
+    end
+    self.sv_off = off
+    local n = u32(v, N_COUNT)
+    local LS = self.LS
+    local pos, found = vbsearch(v, FL_ENT, n, LS, key)
+    if not found then
+      if pos < n then return 0 end
+    else
+      local e = vbsearch(v, FL_ENT, n, LS, key, true)
+      if e < n then
+        local r, left = e - pos, n - e + pos
+        local at = FL_ENT + pos * LS
+        vcopy(v, at, v, at + r * LS, (n - e) * LS)
+        set_u32(v, N_COUNT, left)
+        local size = self.nent - r
+        self.nent, self.mods = size, self.mods + 1
+        set_u64(views[self.meta] or node(self, self.meta), M_SIZE, size)
+        if 4 * left * LS < self.lcapb and self.height > 1 then fix(self, 1) end
+        return r
+      end
+    end
+  end
+  local removed, kept = 0, 0
   while true do
     local v = descend(self, key, false)
     local n = u32(v, N_COUNT)
@@ -1562,7 +1615,15 @@ function Tree:get (key)
       off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, u32(v, N_COUNT), IS,
                                          key))
     end
-    local v = leaf_view(self, off)
+    local sv = self.sv
+    local v = sv[1]
+    if v == nil then
+      v = self.bf:get(off)
+      sv[1] = v
+    elseif self.sv_off ~= off then
+      vretarget(v, off)
+    end
+    self.sv_off = off
     local n = u32(v, N_COUNT)
     local LS = self.LS
     local i, found = vbsearch(v, FL_ENT, n, LS, key)
@@ -1602,7 +1663,15 @@ function Tree:has (key)
       off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, u32(v, N_COUNT), IS,
                                          key))
     end
-    local v = leaf_view(self, off)
+    local sv = self.sv
+    local v = sv[1]
+    if v == nil then
+      v = self.bf:get(off)
+      sv[1] = v
+    elseif self.sv_off ~= off then
+      vretarget(v, off)
+    end
+    self.sv_off = off
     local n = u32(v, N_COUNT)
     local i, found = vbsearch(v, FL_ENT, n, self.LS, key)
     if found then return true end
