@@ -449,9 +449,11 @@ int fm_anonymous (uint32_t bs, fm_file *f) {
   return rc;
 }
 
-/* Picks the newest slot that is intact and agrees with the file. */
+/* Picks the newest slot that is intact and agrees with the file. With
+** repair, the file may be shorter than the slot says: *size is raised to
+** what it must be, for the caller to extend it. */
 static int read_header (fm_file *f, const unsigned char *blk,
-                        uint64_t size, int repair) {
+                        uint64_t *size, int repair) {
   int i, rc = 0, seen_magic = 0, seen_sum = 0;
   fm_header h[2];
   int ok[2];
@@ -481,10 +483,23 @@ static int read_header (fm_file *f, const unsigned char *blk,
   i = (ok[1] && (!ok[0] || h[1].seq > h[0].seq)) ? 1 : 0;
   if (!ok[i]) return rc;
   if (repair) {   /* the free list is rebuilt: none of it is trusted */
+    uint64_t bs = h[i].block_size, want;
     h[i].free_head = h[i].free_blocks = h[i].free_runs = 0;
     h[i].pend_off = h[i].pend_next = h[i].pend_blocks = 0;
+    /* A power loss can keep a header written after a growth and lose
+    ** the growth itself (the size is metadata, committed apart): such a
+    ** file is extended to what its header says, within reason, since
+    ** growth is by a quarter at a time. */
+    if (bs >= FM_BLOCKSIZE && bs % FM_BLOCKSIZE == 0 &&
+        bs <= FM_MAX_BLOCKSIZE) {
+      want = (*size + bs - 1) / bs * bs;
+      if (h[i].top % bs == 0 && h[i].top > want &&
+          h[i].top / 4 <= want + 64 * bs)
+        want = h[i].top;
+      *size = want;
+    }
   }
-  if ((rc = validate_header(f, &h[i], size)) != 0) return rc;
+  if ((rc = validate_header(f, &h[i], *size)) != 0) return rc;
   f->h = h[i];
   f->slot = i;
   return 0;
@@ -534,6 +549,7 @@ int fm_open (const char *path, int flags, fm_file *f) {
   unsigned char blk[CTL_START];
   struct stat st;
   ssize_t got;
+  uint64_t size;
   int rc, readonly = (flags & FM_READONLY) != 0;
   reset(f);
   if ((flags & ~(FM_READONLY | FM_REPAIR)) != 0 ||
@@ -568,10 +584,19 @@ int fm_open (const char *path, int flags, fm_file *f) {
     release_all(f);
     return fail(f, FM_ECORRUPT, "not an fmap file (short read)");
   }
-  if ((rc = read_header(f, blk, (uint64_t)st.st_size,
-                        (flags & FM_REPAIR) != 0)) != 0) {
+  size = (uint64_t)st.st_size;
+  if ((rc = read_header(f, blk, &size, (flags & FM_REPAIR) != 0)) != 0) {
     release_all(f);
     return rc;
+  }
+  if (size > (uint64_t)st.st_size) {   /* repair: a growth was lost */
+    off_t more = (off_t)(size - (uint64_t)st.st_size);
+    if (size > (uint64_t)INT64_MAX) { errno = EFBIG; goto syserr; }
+    if (fallocate(f->fd, FALLOC_FL_KEEP_SIZE, st.st_size, more) != 0 &&
+        errno != EOPNOTSUPP && errno != ENOSYS)
+      goto syserr;
+    if (ftruncate(f->fd, (off_t)size) != 0) goto syserr;
+    st.st_size = (off_t)size;
   }
   f->map = mmap(NULL, (size_t)st.st_size,
                 readonly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED,

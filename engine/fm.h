@@ -73,7 +73,9 @@ int fm_create (const char *path, uint32_t block_size, fm_file *f);
 ** read-write opens hold it alone. A read-write open redoes the header's
 ** pending mark, if any. FM_REPAIR (not with FM_READONLY) ignores the
 ** header's free list and rebuilds it from the blocks carrying a valid or
-** torn free mark, in one crash-safe step. Returns 0, an errno value,
+** torn free mark, in one crash-safe step; a file shorter than its header
+** says (a growth a power loss lost) is first extended, up to four times
+** its size. Returns 0, an errno value,
 ** FM_EMISUSE (bad flags) or FM_ECORRUPT (f->msg says why); on failure f
 ** is closed. */
 int fm_open (const char *path, int flags, fm_file *f);

@@ -925,3 +925,47 @@ describe("fmap.BlockFile after a crash", function()
                  end))
   end)
 end)
+
+describe("fmap.open with repair, after a power loss", function()
+  local path
+  before_each(function() path = h.tmpname() end)
+  after_each(function() os.remove(path) end)
+
+  it("extends a file whose growth was lost, keeping what it holds",
+     function()
+    local bf = assert(fmap.create(path))
+    local a = bf:allocate()
+    bf:with(a, 1, function(v) v:write(0, "flushed") end)
+    local b = bf:allocate_blocks(3)
+    bf:close()
+    -- the header reached the disk, the file's new size did not
+    h.writefile(path, h.readfile(path):sub(1, 2 * BS))
+    assert.same({ nil, path .. ": allocated area ends at 20480, outside the "
+                  .. "file (size 8192) or not block-aligned", 22 },
+                { fmap.open(path) })
+    bf = assert(fmap.open(path, { repair = true }))
+    assert.equal(5 * BS, bf:size())
+    assert.is_true(bf:check())
+    assert.equal("flushed", bf:with(a, 1, function(v) return v:read(0, 7) end))
+    assert.equal(string.rep("\0", 3 * BS), bf:with(b, 3, function(v)
+      return v:read()
+    end))
+    bf:close()
+    assert.is_true(fmap.open(path):check())
+  end)
+
+  it("does not extend a file to whatever a damaged header claims",
+     function()
+    local bf = assert(fmap.create(path))
+    bf:allocate()
+    bf:close()
+    local F = require "fmfile"
+    local s = h.readfile(path)
+    local _, slot = F.newest(s)
+    h.writefile(path, F.set_slot(s, slot, { top = 4096 * 100000 }))
+    assert.same({ nil, path .. ": allocated area ends at 409600000, outside "
+                  .. "the file (size 8192) or not block-aligned", 22 },
+                { fmap.open(path, { repair = true }) })
+    assert.equal(2 * BS, #h.readfile(path))
+  end)
+end)
