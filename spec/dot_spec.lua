@@ -239,6 +239,14 @@ describe("fmap.dot", function()
                    h.errmsg(function() dot.at(bf, 0) end))
     end)
 
+    it("is the tree's t:dot() method", function()
+      local t = bptree.new(bf, 8, 8)
+      for i = 1, 600 do t:add(string.pack(">I8", i), string.pack("<I8", i)) end
+      local text = t:dot { depth = 1, children = 2 }
+      assert.equal(dot.tree(t, { depth = 1, children = 2 }), text)
+      assert.matches("children not drawn", text, 1, true)
+    end)
+
     it("rejects what is not a tree", function()
       assert.equal("bad argument #1 to 'tree' (B+tree expected, got "
                    .. "table)", h.errmsg(function() dot.tree({}) end))

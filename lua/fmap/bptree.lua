@@ -1744,6 +1744,9 @@ function Tree:blockfile ()
   return self.bf
 end
 
+--- Graphviz DOT text of the tree, cut to a depth (fmap.dot.tree).
+function Tree:dot (opts) return require("fmap.dot").tree(self, opts) end
+
 function Tree:__tostring ()
   if not self.views then return "B+tree (discarded)" end
   local function sz (s, what)
