@@ -1600,6 +1600,32 @@ static void setfuncs (lua_State *L, const luaL_Reg *funcs, int mt_view,
   luaL_setfuncs(L, funcs, 2);
 }
 
+/* The structures written in Lua, reachable as fields of the module so
+** that fmap.audit(bf) and fmap.bptree.new(...) work: each is required on
+** first use ("fmap.NAME", found on package.path) and then kept. */
+static const char *const submodules[] = {
+  "audit", "blockmap", "bptree", "classify", "codec", "dot", "mmlist",
+  "varchar", "workload", NULL
+};
+
+static int mod_index (lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  int i;
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  for (i = 0; submodules[i] != NULL; i++) {
+    if (strcmp(k, submodules[i]) == 0) {
+      lua_getglobal(L, "require");
+      lua_pushfstring(L, "fmap.%s", k);
+      lua_call(L, 1, 1);
+      lua_pushvalue(L, 2);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, 1);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 LUAMOD_API int luaopen_fmap (lua_State *L) {
   int vmt, bmt;
   luaL_newmetatable(L, FMAP_VIEW);
@@ -1626,5 +1652,9 @@ LUAMOD_API int luaopen_fmap (lua_State *L) {
   lua_setfield(L, -2, "VERSION");
   lua_pushinteger(L, FM_VERSION);
   lua_setfield(L, -2, "FORMAT_VERSION");
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, mod_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
   return 1;
 }

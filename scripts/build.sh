@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 # What the build, the specs and the tools they drive need from Debian.
 PACKAGES=(build-essential lua5.4 liblua5.4-dev lua-busted premake4
-          libreadline-dev tmux)
+          libreadline-dev tmux graphviz)
 
 install_missing () {
   local missing=()

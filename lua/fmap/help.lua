@@ -109,6 +109,11 @@ local API = {
     "binary search of sorted entries",
     "Returns the 0-based index of the first entry >= key (> key with\n"
     .. "upper), and whether one equals key." },
+  { "v:bsearch_slots", "(pos, count, stride, key [, upper]) -> index, found",
+    "binary search of strings found through a table of slots",
+    "Slot i is the little-endian u32 at pos + i * stride: the position in\n"
+    .. "the view of a u32 length and that many bytes (a slotted node's\n"
+    .. "cells). Strings sort as bytes, a proper prefix first." },
   { "v:hex", "([pos [, len]]) -> string",
     "a hexdump -C style dump" },
 
