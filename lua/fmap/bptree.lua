@@ -100,12 +100,17 @@
 -- merged with a sibling when both fit in one node (the emptied block goes
 -- back to the BlockFile), else entries are moved over from the sibling.
 --
--- Views. The tree keeps the views of the nodes it visits in a weak table:
--- an operation acquires a view only for a node not visited since the last
--- garbage collection, and holds none of its own between operations, so the
--- collector releases them (bf:close() collects garbage first; views may
--- show in bf:live_views() until then). Iterators hold no view between
--- steps.
+-- Search. Fixed nodes are searched with view:bsearch; slotted nodes with
+-- view:bsearch_slots when no key of the node overflows (flag clear), else
+-- in Lua, comparing overflowed keys through their runs.
+--
+-- Views. The tree keeps the views of the internal nodes it visits in a
+-- weak table, and one view that it moves from leaf to leaf with
+-- view:retarget (a large tree has more leaves than the table would keep
+-- between two collections). So an operation seldom acquires a view, and
+-- the tree holds none of its own between operations: the collector
+-- releases them (bf:close() collects garbage first; they may show in
+-- bf:live_views() until then). Iterators hold no view between steps.
 --
 -- Not crash-safe: a process killed in the middle of an operation may leave
 -- the tree inconsistent. Durability is the BlockFile's: bf:flush().
