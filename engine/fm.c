@@ -40,13 +40,19 @@
 ** A free block starts with a mark:
 **        0          8  magic "fmapFREE"
 **        8          8  the block's own offset
-**       16          8  next run (run heads only; 0 for the last run)
+**       16          8  run heads: the next run (0 for the last run);
+**                      members: their run's head, a hint (0 in old files)
 **       24          8  blocks in the run (run heads), 0 (other members)
 **       32          8  checksum of bytes 0..31
 ** Free blocks form runs of contiguous blocks; the free list links the run
 ** heads. Allocation takes blocks from the end of a run, so only the head's
-** count changes. Every block of a run is marked, so freeing any block twice
-** is caught, and a mark names its own offset, so a copied block is not free.
+** count changes. A member's mark names its run's head (a hint, checked
+** before use), so a freed range merges with the free run just before it,
+** and with the head run just after it: runs grow instead of shredding. A
+** stale hint (a crash between two writes) fails the check and at worst
+** leaks the freed blocks; it never lists a block twice. Every block of a
+** run is marked, so freeing any block twice is caught, and a mark names
+** its own offset, so a copied block is not free.
 **
 ** Blocks from top to the end of the file are the tail: never allocated
 ** since the file was last trimmed. The file grows geometrically (by a
@@ -292,6 +298,30 @@ int fm_is_free (const fm_file *f, uint64_t off) {
   const unsigned char *p = f->map + off;
   return memcmp(p, FREE_MAGIC, 8) == 0 && get64(p + 8) == off &&
          get64(p + 32) == checksum(p, 32, 1);
+}
+
+/* The run that ends where end begins, found through hints: the mark of a
+** run's member names its head in the next field (a head's mark has its
+** count there instead). A hint is followed at most a few hops and then
+** validated, so a stale one only costs a merge. Returns the run's head,
+** or 0 when none can be trusted. */
+static int read_run (fm_file *f, uint64_t off, uint64_t *next,
+                     uint64_t *blocks);
+
+static uint64_t run_ending_at (fm_file *f, uint64_t end, uint64_t *next,
+                               uint64_t *blocks) {
+  uint64_t bs = f->h.block_size, t = end - bs, h = t;
+  int hop;
+  if (end < 2 * bs || !fm_is_free(f, t)) return 0;
+  for (hop = 0; get64(f->map + h + 24) == 0; hop++) {
+    if (hop == 4) return 0;
+    h = get64(f->map + h + 16);
+    if (h < bs || h > t || h % bs != 0 || !fm_is_free(f, h)) return 0;
+  }
+  if (read_run(f, h, next, blocks) != 0 || *blocks > (end - h) / bs ||
+      h + *blocks * bs != end)
+    return 0;
+  return h;
 }
 
 /* Reads the run at off, validating it; 0 or FM_ECORRUPT. */
@@ -647,8 +677,9 @@ int fm_close (fm_file *f) {
 /* ---------------------------------------------------------------------- */
 
 /* Takes n blocks from the end of a run on the free list, first fit among
-** the first few runs; *off = 0 when none fits. */
-#define FIT_SEARCH 8
+** the first FIT_SEARCH runs; *off = 0 when none fits. A single block
+** always fits the head run; only multi-block requests walk. */
+#define FIT_SEARCH 512
 
 static int take_free (fm_file *f, fm_header *nh, uint64_t n,
                       uint64_t *off) {
@@ -760,7 +791,8 @@ int fm_free (fm_file *f, uint64_t off, uint64_t n) {
   uint64_t bs = f->h.block_size, i, head = f->h.free_head;
   uint64_t next = 0, blocks = 0;
   fm_header nh = f->h;
-  int rc, merge = 0;   /* 1: extends the head run, -1: precedes it */
+  uint64_t left = 0, lnext = 0, lblocks = 0, hint;
+  int rc, merge = 0;   /* 1: extends a run, -1: precedes the head run */
   if (f->readonly)
     return fail(f, FM_EMISUSE, "the BlockFile is read-only");
   if ((rc = fm_check_range(f, off, n)) != 0) {
@@ -773,27 +805,35 @@ int fm_free (fm_file *f, uint64_t off, uint64_t n) {
   ** a damaged list is an error that frees nothing. */
   if (head != 0 && (rc = read_run(f, head, &next, &blocks)) != 0)
     return rc;
-  if (head != 0 && head + blocks * bs == off) merge = 1;
-  else if (head != 0 && off + n * bs == head) merge = -1;
+  if (head != 0 && head + blocks * bs == off) {
+    merge = 1;
+    left = head; lnext = next; lblocks = blocks;
+  } else if (head != 0 && off + n * bs == head) {
+    merge = -1;
+  } else if ((left = run_ending_at(f, off, &lnext, &lblocks)) != 0) {
+    merge = 1;   /* the free run just before, wherever it is in the list */
+  }
   nh.free_blocks += n;
-  if (merge == 1) {                    /* the head run's count grows */
-    nh.pend_off = head;
-    nh.pend_next = next;
-    nh.pend_blocks = blocks + n;
+  if (merge == 1) {                    /* that run's count grows */
+    nh.pend_off = left;
+    nh.pend_next = lnext;
+    nh.pend_blocks = lblocks + n;
   } else {
     nh.free_head = off;
     if (merge == -1) {                 /* the old head becomes a member */
       nh.pend_off = head;
-      nh.pend_next = nh.pend_blocks = 0;
+      nh.pend_next = off;              /* whose hint is the new head */
+      nh.pend_blocks = 0;
     } else {
       nh.free_runs++;
     }
   }
   if ((rc = check_next(f, &nh)) != 0) return rc;
   /* Mark every block first: until the header lists them, they are only
-  ** leaked, never handed out twice. */
-  for (i = 1; i < n; i++) put_mark(f, off + i * bs, 0, 0);
-  if (merge == 1) put_mark(f, off, 0, 0);
+  ** leaked, never handed out twice. Members name their run's head. */
+  hint = merge == 1 ? left : off;
+  for (i = 1; i < n; i++) put_mark(f, off + i * bs, hint, 0);
+  if (merge == 1) put_mark(f, off, hint, 0);
   else if (merge == -1) put_mark(f, off, next, n + blocks);
   else put_mark(f, off, head, n);
   f->h = nh;
