@@ -3,7 +3,9 @@
 #   bash scripts/build.sh demo    install what is missing, build, run the demo
 #   bash scripts/build.sh test    install what is missing, build, run every spec
 #   bash scripts/build.sh build   install what is missing, build
-# Debian 12 as root (or with sudo). Ends `test` with "specs: N passed, N failed".
+# Debian 12 as root (or with sudo). `test` runs the suite under the release
+# and the sanitizer builds, a valgrind leak check and a 60 s libFuzzer run,
+# and ends with "specs: N passed, N failed" (each extra check counts as one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,17 +36,21 @@ build () {
   done
 }
 
-# Runs busted under one build of the host; adds to the totals.
+# Runs busted under one build of the host; adds its counts to the totals.
+# A run whose exit status is not 0 although every spec passed (a leak that
+# LeakSanitizer reports at exit, a crash after the summary) counts as one
+# failure more.
 PASSED=0
 FAILED=0
 run_specs () {
-  local bin=$1 label=$2 out
+  local bin=$1 label=$2 out status
   shift 2
   echo "== specs under $bin ($label)"
   out=$(mktemp)
   set +e
   env "$@" FMAP_BIN="$bin" busted --lua="$bin" -o utfTerminal 2>&1 \
     | tee "$out"
+  status=${PIPESTATUS[0]}
   set -e
   # busted's closing line: "N successes / N failures / N errors / N pending"
   local line s f e
@@ -61,6 +67,23 @@ run_specs () {
   e=$(echo "$line" | sed -E 's/^.*\b([0-9]+) error.*$/\1/')
   PASSED=$((PASSED + s))
   FAILED=$((FAILED + f + e))
+  if [ "$status" -ne 0 ] && [ $((f + e)) -eq 0 ]; then
+    echo "busted under $bin exited with status $status after its specs"
+    FAILED=$((FAILED + 1))
+  fi
+}
+
+# Runs a check that is not a busted suite; it counts as one spec.
+run_check () {
+  local label=$1
+  shift
+  echo "== $label: $*"
+  if "$@"; then
+    PASSED=$((PASSED + 1))
+  else
+    echo "FAILED: $label"
+    FAILED=$((FAILED + 1))
+  fi
 }
 
 case "${1:-}" in
@@ -74,14 +97,17 @@ case "${1:-}" in
     build/bin/fmap scripts/demo.lua
     ;;
   test)
-    install_missing
+    # libFuzzer comes with clang's runtime; valgrind checks for leaks.
+    install_missing clang libclang-rt-14-dev valgrind
     build release sanitize
     run_specs build/bin/fmap release
-    # Leaks are checked by their own script; here ASan and UBSan watch
-    # every access the suite makes.
+    # ASan and UBSan watch every access the suite makes, and
+    # LeakSanitizer every allocation left when the Lua state closes.
     run_specs build/sanitize/bin/fmap sanitize \
-      ASAN_OPTIONS=detect_leaks=0 \
+      ASAN_OPTIONS=detect_leaks=1 \
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    run_check "valgrind leak check" bash scripts/memcheck.sh valgrind
+    run_check "libFuzzer on the file-open path" bash scripts/fuzz.sh 60
     echo "specs: $PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
     ;;
