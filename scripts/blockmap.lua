@@ -13,71 +13,32 @@
 local fmap = require "fmap"
 local blockmap = require "fmap.blockmap"
 local classify = require "fmap.classify"
+local cli = require "fmap.cli"
 
 local USAGE = "usage: fmap scripts/blockmap.lua FILE -o OUT.png|OUT.svg "
               .. "[-r MODULE] [--cols N] [--cell N]"
 
-local function usage_error (msg)
-  io.stderr:write("blockmap: ", msg, "\n", USAGE, "\n")
-  os.exit(2)
-end
-
-local function fail (msg)
-  io.stderr:write("blockmap: ", msg, "\n")
-  os.exit(1)
-end
+local cmd = cli.new("blockmap", USAGE, {
+  ["-o"] = "output", ["--output"] = "output",
+  ["-r"] = { key = "modules", many = true },
+  ["--require"] = { key = "modules", many = true },
+  ["--cols"] = { key = "cols", kind = "integer", min = 1 },
+  ["--cell"] = { key = "cell", kind = "integer", min = 1 },
+})
 
 local function parse (args)
-  local opts = { modules = {} }
-  local i = 1
-  local function value (name)
-    i = i + 1
-    local v = args[i]
-    if v == nil then usage_error(name .. " needs a value") end
-    return v
-  end
-  local function count (name)
-    local s = value(name)
-    local n = math.tointeger(tonumber(s))
-    if not n or n < 1 then
-      usage_error(string.format("%s: %q is not a positive integer", name, s))
-    end
-    return n
-  end
-  while i <= #args do
-    local a = args[i]
-    if a == "-o" or a == "--output" then
-      opts.output = value(a)
-    elseif a == "-r" or a == "--require" then
-      opts.modules[#opts.modules + 1] = value(a)
-    elseif a == "--cols" then
-      opts.cols = count(a)
-    elseif a == "--cell" then
-      opts.cell = count(a)
-    elseif a == "-h" or a == "--help" then
-      print(USAGE)
-      os.exit(0)
-    elseif a:sub(1, 1) == "-" then
-      usage_error(string.format("unknown option %q", a))
-    elseif opts.path then
-      usage_error("one FILE only")
-    else
-      opts.path = a
-    end
-    i = i + 1
-  end
-  if not opts.path then usage_error("no FILE") end
-  if not opts.output then usage_error("no -o OUT.png or OUT.svg") end
+  local opts = cmd:parse(args)
+  if not opts.output then cmd:usage_error("no -o OUT.png or OUT.svg") end
   local ext = opts.output:lower():match("%.(%w+)$")
   if ext ~= "png" and ext ~= "svg" then
-    usage_error(string.format("%q: the output must end in .png or .svg",
-                              opts.output))
+    cmd:usage_error(string.format("%q: the output must end in .png or .svg",
+                                  opts.output))
   end
   if opts.cell and opts.cell > 64 then
-    usage_error("--cell: at most 64 pixels")
+    cmd:usage_error("--cell: at most 64 pixels")
   end
   if opts.cols and opts.cols > 4096 then
-    usage_error("--cols: at most 4096 blocks per row")
+    cmd:usage_error("--cols: at most 4096 blocks per row")
   end
   return opts
 end
@@ -85,16 +46,16 @@ end
 local opts = parse(arg)
 for _, m in ipairs(opts.modules) do
   local ok, err = pcall(require, m)
-  if not ok then fail(string.format("cannot load %s: %s", m, err)) end
+  if not ok then cmd:fail(string.format("cannot load %s: %s", m, err)) end
 end
 local bf, msg = fmap.open(opts.path, { readonly = true })
-if not bf then fail(msg) end
+if not bf then cmd:fail(msg) end
 local t0 = os.clock()
 local r, werr = blockmap.write(bf, opts.output,
                                { cols = opts.cols, cell = opts.cell })
 local elapsed = os.clock() - t0
 bf:close()
-if not r then fail(werr) end
+if not r then cmd:fail(werr) end
 
 local f = classify.figures(r)
 print(string.format("%s: %d blocks of %d bytes, %.1f%% free in %d runs, "

@@ -11,59 +11,18 @@
 -- a usage error.
 local fmap = require "fmap"
 local repl = require "fmap.repl"
+local cli = require "fmap.cli"
 
 local USAGE = "usage: fmap scripts/inspect.lua [--free] [--block OFFSET] "
               .. "[--stats] [--audit] FILE"
 
-local function usage_error (msg)
-  io.stderr:write("inspect: ", msg, "\n", USAGE, "\n")
-  os.exit(2)
-end
-
-local function fail (msg)
-  io.stderr:write("inspect: ", msg, "\n")
-  os.exit(1)
-end
-
--- Reads the command line: options may come before or after FILE.
-local function parse (args)
-  local opts = { blocks = {} }
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local value = a:match("^%-%-block=(.*)$")
-    if a == "--block" or value then
-      if not value then
-        i = i + 1
-        value = args[i]
-        if value == nil then usage_error("--block needs an OFFSET") end
-      end
-      local off = math.tointeger(tonumber(value))
-      if off == nil or off < 0 then
-        usage_error(string.format("--block: %q is not an offset", value))
-      end
-      opts.blocks[#opts.blocks + 1] = off
-    elseif a == "--free" then
-      opts.free = true
-    elseif a == "--stats" then
-      opts.stats = true
-    elseif a == "--audit" then
-      opts.audit = true
-    elseif a == "-h" or a == "--help" then
-      print(USAGE)
-      os.exit(0)
-    elseif a:sub(1, 1) == "-" and a ~= "-" then
-      usage_error(string.format("unknown option %q", a))
-    elseif opts.path then
-      usage_error("one FILE only")
-    else
-      opts.path = a
-    end
-    i = i + 1
-  end
-  if not opts.path then usage_error("no FILE") end
-  return opts
-end
+local cmd = cli.new("inspect", USAGE, {
+  ["--block"] = { key = "blocks", kind = "offset", many = true,
+                  value = "an OFFSET" },
+  ["--free"] = { key = "free", kind = "flag" },
+  ["--stats"] = { key = "stats", kind = "flag" },
+  ["--audit"] = { key = "audit", kind = "flag" },
+})
 
 local function row (name, fmt, ...)
   print(string.format("  %-14s " .. fmt, name, ...))
@@ -114,7 +73,7 @@ end
 -- dump looks like any other.
 local function raw_hex (path, off, bs)
   local f, err = io.open(path, "rb")
-  if not f then fail(err) end
+  if not f then cmd:fail(err) end
   f:seek("set", off)
   local bytes = f:read(bs) or ""
   f:close()
@@ -127,11 +86,11 @@ end
 local function block (bf, off)
   local bs, size = bf:block_size(), bf:size()
   if off % bs ~= 0 then
-    fail(string.format("--block %d is not a multiple of the block size (%d)",
-                       off, bs))
+    cmd:fail(string.format("--block %d is not a multiple of the block size "
+                           .. "(%d)", off, bs))
   elseif off >= size then
-    fail(string.format("--block %d is past the end of the file (%d bytes)",
-                       off, size))
+    cmd:fail(string.format("--block %d is past the end of the file (%d "
+                           .. "bytes)", off, size))
   end
   local what, dump
   if off == 0 then
@@ -151,9 +110,9 @@ local function block (bf, off)
   io.write(dump)
 end
 
-local opts = parse(arg)
+local opts = cmd:parse(arg)
 local bf <close>, err = fmap.open(opts.path, { readonly = true })
-if not bf then fail(err) end
+if not bf then cmd:fail(err) end
 header(bf)
 local ok, problems = bf:check()
 if ok then

@@ -1,0 +1,116 @@
+--- fmap.cli: the command line of fmap's scripts, one FILE and options.
+-- A script describes its options once and gets them parsed, with the same
+-- messages and exit statuses everywhere: 2 and the usage on a usage error,
+-- 1 on a failure, 0 after printing the usage for -h or --help.
+--
+--   local cli = require "fmap.cli"
+--   local cmd = cli.new("blockmap", USAGE, {
+--     ["-o"] = "output", ["--output"] = "output",
+--     ["--cols"] = { key = "cols", kind = "integer", min = 1 },
+--     ["-r"] = { key = "modules", many = true },
+--     ["--free"] = { key = "free", kind = "flag" },
+--   })
+--   local opts = cmd:parse(arg)      -- opts.path is FILE
+--   if not bf then cmd:fail(msg) end
+local M = {}
+
+local Command = {}
+Command.__index = Command
+
+--- A command: its name (the prefix of its messages), its usage line, and
+-- its options. An option maps to a key (a string) or to a table: key;
+-- kind "string" (the default), "integer" (with min), "offset" (a
+-- non-negative integer, decimal or 0x hex) or "flag"; many = true to
+-- collect every occurrence in a list; value = what the message calls its
+-- value ("a value" by default).
+function M.new (name, usage, options)
+  local opts = {}
+  for flag, o in pairs(options) do
+    if type(o) == "string" then o = { key = o } end
+    opts[flag] = {
+      key = o.key, kind = o.kind or "string", min = o.min, many = o.many,
+      value = o.value or "a value",
+    }
+  end
+  return setmetatable({ name = name, usage = usage, options = opts },
+                      Command)
+end
+
+--- Prints msg and the usage on stderr and exits with status 2.
+function Command:usage_error (msg)
+  io.stderr:write(self.name, ": ", msg, "\n", self.usage, "\n")
+  os.exit(2)
+end
+
+--- Prints msg on stderr and exits with status 1.
+function Command:fail (msg)
+  io.stderr:write(self.name, ": ", msg, "\n")
+  os.exit(1)
+end
+
+local function convert (self, flag, o, s)
+  if o.kind == "integer" then
+    local n = math.tointeger(tonumber(s))
+    if not n or n < (o.min or math.mininteger) then
+      if o.min == 1 then
+        self:usage_error(string.format("%s: %q is not a positive integer",
+                                       flag, s))
+      end
+      self:usage_error(string.format("%s: %q is not an integer >= %d", flag,
+                                     s, o.min))
+    end
+    return n
+  elseif o.kind == "offset" then
+    local n = math.tointeger(tonumber(s))
+    if n == nil or n < 0 then
+      self:usage_error(string.format("%s: %q is not an offset", flag, s))
+    end
+    return n
+  end
+  return s
+end
+
+--- Parses args: options (also as --name=value) before or after one FILE,
+-- which may be "-". Returns the options by key, FILE as path.
+function Command:parse (args)
+  local r = {}
+  for _, o in pairs(self.options) do
+    if o.many then r[o.key] = {} end
+  end
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local flag, inline = a:match("^(%-%-[^=]+)=(.*)$")
+    flag = flag or a
+    local o = self.options[flag]
+    if flag == "-h" or flag == "--help" then
+      print(self.usage)
+      os.exit(0)
+    elseif o then
+      local v = true
+      if o.kind ~= "flag" then
+        v = inline
+        if v == nil then
+          i = i + 1
+          v = args[i]
+          if v == nil then
+            self:usage_error(flag .. " needs " .. o.value)
+          end
+        end
+        v = convert(self, flag, o, v)
+      end
+      if o.many then table.insert(r[o.key], v) else r[o.key] = v end
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      self:usage_error(string.format("unknown option %q", a))
+    elseif r.path then
+      self:usage_error("one FILE only")
+    else
+      r.path = a
+    end
+    i = i + 1
+  end
+  if not r.path then self:usage_error("no FILE") end
+  return r
+end
+
+return M
