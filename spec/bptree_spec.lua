@@ -615,6 +615,37 @@ describe("fmap.bptree", function()
       assert.is_true(t:verify())
     end)
 
+    it("finds keys of all 0xFF bytes, which sort last", function()
+      -- fixed internal nodes pad their free slots with 0xFF: such keys
+      -- equal the padding
+      for _, ks in ipairs({ 4, 500 }) do
+        local t = bptree.new_at(bf, nil, ks, 4)
+        local top = ("\255"):rep(ks)
+        local function key (i)
+          return (be(i, 4) .. ("k"):rep(ks)):sub(1, ks)
+        end
+        for i = 1, 1500 do
+          t:add(key(i), be(i, 4))
+          if i % 5 == 0 then t:add(top, be(i, 4)) end
+        end
+        assert.is_true(t:stats().height >= 2)
+        assert.equal(300, t:count(top))
+        assert.equal(be(5, 4), t:get(top))
+        assert.is_true(t:has(key(1500)))
+        local got = collect(t:range(top, key(1499)))
+        assert.equal(302, #got)
+        assert.same({ top, be(1500, 4) }, got[1])
+        assert.equal(150, t:remove(top, function (v)
+          return string.unpack(">I4", v) % 10 == 0
+        end))
+        assert.equal(150, t:count(top))
+        assert.is_true(t:verify())
+        assert.equal(150, t:remove(top))
+        assert.is_false(t:has(top))
+        assert.is_true(t:verify())
+      end
+    end)
+
     it("reports the first broken invariant with the node", function()
       local t = bptree.new(bf, 4, 4)
       for i = 1, 2000 do t:add(be(i, 4), be(i, 4)) end
@@ -637,16 +668,29 @@ describe("fmap.bptree", function()
       assert.is_nil(ok)
       assert.equal("node " .. first .. " (leaf, level 1): keys 0 and 1 are "
                    .. "out of order", msg)
+      local nxt
       bf:with(first, 1, function (v)
         local a, b = v:read(24, 8), v:read(32, 8)
         v:write(24, b)
         v:write(32, a)
+        nxt = v:u64(16)
         v:set_u64(16, 0)                 -- cut the link to the next leaf
       end)
       ok, msg = t:verify()
       assert.is_nil(ok)
-      assert.matches("^node " .. first .. " %(leaf, level 1%): next leaf is "
-                     .. "0, should be %d+$", msg)
+      assert.equal("node " .. first .. " (leaf, level 1): next leaf is 0, "
+                   .. "should be " .. nxt, msg)
+      bf:with(first, 1, function (v) v:set_u64(16, nxt) end)
+      assert.is_true(t:verify())
+      local n
+      bf:with(root, 1, function (v)          -- a byte of the padding
+        n = v:u32(4)
+        v:write(4090, "\0")
+      end)
+      ok, msg = t:verify()
+      assert.is_nil(ok)
+      assert.equal("node " .. root .. " (internal, level 2): slots after "
+                   .. "entry " .. (n - 1) .. " are not 0xFF", msg)
       assert.equal(2, st.height)
       assert.is_string(leaf)
     end)

@@ -44,8 +44,11 @@
 --   leaf       8  8 previous leaf      16  8 next leaf
 --             24    entries: count x (K key bytes, V value bytes)
 --   internal   8  8 C[0]
---             16    entries: count x (K bytes of S[j], 8 bytes C[j+1])
---   (so C[j] is at 8 + j * (K + 8))
+--             16    entries: count x (K bytes of S[j], 8 bytes C[j+1]),
+--                   then 0xFF bytes up to the node's capacity
+--   (so C[j] is at 8 + j * (K + 8)). The 0xFF padding sorts after or
+--   equal to every key, so a search for the first entry >= key over the
+--   whole capacity finds the child without reading the count.
 --
 -- Slotted layout: keys or values of any length, or too large for the
 -- fixed one. A node has a slot array growing up from its header and a heap
@@ -81,6 +84,7 @@
 --   - leaves are doubly linked in key order: the first has no previous,
 --     the last no next
 --   - the entries counted in the leaves are the meta block's size
+--   - fixed internal nodes: the slots after the last entry are 0xFF
 --   - slotted nodes: cells lie in the heap without overlapping, live and
 --     dead bytes add up, the flag is set if a key overflows, and every run
 --     is allocated and owned by one field
@@ -286,7 +290,8 @@ local function init_internal (t, off)
   local v = node(t, off)
   VM.fill(v, 0, 0, 24)
   set_u8(v, N_KIND, INTERNAL)
-  if not t.fixed then set_u32(v, SI_LO, t.bs) end
+  if t.fixed then VM.fill(v, 0xFF, FI_ENT, t.ICAP * t.IS)
+  else set_u32(v, SI_LO, t.bs) end
   return v
 end
 
@@ -662,6 +667,7 @@ local function idelete (t, v, n, i, keep)
     local IS = t.IS
     local pos = FI_ENT + i * IS
     if i + 1 < n then vcopy(v, pos, v, pos + IS, (n - i - 1) * IS) end
+    VM.fill(v, 0xFF, FI_ENT + (n - 1) * IS, IS)
   else
     local pos = SI_SLOTS + 12 * i
     local cell = u32(v, pos)
@@ -685,6 +691,7 @@ local function imove (t, src, sn, i, dst, dn)
     if t.fixed then
       local IS = t.IS
       vcopy(dst, FI_ENT + dn * IS, src, FI_ENT + i * IS, cnt * IS)
+      VM.fill(src, 0xFF, FI_ENT + i * IS, cnt * IS)
     else
       local need = 0
       for j = i, sn - 1 do need = need + iesize(t, src, j) end
@@ -731,9 +738,10 @@ local function lower_leaf (t, key)
   local off = t.root
   if t.fixed then
     local IS = t.IS
+    local cap = t.ICAP
     for _ = t.height, 2, -1 do
       local v = node(t, off)
-      off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, u32(v, N_COUNT), IS, key))
+      off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, cap, IS, key))
     end
     local v = leaf_view(t, off)
     local n = u32(v, N_COUNT)
@@ -774,19 +782,18 @@ local function edge_leaf (t, last)
 end
 
 -- Descends to key's leaf, recording the path for a change: pp[lvl] is the
--- node at level lvl, pi[lvl] the child taken there, pe[lvl] whether the
--- node is the last of its level. Returns the leaf's view.
+-- node at level lvl, pi[lvl] the child taken there. Returns the leaf's
+-- view.
 local function descend (t, key, upper)
-  local pp, pi, pe = t.pp, t.pi, t.pe
-  local off, edge = t.root, true
+  local pp, pi = t.pp, t.pi
+  local off = t.root
   if t.fixed then
-    local IS = t.IS
+    local IS, cap = t.IS, t.ICAP
     for lvl = t.height, 2, -1 do
       local v = node(t, off)
-      local n = u32(v, N_COUNT)
-      local i = vbsearch(v, FI_ENT, n, IS, key, upper)
-      pp[lvl], pi[lvl], pe[lvl] = off, i, edge
-      edge = edge and i == n
+      local i = vbsearch(v, FI_ENT, cap, IS, key, upper)
+      if i == cap then i = u32(v, N_COUNT) end    -- key is all 0xFF
+      pp[lvl], pi[lvl] = off, i
       off = u64(v, FI_C0 + IS * i)
     end
   else
@@ -795,18 +802,17 @@ local function descend (t, key, upper)
       local x = u64(v, 0)
       local n = x >> 32
       local i = slot_search(t, v, SI_SLOTS, 12, n, key, upper, x >> 8)
-      pp[lvl], pi[lvl], pe[lvl] = off, i, edge
-      edge = edge and i == n
+      pp[lvl], pi[lvl] = off, i
       off = u64(v, SI_C0 + 12 * i)
     end
   end
-  pp[1], pe[1] = off, edge
+  pp[1] = off
   return leaf_view(t, off)
 end
 
 -- Moves the recorded path to the next leaf; false at the last one.
 local function path_next (t)
-  local pp, pi, pe = t.pp, t.pi, t.pe
+  local pp, pi = t.pp, t.pi
   local h, lvl = t.height, 2
   while lvl <= h and pi[lvl] >= u32(node(t, pp[lvl]), N_COUNT) do
     lvl = lvl + 1
@@ -814,15 +820,21 @@ local function path_next (t)
   if lvl > h then return false end
   local v = node(t, pp[lvl])
   pi[lvl] = pi[lvl] + 1
-  local edge = pe[lvl] and pi[lvl] == u32(v, N_COUNT)
   local off = ichild(t, v, pi[lvl])
   for l = lvl - 1, 2, -1 do
-    pp[l], pi[l], pe[l] = off, 0, edge
-    v = node(t, off)
-    edge = edge and u32(v, N_COUNT) == 0
-    off = ichild(t, v, 0)
+    pp[l], pi[l] = off, 0
+    off = ichild(t, node(t, off), 0)
   end
-  pp[1], pe[1] = off, edge
+  pp[1] = off
+  return true
+end
+
+-- Whether the node at level lvl of the path is the last of its level.
+local function path_edge (t, lvl)
+  local pp, pi = t.pp, t.pi
+  for l = lvl + 1, t.height do
+    if pi[l] ~= u32(node(t, pp[l]), N_COUNT) then return false end
+  end
   return true
 end
 
@@ -876,7 +888,7 @@ end
 -- Inserts token with its right child at level lvl, at pi[lvl] of the node
 -- on the path, splitting upwards as needed (blocks come from reserve).
 local function insert_up (t, lvl, token, child)
-  local pp, pi, pe = t.pp, t.pi, t.pe
+  local pp, pi = t.pp, t.pi
   while true do
     if lvl > t.height then
       local roff = alloc(t)
@@ -894,7 +906,8 @@ local function insert_up (t, lvl, token, child)
       iinsert(t, v, n, i, token, child)
       return
     end
-    local m = internal_split_point(t, v, n, i, tsz, pe[lvl])
+    local m = internal_split_point(t, v, n, i, tsz, i == n and
+                                   path_edge(t, lvl))
     local roff = alloc(t)
     local rv = init_internal(t, roff)
     local up
@@ -1171,7 +1184,7 @@ local function setup (bf, off, ks, vs)
     bf = bf, meta = off, ks = ks, vs = vs, bs = bs,
     views = setmetatable({}, { __mode = "v" }),
     sv = setmetatable({}, { __mode = "v" }),
-    pp = {}, pi = {}, pe = {}, spare = {}, fmts = {},
+    pp = {}, pi = {}, spare = {}, fmts = {},
     mods = 0, readonly = bf:readonly(),
   }, Tree)
   if ks > 0 and vs >= 0 then
@@ -1422,17 +1435,16 @@ function Tree:add (key, value)
   if self.readonly then check_writable(self, "add") end
   if self.fixed then
     -- descend(self, key, true), inlined
-    local pp, pi, pe = self.pp, self.pi, self.pe
-    local off, edge, IS = self.root, true, self.IS
+    local pp, pi = self.pp, self.pi
+    local off, IS, cap = self.root, self.IS, self.ICAP
     for lvl = self.height, 2, -1 do
       local v = views[off] or node(self, off)
-      local n = u32(v, N_COUNT)
-      local i = vbsearch(v, FI_ENT, n, IS, key, true)
-      pp[lvl], pi[lvl], pe[lvl] = off, i, edge
-      edge = edge and i == n
+      local i = vbsearch(v, FI_ENT, cap, IS, key, true)
+      if i == cap then i = u32(v, N_COUNT) end
+      pp[lvl], pi[lvl] = off, i
       off = u64(v, FI_C0 + IS * i)
     end
-    pp[1], pe[1] = off, edge
+    pp[1] = off
     local sv = self.sv
     local v = sv[1]
     if v == nil then
@@ -1497,18 +1509,16 @@ function Tree:remove (key, where)
   local pp = self.pp
   if self.fixed and where == nil then
     -- The common case inlined: every entry of key in one leaf.
-    local pi, pe = self.pi, self.pe
+    local pi = self.pi
     local views = self.views
-    local off, edge, IS = self.root, true, self.IS
+    local off, IS, cap = self.root, self.IS, self.ICAP
     for lvl = self.height, 2, -1 do
       local v = views[off] or node(self, off)
-      local n = u32(v, N_COUNT)
-      local i = vbsearch(v, FI_ENT, n, IS, key)
-      pp[lvl], pi[lvl], pe[lvl] = off, i, edge
-      edge = edge and i == n
+      local i = vbsearch(v, FI_ENT, cap, IS, key)
+      pp[lvl], pi[lvl] = off, i
       off = u64(v, FI_C0 + IS * i)
     end
-    pp[1], pe[1] = off, edge
+    pp[1] = off
     local sv = self.sv
     local v = sv[1]
     if v == nil then
@@ -1524,7 +1534,10 @@ function Tree:remove (key, where)
     if not found then
       if pos < n then return 0 end
     else
-      local e = vbsearch(v, FL_ENT, n, LS, key, true)
+      local e = pos + 1              -- most keys have one entry
+      if e < n and vcompare(v, FL_ENT + e * LS, key) == 0 then
+        e = vbsearch(v, FL_ENT, n, LS, key, true)
+      end
       if e < n then
         local r, left = e - pos, n - e + pos
         local at = FL_ENT + pos * LS
@@ -1614,11 +1627,10 @@ function Tree:get (key)
     check_key(self, key, "get", 1)
   end
   if self.fixed then                     -- the fast path, inlined
-    local off, IS = self.root, self.IS
+    local off, IS, cap = self.root, self.IS, self.ICAP
     for _ = self.height, 2, -1 do
       local v = views[off] or node(self, off)
-      off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, u32(v, N_COUNT), IS,
-                                         key))
+      off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, cap, IS, key))
     end
     local sv = self.sv
     local v = sv[1]
@@ -1662,11 +1674,10 @@ function Tree:has (key)
     check_key(self, key, "has", 1)
   end
   if self.fixed then
-    local off, IS = self.root, self.IS
+    local off, IS, cap = self.root, self.IS, self.ICAP
     for _ = self.height, 2, -1 do
       local v = views[off] or node(self, off)
-      off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, u32(v, N_COUNT), IS,
-                                         key))
+      off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, cap, IS, key))
     end
     local sv = self.sv
     local v = sv[1]
@@ -2119,6 +2130,12 @@ local function walk (t)
     else used, cap = iused(t, v, n), t.icapb end
     if used > cap then
       return fail(off, lvl, "holds %d bytes, more than its %d", used, cap)
+    end
+    if lvl > 1 and t.fixed and n < t.ICAP then
+      local pad = vread(v, FI_ENT + n * t.IS, (t.ICAP - n) * t.IS)
+      if pad ~= srep("\255", #pad) then
+        return fail(off, lvl, "slots after entry %d are not 0xFF", n - 1)
+      end
     end
     for j = 1, n - 1 do
       local prev = key_at(v, lvl, j - 1)
