@@ -153,8 +153,8 @@ local LEAF, INTERNAL = 1, 2
 local OVF = 0x80000000          -- a field's length with this bit: overflow
 local CTL_PREFIX = "bptree@"
 
--- Meta block fields.
-local M_LAYOUT, M_KS, M_VS = 12, 16, 24
+-- Meta block fields (magic, version, layout and sizes are read and written
+-- with one pack format, "<c8I4I4i8i8" at 0).
 local M_ROOT, M_HEIGHT, M_SIZE = 32, 40, 48
 -- Node header fields.
 local N_KIND, N_FLAGS, N_COUNT = 0, 1, 4
@@ -356,7 +356,8 @@ local function slot_search (t, v, base, stride, n, key, upper, flag)
   return lo, found
 end
 
--- Encodes s as a field of at most max bytes inline, else as a run.
+-- Encodes s as a field: inline, or else in a new run (nil, message,
+-- errno if the run cannot be allocated).
 local function make_field (t, s, inline)
   if inline then return pack("<s4", s) end
   local run, err, en = write_run(t, s)
