@@ -31,8 +31,9 @@
 -- A peer that is not installed is reported as skipped, never faked. The exit
 -- status is 0 when every peer that ran verified every phase.
 -- `--fault get|scan|delete` makes the table peer wrong in that phase (one
--- record lost, two keys out of order, one delete ignored), so that
--- spec/bench_spec.lua can show the checks catch it.
+-- record lost, two keys out of order, one delete ignored), and `--fault
+-- exit` makes its process die before the scan, so that spec/bench_spec.lua
+-- can show the checks catch it.
 local fmap = require "fmap"
 local W = require "fmap.workload"
 
@@ -86,8 +87,8 @@ do
       end
       i = i + 2
     elseif a == "--fault" then
-      if v ~= "get" and v ~= "scan" and v ~= "delete" then
-        usage("--fault wants get, scan or delete")
+      if v ~= "get" and v ~= "scan" and v ~= "delete" and v ~= "exit" then
+        usage("--fault wants get, scan, delete or exit")
       end
       opts.fault = v
       i = i + 2
@@ -170,6 +171,11 @@ function open.table ()
     store.delete = function (k)
       if k ~= k0 then return delete(k) end
       return 0
+    end
+  elseif opts.fault == "exit" then
+    store.scan = function ()
+      io.stderr:write("fault: exiting before the scan\n")
+      os.exit(1)
     end
   end
   return store
@@ -537,9 +543,11 @@ local function run_peer (peer, round)
   local out, err, ok, how, code = run(cmd)
   local r = parse(peer, out)
   if not r then
-    local last = err:match("([^\n]+)\n*$") or ""
-    return { failed = sformat("%s (%s %s)", last, tostring(how),
-                              tostring(code)) }
+    -- what the child said last, on stderr or else on stdout
+    local last = err:match("([^\n]*%S[^\n]*)\n*$")
+                 or out:match("([^\n]*%S[^\n]*)\n*$") or "no output"
+    return { failed = sformat("%s (round %d, %s %s)", last, round,
+                              tostring(how), tostring(code)) }
   end
   if not r.skipped then
     r.problems = problems(r)
@@ -637,24 +645,31 @@ end
 if f then
   print()
   print("targets (issue 6)")
-  local sq = {}
+  -- The faster binding, phase by phase; none when one of them failed (a
+  -- binding that is merely not installed leaves the other to compare).
+  local sq, sq_name, sq_broken = {}, {}, nil
+  for _, name in ipairs { "luasql", "dbi" } do
+    local r = results[name]
+    if r and (r.failed or r.problems) then sq_broken = name end
+  end
   for _, ph in ipairs(PHASES) do
-    local best
     for _, name in ipairs { "luasql", "dbi" } do
       local r = ran(name)
-      if r and (not best or r[ph] < best) then best = r[ph] end
+      if r and not sq_broken and (not sq[ph] or r[ph] < sq[ph]) then
+        sq[ph], sq_name[ph] = r[ph], name
+      end
     end
-    sq[ph] = best
   end
   for _, ph in ipairs(PHASES) do
     local want = ph == "scan" and 2 or 3
+    local what = sformat("%s >= %dx the faster SQLite binding", ph, want)
     if sq[ph] then
       local x = sq[ph] / f[ph]
-      line(sformat("%s >= %dx the faster SQLite binding", ph, want),
-           sformat("%.2fx", x), x >= want)
+      line(what, sformat("%.2fx (%s)", x, sq_name[ph]), x >= want)
+    elseif sq_broken then
+      line(what, "sqlite " .. sq_broken .. " failed")
     else
-      line(sformat("%s >= %dx the faster SQLite binding", ph, want),
-           "no SQLite peer ran")
+      line(what, "no SQLite peer ran")
     end
   end
   local tt = ran "tarantool"

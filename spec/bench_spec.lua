@@ -92,6 +92,12 @@ describe("scripts/bench.lua", function()
                              .. "+[%d.]+x"), out)
       assert.truthy(out:find("\ntargets %(issue 6%)\n"), out)
       assert.truthy(out:find("scan > 5,000,000 records/s", 1, true), out)
+      for _, ph in ipairs { "insert", "get", "scan", "delete" } do
+        local line = assert(out:match("\n  (" .. ph .. " >= %dx the faster "
+                                      .. "SQLite binding[^\n]*)"), out)
+        assert.truthy(line:match(" [%d.]+x %((%a+)%) ")
+                      or line:match("no SQLite peer ran"), line)
+      end
       assert.truthy(out:find("%(floor: the scan loop over a sorted array%) *"
                              .. "[%d,]+/s\n"), out)
     end)
@@ -150,6 +156,15 @@ describe("scripts/bench.lua", function()
       delete = "FAILED: delete: removed 1000, want 1001; "
                .. "delete: 1001 left, want 1000",
     }
+    it("report a peer that dies, with the last thing it said", function()
+      local out, status = bench(string.format(
+        "--n %d --only fmap,table --fault exit", N))
+      assert.equal(1, status, out)
+      assert.equal("FAILED: fault: exiting before the scan (round 1, exit 1)",
+                   row_of(out, "lua table"):match("FAILED: .*$"))
+      assert.equal("ok", row_of(out, "fmap bptree"):match("(%S+)$"), out)
+    end)
+
     for fault, want in pairs(cases) do
       it("catch a store that is wrong in " .. fault, function()
         local out, status = bench(string.format(
@@ -222,8 +237,8 @@ describe("scripts/bench.lua", function()
     it("rejects an unknown --fault", function()
       local out, status = bench("--fault insert")
       assert.equal(2, status)
-      assert.truthy(out:find("bench.lua: --fault wants get, scan or delete",
-                             1, true), out)
+      assert.truthy(out:find("bench.lua: --fault wants get, scan, delete "
+                             .. "or exit", 1, true), out)
     end)
 
     it("rejects an unknown argument", function()
