@@ -733,7 +733,7 @@ end
 ---------------------------------------------------------------------------
 
 -- The leaf where key's first entry is or would be, its count, that
--- position and the leaf's offset;
+-- position, the leaf's offset and whether the entry there is key's;
 -- records nothing (readers must not disturb a writer's path).
 local function lower_leaf (t, key)
   local off = t.root
@@ -746,7 +746,8 @@ local function lower_leaf (t, key)
     end
     local v = leaf_view(t, off)
     local n = u32(v, N_COUNT)
-    return v, n, (vbsearch(v, FL_ENT, n, t.LS, key)), off
+    local i, found = vbsearch(v, FL_ENT, n, t.LS, key)
+    return v, n, i, off, found
   end
   for _ = t.height, 2, -1 do
     local v = node(t, off)
@@ -757,7 +758,8 @@ local function lower_leaf (t, key)
   local v = leaf_view(t, off)
   local x = u64(v, 0)
   local n = x >> 32
-  return v, n, (slot_search(t, v, SL_SLOTS, 4, n, key, false, x >> 8)), off
+  local i, found = slot_search(t, v, SL_SLOTS, 4, n, key, false, x >> 8)
+  return v, n, i, off, found
 end
 
 -- The leaf after key's last entry (upper) and the position after it.
@@ -1468,17 +1470,41 @@ function Tree:add (key, value)
       if not ok then return nil, err, en end
     end
   else
-    local cell, err, en = make_cell(self, key, value)
-    if not cell then return nil, err, en end
+    local cell, err, en
+    local csz = 8 + #key + #value
+    if csz > self.lmax then          -- a run for the value, or the key
+      cell, err, en = make_cell(self, key, value)
+      if not cell then return nil, err, en end
+      csz = #cell
+    end
     local v = descend(self, key, true)
-    local n = u32(v, N_COUNT)
-    local i = slot_search(self, v, SL_SLOTS, 4, n, key, true)
-    local esize = 4 + #cell
-    if lused(self, v, n) + esize <= self.lcapb then
-      linsert(self, v, n, i, cell)
+    local x = u64(v, 0)              -- kind, flags and count
+    local n = x >> 32
+    local i = slot_search(self, v, SL_SLOTS, 4, n, key, true, x >> 8)
+    local y = u64(v, SL_LO)          -- heap start and dead bytes
+    local lo = y & 0xFFFFFFFF
+    local bs = self.bs
+    if 4 * n + bs - lo - (y >> 32) + 4 + csz <= self.lcapb then
+      if lo - (SL_SLOTS + 4 * n) < 4 + csz then
+        compact(self, v, n, true)
+        lo = u32(v, SL_LO)
+      end
+      lo = lo - csz
+      if cell then
+        vwrite(v, lo, cell)
+        if u32(v, lo) >= OVF then set_u8(v, N_FLAGS, 1) end
+      else
+        vpack(v, lo, "<s4s4", key, value)
+      end
+      set_u32(v, SL_LO, lo)
+      local pos = SL_SLOTS + 4 * i
+      if i < n then vcopy(v, pos + 4, v, pos, 4 * (n - i)) end
+      set_u32(v, pos, lo)
+      set_u32(v, N_COUNT, n + 1)
     else
+      cell = cell or pack("<s4s4", key, value)
       local ok
-      ok, err, en = split_leaf(self, v, n, i, key, cell, nil, esize)
+      ok, err, en = split_leaf(self, v, n, i, key, cell, nil, 4 + csz)
       if not ok then
         free_cell_runs(self, cell, true)
         return nil, err, en
@@ -1655,14 +1681,16 @@ function Tree:get (key)
     end
     return vread(v, FL_ENT + self.ks, self.vs)
   end
-  local v, n, i = lower_leaf(self, key)
-  if i == n then
+  local v, n, i, _, found = lower_leaf(self, key)
+  if not found then
+    if i < n then return nil end
     local nx = u64(v, L_NEXT)
     if nx == 0 then return nil end
     v, i = leaf_view(self, nx), 0
-    if u32(v, N_COUNT) == 0 then return nil end
+    if u32(v, N_COUNT) == 0 or lcmp(self, v, 0, key) ~= 0 then
+      return nil
+    end
   end
-  if lcmp(self, v, i, key) ~= 0 then return nil end
   return lvalue(self, v, i)
 end
 
@@ -1698,14 +1726,13 @@ function Tree:has (key)
     v = leaf_view(self, off)
     return u32(v, N_COUNT) > 0 and vcompare(v, FL_ENT, key) == 0
   end
-  local v, n, i = lower_leaf(self, key)
-  if i == n then
-    local nx = u64(v, L_NEXT)
-    if nx == 0 then return false end
-    v, i = leaf_view(self, nx), 0
-    if u32(v, N_COUNT) == 0 then return false end
-  end
-  return lcmp(self, v, i, key) == 0
+  local v, n, i, _, found = lower_leaf(self, key)
+  if found then return true end
+  if i < n then return false end
+  local nx = u64(v, L_NEXT)
+  if nx == 0 then return false end
+  v = leaf_view(self, nx)
+  return u32(v, N_COUNT) > 0 and lcmp(self, v, 0, key) == 0
 end
 
 --- How many entries key has.
