@@ -481,6 +481,11 @@ describe("fmap.bptree", function()
       assert.equal("B+tree modified during iteration", h.errmsg(function ()
         for _ in t:range(be(4000, 4), be(0, 4)) do t:add(be(1, 4), "x") end
       end))
+      assert.equal(0, #collect(t:find(be(9, 4))))
+      t:add(be(8, 4), "twice")
+      assert.equal("B+tree modified during iteration", h.errmsg(function ()
+        for k in t:find(be(8, 4)) do t:remove(be(10, 4)) end
+      end))
       -- a finished loop may be followed by changes
       for _ in t:find(be(8, 4)) do end
       t:add(be(8, 4), "again")

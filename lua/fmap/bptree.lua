@@ -1949,6 +1949,20 @@ local function backward (t, off, pos, to, what)
   end
 end
 
+-- An iterator over nothing.
+local function nothing () return nil end
+
+-- The step over entries read in advance: st is { tree, its modification
+-- count then, the index of the last key returned, the index of the last
+-- value, key 1, value 1, key 2, ... } (one table, no closure).
+local function step_buffer (st)
+  if st[1].mods ~= st[2] then error(MODIFIED, 2) end
+  local i = st[3] + 2
+  if i > st[4] then return nil end
+  st[3] = i
+  return st[i], st[i + 1]
+end
+
 -- memcmp order of two strings: -1, 0 or 1 (Lua's < follows the locale).
 local function bytecmp (a, b)
   if a == b then return 0 end
@@ -1983,7 +1997,27 @@ end
 -- @return a generic-for iterator yielding key, value
 function Tree:find (key)
   if not self.views then bad_self("find", self) end
-  check_key(self, key, "find", 1)
+  if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
+    check_key(self, key, "find", 1)
+  end
+  if self.fixed then
+    -- The common case: every entry of key in one leaf, read in one call
+    -- into the iterator's state, with no closure to make.
+    local v, n, pos, _, found = lower_leaf(self, key)
+    if not found then
+      if pos < n then return nothing, nil, nil, nil end
+    else
+      local LS = self.LS
+      local e = pos + 1
+      if e < n and vcompare(v, FL_ENT + e * LS, key) == 0 then
+        e = vbsearch(v, FL_ENT, n, LS, key, true)
+      end
+      if e < n then
+        return step_buffer, { self, self.mods, 3, 4 + 2 * (e - pos),
+          vunpack(v, fmt_for(self, e - pos), FL_ENT + pos * LS) }, nil, nil
+      end
+    end
+  end
   return range(self, key, key, nil)
 end
 
