@@ -32,8 +32,8 @@
 -- status is 0 when every peer that ran verified every phase.
 -- `--fault get|scan|delete` makes the table peer wrong in that phase (one
 -- record lost, two keys out of order, one delete ignored), and `--fault
--- exit` makes its process die before the scan, so that spec/bench_spec.lua
--- can show the checks catch it.
+-- exit` makes its process die before the scan leaving a file behind, so
+-- that spec/bench_spec.lua can show the checks and the clean-up work.
 local fmap = require "fmap"
 local W = require "fmap.workload"
 
@@ -174,6 +174,9 @@ function open.table ()
     end
   elseif opts.fault == "exit" then
     store.scan = function ()
+      -- die as a crashed peer does: its file left behind
+      local f = assert(io.open(DIR .. "/table-left-behind", "w"))
+      f:close()
       io.stderr:write("fault: exiting before the scan\n")
       os.exit(1)
     end
@@ -413,13 +416,26 @@ local function executable (path)
   return ok == true
 end
 
+-- A private directory for this run: every child's files and captured
+-- stderr go there, and it goes at the end even when a child died mid-run.
+local RUN_DIR
+do
+  local p = io.popen("mktemp -d " .. shell_quote(DIR .. "/fmap-bench.XXXXXX")
+                     .. " 2>/dev/null")
+  RUN_DIR = p:read("l")
+  p:close()
+  if not RUN_DIR or RUN_DIR == "" then
+    io.stderr:write("bench.lua: cannot make a directory in ", DIR, "\n")
+    os.exit(1)
+  end
+end
+
 -- The command line of a peer, or nil and why it is skipped.
 local function command (peer)
-  local tmp = sformat("%s/fmap-bench-%s-%d-%d", DIR, peer.name, os.time(),
-                      math.random(1 << 30))
+  local tmp = RUN_DIR .. "/" .. peer.name
   if peer.lua then
     return sformat("%s %s --peer %s --n %d --dir %s%s", shell_quote(HOST),
-                   shell_quote(SCRIPT), peer.name, N, shell_quote(DIR),
+                   shell_quote(SCRIPT), peer.name, N, shell_quote(RUN_DIR),
                    (opts.fault and peer.name == "table")
                    and (" --fault " .. opts.fault) or "")
   elseif peer.name == "lmdb" then
@@ -441,7 +457,7 @@ end
 
 -- Runs a command, returns its stdout and the tail of its stderr.
 local function run (cmd)
-  local errpath = os.tmpname()
+  local errpath = RUN_DIR .. "/stderr"
   local p = io.popen(cmd .. " 2>" .. shell_quote(errpath), "r")
   local out = p:read("a")
   local ok, how, code = p:close()
@@ -717,8 +733,7 @@ if selected("engine") then
   local en = math.min(math.max(N, 10), 1000000)
   local cmd = sformat("%s %s --n %d --file %s", shell_quote(HOST),
                       shell_quote(SCRIPT_DIR .. "/bench_engine.lua"), en,
-                      shell_quote(sformat("%s/fmap-bench-engine-%d-%d", DIR,
-                                          os.time(), math.random(1 << 30))))
+                      shell_quote(RUN_DIR .. "/engine.fmap"))
   io.stderr:write("running the block-layer benchmarks ...\n")
   local out, err, ok = run(cmd)
   io.write(out)
@@ -742,4 +757,5 @@ if selected("engine") then
   end
 end
 
+os.execute("rm -rf " .. shell_quote(RUN_DIR))
 os.exit(failed and 1 or 0)

@@ -136,7 +136,20 @@ describe("scripts/bench.lua", function()
       end)
     end
 
-    it("leaves no file behind", function()
+    it("leaves no file behind, even when a peer dies", function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert.equal(0, select(2, h.run("mkdir " .. dir)))
+      local out, status = h.run(string.format(
+        "TMPDIR=%s %s scripts/bench.lua --n %d --only fmap,table,engine "
+        .. "--fault exit 2>&1", dir, h.bin(), N))
+      local left = h.run("ls -A " .. dir)
+      h.run("rm -rf " .. dir)
+      assert.equal(1, status, out)
+      assert.equal("", left)
+    end)
+
+    it("leaves no file behind as a child", function()
       local dir = os.tmpname()
       os.remove(dir)
       assert.equal(0, select(2, h.run("mkdir " .. dir)))
