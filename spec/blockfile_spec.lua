@@ -979,6 +979,15 @@ describe("fmap module", function()
     assert.is_nil(fmap[1])
   end)
 
+  it("tells monotonic time in seconds with fmap.clock()", function()
+    local a = fmap.clock()
+    assert.equal("float", math.type(a))
+    local t0 = os.time()
+    while os.time() == t0 do end          -- a whole second turns over
+    local b = fmap.clock()
+    assert.is_true(b > a and b - a < 2.5, "clock moved " .. (b - a))
+  end)
+
   it("audits a BlockFile as fmap.audit(bf)", function()
     local bf = assert(fmap.anonymous())
     local t = fmap.bptree.new(bf, 8, 8)
