@@ -1366,21 +1366,17 @@ static int bf_valid (lua_State *L) {
   return 1;
 }
 
-static int bf_sync (lua_State *L) {
+/* sync() and flush(): true, or nil, message, errno. */
+static int dosync (lua_State *L, int (*fn) (fm_file *)) {
   BlockFile *bf = checkbf(L, 1);
-  int rc = fm_sync(&bf->f);
+  int rc = fn(&bf->f);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static int bf_flush (lua_State *L) {
-  BlockFile *bf = checkbf(L, 1);
-  int rc = fm_flush(&bf->f);
-  if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
-  lua_pushboolean(L, 1);
-  return 1;
-}
+static int bf_sync (lua_State *L) { return dosync(L, fm_sync); }
+static int bf_flush (lua_State *L) { return dosync(L, fm_flush); }
 
 /* remove(): deletes the file, closing the BlockFile first if it is open
 ** (which, as close does, refuses while views are live). */

@@ -5,19 +5,15 @@
 -- path costs per call beyond C.
 local fmap = require "fmap"
 
-local n, path = 1000000, nil
-local i = 1
-while arg[i] do
-  if arg[i] == "--n" then n = math.tointeger(tonumber(arg[i + 1])); i = i + 2
-  elseif arg[i] == "--file" then path = arg[i + 1]; i = i + 2
-  else
-    io.stderr:write("usage: fmap scripts/bench_engine.lua [--n N] "
-                    .. "[--file PATH]\n")
-    os.exit(2)
-  end
-end
-if not n or n < 10 then error("--n wants an integer of at least 10") end
-path = path or ("/tmp/fmap-bench-engine-" .. os.time() .. ".fmap")
+local cli = require "fmap.cli"
+local cmd = cli.new("bench_engine",
+  "usage: fmap scripts/bench_engine.lua [--n N] [--file PATH]", {
+    ["--n"] = { key = "n", kind = "integer", min = 10 },
+    ["--file"] = "file",
+  }, { file = false })
+local opts = cmd:parse(arg)
+local n = opts.n or 1000000
+local path = opts.file or cli.tmppath("-bench-engine.fmap")
 
 -- The C side: the executable beside the host that runs this script.
 local function c_results ()

@@ -7,19 +7,15 @@
 local fmap = require "fmap"
 local mmlist = require "fmap.mmlist"
 
-local n, path = 1000000, nil
-local i = 1
-while arg[i] do
-  if arg[i] == "--n" then n = math.tointeger(tonumber(arg[i + 1])); i = i + 2
-  elseif arg[i] == "--file" then path = arg[i + 1]; i = i + 2
-  else
-    io.stderr:write("usage: fmap scripts/bench_mmlist.lua [--n N] "
-                    .. "[--file PATH]\n")
-    os.exit(2)
-  end
-end
-if not n or n < 1 then error("--n wants a positive integer") end
-path = path or ("/tmp/fmap-bench-mmlist-" .. os.time() .. ".fmap")
+local cli = require "fmap.cli"
+local cmd = cli.new("bench_mmlist",
+  "usage: fmap scripts/bench_mmlist.lua [--n N] [--file PATH]", {
+    ["--n"] = { key = "n", kind = "integer", min = 1 },
+    ["--file"] = "file",
+  }, { file = false })
+local opts = cmd:parse(arg)
+local n = opts.n or 1000000
+local path = opts.file or cli.tmppath("-bench-mmlist.fmap")
 
 -- 1024 distinct 16-byte items, made once, so that neither side pays for
 -- building strings inside the timed loops.

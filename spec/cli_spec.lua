@@ -56,3 +56,76 @@ describe("fmap.cli", function()
     assert.equal("usage: demo FILE\n", out)
   end)
 end)
+
+describe("fmap.cli without FILE", function()
+  local function run (args)
+    local script = os.tmpname()
+    h.writefile(script, [[
+      local cmd = require("fmap.cli").new("b", "usage: b [--n N]", {
+        ["--n"] = { key = "n", kind = "integer", min = 1 },
+      }, { file = false })
+      local o = cmd:parse(arg)
+      print(o.n, o.path)
+    ]])
+    local out, status = h.run(string.format("%s %s %s 2>&1", h.bin(), script,
+                                            args))
+    os.remove(script)
+    return out, status
+  end
+
+  it("takes options alone and refuses an argument", function()
+    assert.same({ "5\tnil\n", 0 }, { run("--n 5") })
+    assert.same({ "nil\tnil\n", 0 }, { run("") })
+    assert.same({ 'b: unexpected argument "x"\nusage: b [--n N]\n', 2 },
+                { run("x") })
+  end)
+end)
+
+describe("fmap.cli.tmppath()", function()
+  it("gives fresh paths with the suffix and leaves no file", function()
+    local cli = require "fmap.cli"
+    local a, b = cli.tmppath(".x"), cli.tmppath(".x")
+    assert.are_not.equal(a, b)
+    assert.matches("%.x$", a)
+    assert.is_nil(io.open(a))
+    assert.is_nil(io.open((a:gsub("%.x$", ""))))
+  end)
+end)
+
+describe("the block-layer and list benchmarks", function()
+  -- They run at a small n; what is checked is that each measures every
+  -- row it names and cleans up, never how fast.
+  it("bench_engine prints every row beside the C loop", function()
+    local out, status = h.run(h.bin() .. " scripts/bench_engine.lua --n 2000"
+                              .. " 2>&1")
+    assert.equal(0, status, out)
+    for _, row in ipairs({ "allocate %+ free of one block",
+                           "get %+ release of a 1%-block view",
+                           "u64 write %+ read through a view",
+                           "compare of a 16%-byte key" }) do
+      assert.matches(row .. "%s+[%d.]+%s+[%d.]+%s+[%d.]+x", out)
+    end
+  end)
+
+  it("bench_mmlist measures each operation beside a table", function()
+    local path = h.tmpname()
+    local out, status = h.run(string.format(
+      "%s scripts/bench_mmlist.lua --n 3000 --file %s 2>&1", h.bin(), path))
+    assert.equal(0, status, out)
+    for _, op in ipairs({ "append", "get", "set", "pop" }) do
+      assert.matches(op, out)
+    end
+    assert.is_nil(io.open(path))
+  end)
+
+  it("both refuse a bad --n with the usage", function()
+    local out, status = h.run(h.bin() .. " scripts/bench_mmlist.lua --n 0"
+                              .. " 2>&1")
+    assert.equal(2, status)
+    assert.matches('^bench_mmlist: %-%-n: "0" is not a positive integer\n'
+                   .. "usage: ", out)
+    out, status = h.run(h.bin() .. " scripts/bench_engine.lua --n 5 2>&1")
+    assert.equal(2, status)
+    assert.matches('^bench_engine: %-%-n: "5" is not an integer >= 10\n', out)
+  end)
+end)

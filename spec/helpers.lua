@@ -2,13 +2,9 @@
 -- Exposes `h` as a global for the specs, and `fmap` loaded once.
 local M = {}
 
---- A fresh temporary path (not created), unique across processes:
--- os.tmpname() makes a file with a unique name; ours is that name plus a
--- suffix, and the placeholder goes away.
+--- A fresh temporary path (not created), unique across processes.
 function M.tmpname (suffix)
-  local base = os.tmpname()
-  os.remove(base)
-  return base .. "-fmap-spec" .. (suffix or ".fmap")
+  return require("fmap.cli").tmppath("-fmap-spec" .. (suffix or ".fmap"))
 end
 
 --- The message of the error f raises, without its "file:line: " prefix.

@@ -22,8 +22,9 @@ Command.__index = Command
 -- kind "string" (the default), "integer" (with min), "offset" (a
 -- non-negative integer, decimal or 0x hex) or "flag"; many = true to
 -- collect every occurrence in a list; value = what the message calls its
--- value ("a value" by default).
-function M.new (name, usage, options)
+-- value ("a value" by default). With settings.file = false the command
+-- takes no FILE, only options (a benchmark's).
+function M.new (name, usage, options, settings)
   local opts = {}
   for flag, o in pairs(options) do
     if type(o) == "string" then o = { key = o } end
@@ -32,8 +33,9 @@ function M.new (name, usage, options)
       value = o.value or "a value",
     }
   end
-  return setmetatable({ name = name, usage = usage, options = opts },
-                      Command)
+  local wants_file = not (settings and settings.file == false)
+  return setmetatable({ name = name, usage = usage, options = opts,
+                        wants_file = wants_file }, Command)
 end
 
 --- Prints msg and the usage on stderr and exits with status 2.
@@ -71,7 +73,8 @@ local function convert (self, flag, o, s)
 end
 
 --- Parses args: options (also as --name=value) before or after one FILE,
--- which may be "-". Returns the options by key, FILE as path.
+-- which may be "-" (or options alone, for a command made with file =
+-- false). Returns the options by key, FILE as path.
 function Command:parse (args)
   local r = {}
   for _, o in pairs(self.options) do
@@ -102,6 +105,8 @@ function Command:parse (args)
       if o.many then table.insert(r[o.key], v) else r[o.key] = v end
     elseif a:sub(1, 1) == "-" and a ~= "-" then
       self:usage_error(string.format("unknown option %q", a))
+    elseif not self.wants_file then
+      self:usage_error(string.format("unexpected argument %q", a))
     elseif r.path then
       self:usage_error("one FILE only")
     else
@@ -109,8 +114,17 @@ function Command:parse (args)
     end
     i = i + 1
   end
-  if not r.path then self:usage_error("no FILE") end
+  if self.wants_file and not r.path then self:usage_error("no FILE") end
   return r
+end
+
+--- A fresh temporary path ending in suffix, not created: os.tmpname()
+-- makes a file of a unique name, which goes; the path is that name plus
+-- the suffix, so no placeholder is left behind.
+function M.tmppath (suffix)
+  local base = os.tmpname()
+  os.remove(base)
+  return base .. (suffix or "")
 end
 
 return M
