@@ -35,7 +35,7 @@ local VIEW_METHODS = {
   copy = { "pos", "view", "pos", "len" }, hex = { "pos", "len" },
   pack = { "pos", "fmt", "val", "val", "val", "val" },
   unpack = { "fmt", "pos" },
-  bsearch = { "pos", "count", "stride", "str", "bool" },
+  bsearch = { "pos", "count", "stride", "str", "bool", "pos", "len" },
   bsearch_slots = { "pos", "count", "stride", "str", "bool" },
 }
 for _, n in ipairs({ 8, 16, 32, 64 }) do

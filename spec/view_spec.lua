@@ -344,6 +344,35 @@ describe("fmap.View", function()
       assert.equal("bad argument #2 to 'bsearch' (count -1 is negative)",
                    h.errmsg(function() v:bsearch(0, -1, 16, "abcd") end))
     end)
+
+    it("returns the field beside the hit when asked", function()
+      -- an internal node's shape: child 0 at 92, then entries of a 4-byte
+      -- key and the child after it, 12 bytes apart from 100
+      v:set_u64(92, 1000)
+      for i, k in ipairs({ 10, 20, 30 }) do
+        v:pack(100 + (i - 1) * 12, ">I4<i8", k, 1000 + i)
+      end
+      local function key(k) return string.pack(">I4", k) end
+      -- the child: the u64 at at + index * stride
+      assert.same({ 0, false, 1000 }, { v:bsearch(100, 3, 12, key(5), false, 92) })
+      assert.same({ 2, true, 1002 }, { v:bsearch(100, 3, 12, key(20), true, 92) })
+      assert.same({ 3, false, 1003 }, { v:bsearch(100, 3, 12, key(99), false, 92) })
+      -- a string of len bytes: the value of a leaf's entry
+      assert.same({ 1, true, key(20) }, { v:bsearch(100, 3, 12, key(20), false, 100, 4) })
+      assert.same({ 0, false, "" }, { v:bsearch(100, 0, 12, key(20), false, 100, 0) })
+      -- a field that passes the view is nil, never a read outside it
+      local last = #v - 8
+      assert.same({ 3, false, nil }, { v:bsearch(100, 3, 12, key(99), false, last) })
+      assert.same({ 0, false, nil }, { v:bsearch(100, 3, 12, key(5), false, last, 9) })
+      assert.same({ 0, false, nil }, { v:bsearch(100, 3, 12, key(5), false, #v + 1) })
+      assert.same({ 0, false, nil }, { v:bsearch(100, 3, 12, key(5), false, math.maxinteger) })
+      assert.equal("bad argument #6 to 'bsearch' (position -1 is negative)",
+                   h.errmsg(function() v:bsearch(100, 3, 12, key(5), false, -1) end))
+      assert.equal("bad argument #7 to 'bsearch' (length -2 is negative)",
+                   h.errmsg(function() v:bsearch(100, 3, 12, key(5), false, 100, -2) end))
+      assert.equal("bad argument #6 to 'bsearch' (number expected, got string)",
+                   h.errmsg(function() v:bsearch(100, 3, 12, key(5), false, "x") end))
+    end)
   end)
 
   describe("fmap.memclr()", function()
@@ -367,6 +396,23 @@ describe("fmap.View", function()
                    h.errmsg(function() v.read({}, 0, 1) end))
       assert.equal("bad argument #1 to 'memclr' (view expected, got no value)",
                    h.errmsg(function() fmap.memclr() end))
+    end)
+
+    it("cannot be fooled by another userdata", function()
+      local bfm = getmetatable(bf).__index
+      assert.equal("bad argument #1 to 'u32' (view expected, got "
+                   .. "fmap.BlockFile)", h.errmsg(function() v.u32(bf, 0) end))
+      assert.equal("bad argument #1 to 'allocate' (BlockFile expected, got "
+                   .. "fmap.View)", h.errmsg(function() bfm.allocate(v) end))
+      -- a file handle dressed as a view: its metatable says view, its bytes
+      -- are not one
+      local f <close> = assert(io.tmpfile())
+      local mt = debug.getmetatable(f)
+      debug.setmetatable(f, getmetatable(v))
+      local ok, err = pcall(v.u64, f, 0)
+      debug.setmetatable(f, mt)
+      assert.is_false(ok)
+      assert.matches("view expected", err)
     end)
   end)
 end)

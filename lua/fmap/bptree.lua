@@ -742,7 +742,8 @@ local function lower_leaf (t, key)
     local cap = t.ICAP
     for _ = t.height, 2, -1 do
       local v = node(t, off)
-      off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, cap, IS, key))
+      local _, _, c = vbsearch(v, FI_ENT, cap, IS, key, false, FI_C0)
+      off = c
     end
     local v = leaf_view(t, off)
     local n = u32(v, N_COUNT)
@@ -794,10 +795,13 @@ local function descend (t, key, upper)
     local IS, cap = t.IS, t.ICAP
     for lvl = t.height, 2, -1 do
       local v = node(t, off)
-      local i = vbsearch(v, FI_ENT, cap, IS, key, upper)
-      if i == cap then i = u32(v, N_COUNT) end    -- key is all 0xFF
+      local i, _, c = vbsearch(v, FI_ENT, cap, IS, key, upper, FI_C0)
+      if i == cap then                            -- key is all 0xFF
+        i = u32(v, N_COUNT)
+        c = u64(v, FI_C0 + IS * i)
+      end
       pp[lvl], pi[lvl] = off, i
-      off = u64(v, FI_C0 + IS * i)
+      off = c
     end
   else
     for lvl = t.height, 2, -1 do
@@ -1442,10 +1446,13 @@ function Tree:add (key, value)
     local off, IS, cap = self.root, self.IS, self.ICAP
     for lvl = self.height, 2, -1 do
       local v = views[off] or node(self, off)
-      local i = vbsearch(v, FI_ENT, cap, IS, key, true)
-      if i == cap then i = u32(v, N_COUNT) end
+      local i, _, c = vbsearch(v, FI_ENT, cap, IS, key, true, FI_C0)
+      if i == cap then                  -- key is all 0xFF
+        i = u32(v, N_COUNT)
+        c = u64(v, FI_C0 + IS * i)
+      end
       pp[lvl], pi[lvl] = off, i
-      off = u64(v, FI_C0 + IS * i)
+      off = c
     end
     pp[1] = off
     local sv = self.sv
@@ -1541,9 +1548,9 @@ function Tree:remove (key, where)
     local off, IS, cap = self.root, self.IS, self.ICAP
     for lvl = self.height, 2, -1 do
       local v = views[off] or node(self, off)
-      local i = vbsearch(v, FI_ENT, cap, IS, key)
+      local i, _, c = vbsearch(v, FI_ENT, cap, IS, key, false, FI_C0)
       pp[lvl], pi[lvl] = off, i
-      off = u64(v, FI_C0 + IS * i)
+      off = c
     end
     pp[1] = off
     local sv = self.sv
@@ -1657,7 +1664,8 @@ function Tree:get (key)
     local off, IS, cap = self.root, self.IS, self.ICAP
     for _ = self.height, 2, -1 do
       local v = views[off] or node(self, off)
-      off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, cap, IS, key))
+      local _, _, c = vbsearch(v, FI_ENT, cap, IS, key, false, FI_C0)
+      off = c
     end
     local sv = self.sv
     local v = sv[1]
@@ -1669,9 +1677,9 @@ function Tree:get (key)
     end
     self.sv_off = off
     local n = u32(v, N_COUNT)
-    local LS = self.LS
-    local i, found = vbsearch(v, FL_ENT, n, LS, key)
-    if found then return vread(v, FL_ENT + i * LS + self.ks, self.vs) end
+    local i, found, val = vbsearch(v, FL_ENT, n, self.LS, key, false,
+                                   FL_ENT + self.ks, self.vs)
+    if found then return val end
     if i < n then return nil end
     off = u64(v, L_NEXT)                -- key may start the next leaf
     if off == 0 then return nil end
@@ -1706,7 +1714,8 @@ function Tree:has (key)
     local off, IS, cap = self.root, self.IS, self.ICAP
     for _ = self.height, 2, -1 do
       local v = views[off] or node(self, off)
-      off = u64(v, FI_C0 + IS * vbsearch(v, FI_ENT, cap, IS, key))
+      local _, _, c = vbsearch(v, FI_ENT, cap, IS, key, false, FI_C0)
+      off = c
     end
     local sv = self.sv
     local v = sv[1]

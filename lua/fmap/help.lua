@@ -105,10 +105,14 @@ local API = {
   { "v:u8 .. v:u64, v:i8 .. v:i64", "(pos) -> n",
     "little-endian reads: the fast path" },
   { "v:set_u8 .. v:set_i64", "(pos, n)", "little-endian writes" },
-  { "v:bsearch", "(pos, count, stride, key [, upper]) -> index, found",
+  { "v:bsearch",
+    "(pos, count, stride, key [, upper [, at [, len]]]) -> index, found [, field]",
     "binary search of sorted entries",
     "Returns the 0-based index of the first entry >= key (> key with\n"
-    .. "upper), and whether one equals key." },
+    .. "upper), and whether one equals key. With at, also the field at\n"
+    .. "at + index * stride: a little-endian u64 (a child beside a\n"
+    .. "separator), or with len a string of len bytes (an entry's value);\n"
+    .. "nil when that field passes the view. One call does a node's work." },
   { "v:bsearch_slots", "(pos, count, stride, key [, upper]) -> index, found",
     "binary search of strings found through a table of slots",
     "Slot i is the little-endian u32 at pos + i * stride: the position in\n"
