@@ -638,6 +638,59 @@ static int view_bsearch (lua_State *L) {
   return 3;
 }
 
+/* Raises unless count entries of len + len2 bytes, stride bytes apart
+** from pos, lie in the view. */
+static void checkentries (lua_State *L, const View *v, lua_Integer pos,
+                          uint64_t count, uint64_t stride, uint64_t len,
+                          uint64_t len2) {
+  if (count > 0 &&
+      (pos < 0 || (uint64_t)pos > v->len || (count > 1 && stride == 0) ||
+       (count > 1 && count - 1 > (v->len - (uint64_t)pos) / stride) ||
+       len > v->len || len2 > v->len - len ||
+       len + len2 > v->len - (uint64_t)pos - (count - 1) * stride))
+    luaL_argerror(L, 3, lua_pushfstring(L, "%I entries of %I bytes, %I "
+                  "apart from position %I, pass the view (%I bytes)",
+                  (lua_Integer)count, (lua_Integer)(len + len2),
+                  (lua_Integer)stride, pos, (lua_Integer)v->len));
+}
+
+/* read_entries(t, pos, count, stride, len [, len2]): stores in t[1],
+** t[2], ... the len bytes of each of count entries stride bytes apart
+** from pos, as strings; with len2, each followed by the len2 bytes after
+** them (a key, then its value). Returns how many strings it stored. One
+** call reads a whole node for an iterator: no format to parse, and the
+** table is the caller's to reuse. */
+static int view_read_entries (lua_State *L) {
+  View *v = checkview(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 3);
+  uint64_t count = checkcount(L, 4, "count");
+  uint64_t stride = checkcount(L, 5, "stride");
+  uint64_t len = checkcount(L, 6, "length");
+  int two = !lua_isnoneornil(L, 7);
+  uint64_t len2 = two ? checkcount(L, 7, "length") : 0, i;
+  lua_Integer k = 0;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  for (i = 0; i < count; i++) {
+    /* Every string is an allocation, which may run a finalizer that
+    ** retires, retargets or moves the view: check again each time. */
+    const char *p;
+    if (v->state != LIVE) checkview(L, 1);
+    checkentries(L, v, pos, count, stride, len, len2);
+    p = (const char *)vptr(v) + (uint64_t)pos + i * stride;
+    lua_pushlstring(L, p, (size_t)len);
+    lua_rawseti(L, 2, ++k);
+    if (two) {
+      if (v->state != LIVE) checkview(L, 1);
+      checkentries(L, v, pos, count, stride, len, len2);
+      p = (const char *)vptr(v) + (uint64_t)pos + i * stride + len;
+      lua_pushlstring(L, p, (size_t)len2);
+      lua_rawseti(L, 2, ++k);
+    }
+  }
+  lua_pushinteger(L, k);
+  return 1;
+}
+
 /* Compares the string of slot i (see bsearch_slots) with key: bytes, then
 ** length. Raises if the slot or its string pass the view. */
 static int slotcmp (lua_State *L, const View *v, uint64_t slot, uint64_t i,
@@ -1581,6 +1634,7 @@ static const luaL_Reg view_methods[] = {
   {"compare", view_compare}, {"copy", view_copy}, {"hex", view_hex},
   {"pack", view_pack}, {"unpack", view_unpack}, {"bsearch", view_bsearch},
   {"bsearch_slots", view_bsearch_slots},
+  {"read_entries", view_read_entries},
   {"u8", view_u8}, {"u16", view_u16}, {"u32", view_u32},
   {"u64", view_u64}, {"i8", view_i8}, {"i16", view_i16},
   {"i32", view_i32}, {"i64", view_i64},

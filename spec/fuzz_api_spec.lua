@@ -37,6 +37,7 @@ local VIEW_METHODS = {
   unpack = { "fmt", "pos" },
   bsearch = { "pos", "count", "stride", "str", "bool", "pos", "len" },
   bsearch_slots = { "pos", "count", "stride", "str", "bool" },
+  read_entries = { "table", "pos", "count", "stride", "len", "len" },
 }
 for _, n in ipairs({ 8, 16, 32, 64 }) do
   VIEW_METHODS["u" .. n] = { "pos" }
@@ -261,6 +262,10 @@ describe("API fuzzer", function()
         return math.random() < 0.5 and math.random(-1000, 1000)
                or pick(HOSTILE_INTS)
       elseif kind == "bool" then return math.random() < 0.5
+      elseif kind == "table" then return {}
+      elseif kind == "stride" then
+        if math.random() < 0.7 then return math.random(0, 64) end
+        return hostile()
       elseif kind == "view" then return some_view() or {}
       elseif kind == "other" then
         return math.random() < 0.5 and rand_string(20) or some_view()

@@ -375,6 +375,48 @@ describe("fmap.View", function()
     end)
   end)
 
+  describe(":read_entries()", function()
+    it("reads fixed-size entries into a table", function()
+      for i = 0, 3 do v:write(200 + i * 10, ("k%d"):format(i) .. ("v%d"):format(i)) end
+      local t = {}
+      assert.equal(4, v:read_entries(t, 200, 4, 10, 2))
+      assert.same({ "k0", "k1", "k2", "k3" }, t)
+      -- keys and the values after them; the table is reused as it is
+      assert.equal(4, v:read_entries(t, 210, 2, 10, 2, 2))
+      assert.same({ "k1", "v1", "k2", "v2" }, t)
+      assert.equal(0, v:read_entries(t, 0, 0, 10, 2))
+      assert.equal(1, v:read_entries(t, #v - 3, 1, 0, 3))
+      assert.equal(3, #t[1])
+    end)
+
+    it("refuses entries that pass the view", function()
+      local t = {}
+      assert.equal("bad argument #2 to 'read_entries' (2 entries of 4 bytes, "
+                   .. "10 apart from position 8180, pass the view (8192 "
+                   .. "bytes))", h.errmsg(function()
+                     v:read_entries(t, #v - 12, 2, 10, 2, 2)
+                   end))
+      assert.matches("pass the view", h.errmsg(function()
+        v:read_entries(t, 0, math.maxinteger, 1, 1)
+      end))
+      assert.matches("pass the view", h.errmsg(function()
+        v:read_entries(t, 0, 1, 1, math.maxinteger, math.maxinteger)
+      end))
+      assert.matches("pass the view", h.errmsg(function()
+        v:read_entries(t, -1, 1, 1, 1)
+      end))
+      assert.equal("bad argument #5 to 'read_entries' (length -1 is "
+                   .. "negative)", h.errmsg(function()
+                     v:read_entries(t, 0, 1, 1, -1)
+                   end))
+      assert.equal("bad argument #1 to 'read_entries' (table expected, got "
+                   .. "nil)", h.errmsg(function()
+                     v:read_entries(nil, 0, 1, 1, 1)
+                   end))
+      assert.same({}, t)
+    end)
+  end)
+
   describe("fmap.memclr()", function()
     it("zeroes the view", function()
       v:fill(9)

@@ -145,6 +145,7 @@ local vread, vwrite, vcopy = VM.read, VM.write, VM.copy
 local vcompare, vbsearch, vunpack = VM.compare, VM.bsearch, VM.unpack
 local vpack, vretarget = VM.pack, VM.retarget
 local vbsearch_slots = VM.bsearch_slots
+local vread_entries = VM.read_entries
 
 local MAGIC = "fmapBPTR"
 local VERSION = 1
@@ -1832,7 +1833,7 @@ local function forward (t, off, pos, to, what)
   local mods = t.mods
   if t.fixed then
     local LS = t.LS
-    local buf, bi, bn = nil, 1, 0
+    local buf, bi, bn = {}, 1, 0
     local function refill ()
       while off ~= 0 do
         local v = leaf_view(t, off)
@@ -1846,8 +1847,8 @@ local function forward (t, off, pos, to, what)
         local p = pos
         pos = 0
         if p < e then
-          buf = { vunpack(v, fmt_for(t, e - p), FL_ENT + p * LS) }
-          bi, bn = 1, 2 * (e - p)
+          bn = vread_entries(v, buf, FL_ENT + p * LS, e - p, LS, t.ks, t.vs)
+          bi = 1
           return true
         end
       end
@@ -1897,7 +1898,7 @@ local function backward (t, off, pos, to, what)
   local mods = t.mods
   if t.fixed then
     local LS = t.LS
-    local buf, bi = nil, -1
+    local buf, bi = {}, -1
     local function refill ()
       while off ~= 0 do
         local v = leaf_view(t, off)
@@ -1912,8 +1913,8 @@ local function backward (t, off, pos, to, what)
         pos = nil
         if p >= n then p = n - 1 end
         if p >= s then
-          buf = { vunpack(v, fmt_for(t, p - s + 1), FL_ENT + s * LS) }
-          bi = 2 * (p - s) + 1
+          bi = vread_entries(v, buf, FL_ENT + s * LS, p - s + 1, LS, t.ks,
+                             t.vs) - 1
           return true
         end
       end

@@ -113,6 +113,12 @@ local API = {
     .. "at + index * stride: a little-endian u64 (a child beside a\n"
     .. "separator), or with len a string of len bytes (an entry's value);\n"
     .. "nil when that field passes the view. One call does a node's work." },
+  { "v:read_entries", "(t, pos, count, stride, len [, len2]) -> n",
+    "fixed-size entries read into a table, in one call",
+    "Stores in t[1], t[2], ... the len bytes of each of count entries\n"
+    .. "stride bytes apart from pos; with len2, each followed by the len2\n"
+    .. "bytes after them (a key, then its value). Returns how many strings\n"
+    .. "it stored; t is reused as it is (an iterator's buffer)." },
   { "v:bsearch_slots", "(pos, count, stride, key [, upper]) -> index, found",
     "binary search of strings found through a table of slots",
     "Slot i is the little-endian u32 at pos + i * stride: the position in\n"
