@@ -393,6 +393,34 @@ static int view_copy (lua_State *L) {
   return 0;
 }
 
+/* insert(pos, len, s [, s2]): opens a gap at pos by moving the len bytes
+** there up by #s + #s2, and writes s (then s2) into it: an entry put into
+** a sorted run in one call. Returns the position after the strings. */
+static int view_insert (lua_State *L) {
+  View *v = checkwritable(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  lua_Integer len = luaL_checkinteger(L, 3);
+  size_t l1, l2 = 0;
+  const char *s1 = luaL_checklstring(L, 4, &l1);
+  const char *s2 = lua_isnoneornil(L, 5) ? NULL : luaL_checklstring(L, 5,
+                                                                    &l2);
+  unsigned char *p;
+  if (v->state != LIVE) checkwritable(L, 1);   /* a conversion ran a
+                                               ** finalizer */
+  if (pos < 0 || (uint64_t)pos > v->len || len < 0 ||
+      (uint64_t)len > v->len - (uint64_t)pos || l1 > v->len || l2 > v->len ||
+      l1 + l2 > v->len - (uint64_t)pos - (uint64_t)len)
+    luaL_argerror(L, 2, lua_pushfstring(L, "a gap of %I bytes at position "
+                  "%I before %I bytes passes the view (%I bytes)",
+                  (lua_Integer)(l1 + l2), pos, len, (lua_Integer)v->len));
+  p = vptr(v) + pos;
+  if (len > 0) memmove(p + l1 + l2, p, (size_t)len);
+  memcpy(p, s1, l1);
+  if (l2 > 0) memcpy(p + l1, s2, l2);
+  lua_pushinteger(L, pos + (lua_Integer)(l1 + l2));
+  return 1;
+}
+
 /* hex([pos [, len]]): a hexdump like hexdump -C, positions relative to
 ** the view, runs of identical lines folded into "*". */
 static int view_hex (lua_State *L) {
@@ -584,17 +612,12 @@ static void pushbeside (lua_State *L, const View *v, lua_Integer at,
   else lua_pushnil(L);
 }
 
-/* bsearch(pos, count, stride, key [, upper [, at [, len]]]): binary
-** search of a sorted run of count entries, stride bytes apart from pos,
-** whose first #key bytes compare as memcmp. Returns the 0-based index of
-** the first entry >= key (> key with upper) and whether an entry equals
-** key; with at, also the field at at + index * stride (see pushbeside):
-** the child beside a separator, or the value of an entry, in the same
-** call. */
-static int view_bsearch (lua_State *L) {
+/* The search of bsearch (counted: 0) and search (1); see them. */
+static int dosearch (lua_State *L, int counted) {
   View *v = checkview(L, 1);
-  lua_Integer pos = luaL_checkinteger(L, 2);
-  uint64_t count = checkcount(L, 3, "count");
+  lua_Integer pos = luaL_checkinteger(L, counted ? 3 : 2);
+  lua_Integer cpos = counted ? luaL_checkinteger(L, 2) : 0;
+  uint64_t count = counted ? 0 : checkcount(L, 3, "count");
   uint64_t stride = checkcount(L, 4, "stride");
   size_t kl;
   const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 5,
@@ -604,7 +627,7 @@ static int view_bsearch (lua_State *L) {
   lua_Integer at = luaL_optinteger(L, 7, -1);
   lua_Integer len = luaL_optinteger(L, 8, -1);
   const unsigned char *base = NULL;
-  uint64_t lo = 0, hi = count;
+  uint64_t lo = 0, hi;
   int found = 0;
   if (beside && at < 0)
     luaL_argerror(L, 7, lua_pushfstring(L, "position %I is negative", at));
@@ -612,16 +635,23 @@ static int view_bsearch (lua_State *L) {
     luaL_argerror(L, 8, lua_pushfstring(L, "length %I is negative", len));
   if (v->state != LIVE) checkview(L, 1);   /* the key's conversion ran a
                                            ** finalizer that retired it */
+  if (counted) {
+    if (cpos < 0 || (uint64_t)cpos > v->len || v->len - (uint64_t)cpos < 4)
+      luaL_argerror(L, 2, lua_pushfstring(L, "count position %I is outside "
+                    "the view (%I bytes)", cpos, (lua_Integer)v->len));
+    count = load_le(vptr(v) + cpos, 4);
+  }
   if (count > 0) {
     if (pos < 0 || (uint64_t)pos > v->len || stride == 0 ||
         count - 1 > (v->len - (uint64_t)pos) / stride ||
         kl > v->len - (uint64_t)pos - (count - 1) * stride)
-      luaL_argerror(L, 2, lua_pushfstring(L, "%I entries of %I bytes "
-                    "(keys of %I) from position %I pass the view (%I "
-                    "bytes)", (lua_Integer)count, (lua_Integer)stride,
+      luaL_argerror(L, counted ? 3 : 2, lua_pushfstring(L, "%I entries of "
+                    "%I bytes (keys of %I) from position %I pass the view "
+                    "(%I bytes)", (lua_Integer)count, (lua_Integer)stride,
                     (lua_Integer)kl, pos, (lua_Integer)v->len));
     base = vptr(v) + pos;
   }
+  hi = count;
   while (lo < hi) {
     uint64_t mid = lo + (hi - lo) / 2;
     int c = keycmp(base + mid * stride, key, kl);
@@ -633,10 +663,27 @@ static int view_bsearch (lua_State *L) {
     found = keycmp(base + lo * stride, key, kl) == 0;
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
-  if (!beside) return 2;
-  pushbeside(L, v, at, lo, stride, len);
-  return 3;
+  if (beside) pushbeside(L, v, at, lo, stride, len);
+  else if (!counted) return 2;
+  else lua_pushnil(L);
+  if (!counted) return 3;
+  lua_pushinteger(L, (lua_Integer)count);
+  return 4;
 }
+
+/* bsearch(pos, count, stride, key [, upper [, at [, len]]]): binary
+** search of a sorted run of count entries, stride bytes apart from pos,
+** whose first #key bytes compare as memcmp. Returns the 0-based index of
+** the first entry >= key (> key with upper) and whether an entry equals
+** key; with at, also the field at at + index * stride (see pushbeside):
+** the child beside a separator, or the value of an entry, in the same
+** call. */
+static int view_bsearch (lua_State *L) { return dosearch(L, 0); }
+
+/* search(countpos, pos, stride, key [, upper [, at [, len]]]): bsearch
+** of a node whose entry count is the little-endian u32 at countpos.
+** Returns index, found, the field (nil without at) and the count. */
+static int view_search (lua_State *L) { return dosearch(L, 1); }
 
 /* Raises unless count entries of len + len2 bytes, stride bytes apart
 ** from pos, lie in the view. */
@@ -1634,7 +1681,8 @@ static const luaL_Reg view_methods[] = {
   {"compare", view_compare}, {"copy", view_copy}, {"hex", view_hex},
   {"pack", view_pack}, {"unpack", view_unpack}, {"bsearch", view_bsearch},
   {"bsearch_slots", view_bsearch_slots},
-  {"read_entries", view_read_entries},
+  {"read_entries", view_read_entries}, {"search", view_search},
+  {"insert", view_insert},
   {"u8", view_u8}, {"u16", view_u16}, {"u32", view_u32},
   {"u64", view_u64}, {"i8", view_i8}, {"i16", view_i16},
   {"i32", view_i32}, {"i64", view_i64},

@@ -38,6 +38,8 @@ local VIEW_METHODS = {
   bsearch = { "pos", "count", "stride", "str", "bool", "pos", "len" },
   bsearch_slots = { "pos", "count", "stride", "str", "bool" },
   read_entries = { "table", "pos", "count", "stride", "len", "len" },
+  search = { "pos", "pos", "stride", "str", "bool", "pos", "len" },
+  insert = { "pos", "len", "str", "str" },
 }
 for _, n in ipairs({ 8, 16, 32, 64 }) do
   VIEW_METHODS["u" .. n] = { "pos" }

@@ -375,6 +375,79 @@ describe("fmap.View", function()
     end)
   end)
 
+  describe(":search()", function()
+    it("searches a node whose count is in the node", function()
+      -- a leaf's shape: a u32 count at 60, then entries of a 4-byte key
+      -- and a 4-byte value, 8 bytes apart from 64
+      v:set_u32(60, 3)
+      for i, k in ipairs({ 10, 20, 30 }) do
+        v:pack(64 + (i - 1) * 8, ">I4c4", k, "v" .. k .. "x")
+      end
+      v:pack(64 + 3 * 8, ">I4", 40)     -- past the count: not an entry
+      local function key(k) return string.pack(">I4", k) end
+      assert.same({ 1, true, nil, 3 }, { v:search(60, 64, 8, key(20)) })
+      assert.same({ 3, false, nil, 3 }, { v:search(60, 64, 8, key(40)) })
+      assert.same({ 2, true, nil, 3 }, { v:search(60, 64, 8, key(20), true) })
+      assert.same({ 2, true, "v30x", 3 },
+                  { v:search(60, 64, 8, key(30), false, 68, 4) })
+      v:set_u32(60, 0)
+      assert.same({ 0, false, nil, 0 }, { v:search(60, 64, 8, key(20)) })
+    end)
+
+    it("refuses a count or entries outside the view", function()
+      assert.equal("bad argument #1 to 'search' (count position 8190 is "
+                   .. "outside the view (8192 bytes))", h.errmsg(function()
+                     v:search(#v - 2, 0, 8, "abcd")
+                   end))
+      assert.equal("bad argument #1 to 'search' (count position -1 is "
+                   .. "outside the view (8192 bytes))", h.errmsg(function()
+                     v:search(-1, 0, 8, "abcd")
+                   end))
+      v:set_u32(60, 0xFFFFFFFF)
+      assert.equal("bad argument #2 to 'search' (4294967295 entries of 8 "
+                   .. "bytes (keys of 4) from position 64 pass the view "
+                   .. "(8192 bytes))", h.errmsg(function()
+                     v:search(60, 64, 8, "abcd")
+                   end))
+      v:set_u32(60, 0)
+    end)
+  end)
+
+  describe(":insert()", function()
+    it("opens a gap and writes the strings into it", function()
+      v:write(300, "aabbcc")
+      assert.equal(305, v:insert(302, 4, "XY", "Z"))
+      assert.equal("aaXYZbbcc", v:read(300, 9))
+      assert.equal(302, v:insert(300, 0, "12"))
+      assert.equal("12XYZbbcc", v:read(300, 9))
+      -- the gap may end at the view's end
+      v:write(#v - 4, "tail")
+      assert.equal(#v - 2, v:insert(#v - 4, 2, "!!"))
+      assert.equal("!!ta", v:read(#v - 4, 4))
+    end)
+
+    it("refuses a gap that passes the view, changing nothing", function()
+      v:write(#v - 4, "tail")
+      assert.equal("bad argument #1 to 'insert' (a gap of 3 bytes at "
+                   .. "position 8188 before 2 bytes passes the view (8192 "
+                   .. "bytes))", h.errmsg(function()
+                     v:insert(#v - 4, 2, "abc")
+                   end))
+      assert.equal("tail", v:read(#v - 4, 4))
+      assert.matches("passes the view", h.errmsg(function()
+        v:insert(0, math.maxinteger, "a")
+      end))
+      assert.matches("passes the view", h.errmsg(function()
+        v:insert(-1, 0, "a")
+      end))
+      assert.matches("passes the view", h.errmsg(function()
+        v:insert(0, -1, "a")
+      end))
+      assert.equal("bad argument #3 to 'insert' (string expected, got "
+                   .. "table)", h.errmsg(function() v:insert(0, 0, {}) end))
+    end)
+  end)
+
   describe(":read_entries()", function()
     it("reads fixed-size entries into a table", function()
       for i = 0, 3 do v:write(200 + i * 10, ("k%d"):format(i) .. ("v%d"):format(i)) end

@@ -146,28 +146,32 @@ local vcompare, vbsearch, vunpack = VM.compare, VM.bsearch, VM.unpack
 local vpack, vretarget = VM.pack, VM.retarget
 local vbsearch_slots = VM.bsearch_slots
 local vread_entries = VM.read_entries
+local vsearch, vinsert = VM.search, VM.insert
 
-local MAGIC = "fmapBPTR"
-local VERSION = 1
-local FIXED, SLOTTED = 1, 2
-local LEAF, INTERNAL = 1, 2
-local OVF = 0x80000000          -- a field's length with this bit: overflow
-local CTL_PREFIX = "bptree@"
+-- Constants (<const>: the compiler folds them into the instructions that
+-- use them, where a plain local is an upvalue fetched at each use).
+local MAGIC <const> = "fmapBPTR"
+local VERSION <const> = 1
+local FIXED <const>, SLOTTED <const> = 1, 2
+local LEAF <const>, INTERNAL <const> = 1, 2
+local OVF <const> = 0x80000000  -- a field's length with this bit: overflow
+local CTL_PREFIX <const> = "bptree@"
 
 -- Meta block fields (magic, version, layout and sizes are read and written
 -- with one pack format, "<c8I4I4i8i8" at 0).
-local M_ROOT, M_HEIGHT, M_SIZE = 32, 40, 48
+local M_ROOT <const>, M_HEIGHT <const>, M_SIZE <const> = 32, 40, 48
 -- Node header fields.
-local N_KIND, N_FLAGS, N_COUNT = 0, 1, 4
-local L_PREV, L_NEXT = 8, 16
+local N_KIND <const>, N_FLAGS <const>, N_COUNT <const> = 0, 1, 4
+local L_PREV <const>, L_NEXT <const> = 8, 16
 -- Fixed layout.
-local FL_ENT = 24               -- leaf entries
-local FI_C0, FI_ENT = 8, 16     -- internal: C[0], entries
+local FL_ENT <const> = 24       -- leaf entries
+local FI_C0 <const>, FI_ENT <const> = 8, 16   -- internal: C[0], entries
 -- Slotted layout.
-local SL_LO, SL_DEAD, SL_SLOTS = 24, 28, 32
-local SI_LO, SI_DEAD, SI_C0, SI_SLOTS = 8, 12, 16, 24
+local SL_LO <const>, SL_DEAD <const>, SL_SLOTS <const> = 24, 28, 32
+local SI_LO <const>, SI_DEAD <const>, SI_C0 <const>, SI_SLOTS <const> =
+  8, 12, 16, 24
 
-local MODIFIED = "B+tree modified during iteration"
+local MODIFIED <const> = "B+tree modified during iteration"
 
 -- registry[bf][meta offset] = the tree: opening a tree twice gives the
 -- same object, so its cached state is never stale.
@@ -1465,13 +1469,10 @@ function Tree:add (key, value)
       vretarget(v, off)
     end
     self.sv_off = off
-    local n = u32(v, N_COUNT)
     local LS = self.LS
-    local i = vbsearch(v, FL_ENT, n, LS, key, true)
+    local i, _, _, n = vsearch(v, N_COUNT, FL_ENT, LS, key, true)
     if n < self.LCAP then
-      local pos = FL_ENT + i * LS
-      if i < n then vcopy(v, pos + LS, v, pos, (n - i) * LS) end
-      vpack(v, pos, self.entry_fmt, key, value)
+      vinsert(v, FL_ENT + i * LS, (n - i) * LS, key, value)
       set_u32(v, N_COUNT, n + 1)
     else
       local ok, err, en = split_leaf(self, v, n, i, key, key, value, LS)
@@ -1563,9 +1564,8 @@ function Tree:remove (key, where)
       vretarget(v, off)
     end
     self.sv_off = off
-    local n = u32(v, N_COUNT)
     local LS = self.LS
-    local pos, found = vbsearch(v, FL_ENT, n, LS, key)
+    local pos, found, _, n = vsearch(v, N_COUNT, FL_ENT, LS, key)
     if not found then
       if pos < n then return 0 end
     else
@@ -1677,9 +1677,8 @@ function Tree:get (key)
       vretarget(v, off)
     end
     self.sv_off = off
-    local n = u32(v, N_COUNT)
-    local i, found, val = vbsearch(v, FL_ENT, n, self.LS, key, false,
-                                   FL_ENT + self.ks, self.vs)
+    local i, found, val, n = vsearch(v, N_COUNT, FL_ENT, self.LS, key, false,
+                                     FL_ENT + self.ks, self.vs)
     if found then return val end
     if i < n then return nil end
     off = u64(v, L_NEXT)                -- key may start the next leaf

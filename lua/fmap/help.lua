@@ -113,6 +113,15 @@ local API = {
     .. "at + index * stride: a little-endian u64 (a child beside a\n"
     .. "separator), or with len a string of len bytes (an entry's value);\n"
     .. "nil when that field passes the view. One call does a node's work." },
+  { "v:search",
+    "(countpos, pos, stride, key [, upper [, at [, len]]]) -> index, found, field, count",
+    "bsearch of a node that holds its own count",
+    "As bsearch, the count being the little-endian u32 at countpos;\n"
+    .. "returns it as well (the field is nil without at)." },
+  { "v:insert", "(pos, len, s [, s2]) -> next position",
+    "opens a gap and writes into it",
+    "Moves the len bytes at pos up by #s + #s2 and writes s, then s2,\n"
+    .. "at pos: an entry put into a sorted run in one call." },
   { "v:read_entries", "(t, pos, count, stride, len [, len2]) -> n",
     "fixed-size entries read into a table, in one call",
     "Stores in t[1], t[2], ... the len bytes of each of count entries\n"
