@@ -232,6 +232,18 @@ static int view_release (lua_State *L) {
   return 0;
 }
 
+/* Asks for the cache lines of a node about to be searched, all at once.
+** A binary search's probes depend on each other, so in a node that is
+** not in the cache each one waited for memory in turn: in a 4 KiB leaf,
+** about seven misses one after another. Fetched together, they overlap. */
+static void prefetch_run (const unsigned char *p, uint64_t n) {
+  const unsigned char *end = p + n;
+  if (n <= 256) return;
+  for (p = (const unsigned char *)((uintptr_t)p & ~(uintptr_t)63); p < end;
+       p += 64)
+    __builtin_prefetch(p);
+}
+
 /* retarget(offset [, blocks]): points this live view at another run of
 ** allocated blocks and returns it. A structure walking many nodes reuses
 ** one view instead of acquiring one per node; where it was acquired
@@ -243,6 +255,12 @@ static int view_retarget (lua_State *L) {
   lua_Integer n = luaL_optinteger(L, 3, 1);
   luaL_argcheck(L, n >= 1, 3,
                 lua_pushfstring(L, "block count %I is not positive", n));
+#ifndef FMAP_NO_PREFETCH
+  /* A walk retargets to the node it reads next: its lines are fetched
+  ** while the check below waits for the first. */
+  if (off < bf->f.h.top && bf->f.h.top - off >= bf->f.h.block_size)
+    prefetch_run(bf->f.map + off, bf->f.h.block_size);
+#endif
   if (fm_check_range(&bf->f, off, (uint64_t)n) != 0)
     return corefail(L, bf, 2);
   v->off = off;
@@ -650,6 +668,9 @@ static int dosearch (lua_State *L, int counted) {
                     "(%I bytes)", (lua_Integer)count, (lua_Integer)stride,
                     (lua_Integer)kl, pos, (lua_Integer)v->len));
     base = vptr(v) + pos;
+#ifndef FMAP_NO_PREFETCH
+    prefetch_run(base, (count - 1) * stride + kl);
+#endif
   }
   hi = count;
   while (lo < hi) {
