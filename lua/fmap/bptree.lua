@@ -47,8 +47,10 @@
 --             16    entries: count x (K bytes of S[j], 8 bytes C[j+1]),
 --                   then 0xFF bytes up to the node's capacity
 --   (so C[j] is at 8 + j * (K + 8)). The 0xFF padding sorts after or
---   equal to every key, so a search for the first entry >= key over the
---   whole capacity finds the child without reading the count.
+--   equal to every key, so a search over the whole capacity finds the
+--   right child too; the descents search the count's entries with
+--   v:search, which reads the count in the same call, and the padding
+--   stays part of the format (verify checks it).
 --
 -- Slotted layout: keys or values of any length, or too large for the
 -- fixed one. A node has a slot array growing up from its header and a heap
@@ -744,15 +746,13 @@ local function lower_leaf (t, key)
   local off = t.root
   if t.fixed then
     local IS = t.IS
-    local cap = t.ICAP
     for _ = t.height, 2, -1 do
       local v = node(t, off)
-      local _, _, c = vbsearch(v, FI_ENT, cap, IS, key, false, FI_C0)
+      local _, _, c = vsearch(v, N_COUNT, FI_ENT, IS, key, false, FI_C0)
       off = c
     end
     local v = leaf_view(t, off)
-    local n = u32(v, N_COUNT)
-    local i, found = vbsearch(v, FL_ENT, n, t.LS, key)
+    local i, found, _, n = vsearch(v, N_COUNT, FL_ENT, t.LS, key)
     return v, n, i, off, found
   end
   for _ = t.height, 2, -1 do
@@ -797,14 +797,10 @@ local function descend (t, key, upper)
   local pp, pi = t.pp, t.pi
   local off = t.root
   if t.fixed then
-    local IS, cap = t.IS, t.ICAP
+    local IS = t.IS
     for lvl = t.height, 2, -1 do
       local v = node(t, off)
-      local i, _, c = vbsearch(v, FI_ENT, cap, IS, key, upper, FI_C0)
-      if i == cap then                            -- key is all 0xFF
-        i = u32(v, N_COUNT)
-        c = u64(v, FI_C0 + IS * i)
-      end
+      local i, _, c = vsearch(v, N_COUNT, FI_ENT, IS, key, upper, FI_C0)
       pp[lvl], pi[lvl] = off, i
       off = c
     end
@@ -1448,14 +1444,10 @@ function Tree:add (key, value)
   if self.fixed then
     -- descend(self, key, true), inlined
     local pp, pi = self.pp, self.pi
-    local off, IS, cap = self.root, self.IS, self.ICAP
+    local off, IS = self.root, self.IS
     for lvl = self.height, 2, -1 do
       local v = views[off] or node(self, off)
-      local i, _, c = vbsearch(v, FI_ENT, cap, IS, key, true, FI_C0)
-      if i == cap then                  -- key is all 0xFF
-        i = u32(v, N_COUNT)
-        c = u64(v, FI_C0 + IS * i)
-      end
+      local i, _, c = vsearch(v, N_COUNT, FI_ENT, IS, key, true, FI_C0)
       pp[lvl], pi[lvl] = off, i
       off = c
     end
@@ -1547,10 +1539,10 @@ function Tree:remove (key, where)
     -- The common case inlined: every entry of key in one leaf.
     local pi = self.pi
     local views = self.views
-    local off, IS, cap = self.root, self.IS, self.ICAP
+    local off, IS = self.root, self.IS
     for lvl = self.height, 2, -1 do
       local v = views[off] or node(self, off)
-      local i, _, c = vbsearch(v, FI_ENT, cap, IS, key, false, FI_C0)
+      local i, _, c = vsearch(v, N_COUNT, FI_ENT, IS, key, false, FI_C0)
       pp[lvl], pi[lvl] = off, i
       off = c
     end
@@ -1662,10 +1654,10 @@ function Tree:get (key)
     check_key(self, key, "get", 1)
   end
   if self.fixed then                     -- the fast path, inlined
-    local off, IS, cap = self.root, self.IS, self.ICAP
+    local off, IS = self.root, self.IS
     for _ = self.height, 2, -1 do
       local v = views[off] or node(self, off)
-      local _, _, c = vbsearch(v, FI_ENT, cap, IS, key, false, FI_C0)
+      local _, _, c = vsearch(v, N_COUNT, FI_ENT, IS, key, false, FI_C0)
       off = c
     end
     local sv = self.sv
@@ -1711,10 +1703,10 @@ function Tree:has (key)
     check_key(self, key, "has", 1)
   end
   if self.fixed then
-    local off, IS, cap = self.root, self.IS, self.ICAP
+    local off, IS = self.root, self.IS
     for _ = self.height, 2, -1 do
       local v = views[off] or node(self, off)
-      local _, _, c = vbsearch(v, FI_ENT, cap, IS, key, false, FI_C0)
+      local _, _, c = vsearch(v, N_COUNT, FI_ENT, IS, key, false, FI_C0)
       off = c
     end
     local sv = self.sv
