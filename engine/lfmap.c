@@ -692,6 +692,62 @@ static int dosearch (lua_State *L, int counted) {
   return 4;
 }
 
+/* remove_key(countpos, pos, stride, key): removes from a node's sorted
+** run (count entries, the count being the little-endian u32 at countpos)
+** every entry whose first #key bytes equal key, moving the entries after
+** them down and storing the new count. Returns the index where they were
+** (or would be), how many it removed and the count left: a B+tree leaf's
+** delete in one call. */
+static int view_remove_key (lua_State *L) {
+  View *v = checkwritable(L, 1);
+  lua_Integer cpos = luaL_checkinteger(L, 2);
+  lua_Integer pos = luaL_checkinteger(L, 3);
+  uint64_t stride = checkcount(L, 4, "stride");
+  size_t kl;
+  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 5,
+                                                                      &kl);
+  unsigned char *base;
+  uint64_t count, lo = 0, hi, e;
+  if (v->state != LIVE) checkwritable(L, 1);   /* the key's conversion ran
+                                               ** a finalizer */
+  if (cpos < 0 || (uint64_t)cpos > v->len || v->len - (uint64_t)cpos < 4)
+    luaL_argerror(L, 2, lua_pushfstring(L, "count position %I is outside "
+                  "the view (%I bytes)", cpos, (lua_Integer)v->len));
+  count = load_le(vptr(v) + cpos, 4);
+  if (count > 0 &&
+      (pos < 0 || (uint64_t)pos > v->len || stride == 0 || kl > stride ||
+       count - 1 > (v->len - (uint64_t)pos) / stride ||
+       stride > v->len - (uint64_t)pos - (count - 1) * stride))
+    luaL_argerror(L, 3, lua_pushfstring(L, "%I entries of %I bytes (keys "
+                  "of %I) from position %I pass the view (%I bytes)",
+                  (lua_Integer)count, (lua_Integer)stride, (lua_Integer)kl,
+                  pos, (lua_Integer)v->len));
+  if (count == 0) {
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, 0);
+    return 3;
+  }
+  base = vptr(v) + pos;
+  hi = count;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    if (keycmp(base + mid * stride, key, kl) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  e = lo;
+  while (e < count && keycmp(base + e * stride, key, kl) == 0) e++;
+  if (e > lo) {
+    memmove(base + lo * stride, base + e * stride,
+            (size_t)((count - e) * stride));
+    store_le(vptr(v) + cpos, count - (e - lo), 4);
+  }
+  lua_pushinteger(L, (lua_Integer)lo);
+  lua_pushinteger(L, (lua_Integer)(e - lo));
+  lua_pushinteger(L, (lua_Integer)(count - (e - lo)));
+  return 3;
+}
+
 /* bsearch(pos, count, stride, key [, upper [, at [, len]]]): binary
 ** search of a sorted run of count entries, stride bytes apart from pos,
 ** whose first #key bytes compare as memcmp. Returns the 0-based index of
@@ -1703,6 +1759,7 @@ static const luaL_Reg view_methods[] = {
   {"pack", view_pack}, {"unpack", view_unpack}, {"bsearch", view_bsearch},
   {"bsearch_slots", view_bsearch_slots},
   {"read_entries", view_read_entries}, {"search", view_search},
+  {"remove_key", view_remove_key},
   {"insert", view_insert},
   {"u8", view_u8}, {"u16", view_u16}, {"u32", view_u32},
   {"u64", view_u64}, {"i8", view_i8}, {"i16", view_i16},

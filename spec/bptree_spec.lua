@@ -759,6 +759,28 @@ describe("fmap.bptree", function()
     end)
   end)
 
+  describe("remove of a fixed key", function()
+    it("removes entries that run across leaves", function()
+      local t = bptree.new(bf, 8, 8)
+      local function k (i) return string.pack(">I8", i) end
+      for i = 1, 200 do t:add(k(i), k(i)) end
+      -- about 8 leaves of key 100: the first leaf's run reaches its end
+      for j = 1, 1000 do t:add(k(100), k(j)) end
+      for i = 201, 400 do t:add(k(i), k(i)) end
+      assert.equal(1400, t:size())
+      assert.equal(1001, t:remove(k(100)))
+      assert.equal(0, t:remove(k(100)))
+      assert.is_false(t:has(k(100)))
+      assert.equal(399, t:size())
+      assert.is_true(t:verify())
+      for i = 1, 400 do
+        assert.equal(i == 100 and 0 or 1, t:count(k(i)))
+      end
+      assert.is_true(t:verify())
+      h.no_live_views(bf)
+    end)
+  end)
+
   describe("against a model", function()
     it("fixed keys and values, with many duplicates", function()
       env.t = bptree.new(bf, 6, 10)

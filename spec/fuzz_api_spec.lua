@@ -40,6 +40,7 @@ local VIEW_METHODS = {
   read_entries = { "table", "pos", "count", "stride", "len", "len" },
   search = { "pos", "pos", "stride", "str", "bool", "pos", "len" },
   insert = { "pos", "len", "str", "str" },
+  remove_key = { "pos", "pos", "stride", "str" },
 }
 for _, n in ipairs({ 8, 16, 32, 64 }) do
   VIEW_METHODS["u" .. n] = { "pos" }

@@ -413,6 +413,54 @@ describe("fmap.View", function()
     end)
   end)
 
+  describe(":remove_key()", function()
+    it("removes a key's entries from a counted run", function()
+      local function key(k) return string.pack(">I4", k) end
+      local function fill (keys)
+        v:set_u32(60, #keys)
+        for i, k in ipairs(keys) do v:pack(64 + (i - 1) * 8, ">I4I4", k, i) end
+      end
+      local function keys ()
+        local r = {}
+        for i = 0, v:u32(60) - 1 do r[#r + 1] = (string.unpack(">I4", v:read(64 + i * 8, 4))) end
+        return r
+      end
+      fill({ 10, 20, 20, 20, 30 })
+      assert.same({ 1, 3, 2 }, { v:remove_key(60, 64, 8, key(20)) })
+      assert.same({ 10, 30 }, keys())
+      -- 30's value came down with it
+      assert.equal(5, (string.unpack(">I4", v:read(64 + 8 + 4, 4))))
+      assert.same({ 1, 0, 2 }, { v:remove_key(60, 64, 8, key(25)) })
+      assert.same({ 2, 0, 2 }, { v:remove_key(60, 64, 8, key(99)) })
+      assert.same({ 1, 1, 1 }, { v:remove_key(60, 64, 8, key(30)) })
+      assert.same({ 0, 1, 0 }, { v:remove_key(60, 64, 8, key(10)) })
+      assert.same({ 0, 0, 0 }, { v:remove_key(60, 64, 8, key(10)) })
+      -- the entries reaching the run's end
+      fill({ 10, 20, 20 })
+      assert.same({ 1, 2, 1 }, { v:remove_key(60, 64, 8, key(20)) })
+      assert.same({ 10 }, keys())
+    end)
+
+    it("refuses a run that passes the view, changing nothing", function()
+      v:set_u32(60, 1100)
+      assert.equal("bad argument #2 to 'remove_key' (1100 entries of 8 "
+                   .. "bytes (keys of 4) from position 64 pass the view "
+                   .. "(8192 bytes))", h.errmsg(function()
+                     v:remove_key(60, 64, 8, "abcd")
+                   end))
+      assert.equal(1100, v:u32(60))
+      v:set_u32(60, 2)
+      assert.matches("pass the view", h.errmsg(function()
+        v:remove_key(60, 64, 2, "abcd")          -- keys longer than entries
+      end))
+      assert.equal("bad argument #1 to 'remove_key' (count position 8189 is "
+                   .. "outside the view (8192 bytes))", h.errmsg(function()
+                     v:remove_key(#v - 3, 64, 8, "abcd")
+                   end))
+      v:set_u32(60, 0)
+    end)
+  end)
+
   describe(":insert()", function()
     it("opens a gap and writes the strings into it", function()
       v:write(300, "aabbcc")

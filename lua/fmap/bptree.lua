@@ -148,7 +148,7 @@ local vcompare, vbsearch, vunpack = VM.compare, VM.bsearch, VM.unpack
 local vpack, vretarget = VM.pack, VM.retarget
 local vbsearch_slots = VM.bsearch_slots
 local vread_entries = VM.read_entries
-local vsearch, vinsert = VM.search, VM.insert
+local vsearch, vinsert, vremove_key = VM.search, VM.insert, VM.remove_key
 
 -- Constants (<const>: the compiler folds them into the instructions that
 -- use them, where a plain local is an upvalue fetched at each use).
@@ -1534,7 +1534,7 @@ function Tree:remove (key, where)
     argerr(2, "remove", "function expected, got " .. type(where))
   end
   if self.readonly then check_writable(self, "remove") end
-  local pp = self.pp
+  local pp, done = self.pp, 0
   if self.fixed and where == nil then
     -- The common case inlined: every entry of key in one leaf.
     local pi = self.pi
@@ -1556,29 +1556,29 @@ function Tree:remove (key, where)
       vretarget(v, off)
     end
     self.sv_off = off
-    local LS = self.LS
-    local pos, found, _, n = vsearch(v, N_COUNT, FL_ENT, LS, key)
-    if not found then
-      if pos < n then return 0 end
+    local pos, r, left = vremove_key(v, N_COUNT, FL_ENT, self.LS, key)
+    if r == 0 then
+      if pos < left then return 0 end  -- else key may start the next leaf
     else
-      local e = pos + 1              -- most keys have one entry
-      if e < n and vcompare(v, FL_ENT + e * LS, key) == 0 then
-        e = vbsearch(v, FL_ENT, n, LS, key, true)
-      end
-      if e < n then
-        local r, left = e - pos, n - e + pos
-        local at = FL_ENT + pos * LS
-        vcopy(v, at, v, at + r * LS, (n - e) * LS)
-        set_u32(v, N_COUNT, left)
-        local size = self.nent - r
-        self.nent, self.mods = size, self.mods + 1
-        set_u64(views[self.meta] or node(self, self.meta), M_SIZE, size)
-        if 4 * left * LS < self.lcapb and self.height > 1 then fix(self, 1) end
+      local size = self.nent - r
+      self.nent, self.mods = size, self.mods + 1
+      set_u64(views[self.meta] or node(self, self.meta), M_SIZE, size)
+      if pos < left then               -- every entry of key was here
+        if 4 * left * self.LS < self.lcapb and self.height > 1 then
+          fix(self, 1)
+        end
         return r
       end
+      -- The entries reached the leaf's end: more may follow in the next
+      -- one. Mend this leaf, then remove the rest the long way.
+      if left == 0 or self.height > 1 and 4 * left * self.LS < self.lcapb
+      then
+        fix(self, 1)
+      end
+      done = r
     end
   end
-  local removed, kept = 0, 0
+  local removed, kept = done, 0
   while true do
     local v = descend(self, key, false)
     local n = u32(v, N_COUNT)

@@ -118,6 +118,11 @@ local API = {
     "bsearch of a node that holds its own count",
     "As bsearch, the count being the little-endian u32 at countpos;\n"
     .. "returns it as well (the field is nil without at)." },
+  { "v:remove_key", "(countpos, pos, stride, key) -> index, removed, count",
+    "removes a key's entries from a counted sorted run",
+    "Removes every entry whose first #key bytes equal key from the run\n"
+    .. "of count entries (the u32 at countpos), moves the rest down and\n"
+    .. "stores the new count: a leaf's delete in one call." },
   { "v:insert", "(pos, len, s [, s2]) -> next position",
     "opens a gap and writes into it",
     "Moves the len bytes at pos up by #s + #s2 and writes s, then s2,\n"
