@@ -1823,35 +1823,52 @@ end
 local function forward (t, off, pos, to, what)
   local mods = t.mods
   if t.fixed then
-    local LS = t.LS
+    -- what is read of each entry: key and value, or one of them only
+    local LS, skip, len, len2 = t.LS, 0, t.ks, t.vs
+    if what == 1 then len2 = nil
+    elseif what == 2 then skip, len, len2 = t.ks, t.vs, nil end
     local buf, bi, bn = {}, 1, 0
     local function refill ()
       while off ~= 0 do
         local v = leaf_view(t, off)
-        local n = u32(v, N_COUNT)
-        local e, last = n, false
+        local e, last = u32(v, N_COUNT), false
         if to then
-          local ub = vbsearch(v, FL_ENT, n, LS, to, true)
-          if ub < n then e, last = ub, true end
+          local ub = vbsearch(v, FL_ENT, e, LS, to, true)
+          if ub < e then e, last = ub, true end
         end
         off = last and 0 or u64(v, L_NEXT)
         local p = pos
         pos = 0
         if p < e then
-          bn = vread_entries(v, buf, FL_ENT + p * LS, e - p, LS, t.ks, t.vs)
+          bn = vread_entries(v, buf, FL_ENT + p * LS + skip, e - p, LS, len,
+                             len2)
           bi = 1
           return true
         end
       end
       return false
     end
+    if what == nil then
+      return function ()
+        if t.mods ~= mods then error(MODIFIED, 2) end
+        local i = bi
+        if i > bn then
+          if not refill() then return nil end
+          i = 1
+        end
+        bi = i + 2
+        return buf[i], buf[i + 1]
+      end
+    end
     return function ()
       if t.mods ~= mods then error(MODIFIED, 2) end
-      if bi > bn and not refill() then return nil end
       local i = bi
-      bi = i + 2
-      if what == nil then return buf[i], buf[i + 1] end
-      return buf[i + what - 1]
+      if i > bn then
+        if not refill() then return nil end
+        i = 1
+      end
+      bi = i + 1
+      return buf[i]
     end
   end
   local e = -1
@@ -1888,7 +1905,9 @@ end
 local function backward (t, off, pos, to, what)
   local mods = t.mods
   if t.fixed then
-    local LS = t.LS
+    local LS, skip, len, len2, step = t.LS, 0, t.ks, t.vs, 2
+    if what == 1 then len2, step = nil, 1
+    elseif what == 2 then skip, len, len2, step = t.ks, t.vs, nil, 1 end
     local buf, bi = {}, -1
     local function refill ()
       while off ~= 0 do
@@ -1904,8 +1923,8 @@ local function backward (t, off, pos, to, what)
         pos = nil
         if p >= n then p = n - 1 end
         if p >= s then
-          bi = vread_entries(v, buf, FL_ENT + s * LS, p - s + 1, LS, t.ks,
-                             t.vs) - 1
+          bi = vread_entries(v, buf, FL_ENT + s * LS + skip, p - s + 1, LS,
+                             len, len2) - step + 1
           return true
         end
       end
@@ -1915,9 +1934,9 @@ local function backward (t, off, pos, to, what)
       if t.mods ~= mods then error(MODIFIED, 2) end
       if bi < 1 and not refill() then return nil end
       local i = bi
-      bi = i - 2
-      if what == nil then return buf[i], buf[i + 1] end
-      return buf[i + what - 1]
+      bi = i - step
+      if step == 2 then return buf[i], buf[i + 1] end
+      return buf[i]
     end
   end
   local s = nil
