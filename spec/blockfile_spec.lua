@@ -988,6 +988,78 @@ describe("fmap module", function()
     assert.is_true(b > a and b - a < 60, "clock moved " .. (b - a))
   end)
 
+  describe("fmap.batch_iterator()", function()
+    -- fill hands out the numbers 1..total, batch at a time
+    local function counter (total, batch)
+      local next_, fills = 1, 0
+      return function (buf)
+        fills = fills + 1
+        local n = 0
+        while n < batch and next_ <= total do
+          n = n + 1
+          buf[n] = next_
+          next_ = next_ + 1
+        end
+        return n
+      end, function () return fills end
+    end
+
+    it("steps through what fill puts in its buffer", function()
+      local fill, fills = counter(7, 3)
+      local got = {}
+      for x in fmap.batch_iterator(fill, 1) do got[#got + 1] = x end
+      assert.same({ 1, 2, 3, 4, 5, 6, 7 }, got)
+      assert.equal(4, fills())         -- three batches and the empty one
+      fill = counter(6, 4)
+      got = {}
+      for a, b in fmap.batch_iterator(fill, 2) do got[#got + 1] = a .. ":" .. b end
+      assert.same({ "1:2", "3:4", "5:6" }, got)
+      -- nil ends it as 0 does, and it stays ended
+      local it = fmap.batch_iterator(function () return nil end, 1)
+      assert.is_nil(it())
+      assert.is_nil(it())
+    end)
+
+    it("raises when what it watches changes", function()
+      local t = { mods = 1 }
+      local it = fmap.batch_iterator(counter(10, 5), 1, t, "mods", "it moved")
+      assert.equal(1, it())
+      t.mods = 2
+      local ok, err = pcall(it)
+      assert.is_false(ok)
+      assert.matches("it moved$", err)
+      t.mods = 1
+      assert.equal(2, it())
+      -- a watched key that was nil may stay nil
+      it = fmap.batch_iterator(counter(1, 5), 1, t, "absent")
+      assert.equal(1, it())
+      t.absent = true
+      assert.matches("changed during iteration", select(2, pcall(it)))
+    end)
+
+    it("refuses misuse", function()
+      assert.equal("bad argument #1 to 'batch_iterator' (function expected, "
+                   .. "got nil)", h.errmsg(function()
+                     fmap.batch_iterator(nil, 1)
+                   end))
+      assert.equal("bad argument #2 to 'batch_iterator' (width must be 1 to "
+                   .. "16)", h.errmsg(function()
+                     fmap.batch_iterator(print, 0)
+                   end))
+      assert.equal("bad argument #3 to 'batch_iterator' (table expected, "
+                   .. "got string)", h.errmsg(function()
+                     fmap.batch_iterator(print, 1, "x", "y")
+                   end))
+      assert.equal("bad argument #4 to 'batch_iterator' (key expected)",
+                   h.errmsg(function() fmap.batch_iterator(print, 1, {}) end))
+      local it = fmap.batch_iterator(function () return "many" end, 1)
+      assert.equal("batch fill returned string, not a count",
+                   h.errmsg(function() it() end))
+      it = fmap.batch_iterator(function () error("fill failed", 0) end, 1)
+      assert.equal("fill failed", h.errmsg(function() it() end))
+    end)
+  end)
+
   it("audits a BlockFile as fmap.audit(bf)", function()
     local bf = assert(fmap.anonymous())
     local t = fmap.bptree.new(bf, 8, 8)

@@ -51,6 +51,7 @@ end
 local MOD_FUNCS = {
   create = { "path", "bs" }, open = { "path", "opts" },
   anonymous = { "bs" }, memclr = { "view" }, clock = {},
+  batch_iterator = { "fn", "count" },
 }
 local META = { "__gc", "__close", "__len", "__tostring", "__index" }
 

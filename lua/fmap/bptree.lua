@@ -149,6 +149,7 @@ local vpack, vretarget = VM.pack, VM.retarget
 local vbsearch_slots = VM.bsearch_slots
 local vread_entries = VM.read_entries
 local vsearch, vinsert, vremove_key = VM.search, VM.insert, VM.remove_key
+local batch_iterator = fmap.batch_iterator
 
 -- Constants (<const>: the compiler folds them into the instructions that
 -- use them, where a plain local is an upvalue fetched at each use).
@@ -1827,8 +1828,8 @@ local function forward (t, off, pos, to, what)
     local LS, skip, len, len2 = t.LS, 0, t.ks, t.vs
     if what == 1 then len2 = nil
     elseif what == 2 then skip, len, len2 = t.ks, t.vs, nil end
-    local buf, bi, bn = {}, 1, 0
-    local function refill ()
+    -- Each step is a C call over the buffer; fill reads the next leaf.
+    local function fill (buf)
       while off ~= 0 do
         local v = leaf_view(t, off)
         local e, last = u32(v, N_COUNT), false
@@ -1840,36 +1841,13 @@ local function forward (t, off, pos, to, what)
         local p = pos
         pos = 0
         if p < e then
-          bn = vread_entries(v, buf, FL_ENT + p * LS + skip, e - p, LS, len,
-                             len2)
-          bi = 1
-          return true
+          return vread_entries(v, buf, FL_ENT + p * LS + skip, e - p, LS, len,
+                               len2)
         end
       end
-      return false
+      return 0
     end
-    if what == nil then
-      return function ()
-        if t.mods ~= mods then error(MODIFIED, 2) end
-        local i = bi
-        if i > bn then
-          if not refill() then return nil end
-          i = 1
-        end
-        bi = i + 2
-        return buf[i], buf[i + 1]
-      end
-    end
-    return function ()
-      if t.mods ~= mods then error(MODIFIED, 2) end
-      local i = bi
-      if i > bn then
-        if not refill() then return nil end
-        i = 1
-      end
-      bi = i + 1
-      return buf[i]
-    end
+    return batch_iterator(fill, len2 and 2 or 1, t, "mods", MODIFIED)
   end
   local e = -1
   return function ()
