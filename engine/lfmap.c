@@ -793,23 +793,27 @@ static int view_read_entries (lua_State *L) {
   int two = !lua_isnoneornil(L, 7);
   uint64_t len2 = two ? checkcount(L, 7, "length") : 0, i;
   lua_Integer k = 0;
+  const unsigned char *map = NULL;
+  uint64_t off = 0, vlen = 0;
   luaL_checktype(L, 2, LUA_TTABLE);
-  for (i = 0; i < count; i++) {
+  for (i = 0; i < 2 * count; i++) {
     /* Every string is an allocation, which may run a finalizer that
-    ** retires, retargets or moves the view: check again each time. */
+    ** retires, retargets or moves the view: check again when any of
+    ** that changed. */
     const char *p;
-    if (v->state != LIVE) checkview(L, 1);
-    checkentries(L, v, pos, count, stride, len, len2);
-    p = (const char *)vptr(v) + (uint64_t)pos + i * stride;
-    lua_pushlstring(L, p, (size_t)len);
-    lua_rawseti(L, 2, ++k);
-    if (two) {
+    if (v->state != LIVE || v->bf->f.map != map || v->off != off ||
+        v->len != vlen) {
       if (v->state != LIVE) checkview(L, 1);
       checkentries(L, v, pos, count, stride, len, len2);
-      p = (const char *)vptr(v) + (uint64_t)pos + i * stride + len;
-      lua_pushlstring(L, p, (size_t)len2);
-      lua_rawseti(L, 2, ++k);
+      map = v->bf->f.map;
+      off = v->off;
+      vlen = v->len;
     }
+    p = (const char *)map + off + (uint64_t)pos + (i / 2) * stride;
+    if (i % 2 == 0) lua_pushlstring(L, p, (size_t)len);
+    else if (two) lua_pushlstring(L, p + len, (size_t)len2);
+    else continue;
+    lua_rawseti(L, 2, ++k);
   }
   lua_pushinteger(L, k);
   return 1;
