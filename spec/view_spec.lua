@@ -682,6 +682,55 @@ describe("fmap.View and finalizers", function()
     assert.is_true(grows > 0)
   end)
 
+  it("read_entries reads right, or raises, when finalizers move the map, "
+     .. "retarget or release the view during it", function()
+    local off, other = bf:allocate(), bf:allocate()
+    bf:with(other, 1, function (w) w:write(0, ("o"):rep(64)) end)
+    local v <close> = bf:get(off)
+    for i = 0, 7 do v:write(i * 8, ("k%d"):format(i) .. ("v%d"):format(i)) end
+    local want = {}
+    for i = 0, 7 do want[#want + 1] = "k" .. i; want[#want + 1] = "v" .. i end
+    local grows, moved = 0, 0
+    for round = 1, 3000 do
+      local action = round % 3
+      arm(function()
+        if action == 0 then
+          for _ = 1, 20 do bf:allocate() end
+          grows = grows + 1
+        elseif action == 1 then
+          v:retarget(other)
+          moved = moved + 1
+        end
+      end)
+      local t = {}
+      local n = v:read_entries(t, 0, 8, 8, 2, 2)
+      assert.equal(16, n)
+      -- each string is the view's bytes when it was read: the first
+      -- block's, then, once a retarget happened, the other block's
+      local after = false
+      for j = 1, 16 do
+        after = after or t[j] == "oo"
+        assert.equal(after and "oo" or want[j], t[j])
+      end
+      v:retarget(off)
+    end
+    assert.is_true(grows > 0 and moved > 0)
+    -- a release in the middle raises rather than reading a dead view
+    local w = bf:get(off)
+    local raised = false
+    for _ = 1, 3000 do
+      arm(function() if w:live() then w:release() end end)
+      local ok, err = pcall(w.read_entries, w, {}, 0, 8, 8, 2, 2)
+      if not ok then
+        assert.matches("released view", err)
+        raised = true
+        break
+      end
+    end
+    if w:live() then w:release() end
+    assert.is_true(raised)
+  end)
+
   it("check, free_list and live_views survive a finalizer that closes",
      function()
     local offs = {}
