@@ -1437,7 +1437,9 @@ static int mod_clock (lua_State *L) {
 /* fmap.batch_iterator(fill, width [, watch, key, message]): a generic-for
 ** iterator over values that fill(buffer) puts into a table a batch at a
 ** time (returning how many; 0 or nil at the end). Each step returns the
-** next width values. With watch, each step first checks that
+** next width values; a negative width walks each batch from its end, -width
+** values at a time in their stored order (a backward scan that reads each
+** node forward). With watch, each step first checks that
 ** rawget(watch, key) still holds what it held at the start, and raises
 ** message otherwise. A structure's iterator reads a node per fill (with
 ** read_entries, say) and each step is a C call: a Lua iterator cost a
@@ -1445,6 +1447,7 @@ static int mod_clock (lua_State *L) {
 typedef struct Batch {
   lua_Integer i, n;   /* the next value's index; values in the buffer */
   int width, done;
+  int reverse;        /* batches are walked from their end */
 } Batch;
 
 /* Upvalues of a step. */
@@ -1473,7 +1476,7 @@ static int batch_step (lua_State *L) {
     }
   }
   if (b->done) return 0;
-  if (b->i > b->n) {
+  if (b->reverse ? b->i < 1 : b->i > b->n) {
     int isint;
     lua_Integer n;
     lua_settop(L, 0);
@@ -1489,12 +1492,12 @@ static int batch_step (lua_State *L) {
       b->done = 1;
       return 0;
     }
-    b->i = 1;
     b->n = n;
+    b->i = b->reverse ? n - b->width + 1 : 1;
   }
   luaL_checkstack(L, b->width, "batch too wide");
   for (k = 0; k < b->width; k++) lua_rawgeti(L, BT_BUF, b->i + k);
-  b->i += b->width;
+  b->i += b->reverse ? -b->width : b->width;
   return b->width;
 }
 
@@ -1503,7 +1506,8 @@ static int mod_batch_iterator (lua_State *L) {
   int watch = !lua_isnoneornil(L, 3);
   Batch *b;
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  luaL_argcheck(L, w >= 1 && w <= 16, 2, "width must be 1 to 16");
+  luaL_argcheck(L, w != 0 && w >= -16 && w <= 16, 2,
+                "width must be 1 to 16, or -16 to -1");
   if (watch) {
     luaL_checktype(L, 3, LUA_TTABLE);
     luaL_argcheck(L, !lua_isnoneornil(L, 4), 4, "key expected");
@@ -1511,9 +1515,10 @@ static int mod_batch_iterator (lua_State *L) {
   }
   lua_settop(L, 5);
   b = (Batch *)lua_newuserdatauv(L, sizeof *b, 0);
-  b->i = 1;
+  b->reverse = w < 0;
+  b->width = (int)(w < 0 ? -w : w);
+  b->i = b->reverse ? 0 : 1;
   b->n = 0;
-  b->width = (int)w;
   b->done = 0;
   lua_newtable(L);                               /* the buffer */
   lua_pushvalue(L, 1);                           /* fill */

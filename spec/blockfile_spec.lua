@@ -1014,6 +1014,15 @@ describe("fmap module", function()
       got = {}
       for a, b in fmap.batch_iterator(fill, 2) do got[#got + 1] = a .. ":" .. b end
       assert.same({ "1:2", "3:4", "5:6" }, got)
+      -- a negative width walks each batch from its end
+      fill = counter(6, 4)
+      got = {}
+      for a, b in fmap.batch_iterator(fill, -2) do got[#got + 1] = a .. ":" .. b end
+      assert.same({ "3:4", "1:2", "5:6" }, got)
+      fill = counter(5, 3)
+      got = {}
+      for x in fmap.batch_iterator(fill, -1) do got[#got + 1] = x end
+      assert.same({ 3, 2, 1, 5, 4 }, got)
       -- nil ends it as 0 does, and it stays ended
       local it = fmap.batch_iterator(function () return nil end, 1)
       assert.is_nil(it())
@@ -1043,9 +1052,12 @@ describe("fmap module", function()
                      fmap.batch_iterator(nil, 1)
                    end))
       assert.equal("bad argument #2 to 'batch_iterator' (width must be 1 to "
-                   .. "16)", h.errmsg(function()
+                   .. "16, or -16 to -1)", h.errmsg(function()
                      fmap.batch_iterator(print, 0)
                    end))
+      assert.matches("width must be", h.errmsg(function()
+        fmap.batch_iterator(print, -17)
+      end))
       assert.equal("bad argument #3 to 'batch_iterator' (table expected, "
                    .. "got string)", h.errmsg(function()
                      fmap.batch_iterator(print, 1, "x", "y")

@@ -1883,11 +1883,11 @@ end
 local function backward (t, off, pos, to, what)
   local mods = t.mods
   if t.fixed then
-    local LS, skip, len, len2, step = t.LS, 0, t.ks, t.vs, 2
-    if what == 1 then len2, step = nil, 1
-    elseif what == 2 then skip, len, len2, step = t.ks, t.vs, nil, 1 end
-    local buf, bi = {}, -1
-    local function refill ()
+    local LS, skip, len, len2 = t.LS, 0, t.ks, t.vs
+    if what == 1 then len2 = nil
+    elseif what == 2 then skip, len, len2 = t.ks, t.vs, nil end
+    -- Each fill reads a leaf forward; the steps walk it from its end.
+    local function fill (buf)
       while off ~= 0 do
         local v = leaf_view(t, off)
         local n = u32(v, N_COUNT)
@@ -1901,21 +1901,13 @@ local function backward (t, off, pos, to, what)
         pos = nil
         if p >= n then p = n - 1 end
         if p >= s then
-          bi = vread_entries(v, buf, FL_ENT + s * LS + skip, p - s + 1, LS,
-                             len, len2) - step + 1
-          return true
+          return vread_entries(v, buf, FL_ENT + s * LS + skip, p - s + 1, LS,
+                               len, len2)
         end
       end
-      return false
+      return 0
     end
-    return function ()
-      if t.mods ~= mods then error(MODIFIED, 2) end
-      if bi < 1 and not refill() then return nil end
-      local i = bi
-      bi = i - step
-      if step == 2 then return buf[i], buf[i + 1] end
-      return buf[i]
-    end
+    return batch_iterator(fill, len2 and -2 or -1, t, "mods", MODIFIED)
   end
   local s = nil
   return function ()
