@@ -1448,6 +1448,7 @@ typedef struct Batch {
   lua_Integer i, n;   /* the next value's index; values in the buffer */
   int width, done;
   int reverse;        /* batches are walked from their end */
+  int watch;          /* a watched field is checked at each step */
 } Batch;
 
 /* Upvalues of a step. */
@@ -1462,7 +1463,7 @@ typedef struct Batch {
 static int batch_step (lua_State *L) {
   Batch *b = (Batch *)lua_touserdata(L, BT_STATE);
   int k;
-  if (!lua_isnil(L, BT_WATCH)) {
+  if (b->watch) {
     int same;
     lua_pushvalue(L, BT_KEY);
     lua_rawget(L, BT_WATCH);
@@ -1520,6 +1521,7 @@ static int mod_batch_iterator (lua_State *L) {
   b->i = b->reverse ? 0 : 1;
   b->n = 0;
   b->done = 0;
+  b->watch = watch;
   lua_newtable(L);                               /* the buffer */
   lua_pushvalue(L, 1);                           /* fill */
   lua_pushvalue(L, 3);                           /* watch */
