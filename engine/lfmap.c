@@ -630,6 +630,58 @@ static void pushbeside (lua_State *L, const View *v, lua_Integer at,
   else lua_pushnil(L);
 }
 
+/* The entry count of a node: the little-endian u32 at cpos (argument
+** arg). */
+static uint64_t nodecount (lua_State *L, const View *v, lua_Integer cpos,
+                           int arg) {
+  if (cpos < 0 || (uint64_t)cpos > v->len || v->len - (uint64_t)cpos < 4)
+    luaL_argerror(L, arg, lua_pushfstring(L, "count position %I is outside "
+                  "the view (%I bytes)", cpos, (lua_Integer)v->len));
+  return load_le(vptr(v) + cpos, 4);
+}
+
+/* The start of a sorted run of count entries, stride bytes apart from pos
+** (argument arg), whose keys of kl bytes it is about to search; the last
+** entry's first last bytes must lie in the view. Raises otherwise; NULL
+** for an empty run. Asks for the run's cache lines. */
+static unsigned char *searchrun (lua_State *L, const View *v, int arg,
+                                 lua_Integer pos, uint64_t count,
+                                 uint64_t stride, size_t kl, uint64_t last) {
+  unsigned char *base;
+  if (count == 0) return NULL;
+  if (pos < 0 || (uint64_t)pos > v->len || stride == 0 ||
+      count - 1 > (v->len - (uint64_t)pos) / stride ||
+      last > v->len - (uint64_t)pos - (count - 1) * stride)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%I entries of %I bytes (keys "
+                  "of %I) from position %I pass the view (%I bytes)",
+                  (lua_Integer)count, (lua_Integer)stride, (lua_Integer)kl,
+                  pos, (lua_Integer)v->len));
+  base = vptr(v) + pos;
+#ifndef FMAP_NO_PREFETCH
+  prefetch_run(base, (count - 1) * stride + last);
+#endif
+  return base;
+}
+
+/* The index of the first of count entries >= key (> key with upper), and
+** in *found whether one equals key. */
+static uint64_t lowerbound (const unsigned char *base, uint64_t count,
+                            uint64_t stride, const unsigned char *key,
+                            size_t kl, int upper, int *found) {
+  uint64_t lo = 0, hi = count;
+  *found = 0;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    int c = keycmp(base + mid * stride, key, kl);
+    if (c == 0) *found = 1;
+    if (c < 0 || (upper && c == 0)) lo = mid + 1;
+    else hi = mid;
+  }
+  if (!upper && lo < count)
+    *found = keycmp(base + lo * stride, key, kl) == 0;
+  return lo;
+}
+
 /* The search of bsearch (counted: 0) and search (1); see them. */
 static int dosearch (lua_State *L, int counted) {
   View *v = checkview(L, 1);
@@ -644,44 +696,18 @@ static int dosearch (lua_State *L, int counted) {
   int beside = !lua_isnoneornil(L, 7), sized = !lua_isnoneornil(L, 8);
   lua_Integer at = luaL_optinteger(L, 7, -1);
   lua_Integer len = luaL_optinteger(L, 8, -1);
-  const unsigned char *base = NULL;
-  uint64_t lo = 0, hi;
-  int found = 0;
+  const unsigned char *base;
+  uint64_t lo;
+  int found;
   if (beside && at < 0)
     luaL_argerror(L, 7, lua_pushfstring(L, "position %I is negative", at));
   if (sized && len < 0)
     luaL_argerror(L, 8, lua_pushfstring(L, "length %I is negative", len));
   if (v->state != LIVE) checkview(L, 1);   /* the key's conversion ran a
                                            ** finalizer that retired it */
-  if (counted) {
-    if (cpos < 0 || (uint64_t)cpos > v->len || v->len - (uint64_t)cpos < 4)
-      luaL_argerror(L, 2, lua_pushfstring(L, "count position %I is outside "
-                    "the view (%I bytes)", cpos, (lua_Integer)v->len));
-    count = load_le(vptr(v) + cpos, 4);
-  }
-  if (count > 0) {
-    if (pos < 0 || (uint64_t)pos > v->len || stride == 0 ||
-        count - 1 > (v->len - (uint64_t)pos) / stride ||
-        kl > v->len - (uint64_t)pos - (count - 1) * stride)
-      luaL_argerror(L, counted ? 3 : 2, lua_pushfstring(L, "%I entries of "
-                    "%I bytes (keys of %I) from position %I pass the view "
-                    "(%I bytes)", (lua_Integer)count, (lua_Integer)stride,
-                    (lua_Integer)kl, pos, (lua_Integer)v->len));
-    base = vptr(v) + pos;
-#ifndef FMAP_NO_PREFETCH
-    prefetch_run(base, (count - 1) * stride + kl);
-#endif
-  }
-  hi = count;
-  while (lo < hi) {
-    uint64_t mid = lo + (hi - lo) / 2;
-    int c = keycmp(base + mid * stride, key, kl);
-    if (c == 0) found = 1;
-    if (c < 0 || (upper && c == 0)) lo = mid + 1;
-    else hi = mid;
-  }
-  if (!upper && lo < count)
-    found = keycmp(base + lo * stride, key, kl) == 0;
+  if (counted) count = nodecount(L, v, cpos, 2);
+  base = searchrun(L, v, counted ? 3 : 2, pos, count, stride, kl, kl);
+  lo = lowerbound(base, count, stride, key, kl, upper, &found);
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
   if (beside) pushbeside(L, v, at, lo, stride, len);
@@ -707,36 +733,17 @@ static int view_remove_key (lua_State *L) {
   const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 5,
                                                                       &kl);
   unsigned char *base;
-  uint64_t count, lo = 0, hi, e;
+  uint64_t count, lo, e;
+  int found;
   if (v->state != LIVE) checkwritable(L, 1);   /* the key's conversion ran
                                                ** a finalizer */
-  if (cpos < 0 || (uint64_t)cpos > v->len || v->len - (uint64_t)cpos < 4)
-    luaL_argerror(L, 2, lua_pushfstring(L, "count position %I is outside "
-                  "the view (%I bytes)", cpos, (lua_Integer)v->len));
-  count = load_le(vptr(v) + cpos, 4);
-  if (count > 0 &&
-      (pos < 0 || (uint64_t)pos > v->len || stride == 0 || kl > stride ||
-       count - 1 > (v->len - (uint64_t)pos) / stride ||
-       stride > v->len - (uint64_t)pos - (count - 1) * stride))
-    luaL_argerror(L, 3, lua_pushfstring(L, "%I entries of %I bytes (keys "
-                  "of %I) from position %I pass the view (%I bytes)",
-                  (lua_Integer)count, (lua_Integer)stride, (lua_Integer)kl,
-                  pos, (lua_Integer)v->len));
-  if (count == 0) {
-    lua_pushinteger(L, 0);
-    lua_pushinteger(L, 0);
-    lua_pushinteger(L, 0);
-    return 3;
-  }
-  base = vptr(v) + pos;
-  hi = count;
-  while (lo < hi) {
-    uint64_t mid = lo + (hi - lo) / 2;
-    if (keycmp(base + mid * stride, key, kl) < 0) lo = mid + 1;
-    else hi = mid;
-  }
+  count = nodecount(L, v, cpos, 2);
+  /* whole entries move, so the last one must fit, and hold a key */
+  base = searchrun(L, v, 3, pos, count, stride, kl, kl > stride ? UINT64_MAX
+                                                                : stride);
+  lo = lowerbound(base, count, stride, key, kl, 0, &found);
   e = lo;
-  while (e < count && keycmp(base + e * stride, key, kl) == 0) e++;
+  while (found && e < count && keycmp(base + e * stride, key, kl) == 0) e++;
   if (e > lo) {
     memmove(base + lo * stride, base + e * stride,
             (size_t)((count - e) * stride));

@@ -118,6 +118,25 @@ describe("the block-layer and list benchmarks", function()
     assert.is_nil(io.open(path))
   end)
 
+  it("instructions counts each phase's instructions with callgrind",
+     function()
+    -- valgrind cannot run a sanitizer build: this runs the release host,
+    -- which the sanitize run of scripts/build.sh builds too
+    local out, status = h.run("build/bin/fmap scripts/instructions.lua "
+                              .. "--n 200 2>&1")
+    assert.equal(0, status, out)
+    for _, row in ipairs({ "insert", "get", "scanned record", "delete",
+                           "get: workload", "call: type%(x%)",
+                           "call: v:u32%(4%)" }) do
+      local n = tonumber(out:match("\n" .. row .. "%s+(%-?%d+)\n"))
+      assert.is_true(n and n > 0, row .. " in:\n" .. out)
+    end
+    out, status = h.run("build/bin/fmap scripts/instructions.lua --n 5 2>&1")
+    assert.equal(2, status)
+    assert.matches('^instructions: %-%-n: "5" is not an integer >= 100\n',
+                   out)
+  end)
+
   it("both refuse a bad --n with the usage", function()
     local out, status = h.run(h.bin() .. " scripts/bench_mmlist.lua --n 0"
                               .. " 2>&1")

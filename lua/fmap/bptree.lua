@@ -1698,35 +1698,9 @@ end
 --- Whether key has an entry.
 -- @param key a string
 function Tree:has (key)
-  local views = self.views
-  if not views then bad_self("has", self) end
+  if not self.views then bad_self("has", self) end
   if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
     check_key(self, key, "has", 1)
-  end
-  if self.fixed then
-    local off, IS = self.root, self.IS
-    for _ = self.height, 2, -1 do
-      local v = views[off] or node(self, off)
-      local _, _, c = vsearch(v, N_COUNT, FI_ENT, IS, key, false, FI_C0)
-      off = c
-    end
-    local sv = self.sv
-    local v = sv[1]
-    if v == nil then
-      v = self.bf:get(off)
-      sv[1] = v
-    elseif self.sv_off ~= off then
-      vretarget(v, off)
-    end
-    self.sv_off = off
-    local n = u32(v, N_COUNT)
-    local i, found = vbsearch(v, FL_ENT, n, self.LS, key)
-    if found then return true end
-    if i < n then return false end
-    off = u64(v, L_NEXT)
-    if off == 0 then return false end
-    v = leaf_view(self, off)
-    return u32(v, N_COUNT) > 0 and vcompare(v, FL_ENT, key) == 0
   end
   local v, n, i, _, found = lower_leaf(self, key)
   if found then return true end
