@@ -32,7 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define FBS       4096u
@@ -274,12 +276,25 @@ static void make_seeds (const char *dir) {
   close(fd);
 }
 
+/* The files are memfds, which live in RAM. A header may claim any size:
+** a repairing open extends the file to it (a growth was lost), and a
+** growth with huge blocks reserves 16 of them; one input did that to
+** 24 GiB and the machine's OOM killer ended the run. Files are capped
+** at 256 MiB instead, past which fallocate and ftruncate fail with
+** EFBIG, an error the engine must report like any other (scripts/fuzz.sh
+** passes -handle_xfsz=0, or libFuzzer would stop at the first). */
+#define FILE_CAP ((rlim_t)256 << 20)
+
 int LLVMFuzzerInitialize (int *argc, char ***argv) {
   const char *dir = getenv("FMAP_FUZZ_MKSEEDS");
+  struct rlimit cap;
   (void)argc; (void)argv;
   if (dir != NULL) {
     make_seeds(dir);
     exit(0);
   }
+  cap.rlim_cur = cap.rlim_max = FILE_CAP;
+  signal(SIGXFSZ, SIG_IGN);             /* EFBIG, not death */
+  if (setrlimit(RLIMIT_FSIZE, &cap) != 0) { perror("setrlimit"); abort(); }
   return 0;
 }

@@ -28,7 +28,7 @@ log="$out/fuzz.log"
 # taken from a pipeline ending in `|| true` could be true's).
 set +e
 "$out/fuzz_open" -max_total_time="$secs" -max_len=8192 -timeout=10 \
-  -rss_limit_mb=2048 -print_final_stats=1 -dict="$out/fmap.dict" \
+  -rss_limit_mb=2048 -handle_xfsz=0 -print_final_stats=1 -dict="$out/fmap.dict" \
   -artifact_prefix="$out/" "$out/corpus" spec/corpus > "$log" 2>&1
 status=$?
 set -e
