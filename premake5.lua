@@ -70,7 +70,8 @@ project "fmap_module"
 -- The fmap executable: a drop-in lua 5.4 with the engine built in.
 project "fmap"
   kind "ConsoleApp"
-  files { "engine/lfmap.h", "engine/lfmap.c", "engine/host.c" }
+  files { "engine/lfmap.h", "engine/lfmap.c", "engine/alloc.h",
+          "engine/alloc.c", "engine/host.c" }
   links { "fmapcore", "lua5.4", "readline", "m", "dl" }
   linkoptions { "-Wl,-E" }
   per_config "bin"

@@ -26,6 +26,7 @@
 #include "lauxlib.h"
 #include "lualib.h"
 
+#include "alloc.h"
 #include "lfmap.h"
 
 
@@ -919,11 +920,92 @@ static int pmain (lua_State *L) {
   return 1;
 }
 
+/*
+** {==================================================================
+** The state: its allocator, panic and warnings
+** ===================================================================
+*/
+
+/* What a state created here needs beyond Lua: the pool its memory comes
+** from (NULL with the system allocator) and where its warnings are. */
+typedef struct hoststate {
+  fm_pool *pool;
+  enum { WARN_OFF, WARN_ON, WARN_CONT } warn;
+} hoststate;
+
+/* lauxlib's panic, which luaL_newstate installs: the message, then abort. */
+static int panic (lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  if (msg == NULL)
+    msg = "error object is not a string";
+  lua_writestringerror("PANIC: unprotected error in call to Lua API (%s)\n",
+                       msg);
+  return 0;
+}
+
+/* lauxlib's warning function, as luaL_newstate installs it: off until a
+** "@on" (what -W sends), a message as "Lua warning: " and its pieces. */
+static void warnf (void *ud, const char *msg, int tocont) {
+  hoststate *hs = ud;
+  if (hs->warn != WARN_CONT && !tocont && msg[0] == '@') {  /* control */
+    if (strcmp(msg, "@off") == 0)
+      hs->warn = WARN_OFF;
+    else if (strcmp(msg, "@on") == 0)
+      hs->warn = WARN_ON;
+    return;
+  }
+  if (hs->warn == WARN_OFF)
+    return;
+  if (hs->warn == WARN_ON)
+    lua_writestringerror("%s", "Lua warning: ");
+  lua_writestringerror("%s", msg);
+  if (tocont)
+    hs->warn = WARN_CONT;
+  else {
+    lua_writestringerror("%s", "\n");
+    hs->warn = WARN_ON;
+  }
+}
+
+/* A state whose small objects come from a pool (engine/alloc.c), or,
+** with FMAP_ALLOC=system in the environment, from malloc as lua's are:
+** a memory checker such as valgrind then sees every Lua object. NULL
+** with *why set if the state cannot be made. */
+static lua_State *newstate (hoststate *hs, const char **why) {
+  const char *mode = getenv("FMAP_ALLOC");
+  lua_State *L;
+  hs->pool = NULL;
+  hs->warn = WARN_OFF;
+  *why = "cannot create state: not enough memory";
+  if (mode != NULL && strcmp(mode, "system") == 0)
+    L = luaL_newstate();
+  else if (mode != NULL && *mode != '\0' && strcmp(mode, "pool") != 0) {
+    *why = "FMAP_ALLOC must be 'pool' or 'system'";
+    return NULL;
+  }
+  else {
+    if ((hs->pool = fm_pool_new()) == NULL)
+      return NULL;
+    L = lua_newstate(fm_pool_alloc, hs->pool);
+  }
+  if (L != NULL) {
+    lua_atpanic(L, panic);
+    lua_setwarnf(L, warnf, hs);
+  }
+  return L;
+}
+
+/* }================================================================== */
+
+
 int main (int argc, char **argv) {
   int status, result;
-  lua_State *L = luaL_newstate();
+  hoststate hs;
+  const char *why;
+  lua_State *L = newstate(&hs, &why);
   if (L == NULL) {
-    l_message(PROGNAME, "cannot create state: not enough memory");
+    l_message(PROGNAME, why);
+    fm_pool_delete(hs.pool);
     return EXIT_FAILURE;
   }
   lua_gc(L, LUA_GCSTOP);  /* no collection while the state is built */
@@ -934,5 +1016,6 @@ int main (int argc, char **argv) {
   result = lua_toboolean(L, -1);
   report(L, status);
   lua_close(L);
+  fm_pool_delete(hs.pool);
   return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -7,7 +7,9 @@
 #   valgrind  a representative part under valgrind --leak-check=full with
 #             the release build: the block-layer specs, a share of the
 #             hostile-file and API fuzz specs, and a script that leaves
-#             BlockFiles and views for the collector and lua_close
+#             BlockFiles and views for the collector and lua_close; with
+#             FMAP_ALLOC=system, so that valgrind sees every Lua object
+#             (the host's pool would hide a use of a freed view)
 #   all       both (the default)
 # Needs the builds (make -C build config=release, config=sanitize),
 # busted and Debian's valgrind.
@@ -27,6 +29,7 @@ if [ "$mode" = lsan ] || [ "$mode" = all ]; then
 fi
 
 if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
+  export FMAP_ALLOC=system
   vg=(valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect
       --error-exitcode=99)
   run () {   # a name, then the command

@@ -262,6 +262,87 @@ describe("fmap (batch)", function()
     end)
   end)
 
+  describe("memory (engine/alloc.c)", function()
+    -- Objects of every size class and across the pool's edge (256 bytes):
+    -- strings of 0..600 bytes, arrays grown by reallocation, hash parts
+    -- that grow past the edge and shrink back, coroutine stacks; some
+    -- kept, most dropped, the survivors checked after every collection.
+    local STRESS = [[
+      local seed = 12345
+      local function rand (n)
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        return seed % n
+      end
+      local keep, made = {}, 0
+      for round = 1, 12 do
+        for i = 1, 1500 do
+          local len = rand(600)
+          local e = { len = len, i = i,
+                      s = string.rep(string.char(65 + i % 26), len) .. i,
+                      a = {}, h = {} }
+          for j = 1, rand(80) do e.a[j] = j * i end
+          for j = 1, rand(40) do e.h["k" .. j] = j end
+          for j = 1, rand(40) do e.h["k" .. j] = nil end
+          keep[rand(400) + 1] = e
+          made = made + 1
+        end
+        local co = coroutine.wrap(function (depth)
+          local function down (d) if d > 0 then return down(d - 1) + 1 end
+                                  return coroutine.yield(0) end
+          return down(depth)
+        end)
+        co(rand(3000))
+        collectgarbage()
+        for _, e in pairs(keep) do
+          local want = string.rep(string.char(65 + e.i % 26), e.len) .. e.i
+          assert(e.s == want, "a string changed")
+          for j = 1, #e.a do assert(e.a[j] == j * e.i, "an array changed") end
+          for k, v in pairs(e.h) do
+            assert(k == "k" .. v, "a hash part changed")
+          end
+        end
+      end
+      print("made " .. made)
+    ]]
+
+    it("keeps objects of every size intact, pooled or from malloc",
+       function()
+      local path = tmpfile(STRESS)
+      for _, alloc in ipairs({ "pool", "system" }) do
+        local out, err, status = run{ args = { path },
+                                      env = { FMAP_ALLOC = alloc } }
+        assert.equal("", err)
+        assert.equal("made 18000\n", out)
+        assert.equal(0, status)
+      end
+      os.remove(path)
+    end)
+
+    it("FMAP_ALLOC names the allocator; a wrong name stops the host",
+       function()
+      local out, err, status = run{ args = { "-e", "print(1)" },
+                                    env = { FMAP_ALLOC = "system" } }
+      assert.same({ "1\n", "", 0 }, { out, err, status })
+      out, err, status = run{ args = { "-e", "print(1)" },
+                              env = { FMAP_ALLOC = "jemalloc" } }
+      assert.equal("", out)
+      assert.equal("fmap: FMAP_ALLOC must be 'pool' or 'system'\n", err)
+      assert.equal(1, status)
+    end)
+
+    it("keeps lua's warnings: pieces, @off and @on, with either allocator",
+       function()
+      for _, alloc in ipairs({ "pool", "system" }) do
+        local _, err = run{ args = { "-W", "-e", "warn('a', 'b', 'c') "
+                                     .. "warn('@off') warn('hidden') "
+                                     .. "warn('@on') warn('@x') "
+                                     .. "warn('shown')" },
+                            env = { FMAP_ALLOC = alloc } }
+        assert.equal("Lua warning: abc\nLua warning: shown\n", err)
+      end
+    end)
+  end)
+
   describe("modules", function()
     it("has the engine preloaded", function()
       local out = run{ args = { "-e", "print(package.preload.fmap ~= nil, "
