@@ -3,13 +3,16 @@
 ** the fault specs (spec/faults_spec.lua). Test-only: nothing in fmap links
 ** it. Controlled by the environment:
 **   FMAP_FAULT        the call to fail: open, ftruncate, fallocate,
-**                     posix_fallocate, mmap, mremap, msync, fsync, flock
+**                     posix_fallocate, mmap, mremap, msync, fsync, flock,
+**                     fstatvfs
 **   FMAP_FAULT_AFTER  how many of its calls succeed first (default 0)
 **   FMAP_FAULT_TIMES  how many calls then fail (default 1; 0: all of them)
 **   FMAP_FAULT_ERRNO  the error: a number or a name such as ENOSPC, EIO,
 **                     ENOMEM, EDQUOT, EFBIG, EACCES, EMFILE (default EIO)
 **   FMAP_FAULT_MATCH  open only counts paths containing this (default
 **                     ".fmap"), so the interpreter's own files are spared
+**   FMAP_FAULT_FREE   if set, fstatvfs reports this many bytes free to
+**                     the caller (f_bavail), as on a nearly full disk
 **   FMAP_FAULT_REPORT if set, at exit: "faultinject: CALL: N calls" on
 **                     stderr, to learn how many calls a workload makes
 ** Only the engine's calls are counted: mmap of shared file mappings,
@@ -29,6 +32,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 static const char *target;       /* the call to fail, NULL for none */
@@ -205,4 +209,15 @@ int flock (int fd, int op) {
   REAL(flock);
   if ((e = fault("flock")) != 0) { errno = e; return -1; }
   return real_flock(fd, op);
+}
+
+int fstatvfs (int fd, struct statvfs *buf) {
+  const char *free_ = getenv("FMAP_FAULT_FREE");
+  int e, rc;
+  REAL(fstatvfs);
+  if ((e = fault("fstatvfs")) != 0) { errno = e; return -1; }
+  rc = real_fstatvfs(fd, buf);
+  if (rc == 0 && free_ != NULL && buf->f_frsize != 0)
+    buf->f_bavail = (fsblkcnt_t)(strtoull(free_, NULL, 10) / buf->f_frsize);
+  return rc;
 }

@@ -91,6 +91,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define SLOT_SIZE   128
@@ -518,13 +519,19 @@ static int read_header (fm_file *f, const unsigned char *blk,
     h[i].pend_off = h[i].pend_next = h[i].pend_blocks = 0;
     /* A power loss can keep a header written after a growth and lose
     ** the growth itself (the size is metadata, committed apart): such a
-    ** file is extended to what its header says, within reason, since
-    ** growth is by a quarter at a time. */
+    ** file is extended to what its header says, within what one growth
+    ** of it can be. grow() adds a quarter or MIN_GROWTH blocks, or what
+    ** an allocation needs, taken here as up to four times the file. A
+    ** claim past that, or a file shorter than one of its blocks (every
+    ** fmap file holds one), is damage or a hostile header: it is
+    ** refused below, and the file is left as it is. */
     if (bs >= FM_BLOCKSIZE && bs % FM_BLOCKSIZE == 0 &&
-        bs <= FM_MAX_BLOCKSIZE) {
+        bs <= FM_MAX_BLOCKSIZE && *size >= bs && *size <= UINT64_MAX / 8) {
+      uint64_t limit;
       want = (*size + bs - 1) / bs * bs;
-      if (h[i].top % bs == 0 && h[i].top > want &&
-          h[i].top / 4 <= want + 64 * bs)
+      limit = want + MIN_GROWTH * bs;
+      if (limit < 4 * want) limit = 4 * want;
+      if (h[i].top % bs == 0 && h[i].top > want && h[i].top <= limit)
         want = h[i].top;
       *size = want;
     }
@@ -621,11 +628,28 @@ int fm_open (const char *path, int flags, fm_file *f) {
   }
   if (size > (uint64_t)st.st_size) {   /* repair: a growth was lost */
     off_t more = (off_t)(size - (uint64_t)st.st_size);
+    struct statvfs fs;
     if (size > (uint64_t)INT64_MAX) { errno = EFBIG; goto syserr; }
-    if (fallocate(f->fd, FALLOC_FL_KEEP_SIZE, st.st_size, more) != 0 &&
-        errno != EOPNOTSUPP && errno != ENOSYS)
+    /* Checked first, so that a refusal reserves nothing: fallocate can
+    ** take part of the space before it fails. Where the disk cannot
+    ** tell, fallocate's own failure below is the check. */
+    if (fstatvfs(f->fd, &fs) == 0 && fs.f_frsize != 0 &&
+        fs.f_bavail < ((uint64_t)more + fs.f_frsize - 1) / fs.f_frsize) {
+      uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+      release_all(f);
+      return fail(f, ENOSPC, "restoring a lost growth needs %llu bytes "
+                  "(the header says the file is %llu), the disk has %llu "
+                  "free", (unsigned long long)more,
+                  (unsigned long long)size, (unsigned long long)avail);
+    }
+    if ((fallocate(f->fd, FALLOC_FL_KEEP_SIZE, st.st_size, more) != 0 &&
+         errno != EOPNOTSUPP && errno != ENOSYS) ||
+        ftruncate(f->fd, (off_t)size) != 0) {
+      rc = errno;   /* give back what fallocate took past the end */
+      if (ftruncate(f->fd, st.st_size) != 0) { /* the error above stands */ }
+      errno = rc;
       goto syserr;
-    if (ftruncate(f->fd, (off_t)size) != 0) goto syserr;
+    }
     st.st_size = (off_t)size;
   }
   f->map = mmap(NULL, (size_t)st.st_size,

@@ -968,6 +968,58 @@ describe("fmap.open with repair, after a power loss", function()
                 { fmap.open(path, { repair = true }) })
     assert.equal(2 * BS, #h.readfile(path))
   end)
+
+  it("restores at most one growth: MIN_GROWTH blocks, or four times the "
+     .. "file", function()
+    local F = require "fmfile"
+    local function claim (top)   -- a 2-block file whose header says top
+      local bf = assert(fmap.create(path))
+      bf:allocate()
+      bf:close()
+      local s = h.readfile(path)
+      local _, slot = F.newest(s)
+      h.writefile(path, F.set_slot(s, slot, { top = top }))
+    end
+    claim(18 * BS)           -- 2 blocks and a minimum growth of 16
+    local bf = assert(fmap.open(path, { repair = true }))
+    assert.equal(18 * BS, bf:size())
+    assert.is_true(bf:check())
+    bf:close()
+    claim(19 * BS)           -- one block more than a growth could add
+    assert.same({ nil, path .. ": allocated area ends at 77824, outside "
+                  .. "the file (size 8192) or not block-aligned", 22 },
+                { fmap.open(path, { repair = true }) })
+    assert.equal(2 * BS, #h.readfile(path))
+    -- a larger file may have grown by up to three times itself at once
+    bf = assert(fmap.create(path))
+    bf:allocate_blocks(40)
+    bf:close()
+    local s = h.readfile(path):sub(1, 32 * BS)
+    local _, slot = F.newest(s)
+    h.writefile(path, F.set_slot(s, slot, { top = 128 * BS }))
+    bf = assert(fmap.open(path, { repair = true }))
+    assert.equal(128 * BS, bf:size())
+    bf:close()
+  end)
+
+  it("does not extend a file shorter than one of the blocks its header "
+     .. "claims", function()
+    -- an intact header of 1 GiB blocks, in a file of two 4 KiB blocks:
+    -- before, repair reserved up to 260 GiB of disk for it
+    local bf = assert(fmap.create(path))
+    bf:allocate()
+    bf:close()
+    local F = require "fmfile"
+    local s = h.readfile(path)
+    local _, slot = F.newest(s)
+    h.writefile(path, F.set_slot(s, slot, { block_size = 1 << 30,
+                                             top = 4 << 30 }))
+    local ok, msg, e = fmap.open(path, { repair = true })
+    assert.is_nil(ok)
+    assert.equal(22, e)
+    assert.matches("^" .. path:gsub("%p", "%%%0") .. ": ", msg)
+    assert.equal(2 * BS, #h.readfile(path))
+  end)
 end)
 
 describe("fmap module", function()

@@ -1,7 +1,8 @@
 -- Failing system calls. Child fmap processes run with the LD_PRELOAD shim
 -- engine/faultinject.c (build/lib/libfaultinject.so, or $FMAP_FAULTINJECT)
 -- making one call fail (ftruncate, fallocate, posix_fallocate, mmap,
--- mremap, msync, fsync, open, flock) with a chosen errno after K calls.
+-- mremap, msync, fsync, open, flock, fstatvfs) with a chosen errno after
+-- K calls, or fstatvfs report a nearly full disk.
 -- Each failing Lua call returns nil, message, errno; the BlockFile stays
 -- usable (check() true, nothing half-done: a failed growth leaves the
 -- free list and the sizes as they were) or is cleanly closed; and the
@@ -29,6 +30,7 @@ local function child (dir, code, fault, ...)
     env[#env + 1] = "FMAP_FAULT_ERRNO=" .. (fault[3] or "EIO")
     env[#env + 1] = "FMAP_FAULT_TIMES=" .. (fault[4] or 1)
     if fault.report then env[#env + 1] = "FMAP_FAULT_REPORT=1" end
+    if fault.free then env[#env + 1] = "FMAP_FAULT_FREE=" .. fault.free end
   end
   local args = {}
   for i, a in ipairs({ ... }) do args[i] = string.format("%q", tostring(a)) end
@@ -285,6 +287,74 @@ out("REOPENED", bf:check(), holds(bf, off, 3, 42), bf:control_data(),
       assert.same({ { "true", "true", "kept", "17" } },
                   tagged(lines, "REOPENED"))
     end)
+  end)
+
+  describe("repairing a lost growth", function()
+    -- A file whose header says 5 blocks while the file holds 2: the
+    -- growth's new size did not reach the disk. Repair extends it by 3
+    -- blocks, 12288 bytes, or fails having changed and reserved nothing.
+    local function lost_growth ()
+      local bf = assert(fmap.create(path))
+      local a = bf:allocate()
+      bf:with(a, 1, function(v) v:write(0, "flushed") end)
+      bf:allocate_blocks(3)
+      bf:close()
+      h.writefile(path, h.readfile(path):sub(1, 2 * BS))
+    end
+    local function disk_blocks ()   -- what the file takes on disk
+      return tonumber((h.run("stat -c %b " .. path)))
+    end
+    local REPAIR = PRELUDE .. [[
+local bf, msg, en = fmap.open(path, { repair = true })
+if bf then out("REPAIR", "ok", bf:size(), bf:check()) bf:close()
+else out("REPAIR", "nil", en, msg) end
+]]
+
+    it("refuses when the disk has less free than the growth, reserving "
+       .. "nothing", function()
+      lost_growth()
+      local before = disk_blocks()
+      local lines, status, _, raw = child(dir, REPAIR,
+                                          { "none", free = 8192 }, path)
+      assert.equal(0, status, raw)
+      assert.same({ { "nil", "28", path .. ":", "restoring", "a", "lost",
+                      "growth", "needs", "12288", "bytes", "(the", "header",
+                      "says", "the", "file", "is", "20480),", "the", "disk",
+                      "has", "8192", "free" } }, tagged(lines, "REPAIR"))
+      assert.equal(2 * BS, #h.readfile(path))
+      assert.equal(before, disk_blocks())
+      lines = child(dir, REPAIR, { "none", free = 12288 }, path)
+      assert.same({ { "ok", "20480", "true" } }, tagged(lines, "REPAIR"))
+    end)
+
+    it("goes on when the disk cannot tell its free space", function()
+      lost_growth()
+      local lines, _, injected, raw = child(dir, REPAIR,
+                                            { "fstatvfs", 0, "ENOSYS" }, path)
+      assert.equal(1, injected, raw)
+      assert.same({ { "ok", "20480", "true" } }, tagged(lines, "REPAIR"))
+    end)
+
+    for _, c in ipairs({ { "fallocate", "ENOSPC", 28 },
+                         { "ftruncate", "EIO", 5 } }) do
+      it("returns nil, message, errno when " .. c[1] .. " fails, and gives "
+         .. "back what was reserved", function()
+        lost_growth()
+        local before = disk_blocks()
+        local lines, status, injected, raw = child(dir, REPAIR,
+                                                   { c[1], 0, c[2] }, path)
+        assert.equal(1, injected, raw)
+        assert.equal(0, status, raw)
+        local o = tagged(lines, "REPAIR")[1]
+        assert.same({ "nil", tostring(c[3]), path .. ":" },
+                    { o[1], o[2], o[3] })
+        assert.equal(2 * BS, #h.readfile(path))
+        -- after a failed ftruncate, the 12 KiB fallocate took are back
+        assert.equal(before, disk_blocks())
+        lines = child(dir, REPAIR, nil, path)
+        assert.same({ { "ok", "20480", "true" } }, tagged(lines, "REPAIR"))
+      end)
+    end
   end)
 
   describe("at random points of a workload", function()
