@@ -34,6 +34,13 @@ describe("fmap.workload", function()
     assert.is_true(r.ok)
     assert.same({ insert = 3001, get = 3001, scan = 3001, delete = 1500 },
                 sizes)
+    -- a rate is the phase's own operations over its time: the delete
+    -- phase makes 1501 (every even i), not N
+    assert.same({ 3001, 3001, 3001, 1501 },
+                { r.insert.ops, r.get.ops, r.scan.ops, r.delete.ops })
+    for _, phase in ipairs(W.PHASES) do
+      assert.equal(r[phase].ops / r[phase].secs, r[phase].ops_s)
+    end
     assert.is_true(t:verify())
     t = nil
     h.no_live_views(bf)
