@@ -759,6 +759,161 @@ describe("fmap.bptree", function()
     end)
   end)
 
+  describe("a damaged tree", function()
+    -- The leaves of t in file order, as { offset = { prev, next } }.
+    local function leaves (t)
+      local r, bs = {}, bf:block_size()
+      local st = bf:stats()
+      for b = 1, st.blocks - st.tail_blocks - 1 do
+        local off = b * bs
+        if not bf:is_free(off) and off ~= t:offset() then
+          bf:with(off, 1, function (v)
+            if v:u8(0) == 1 then r[off] = { v:u64(8), v:u64(16) } end
+          end)
+        end
+      end
+      return r
+    end
+
+    -- Runs f under a budget of VM instructions: a damaged tree must make
+    -- an operation end, with its results or an error, never loop.
+    local function bounded (f, ...)
+      debug.sethook(function () error("still running", 0) end, "", 2e8)
+      local r = table.pack(pcall(f, ...))
+      debug.sethook()
+      return table.unpack(r, 1, r.n)
+    end
+
+    for _, sizes in ipairs({ { 16, 16 }, { -1, -1 } }) do
+      it("raises, never loops, when its leaf links go round in a circle ("
+         .. sizes[1] .. ", " .. sizes[2] .. ")", function()
+        local t = bptree.new(bf, sizes[1], sizes[2])
+        local function key (i) return string.pack(">I8I8", i // 4, 0) end
+        for i = 0, 2999 do t:add(key(i), string.pack(">I8I8", i, i)) end
+        local first, last
+        for off, links in pairs(leaves(t)) do
+          if links[1] == 0 then first = off end
+          if links[2] == 0 then last = off end
+        end
+        assert.is_true(first ~= nil and last ~= nil and first ~= last)
+        bf:with(last, 1, function (v) v:set_u64(16, first) end)
+        bf:with(first, 1, function (v) v:set_u64(8, last) end)
+        local msg = "B%+tree at " .. t:offset() .. " is corrupt: its leaf "
+                    .. "links go round in a circle %(%d+ leaves visited, "
+                    .. "the file has %d+ blocks%)"
+        local walks = {
+          function () for _ in t:iterate() do end end,
+          function () for _ in t:backward() do end end,
+          function () for _ in t:keys() do end end,
+          function () for _ in t:values() do end end,
+          function () for _ in t:range(key(8), key(1e6)) do end end,
+          function () for _ in t:range(key(2990), key(0)) do end end,
+        }
+        for i, walk in ipairs(walks) do
+          local ok, err = bounded(walk)
+          assert.is_false(ok, "walk " .. i)
+          assert.matches("^" .. msg .. "$", err)
+        end
+        local ok, ok2, err = bounded(t.verify, t)
+        assert.is_true(ok)
+        assert.is_nil(ok2)
+        assert.is_string(err)
+      end)
+    end
+
+    it("raises in count when a key's entries run round a circle of leaves",
+       function()
+      local t = bptree.new(bf, 8, 8)
+      for i = 1, 1000 do t:add("samekey!", string.pack(">I8", i)) end
+      local first, last
+      for off, links in pairs(leaves(t)) do
+        if links[1] == 0 then first = off end
+        if links[2] == 0 then last = off end
+      end
+      bf:with(last, 1, function (v) v:set_u64(16, first) end)
+      local ok, err = bounded(t.count, t, "samekey!")
+      assert.is_false(ok)
+      assert.matches("^B%+tree at " .. t:offset() .. " is corrupt: its leaf "
+                     .. "links go round in a circle", err)
+    end)
+
+    it("ends every operation with a result or an error, whatever bytes of "
+       .. "its nodes are damaged", function()
+      local SCALE = tonumber(os.getenv("FMAP_FUZZ_SCALE")) or 1
+      local seed = tonumber(os.getenv("FMAP_SEED")) or os.time()
+      math.randomseed(seed)
+      local errors, rounds = 0, math.max(3, math.floor(24 * SCALE))
+      for round = 1, rounds do
+        local sizes = ({ { 16, 16 }, { -1, -1 }, { 8, 0 } })[round % 3 + 1]
+        local ks, vs = sizes[1], sizes[2]
+        local a = assert(fmap.anonymous())
+        local t = bptree.new(a, ks, vs)
+        local keys = {}
+        for i = 1, 1200 do
+          local k = string.pack(">I8", i * 2654435761 % 2^40)
+          if ks == 16 then k = k .. k end
+          if ks == -1 then k = k .. ("k"):rep(i % 30) end
+          keys[i] = k
+          t:add(k, vs == 0 and "" or vs == 16 and ("%016d"):format(i)
+                   or ("v"):rep(i % 50))
+        end
+        local bs, st = a:block_size(), a:stats()
+        local top = st.blocks - st.tail_blocks
+        for _ = 1, math.random(4) do
+          local off = math.random(1, top - 1) * bs
+          if not a:is_free(off) then
+            a:with(off, 1, function (v)
+              local how = math.random(3)
+              if how == 1 then        -- random bytes anywhere
+                for _ = 1, math.random(8) do
+                  v:write(math.random(0, bs - 1),
+                          string.char(math.random(0, 255)))
+                end
+              elseif how == 2 then    -- a link or child to another block
+                v:set_u64(8 * math.random(0, 7),
+                          math.random(0, top) * bs)
+              else                    -- a kind, flag or count
+                v:set_u32(4 * math.random(0, 3), math.random(0, 2^32 - 1))
+              end
+            end)
+          end
+        end
+        local ops = {
+          function () for i = 1, 40 do t:get(keys[math.random(#keys)]) end end,
+          function () for _ in t:iterate() do end end,
+          function () for _ in t:backward() do end end,
+          function () for _ in t:keys() do end end,
+          function () for _ in t:range(keys[5], keys[900]) do end end,
+          function () return t:count(keys[math.random(#keys)]) end,
+          function () return t:has(keys[math.random(#keys)]) end,
+          function ()
+            for _ = 1, 20 do
+              t:add(keys[math.random(#keys)], vs == 0 and "" or
+                    vs == 16 and ("y"):rep(16) or "y")
+            end
+          end,
+          function () for _ = 1, 20 do t:remove(keys[math.random(#keys)]) end end,
+          function () return t:verify() end,
+          function () return t:stats() end,
+        }
+        for i, op in ipairs(ops) do
+          local ok, err = bounded(op)
+          if not ok then
+            errors = errors + 1
+            assert.is_string(err, "seed " .. seed .. ", round " .. round
+                             .. ", operation " .. i)
+            assert.is_nil(err:find("still running", 1, true),
+                          "seed " .. seed .. ", round " .. round
+                          .. ", operation " .. i .. " did not end")
+          end
+        end
+        t = nil
+        pcall(a.close, a)
+      end
+      assert.is_true(errors > 0, "seed " .. seed .. ": no damage was seen")
+    end)
+  end)
+
   describe("remove of a fixed key", function()
     it("removes entries that run across leaves", function()
       local t = bptree.new(bf, 8, 8)

@@ -218,6 +218,20 @@ local function leaf_view (t, off)
   return v
 end
 
+-- Raises if a walk along the leaf links has visited more leaves than the
+-- file has blocks: the links of a damaged tree go round in a circle, and
+-- the walk would never end. Called when visited passes t.chain_limit, the
+-- file's block count when last looked at (the file may have grown since).
+local function check_chain (t, visited)
+  local limit = t.bf:size() // t.bs
+  t.chain_limit = limit
+  if visited > limit then
+    error(sformat("B+tree at %d is corrupt: its leaf links go round in a "
+                  .. "circle (%d leaves visited, the file has %d blocks)",
+                  t.meta, visited, limit), 0)
+  end
+end
+
 -- The view of an overflow run of len bytes.
 local function run_view (t, off, len)
   local views = t.views
@@ -1195,6 +1209,7 @@ local function setup (bf, off, ks, vs)
     sv = setmetatable({}, { __mode = "v" }),
     pp = {}, pi = {}, spare = {}, fmts = {},
     mods = 0, readonly = bf:readonly(),
+    chain_limit = 0,    -- see check_chain
   }, Tree)
   if ks > 0 and vs >= 0 then
     local LS, IS = ks + vs, ks + 8
@@ -1717,11 +1732,13 @@ function Tree:count (key)
   if not self.views then bad_self("count", self) end
   check_key(self, key, "count", 1)
   local v, n, pos = lower_leaf(self, key)
-  local c = 0
+  local c, visited = 0, 0
   while true do
     if pos >= n then
       local nx = u64(v, L_NEXT)
       if nx == 0 then return c end
+      visited = visited + 1
+      if visited > self.chain_limit then check_chain(self, visited) end
       v = leaf_view(self, nx)
       n, pos = u32(v, N_COUNT), 0
     else
@@ -1803,8 +1820,11 @@ local function forward (t, off, pos, to, what)
     if what == 1 then len2 = nil
     elseif what == 2 then skip, len, len2 = t.ks, t.vs, nil end
     -- Each step is a C call over the buffer; fill reads the next leaf.
+    local visited = 0
     local function fill (buf)
       while off ~= 0 do
+        visited = visited + 1
+        if visited > t.chain_limit then check_chain(t, visited) end
         local v = leaf_view(t, off)
         local e, last = u32(v, N_COUNT), false
         if to then
@@ -1823,12 +1843,14 @@ local function forward (t, off, pos, to, what)
     end
     return batch_iterator(fill, len2 and 2 or 1, t, "mods", MODIFIED)
   end
-  local e = -1
+  local e, visited = -1, 0
   return function ()
     if t.mods ~= mods then error(MODIFIED, 2) end
     while off ~= 0 do
       local v = leaf_view(t, off)
       if e < 0 then
+        visited = visited + 1
+        if visited > t.chain_limit then check_chain(t, visited) end
         local n = u32(v, N_COUNT)
         e = n
         if to then
@@ -1861,8 +1883,11 @@ local function backward (t, off, pos, to, what)
     if what == 1 then len2 = nil
     elseif what == 2 then skip, len, len2 = t.ks, t.vs, nil end
     -- Each fill reads a leaf forward; the steps walk it from its end.
+    local visited = 0
     local function fill (buf)
       while off ~= 0 do
+        visited = visited + 1
+        if visited > t.chain_limit then check_chain(t, visited) end
         local v = leaf_view(t, off)
         local n = u32(v, N_COUNT)
         local s, last = 0, false
@@ -1883,12 +1908,14 @@ local function backward (t, off, pos, to, what)
     end
     return batch_iterator(fill, len2 and -2 or -1, t, "mods", MODIFIED)
   end
-  local s = nil
+  local s, visited = nil, 0
   return function ()
     if t.mods ~= mods then error(MODIFIED, 2) end
     while off ~= 0 do
       local v = leaf_view(t, off)
       if s == nil then
+        visited = visited + 1
+        if visited > t.chain_limit then check_chain(t, visited) end
         local n = u32(v, N_COUNT)
         s = 0
         if to then
