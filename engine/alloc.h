@@ -13,7 +13,7 @@
 ** FM_POOL_GRAIN bytes apart; larger ones go to malloc and realloc. */
 #define FM_POOL_GRAIN    16
 #define FM_POOL_MAXSMALL 256
-#define FM_POOL_CHUNK    (64 * 1024)   /* the pool takes memory this much at a time */
+#define FM_POOL_CHUNK    (64 * 1024)   /* what it takes from malloc at once */
 
 typedef struct fm_pool fm_pool;
 

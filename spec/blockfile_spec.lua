@@ -931,6 +931,18 @@ describe("fmap.open with repair, after a power loss", function()
   before_each(function() path = h.tmpname() end)
   after_each(function() os.remove(path) end)
 
+  -- Makes path a 2-block file whose newest header slot has fields set,
+  -- resealed with a valid checksum.
+  local function with_header (fields)
+    local bf = assert(fmap.create(path))
+    bf:allocate()
+    bf:close()
+    local F = require "fmfile"
+    local s = h.readfile(path)
+    local _, slot = F.newest(s)
+    h.writefile(path, F.set_slot(s, slot, fields))
+  end
+
   it("extends a file whose growth was lost, keeping what it holds",
      function()
     local bf = assert(fmap.create(path))
@@ -956,13 +968,7 @@ describe("fmap.open with repair, after a power loss", function()
 
   it("does not extend a file to whatever a damaged header claims",
      function()
-    local bf = assert(fmap.create(path))
-    bf:allocate()
-    bf:close()
-    local F = require "fmfile"
-    local s = h.readfile(path)
-    local _, slot = F.newest(s)
-    h.writefile(path, F.set_slot(s, slot, { top = 4096 * 100000 }))
+    with_header({ top = 4096 * 100000 })
     assert.same({ nil, path .. ": allocated area ends at 409600000, outside "
                   .. "the file (size 8192) or not block-aligned", 22 },
                 { fmap.open(path, { repair = true }) })
@@ -972,20 +978,12 @@ describe("fmap.open with repair, after a power loss", function()
   it("restores at most one growth: MIN_GROWTH blocks, or four times the "
      .. "file", function()
     local F = require "fmfile"
-    local function claim (top)   -- a 2-block file whose header says top
-      local bf = assert(fmap.create(path))
-      bf:allocate()
-      bf:close()
-      local s = h.readfile(path)
-      local _, slot = F.newest(s)
-      h.writefile(path, F.set_slot(s, slot, { top = top }))
-    end
-    claim(18 * BS)           -- 2 blocks and a minimum growth of 16
+    with_header({ top = 18 * BS })   -- 2 blocks and a minimum growth of 16
     local bf = assert(fmap.open(path, { repair = true }))
     assert.equal(18 * BS, bf:size())
     assert.is_true(bf:check())
     bf:close()
-    claim(19 * BS)           -- one block more than a growth could add
+    with_header({ top = 19 * BS })   -- a block more than a growth adds
     assert.same({ nil, path .. ": allocated area ends at 77824, outside "
                   .. "the file (size 8192) or not block-aligned", 22 },
                 { fmap.open(path, { repair = true }) })
@@ -1006,14 +1004,7 @@ describe("fmap.open with repair, after a power loss", function()
      .. "claims", function()
     -- an intact header of 1 GiB blocks, in a file of two 4 KiB blocks:
     -- before, repair reserved up to 260 GiB of disk for it
-    local bf = assert(fmap.create(path))
-    bf:allocate()
-    bf:close()
-    local F = require "fmfile"
-    local s = h.readfile(path)
-    local _, slot = F.newest(s)
-    h.writefile(path, F.set_slot(s, slot, { block_size = 1 << 30,
-                                             top = 4 << 30 }))
+    with_header({ block_size = 1 << 30, top = 4 << 30 })
     local ok, msg, e = fmap.open(path, { repair = true })
     assert.is_nil(ok)
     assert.equal(22, e)

@@ -595,19 +595,7 @@ describe("fmap.varchar", function()
        .. "error, whatever bytes of its blocks are damaged", function()
       local mmlist = require "fmap.mmlist"
       local SCALE = tonumber(os.getenv("FMAP_FUZZ_SCALE")) or 1
-      local seed = tonumber(os.getenv("FMAP_SEED")) or os.time()
-      math.randomseed(seed)
-      -- f under a budget of VM instructions: damage must not make a walk
-      -- run forever
-      local function bounded (f)
-        debug.sethook(function () error("still running", 0) end, "", 2e8)
-        local r = table.pack(pcall(f))
-        debug.sethook()
-        return table.unpack(r, 1, r.n)
-      end
-      local errors, damaged = 0, 0
-      for round = 1, math.max(3, math.floor(20 * SCALE)) do
-        local a = assert(fmap.anonymous())
+      h.damage_rounds(math.max(3, math.floor(20 * SCALE)), function (a)
         local store, l = varchar.new(a), mmlist.new(a)
         local live = {}
         for i = 1, 400 do
@@ -621,31 +609,16 @@ describe("fmap.varchar", function()
           live[j] = live[#live]
           live[#live] = nil
         end
-        local bs, st = a:block_size(), a:stats()
-        local top = st.blocks - st.tail_blocks
-        for _ = 1, math.random(4) do
-          local off = math.random(1, top - 1) * bs
-          if not a:is_free(off) then
-            damaged = damaged + 1
-            a:with(off, 1, function (v)
-              local how = math.random(3)
-              if how == 1 then
-                for _ = 1, math.random(8) do
-                  v:write(math.random(0, bs - 1),
-                          string.char(math.random(0, 255)))
-                end
-              elseif how == 2 then
-                v:set_u64(8 * math.random(0, 20), math.random(0, top) * bs)
-              else
-                v:set_u32(4 * math.random(0, 40), math.random(0, 2^32 - 1))
-              end
-            end)
-          end
-        end
-        local ops = {
-          function () for _ = 1, 40 do store:get(live[math.random(#live)]) end end,
-          function () for _ = 1, 40 do store:put(("z"):rep(math.random(5000))) end end,
-          function () for _ = 1, 20 do store:free(live[math.random(#live)]) end end,
+        return {
+          function ()
+            for _ = 1, 40 do store:get(live[math.random(#live)]) end
+          end,
+          function ()
+            for _ = 1, 40 do store:put(("z"):rep(math.random(5000))) end
+          end,
+          function ()
+            for _ = 1, 20 do store:free(live[math.random(#live)]) end
+          end,
           function () return store:verify() end,
           function () return store:stats() end,
           function () for _ = 1, 40 do l:get(math.random(l:size())) end end,
@@ -653,25 +626,11 @@ describe("fmap.varchar", function()
           function () for _ = 1, 40 do l:pop() end end,
           function () for _ in l:iterate() do end end,
           function () return l:verify() end,
-          function () for _ = 1, 20 do l:swap_delete(math.random(l:size())) end end,
+          function ()
+            for _ = 1, 20 do l:swap_delete(math.random(l:size())) end
+          end,
         }
-        for i, op in ipairs(ops) do
-          local ok, err = bounded(op)
-          if not ok then
-            errors = errors + 1
-            local where = "seed " .. seed .. ", round " .. round
-                          .. ", operation " .. i
-            assert.is_string(err, where)
-            assert.is_nil(err:find("still running", 1, true),
-                          where .. " did not end")
-          end
-        end
-        pcall(a.close, a)
-      end
-      -- damage need not show (a changed byte may be one no operation
-      -- reads), but some must have been done
-      assert.is_true(damaged > 0, "seed " .. seed .. ": nothing was damaged "
-                     .. "(" .. errors .. " errors)")
+      end)
     end)
   end)
 
