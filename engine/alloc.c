@@ -59,7 +59,6 @@ struct fm_pool {
   block *free[NCLASS];   /* free[c]: blocks of (c + 1) * GRAIN bytes */
   char *tail, *end;      /* the current chunk's unused bytes */
   void *chunks;          /* the newest chunk; each links the one before */
-  size_t footprint;      /* bytes of all chunks */
 };
 
 static int small (size_t n) { return n - 1 < FM_POOL_MAXSMALL; }  /* 1..MAX */
@@ -86,10 +85,6 @@ void fm_pool_delete (fm_pool *p) {
   free(p);
 }
 
-size_t fm_pool_footprint (const fm_pool *p) {
-  return p->footprint;
-}
-
 /* Puts a block of class c on its list; it owns no byte after this. */
 static void push (fm_pool *p, void *ptr, size_t c) {
   block *b = ptr;
@@ -109,7 +104,6 @@ static int newchunk (fm_pool *p) {
     push(p, p->tail, classof(left));
   memcpy(chunk, &p->chunks, sizeof p->chunks);
   p->chunks = chunk;
-  p->footprint += FM_POOL_CHUNK;
   p->tail = chunk + CHUNK_HEAD;
   p->end = chunk + FM_POOL_CHUNK;
   poison(p->tail, (size_t)(p->end - p->tail));

@@ -34,7 +34,4 @@ void fm_pool_delete (fm_pool *p);
 ** Blocks are 16-byte aligned. Not thread-safe: one pool per thread. */
 void *fm_pool_alloc (void *ud, void *ptr, size_t osize, size_t nsize);
 
-/* Bytes the pool holds from malloc (its chunks), whatever is in use. */
-size_t fm_pool_footprint (const fm_pool *p);
-
 #endif
