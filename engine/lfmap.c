@@ -785,6 +785,61 @@ static void checkentries (lua_State *L, const View *v, lua_Integer pos,
                   (lua_Integer)stride, pos, (lua_Integer)v->len));
 }
 
+/* insert_key(countpos, pos, stride, capacity, key [, value]): a B+tree
+** leaf's insert in one call. In a node's sorted run of entries of stride
+** bytes from pos (key, then value; the entry count is the little-endian
+** u32 at countpos), puts key..value after the entries whose first #key
+** bytes equal key, moving the entries after it up, and stores the count
+** plus one. #key + #value must be stride, and capacity entries must fit
+** in the view. A node that holds capacity entries already is left as it
+** is. Returns the index where the entry went (or would go), the count
+** after, and whether it went in. */
+static int view_insert_key (lua_State *L) {
+  View *v = checkwritable(L, 1);
+  lua_Integer cpos = luaL_checkinteger(L, 2);
+  lua_Integer pos = luaL_checkinteger(L, 3);
+  uint64_t stride = checkcount(L, 4, "stride");
+  uint64_t cap = checkcount(L, 5, "capacity");
+  size_t kl, vl = 0;
+  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 6,
+                                                                      &kl);
+  const char *val = lua_isnoneornil(L, 7) ? NULL : luaL_checklstring(L, 7,
+                                                                     &vl);
+  unsigned char *base;
+  uint64_t count, lo;
+  int found, in;
+  luaL_argcheck(L, stride > 0, 4, "stride must be positive");
+  if (kl + vl != stride)
+    luaL_argerror(L, 6, lua_pushfstring(L, "a key of %I bytes and a value "
+                  "of %I make no entry of %I", (lua_Integer)kl,
+                  (lua_Integer)vl, (lua_Integer)stride));
+  if (v->state != LIVE) checkwritable(L, 1);   /* a conversion ran a
+                                               ** finalizer */
+  count = nodecount(L, v, cpos, 2);
+  if (count > cap)
+    luaL_argerror(L, 5, lua_pushfstring(L, "the node holds %I entries, more "
+                  "than its capacity %I", (lua_Integer)count,
+                  (lua_Integer)cap));
+  checkentries(L, v, pos, cap, stride, stride, 0);
+  base = vptr(v) + pos;
+#ifndef FMAP_NO_PREFETCH
+  prefetch_run(base, count * stride);
+#endif
+  lo = lowerbound(base, count, stride, key, kl, 1, &found);
+  in = count < cap;
+  if (in) {
+    unsigned char *p = base + lo * stride;
+    memmove(p + stride, p, (size_t)((count - lo) * stride));
+    memcpy(p, key, kl);
+    if (vl > 0) memcpy(p + kl, val, vl);
+    store_le(vptr(v) + cpos, count + 1, 4);
+  }
+  lua_pushinteger(L, (lua_Integer)lo);
+  lua_pushinteger(L, (lua_Integer)(count + (uint64_t)in));
+  lua_pushboolean(L, in);
+  return 3;
+}
+
 /* read_entries(t, pos, count, stride, len [, len2]): stores in t[1],
 ** t[2], ... the len bytes of each of count entries stride bytes apart
 ** from pos, as strings; with len2, each followed by the len2 bytes after
@@ -1874,6 +1929,7 @@ static const luaL_Reg view_methods[] = {
   {"bsearch_slots", view_bsearch_slots},
   {"read_entries", view_read_entries}, {"search", view_search},
   {"remove_key", view_remove_key},
+  {"insert_key", view_insert_key},
   {"insert", view_insert},
   {"u8", view_u8}, {"u16", view_u16}, {"u32", view_u32},
   {"u64", view_u64}, {"i8", view_i8}, {"i16", view_i16},

@@ -227,6 +227,15 @@ describe("fmap.BlockFile", function()
                      h.errmsg(function() v:fill(0) end))
         assert.equal("attempt to write to a view of a read-only BlockFile",
                      h.errmsg(function() fmap.memclr(v) end))
+        for _, call in ipairs({
+          function () v:insert(0, 4, "x") end,
+          function () v:insert_key(8, 16, 8, 4, "12345678") end,
+          function () v:remove_key(8, 16, 8, "1234") end,
+        }) do
+          assert.equal("attempt to write to a view of a read-only BlockFile",
+                       h.errmsg(call))
+        end
+        assert.equal("data", v:read(0, 4))
         assert.equal("the BlockFile is read-only",
                      h.errmsg(function() ro:allocate() end))
         assert.equal("bad argument #1 to 'free' (the BlockFile is read-only)",

@@ -41,6 +41,7 @@ local VIEW_METHODS = {
   search = { "pos", "pos", "stride", "str", "bool", "pos", "len" },
   insert = { "pos", "len", "str", "str" },
   remove_key = { "pos", "pos", "stride", "str" },
+  insert_key = { "pos", "pos", "stride", "count", "str", "str" },
 }
 for _, n in ipairs({ 8, 16, 32, 64 }) do
   VIEW_METHODS["u" .. n] = { "pos" }

@@ -461,6 +461,79 @@ describe("fmap.View", function()
     end)
   end)
 
+  describe(":insert_key()", function()
+    local function key (k) return string.pack(">I4", k) end
+    -- the run's entries as "key:value" strings
+    local function entries ()
+      local r = {}
+      for i = 0, v:u32(60) - 1 do
+        local k, val = string.unpack(">I4c4", v:read(64 + i * 8, 8))
+        r[#r + 1] = k .. ":" .. val
+      end
+      return r
+    end
+
+    it("puts an entry in order, after the equal ones, and counts it",
+       function()
+      v:set_u32(60, 0)
+      assert.same({ 0, 1, true }, { v:insert_key(60, 64, 8, 4, key(20),
+                                                 "b1__") })
+      assert.same({ 0, 2, true }, { v:insert_key(60, 64, 8, 4, key(10),
+                                                 "a___") })
+      assert.same({ 2, 3, true }, { v:insert_key(60, 64, 8, 4, key(20),
+                                                 "b2__") })
+      assert.same({ 3, 4, true }, { v:insert_key(60, 64, 8, 4, key(30),
+                                                 "c___") })
+      assert.same({ "10:a___", "20:b1__", "20:b2__", "30:c___" }, entries())
+      -- full: nothing moves, and where it would go is told
+      assert.same({ 1, 4, false }, { v:insert_key(60, 64, 8, 4, key(15),
+                                                  "x___") })
+      assert.same({ "10:a___", "20:b1__", "20:b2__", "30:c___" }, entries())
+      assert.equal(0, v:u32(64 + 4 * 8))    -- past the capacity: untouched
+      -- a key alone, as long as an entry; a key shorter than the entry's
+      -- leads compares by its bytes
+      v:set_u32(60, 0)
+      assert.same({ 0, 1, true }, { v:insert_key(60, 64, 8, 4, "abcdefgh") })
+      assert.same({ 1, 2, true }, { v:insert_key(60, 64, 8, 4, "abcd",
+                                                 "zzzz") })
+      assert.equal("abcdefghabcdzzzz", v:read(64, 16))
+      v:set_u32(60, 0)
+    end)
+
+    it("refuses misuse and damage, changing nothing", function()
+      v:set_u32(60, 2)
+      v:write(64, ("\0"):rep(16))
+      local before = v:read(60, 24)
+      assert.equal("bad argument #5 to 'insert_key' (a key of 4 bytes and a "
+                   .. "value of 3 make no entry of 8)", h.errmsg(function()
+                     v:insert_key(60, 64, 8, 4, "abcd", "xyz")
+                   end))
+      assert.equal("bad argument #4 to 'insert_key' (the node holds 2 "
+                   .. "entries, more than its capacity 1)", h.errmsg(function()
+                     v:insert_key(60, 64, 8, 1, "abcd", "wxyz")
+                   end))
+      assert.equal("bad argument #2 to 'insert_key' (1024 entries of 8 "
+                   .. "bytes, 8 apart from position 64, pass the view (8192 "
+                   .. "bytes))", h.errmsg(function()
+                     v:insert_key(60, 64, 8, 1024, "abcd", "wxyz")
+                   end))
+      assert.equal("bad argument #1 to 'insert_key' (count position 8189 is "
+                   .. "outside the view (8192 bytes))", h.errmsg(function()
+                     v:insert_key(#v - 3, 64, 8, 4, "abcd", "wxyz")
+                   end))
+      assert.equal("bad argument #3 to 'insert_key' (stride must be "
+                   .. "positive)", h.errmsg(function()
+                     v:insert_key(60, 64, 0, 4, "")
+                   end))
+      assert.equal("bad argument #4 to 'insert_key' (capacity -1 is "
+                   .. "negative)", h.errmsg(function()
+                     v:insert_key(60, 64, 8, -1, "abcd", "wxyz")
+                   end))
+      assert.equal(before, v:read(60, 24))
+      v:set_u32(60, 0)
+    end)
+  end)
+
   describe(":insert()", function()
     it("opens a gap and writes the strings into it", function()
       v:write(300, "aabbcc")
@@ -721,6 +794,39 @@ describe("fmap.View and finalizers", function()
     arm(function() if w:live() then w:release() end end)
     for _ = 1, 1000000 do
       local ok, err = pcall(w.read_entries, w, {}, 0, 8, 8, 2, 2)
+      if not ok then
+        assert.matches("released view", err)
+        raised = true
+        break
+      end
+    end
+    if w:live() then w:release() end
+    assert.is_true(raised)
+  end)
+
+  it("insert_key writes right when finalizers move the map, and raises "
+     .. "when one releases the view, while it converts its key", function()
+    local off = bf:allocate()
+    local v <close> = bf:get(off)
+    local grows = 0
+    for _ = 1, 2000 do
+      arm(function()
+        for _ = 1, 20 do bf:allocate() end
+        grows = grows + 1
+      end)
+      v:set_u32(0, 0)
+      -- a number key: making it a string allocates
+      assert.same({ 0, 1, true }, { v:insert_key(0, 8, 8, 4, 12345678) })
+      assert.equal("12345678", v:read(8, 8))
+    end
+    assert.is_true(grows > 0)
+    local w = bf:get(off)
+    local raised = false
+    arm(function() if w:live() then w:release() end end)
+    for i = 1, 1000000 do
+      w:set_u32(0, 0)
+      -- a new number each time, so that its string is a new allocation
+      local ok, err = pcall(w.insert_key, w, 0, 8, 8, 4, 10000000 + i)
       if not ok then
         assert.matches("released view", err)
         raised = true

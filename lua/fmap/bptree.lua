@@ -148,7 +148,8 @@ local vcompare, vbsearch, vunpack = VM.compare, VM.bsearch, VM.unpack
 local vpack, vretarget = VM.pack, VM.retarget
 local vbsearch_slots = VM.bsearch_slots
 local vread_entries = VM.read_entries
-local vsearch, vinsert, vremove_key = VM.search, VM.insert, VM.remove_key
+local vsearch, vremove_key = VM.search, VM.remove_key
+local vinsert_key = VM.insert_key
 local batch_iterator = fmap.batch_iterator
 
 -- Constants (<const>: the compiler folds them into the instructions that
@@ -1478,11 +1479,9 @@ function Tree:add (key, value)
     end
     self.sv_off = off
     local LS = self.LS
-    local i, _, _, n = vsearch(v, N_COUNT, FL_ENT, LS, key, true)
-    if n < self.LCAP then
-      vinsert(v, FL_ENT + i * LS, (n - i) * LS, key, value)
-      set_u32(v, N_COUNT, n + 1)
-    else
+    local i, n, done = vinsert_key(v, N_COUNT, FL_ENT, LS, self.LCAP, key,
+                                   value)
+    if not done then                 -- a full leaf
       local ok, err, en = split_leaf(self, v, n, i, key, key, value, LS)
       if not ok then return nil, err, en end
     end

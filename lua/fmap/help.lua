@@ -125,6 +125,14 @@ local API = {
     "bsearch of a node that holds its own count",
     "As bsearch, the count being the little-endian u32 at countpos;\n"
     .. "returns it as well (the field is nil without at)." },
+  { "v:insert_key",
+    "(countpos, pos, stride, capacity, key [, value]) -> index, count, inserted",
+    "puts an entry into a counted sorted run",
+    "Puts key..value (stride bytes in all) after the entries equal to key\n"
+    .. "in the run of count entries (the u32 at countpos), moving the rest\n"
+    .. "up, and stores count + 1; a run of capacity entries is left as it\n"
+    .. "is. Returns where it went (or would go), the count after and\n"
+    .. "whether it went in: a leaf's insert in one call." },
   { "v:remove_key", "(countpos, pos, stride, key) -> index, removed, count",
     "removes a key's entries from a counted sorted run",
     "Removes every entry whose first #key bytes equal key from the run\n"
