@@ -97,7 +97,7 @@ static void push (fm_pool *p, void *ptr, size_t c) {
 /* A new chunk as the current one; the old tail goes to its class. */
 static int newchunk (fm_pool *p) {
   char *chunk = malloc(FM_POOL_CHUNK);
-  size_t left = (size_t)(p->end - p->tail);
+  size_t left = p->chunks ? (size_t)(p->end - p->tail) : 0;
   if (chunk == NULL)
     return 0;
   if (left > 0)   /* a multiple of GRAIN, less than one block of MAXSMALL */
@@ -121,7 +121,8 @@ static void *take (fm_pool *p, size_t n) {
   }
   else {
     size_t bytes = classbytes(c);
-    if ((size_t)(p->end - p->tail) < bytes && !newchunk(p))
+    if ((p->chunks == NULL || (size_t)(p->end - p->tail) < bytes) &&
+        !newchunk(p))
       return NULL;
     b = (block *)p->tail;
     p->tail += bytes;

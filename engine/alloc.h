@@ -31,7 +31,8 @@ void fm_pool_delete (fm_pool *p);
 ** when it cannot fulfil the request, and then ptr is unchanged. The sizes
 ** given for a block must be the ones it was allocated or last resized to:
 ** the pool keeps no header, and a block's size is how it finds its class.
-** Blocks are 16-byte aligned. Not thread-safe: one pool per thread. */
+** Blocks are aligned as malloc's are (16 bytes with glibc on 64-bit
+** machines). Not thread-safe: one pool per thread. */
 void *fm_pool_alloc (void *ud, void *ptr, size_t osize, size_t nsize);
 
 #endif

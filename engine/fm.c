@@ -99,6 +99,7 @@
 #define HDR_SUMMED  120
 #define MARK_SIZE   40
 #define MIN_GROWTH  16     /* blocks */
+#define REPAIR_SLACK (1ull << 30)   /* see read_header */
 
 static const unsigned char HDR_MAGIC[8] =
   { 0x89, 'f', 'm', 'a', 'p', '\r', '\n', 0x1a };
@@ -521,17 +522,21 @@ static int read_header (fm_file *f, const unsigned char *blk,
     ** the growth itself (the size is metadata, committed apart): such a
     ** file is extended to what its header says, within what one growth
     ** of it can be. grow() adds a quarter or MIN_GROWTH blocks, or what
-    ** an allocation needs, taken here as up to four times the file. A
-    ** claim past that, or a file shorter than one of its blocks (every
-    ** fmap file holds one), is damage or a hostile header: it is
-    ** refused below, and the file is left as it is. */
+    ** an allocation needs, which nothing bounds: taken here as four
+    ** times the file and 256 blocks, the 256 blocks at most 1 GiB (or
+    ** MIN_GROWTH blocks, if more), so that a header claiming huge
+    ** blocks cannot claim a huge file. A claim past that, or a file
+    ** shorter than one of its blocks (every fmap file holds one), is
+    ** damage or a hostile header: it is refused below, and the file is
+    ** left as it is. */
     if (bs >= FM_BLOCKSIZE && bs % FM_BLOCKSIZE == 0 &&
         bs <= FM_MAX_BLOCKSIZE && *size >= bs && *size <= UINT64_MAX / 8) {
-      uint64_t limit;
+      uint64_t slack = 256 * bs, most = MIN_GROWTH * bs;
+      if (most < REPAIR_SLACK) most = REPAIR_SLACK;
+      if (slack > most) slack = most;
       want = (*size + bs - 1) / bs * bs;
-      limit = want + MIN_GROWTH * bs;
-      if (limit < 4 * want) limit = 4 * want;
-      if (h[i].top % bs == 0 && h[i].top > want && h[i].top <= limit)
+      if (h[i].top % bs == 0 && h[i].top > want &&
+          h[i].top - want <= 3 * want + slack)
         want = h[i].top;
       *size = want;
     }
@@ -582,12 +587,25 @@ static void repair (fm_file *f) {
   put_header(f);
 }
 
+/* An open that fails after repair extended the file (size before, or -1
+** if it did not) gives the growth back: a refused file is left as it was.
+** Unmaps first, since the map may reach past the old end. */
+static void unextend (fm_file *f, off_t before) {
+  if (before < 0 || f->fd < 0) return;
+  if (f->map != NULL) {
+    munmap(f->map, (size_t)f->mapsize);
+    f->map = NULL;
+  }
+  if (ftruncate(f->fd, before) != 0) { /* the open's own error stands */ }
+}
+
 int fm_open (const char *path, int flags, fm_file *f) {
   unsigned char blk[CTL_START];
   struct stat st;
   ssize_t got;
   uint64_t size;
   int rc, readonly = (flags & FM_READONLY) != 0;
+  off_t before = -1;   /* the size before a repair extended the file */
   reset(f);
   if ((flags & ~(FM_READONLY | FM_REPAIR)) != 0 ||
       flags == (FM_READONLY | FM_REPAIR))
@@ -650,6 +668,7 @@ int fm_open (const char *path, int flags, fm_file *f) {
       errno = rc;
       goto syserr;
     }
+    before = st.st_size;
     st.st_size = (off_t)size;
   }
   f->map = mmap(NULL, (size_t)st.st_size,
@@ -661,6 +680,7 @@ int fm_open (const char *path, int flags, fm_file *f) {
   ** (posix_fallocate, ftruncate) reads as zeros. */
   f->clean_from = f->mapsize;
   if (checksum(ctl_ptr(f, f->h.ctl_area), f->h.ctl_len, 2) != f->h.ctl_sum) {
+    unextend(f, before);
     release_all(f);
     return fail(f, FM_ECORRUPT, "corrupt control data (checksum "
                 "mismatch)");
@@ -677,6 +697,7 @@ int fm_open (const char *path, int flags, fm_file *f) {
   return 0;
 syserr:
   rc = errno;
+  unextend(f, before);
   release_all(f);
   return sysfail(f, rc);
 }

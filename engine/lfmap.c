@@ -809,6 +809,9 @@ static int view_insert_key (lua_State *L) {
   uint64_t count, lo;
   int found, in;
   luaL_argcheck(L, stride > 0, 4, "stride must be positive");
+  /* the count is a u32: a larger capacity would let it wrap */
+  luaL_argcheck(L, cap >= 1 && cap <= UINT32_MAX, 5,
+                "capacity must be 1 to 4294967295");
   if (kl + vl != stride)
     luaL_argerror(L, 6, lua_pushfstring(L, "a key of %I bytes and a value "
                   "of %I make no entry of %I", (lua_Integer)kl,

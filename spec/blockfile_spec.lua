@@ -984,19 +984,28 @@ describe("fmap.open with repair, after a power loss", function()
     assert.equal(2 * BS, #h.readfile(path))
   end)
 
-  it("restores at most one growth: MIN_GROWTH blocks, or four times the "
-     .. "file", function()
+  it("restores at most one growth: four times the file and 256 blocks",
+     function()
     local F = require "fmfile"
-    with_header({ top = 18 * BS })   -- 2 blocks and a minimum growth of 16
+    with_header({ top = 264 * BS })  -- 2 blocks, 4 times that and 256
     local bf = assert(fmap.open(path, { repair = true }))
-    assert.equal(18 * BS, bf:size())
+    assert.equal(264 * BS, bf:size())
     assert.is_true(bf:check())
     bf:close()
-    with_header({ top = 19 * BS })   -- a block more than a growth adds
-    assert.same({ nil, path .. ": allocated area ends at 77824, outside "
+    with_header({ top = 265 * BS })  -- one block more
+    assert.same({ nil, path .. ": allocated area ends at 1085440, outside "
                   .. "the file (size 8192) or not block-aligned", 22 },
                 { fmap.open(path, { repair = true }) })
     assert.equal(2 * BS, #h.readfile(path))
+    -- an allocation of many blocks in a small file, its growth lost
+    bf = assert(fmap.create(path))
+    local a = bf:allocate_blocks(32)
+    bf:close()
+    h.writefile(path, h.readfile(path):sub(1, BS))
+    bf = assert(fmap.open(path, { repair = true }))
+    assert.equal(a + 32 * BS, bf:size())
+    assert.is_true(bf:check())
+    bf:close()
     -- a larger file may have grown by up to three times itself at once
     bf = assert(fmap.create(path))
     bf:allocate_blocks(40)
@@ -1007,6 +1016,35 @@ describe("fmap.open with repair, after a power loss", function()
     bf = assert(fmap.open(path, { repair = true }))
     assert.equal(128 * BS, bf:size())
     bf:close()
+  end)
+
+  it("caps the 256 blocks of slack at 1 GiB for large blocks", function()
+    -- one 8 MiB block; 256 of them would be 2 GiB
+    local bf = assert(fmap.create(path, 8 << 20))
+    bf:close()
+    local F = require "fmfile"
+    local s = h.readfile(path)
+    local _, slot = F.newest(s)
+    h.writefile(path, F.set_slot(s, slot, { top = (4 << 23) + (1 << 30)
+                                                  + (8 << 20) }))
+    local ok, msg, e = fmap.open(path, { repair = true })
+    assert.is_nil(ok)
+    assert.equal(22, e)
+    assert.matches("outside the file %(size 8388608%)", msg)
+    assert.equal(8 << 20, #h.readfile(path))
+  end)
+
+  it("gives the growth back when the open fails after it", function()
+    local bf = assert(fmap.create(path))
+    bf:set_control_data("precious")
+    bf:allocate_blocks(3)
+    bf:close()
+    local s = h.readfile(path):sub(1, 2 * BS)
+    local at = s:find("precious", 1, true)
+    h.writefile(path, s:sub(1, at - 1) .. "P" .. s:sub(at + 1))
+    assert.same({ nil, path .. ": corrupt control data (checksum mismatch)",
+                  22 }, { fmap.open(path, { repair = true }) })
+    assert.equal(2 * BS, #h.readfile(path))
   end)
 
   it("does not extend a file shorter than one of the blocks its header "

@@ -529,6 +529,12 @@ describe("fmap.View", function()
                    .. "negative)", h.errmsg(function()
                      v:insert_key(60, 64, 8, -1, "abcd", "wxyz")
                    end))
+      for _, cap in ipairs({ 0, 1 << 32 }) do
+        assert.equal("bad argument #4 to 'insert_key' (capacity must be 1 "
+                     .. "to 4294967295)", h.errmsg(function()
+                       v:insert_key(60, -(1 << 62), 4, cap, "abcd")
+                     end))
+      end
       assert.equal(before, v:read(60, 24))
       v:set_u32(60, 0)
     end)
