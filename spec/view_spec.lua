@@ -721,6 +721,23 @@ describe("fmap.View and finalizers", function()
   local function arm (fn)
     setmetatable({}, { __gc = function() pcall(fn) end })
   end
+  -- Calls call(w, i) for i = 1, 2, ... with a finalizer armed to release
+  -- the view w, until a call raises: one must, saying the view was
+  -- released, rather than go on with a dead view.
+  local function raises_once_released (w, call)
+    local raised = false
+    arm(function() if w:live() then w:release() end end)
+    for i = 1, 1000000 do
+      local ok, err = pcall(call, w, i)
+      if not ok then
+        assert.matches("released view", err)
+        raised = true
+        break
+      end
+    end
+    if w:live() then w:release() end
+    assert.is_true(raised)
+  end
 
   it("get raises when a finalizer closed the BlockFile during it",
      function()
@@ -795,19 +812,9 @@ describe("fmap.View and finalizers", function()
     end
     assert.is_true(grows > 0 and moved > 0)
     -- a release in the middle raises rather than reading a dead view
-    local w = bf:get(off)
-    local raised = false
-    arm(function() if w:live() then w:release() end end)
-    for _ = 1, 1000000 do
-      local ok, err = pcall(w.read_entries, w, {}, 0, 8, 8, 2, 2)
-      if not ok then
-        assert.matches("released view", err)
-        raised = true
-        break
-      end
-    end
-    if w:live() then w:release() end
-    assert.is_true(raised)
+    raises_once_released(bf:get(off), function (w)
+      w:read_entries({}, 0, 8, 8, 2, 2)
+    end)
   end)
 
   it("insert_key writes right when finalizers move the map, and raises "
@@ -826,21 +833,11 @@ describe("fmap.View and finalizers", function()
       assert.equal("12345678", v:read(8, 8))
     end
     assert.is_true(grows > 0)
-    local w = bf:get(off)
-    local raised = false
-    arm(function() if w:live() then w:release() end end)
-    for i = 1, 1000000 do
+    raises_once_released(bf:get(off), function (w, i)
       w:set_u32(0, 0)
       -- a new number each time, so that its string is a new allocation
-      local ok, err = pcall(w.insert_key, w, 0, 8, 8, 4, 10000000 + i)
-      if not ok then
-        assert.matches("released view", err)
-        raised = true
-        break
-      end
-    end
-    if w:live() then w:release() end
-    assert.is_true(raised)
+      w:insert_key(0, 8, 8, 4, 10000000 + i)
+    end)
   end)
 
   it("check, free_list and live_views survive a finalizer that closes",
