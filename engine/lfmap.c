@@ -1502,9 +1502,9 @@ static int mod_clock (lua_State *L) {
 /* fmap.batch_iterator(fill, width [, watch, key, message]): a generic-for
 ** iterator over values that fill(buffer) puts into a table a batch at a
 ** time (returning how many; 0 or nil at the end). Each step returns the
-** next width values; a negative width walks each batch from its end, -width
-** values at a time in their stored order (a backward scan that reads each
-** node forward). With watch, each step first checks that
+** next width values (a count must be a multiple of the width); a
+** negative width walks each batch from its end, -width values at a time
+** in their stored order (a backward scan that reads each node forward). With watch, each step first checks that
 ** rawget(watch, key) still holds what it held at the start, and raises
 ** message otherwise. A structure's iterator reads a node per fill (with
 ** read_entries, say) and each step is a C call: a Lua iterator cost a
@@ -1558,6 +1558,11 @@ static int batch_step (lua_State *L) {
       b->done = 1;
       return 0;
     }
+    /* a step takes width values: a partial last one would return values
+    ** of an earlier batch, left in the buffer */
+    if (n % b->width != 0)
+      return luaL_error(L, "batch fill returned %I values, not a multiple "
+                        "of the width %d", n, b->width);
     b->n = n;
     b->i = b->reverse ? n - b->width + 1 : 1;
   }

@@ -1159,6 +1159,12 @@ describe("fmap module", function()
                    h.errmsg(function() it() end))
       it = fmap.batch_iterator(function () error("fill failed", 0) end, 1)
       assert.equal("fill failed", h.errmsg(function() it() end))
+      -- three values cannot make steps of two (nor of two backward)
+      for _, w in ipairs({ 2, -2 }) do
+        it = fmap.batch_iterator(counter(3, 3), w)
+        assert.equal("batch fill returned 3 values, not a multiple of the "
+                     .. "width 2", h.errmsg(function() it() end))
+      end
     end)
   end)
 

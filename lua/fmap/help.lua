@@ -28,10 +28,11 @@ local API = {
   { "fmap.batch_iterator", "(fill, width [, watch, key, message]) -> iterator",
     "a generic-for iterator over batches that fill reads",
     "fill(buffer) stores values in buffer[1..n] and returns n (0 or nil at\n"
-    .. "the end); each step returns the next width values (a negative\n"
-    .. "width walks each batch from its end). With watch, a\n"
-    .. "step first checks rawget(watch, key) against its value at the start\n"
-    .. "and raises message if it changed. Each step is one C call." },
+    .. "the end), a multiple of width; each step returns the next width\n"
+    .. "values (a negative width walks each batch from its end). With\n"
+    .. "watch, a step first checks rawget(watch, key) against its value\n"
+    .. "at the start and raises message if it changed. Each step is one C\n"
+    .. "call." },
   { "fmap.BLOCKSIZE", "", "the default block size (4096)" },
   { "fmap.VERSION", "", "the engine's version string" },
   { "fmap.FORMAT_VERSION", "", "the on-disk format version" },
