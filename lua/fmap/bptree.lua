@@ -219,18 +219,24 @@ local function leaf_view (t, off)
   return v
 end
 
--- Raises if a walk along the leaf links has visited more leaves than the
--- file has blocks: the links of a damaged tree go round in a circle, and
--- the walk would never end. Called when visited passes t.chain_limit, the
--- file's block count when last looked at (the file may have grown since).
-local function check_chain (t, visited)
-  local limit = t.bf:size() // t.bs
-  t.chain_limit = limit
-  if visited > limit then
-    error(sformat("B+tree at %d is corrupt: its leaf links go round in a "
-                  .. "circle (%d leaves visited, the file has %d blocks)",
-                  t.meta, visited, limit), 0)
+-- Counts one more leaf of a walk along the leaf links and returns the
+-- count: raises once a walk has visited more leaves than the file has
+-- blocks, for the links of a damaged tree that go round in a circle would
+-- make it endless. The file's block count is looked at again only when
+-- the count passes t.chain_limit, its value last time (the file may have
+-- grown since).
+local function walk_step (t, visited)
+  visited = visited + 1
+  if visited > t.chain_limit then
+    local limit = t.bf:size() // t.bs
+    t.chain_limit = limit
+    if visited > limit then
+      error(sformat("B+tree at %d is corrupt: its leaf links go round in a "
+                    .. "circle (%d leaves visited, the file has %d blocks)",
+                    t.meta, visited, limit), 0)
+    end
   end
+  return visited
 end
 
 -- The view of an overflow run of len bytes.
@@ -1210,7 +1216,7 @@ local function setup (bf, off, ks, vs)
     sv = setmetatable({}, { __mode = "v" }),
     pp = {}, pi = {}, spare = {}, fmts = {},
     mods = 0, readonly = bf:readonly(),
-    chain_limit = 0,    -- see check_chain
+    chain_limit = 0,    -- see walk_step
   }, Tree)
   if ks > 0 and vs >= 0 then
     local LS, IS = ks + vs, ks + 8
@@ -1736,8 +1742,7 @@ function Tree:count (key)
     if pos >= n then
       local nx = u64(v, L_NEXT)
       if nx == 0 then return c end
-      visited = visited + 1
-      if visited > self.chain_limit then check_chain(self, visited) end
+      visited = walk_step(self, visited)
       v = leaf_view(self, nx)
       n, pos = u32(v, N_COUNT), 0
     else
@@ -1808,22 +1813,28 @@ local function fmt_for (t, c)
   return f
 end
 
+-- What an iterator reads of each fixed entry (what: nil for key and
+-- value, 1 the key, 2 the value), as read_entries' arguments: the bytes
+-- it skips, then the length of the field, and of the second one or nil.
+local function entry_fields (t, what)
+  if what == 1 then return 0, t.ks, nil end
+  if what == 2 then return t.ks, t.vs, nil end
+  return 0, t.ks, t.vs
+end
+
 -- A forward iterator from entry pos of leaf off, up to the last entry
 -- <= to (or the end); what: nil (key, value), 1 (key), 2 (value). A fixed
 -- leaf is read in one call when the iterator enters it.
 local function forward (t, off, pos, to, what)
   local mods = t.mods
   if t.fixed then
-    -- what is read of each entry: key and value, or one of them only
-    local LS, skip, len, len2 = t.LS, 0, t.ks, t.vs
-    if what == 1 then len2 = nil
-    elseif what == 2 then skip, len, len2 = t.ks, t.vs, nil end
+    local LS = t.LS
+    local skip, len, len2 = entry_fields(t, what)
     -- Each step is a C call over the buffer; fill reads the next leaf.
     local visited = 0
     local function fill (buf)
       while off ~= 0 do
-        visited = visited + 1
-        if visited > t.chain_limit then check_chain(t, visited) end
+        visited = walk_step(t, visited)
         local v = leaf_view(t, off)
         local e, last = u32(v, N_COUNT), false
         if to then
@@ -1848,8 +1859,7 @@ local function forward (t, off, pos, to, what)
     while off ~= 0 do
       local v = leaf_view(t, off)
       if e < 0 then
-        visited = visited + 1
-        if visited > t.chain_limit then check_chain(t, visited) end
+        visited = walk_step(t, visited)
         local n = u32(v, N_COUNT)
         e = n
         if to then
@@ -1878,15 +1888,13 @@ end
 local function backward (t, off, pos, to, what)
   local mods = t.mods
   if t.fixed then
-    local LS, skip, len, len2 = t.LS, 0, t.ks, t.vs
-    if what == 1 then len2 = nil
-    elseif what == 2 then skip, len, len2 = t.ks, t.vs, nil end
+    local LS = t.LS
+    local skip, len, len2 = entry_fields(t, what)
     -- Each fill reads a leaf forward; the steps walk it from its end.
     local visited = 0
     local function fill (buf)
       while off ~= 0 do
-        visited = visited + 1
-        if visited > t.chain_limit then check_chain(t, visited) end
+        visited = walk_step(t, visited)
         local v = leaf_view(t, off)
         local n = u32(v, N_COUNT)
         local s, last = 0, false
@@ -1913,8 +1921,7 @@ local function backward (t, off, pos, to, what)
     while off ~= 0 do
       local v = leaf_view(t, off)
       if s == nil then
-        visited = visited + 1
-        if visited > t.chain_limit then check_chain(t, visited) end
+        visited = walk_step(t, visited)
         local n = u32(v, N_COUNT)
         s = 0
         if to then
