@@ -225,6 +225,74 @@ describe("scripts/bench.lua", function()
     end)
   end)
 
+  describe("scripts/bench_pair.sh", function()
+    local function pair (args)
+      return h.run("bash scripts/bench_pair.sh " .. args .. " 2>&1")
+    end
+
+    it("runs two builds side by side and prints their rates and ratios",
+       function()
+      -- this checkout against itself: the ratios are there, whatever
+      -- they are
+      local out, status = pair(". 2 fmap,table " .. N)
+      assert.equal(0, status, out)
+      assert.truthy(out:find("bench.lua --n " .. N .. " --only fmap,table, "
+                             .. "2 pair(s)", 1, true), out)
+      for p = 1, 2 do
+        assert.truthy(out:find("pair " .. p .. " (this build on core", 1,
+                               true), out)
+      end
+      for _, label in ipairs({ "fmap bptree", "lua table" }) do
+        local n = 0
+        for _ in out:gmatch(label:gsub("%p", "%%%0") .. " +this/other  "
+                            .. "insert [%d.]+  get [%d.]+  scan [%d.]+  "
+                            .. "delete [%d.]+\n") do
+          n = n + 1
+        end
+        assert.equal(2, n, out)
+        n = 0
+        for who in out:gmatch("  (%a+) +" .. label:gsub("%p", "%%%0")
+                              .. " +insert %d+  get %d+  scan %d+  "
+                              .. "delete %d+\n") do
+          n = n + 1
+          assert.truthy(who == "this" or who == "other")
+        end
+        assert.equal(4, n, out)
+      end
+    end)
+
+    it("fails when a run fails, with what it printed", function()
+      local dir = h.tmpname(".d")
+      assert(os.execute("mkdir -p " .. dir .. "/build/bin"))
+      h.writefile(dir .. "/build/bin/fmap", "#!/bin/sh\necho boom\nexit 1\n")
+      assert(os.execute("chmod +x " .. dir .. "/build/bin/fmap"))
+      local out, status = pair(dir .. " 1 table 100")
+      os.execute("rm -rf " .. dir)
+      assert.equal(1, status, out)
+      assert.truthy(out:find("the other build's run failed:\nboom\n", 1,
+                             true), out)
+    end)
+
+    it("refuses a missing or unbuilt checkout and bad counts", function()
+      local dir = h.tmpname(".d")
+      assert(os.execute("mkdir -p " .. dir))
+      for args, msg in pairs({
+        [""] = "OTHER, a built checkout to compare with, is missing",
+        [dir .. "/none"] = "no folder " .. dir .. "/none",
+        [dir] = dir .. "/build/bin/fmap is missing: build it",
+        [". 0"] = "PAIRS wants a positive integer",
+        [". 1 fmap x"] = "N wants a positive integer",
+      }) do
+        local out, status = pair(args)
+        assert.equal(2, status, out)
+        assert.equal("bench_pair.sh: " .. msg .. "\nusage: bash "
+                     .. "scripts/bench_pair.sh OTHER [PAIRS] [ONLY] [N]\n",
+                     out)
+      end
+      os.execute("rm -rf " .. dir)
+    end)
+  end)
+
   describe("misuse", function()
     it("rejects a bad --n", function()
       local out, status = bench("--n 0")
