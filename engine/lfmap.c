@@ -1525,22 +1525,49 @@ typedef struct Batch {
 #define BT_INITIAL  lua_upvalueindex(6)
 #define BT_MESSAGE  lua_upvalueindex(7)
 
+/* A step's watch: raises the message (upvalue msg) unless rawget(watch,
+** key) still holds what it held at the start (upvalue initial). The
+** upvalues of both iterators' steps sit at the same indices. */
+static void checkwatch (lua_State *L) {
+  int same;
+  lua_pushvalue(L, BT_KEY);
+  lua_rawget(L, BT_WATCH);
+  same = lua_rawequal(L, -1, BT_INITIAL);
+  lua_pop(L, 1);
+  if (!same) {
+    luaL_where(L, 1);
+    lua_pushvalue(L, BT_MESSAGE);
+    lua_concat(L, 2);
+    lua_error(L);
+  }
+}
+
+/* Checks the optional watch, key and message arguments at w, w+1, w+2 of
+** an iterator's constructor and pushes the last four upvalues of its step:
+** watch, key, the watched value now, message. Returns whether to watch. */
+static int pushwatch (lua_State *L, int w) {
+  int watch = !lua_isnoneornil(L, w);
+  if (watch) {
+    luaL_checktype(L, w, LUA_TTABLE);
+    luaL_argcheck(L, !lua_isnoneornil(L, w + 1), w + 1, "key expected");
+    luaL_optstring(L, w + 2, NULL);
+  }
+  lua_pushvalue(L, w);                           /* watch */
+  lua_pushvalue(L, w + 1);                       /* key */
+  if (watch) {
+    lua_pushvalue(L, w + 1);
+    lua_rawget(L, w);                            /* its value now */
+  }
+  else lua_pushnil(L);
+  if (lua_isnoneornil(L, w + 2)) lua_pushliteral(L, "changed during iteration");
+  else lua_pushvalue(L, w + 2);
+  return watch;
+}
+
 static int batch_step (lua_State *L) {
   Batch *b = (Batch *)lua_touserdata(L, BT_STATE);
   int k;
-  if (b->watch) {
-    int same;
-    lua_pushvalue(L, BT_KEY);
-    lua_rawget(L, BT_WATCH);
-    same = lua_rawequal(L, -1, BT_INITIAL);
-    lua_pop(L, 1);
-    if (!same) {
-      luaL_where(L, 1);
-      lua_pushvalue(L, BT_MESSAGE);
-      lua_concat(L, 2);
-      return lua_error(L);
-    }
-  }
+  if (b->watch) checkwatch(L);
   if (b->done) return 0;
   if (b->reverse ? b->i < 1 : b->i > b->n) {
     int isint;
@@ -1574,16 +1601,10 @@ static int batch_step (lua_State *L) {
 
 static int mod_batch_iterator (lua_State *L) {
   lua_Integer w = luaL_checkinteger(L, 2);
-  int watch = !lua_isnoneornil(L, 3);
   Batch *b;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   luaL_argcheck(L, w != 0 && w >= -16 && w <= 16, 2,
                 "width must be 1 to 16, or -16 to -1");
-  if (watch) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    luaL_argcheck(L, !lua_isnoneornil(L, 4), 4, "key expected");
-    luaL_optstring(L, 5, NULL);
-  }
   lua_settop(L, 5);
   b = (Batch *)lua_newuserdatauv(L, sizeof *b, 0);
   b->reverse = w < 0;
@@ -1591,19 +1612,145 @@ static int mod_batch_iterator (lua_State *L) {
   b->i = b->reverse ? 0 : 1;
   b->n = 0;
   b->done = 0;
-  b->watch = watch;
   lua_newtable(L);                               /* the buffer */
   lua_pushvalue(L, 1);                           /* fill */
-  lua_pushvalue(L, 3);                           /* watch */
-  lua_pushvalue(L, 4);                           /* key */
-  if (watch) {
-    lua_pushvalue(L, 4);
-    lua_rawget(L, 3);                            /* its value now */
-  }
-  else lua_pushnil(L);
-  if (lua_isnil(L, 5)) lua_pushliteral(L, "changed during iteration");
-  else lua_pushvalue(L, 5);
+  b->watch = pushwatch(L, 3);
   lua_pushcclosure(L, batch_step, 7);
+  return 1;
+}
+
+/* bf:entry_iterator(fill [, watch, key, message]): a generic-for iterator
+** that reads fixed-size entries straight from the file, a string at a
+** time as each step returns it. fill() returns the next run as pos, count,
+** stride, len [, len2]: count entries at file offsets pos, pos + stride,
+** ... (a negative stride walks down); each step returns the len bytes of
+** the next entry, and with len2 the len2 bytes after them. nil from fill
+** ends the iteration; a run of 0 entries asks again. A run must lie in
+** allocated blocks. watch, key and message are batch_iterator's. Nothing
+** is copied ahead, and no view is held: a step reads through the
+** BlockFile, so the file may grow between steps, and a step after close
+** raises. A B+tree scan's step skips a table's store and load of each
+** string that batch_iterator makes (scripts/instructions.lua). */
+typedef struct Entries {
+  BlockFile *bf;      /* kept alive by the step's upvalue ET_BF */
+  uint64_t pos;       /* the next entry's file offset */
+  uint64_t left;      /* entries left in the run */
+  int64_t stride;
+  size_t len, len2;
+  int two;            /* a step returns two strings */
+  int done;
+  int watch;
+} Entries;
+
+#define ET_BF  lua_upvalueindex(2)
+
+/* Result i of an entry_iterator's fill (1 pos, 2 count, 3 stride, 4 len,
+** 5 len2): an integer, not negative unless it is the stride; len2 may be
+** nil (0). */
+static lua_Integer runint (lua_State *L, int i) {
+  static const char *const what[] = {
+    "position", "count", "stride", "length", "second length"
+  };
+  int isint;
+  lua_Integer n = lua_tointegerx(L, i, &isint);
+  if (!isint && !(i == 5 && lua_isnil(L, i)))
+    luaL_error(L, "entry_iterator's fill returned a %s value as the %s, not an "
+               "integer", luaL_typename(L, i), what[i - 1]);
+  if (n < 0 && i != 3)
+    luaL_error(L, "entry_iterator's fill returned a negative %s (%I)",
+               what[i - 1], n);
+  return n;
+}
+
+/* Checks the run that fill returned (slots 1 to 5) and stores it. */
+static void setrun (lua_State *L, Entries *e, BlockFile *bf) {
+  uint64_t bs = bf->f.h.block_size, top = bf->f.h.top;
+  uint64_t pos = (uint64_t)runint(L, 1), n = (uint64_t)runint(L, 2);
+  lua_Integer stride = runint(L, 3);
+  uint64_t len = (uint64_t)runint(L, 4), len2 = (uint64_t)runint(L, 5);
+  uint64_t step = stride < 0 ? -(uint64_t)stride : (uint64_t)stride;
+  if (n > 0) {
+    /* each bound is tested against top before it is added: no sum or
+    ** product below overflows */
+    uint64_t span = 0, lo = 0, hi = 0, first;
+    int out = pos >= top || len > top || len2 > top - len ||
+              (step != 0 && n - 1 > top / step);
+    if (!out) {
+      span = (n - 1) * step;
+      out = stride < 0 && span > pos;
+    }
+    if (!out) {
+      lo = stride < 0 ? pos - span : pos;
+      hi = (stride < 0 ? pos : pos + span) + len + len2;
+      out = lo < bs || hi > top;
+    }
+    if (out)
+      luaL_error(L, "entry_iterator's fill returned a run outside the "
+                 "allocated blocks (offsets %I to %I): offset %I, count %I, "
+                 "stride %I, lengths %I and %I", (lua_Integer)bs,
+                 (lua_Integer)top, (lua_Integer)pos, (lua_Integer)n, stride,
+                 (lua_Integer)len, (lua_Integer)len2);
+    first = lo - lo % bs;
+    if (fm_check_range(&bf->f, first,
+                       hi > first ? (hi - first + bs - 1) / bs : 1) != 0)
+      luaL_error(L, "entry_iterator's fill returned a run in a free "
+                 "block: %s", bf->f.msg);
+  }
+  e->pos = pos;
+  e->left = n;
+  e->stride = (int64_t)stride;
+  e->len = (size_t)len;
+  e->len2 = (size_t)len2;
+  e->two = !lua_isnil(L, 5);
+}
+
+static BlockFile *entriesbf (lua_State *L, const Entries *e) {
+  if (!e->bf->open) luaL_error(L, "attempt to use a closed BlockFile");
+  return e->bf;
+}
+
+static int entries_step (lua_State *L) {
+  Entries *e = (Entries *)lua_touserdata(L, BT_STATE);
+  BlockFile *bf;
+  uint64_t at;
+  if (e->watch) checkwatch(L);
+  if (e->done) return 0;
+  bf = entriesbf(L, e);
+  while (e->left == 0) {
+    lua_settop(L, 0);
+    lua_pushvalue(L, BT_FILL);
+    lua_call(L, 0, 5);
+    bf = entriesbf(L, e);                /* fill may have closed it */
+    if (lua_isnil(L, 1)) {
+      e->done = 1;
+      return 0;
+    }
+    setrun(L, e, bf);
+  }
+  at = e->pos;
+  e->pos += (uint64_t)e->stride;         /* wraps harmlessly past the end */
+  e->left--;
+  lua_pushlstring(L, (const char *)bf->f.map + at, e->len);
+  if (!e->two) return 1;
+  /* the first string may have run a finalizer that closed the file or
+  ** moved the map: read the second through the BlockFile again */
+  bf = entriesbf(L, e);
+  lua_pushlstring(L, (const char *)bf->f.map + at + e->len, e->len2);
+  return 2;
+}
+
+static int bf_entry_iterator (lua_State *L) {
+  Entries *e;
+  BlockFile *bf = checkbf(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 5);
+  e = (Entries *)lua_newuserdatauv(L, sizeof *e, 0);
+  memset(e, 0, sizeof *e);
+  e->bf = bf;
+  lua_pushvalue(L, 1);                           /* the BlockFile */
+  lua_pushvalue(L, 2);                           /* fill */
+  e->watch = pushwatch(L, 3);
+  lua_pushcclosure(L, entries_step, 7);
   return 1;
 }
 
@@ -1967,6 +2114,7 @@ static const luaL_Reg bf_methods[] = {
   {"flush", bf_flush}, {"close", bf_close}, {"remove", bf_remove},
   {"stats", bf_stats}, {"check", bf_check}, {"live_views", bf_live_views},
   {"free_list", bf_free_list}, {"is_free", bf_is_free},
+  {"entry_iterator", bf_entry_iterator},
   {NULL, NULL}
 };
 

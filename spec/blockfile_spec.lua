@@ -1168,6 +1168,159 @@ describe("fmap module", function()
     end)
   end)
 
+  describe("bf:entry_iterator()", function()
+    -- a block of 8 entries of 8 bytes: "k0v00000", "k1v00001", ...
+    local bf, off
+    before_each(function()
+      bf = assert(fmap.anonymous())
+      off = bf:allocate()
+      bf:with(off, 1, function (v)
+        for i = 0, 7 do v:write(i * 8, ("k%dv%05d"):format(i, i)) end
+      end)
+    end)
+    after_each(function()
+      if not tostring(bf):match("closed") then bf:close() end
+    end)
+    -- a fill that hands out the given runs, then nil
+    local function runs (...)
+      local list, i = { ... }, 0
+      return function ()
+        i = i + 1
+        if list[i] then return table.unpack(list[i], 1, 5) end
+      end
+    end
+    local function all (it)
+      local got = {}
+      for a, b in it do got[#got + 1] = b and a .. ":" .. b or a end
+      return got
+    end
+
+    it("reads each entry from the file as its step returns it", function()
+      assert.same({ "k0:v00000", "k1:v00001", "k2:v00002" },
+                  all(bf:entry_iterator(runs({ off, 3, 8, 2, 6 }))))
+      -- without a second length, one string a step
+      assert.same({ "k5", "k6", "k7" },
+                  all(bf:entry_iterator(runs({ off + 40, 3, 8, 2 }))))
+      -- a negative stride walks down; runs follow each other; a run of 0
+      -- entries asks fill again
+      assert.same({ "v00007", "v00006", "k0", "k2" },
+                  all(bf:entry_iterator(runs({ off + 58, 2, -8, 6 },
+                                             { off, 0, 8, 2 },
+                                             { off, 2, 16, 2 }))))
+      -- a stride of 0 repeats an entry; a length of 0 reads ""
+      assert.same({ "k3", "k3", ":" }, all(bf:entry_iterator(runs(
+        { off + 24, 2, 0, 2 }, { off, 1, 8, 0, 0 }))))
+      -- nil ends it, and it stays ended without calling fill again
+      local calls = 0
+      local it = bf:entry_iterator(function () calls = calls + 1 end)
+      assert.is_nil(it())
+      assert.is_nil(it())
+      assert.equal(1, calls)
+      -- a read-only BlockFile reads too
+      local path = h.tmpname()
+      local w = assert(fmap.create(path))
+      local b = w:allocate()
+      w:with(b, 1, function (v) v:write(100, "abc") end)
+      w:close()
+      local r = assert(fmap.open(path, { readonly = true }))
+      assert.same({ "abc" }, all(r:entry_iterator(runs({ b + 100, 1, 0, 3 }))))
+      r:close()
+      os.remove(path)
+    end)
+
+    it("reads the file as it is at each step, while it grows", function()
+      local it = bf:entry_iterator(runs({ off, 8, 8, 2, 6 }))
+      local size = bf:size()
+      local got = {}
+      for k, v in it do
+        got[#got + 1] = k .. v
+        -- the map moves; the next entry changes before its step
+        for _ = 1, 30 do bf:allocate() end
+        bf:with(off, 1, function (w) w:write(#got * 8 + 2, "CHANGE") end)
+      end
+      assert.is_true(bf:size() > size)
+      assert.equal("k0v00000", got[1])
+      for i = 2, 8 do assert.equal(("k%dCHANGE"):format(i - 1), got[i]) end
+    end)
+
+    it("raises when what it watches changes, or the file closes", function()
+      local t = { mods = 1 }
+      local it = bf:entry_iterator(runs({ off, 8, 8, 2 }), t, "mods",
+                                   "it moved")
+      assert.equal("k0", it())
+      t.mods = 2
+      assert.matches("it moved$", h.errmsg(it))
+      t.mods = 1
+      assert.equal("k1", it())
+      bf:close()
+      assert.equal("attempt to use a closed BlockFile", h.errmsg(it))
+      -- a fill that closes the file
+      bf = assert(fmap.anonymous())
+      off = bf:allocate()
+      it = bf:entry_iterator(function () bf:close(); return off, 1, 8, 2 end)
+      assert.equal("attempt to use a closed BlockFile", h.errmsg(it))
+    end)
+
+    it("refuses misuse, and runs outside the allocated blocks", function()
+      assert.equal("bad argument #1 to 'entry_iterator' (BlockFile expected, "
+                   .. "got nil)", h.errmsg(function()
+                     bf.entry_iterator(nil, print)
+                   end))
+      assert.equal("bad argument #1 to 'entry_iterator' (function "
+                   .. "expected, got no value)", h.errmsg(function()
+                     bf:entry_iterator()
+                   end))
+      assert.equal("bad argument #2 to 'entry_iterator' (table expected, "
+                   .. "got string)", h.errmsg(function()
+                     bf:entry_iterator(print, "x", "y")
+                   end))
+      assert.equal("bad argument #3 to 'entry_iterator' (key expected)",
+                   h.errmsg(function() bf:entry_iterator(print, {}) end))
+      local function fails (run)
+        return h.errmsg(bf:entry_iterator(runs(run)))
+      end
+      assert.equal("entry_iterator's fill returned a string value as the "
+                   .. "length, not an integer", fails({ off, 1, 8, "two" }))
+      assert.equal("entry_iterator's fill returned a boolean value as the "
+                   .. "position, not an integer", h.errmsg(
+                     bf:entry_iterator(function () return false end)))
+      assert.equal("entry_iterator's fill returned a number value as the "
+                   .. "stride, not an integer", fails({ off, 1, 0.5, 2 }))
+      assert.equal("entry_iterator's fill returned a negative count (-1)",
+                   fails({ off, -1, 8, 2 }))
+      assert.equal("entry_iterator's fill returned a negative second "
+                   .. "length (-6)", fails({ off, 1, 8, 2, -6 }))
+      local outside = "^entry_iterator's fill returned a run outside the "
+                      .. "allocated blocks %(offsets 4096 to 8192%): "
+      assert.matches(outside .. "offset 0, count 1, stride 8, lengths 2 "
+                     .. "and 0$", fails({ 0, 1, 8, 2 }))
+      assert.matches(outside .. "offset 4096, count 9,",
+                     fails({ off, 9, 512, 2 }))
+      assert.matches(outside, fails({ off + 4095, 1, 8, 2 }))
+      assert.matches(outside, fails({ off + 8, 2, -16, 2 }))
+      for _, run in ipairs({
+        { off, math.maxinteger, 8, 2 }, { off, 2, math.maxinteger, 2 },
+        { off, 2, math.mininteger, 2 }, { off, 1, 8, math.maxinteger },
+        { off, 1, 8, 2, math.maxinteger }, { math.maxinteger, 1, 8, 0 },
+        { off + 4088, 1, 8, 4, 5 },
+      }) do
+        assert.matches(outside, fails(run))
+      end
+      -- a run in a free block
+      local spare = bf:allocate()
+      bf:free(spare)
+      assert.equal("entry_iterator's fill returned a run in a free block: "
+                   .. "block at offset " .. spare .. " is free",
+                   fails({ spare, 1, 8, 2 }))
+      -- fill's own error goes through
+      assert.equal("fill failed", h.errmsg(bf:entry_iterator(function ()
+        error("fill failed", 0)
+      end)))
+      -- a run of 0 entries is not checked: there is nothing to read
+      assert.same({}, all(bf:entry_iterator(runs({ 0, 0, 8, 2 }))))
+    end)
+  end)
+
   it("audits a BlockFile as fmap.audit(bf)", function()
     local bf = assert(fmap.anonymous())
     local t = fmap.bptree.new(bf, 8, 8)

@@ -25,7 +25,7 @@ local BF_METHODS = {
   block_size = {}, size = {}, path = {}, readonly = {}, address = {},
   valid = { "int" }, sync = {}, flush = {}, close = {}, remove = {},
   stats = {}, check = {}, live_views = {}, free_list = {},
-  is_free = { "off" },
+  is_free = { "off" }, entry_iterator = { "fill" },
 }
 local VIEW_METHODS = {
   release = {}, retarget = { "off", "count" }, offset = {}, blocks = {},
@@ -275,6 +275,27 @@ describe("API fuzzer", function()
       elseif kind == "other" then
         return math.random() < 0.5 and rand_string(20) or some_view()
       elseif kind == "fn" then return pick(FNS)
+      elseif kind == "fill" then
+        -- an entry_iterator's fill: runs near allocated blocks, of any
+        -- length and direction, hostile values now and then, nil to end
+        if math.random() < 0.1 then return pick(FNS) end
+        return function ()
+          local r = math.random()
+          if r < 0.1 then return nil end
+          if r < 0.2 then return hostile(), hostile(), hostile(), hostile(),
+                                 hostile() end
+          if r < 0.6 then             -- inside one block, mostly
+            return arg("off", t) + math.random(1024, 2048),
+                   math.random(0, 16), math.random(-32, 32),
+                   math.random(0, 16),
+                   math.random() < 0.5 and math.random(0, 16) or nil
+          end
+          local pos = arg("off", t) + math.random(-8, 4100)
+          local stride = math.random() < 0.8 and math.random(-64, 64)
+                         or hostile()
+          return pos, math.random(0, 300), stride, math.random(0, 40),
+                 math.random() < 0.5 and math.random(0, 40) or nil
+        end
       elseif kind == "bs" then
         -- not 2^30 itself: valid, but a gigabyte per file is slow
         return pick({ nil, 4096, 8192, 16384, 4097, 0, -4096, 1 << 31,
@@ -485,6 +506,25 @@ describe("API fuzzer", function()
       end
       if coroutine.status(co) == "suspended" then
         coroutine.close(co)   -- a yield from a function outside with
+      end
+      -- an iterator made is also stepped, the collector running
+      if res[1] and type(res[2]) == "function" and name:match("iterator$")
+      then
+        local it = res[2]
+        local stepper = coroutine.create(function ()
+          for _ = 1, math.random(1, 40) do
+            if it() == nil then break end
+          end
+        end)
+        collectgarbage("restart")
+        local ok, err = coroutine.resume(stepper)
+        collectgarbage("stop")
+        if not ok and type(err) ~= "string" then
+          fail("a step of %s raised a %s", name, type(err))
+        end
+        if coroutine.status(stepper) == "suspended" then
+          coroutine.close(stepper)
+        end
       end
 
       if step % 100 == 0 or step == CALLS then

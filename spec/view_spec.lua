@@ -840,6 +840,89 @@ describe("fmap.View and finalizers", function()
     end)
   end)
 
+  it("entry_iterator reads right when finalizers move the map, and raises "
+     .. "when one closes the BlockFile, during a step", function()
+    local off = bf:allocate()
+    -- entries of a fresh content each round, so that every string a step
+    -- makes is a new allocation, where a finalizer may run
+    local function fill_block (round)
+      bf:with(off, 1, function (v)
+        for i = 0, 7 do
+          v:write(i * 16, ("k%d:%05d"):format(i, round % 100000)
+                          .. ("v%d:%05d"):format(i, round % 100000))
+        end
+      end)
+    end
+    local function runs (n)
+      local done = false
+      return function ()
+        if not done then done = true; return off, n, 16, 8, 8 end
+      end
+    end
+    local grows = 0
+    for round = 1, 2000 do
+      fill_block(round)
+      arm(function()
+        for _ = 1, 20 do bf:allocate() end
+        grows = grows + 1
+      end)
+      local i = 0
+      for k, v in bf:entry_iterator(runs(8)) do
+        assert.equal(("k%d:%05d"):format(i, round), k)
+        assert.equal(("v%d:%05d"):format(i, round), v)
+        i = i + 1
+      end
+      assert.equal(8, i)
+    end
+    assert.is_true(grows > 0)
+    -- A close in the middle of a step, while it makes its first string,
+    -- raises rather than reading the second from the map it unmapped.
+    -- Young collections come often, and the finalizer closes only inside
+    -- a step; each step reads fresh numbers, so its strings are new.
+    -- (Without the check after the first string, this crashes.)
+    collectgarbage("generational", 1, 100)    -- after_each restores it
+    local stepping, armed, hits, counter = false, false, 0, 0
+    local it
+    local function reset ()
+      if not tostring(bf):match("closed") then bf:close() end
+      bf = assert(fmap.anonymous())
+      off = bf:allocate()
+      it = bf:entry_iterator(function () return off, 8, 16, 8, 8 end)
+    end
+    reset()
+    for _ = 1, 3000000 do
+      if not armed then
+        armed = true
+        setmetatable({}, { __gc = function ()
+          armed = false
+          if stepping then pcall(bf.close, bf) end
+        end })
+      end
+      bf:with(off, 1, function (w)
+        for i = 0, 15 do counter = counter + 1; w:set_u64(i * 8, counter) end
+      end)
+      -- a random number of allocations, so that a collection falls on
+      -- any allocation of the step rather than always on the same one
+      for _ = 1, math.random(0, 12) do local _ = {} end
+      stepping = true
+      local ok, k, v = pcall(it)
+      stepping = false
+      if ok then
+        assert.equal(string.unpack("<I8", k) + 1, string.unpack("<I8", v))
+      else
+        assert.equal("attempt to use a closed BlockFile", k)
+      end
+      if tostring(bf):match("closed") then
+        if not ok then
+          hits = hits + 1                 -- closed by the first string
+          if hits == 3 then break end
+        end
+        reset()
+      end
+    end
+    assert.equal(3, hits)
+  end)
+
   it("check, free_list and live_views survive a finalizer that closes",
      function()
     local offs = {}

@@ -147,10 +147,8 @@ local vread, vwrite, vcopy = VM.read, VM.write, VM.copy
 local vcompare, vbsearch, vunpack = VM.compare, VM.bsearch, VM.unpack
 local vpack, vretarget = VM.pack, VM.retarget
 local vbsearch_slots = VM.bsearch_slots
-local vread_entries = VM.read_entries
 local vsearch, vremove_key = VM.search, VM.remove_key
 local vinsert_key = VM.insert_key
-local batch_iterator = fmap.batch_iterator
 
 -- Constants (<const>: the compiler folds them into the instructions that
 -- use them, where a plain local is an upvalue fetched at each use).
@@ -237,6 +235,19 @@ local function walk_step (t, visited)
     end
   end
   return visited
+end
+
+-- The entry count of the fixed leaf at off, seen through v: raises if it
+-- is more than a leaf holds, for an iterator reads the entries straight
+-- from the file, past the leaf's block if the count says so.
+local function leaf_count (t, v, off)
+  local n = u32(v, N_COUNT)
+  if n > t.LCAP then
+    error(sformat("B+tree at %d is corrupt: the leaf at %d counts %d "
+                  .. "entries, and holds at most %d", t.meta, off, n, t.LCAP),
+          0)
+  end
+  return n
 end
 
 -- The view of an overflow run of len bytes.
@@ -1830,28 +1841,29 @@ local function forward (t, off, pos, to, what)
   if t.fixed then
     local LS = t.LS
     local skip, len, len2 = entry_fields(t, what)
-    -- Each step is a C call over the buffer; fill reads the next leaf.
+    -- Each step is a C call that reads an entry from the file; fill finds
+    -- the entries of the next leaf.
     local visited = 0
-    local function fill (buf)
+    local function fill ()
       while off ~= 0 do
         visited = walk_step(t, visited)
         local v = leaf_view(t, off)
-        local e, last = u32(v, N_COUNT), false
+        local e, last = leaf_count(t, v, off), false
         if to then
           local ub = vbsearch(v, FL_ENT, e, LS, to, true)
           if ub < e then e, last = ub, true end
         end
+        local at = off
         off = last and 0 or u64(v, L_NEXT)
         local p = pos
         pos = 0
         if p < e then
-          return vread_entries(v, buf, FL_ENT + p * LS + skip, e - p, LS, len,
-                               len2)
+          return at + FL_ENT + p * LS + skip, e - p, LS, len, len2
         end
       end
-      return 0
+      return nil
     end
-    return batch_iterator(fill, len2 and 2 or 1, t, "mods", MODIFIED)
+    return t.bf:entry_iterator(fill, t, "mods", MODIFIED)
   end
   local e, visited = -1, 0
   return function ()
@@ -1890,30 +1902,31 @@ local function backward (t, off, pos, to, what)
   if t.fixed then
     local LS = t.LS
     local skip, len, len2 = entry_fields(t, what)
-    -- Each fill reads a leaf forward; the steps walk it from its end.
+    -- fill finds the entries of the previous leaf; the steps walk them
+    -- from the last down.
     local visited = 0
-    local function fill (buf)
+    local function fill ()
       while off ~= 0 do
         visited = walk_step(t, visited)
         local v = leaf_view(t, off)
-        local n = u32(v, N_COUNT)
+        local n = leaf_count(t, v, off)
         local s, last = 0, false
         if to then
           local lb = vbsearch(v, FL_ENT, n, LS, to)
           if lb > 0 then s, last = lb, true end
         end
+        local at = off
         off = last and 0 or u64(v, L_PREV)
         local p = pos or n - 1
         pos = nil
         if p >= n then p = n - 1 end
         if p >= s then
-          return vread_entries(v, buf, FL_ENT + s * LS + skip, p - s + 1, LS,
-                               len, len2)
+          return at + FL_ENT + p * LS + skip, p - s + 1, -LS, len, len2
         end
       end
-      return 0
+      return nil
     end
-    return batch_iterator(fill, len2 and -2 or -1, t, "mods", MODIFIED)
+    return t.bf:entry_iterator(fill, t, "mods", MODIFIED)
   end
   local s, visited = nil, 0
   return function ()

@@ -85,6 +85,14 @@ local API = {
   { "bf:free_list", "() -> list",
     "free runs: {offset =, blocks =}" },
   { "bf:is_free", "(offset) -> boolean", "whether the block is free" },
+  { "bf:entry_iterator", "(fill [, watch, key, message]) -> iterator",
+    "a generic-for iterator reading entries straight from the file",
+    "fill() returns the next run: pos, count, stride, len [, len2], count\n"
+    .. "entries at file offsets pos, pos + stride, ... (a negative stride\n"
+    .. "walks down), in allocated blocks; nil ends it, a count of 0 asks\n"
+    .. "again. Each step reads the next entry's len bytes, and the len2\n"
+    .. "after them, as strings; nothing is read ahead and no view is held.\n"
+    .. "watch, key and message as for fmap.batch_iterator." },
 
   { "View", "type",
     "a window on blocks (v); 0-based positions" },
