@@ -814,6 +814,22 @@ describe("fmap.bptree", function()
       end)
     end
 
+    it("raises in its iterators when a leaf counts more entries than it "
+       .. "holds", function()
+      local t = bptree.new(bf, 16, 16)
+      for i = 1, 1000 do t:add(string.pack(">I8I8", i, i), ("v"):rep(16)) end
+      local cap = (bf:block_size() - 24) // 32
+      local off = next(leaves(t))
+      -- the next block is the tree's too: a run would read on into it
+      bf:with(off, 1, function (v) v:set_u32(4, cap + 1) end)
+      local msg = "B+tree at " .. t:offset() .. " is corrupt: the leaf at "
+                  .. off .. " counts " .. (cap + 1) .. " entries, and holds "
+                  .. "at most " .. cap
+      for _, walk in ipairs({ t.iterate, t.backward, t.keys, t.values }) do
+        assert.equal(msg, h.errmsg(function () for _ in walk(t) do end end))
+      end
+    end)
+
     it("raises in count when a key's entries run round a circle of leaves",
        function()
       local t = bptree.new(bf, 8, 8)
