@@ -967,16 +967,63 @@ static void warnf (void *ud, const char *msg, int tocont) {
   }
 }
 
+/* Lua 5.4 keeps its short strings in a hash table that doubles when it
+** holds as many strings as it has slots, and that every collection,
+** young ones included, halves when it finds it under a quarter full. A
+** program with few live strings that makes many short-lived ones, as a
+** B+tree scan makes a key and a value per record, then doubles and halves
+** the table at almost every collection, rehashing all its strings each
+** time: 16% of the scan's time in scripts/bench.lua (perf), and more or
+** less from one run to the next as the count of live strings falls near a
+** power of two or not. fmap's data lives in its files, so its scripts'
+** heaps are small: the case that suffers. The host anchors FMAP_STRINGS
+** short strings of its own (default 4096; 0 for none) in the registry, a
+** floor under which the table is never halved: about 200 KiB. */
+#define STRINGS_DEFAULT 4096
+#define STRINGS_MAX 1000000
+
+static int anchorstrings (lua_State *L) {
+  lua_Integer n = lua_tointeger(L, 1), i;
+  char s[8] = { '\1', 'f', 'm' };      /* short, and unlike a script's */
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
+    s[3] = (char)(i & 0xFF);
+    s[4] = (char)(i >> 8 & 0xFF);
+    s[5] = (char)(i >> 16 & 0xFF);
+    lua_pushlstring(L, s, sizeof s);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, LUA_REGISTRYINDEX, "fmap.strings");
+  return 0;
+}
+
+/* FMAP_STRINGS: how many strings to anchor, or -1 if it is not a count. */
+static long stringscount (void) {
+  const char *v = getenv("FMAP_STRINGS");
+  char *end;
+  long n;
+  if (v == NULL || *v == '\0') return STRINGS_DEFAULT;
+  errno = 0;
+  n = strtol(v, &end, 10);
+  if (*end != '\0' || errno != 0 || n < 0 || n > STRINGS_MAX) return -1;
+  return n;
+}
+
 /* A state whose small objects come from a pool (engine/alloc.c), or,
 ** with FMAP_ALLOC=system in the environment, from malloc as lua's are:
 ** a memory checker such as valgrind then sees every Lua object. NULL
 ** with *why set if the state cannot be made. */
 static lua_State *newstate (hoststate *hs, const char **why) {
   const char *mode = getenv("FMAP_ALLOC");
+  long strings = stringscount();
   lua_State *L;
   hs->pool = NULL;
   hs->warn = WARN_OFF;
   *why = "cannot create state: not enough memory";
+  if (strings < 0) {
+    *why = "FMAP_STRINGS must be a count from 0 to 1000000";
+    return NULL;
+  }
   if (mode != NULL && strcmp(mode, "system") == 0)
     L = luaL_newstate();
   else if (mode != NULL && *mode != '\0' && strcmp(mode, "pool") != 0) {
@@ -991,6 +1038,12 @@ static lua_State *newstate (hoststate *hs, const char **why) {
   if (L != NULL) {
     lua_atpanic(L, panic);
     lua_setwarnf(L, warnf, hs);
+    lua_pushcfunction(L, anchorstrings);
+    lua_pushinteger(L, strings);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+      lua_close(L);
+      L = NULL;
+    }
   }
   return L;
 }

@@ -330,6 +330,36 @@ describe("fmap (batch)", function()
       assert.equal(1, status)
     end)
 
+    it("anchors FMAP_STRINGS short strings, 4096 unless told; a wrong "
+       .. "count stops the host", function()
+      -- the anchored strings: how many, all distinct and short (a string
+      -- over 40 bytes would not be interned, and would set no floor)
+      local probe = "local t = debug.getregistry()['fmap.strings'] "
+                    .. "local seen, short = {}, 0 "
+                    .. "for _, s in ipairs(t) do seen[s] = true "
+                    .. "short = short + (#s <= 40 and 1 or 0) end "
+                    .. "local n = 0 for _ in pairs(seen) do n = n + 1 end "
+                    .. "print(#t, n, short)"
+      for _, case in ipairs({ { nil, "4096\t4096\t4096\n" },
+                              { "", "4096\t4096\t4096\n" },
+                              { "0", "0\t0\t0\n" },
+                              { "70000", "70000\t70000\t70000\n" } }) do
+        for _, alloc in ipairs({ "pool", "system" }) do
+          local out, err, status = run{ args = { "-e", probe },
+                                        env = { FMAP_STRINGS = case[1],
+                                                FMAP_ALLOC = alloc } }
+          assert.same({ case[2], "", 0 }, { out, err, status })
+        end
+      end
+      for _, bad in ipairs({ "x", "-1", "1000001", "12abc", "1e3",
+                             "99999999999999999999" }) do
+        local out, err, status = run{ args = { "-e", "print(1)" },
+                                      env = { FMAP_STRINGS = bad } }
+        assert.same({ "", "fmap: FMAP_STRINGS must be a count from 0 to "
+                      .. "1000000\n", 1 }, { out, err, status })
+      end
+    end)
+
     it("keeps lua's warnings: pieces, @off and @on, with either allocator",
        function()
       for _, alloc in ipairs({ "pool", "system" }) do
