@@ -1510,6 +1510,7 @@ static int mod_clock (lua_State *L) {
 ** read_entries, say) and each step is a C call: a Lua iterator cost a
 ** fresh run of the interpreter per step, a third of a B+tree scan. */
 typedef struct Batch {
+  const char *tag;    /* BATCH_TAG */
   lua_Integer i, n;   /* the next value's index; values in the buffer */
   int width, done;
   int reverse;        /* batches are walked from their end */
@@ -1524,6 +1525,17 @@ typedef struct Batch {
 #define BT_KEY      lua_upvalueindex(5)
 #define BT_INITIAL  lua_upvalueindex(6)
 #define BT_MESSAGE  lua_upvalueindex(7)
+
+/* A step's state, upvalue 1, checked by its size and tag as a view is:
+** debug.setupvalue can put any value there. */
+static const char BATCH_TAG[] = "fmap batch", ENTRIES_TAG[] = "fmap entries";
+
+static void *stepstate (lua_State *L, size_t size, const char *tag) {
+  const char **p = (const char **)lua_touserdata(L, BT_STATE);
+  if (p == NULL || lua_rawlen(L, BT_STATE) != size || *p != tag)
+    luaL_error(L, "the iterator's state is gone (an upvalue was replaced)");
+  return p;
+}
 
 /* A step's watch: raises the message (upvalue msg) unless rawget(watch,
 ** key) still holds what it held at the start (upvalue initial). The
@@ -1565,7 +1577,7 @@ static int pushwatch (lua_State *L, int w) {
 }
 
 static int batch_step (lua_State *L) {
-  Batch *b = (Batch *)lua_touserdata(L, BT_STATE);
+  Batch *b = (Batch *)stepstate(L, sizeof(Batch), BATCH_TAG);
   int k;
   if (b->watch) checkwatch(L);
   if (b->done) return 0;
@@ -1607,6 +1619,7 @@ static int mod_batch_iterator (lua_State *L) {
                 "width must be 1 to 16, or -16 to -1");
   lua_settop(L, 5);
   b = (Batch *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->tag = BATCH_TAG;
   b->reverse = w < 0;
   b->width = (int)(w < 0 ? -w : w);
   b->i = b->reverse ? 0 : 1;
@@ -1632,6 +1645,7 @@ static int mod_batch_iterator (lua_State *L) {
 ** raises. A B+tree scan's step skips a table's store and load of each
 ** string that batch_iterator makes (scripts/instructions.lua). */
 typedef struct Entries {
+  const char *tag;    /* ENTRIES_TAG */
   BlockFile *bf;      /* kept alive by the step's upvalue ET_BF */
   uint64_t pos;       /* the next entry's file offset */
   uint64_t left;      /* entries left in the run */
@@ -1704,15 +1718,22 @@ static void setrun (lua_State *L, Entries *e, BlockFile *bf) {
   e->two = !lua_isnil(L, 5);
 }
 
+/* The BlockFile of a step, open. Upvalue ET_BF keeps it alive, unless
+** debug.setupvalue replaced it: then e->bf may be freed, and is not read. */
 static BlockFile *entriesbf (lua_State *L, const Entries *e) {
+  if (lua_touserdata(L, ET_BF) != (void *)e->bf)
+    luaL_error(L, "the iterator's BlockFile is gone (an upvalue was "
+               "replaced)");
   if (!e->bf->open) luaL_error(L, "attempt to use a closed BlockFile");
   return e->bf;
 }
 
 static int entries_step (lua_State *L) {
-  Entries *e = (Entries *)lua_touserdata(L, BT_STATE);
+  Entries *e = (Entries *)stepstate(L, sizeof(Entries), ENTRIES_TAG);
   BlockFile *bf;
   uint64_t at;
+  size_t len, len2;
+  int two;
   if (e->watch) checkwatch(L);
   if (e->done) return 0;
   bf = entriesbf(L, e);
@@ -1727,15 +1748,20 @@ static int entries_step (lua_State *L) {
     }
     setrun(L, e, bf);
   }
+  /* this entry, all of it read before the first string: making it may
+  ** run a finalizer that steps this iterator into another run */
   at = e->pos;
+  len = e->len;
+  len2 = e->len2;
+  two = e->two;
   e->pos += (uint64_t)e->stride;         /* wraps harmlessly past the end */
   e->left--;
-  lua_pushlstring(L, (const char *)bf->f.map + at, e->len);
-  if (!e->two) return 1;
-  /* the first string may have run a finalizer that closed the file or
-  ** moved the map: read the second through the BlockFile again */
+  lua_pushlstring(L, (const char *)bf->f.map + at, len);
+  if (!two) return 1;
+  /* that finalizer may also have closed the file or moved the map: read
+  ** the second string through the BlockFile again */
   bf = entriesbf(L, e);
-  lua_pushlstring(L, (const char *)bf->f.map + at + e->len, e->len2);
+  lua_pushlstring(L, (const char *)bf->f.map + at + len, len2);
   return 2;
 }
 
@@ -1746,6 +1772,7 @@ static int bf_entry_iterator (lua_State *L) {
   lua_settop(L, 5);
   e = (Entries *)lua_newuserdatauv(L, sizeof *e, 0);
   memset(e, 0, sizeof *e);
+  e->tag = ENTRIES_TAG;
   e->bf = bf;
   lua_pushvalue(L, 1);                           /* the BlockFile */
   lua_pushvalue(L, 2);                           /* fill */

@@ -1261,6 +1261,26 @@ describe("fmap module", function()
       assert.equal("attempt to use a closed BlockFile", h.errmsg(it))
     end)
 
+    it("raises, rather than trusting them, when debug.setupvalue replaces "
+       .. "a step's state or BlockFile", function()
+      local other = assert(fmap.anonymous())
+      local v <close> = other:get(other:allocate())
+      for _, replace in ipairs({ { 1, v }, { 1, io.stdout }, { 1, {} },
+                                 { 2, other }, { 2, false } }) do
+        local it = bf:entry_iterator(runs({ off, 8, 8, 2 }))
+        assert.equal("k0", it())
+        debug.setupvalue(it, replace[1], replace[2])
+        assert.matches(replace[1] == 1 and "the iterator's state is gone"
+                       or "the iterator's BlockFile is gone", h.errmsg(it))
+      end
+      local it = fmap.batch_iterator(function (buf) buf[1] = 1; return 1 end, 1)
+      assert.equal(1, it())
+      debug.setupvalue(it, 1, v)
+      assert.matches("the iterator's state is gone", h.errmsg(it))
+      v:release()
+      other:close()
+    end)
+
     it("refuses misuse, and runs outside the allocated blocks", function()
       assert.equal("bad argument #1 to 'entry_iterator' (BlockFile expected, "
                    .. "got nil)", h.errmsg(function()

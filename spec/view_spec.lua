@@ -923,6 +923,53 @@ describe("fmap.View and finalizers", function()
     assert.equal(3, hits)
   end)
 
+  it("entry_iterator returns each entry whole when a finalizer steps the "
+     .. "same iterator into another run during a step", function()
+    -- Runs alternate: A, one entry of two strings (8 bytes each), and B,
+    -- one entry of one string of 5 bytes. A finalizer that steps the
+    -- iterator in the middle of an A step moves it to a B run; the A step
+    -- must still return A's two strings, read with A's lengths.
+    -- (A step that read its lengths after its first string read B's,
+    -- past the end of the map for a B at the end of the file.)
+    collectgarbage("generational", 1, 100)    -- after_each restores it
+    local off = bf:allocate()
+    local w = bf:get(off)
+    local fills, stepping, armed, nested, counter = 0, false, false, 0, 0
+    local it = bf:entry_iterator(function ()
+      fills = fills + 1
+      if fills % 2 == 1 then return off, 1, 0, 8, 8 end
+      return off + 4091, 1, 0, 5
+    end)
+    for _ = 1, 200000 do
+      if not armed then
+        armed = true
+        setmetatable({}, { __gc = function ()
+          armed = false
+          if stepping then nested = nested + 1; pcall(it) end
+        end })
+      end
+      -- fresh bytes each time, so that each string is a new allocation,
+      -- where a collection may fall
+      counter = counter + 1
+      local a = string.pack("<i8i8", counter * 0x9E3779B97F4A7C15, counter)
+      w:write(0, a)
+      w:write(4091, a:sub(3, 7))
+      for _ = 1, math.random(0, 3) do local _ = {} end
+      stepping = true
+      local x, y = it()
+      stepping = false
+      if y ~= nil then                       -- an A step
+        assert.equal(a:sub(1, 8), x)
+        assert.equal(a:sub(9, 16), y)
+      else                                   -- a B step: the tail
+        assert.equal(a:sub(3, 7), x)
+      end
+      if nested >= 10 then break end
+    end
+    w:release()
+    assert.is_true(nested >= 10)
+  end)
+
   it("check, free_list and live_views survive a finalizer that closes",
      function()
     local offs = {}
