@@ -1759,8 +1759,10 @@ static int entries_step (lua_State *L) {
   lua_pushlstring(L, (const char *)bf->f.map + at, len);
   if (!two) return 1;
   /* that finalizer may also have closed the file or moved the map: read
-  ** the second string through the BlockFile again */
-  bf = entriesbf(L, e);
+  ** the second string through the BlockFile again. (It cannot have freed
+  ** it: the BlockFile was reachable when that collection began, and its
+  ** own finalizer must run before its memory goes.) */
+  if (!bf->open) luaL_error(L, "attempt to use a closed BlockFile");
   lua_pushlstring(L, (const char *)bf->f.map + at + len, len2);
   return 2;
 }
