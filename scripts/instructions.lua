@@ -9,7 +9,8 @@
 -- workload's own key and value building is included, as it is in the
 -- timed benchmark; the row "get: workload" is that part of a get alone
 -- (the get phase over a store that does nothing). Two last rows count one
--- call from Lua into C: type(x) and a view's u32, against an empty loop.
+-- call from Lua into C: type(x) and a view's u32, against an empty loop,
+-- each over at least 100,000 calls.
 local cli = require "fmap.cli"
 local cmd = cli.new("instructions",
   "usage: fmap scripts/instructions.lua [--n N]", {
@@ -59,11 +60,12 @@ end
 local HOST = arg[-1] or "build/bin/fmap"
 local function q (s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
--- Instructions callgrind counted in a child running phase.
-local function count (phase)
+-- Instructions callgrind counted in a child running phase over n (N)
+-- records or calls.
+local function count (phase, n)
   local p = io.popen(string.format(
     "valgrind --tool=callgrind --callgrind-out-file=/dev/null %s %s "
-    .. "--n %d --phase %s 2>&1", q(HOST), q(arg[0]), N, phase))
+    .. "--n %d --phase %s 2>&1", q(HOST), q(arg[0]), n or N, phase))
   local out = p:read("a")
   local ok = p:close()
   local c = out:match("Collected%s*:%s*(%d+)")
@@ -88,8 +90,12 @@ for _, phase in ipairs({ "get", "scan", "delete" }) do
 end
 print(string.format("%-16s %10.0f", "get: workload",
                     (count("workload") - count("start")) / N))
-local empty = count("empty")
+-- A call costs a few hundred instructions, and a process's start varies
+-- by tens of thousands from one run to the next (the string hash seed is
+-- random): the calls are counted over at least 100,000 of them.
+local CALLS = math.max(N, 100000)
+local empty = count("empty", CALLS)
 print(string.format("%-16s %10.0f", "call: type(x)",
-                    (count("type") - empty) / N))
+                    (count("type", CALLS) - empty) / CALLS))
 print(string.format("%-16s %10.0f", "call: v:u32(4)",
-                    (count("u32") - empty) / N))
+                    (count("u32", CALLS) - empty) / CALLS))
