@@ -1228,6 +1228,32 @@ describe("fmap module", function()
       os.remove(path)
     end)
 
+    it("walks a chain of nodes, as the README's example does", function()
+      local function node (entries, nxt)
+        local at = bf:allocate()
+        bf:with(at, 1, function (v)
+          v:set_u32(0, #entries)
+          v:set_u64(8, nxt)
+          for i, e in ipairs(entries) do v:write(16 + (i - 1) * 12, e) end
+        end)
+        return at
+      end
+      local second = node({ "ddddv4v4v4v4", "eeeev5v5v5v5" }, 0)
+      local empty = node({}, second)
+      local first = node({ "aaaav1v1v1v1", "bbbbv2v2v2v2" }, empty)
+      local function entries (head)
+        local o = head
+        return bf:entry_iterator(function ()
+          if o == 0 then return nil end
+          local at, n = o, nil
+          n, o = bf:with(at, 1, function (v) return v:u32(0), v:u64(8) end)
+          return at + 16, n, 12, 4, 8
+        end)
+      end
+      assert.same({ "aaaa:v1v1v1v1", "bbbb:v2v2v2v2", "dddd:v4v4v4v4",
+                    "eeee:v5v5v5v5" }, all(entries(first)))
+    end)
+
     it("reads the file as it is at each step, while it grows", function()
       local it = bf:entry_iterator(runs({ off, 8, 8, 2, 6 }))
       local size = bf:size()
