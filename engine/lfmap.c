@@ -1506,9 +1506,10 @@ static int mod_clock (lua_State *L) {
 ** negative width walks each batch from its end, -width values at a time
 ** in their stored order (a backward scan that reads each node forward). With watch, each step first checks that
 ** rawget(watch, key) still holds what it held at the start, and raises
-** message otherwise. A structure's iterator reads a node per fill (with
-** read_entries, say) and each step is a C call: a Lua iterator cost a
-** fresh run of the interpreter per step, a third of a B+tree scan. */
+** message otherwise. A structure's iterator may read a node per fill
+** (with read_entries, say), and each step is a C call rather than a run
+** of the interpreter. Over fixed-size entries, bf:entry_iterator below
+** also saves the buffer. */
 typedef struct Batch {
   const char *tag;    /* BATCH_TAG */
   lua_Integer i, n;   /* the next value's index; values in the buffer */
@@ -1656,6 +1657,8 @@ typedef struct Entries {
   int watch;
 } Entries;
 
+/* The BlockFile takes the slot of batch_iterator's buffer; the other
+** upvalues are batch_iterator's. */
 #define ET_BF  lua_upvalueindex(2)
 
 /* Result i of an entry_iterator's fill (1 pos, 2 count, 3 stride, 4 len,

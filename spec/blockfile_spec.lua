@@ -1322,6 +1322,10 @@ describe("fmap module", function()
                    end))
       assert.equal("bad argument #3 to 'entry_iterator' (key expected)",
                    h.errmsg(function() bf:entry_iterator(print, {}) end))
+      local closed = assert(fmap.anonymous())
+      closed:close()
+      assert.equal("attempt to use a closed BlockFile",
+                   h.errmsg(function() closed:entry_iterator(print) end))
       local function fails (run)
         return h.errmsg(bf:entry_iterator(runs(run)))
       end

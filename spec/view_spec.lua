@@ -707,10 +707,11 @@ describe("fmap.View and finalizers", function()
   -- so move) or free a BlockFile in the middle of another call. Each of
   -- these loops arms finalizers until one runs inside the call; with a
   -- raw pointer kept across the allocation, the process would crash.
-  local path, bf
+  local path, bf, grows
   before_each(function()
     path = h.tmpname()
     bf = assert(fmap.create(path))
+    grows = 0
   end)
   after_each(function()
     collectgarbage("incremental", 200, 100, 13)
@@ -720,6 +721,11 @@ describe("fmap.View and finalizers", function()
   end)
   local function arm (fn)
     setmetatable({}, { __gc = function() pcall(fn) end })
+  end
+  -- Grows the file by 20 blocks, which moves the map, and counts it.
+  local function grow ()
+    for _ = 1, 20 do bf:allocate() end
+    grows = grows + 1
   end
   -- Calls call(w, i) for i = 1, 2, ... with a finalizer armed to release
   -- the view w, until a call raises: one must, saying the view was
@@ -765,12 +771,8 @@ describe("fmap.View and finalizers", function()
     local off = bf:allocate()
     local v <close> = bf:get(off)
     v:pack(0, "<c5s1z", "hello", "world", "again")
-    local grows = 0
     for _ = 1, 3000 do
-      arm(function()
-        for _ = 1, 20 do bf:allocate() end
-        grows = grows + 1
-      end)
+      arm(grow)
       local a, b, c, nxt = v:unpack("<c5s1z")
       assert.same({ "hello", "world", "again", 17 }, { a, b, c, nxt })
       assert.matches("^00000000  68 65 6c 6c 6f", v:hex(0, 32))
@@ -786,13 +788,12 @@ describe("fmap.View and finalizers", function()
     for i = 0, 7 do v:write(i * 8, ("k%d"):format(i) .. ("v%d"):format(i)) end
     local want = {}
     for i = 0, 7 do want[#want + 1] = "k" .. i; want[#want + 1] = "v" .. i end
-    local grows, moved = 0, 0
+    local moved = 0
     for round = 1, 3000 do
       local action = round % 3
       arm(function()
         if action == 0 then
-          for _ = 1, 20 do bf:allocate() end
-          grows = grows + 1
+          grow()
         elseif action == 1 then
           v:retarget(other)
           moved = moved + 1
@@ -821,12 +822,8 @@ describe("fmap.View and finalizers", function()
      .. "when one releases the view, while it converts its key", function()
     local off = bf:allocate()
     local v <close> = bf:get(off)
-    local grows = 0
     for _ = 1, 2000 do
-      arm(function()
-        for _ = 1, 20 do bf:allocate() end
-        grows = grows + 1
-      end)
+      arm(grow)
       v:set_u32(0, 0)
       -- a number key: making it a string allocates
       assert.same({ 0, 1, true }, { v:insert_key(0, 8, 8, 4, 12345678) })
@@ -859,13 +856,9 @@ describe("fmap.View and finalizers", function()
         if not done then done = true; return off, n, 16, 8, 8 end
       end
     end
-    local grows = 0
     for round = 1, 2000 do
       fill_block(round)
-      arm(function()
-        for _ = 1, 20 do bf:allocate() end
-        grows = grows + 1
-      end)
+      arm(grow)
       local i = 0
       for k, v in bf:entry_iterator(runs(8)) do
         assert.equal(("k%d:%05d"):format(i, round), k)

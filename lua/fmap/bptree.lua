@@ -1825,8 +1825,8 @@ local function fmt_for (t, c)
 end
 
 -- What an iterator reads of each fixed entry (what: nil for key and
--- value, 1 the key, 2 the value), as read_entries' arguments: the bytes
--- it skips, then the length of the field, and of the second one or nil.
+-- value, 1 the key, 2 the value), as parts of an entry_iterator run: the
+-- bytes it skips, then the length of the field, and of the second or nil.
 local function entry_fields (t, what)
   if what == 1 then return 0, t.ks, nil end
   if what == 2 then return t.ks, t.vs, nil end
@@ -1834,8 +1834,9 @@ local function entry_fields (t, what)
 end
 
 -- A forward iterator from entry pos of leaf off, up to the last entry
--- <= to (or the end); what: nil (key, value), 1 (key), 2 (value). A fixed
--- leaf is read in one call when the iterator enters it.
+-- <= to (or the end); what: nil (key, value), 1 (key), 2 (value). Over
+-- fixed entries, its fill runs once per leaf and each step reads one
+-- entry from the file (bf:entry_iterator).
 local function forward (t, off, pos, to, what)
   local mods = t.mods
   if t.fixed then
