@@ -1371,6 +1371,210 @@ describe("fmap module", function()
     end)
   end)
 
+  describe("bf:searcher()", function()
+    -- a node's shape: a u32 count at 4, then entries of a 4-byte key and
+    -- a 4-byte value, 8 bytes apart from 16
+    local bf, off
+    before_each(function()
+      bf = assert(fmap.anonymous())
+      off = bf:allocate()
+    end)
+    after_each(function()
+      if not tostring(bf):match("closed") then bf:close() end
+    end)
+    local function key (k) return string.pack(">I4", k) end
+    -- writes keys (with values "v<k>") into the node at o
+    local function node (o, keys)
+      bf:with(o, 1, function (v)
+        v:set_u32(4, #keys)
+        for i, k in ipairs(keys) do
+          v:pack(16 + (i - 1) * 8, ">I4c4", k, ("v%03d"):format(k % 1000))
+        end
+      end)
+    end
+
+    it("searches the node in a block as a view's search would", function()
+      node(off, { 10, 20, 30 })
+      local search = bf:searcher(4, 16, 8)
+      assert.same({ 1, true, nil, 3 }, { search(off, key(20)) })
+      assert.same({ 2, true, nil, 3 }, { search(off, key(20), true) })
+      assert.same({ 0, false, nil, 3 }, { search(off, key(5)) })
+      assert.same({ 3, false, nil, 3 }, { search(off, key(40)) })
+      local value = bf:searcher(4, 16, 8, 20, 4)
+      assert.same({ 2, true, "v030", 3 }, { value(off, key(30)) })
+      -- past the count, the field is still read where the index points
+      assert.same({ 3, false, "\0\0\0\0", 3 }, { value(off, key(99)) })
+      -- entries of 16 bytes: a key, 4 bytes of padding and a u64 child;
+      -- at without len reads the u64
+      local child = bf:searcher(4, 16, 16, 24)
+      bf:with(off, 1, function (v)
+        v:set_u32(4, 2)
+        v:pack(16, "<c4I4I8c4I4I8", key(10), 0, 77, key(20), 0, 88)
+      end)
+      assert.same({ 1, true, 88, 2 }, { child(off, key(20)) })
+      assert.same({ 0, false, 77, 2 }, { child(off, key(9)) })
+      node(off, {})
+      assert.same({ 0, false, nil, 0 }, { search(off, key(20)) })
+      -- a number key is a string of its digits, as for v:search
+      node(off, { 0x31323334 })
+      assert.same({ 0, true, nil, 1 }, { search(off, 1234) })
+    end)
+
+    it("agrees with v:search over random nodes", function()
+      local blocks = {}
+      for i = 1, 8 do blocks[i] = bf:allocate() end
+      local search = bf:searcher(4, 16, 8, 20, 4)
+      for round = 1, 200 do
+        local o = blocks[round % #blocks + 1]
+        local keys, n = {}, math.random(0, 200)
+        for i = 1, n do keys[i] = math.random(0, 500) end
+        table.sort(keys)
+        node(o, keys)
+        bf:with(o, 1, function (v)
+          for _ = 1, 20 do
+            local k, upper = key(math.random(-1, 501) & 0xFFFFFFFF),
+                             math.random() < 0.5
+            assert.same({ v:search(4, 16, 8, k, upper, 20, 4) },
+                        { search(o, k, upper) })
+          end
+        end)
+      end
+    end)
+
+    it("reads the file as it is now, after growth moved the map", function()
+      node(off, { 10, 20, 30 })
+      local search = bf:searcher(4, 16, 8, 20, 4)
+      local address = bf:address()
+      local later = {}
+      for i = 1, 2000 do later[i] = bf:allocate() end
+      node(later[2000], { 7 })
+      assert.is_false(bf:valid(address))
+      assert.same({ 1, true, "v020", 3 }, { search(off, key(20)) })
+      assert.same({ 0, true, "v007", 1 }, { search(later[2000], key(7)) })
+    end)
+
+    it("searches a read-only file", function()
+      local path = h.tmpname()
+      local w = assert(fmap.create(path))
+      local o = w:allocate()
+      w:with(o, 1, function (v)
+        v:set_u32(4, 1)
+        v:write(16, "abcdVVVV")
+      end)
+      w:close()
+      local r = assert(fmap.open(path, { readonly = true }))
+      assert.same({ 0, true, "VVVV", 1 },
+                  { r:searcher(4, 16, 8, 20, 4)(o, "abcd") })
+      r:close()
+      os.remove(path)
+    end)
+
+    it("refuses a layout that leaves no node in a block", function()
+      local function err (...)
+        local args = table.pack(...)
+        return h.errmsg(function()
+          bf:searcher(table.unpack(args, 1, args.n))
+        end)
+      end
+      assert.equal("bad argument #1 to 'searcher' (BlockFile expected, got "
+                   .. "nil)", h.errmsg(function()
+                     bf.searcher(nil, 4, 16, 8)
+                   end))
+      assert.equal("bad argument #1 to 'searcher' (count position 4093 "
+                   .. "leaves no 4-byte count in a block (4096 bytes))",
+                   err(4093, 16, 8))
+      assert.equal("bad argument #1 to 'searcher' (count position -1 "
+                   .. "leaves no 4-byte count in a block (4096 bytes))",
+                   err(-1, 16, 8))
+      assert.equal("bad argument #2 to 'searcher' (position 4097 is "
+                   .. "outside a block (4096 bytes))", err(4, 4097, 8))
+      assert.equal("bad argument #2 to 'searcher' (position "
+                   .. math.mininteger .. " is outside a block (4096 bytes))",
+                   err(4, math.mininteger, 8))
+      assert.equal("bad argument #3 to 'searcher' (stride must be "
+                   .. "positive)", err(4, 16, 0))
+      assert.equal("bad argument #3 to 'searcher' (number has no integer "
+                   .. "representation)", err(4, 16, 1.5))
+      assert.equal("bad argument #4 to 'searcher' (position -1 is "
+                   .. "negative)", err(4, 16, 8, -1))
+      assert.equal("bad argument #5 to 'searcher' (length -1 is "
+                   .. "negative)", err(4, 16, 8, 20, -1))
+      assert.equal("bad argument #4 to 'searcher' (a length wants a "
+                   .. "position)", err(4, 16, 8, nil, 4))
+      assert.equal("bad argument #1 to 'searcher' (number expected, got "
+                   .. "string)", err("x", 16, 8))
+      bf:close()
+      assert.equal("attempt to use a closed BlockFile", err(4, 16, 8))
+    end)
+
+    it("refuses blocks that hold no node, and keys that are no string",
+       function()
+      local search = bf:searcher(4, 16, 8)
+      node(off, { 10, 20, 30 })
+      local function err (...)
+        local args = table.pack(...)
+        return h.errmsg(function()
+          search(table.unpack(args, 1, args.n))
+        end)
+      end
+      assert.matches("^bad argument #1 to '%S+' %(offset 0 is the control "
+                     .. "block%)$", err(0, "abcd"))
+      assert.matches("^bad argument #1 to '%S+' %(offset 4097 is not "
+                     .. "block%-aligned%)$", err(off + 1, "abcd"))
+      assert.matches("%(offset %-4096 is negative%)$", err(-4096, "abcd"))
+      assert.matches("%(1 block at offset 8192 passes the allocated area "
+                     .. "%(which ends at 8192%)%)$", err(off + 4096, "abcd"))
+      assert.matches("%(1 block at offset " .. math.maxinteger // 4096 * 4096
+                     .. " passes", err(math.maxinteger // 4096 * 4096, "k"))
+      assert.matches("%(number expected, got string%)$", err("x", "abcd"))
+      assert.matches("^bad argument #2 to '%S+' %(string expected, got "
+                     .. "table%)$", err(off, {}))
+      assert.matches("%(string expected, got no value%)$", err(off))
+      local spare = bf:allocate()
+      bf:free(spare)
+      assert.matches("%(block at offset " .. spare .. " is free%)$",
+                     err(spare, "abcd"))
+      -- a count from the file that passes the block
+      bf:with(off, 1, function (v) v:set_u32(4, 0xFFFFFFFF) end)
+      assert.equal("the node at 4096 counts 4294967295 entries of 8 bytes "
+                   .. "(keys of 4) from position 16, which pass its block "
+                   .. "(4096 bytes)", err(off, "abcd"))
+      bf:with(off, 1, function (v) v:set_u32(4, 510) end)   -- the last fits
+      assert.same({ 510, false, nil, 510 }, { search(off, "\255\255\255\255",
+                                                     true) })
+      bf:with(off, 1, function (v) v:set_u32(4, 511) end)
+      assert.matches("counts 511 entries", err(off, "abcd"))
+      -- a key longer than the stride still reads inside the block
+      bf:with(off, 1, function (v) v:set_u32(4, 510) end)
+      assert.matches("counts 510 entries of 8 bytes %(keys of 9%)",
+                     err(off, "abcdefghi"))
+      bf:close()
+      assert.equal("attempt to use a closed BlockFile", err(off, "abcd"))
+    end)
+
+    it("raises when its upvalues are replaced", function()
+      node(off, { 10 })
+      local search = bf:searcher(4, 16, 8)
+      local other = assert(fmap.anonymous())
+      local v = other:get(other:allocate())
+      local copy = bf:searcher(4, 16, 8)
+      debug.setupvalue(copy, 1, other)
+      assert.equal("the searcher's state is gone (an upvalue was replaced)",
+                   h.errmsg(function() copy(off, key(10)) end))
+      copy = bf:searcher(4, 16, 8)
+      debug.setupvalue(copy, 2, v)
+      assert.equal("the searcher's state is gone (an upvalue was replaced)",
+                   h.errmsg(function() copy(off, key(10)) end))
+      copy = bf:searcher(4, 16, 8)
+      debug.setupvalue(copy, 2, "x")
+      assert.equal("the searcher's state is gone (an upvalue was replaced)",
+                   h.errmsg(function() copy(off, key(10)) end))
+      assert.same({ 0, true, nil, 1 }, { search(off, key(10)) })
+      v:release()
+      other:close()
+    end)
+  end)
+
   it("audits a BlockFile as fmap.audit(bf)", function()
     local bf = assert(fmap.anonymous())
     local t = fmap.bptree.new(bf, 8, 8)

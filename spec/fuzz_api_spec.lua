@@ -26,6 +26,7 @@ local BF_METHODS = {
   valid = { "int" }, sync = {}, flush = {}, close = {}, remove = {},
   stats = {}, check = {}, live_views = {}, free_list = {},
   is_free = { "off" }, entry_iterator = { "fill" },
+  searcher = { "pos", "pos", "stride", "pos", "len" },
 }
 local VIEW_METHODS = {
   release = {}, retarget = { "off", "count" }, offset = {}, blocks = {},
@@ -524,6 +525,27 @@ describe("API fuzzer", function()
         end
         if coroutine.status(stepper) == "suspended" then
           coroutine.close(stepper)
+        end
+      end
+
+      -- a searcher made is also called, over blocks of its file and
+      -- others, the collector running
+      if res[1] and type(res[2]) == "function" and name == "searcher" then
+        local search = res[2]
+        local caller = coroutine.create(function ()
+          for _ = 1, math.random(1, 20) do
+            search(arg("off", target), arg("str", target),
+                   arg("bool", target))
+          end
+        end)
+        collectgarbage("restart")
+        local ok, err = coroutine.resume(caller)
+        collectgarbage("stop")
+        if not ok and type(err) ~= "string" then
+          fail("a call of a searcher raised a %s", type(err))
+        end
+        if coroutine.status(caller) == "suspended" then
+          coroutine.close(caller)
         end
       end
 

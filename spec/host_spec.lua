@@ -1108,7 +1108,7 @@ describe("the REPL in a terminal (tmux)", function()
     keys("Tab")
     wait_for("\n> bf:allocate_blocks\n")
     keys("C-u")
-    type_text("bf:se")
+    type_text("bf:set")
     keys("Tab")  -- the common part; then readline's second Tab lists
     wait_for("\n> bf:set_control_data\n")
     keys("Tab", "Tab")

@@ -916,6 +916,56 @@ describe("fmap.View and finalizers", function()
     assert.equal(3, hits)
   end)
 
+  it("a searcher reads right when finalizers move the map, and raises "
+     .. "when one closes the BlockFile, while it converts its key",
+     function()
+    -- a node of one entry: its 8-byte key, the digits of a number
+    local function node (o, n)
+      bf:with(o, 1, function (w)
+        w:set_u32(4, 1)
+        w:write(16, tostring(n))
+      end)
+    end
+    local off = bf:allocate()
+    local search = bf:searcher(4, 16, 8)
+    for i = 1, 2000 do
+      arm(grow)
+      node(off, 10000000 + i)
+      -- a number key: making it a string allocates
+      assert.same({ 0, true, nil, 1 }, { search(off, 10000000 + i) })
+    end
+    assert.is_true(grows > 0)
+    -- a close while the key becomes a string raises; without the check
+    -- after the conversion, the search would read the unmapped file
+    collectgarbage("generational", 1, 100)    -- after_each restores it
+    local searching, armed, hits = false, false, 0
+    for i = 1, 3000000 do
+      if not armed then
+        armed = true
+        setmetatable({}, { __gc = function ()
+          armed = false
+          if searching then pcall(bf.close, bf) end
+        end })
+      end
+      for _ = 1, math.random(0, 12) do local _ = {} end
+      searching = true
+      local ok, err = pcall(search, off, 20000000 + i)
+      searching = false
+      if tostring(bf):match("closed") then
+        assert.is_false(ok)
+        assert.equal("attempt to use a closed BlockFile", err)
+        hits = hits + 1
+        if hits == 3 then break end
+        bf = assert(fmap.anonymous())
+        off = bf:allocate()
+        search = bf:searcher(4, 16, 8)
+      else
+        assert.is_true(ok)
+      end
+    end
+    assert.equal(3, hits)
+  end)
+
   it("entry_iterator returns each entry whole when a finalizer steps the "
      .. "same iterator into another run during a step", function()
     -- Runs alternate: A, one entry of two strings (8 bytes each), and B,

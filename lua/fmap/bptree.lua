@@ -49,8 +49,8 @@
 --   (so C[j] is at 8 + j * (K + 8)). The 0xFF padding sorts after or
 --   equal to every key, so a search over the whole capacity finds the
 --   right child too; the descents search the count's entries with
---   v:search, which reads the count in the same call, and the padding
---   stays part of the format (verify checks it).
+--   searchers (bf:searcher, which reads the count in the same call), and
+--   the padding stays part of the format (verify checks it).
 --
 -- Slotted layout: keys or values of any length, or too large for the
 -- fixed one. A node has a slot array growing up from its header and a heap
@@ -106,11 +106,14 @@
 -- merged with a sibling when both fit in one node (the emptied block goes
 -- back to the BlockFile), else entries are moved over from the sibling.
 --
--- Search. Fixed nodes are searched with view:bsearch; slotted nodes with
+-- Search. Fixed nodes are searched with the tree's two searchers (made
+-- once with bf:searcher: one for internal nodes, returning the child, one
+-- for leaves, returning the value), through the BlockFile with no view,
+-- or with view:search where a leaf's view is wanted; slotted nodes with
 -- view:bsearch_slots when no key of the node overflows (flag clear), else
 -- in Lua, comparing overflowed keys through their runs.
 --
--- Views. The tree keeps the views of the internal nodes it visits in a
+-- Views. The tree keeps the views of the internal nodes it changes in a
 -- weak table, and one view that it moves from leaf to leaf with
 -- view:retarget (a large tree has more leaves than the table would keep
 -- between two collections). So an operation seldom acquires a view, and
@@ -777,11 +780,10 @@ end
 -- records nothing (readers must not disturb a writer's path).
 local function lower_leaf (t, key)
   local off = t.root
-  if t.fixed then
-    local IS = t.IS
+  local search_child = t.search_child
+  if search_child then
     for _ = t.height, 2, -1 do
-      local v = node(t, off)
-      local _, _, c = vsearch(v, N_COUNT, FI_ENT, IS, key, false, FI_C0)
+      local _, _, c = search_child(off, key)
       off = c
     end
     local v = leaf_view(t, off)
@@ -829,11 +831,10 @@ end
 local function descend (t, key, upper)
   local pp, pi = t.pp, t.pi
   local off = t.root
-  if t.fixed then
-    local IS = t.IS
+  local search_child = t.search_child
+  if search_child then
     for lvl = t.height, 2, -1 do
-      local v = node(t, off)
-      local i, _, c = vsearch(v, N_COUNT, FI_ENT, IS, key, upper, FI_C0)
+      local i, _, c = search_child(off, key, upper)
       pp[lvl], pi[lvl] = off, i
       off = c
     end
@@ -1238,6 +1239,9 @@ local function setup (bf, off, ks, vs)
       t.entry_fmt = "c" .. ks .. "c" .. vs
       t.lcapb, t.icapb = lcap * LS, icap * IS
       t.imaxentry = IS
+      -- the descents' searches, with the node layouts fixed in them
+      t.search_child = bf:searcher(N_COUNT, FI_ENT, IS, FI_C0)
+      t.search_value = bf:searcher(N_COUNT, FL_ENT, LS, FL_ENT + ks, vs)
       return t
     end
   end
@@ -1478,10 +1482,9 @@ function Tree:add (key, value)
   if self.fixed then
     -- descend(self, key, true), inlined
     local pp, pi = self.pp, self.pi
-    local off, IS = self.root, self.IS
+    local off, search_child = self.root, self.search_child
     for lvl = self.height, 2, -1 do
-      local v = views[off] or node(self, off)
-      local i, _, c = vsearch(v, N_COUNT, FI_ENT, IS, key, true, FI_C0)
+      local i, _, c = search_child(off, key, true)
       pp[lvl], pi[lvl] = off, i
       off = c
     end
@@ -1571,10 +1574,9 @@ function Tree:remove (key, where)
     -- The common case inlined: every entry of key in one leaf.
     local pi = self.pi
     local views = self.views
-    local off, IS = self.root, self.IS
+    local off, search_child = self.root, self.search_child
     for lvl = self.height, 2, -1 do
-      local v = views[off] or node(self, off)
-      local i, _, c = vsearch(v, N_COUNT, FI_ENT, IS, key, false, FI_C0)
+      local i, _, c = search_child(off, key)
       pp[lvl], pi[lvl] = off, i
       off = c
     end
@@ -1685,26 +1687,17 @@ function Tree:get (key)
   if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
     check_key(self, key, "get", 1)
   end
-  if self.fixed then                     -- the fast path, inlined
-    local off, IS = self.root, self.IS
+  local search_child = self.search_child
+  if search_child then                        -- fixed: the fast path
+    local off = self.root
     for _ = self.height, 2, -1 do
-      local v = views[off] or node(self, off)
-      local _, _, c = vsearch(v, N_COUNT, FI_ENT, IS, key, false, FI_C0)
+      local _, _, c = search_child(off, key)
       off = c
     end
-    local sv = self.sv
-    local v = sv[1]
-    if v == nil then
-      v = self.bf:get(off)
-      sv[1] = v
-    elseif self.sv_off ~= off then
-      vretarget(v, off)
-    end
-    self.sv_off = off
-    local i, found, val, n = vsearch(v, N_COUNT, FL_ENT, self.LS, key, false,
-                                     FL_ENT + self.ks, self.vs)
+    local i, found, val, n = self.search_value(off, key)
     if found then return val end
     if i < n then return nil end
+    local v = leaf_view(self, off)
     off = u64(v, L_NEXT)                -- key may start the next leaf
     if off == 0 then return nil end
     v = leaf_view(self, off)

@@ -94,6 +94,15 @@ local API = {
     .. "after them, as strings; nothing is read ahead and no view is held.\n"
     .. "watch, key and message as for fmap.batch_iterator." },
 
+  { "bf:searcher", "(countpos, pos, stride [, at [, len]]) -> search",
+    "v:search with its node layout fixed, over blocks, with no view",
+    "search(offset, key [, upper]) -> index, found, field, count searches\n"
+    .. "the node in the allocated block at offset as v:search(countpos,\n"
+    .. "pos, stride, key, upper, at, len) would a view of that block. A\n"
+    .. "descent calls it at each level instead of retargeting a view.\n"
+    .. "Raises if the block is free or past the allocated area, or if its\n"
+    .. "count's entries would pass the block." },
+
   { "View", "type",
     "a window on blocks (v); 0-based positions" },
   { "#v", "", "the view's length in bytes" },
