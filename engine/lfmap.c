@@ -44,6 +44,7 @@ typedef struct BlockFile {
   int open;          /* 0 once closed */
   View *views;       /* live views, newest first */
   lua_Integer nviews;
+  uint64_t serial;   /* its number among the BlockFiles made, from 1 */
 } BlockFile;
 
 /* A view's state: why it can no longer be used, or LIVE. */
@@ -781,6 +782,7 @@ static int view_search (lua_State *L) { return dosearch(L, 1); }
 typedef struct Searcher {
   const char *tag;      /* SEARCHER_TAG */
   BlockFile *bf;        /* kept alive by the upvalue SR_BF */
+  uint64_t serial;      /* bf's */
   uint64_t cpos, pos, stride;
   lua_Integer at, len;  /* at < 0: no field beside; len < 0: a u64 */
 } Searcher;
@@ -790,7 +792,6 @@ static const char SEARCHER_TAG[] = "fmap searcher";
 #define SR_STATE  lua_upvalueindex(2)
 
 static int searcher_call (lua_State *L) {
-  const Searcher *s = (const Searcher *)lua_touserdata(L, SR_STATE);
   lua_Integer off = luaL_checkinteger(L, 1);
   size_t kl;
   const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 2,
@@ -799,13 +800,15 @@ static int searcher_call (lua_State *L) {
   uint64_t bs, count, lo;
   const unsigned char *node;
   BlockFile *bf;
+  /* All after the key's conversion, which may have run a finalizer that
+  ** closed the file or replaced an upvalue. */
+  const Searcher *s = (const Searcher *)lua_touserdata(L, SR_STATE);
   if (s == NULL || lua_rawlen(L, SR_STATE) != sizeof *s ||
-      s->tag != SEARCHER_TAG || lua_touserdata(L, SR_BF) != (void *)s->bf)
+      s->tag != SEARCHER_TAG || tobf(L, SR_BF) != s->bf ||
+      s->bf->serial != s->serial)
     luaL_error(L, "the searcher's state is gone (an upvalue was replaced)");
   bf = s->bf;
-  if (!bf->open)       /* checked after the key's conversion, which may
-                       ** have run a finalizer that closed it */
-    luaL_error(L, "attempt to use a closed BlockFile");
+  if (!bf->open) luaL_error(L, "attempt to use a closed BlockFile");
   if (off < 0)
     luaL_argerror(L, 1, lua_pushfstring(L, "offset %I is negative", off));
   if (fm_check_range(&bf->f, (uint64_t)off, 1) != 0)
@@ -866,6 +869,7 @@ static int bf_searcher (lua_State *L) {
   s = (Searcher *)lua_newuserdatauv(L, sizeof *s, 0);
   s->tag = SEARCHER_TAG;
   s->bf = bf;
+  s->serial = bf->serial;
   s->cpos = (uint64_t)cpos;
   s->pos = (uint64_t)pos;
   s->stride = (uint64_t)stride;
@@ -1386,11 +1390,19 @@ static int view_unpack (lua_State *L) {
 /* BlockFile                                                               */
 /* ---------------------------------------------------------------------- */
 
+/* Numbers the BlockFiles a process makes. A closure that keeps its
+** BlockFile as an upvalue checks the serial as well as the address: once
+** a script has replaced the upvalue (debug.setupvalue) and the old file
+** has been collected, a new one may be made at the same address, with
+** another block size and another allocated area. */
+static uint64_t bfserials;
+
 /* The userdata first, closed, so a failure leaves nothing to clean up. */
 static BlockFile *newbf (lua_State *L) {
   BlockFile *bf = (BlockFile *)lua_newuserdatauv(L, sizeof(BlockFile), 1);
   memset(bf, 0, sizeof *bf);
   bf->tag = BF_TAG;
+  bf->serial = ++bfserials;
   bf->f.fd = -1;
   lua_pushvalue(L, UV_BFMT);
   lua_setmetatable(L, -2);
@@ -1754,6 +1766,7 @@ static int mod_batch_iterator (lua_State *L) {
 typedef struct Entries {
   const char *tag;    /* ENTRIES_TAG */
   BlockFile *bf;      /* kept alive by the step's upvalue ET_BF */
+  uint64_t serial;    /* bf's */
   uint64_t pos;       /* the next entry's file offset */
   uint64_t left;      /* entries left in the run */
   int64_t stride;
@@ -1830,7 +1843,7 @@ static void setrun (lua_State *L, Entries *e, BlockFile *bf) {
 /* The BlockFile of a step, open. Upvalue ET_BF keeps it alive, unless
 ** debug.setupvalue replaced it: then e->bf may be freed, and is not read. */
 static BlockFile *entriesbf (lua_State *L, const Entries *e) {
-  if (lua_touserdata(L, ET_BF) != (void *)e->bf)
+  if (tobf(L, ET_BF) != e->bf || e->bf->serial != e->serial)
     luaL_error(L, "the iterator's BlockFile is gone (an upvalue was "
                "replaced)");
   if (!e->bf->open) luaL_error(L, "attempt to use a closed BlockFile");
@@ -1885,6 +1898,7 @@ static int bf_entry_iterator (lua_State *L) {
   memset(e, 0, sizeof *e);
   e->tag = ENTRIES_TAG;
   e->bf = bf;
+  e->serial = bf->serial;
   lua_pushvalue(L, 1);                           /* the BlockFile */
   lua_pushvalue(L, 2);                           /* fill */
   e->watch = pushwatch(L, 3);

@@ -1307,6 +1307,31 @@ describe("fmap module", function()
       other:close()
     end)
 
+    it("raises when its file was replaced by a new one, even at the "
+       .. "same address", function()
+      -- as for bf:searcher: a run checked against a file of 2,000 blocks
+      -- must not be read from a new file of one
+      for _ = 1, 20 do
+        local big = assert(fmap.anonymous())
+        for _ = 1, 2000 do big:allocate() end
+        local it = big:entry_iterator(function ()
+          return 4096, 7, 1 << 20, 8
+        end)
+        it()
+        debug.setupvalue(it, 2, nil)
+        big:close()
+        big = nil                                -- luacheck: ignore
+        collectgarbage()
+        collectgarbage()
+        local small = assert(fmap.anonymous())
+        small:allocate()
+        debug.setupvalue(it, 2, small)
+        assert.equal("the iterator's BlockFile is gone (an upvalue was "
+                     .. "replaced)", h.errmsg(it))
+        small:close()
+      end
+    end)
+
     it("refuses misuse, and runs outside the allocated blocks", function()
       assert.equal("bad argument #1 to 'entry_iterator' (BlockFile expected, "
                    .. "got nil)", h.errmsg(function()
@@ -1569,9 +1594,43 @@ describe("fmap module", function()
       debug.setupvalue(copy, 2, "x")
       assert.equal("the searcher's state is gone (an upvalue was replaced)",
                    h.errmsg(function() copy(off, key(10)) end))
+      copy = bf:searcher(4, 16, 8)
+      debug.setupvalue(copy, 1, nil)
+      assert.equal("the searcher's state is gone (an upvalue was replaced)",
+                   h.errmsg(function() copy(off, key(10)) end))
+      -- another searcher's state for the same file is a searcher still
+      copy = bf:searcher(4, 16, 8, 20, 4)
+      debug.setupvalue(copy, 2, select(2, debug.getupvalue(search, 2)))
+      assert.same({ 0, true, nil, 1 }, { copy(off, key(10)) })
       assert.same({ 0, true, nil, 1 }, { search(off, key(10)) })
       v:release()
       other:close()
+    end)
+
+    it("raises when its file was replaced by a new one, even at the same "
+       .. "address", function()
+      -- The searcher's file is collected once the upvalue that kept it
+      -- is gone; a BlockFile made after may take its memory, with
+      -- smaller blocks: a layout checked against 8192-byte blocks reads
+      -- past a 4096-byte one. Each new file must be refused.
+      for _ = 1, 20 do
+        local big = assert(fmap.anonymous(8192))
+        local search = big:searcher(8188, 8192, 1 << 24)
+        debug.setupvalue(search, 1, nil)
+        big:close()
+        big = nil                                -- luacheck: ignore
+        collectgarbage()
+        collectgarbage()
+        local small = assert(fmap.anonymous(4096))
+        local o = small:allocate()
+        small:with(o, 1, function (v) v:set_u32(4, 2) end)
+        debug.setupvalue(search, 1, small)
+        assert.equal("the searcher's state is gone (an upvalue was "
+                     .. "replaced)", h.errmsg(function()
+                       search(o, "k")
+                     end))
+        small:close()
+      end
     end)
   end)
 

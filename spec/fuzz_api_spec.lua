@@ -248,7 +248,7 @@ describe("API fuzzer", function()
         if math.random() < 0.85 then return math.random(1, 4) end
         return pick(SAFE_COUNTS)
       elseif kind == "pos" or kind == "len" then
-        local n = 4096
+        local n = bs           -- a BlockFile's layouts are within a block
         if type(t) == "userdata" and t.live and t:live() then n = #t end
         local r = math.random()
         if r < 0.4 then return math.random(0, 16)
@@ -528,8 +528,8 @@ describe("API fuzzer", function()
         end
       end
 
-      -- a searcher made is also called, over blocks of its file and
-      -- others, the collector running
+      -- a searcher made is also called, over blocks of its file (and
+      -- hostile offsets now and then), the collector running
       if res[1] and type(res[2]) == "function" and name == "searcher" then
         local search = res[2]
         local caller = coroutine.create(function ()
