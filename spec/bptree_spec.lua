@@ -430,6 +430,29 @@ describe("fmap.bptree", function()
     end)
   end)
 
+  it("keeps a fixed tree of 8192-byte blocks, three levels deep, and "
+     .. "reads it back read-only", function()
+    bf:close()
+    bf = assert(fmap.create(path, 8192))
+    local t = bptree.new(bf, 16, 2000)          -- 4 entries a leaf
+    local function key (i) return string.pack(">I8I8", i * 0x9E3779B97F4A7C15, i) end
+    local function value (i) return ("%016d"):format(i):rep(125) end
+    for i = 1, 3000 do t:add(key(i), value(i)) end
+    for i = 1, 3000, 2 do assert.equal(1, t:remove(key(i))) end
+    assert.is_true(t:stats().height >= 3)
+    assert.equal("fixed", t:stats().layout)
+    t = nil                                       -- luacheck: ignore
+    h.no_live_views(bf)
+    bf:close()
+    bf = assert(fmap.open(path, { readonly = true }))
+    t = bptree.open(bf)
+    for i = 1, 3000 do
+      assert.equal(i % 2 == 0 and value(i) or nil, t:get(key(i)))
+      assert.equal(i % 2 == 0, t:has(key(i)))
+    end
+    assert.equal(1500, t:size())
+  end)
+
   describe("iterators", function()
     local t
     before_each(function()
@@ -776,6 +799,36 @@ describe("fmap.bptree", function()
     end
 
     local bounded = h.bounded
+
+    it("raises, and reads nothing, when an internal node's child is the "
+       .. "control block, a free block or past the file", function()
+      local t = bptree.new(bf, 16, 16)
+      local function key (i) return string.pack(">I8I8", i, 0) end
+      for i = 1, 2000 do t:add(key(i), key(-i)) end
+      assert.is_true(t:stats().height >= 2)
+      local root = bf:with(t:offset(), 1, function (v) return v:u64(32) end)
+      local spare = bf:allocate()
+      bf:free(spare)
+      local past = bf:stats().size + 4096 * 10
+      for child, msg in pairs({
+        [0] = "offset 0 is the control block",
+        [spare] = "block at offset " .. spare .. " is free",
+        [past] = "1 block at offset " .. past .. " passes the allocated area",
+      }) do
+        -- C[0], where the smallest keys go
+        bf:with(root, 1, function (v) v:set_u64(8, child) end)
+        for name, call in pairs({
+          get = function () return t:get(key(1)) end,
+          has = function () return t:has(key(1)) end,
+          add = function () return t:add(key(0), key(0)) end,
+          remove = function () return t:remove(key(1)) end,
+        }) do
+          local ok, err = pcall(call)
+          assert.is_false(ok, name)
+          assert.matches(msg, err, 1, true)
+        end
+      end
+    end)
 
     for _, sizes in ipairs({ { 16, 16 }, { -1, -1 } }) do
       it("raises, never loops, when its leaf links go round in a circle ("
