@@ -99,6 +99,15 @@ static BlockFile *checkbf (lua_State *L, int i) {
   return bf;
 }
 
+/* Whether the value at i is the BlockFile bf with that serial: a closure
+** that keeps its BlockFile as an upvalue checks it so, since a script
+** may replace the upvalue (debug.setupvalue) and let the file be
+** collected, and a new BlockFile may then be made at the same address.
+** bf is read only once the value at i is known to be it. */
+static int isbf (lua_State *L, int i, const BlockFile *bf, uint64_t serial) {
+  return tobf(L, i) == bf && bf->serial == serial;
+}
+
 static View *toview (lua_State *L, int i) {
   View *v = (View *)lua_touserdata(L, i);
   if (v != NULL && lua_rawlen(L, i) == sizeof(View) && v->tag == VIEW_TAG)
@@ -683,6 +692,23 @@ static uint64_t lowerbound (const unsigned char *base, uint64_t count,
   return lo;
 }
 
+/* The optional field beside a search's hit: its position at argument a
+** and its length at a + 1, neither negative. *at is -1 without a
+** position (no field), *len -1 without a length (a u64). Returns whether
+** a length was given. */
+static int optfield (lua_State *L, int a, lua_Integer *at,
+                     lua_Integer *len) {
+  int sized = !lua_isnoneornil(L, a + 1);
+  *at = luaL_optinteger(L, a, -1);
+  *len = luaL_optinteger(L, a + 1, -1);
+  if (!lua_isnoneornil(L, a) && *at < 0)
+    luaL_argerror(L, a, lua_pushfstring(L, "position %I is negative", *at));
+  if (sized && *len < 0)
+    luaL_argerror(L, a + 1, lua_pushfstring(L, "length %I is negative",
+                  *len));
+  return sized;
+}
+
 /* The search of bsearch (counted: 0) and search (1); see them. */
 static int dosearch (lua_State *L, int counted) {
   View *v = checkview(L, 1);
@@ -694,16 +720,11 @@ static int dosearch (lua_State *L, int counted) {
   const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 5,
                                                                       &kl);
   int upper = lua_toboolean(L, 6);
-  int beside = !lua_isnoneornil(L, 7), sized = !lua_isnoneornil(L, 8);
-  lua_Integer at = luaL_optinteger(L, 7, -1);
-  lua_Integer len = luaL_optinteger(L, 8, -1);
+  lua_Integer at, len;
   const unsigned char *base;
   uint64_t lo;
   int found;
-  if (beside && at < 0)
-    luaL_argerror(L, 7, lua_pushfstring(L, "position %I is negative", at));
-  if (sized && len < 0)
-    luaL_argerror(L, 8, lua_pushfstring(L, "length %I is negative", len));
+  optfield(L, 7, &at, &len);
   if (v->state != LIVE) checkview(L, 1);   /* the key's conversion ran a
                                            ** finalizer that retired it */
   if (counted) count = nodecount(L, v, cpos, 2);
@@ -711,7 +732,7 @@ static int dosearch (lua_State *L, int counted) {
   lo = lowerbound(base, count, stride, key, kl, upper, &found);
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
-  if (beside) pushbeside(L, v, at, lo, stride, len);
+  if (at >= 0) pushbeside(L, v, at, lo, stride, len);
   else if (!counted) return 2;
   else lua_pushnil(L);
   if (!counted) return 3;
@@ -804,8 +825,7 @@ static int searcher_call (lua_State *L) {
   ** closed the file or replaced an upvalue. */
   const Searcher *s = (const Searcher *)lua_touserdata(L, SR_STATE);
   if (s == NULL || lua_rawlen(L, SR_STATE) != sizeof *s ||
-      s->tag != SEARCHER_TAG || tobf(L, SR_BF) != s->bf ||
-      s->bf->serial != s->serial)
+      s->tag != SEARCHER_TAG || !isbf(L, SR_BF, s->bf, s->serial))
     luaL_error(L, "the searcher's state is gone (an upvalue was replaced)");
   bf = s->bf;
   if (!bf->open) luaL_error(L, "attempt to use a closed BlockFile");
@@ -847,9 +867,8 @@ static int bf_searcher (lua_State *L) {
   lua_Integer cpos = luaL_checkinteger(L, 2);
   lua_Integer pos = luaL_checkinteger(L, 3);
   lua_Integer stride = luaL_checkinteger(L, 4);
-  int beside = !lua_isnoneornil(L, 5), sized = !lua_isnoneornil(L, 6);
-  lua_Integer at = luaL_optinteger(L, 5, -1);
-  lua_Integer len = luaL_optinteger(L, 6, -1);
+  lua_Integer at, len;
+  int sized = optfield(L, 5, &at, &len);
   lua_Integer bs = (lua_Integer)bf->f.h.block_size;
   Searcher *s;
   if (cpos < 0 || cpos > bs - 4)
@@ -859,12 +878,7 @@ static int bf_searcher (lua_State *L) {
     luaL_argerror(L, 3, lua_pushfstring(L, "position %I is outside a block "
                   "(%I bytes)", pos, bs));
   luaL_argcheck(L, stride > 0, 4, "stride must be positive");
-  if (beside && at < 0)
-    luaL_argerror(L, 5, lua_pushfstring(L, "position %I is negative", at));
-  if (sized && len < 0)
-    luaL_argerror(L, 6, lua_pushfstring(L, "length %I is negative", len));
-  if (sized && !beside)
-    luaL_argerror(L, 5, "a length wants a position");
+  if (sized && at < 0) luaL_argerror(L, 5, "a length wants a position");
   lua_settop(L, 1);                              /* the BlockFile */
   s = (Searcher *)lua_newuserdatauv(L, sizeof *s, 0);
   s->tag = SEARCHER_TAG;
@@ -873,8 +887,8 @@ static int bf_searcher (lua_State *L) {
   s->cpos = (uint64_t)cpos;
   s->pos = (uint64_t)pos;
   s->stride = (uint64_t)stride;
-  s->at = beside ? at : -1;
-  s->len = sized ? len : -1;
+  s->at = at;
+  s->len = len;
   lua_pushcclosure(L, searcher_call, 2);
   return 1;
 }
@@ -1390,11 +1404,7 @@ static int view_unpack (lua_State *L) {
 /* BlockFile                                                               */
 /* ---------------------------------------------------------------------- */
 
-/* Numbers the BlockFiles a process makes. A closure that keeps its
-** BlockFile as an upvalue checks the serial as well as the address: once
-** a script has replaced the upvalue (debug.setupvalue) and the old file
-** has been collected, a new one may be made at the same address, with
-** another block size and another allocated area. */
+/* Numbers the BlockFiles a process makes, for isbf. */
 static uint64_t bfserials;
 
 /* The userdata first, closed, so a failure leaves nothing to clean up. */
@@ -1841,9 +1851,10 @@ static void setrun (lua_State *L, Entries *e, BlockFile *bf) {
 }
 
 /* The BlockFile of a step, open. Upvalue ET_BF keeps it alive, unless
-** debug.setupvalue replaced it: then e->bf may be freed, and is not read. */
+** debug.setupvalue replaced it: then e->bf may be freed, and is not read
+** (isbf). */
 static BlockFile *entriesbf (lua_State *L, const Entries *e) {
-  if (tobf(L, ET_BF) != e->bf || e->bf->serial != e->serial)
+  if (!isbf(L, ET_BF, e->bf, e->serial))
     luaL_error(L, "the iterator's BlockFile is gone (an upvalue was "
                "replaced)");
   if (!e->bf->open) luaL_error(L, "attempt to use a closed BlockFile");
@@ -2256,7 +2267,7 @@ static const luaL_Reg view_meta[] = {
 
 static const luaL_Reg bf_methods[] = {
   {"allocate", bf_allocate}, {"allocate_blocks", bf_allocate_blocks},
-  {"free", bf_free}, {"get", bf_get}, {"release", bf_release}, {"searcher", bf_searcher},
+  {"free", bf_free}, {"get", bf_get}, {"release", bf_release},
   {"with", bf_with}, {"control_data", bf_control_data},
   {"set_control_data", bf_set_control_data},
   {"set_control_data_nosync", bf_set_control_data_nosync},
@@ -2266,7 +2277,7 @@ static const luaL_Reg bf_methods[] = {
   {"flush", bf_flush}, {"close", bf_close}, {"remove", bf_remove},
   {"stats", bf_stats}, {"check", bf_check}, {"live_views", bf_live_views},
   {"free_list", bf_free_list}, {"is_free", bf_is_free},
-  {"entry_iterator", bf_entry_iterator},
+  {"entry_iterator", bf_entry_iterator}, {"searcher", bf_searcher},
   {NULL, NULL}
 };
 

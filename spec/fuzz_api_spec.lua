@@ -508,44 +508,34 @@ describe("API fuzzer", function()
       if coroutine.status(co) == "suspended" then
         coroutine.close(co)   -- a yield from a function outside with
       end
-      -- an iterator made is also stepped, the collector running
-      if res[1] and type(res[2]) == "function" and name:match("iterator$")
-      then
-        local it = res[2]
-        local stepper = coroutine.create(function ()
+      -- an iterator made is also stepped, and a searcher called over
+      -- blocks of its file (hostile offsets now and then), the collector
+      -- running
+      local made = res[1] and type(res[2]) == "function" and res[2]
+      local use
+      if made and name:match("iterator$") then
+        use = function ()
           for _ = 1, math.random(1, 40) do
-            if it() == nil then break end
+            if made() == nil then break end
           end
-        end)
-        collectgarbage("restart")
-        local ok, err = coroutine.resume(stepper)
-        collectgarbage("stop")
-        if not ok and type(err) ~= "string" then
-          fail("a step of %s raised a %s", name, type(err))
         end
-        if coroutine.status(stepper) == "suspended" then
-          coroutine.close(stepper)
+      elseif made and name == "searcher" then
+        use = function ()
+          for _ = 1, math.random(1, 20) do
+            made(arg("off", target), arg("str", target), arg("bool", target))
+          end
         end
       end
-
-      -- a searcher made is also called, over blocks of its file (and
-      -- hostile offsets now and then), the collector running
-      if res[1] and type(res[2]) == "function" and name == "searcher" then
-        local search = res[2]
-        local caller = coroutine.create(function ()
-          for _ = 1, math.random(1, 20) do
-            search(arg("off", target), arg("str", target),
-                   arg("bool", target))
-          end
-        end)
+      if use then
+        local user = coroutine.create(use)
         collectgarbage("restart")
-        local ok, err = coroutine.resume(caller)
+        local ok, err = coroutine.resume(user)
         collectgarbage("stop")
         if not ok and type(err) ~= "string" then
-          fail("a call of a searcher raised a %s", type(err))
+          fail("what %s made raised a %s", name, type(err))
         end
-        if coroutine.status(caller) == "suspended" then
-          coroutine.close(caller)
+        if coroutine.status(user) == "suspended" then
+          coroutine.close(user)
         end
       end
 

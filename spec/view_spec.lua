@@ -722,6 +722,16 @@ describe("fmap.View and finalizers", function()
   local function arm (fn)
     setmetatable({}, { __gc = function() pcall(fn) end })
   end
+  -- A function to call once a round: it keeps one finalizer armed, which
+  -- runs fn when the collector finalizes it; the next call arms another.
+  local function armer (fn)
+    local armed = false
+    return function ()
+      if armed then return end
+      armed = true
+      setmetatable({}, { __gc = function() armed = false; fn() end })
+    end
+  end
   -- Grows the file by 20 blocks, which moves the map, and counts it.
   local function grow ()
     for _ = 1, 20 do bf:allocate() end
@@ -874,7 +884,10 @@ describe("fmap.View and finalizers", function()
     -- a step; each step reads fresh numbers, so its strings are new.
     -- (Without the check after the first string, this crashes.)
     collectgarbage("generational", 1, 100)    -- after_each restores it
-    local stepping, armed, hits, counter = false, false, 0, 0
+    local stepping, hits, counter = false, 0, 0
+    local rearm = armer(function ()
+      if stepping then pcall(bf.close, bf) end
+    end)
     local it
     local function reset ()
       if not tostring(bf):match("closed") then bf:close() end
@@ -884,13 +897,7 @@ describe("fmap.View and finalizers", function()
     end
     reset()
     for _ = 1, 3000000 do
-      if not armed then
-        armed = true
-        setmetatable({}, { __gc = function ()
-          armed = false
-          if stepping then pcall(bf.close, bf) end
-        end })
-      end
+      rearm()
       bf:with(off, 1, function (w)
         for i = 0, 15 do counter = counter + 1; w:set_u64(i * 8, counter) end
       end)
@@ -938,15 +945,12 @@ describe("fmap.View and finalizers", function()
     -- Young collections come often; a finalizer grows the file only
     -- inside a search, where the key's conversion allocates.
     collectgarbage("generational", 1, 100)    -- after_each restores it
-    local inside, armed, moved = false, false, 0
+    local inside, moved = false, 0
+    local rearm = armer(function ()
+      if inside then grow(); moved = moved + 1 end
+    end)
     for i = 1, 3000000 do
-      if not armed then
-        armed = true
-        setmetatable({}, { __gc = function ()
-          armed = false
-          if inside then grow(); moved = moved + 1 end
-        end })
-      end
+      rearm()
       node(off, 10000000 + i)
       for _ = 1, math.random(0, 12) do local _ = {} end
       -- a number key: making it a string allocates
@@ -960,15 +964,11 @@ describe("fmap.View and finalizers", function()
     -- a close while the key becomes a string raises; without the check
     -- after the conversion, the search would read the unmapped file
     local searching, hits = false, 0
-    armed = false
+    rearm = armer(function ()
+      if searching then pcall(bf.close, bf) end
+    end)
     for i = 1, 3000000 do
-      if not armed then
-        armed = true
-        setmetatable({}, { __gc = function ()
-          armed = false
-          if searching then pcall(bf.close, bf) end
-        end })
-      end
+      rearm()
       for _ = 1, math.random(0, 12) do local _ = {} end
       searching = true
       local ok, err = pcall(search, off, 20000000 + i)
@@ -999,20 +999,17 @@ describe("fmap.View and finalizers", function()
     collectgarbage("generational", 1, 100)    -- after_each restores it
     local off = bf:allocate()
     local w = bf:get(off)
-    local fills, stepping, armed, nested, counter = 0, false, false, 0, 0
+    local fills, stepping, nested, counter = 0, false, 0, 0
     local it = bf:entry_iterator(function ()
       fills = fills + 1
       if fills % 2 == 1 then return off, 1, 0, 8, 8 end
       return off + 4091, 1, 0, 5
     end)
+    local rearm = armer(function ()
+      if stepping then nested = nested + 1; pcall(it) end
+    end)
     for _ = 1, 200000 do
-      if not armed then
-        armed = true
-        setmetatable({}, { __gc = function ()
-          armed = false
-          if stepping then nested = nested + 1; pcall(it) end
-        end })
-      end
+      rearm()
       -- fresh bytes each time, so that each string is a new allocation,
       -- where a collection may fall
       counter = counter + 1
