@@ -792,14 +792,19 @@ static int view_bsearch (lua_State *L) { return dosearch(L, 0); }
 static int view_search (lua_State *L) { return dosearch(L, 1); }
 
 /* searcher(countpos, pos, stride [, at [, len]]) → search(offset, key
-** [, upper]): a view's search with its node layout fixed once, over the
-** node in the block at offset, with no view. A B+tree's descent used to
-** retarget a view and pass seven arguments at each level; with this it
-** passes two, and a lookup costs a fifth fewer instructions
-** (scripts/instructions.lua). The layout is checked when the searcher is
-** made: the count and the run's start lie in a block. Each call checks
-** that the block is allocated and not free, and that the count's entries
-** lie in it, for the count comes from the file. */
+** [, upper [, depth [, below]]]): a view's search with its node layout
+** fixed once, over the node in the block at offset, with no view; it
+** returns index, found, field, count and the node's offset. With depth it
+** descends: depth nodes, each at the u64 beside the hit in the one before,
+** then with below (a searcher of the same file) one more in below's
+** layout; the last search's results are returned. A B+tree's lookup is
+** then one call where it retargeted a view and passed seven arguments at
+** each level (scripts/instructions.lua: a get costs a quarter fewer
+** instructions). The layout is checked when the searcher is made: the
+** count and the run's start lie in a block. Each node searched is checked:
+** its block is allocated and not free, and the count's entries lie in it,
+** for the count and the children come from the file; depth may not pass
+** the file's block count, so that a cycle of children ends. */
 typedef struct Searcher {
   const char *tag;      /* SEARCHER_TAG */
   BlockFile *bf;        /* kept alive by the upvalue SR_BF */
@@ -812,54 +817,145 @@ static const char SEARCHER_TAG[] = "fmap searcher";
 #define SR_BF     lua_upvalueindex(1)
 #define SR_STATE  lua_upvalueindex(2)
 
+static int searcher_call (lua_State *L);
+
+/* For the few helpers of a hot call that the compiler would otherwise
+** leave out of line. */
+#if defined(__GNUC__)
+#define HOT_INLINE inline __attribute__((always_inline))
+#else
+#define HOT_INLINE inline
+#endif
+
+/* The layout at index i, a searcher's state (or with closure set, a
+** searcher), if it searches bf; else NULL. */
+static HOT_INLINE const Searcher *tosearcher (lua_State *L, int i,
+                                              int closure,
+                                   const BlockFile *bf) {
+  const Searcher *s;
+  if (closure) {
+    if (lua_tocfunction(L, i) != searcher_call) return NULL;
+    lua_getupvalue(L, i, 2);   /* stays alive with the closure at i */
+    i = -1;
+  }
+  s = (const Searcher *)lua_touserdata(L, i);
+  if (s != NULL && (lua_rawlen(L, i) != sizeof *s || s->tag != SEARCHER_TAG
+                    || s->bf != bf || s->serial != bf->serial))
+    s = NULL;
+  if (closure) lua_pop(L, 1);
+  return s;
+}
+
+/* Searches the node in the block at off with s's layout for key (kl
+** bytes): sets *lo to the index, *found and *count. Returns 0, or 1 when
+** the block is not allocated, 2 when the count's entries pass it. */
+static HOT_INLINE int searchnode (BlockFile *bf, const Searcher *s,
+                                  uint64_t off, const unsigned char *key,
+                                  size_t kl, int upper, uint64_t *lo,
+                                  int *found, uint64_t *count) {
+  uint64_t bs = bf->f.h.block_size, n;
+  const unsigned char *node;
+  if (fm_check_range(&bf->f, off, 1) != 0) return 1;
+  node = bf->f.map + off;
+  *count = n = load_le(node + s->cpos, 4);
+  if (n > 0) {
+    if (n - 1 > (bs - s->pos) / s->stride ||
+        kl > bs - s->pos - (n - 1) * s->stride)
+      return 2;
+#ifndef FMAP_NO_PREFETCH
+    prefetch_run(node + s->pos, (n - 1) * s->stride + kl);
+#endif
+  }
+  *lo = lowerbound(node + s->pos, n, s->stride, key, kl, upper, found);
+  return 0;
+}
+
+/* Raises what searchnode's status st says of the node at off, reached
+** through the field beside entry fromi of the node at from (0: off is
+** argument 1). */
+static int nodefail (lua_State *L, BlockFile *bf, const Searcher *s, int st,
+                     uint64_t off, uint64_t count, size_t kl, uint64_t from,
+                     uint64_t fromi) {
+  if (st == 2)
+    return luaL_error(L, "the node at %I counts %I entries of %I bytes (keys "
+                      "of %I) from position %I, which pass its block (%I "
+                      "bytes)", (lua_Integer)off, (lua_Integer)count,
+                      (lua_Integer)s->stride, (lua_Integer)kl,
+                      (lua_Integer)s->pos, (lua_Integer)bf->f.h.block_size);
+  if (from == 0) return corefail(L, bf, 1);
+  return luaL_error(L, "the child beside entry %I of the node at %I: %s",
+                    (lua_Integer)fromi, (lua_Integer)from, bf->f.msg);
+}
+
 static int searcher_call (lua_State *L) {
   lua_Integer off = luaL_checkinteger(L, 1);
   size_t kl;
   const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 2,
                                                                       &kl);
-  int upper = lua_toboolean(L, 3), found;
-  uint64_t bs, count, lo;
-  const unsigned char *node;
+  int upper = lua_toboolean(L, 3), found = 0, below = 0, st;
+  lua_Integer depth = 1, follow;
+  uint64_t count = 0, lo = 0, bs, at;
   BlockFile *bf;
+  const Searcher *s, *cur;
+  View v;              /* only what pushbeside reads */
+  if (lua_gettop(L) > 3) {
+    depth = luaL_optinteger(L, 4, 1);
+    below = !lua_isnoneornil(L, 5);
+  }
   /* All after the key's conversion, which may have run a finalizer that
   ** closed the file or replaced an upvalue. */
-  const Searcher *s = (const Searcher *)lua_touserdata(L, SR_STATE);
-  if (s == NULL || lua_rawlen(L, SR_STATE) != sizeof *s ||
-      s->tag != SEARCHER_TAG || !isbf(L, SR_BF, s->bf, s->serial))
+  bf = tobf(L, SR_BF);
+  if (bf == NULL || (s = tosearcher(L, SR_STATE, 0, bf)) == NULL)
     luaL_error(L, "the searcher's state is gone (an upvalue was replaced)");
-  bf = s->bf;
   if (!bf->open) luaL_error(L, "attempt to use a closed BlockFile");
   if (off < 0)
     luaL_argerror(L, 1, lua_pushfstring(L, "offset %I is negative", off));
-  if (fm_check_range(&bf->f, (uint64_t)off, 1) != 0)
-    return corefail(L, bf, 1);
   bs = bf->f.h.block_size;
-  node = bf->f.map + off;
-  count = load_le(node + s->cpos, 4);
-  if (count > 0) {
-    if (count - 1 > (bs - s->pos) / s->stride ||
-        kl > bs - s->pos - (count - 1) * s->stride)
-      luaL_error(L, "the node at %I counts %I entries of %I bytes (keys of "
-                 "%I) from position %I, which pass its block (%I bytes)",
-                 off, (lua_Integer)count, (lua_Integer)s->stride,
-                 (lua_Integer)kl, (lua_Integer)s->pos, (lua_Integer)bs);
-#ifndef FMAP_NO_PREFETCH
-    prefetch_run(node + s->pos, (count - 1) * s->stride + kl);
-#endif
+  cur = s;
+  follow = depth - 1;                        /* fields to follow */
+  if (below) {
+    follow = depth;
+    if ((cur = tosearcher(L, 5, 1, bf)) == NULL)
+      luaL_typeerror(L, 5, "searcher of this BlockFile");
   }
-  lo = lowerbound(node + s->pos, count, s->stride, key, kl, upper, &found);
+  if (follow != 0) {
+    if (follow < 0)
+      luaL_argerror(L, 4, lua_pushfstring(L, "depth %I searches no node%s",
+                    depth, below ? "" : " (0 wants a searcher below)"));
+    if ((uint64_t)depth > bf->f.h.top / bs)
+      luaL_argerror(L, 4, lua_pushfstring(L, "depth %I passes more nodes "
+                    "than the file has blocks (%I)", depth,
+                    (lua_Integer)(bf->f.h.top / bs)));
+    if (s->at < 0 || s->len >= 0)
+      luaL_argerror(L, 4, "a descent follows the u64 beside each hit; this "
+                    "searcher was made without its position, or with a "
+                    "length");
+  }
+  at = (uint64_t)off;
+  st = searchnode(bf, follow > 0 ? s : cur, at, key, kl, upper, &lo, &found,
+                  &count);
+  if (st != 0) nodefail(L, bf, follow > 0 ? s : cur, st, at, count, kl, 0, 0);
+  for (; follow > 0; follow--) {   /* to the node beside the hit */
+    uint64_t from = at, fromi = lo, f = (uint64_t)s->at + lo * s->stride;
+    const Searcher *next = follow > 1 ? s : cur;
+    if ((uint64_t)s->at > bs || lo > (bs - (uint64_t)s->at) / s->stride ||
+        f > bs - 8)                   /* lo <= count: f does not wrap */
+      luaL_error(L, "the node at %I has no child beside entry %I: it would "
+                 "pass the block (%I bytes)", (lua_Integer)at,
+                 (lua_Integer)lo, (lua_Integer)bs);
+    at = load_le(bf->f.map + at + f, 8);
+    st = searchnode(bf, next, at, key, kl, upper, &lo, &found, &count);
+    if (st != 0) nodefail(L, bf, next, st, at, count, kl, from, fromi);
+  }
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
-  if (s->at >= 0) {
-    View v;            /* only what pushbeside reads */
-    v.bf = bf;
-    v.off = (uint64_t)off;
-    v.len = bs;
-    pushbeside(L, &v, s->at, lo, s->stride, s->len);
-  }
-  else lua_pushnil(L);
+  v.bf = bf;
+  v.off = at;
+  v.len = bs;
+  pushbeside(L, &v, cur->at, lo, cur->stride, cur->len);
   lua_pushinteger(L, (lua_Integer)count);
-  return 4;
+  lua_pushinteger(L, (lua_Integer)at);
+  return 5;
 }
 
 static int bf_searcher (lua_State *L) {

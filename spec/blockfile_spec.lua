@@ -1421,14 +1421,16 @@ describe("fmap module", function()
     it("searches the node in a block as a view's search would", function()
       node(off, { 10, 20, 30 })
       local search = bf:searcher(4, 16, 8)
-      assert.same({ 1, true, nil, 3 }, { search(off, key(20)) })
-      assert.same({ 2, true, nil, 3 }, { search(off, key(20), true) })
-      assert.same({ 0, false, nil, 3 }, { search(off, key(5)) })
-      assert.same({ 3, false, nil, 3 }, { search(off, key(40)) })
+      assert.same({ 1, true, nil, 3, off }, { search(off, key(20)) })
+      assert.same({ 2, true, nil, 3, off },
+                  { search(off, key(20), true) })
+      assert.same({ 0, false, nil, 3, off }, { search(off, key(5)) })
+      assert.same({ 3, false, nil, 3, off }, { search(off, key(40)) })
       local value = bf:searcher(4, 16, 8, 20, 4)
-      assert.same({ 2, true, "v030", 3 }, { value(off, key(30)) })
+      assert.same({ 2, true, "v030", 3, off }, { value(off, key(30)) })
       -- past the count, the field is still read where the index points
-      assert.same({ 3, false, "\0\0\0\0", 3 }, { value(off, key(99)) })
+      assert.same({ 3, false, "\0\0\0\0", 3, off },
+                  { value(off, key(99)) })
       -- entries of 16 bytes: a key, 4 bytes of padding and a u64 child;
       -- at without len reads the u64
       local child = bf:searcher(4, 16, 16, 24)
@@ -1436,13 +1438,13 @@ describe("fmap module", function()
         v:set_u32(4, 2)
         v:pack(16, "<c4I4I8c4I4I8", key(10), 0, 77, key(20), 0, 88)
       end)
-      assert.same({ 1, true, 88, 2 }, { child(off, key(20)) })
-      assert.same({ 0, false, 77, 2 }, { child(off, key(9)) })
+      assert.same({ 1, true, 88, 2, off }, { child(off, key(20)) })
+      assert.same({ 0, false, 77, 2, off }, { child(off, key(9)) })
       node(off, {})
-      assert.same({ 0, false, nil, 0 }, { search(off, key(20)) })
+      assert.same({ 0, false, nil, 0, off }, { search(off, key(20)) })
       -- a number key is a string of its digits, as for v:search
       node(off, { 0x31323334 })
-      assert.same({ 0, true, nil, 1 }, { search(off, 1234) })
+      assert.same({ 0, true, nil, 1, off }, { search(off, 1234) })
     end)
 
     it("agrees with v:search over random nodes", function()
@@ -1459,8 +1461,9 @@ describe("fmap module", function()
           for _ = 1, 20 do
             local k, upper = key(math.random(-1, 501) & 0xFFFFFFFF),
                              math.random() < 0.5
-            assert.same({ v:search(4, 16, 8, k, upper, 20, 4) },
-                        { search(o, k, upper) })
+            local want = { v:search(4, 16, 8, k, upper, 20, 4) }
+            want[5] = o
+            assert.same(want, { search(o, k, upper) })
           end
         end)
       end
@@ -1474,8 +1477,9 @@ describe("fmap module", function()
       for i = 1, 2000 do later[i] = bf:allocate() end
       node(later[2000], { 7 })
       assert.is_false(bf:valid(address))
-      assert.same({ 1, true, "v020", 3 }, { search(off, key(20)) })
-      assert.same({ 0, true, "v007", 1 }, { search(later[2000], key(7)) })
+      assert.same({ 1, true, "v020", 3, off }, { search(off, key(20)) })
+      assert.same({ 0, true, "v007", 1, later[2000] },
+                  { search(later[2000], key(7)) })
     end)
 
     it("searches a read-only file", function()
@@ -1488,7 +1492,7 @@ describe("fmap module", function()
       end)
       w:close()
       local r = assert(fmap.open(path, { readonly = true }))
-      assert.same({ 0, true, "VVVV", 1 },
+      assert.same({ 0, true, "VVVV", 1, o },
                   { r:searcher(4, 16, 8, 20, 4)(o, "abcd") })
       r:close()
       os.remove(path)
@@ -1565,8 +1569,8 @@ describe("fmap module", function()
                    .. "(keys of 4) from position 16, which pass its block "
                    .. "(4096 bytes)", err(off, "abcd"))
       bf:with(off, 1, function (v) v:set_u32(4, 510) end)   -- the last fits
-      assert.same({ 510, false, nil, 510 }, { search(off, "\255\255\255\255",
-                                                     true) })
+      assert.same({ 510, false, nil, 510, off },
+                  { search(off, "\255\255\255\255", true) })
       bf:with(off, 1, function (v) v:set_u32(4, 511) end)
       assert.matches("counts 511 entries", err(off, "abcd"))
       -- a key longer than the stride still reads inside the block
@@ -1601,10 +1605,150 @@ describe("fmap module", function()
       -- another searcher's state for the same file is a searcher still
       copy = bf:searcher(4, 16, 8, 20, 4)
       debug.setupvalue(copy, 2, select(2, debug.getupvalue(search, 2)))
-      assert.same({ 0, true, nil, 1 }, { copy(off, key(10)) })
-      assert.same({ 0, true, nil, 1 }, { search(off, key(10)) })
+      assert.same({ 0, true, nil, 1, off }, { copy(off, key(10)) })
+      assert.same({ 0, true, nil, 1, off }, { search(off, key(10)) })
       v:release()
       other:close()
+    end)
+
+    -- Nodes for descents: internal ones hold a u32 count at 4, C[0] at 8,
+    -- then entries of a 4-byte key and an 8-byte child from 16 (so C[j] is
+    -- at 8 + 12 * j); leaves are node()'s.
+    local function inner (o, keys, children)
+      bf:with(o, 1, function (v)
+        v:set_u32(4, #keys)
+        v:set_u64(8, children[1])
+        for i, k in ipairs(keys) do
+          v:pack(16 + (i - 1) * 12, ">I4<I8", k, children[i + 1])
+        end
+      end)
+    end
+
+    it("descends: depth nodes through the u64 beside each hit, then one "
+       .. "with the searcher below", function()
+      local child = bf:searcher(4, 16, 12, 8)
+      local value = bf:searcher(4, 16, 8, 20, 4)
+      local blocks = {}
+      for i = 1, 24 do blocks[i] = bf:allocate() end
+      local function sorted (n, hi)
+        local t = {}
+        for i = 1, n do t[i] = math.random(0, hi) end
+        table.sort(t)
+        return t
+      end
+      for _ = 1, 100 do
+        -- blocks[1] the root, 2..6 the next level, 7..24 leaves
+        local function kids (n, from, to)
+          local t = {}
+          for i = 1, n + 1 do t[i] = blocks[math.random(from, to)] end
+          return t
+        end
+        local n = math.random(0, 4)
+        inner(blocks[1], sorted(n, 300), kids(n, 2, 6))
+        for i = 2, 6 do
+          n = math.random(0, 4)
+          inner(blocks[i], sorted(n, 300), kids(n, 7, 24))
+        end
+        for i = 7, 24 do node(blocks[i], sorted(math.random(0, 6), 300)) end
+        for _ = 1, 10 do
+          local k, upper = key(math.random(0, 301)), math.random() < 0.5
+          local r1 = { child(blocks[1], k, upper) }
+          local r2 = { child(r1[3], k, upper) }
+          local r3 = { value(r2[3], k, upper) }
+          assert.same(r3, { child(blocks[1], k, upper, 2, value) })
+          assert.same(r2, { child(blocks[1], k, upper, 2) })
+          assert.same({ value(r1[3], k, upper) },
+                      { child(blocks[1], k, upper, 1, value) })
+          assert.same(r1, { child(blocks[1], k, upper, 1) })
+          assert.same(r1, { child(blocks[1], k, upper, nil, nil) })
+          assert.same({ value(r2[3], k, upper) },
+                      { value(r2[3], k, upper, 0, value) })
+          assert.same({ child(r2[3], k, upper) },
+                      { value(r2[3], k, upper, 0, child) })
+        end
+      end
+    end)
+
+    it("refuses a descent it cannot make, naming the node", function()
+      local child = bf:searcher(4, 16, 12, 8)
+      local value = bf:searcher(4, 16, 8, 20, 4)
+      local root, leaf = off, bf:allocate()
+      inner(root, { 10 }, { leaf, leaf })
+      node(leaf, { 10 })
+      local function err (f, ...)
+        local args = table.pack(...)
+        return h.errmsg(function() f(table.unpack(args, 1, args.n)) end)
+      end
+      assert.matches("^bad argument #4 to '%S+' %(depth 0 searches no node "
+                     .. "%(0 wants a searcher below%)%)$",
+                     err(child, root, key(1), false, 0))
+      assert.matches("%(depth %-1 searches no node%)$",
+                     err(child, root, key(1), false, -1, value))
+      assert.matches("%(depth 4 passes more nodes than the file has blocks "
+                     .. "%(3%)%)$", err(child, root, key(1), false, 4))
+      assert.matches("%(depth " .. math.maxinteger .. " passes more nodes",
+                     err(child, root, key(1), false, math.maxinteger, value))
+      assert.matches("%(number has no integer representation%)$",
+                     err(child, root, key(1), false, 1.5))
+      assert.matches("%(a descent follows the u64 beside each hit; this "
+                     .. "searcher was made without its position, or with a "
+                     .. "length%)$", err(value, leaf, key(1), false, 2))
+      assert.matches("made without its position",
+                     err(bf:searcher(4, 16, 12), root, key(1), false, 1,
+                         value))
+      assert.matches("^bad argument #5 to '%S+' %(searcher of this "
+                     .. "BlockFile expected, got function%)$",
+                     err(child, root, key(1), false, 1, print))
+      assert.matches("%(searcher of this BlockFile expected, got table%)$",
+                     err(child, root, key(1), false, 1, {}))
+      local other = assert(fmap.anonymous())
+      other:allocate()
+      assert.matches("%(searcher of this BlockFile expected, got function%)$",
+                     err(child, root, key(1), false, 1,
+                         other:searcher(4, 16, 8)))
+      local gone = bf:searcher(4, 16, 8)
+      debug.setupvalue(gone, 2, "x")
+      assert.matches("%(searcher of this BlockFile expected, got function%)$",
+                     err(child, root, key(1), false, 1, gone))
+      other:close()
+      -- children the file does not hold
+      inner(root, { 10 }, { 0, leaf })
+      assert.equal("the child beside entry 0 of the node at 4096: offset 0 "
+                   .. "is the control block",
+                   err(child, root, key(1), false, 1, value))
+      local spare = bf:allocate()
+      bf:free(spare)
+      inner(root, { 10 }, { spare, leaf })
+      assert.equal("the child beside entry 0 of the node at 4096: block at "
+                   .. "offset " .. spare .. " is free",
+                   err(child, root, key(1), false, 2))
+      inner(root, { 10 }, { leaf, 1 << 40 })
+      assert.matches("^the child beside entry 1 of the node at 4096: 1 "
+                     .. "block at offset 1099511627776 passes",
+                     err(child, root, key(11), false, 1, value))
+      -- a field past the block, and a count from the file
+      local far = bf:searcher(4, 16, 12, 4088)
+      inner(root, { 10 }, { leaf, leaf })
+      bf:with(root, 1, function (v) v:set_u64(4088, leaf) end)
+      assert.same({ value(leaf, key(1)) }, { far(root, key(1), false, 1,
+                                                value) })
+      assert.equal("the node at 4096 has no child beside entry 1: it would "
+                   .. "pass the block (4096 bytes)",
+                   err(far, root, key(11), false, 1, value))
+      bf:with(leaf, 1, function (v) v:set_u32(4, 511) end)
+      assert.equal("the node at 8192 counts 511 entries of 8 bytes (keys of "
+                   .. "4) from position 16, which pass its block (4096 "
+                   .. "bytes)", err(child, root, key(1), false, 1, value))
+      -- a node that is its own child: as deep as the file has blocks, and
+      -- no deeper
+      inner(root, { 10 }, { root, root })
+      assert.same({ 0, false, root, 1, root },
+                  { child(root, key(1), false, 4) })
+      assert.matches("%(depth 5 passes more nodes than the file has blocks "
+                     .. "%(4%)%)$", err(child, root, key(1), false, 5))
+      bf:close()
+      assert.equal("attempt to use a closed BlockFile",
+                   err(child, root, key(1), false, 1, value))
     end)
 
     it("raises when its file was replaced by a new one, even at the same "

@@ -122,7 +122,7 @@ describe("API fuzzer", function()
     end
 
     -- the world: BlockFiles, views, and what each BlockFile allocated
-    local W = { bfs = {}, views = {}, offs = {}, paths = {},
+    local W = { bfs = {}, views = {}, offs = {}, paths = {}, searchers = {},
                 sentinels = {}, tainted = {} }
     for k = 1, 3 do W.paths[k] = dir .. "/f" .. seed .. "-" .. k .. ".fmap" end
     local function add_bf (bf, force)
@@ -520,9 +520,22 @@ describe("API fuzzer", function()
           end
         end
       elseif made and name == "searcher" then
+        -- descents too: a depth, and a searcher below (this one, one made
+        -- before, maybe of another file, or anything)
+        local made_before = W.searchers
+        if #made_before < 10 then made_before[#made_before + 1] = made end
         use = function ()
           for _ = 1, math.random(1, 20) do
-            made(arg("off", target), arg("str", target), arg("bool", target))
+            local depth, below
+            if math.random() < 0.5 then
+              depth = math.random(-1, 4)
+              local pick = math.random(1, 4)
+              below = pick == 1 and made
+                      or pick == 2 and made_before[math.random(#made_before)]
+                      or pick == 3 and arg("off", target) or nil
+            end
+            made(arg("off", target), arg("str", target), arg("bool", target),
+                 depth, below)
           end
         end
       end

@@ -108,8 +108,12 @@
 --
 -- Search. Fixed nodes are searched with the tree's two searchers (made
 -- once with bf:searcher: one for internal nodes, returning the child, one
--- for leaves, returning the value), through the BlockFile with no view,
--- or with view:search where a leaf's view is wanted; slotted nodes with
+-- for leaves, returning the value), through the BlockFile with no view;
+-- a descent is one call, which follows the children down (and for a get
+-- searches the leaf with the other searcher). Where a leaf's view is
+-- wanted it is searched with view:search. add and remove record the path
+-- (pp, pi: a call per level) only when a split or a rebalance needs it,
+-- descending again to the same leaf. Slotted nodes are searched with
 -- view:bsearch_slots when no key of the node overflows (flag clear), else
 -- in Lua, comparing overflowed keys through their runs.
 --
@@ -782,8 +786,9 @@ local function lower_leaf (t, key)
   local off = t.root
   local search_child = t.search_child
   if search_child then
-    for _ = t.height, 2, -1 do
-      local _, _, c = search_child(off, key)
+    local h = t.height
+    if h > 1 then
+      local _, _, c = search_child(off, key, false, h - 1)
       off = c
     end
     local v = leaf_view(t, off)
@@ -1480,15 +1485,13 @@ function Tree:add (key, value)
   end
   if self.readonly then check_writable(self, "add") end
   if self.fixed then
-    -- descend(self, key, true), inlined
-    local pp, pi = self.pp, self.pi
-    local off, search_child = self.root, self.search_child
-    for lvl = self.height, 2, -1 do
-      local i, _, c = search_child(off, key, true)
-      pp[lvl], pi[lvl] = off, i
+    -- leaf_view(self, <key's last leaf>), inlined; the path, which only a
+    -- split wants, is recorded then
+    local off, h = self.root, self.height
+    if h > 1 then
+      local _, _, c = self.search_child(off, key, true, h - 1)
       off = c
     end
-    pp[1] = off
     local sv = self.sv
     local v = sv[1]
     if v == nil then
@@ -1502,6 +1505,7 @@ function Tree:add (key, value)
     local i, n, done = vinsert_key(v, N_COUNT, FL_ENT, LS, self.LCAP, key,
                                    value)
     if not done then                 -- a full leaf
+      descend(self, key, true)       -- the same leaf, with its path
       local ok, err, en = split_leaf(self, v, n, i, key, key, value, LS)
       if not ok then return nil, err, en end
     end
@@ -1571,16 +1575,14 @@ function Tree:remove (key, where)
   if self.readonly then check_writable(self, "remove") end
   local pp, done = self.pp, 0
   if self.fixed and where == nil then
-    -- The common case inlined: every entry of key in one leaf.
-    local pi = self.pi
+    -- The common case inlined: every entry of key in one leaf. The path,
+    -- which only a rebalance wants, is recorded then.
     local views = self.views
-    local off, search_child = self.root, self.search_child
-    for lvl = self.height, 2, -1 do
-      local i, _, c = search_child(off, key)
-      pp[lvl], pi[lvl] = off, i
+    local off, h = self.root, self.height
+    if h > 1 then
+      local _, _, c = self.search_child(off, key, false, h - 1)
       off = c
     end
-    pp[1] = off
     local sv = self.sv
     local v = sv[1]
     if v == nil then
@@ -1598,15 +1600,16 @@ function Tree:remove (key, where)
       self.nent, self.mods = size, self.mods + 1
       set_u64(views[self.meta] or node(self, self.meta), M_SIZE, size)
       if pos < left then               -- every entry of key was here
-        if 4 * left * self.LS < self.lcapb and self.height > 1 then
+        if 4 * left * self.LS < self.lcapb and h > 1 then
+          descend(self, key, false)    -- the same leaf, with its path
           fix(self, 1)
         end
         return r
       end
       -- The entries reached the leaf's end: more may follow in the next
       -- one. Mend this leaf, then remove the rest the long way.
-      if left == 0 or self.height > 1 and 4 * left * self.LS < self.lcapb
-      then
+      if left == 0 or h > 1 and 4 * left * self.LS < self.lcapb then
+        descend(self, key, false)
         fix(self, 1)
       end
       done = r
@@ -1689,12 +1692,9 @@ function Tree:get (key)
   end
   local search_child = self.search_child
   if search_child then                        -- fixed: the fast path
-    local off = self.root
-    for _ = self.height, 2, -1 do
-      local _, _, c = search_child(off, key)
-      off = c
-    end
-    local i, found, val, n = self.search_value(off, key)
+    local i, found, val, n, off = search_child(self.root, key, false,
+                                               self.height - 1,
+                                               self.search_value)
     if found then return val end
     if i < n then return nil end
     local v = leaf_view(self, off)

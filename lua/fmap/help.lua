@@ -96,12 +96,17 @@ local API = {
 
   { "bf:searcher", "(countpos, pos, stride [, at [, len]]) -> search",
     "v:search with its node layout fixed, over blocks, with no view",
-    "search(offset, key [, upper]) -> index, found, field, count searches\n"
-    .. "the node in the allocated block at offset as v:search(countpos,\n"
-    .. "pos, stride, key, upper, at, len) would a view of that block. A\n"
-    .. "descent calls it at each level instead of retargeting a view.\n"
-    .. "Raises if the block is free or past the allocated area, or if its\n"
-    .. "count's entries would pass the block." },
+    "search(offset, key [, upper [, depth [, below]]]) -> index, found,\n"
+    .. "field, count, node searches the node in the allocated block at\n"
+    .. "offset as v:search(countpos, pos, stride, key, upper, at, len)\n"
+    .. "would a view of that block; node is the offset searched. With\n"
+    .. "depth (default 1) it descends: it searches depth nodes, each at\n"
+    .. "the u64 beside the hit in the one before (the searcher needs at and\n"
+    .. "no len), then, given below (another searcher of the file), one\n"
+    .. "more node with below's layout, and returns what the last search\n"
+    .. "found. A B+tree's get: child(root, key, false, height - 1, leaf).\n"
+    .. "Raises if a block is free or past the allocated area, if a count's\n"
+    .. "entries would pass the block, or if depth passes the file's blocks." },
 
   { "View", "type",
     "a window on blocks (v); 0-based positions" },
