@@ -827,22 +827,34 @@ static int searcher_call (lua_State *L);
 #define HOT_INLINE inline
 #endif
 
-/* The layout at index i, a searcher's state (or with closure set, a
-** searcher), if it searches bf; else NULL. */
+/* The layout at index i, a searcher's state, if it searches bf; else
+** NULL. */
 static HOT_INLINE const Searcher *tosearcher (lua_State *L, int i,
-                                              int closure,
-                                   const BlockFile *bf) {
-  const Searcher *s;
-  if (closure) {
-    if (lua_tocfunction(L, i) != searcher_call) return NULL;
-    lua_getupvalue(L, i, 2);   /* stays alive with the closure at i */
-    i = -1;
-  }
-  s = (const Searcher *)lua_touserdata(L, i);
+                                              const BlockFile *bf) {
+  const Searcher *s = (const Searcher *)lua_touserdata(L, i);
   if (s != NULL && (lua_rawlen(L, i) != sizeof *s || s->tag != SEARCHER_TAG
                     || s->bf != bf || s->serial != bf->serial))
     s = NULL;
-  if (closure) lua_pop(L, 1);
+  return s;
+}
+
+/* The layout of the searcher (a closure) at index i, which must search
+** bf; raises otherwise. */
+static const Searcher *checksearcher (lua_State *L, int i,
+                                      const BlockFile *bf) {
+  const Searcher *s, *any;
+  if (lua_tocfunction(L, i) != searcher_call)
+    luaL_typeerror(L, i, "searcher");
+  lua_getupvalue(L, i, 2);       /* stays alive with the closure at i */
+  s = tosearcher(L, -1, bf);
+  any = (const Searcher *)lua_touserdata(L, -1);
+  if (s == NULL && any != NULL && lua_rawlen(L, -1) == sizeof *any &&
+      any->tag == SEARCHER_TAG)
+    luaL_argerror(L, i, "a searcher of another BlockFile");
+  lua_pop(L, 1);
+  if (s == NULL)
+    luaL_argerror(L, i, "the searcher's state is gone (an upvalue was "
+                  "replaced)");
   return s;
 }
 
@@ -905,23 +917,17 @@ static int searcher_call (lua_State *L) {
   /* All after the key's conversion, which may have run a finalizer that
   ** closed the file or replaced an upvalue. */
   bf = tobf(L, SR_BF);
-  if (bf == NULL || (s = tosearcher(L, SR_STATE, 0, bf)) == NULL)
+  if (bf == NULL || (s = tosearcher(L, SR_STATE, bf)) == NULL)
     luaL_error(L, "the searcher's state is gone (an upvalue was replaced)");
   if (!bf->open) luaL_error(L, "attempt to use a closed BlockFile");
   if (off < 0)
     luaL_argerror(L, 1, lua_pushfstring(L, "offset %I is negative", off));
   bs = bf->f.h.block_size;
-  cur = s;
-  follow = depth - 1;                        /* fields to follow */
-  if (below) {
-    follow = depth;
-    if ((cur = tosearcher(L, 5, 1, bf)) == NULL)
-      luaL_typeerror(L, 5, "searcher of this BlockFile");
-  }
-  if (follow != 0) {
-    if (follow < 0)
+  cur = below ? checksearcher(L, 5, bf) : s;
+  if (depth != !below) {
+    if (depth < !below)
       luaL_argerror(L, 4, lua_pushfstring(L, "depth %I searches no node%s",
-                    depth, below ? "" : " (0 wants a searcher below)"));
+                    depth, depth == 0 ? " (0 wants a searcher below)" : ""));
     if ((uint64_t)depth > bf->f.h.top / bs)
       luaL_argerror(L, 4, lua_pushfstring(L, "depth %I passes more nodes "
                     "than the file has blocks (%I)", depth,
@@ -930,7 +936,12 @@ static int searcher_call (lua_State *L) {
       luaL_argerror(L, 4, "a descent follows the u64 beside each hit; this "
                     "searcher was made without its position, or with a "
                     "length");
+    if ((uint64_t)s->at > bs - 8)
+      luaL_argerror(L, 4, lua_pushfstring(L, "a descent follows the u64 "
+                    "beside each hit; this searcher's position %I leaves "
+                    "none in a block (%I bytes)", s->at, (lua_Integer)bs));
   }
+  follow = below ? depth : depth - 1;        /* fields to follow */
   at = (uint64_t)off;
   st = searchnode(bf, follow > 0 ? s : cur, at, key, kl, upper, &lo, &found,
                   &count);

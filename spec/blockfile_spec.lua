@@ -1684,6 +1684,12 @@ describe("fmap module", function()
                      err(child, root, key(1), false, 0))
       assert.matches("%(depth %-1 searches no node%)$",
                      err(child, root, key(1), false, -1, value))
+      assert.matches("%(depth %-1 searches no node%)$",
+                     err(child, root, key(1), false, -1))
+      local least = "%(depth %" .. math.mininteger .. " searches no node%)$"
+      assert.matches(least, err(child, root, key(1), false, math.mininteger))
+      assert.matches(least, err(child, root, key(1), false, math.mininteger,
+                                value))
       assert.matches("%(depth 4 passes more nodes than the file has blocks "
                      .. "%(3%)%)$", err(child, root, key(1), false, 4))
       assert.matches("%(depth " .. math.maxinteger .. " passes more nodes",
@@ -1696,21 +1702,27 @@ describe("fmap module", function()
       assert.matches("made without its position",
                      err(bf:searcher(4, 16, 12), root, key(1), false, 1,
                          value))
-      assert.matches("^bad argument #5 to '%S+' %(searcher of this "
-                     .. "BlockFile expected, got function%)$",
-                     err(child, root, key(1), false, 1, print))
-      assert.matches("%(searcher of this BlockFile expected, got table%)$",
+      assert.matches("^bad argument #5 to '%S+' %(searcher expected, got "
+                     .. "function%)$", err(child, root, key(1), false, 1,
+                                           print))
+      assert.matches("%(searcher expected, got table%)$",
                      err(child, root, key(1), false, 1, {}))
+      assert.matches("%(searcher expected, got boolean%)$",
+                     err(child, root, key(1), false, 1, false))
       local other = assert(fmap.anonymous())
       other:allocate()
-      assert.matches("%(searcher of this BlockFile expected, got function%)$",
-                     err(child, root, key(1), false, 1,
-                         other:searcher(4, 16, 8)))
+      assert.matches("^bad argument #5 to '%S+' %(a searcher of another "
+                     .. "BlockFile%)$", err(child, root, key(1), false, 1,
+                                            other:searcher(4, 16, 8)))
       local gone = bf:searcher(4, 16, 8)
       debug.setupvalue(gone, 2, "x")
-      assert.matches("%(searcher of this BlockFile expected, got function%)$",
+      assert.matches("^bad argument #5 to '%S+' %(the searcher's state is "
+                     .. "gone %(an upvalue was replaced%)%)$",
                      err(child, root, key(1), false, 1, gone))
       other:close()
+      -- depth nil with a searcher below is depth 1
+      assert.same({ value(leaf, key(10)) },
+                  { child(root, key(10), false, nil, value) })
       -- children the file does not hold
       inner(root, { 10 }, { 0, leaf })
       assert.equal("the child beside entry 0 of the node at 4096: offset 0 "
@@ -1735,6 +1747,14 @@ describe("fmap module", function()
       assert.equal("the node at 4096 has no child beside entry 1: it would "
                    .. "pass the block (4096 bytes)",
                    err(far, root, key(11), false, 1, value))
+      -- a position that leaves no u64 in any block, found before a search
+      for _, at in ipairs({ 4089, 4095, 4096, math.maxinteger }) do
+        assert.matches("%(a descent follows the u64 beside each hit; this "
+                       .. "searcher's position " .. at .. " leaves none in "
+                       .. "a block %(4096 bytes%)%)$",
+                       err(bf:searcher(4, 16, 12, at), root, key(1), false,
+                           2))
+      end
       bf:with(leaf, 1, function (v) v:set_u32(4, 511) end)
       assert.equal("the node at 8192 counts 511 entries of 8 bytes (keys of "
                    .. "4) from position 16, which pass its block (4096 "
@@ -1773,6 +1793,11 @@ describe("fmap module", function()
                      .. "replaced)", h.errmsg(function()
                        search(o, "k")
                      end))
+        -- the old searcher as the one below a new file's searcher
+        assert.matches("%(a searcher of another BlockFile%)$",
+                       h.errmsg(function()
+                         small:searcher(4, 16, 8)(o, "k", false, 0, search)
+                       end))
         small:close()
       end
     end)

@@ -269,6 +269,12 @@ describe("fmap.bptree", function()
       assert.equal("bad argument #1 to 'open' (B+tree meta block at offset "
                    .. off .. " is damaged)", h.errmsg(function()
                    bptree.open(bf) end))
+      -- a height the file has no room for: a path of 63 nodes, in a file
+      -- of 3 blocks (control, meta, root)
+      bf:with(off, 1, function (v) v:set_u64(40, 63) end)
+      assert.equal("bad argument #1 to 'open' (B+tree meta block at offset "
+                   .. off .. " is damaged)", h.errmsg(function()
+                   bptree.open(bf) end))
       bf:with(off, 1, function (v) v:set_u64(40, 1); v:set_u32(8, 7) end)
       assert.equal("bad argument #1 to 'open' (B+tree at offset " .. off
                    .. " has format version 7, this is version 1)",
@@ -828,6 +834,35 @@ describe("fmap.bptree", function()
           assert.matches(msg, err, 1, true)
         end
       end
+    end)
+
+    it("raises, and rebalances nothing, when the leaf a remove changed is "
+       .. "also a node above it", function()
+      -- The root R of a tree of height 2, rewritten to one separator, so
+      -- that a key k goes from R to C[1] = R, where R read as a leaf holds
+      -- k as its one entry; removing it leaves R's count 0, so that the
+      -- second descent, for the path that an emptied leaf wants, goes from
+      -- R to C[0], another leaf L.
+      local t = bptree.new(bf, 16, 16)
+      local function key (i) return string.pack(">I8I8", i, 0) end
+      for i = 1, 300 do t:add(key(i), key(i)) end
+      assert.equal(2, t:stats().height)
+      local R = bf:with(t:offset(), 1, function (v) return v:u64(32) end)
+      local L = bf:with(R, 1, function (v) return v:u64(8) end)
+      local k = ("\1"):rep(8) .. string.pack("<I8", R)
+      bf:with(R, 1, function (v)
+        v:set_u32(4, 1)
+        v:pack(8, "<I8c16I8", L, ("\0"):rep(8) .. ("\1"):rep(8), R)
+      end)
+      local size = t:size()
+      assert.equal("B+tree at " .. t:offset() .. " is corrupt: two descents "
+                   .. "to one key reached the leaves at " .. R .. " and "
+                   .. L, h.errmsg(function() t:remove(k) end))
+      -- the entry went, and no node was merged or refilled
+      assert.equal(size - 1, t:size())
+      assert.same({ 0, L, R }, { bf:with(R, 1, function (v)
+        return v:u32(4), v:u64(8), v:u64(32)
+      end) })
     end)
 
     for _, sizes in ipairs({ { 16, 16 }, { -1, -1 } }) do

@@ -528,7 +528,9 @@ describe("API fuzzer", function()
           for _ = 1, math.random(1, 20) do
             local depth, below
             if math.random() < 0.5 then
-              depth = math.random(-1, 4)
+              local depths = { math.mininteger, -1, math.maxinteger }
+              depth = math.random() < 0.8 and math.random(-1, 4)
+                      or depths[math.random(#depths)]
               local pick = math.random(1, 4)
               below = pick == 1 and made
                       or pick == 2 and made_before[math.random(#made_before)]

@@ -857,6 +857,19 @@ local function descend (t, key, upper)
   return leaf_view(t, off)
 end
 
+-- The path to key's leaf again, for a change that wants it: descend()
+-- with a check that it reached off, the leaf of the descent just made
+-- (only a damaged tree, a leaf that is also a node above it, leads
+-- elsewhere, and a rebalance there would spread the damage).
+local function path_to (t, key, upper, off)
+  descend(t, key, upper)
+  if t.pp[1] ~= off then
+    error(sformat("B+tree at %d is corrupt: two descents to one key "
+                  .. "reached the leaves at %d and %d", t.meta, off,
+                  t.pp[1]), 0)
+  end
+end
+
 -- Moves the recorded path to the next leaf; false at the last one.
 local function path_next (t)
   local pp, pi = t.pp, t.pi
@@ -1399,7 +1412,8 @@ function M.open_at (bf, offset, fname, lvl, argn)
   local good = (ks == -1 or (ks >= 1 and ks < OVF)) and
                (vs == -1 or (vs >= 0 and vs < OVF)) and
                height >= 1 and height <= 64 and root > 0 and
-               root % bs == 0 and root < bf:size()
+               root % bs == 0 and root < bf:size() and
+               height + 2 <= bf:size() // bs   -- the nodes, meta, block 0
   local t = good and setup(bf, offset, ks, vs)
   if not t or t.layout ~= layout then
     argerr(argn, fname, sformat("B+tree meta block at offset %d is damaged",
@@ -1505,7 +1519,7 @@ function Tree:add (key, value)
     local i, n, done = vinsert_key(v, N_COUNT, FL_ENT, LS, self.LCAP, key,
                                    value)
     if not done then                 -- a full leaf
-      descend(self, key, true)       -- the same leaf, with its path
+      path_to(self, key, true, off)  -- the same leaf, with its path
       local ok, err, en = split_leaf(self, v, n, i, key, key, value, LS)
       if not ok then return nil, err, en end
     end
@@ -1601,7 +1615,7 @@ function Tree:remove (key, where)
       set_u64(views[self.meta] or node(self, self.meta), M_SIZE, size)
       if pos < left then               -- every entry of key was here
         if 4 * left * self.LS < self.lcapb and h > 1 then
-          descend(self, key, false)    -- the same leaf, with its path
+          path_to(self, key, false, off) -- the same leaf, with its path
           fix(self, 1)
         end
         return r
@@ -1609,7 +1623,7 @@ function Tree:remove (key, where)
       -- The entries reached the leaf's end: more may follow in the next
       -- one. Mend this leaf, then remove the rest the long way.
       if left == 0 or h > 1 and 4 * left * self.LS < self.lcapb then
-        descend(self, key, false)
+        path_to(self, key, false, off)
         fix(self, 1)
       end
       done = r
