@@ -888,12 +888,18 @@ static HOT_INLINE int searchnode (BlockFile *bf, const Searcher *s,
 static int nodefail (lua_State *L, BlockFile *bf, const Searcher *s, int st,
                      uint64_t off, uint64_t count, size_t kl, uint64_t from,
                      uint64_t fromi) {
-  if (st == 2)
-    return luaL_error(L, "the node at %I counts %I entries of %I bytes (keys "
-                      "of %I) from position %I, which pass its block (%I "
-                      "bytes)", (lua_Integer)off, (lua_Integer)count,
-                      (lua_Integer)s->stride, (lua_Integer)kl,
-                      (lua_Integer)s->pos, (lua_Integer)bf->f.h.block_size);
+  if (st == 2) {
+    if (from != 0)
+      lua_pushfstring(L, " (the child beside entry %I of the node at %I)",
+                      (lua_Integer)fromi, (lua_Integer)from);
+    else lua_pushliteral(L, "");
+    return luaL_error(L, "the node at %I%s counts %I entries of %I bytes "
+                      "(keys of %I) from position %I, which pass its block "
+                      "(%I bytes)", (lua_Integer)off, lua_tostring(L, -1),
+                      (lua_Integer)count, (lua_Integer)s->stride,
+                      (lua_Integer)kl, (lua_Integer)s->pos,
+                      (lua_Integer)bf->f.h.block_size);
+  }
   if (from == 0) return corefail(L, bf, 1);
   return luaL_error(L, "the child beside entry %I of the node at %I: %s",
                     (lua_Integer)fromi, (lua_Integer)from, bf->f.msg);

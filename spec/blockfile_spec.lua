@@ -1756,9 +1756,10 @@ describe("fmap module", function()
                            2))
       end
       bf:with(leaf, 1, function (v) v:set_u32(4, 511) end)
-      assert.equal("the node at 8192 counts 511 entries of 8 bytes (keys of "
-                   .. "4) from position 16, which pass its block (4096 "
-                   .. "bytes)", err(child, root, key(1), false, 1, value))
+      assert.equal("the node at 8192 (the child beside entry 0 of the node "
+                   .. "at 4096) counts 511 entries of 8 bytes (keys of 4) "
+                   .. "from position 16, which pass its block (4096 bytes)",
+                   err(child, root, key(1), false, 1, value))
       -- a node that is its own child: as deep as the file has blocks, and
       -- no deeper
       inner(root, { 10 }, { root, root })
