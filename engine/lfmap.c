@@ -842,19 +842,18 @@ static HOT_INLINE const Searcher *tosearcher (lua_State *L, int i,
 ** bf; raises otherwise. */
 static const Searcher *checksearcher (lua_State *L, int i,
                                       const BlockFile *bf) {
-  const Searcher *s, *any;
+  const Searcher *s;
+  const char *why = NULL;
   if (lua_tocfunction(L, i) != searcher_call)
     luaL_typeerror(L, i, "searcher");
   lua_getupvalue(L, i, 2);       /* stays alive with the closure at i */
-  s = tosearcher(L, -1, bf);
-  any = (const Searcher *)lua_touserdata(L, -1);
-  if (s == NULL && any != NULL && lua_rawlen(L, -1) == sizeof *any &&
-      any->tag == SEARCHER_TAG)
-    luaL_argerror(L, i, "a searcher of another BlockFile");
+  s = (const Searcher *)lua_touserdata(L, -1);
+  if (s == NULL || lua_rawlen(L, -1) != sizeof *s || s->tag != SEARCHER_TAG)
+    why = "the searcher's state is gone (an upvalue was replaced)";
+  else if (s->bf != bf || s->serial != bf->serial)
+    why = "a searcher of another BlockFile";
   lua_pop(L, 1);
-  if (s == NULL)
-    luaL_argerror(L, i, "the searcher's state is gone (an upvalue was "
-                  "replaced)");
+  if (why != NULL) luaL_argerror(L, i, why);
   return s;
 }
 

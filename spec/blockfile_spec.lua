@@ -1586,24 +1586,17 @@ describe("fmap module", function()
       local search = bf:searcher(4, 16, 8)
       local other = assert(fmap.anonymous())
       local v = other:get(other:allocate())
-      local copy = bf:searcher(4, 16, 8)
-      debug.setupvalue(copy, 1, other)
-      assert.equal("the searcher's state is gone (an upvalue was replaced)",
-                   h.errmsg(function() copy(off, key(10)) end))
-      copy = bf:searcher(4, 16, 8)
-      debug.setupvalue(copy, 2, v)
-      assert.equal("the searcher's state is gone (an upvalue was replaced)",
-                   h.errmsg(function() copy(off, key(10)) end))
-      copy = bf:searcher(4, 16, 8)
-      debug.setupvalue(copy, 2, "x")
-      assert.equal("the searcher's state is gone (an upvalue was replaced)",
-                   h.errmsg(function() copy(off, key(10)) end))
-      copy = bf:searcher(4, 16, 8)
-      debug.setupvalue(copy, 1, nil)
-      assert.equal("the searcher's state is gone (an upvalue was replaced)",
-                   h.errmsg(function() copy(off, key(10)) end))
+      -- the file (1) or the state (2) replaced
+      for _, swap in ipairs({ { 1, other }, { 2, v }, { 2, "x" }, { 1 } }) do
+        local copy = bf:searcher(4, 16, 8)
+        debug.setupvalue(copy, swap[1], swap[2])
+        assert.equal("the searcher's state is gone (an upvalue was "
+                     .. "replaced)", h.errmsg(function()
+                       copy(off, key(10))
+                     end))
+      end
       -- another searcher's state for the same file is a searcher still
-      copy = bf:searcher(4, 16, 8, 20, 4)
+      local copy = bf:searcher(4, 16, 8, 20, 4)
       debug.setupvalue(copy, 2, select(2, debug.getupvalue(search, 2)))
       assert.same({ 0, true, nil, 1, off }, { copy(off, key(10)) })
       assert.same({ 0, true, nil, 1, off }, { search(off, key(10)) })
