@@ -1,6 +1,8 @@
 --- scripts/demo.lua: a first tour of fmap: the block layer in brief, then
 -- a B+tree of a few hundred thousand records in a file.
 -- Run it as: build/bin/fmap scripts/demo.lua [FILE] [--n N]
+-- FILE (default: a new temporary name) must not exist: the demo makes it
+-- and removes it at the end.
 local fmap = require "fmap"
 local bptree = require "fmap.bptree"
 local codec = require "fmap.codec"
@@ -13,10 +15,21 @@ do
       N = math.tointeger(tonumber(arg[i + 1] or ""))
       if not N or N < 10 then error("--n wants an integer of at least 10") end
       i = i + 2
+    elseif arg[i]:sub(1, 1) == "-" or path then
+      io.stderr:write("usage: fmap scripts/demo.lua [FILE] [--n N]\n")
+      os.exit(2)
     else
       path = arg[i]
       i = i + 1
     end
+  end
+  -- the demo makes FILE and removes it at the end: never someone's file
+  local f = path and io.open(path, "rb")
+  if f then
+    f:close()
+    io.stderr:write("demo: " .. path .. " exists; the demo makes its file "
+                    .. "and removes it after, so name one that does not\n")
+    os.exit(2)
   end
 end
 if not path then

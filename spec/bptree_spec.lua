@@ -543,14 +543,51 @@ describe("fmap.bptree", function()
       local t = bptree.new(bf, 1, 1)
       t:add("k", "1")
       t:add("k", "2")
-      assert.equal("B+tree modified by remove's where function",
+      assert.equal("B+tree at " .. t:offset() .. ": add called while its "
+                   .. "remove runs (from a finalizer, a hook or a callback); "
+                   .. "one operation of a structure at a time",
                    h.errmsg(function ()
                      t:remove("k", function () t:add("j", "0") end)
                    end))
       assert.equal("bad argument #2 to 'remove' (function expected, got "
                    .. "string)", h.errmsg(function() t:remove("k", "x") end))
-      assert.equal(4, t:size())            -- where ran twice, then raised
+      assert.equal(2, t:size())            -- the add was refused
       assert.equal(2, t:count("k"))
+      assert.is_true(t:verify())
+      assert.equal(1, t:remove("k", function (v)  -- reads are fine
+        return t:get("k") == "1" and v == "2"
+      end))
+      t:add("j", "0")                      -- and the guard was left
+      assert.is_true(t:verify())
+    end)
+
+    it("refuses an add or remove from a finalizer that runs inside a split "
+       .. "or a merge, which completes", function()
+      local t = bptree.new(bf, 8, 8)
+      local refused, ran, armed = 0, 0, true
+      local function arm ()
+        setmetatable({}, { __gc = function ()
+          if not armed then return end
+          local k = string.pack(">I8", 1000000 + ran + refused)
+          if pcall(t.add, t, k, k) then ran = ran + 1
+          else refused = refused + 1 end
+          arm()
+        end })
+      end
+      arm()
+      local mode = collectgarbage("incremental", 1, 1000)
+      for i = 1, 3000 do
+        local k = string.pack(">I8", (i * 7919) % 3001)
+        t:add(k, k)
+      end
+      for i = 1, 3000, 2 do
+        assert.equal(1, t:remove(string.pack(">I8", (i * 7919) % 3001)))
+      end
+      armed = false
+      collectgarbage("incremental", 200, 100)
+      collectgarbage(mode)
+      assert.is_true(refused > 0)
+      assert.equal(1500 + ran, t:size())
       assert.is_true(t:verify())
     end)
 

@@ -128,6 +128,8 @@
 -- Not crash-safe: a process killed in the middle of an operation may leave
 -- the tree inconsistent. Durability is the BlockFile's: bf:flush().
 local fmap = require "fmap"
+local guard = require "fmap.guard"
+local enter = guard.enter
 
 local M = {}
 local Tree = {}
@@ -1247,6 +1249,7 @@ local function setup (bf, off, ks, vs)
     pp = {}, pi = {}, spare = {}, fmts = {},
     mods = 0, readonly = bf:readonly(),
     chain_limit = 0,    -- see walk_step
+    guard = guard.of(bf, string.format("B+tree at %d", off)),
   }, Tree)
   if ks > 0 and vs >= 0 then
     local LS, IS = ks + vs, ks + 8
@@ -1498,32 +1501,38 @@ function Tree:add (key, value)
     check_value(self, value, "add", 2)
   end
   if self.readonly then check_writable(self, "add") end
+  -- The guard (fmap.guard) is held where the tree changes in steps that
+  -- allocate, and so may run a finalizer: a split, or a variable-size
+  -- leaf. The common insert's writes are one engine call.
+  local g = self.guard
+  if g.busy then enter(g, "add") end           -- raises
   if self.fixed then
     -- leaf_view(self, <key's last leaf>), inlined; the path, which only a
     -- split wants, is recorded then
     local off, h = self.root, self.height
+    local sv = self.sv
+    local v = sv[1]
+    if v == nil then      -- before the descent: a new view may run a
+      v = self.bf:get(off)  -- finalizer, which may change the tree
+      sv[1], self.sv_off = v, off
+    end
     if h > 1 then
       local _, _, c = self.search_child(off, key, true, h - 1)
       off = c
     end
-    local sv = self.sv
-    local v = sv[1]
-    if v == nil then
-      v = self.bf:get(off)
-      sv[1] = v
-    elseif self.sv_off ~= off then
-      vretarget(v, off)
-    end
+    if self.sv_off ~= off then vretarget(v, off) end
     self.sv_off = off
     local LS = self.LS
     local i, n, done = vinsert_key(v, N_COUNT, FL_ENT, LS, self.LCAP, key,
                                    value)
     if not done then                 -- a full leaf
+      local _ <close> = enter(g, "add")
       path_to(self, key, true, off)  -- the same leaf, with its path
       local ok, err, en = split_leaf(self, v, n, i, key, key, value, LS)
       if not ok then return nil, err, en end
     end
   else
+    local _ <close> = enter(g, "add")
     local cell, err, en
     local csz = 8 + #key + #value
     if csz > self.lmax then          -- a run for the value, or the key
@@ -1565,9 +1574,9 @@ function Tree:add (key, value)
       end
     end
   end
-  local size = self.nent + 1
-  self.nent, self.mods = size, self.mods + 1
-  set_u64(views[self.meta] or node(self, self.meta), M_SIZE, size)
+  self.nent, self.mods = self.nent + 1, self.mods + 1
+  -- the count is read after node(), which may run a finalizer's add
+  set_u64(views[self.meta] or node(self, self.meta), M_SIZE, self.nent)
   return true
 end
 
@@ -1587,34 +1596,38 @@ function Tree:remove (key, where)
     argerr(2, "remove", "function expected, got " .. type(where))
   end
   if self.readonly then check_writable(self, "remove") end
+  -- The guard as in add: held where the tree changes in steps that
+  -- allocate, and while where runs.
+  local g = self.guard
+  if g.busy then enter(g, "remove") end        -- raises
   local pp, done = self.pp, 0
   if self.fixed and where == nil then
     -- The common case inlined: every entry of key in one leaf. The path,
     -- which only a rebalance wants, is recorded then.
     local views = self.views
     local off, h = self.root, self.height
+    local sv = self.sv
+    local v = sv[1]
+    if v == nil then      -- before the descent, as in add
+      v = self.bf:get(off)
+      sv[1], self.sv_off = v, off
+    end
     if h > 1 then
       local _, _, c = self.search_child(off, key, false, h - 1)
       off = c
     end
-    local sv = self.sv
-    local v = sv[1]
-    if v == nil then
-      v = self.bf:get(off)
-      sv[1] = v
-    elseif self.sv_off ~= off then
-      vretarget(v, off)
-    end
+    if self.sv_off ~= off then vretarget(v, off) end
     self.sv_off = off
     local pos, r, left = vremove_key(v, N_COUNT, FL_ENT, self.LS, key)
     if r == 0 then
       if pos < left then return 0 end  -- else key may start the next leaf
     else
-      local size = self.nent - r
-      self.nent, self.mods = size, self.mods + 1
-      set_u64(views[self.meta] or node(self, self.meta), M_SIZE, size)
+      self.nent, self.mods = self.nent - r, self.mods + 1
+      -- the count is read after node(), which may run a finalizer
+      set_u64(views[self.meta] or node(self, self.meta), M_SIZE, self.nent)
       if pos < left then               -- every entry of key was here
         if 4 * left * self.LS < self.lcapb and h > 1 then
+          local _ <close> = enter(g, "remove")
           path_to(self, key, false, off) -- the same leaf, with its path
           fix(self, 1)
         end
@@ -1623,12 +1636,14 @@ function Tree:remove (key, where)
       -- The entries reached the leaf's end: more may follow in the next
       -- one. Mend this leaf, then remove the rest the long way.
       if left == 0 or h > 1 and 4 * left * self.LS < self.lcapb then
+        local _ <close> = enter(g, "remove")
         path_to(self, key, false, off)
         fix(self, 1)
       end
       done = r
     end
   end
+  local _ <close> = enter(g, "remove")
   local removed, kept = done, 0
   while true do
     local v = descend(self, key, false)

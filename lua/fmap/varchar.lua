@@ -120,6 +120,8 @@ local L_LEN, L_BLOCKS, LHDR = 40, 48, 64
 local math_type, spack = math.type, string.pack
 local pcall, type, error, tostring = pcall, type, error, tostring
 local setmetatable = setmetatable
+local guard = require "fmap.guard"
+local enter = guard.enter
 
 -- Raises a luaL_argerror-style message; level counts from argerr's
 -- caller as error's does (2, the default, blames that caller's caller).
@@ -132,6 +134,16 @@ local function typename (x)
   local t = math_type(x)
   if t == "float" then return "number has no integer representation" end
   return "integer expected, got " .. type(x)
+end
+
+-- x as an integer: integers and floats of integral value are, as the
+-- BlockFile's own arguments are; else raises for argument n of fname, at
+-- level as argerr's (default 3: toint's caller's caller).
+local function toint (x, fname, n, level)
+  if math_type(x) == "integer" then return x end
+  local i = math_type(x) == "float" and math.tointeger(x)
+  if not i then argerr(fname, n, typename(x), level or 3) end
+  return i
 end
 
 -- The size classes of a block size: slot sizes (multiples of 16) and, for
@@ -194,6 +206,7 @@ local function new_handle (bf, meta)
     sizes = g.sizes, slots = g.slots, lookup = g.lookup,
     classes = g.classes, small_max = g.small_max,
     rs = g.rs, rz = g.rz, rmax = g.rmax,
+    guard = guard.of(bf, string.format("varchar at %d", meta)),
   }, Varchar)
   return self
 end
@@ -224,7 +237,7 @@ end
 -- @return the store, or nil and a message when no store is there
 function M.open (bf, offset)
   check_bf(bf, "open")
-  if math_type(offset) ~= "integer" then argerr("open", 2, typename(offset)) end
+  offset = toint(offset, "open", 2)
   local ok, v = pcall(bf.get, bf, offset)
   if not ok then
     argerr("open", 2, string.format("offset %d is not an allocated block",
@@ -265,6 +278,12 @@ local function check_writable (self, fname)
   if self.ro then
     error(string.format("cannot %s: the BlockFile is read-only", fname), 3)
   end
+end
+
+-- Raises "varchar at M is corrupt: ..." (a damaged file, not a misuse).
+local function corrupt (self, fmt, ...)
+  error(string.format("varchar at %d is corrupt: " .. fmt, self.meta, ...),
+        0)
 end
 
 -- Raises "offset x is not a live blob (why)" for method fname.
@@ -312,22 +331,29 @@ local function locate (self, v, x, fname)
     local h = v:u64(r - 8)
     local refs = h >> 32
     if refs == 0 then notblob(fname, x, "freed already") end
-    return r, h & U32, refs, c, 1
+    local len = h & U32
+    if len > size - 8 then
+      corrupt(self, "the blob at %d has a length of %d bytes, past its "
+              .. "slot of %d", x, len, size - 8)
+    end
+    return r, len, refs, c, 1
   elseif magic == LARGE then
     if r ~= LHDR then notblob(fname, x, "not the start of a blob") end
     local refs = w >> 32
     if refs == 0 then notblob(fname, x, "freed already") end
     local len, n = v:u64(L_LEN), v:u64(L_BLOCKS)
-    if n > 1 then v:retarget(block, n) end
+    -- n is how many blocks free gives back: a wrong one would give away
+    -- another structure's
+    if len <= self.small_max or len > self.bf:size()
+       or n ~= len // self.bs + (len % self.bs + LHDR + self.bs - 1)
+               // self.bs
+       or n > 1 and not pcall(v.retarget, v, block, n) then
+      corrupt(self, "the large blob at %d says %d bytes in %d blocks", x,
+              len, n)
+    end
     return LHDR, len, refs, 0, n
   end
   notblob(fname, x, "freed already")
-end
-
--- Raises "varchar at M is corrupt: ..." (a damaged file, not a misuse).
-local function corrupt (self, fmt, ...)
-  error(string.format("varchar at %d is corrupt: " .. fmt, self.meta, ...),
-        0)
 end
 
 -- Points v at block b, which the store's own links name, after checking
@@ -345,6 +371,28 @@ end
 -- The reserve: free runs, in two sorted arrays of the meta block. The
 -- first block of each run carries the "VCfr" stamp.
 -------------------------------------------------------------------------
+
+-- The reserve's run count, from the meta block v points at: checked, as
+-- it sizes the searches of the reserve's arrays.
+local function runs (self, v)
+  local count = v:u64(M_RRUNS)
+  if count < 0 or count > self.rmax then
+    corrupt(self, "the reserve counts %d runs; it holds at most %d", count,
+            self.rmax)
+  end
+  return count
+end
+
+-- Raises unless (start, blocks), a run the reserve's arrays name, may be
+-- the reserve's: within its block count (rblocks) and aligned. A run
+-- grown by damage would hand out, or give back, another structure's
+-- blocks.
+local function check_run (self, start, blocks, rblocks)
+  if blocks < 1 or blocks > rblocks or start % self.bs ~= 0 then
+    corrupt(self, "the reserve names a run of %d blocks at %d, but holds "
+            .. "%d blocks", blocks, start, rblocks)
+  end
+end
 
 -- Removes entry i (0-based) of the array at pos holding count entries.
 local function remove_at (v, pos, i, count)
@@ -395,11 +443,12 @@ end
 -- after. Returns the offset and whether the blocks are zeroed, or nil,
 -- message, errno.
 local function palloc (self, v, n)
-  local count = v:u64(M_RRUNS)
+  local count = runs(self, v)
   if count > 0 then
     local i = v:bsearch(self.rz, count, 16, spack(">I8", n))
     if i < count then
       local blocks, start = v:unpack(">I8I8", self.rz + 16 * i)
+      check_run(self, start, blocks, v:u64(M_RBLOCKS))
       follow(self, v, start, FREED, "the reserve")
       if not pcall(v.retarget, v, start, blocks) then
         corrupt(self, "reserve run at %d of %d blocks is not all allocated",
@@ -433,14 +482,16 @@ end
 -- BlockFile. v must point at the meta block, and does after.
 local function pfree (self, v, start, n)
   local bs, rs = self.bs, self.rs
+  v:retarget(self.meta)
+  local count = runs(self, v)
   stamp(self, v, start)     -- also makes stale offsets read as freed
   v:retarget(self.meta)
-  local count = v:u64(M_RRUNS)
   local rblocks = v:u64(M_RBLOCKS) + n
   local i = v:bsearch(rs, count, 16, spack(">I8", start))
   local a, b = start, n
   if i > 0 then      -- the run before
     local ps, pb = v:unpack(">I8I8", rs + 16 * (i - 1))
+    check_run(self, ps, pb, rblocks)
     if ps + pb * bs > start then
       corrupt(self, "reserve run at %d overlaps freed blocks at %d", ps,
               start)
@@ -452,6 +503,7 @@ local function pfree (self, v, start, n)
   end
   if i < count then  -- the run after
     local ns, nb = v:unpack(">I8I8", rs + 16 * i)
+    check_run(self, ns, nb, rblocks)
     if ns < start + n * bs then
       corrupt(self, "reserve run at %d overlaps freed blocks at %d", ns,
               start)
@@ -468,6 +520,7 @@ local function pfree (self, v, start, n)
   while count > self.rmax or (rblocks > budget and count > 0) do
     local z = count > self.rmax and 0 or count - 1
     local blocks, rstart = v:unpack(">I8I8", self.rz + 16 * z)
+    check_run(self, rstart, blocks, rblocks)
     follow(self, v, rstart, FREED, "the reserve")
     v:retarget(self.meta)
     remove_at(v, self.rz, z, count)
@@ -577,7 +630,8 @@ local function store (self, v, s, len)
     end
     return block + sp + 8
   end
-  local n = (LHDR + len + self.bs - 1) // self.bs
+  local bs = self.bs
+  local n = len // bs + (len % bs + LHDR + bs - 1) // bs  -- no overflow
   local head = v:u64(M_LHEAD)
   if head ~= 0 then   -- checked before anything is taken
     follow(self, v, head, LARGE, "the large list head")
@@ -643,172 +697,8 @@ local function release (self, v, x, pos, c, n)
   pfree(self, v, block, n)
 end
 
--------------------------------------------------------------------------
--- Public methods
--------------------------------------------------------------------------
-
-local function check_length (len, fname)
-  if math_type(len) ~= "integer" then argerr(fname, 1, typename(len), 3) end
-  if len < 0 then
-    argerr(fname, 1, string.format("length %d is negative", len), 3)
-  end
-end
-
---- Allocates a blob of length zero bytes.
--- @param length bytes, >= 0
--- @return its offset, or nil, message, errno when the BlockFile cannot grow
-function Varchar:alloc (length)
-  check_length(length, "alloc")
-  check_writable(self, "alloc")
-  local v <close> = self.bf:get(self.meta)
-  return store(self, v, nil, length)
-end
-
---- Stores a copy of the string s as a new blob with one reference.
--- @return its offset, or nil, message, errno when the BlockFile cannot grow
-function Varchar:put (s)
-  if type(s) ~= "string" then
-    argerr("put", 1, "string expected, got " .. type(s))
-  end
-  check_writable(self, "put")
-  local v <close> = self.bf:get(self.meta)
-  return store(self, v, s, #s)
-end
-
---- The bytes of the blob at offset, as a string.
-function Varchar:get (offset)
-  local v <close> = self.bf:get(self.meta)
-  local pos, len = locate(self, v, offset, "get")
-  return v:read(pos, len)
-end
-
---- The length in bytes of the blob at offset.
-function Varchar:size (offset)
-  local v <close> = self.bf:get(self.meta)
-  local _, len = locate(self, v, offset, "size")
-  return len
-end
-
---- The references to the blob at offset (1 after put or alloc).
-function Varchar:refs (offset)
-  local v <close> = self.bf:get(self.meta)
-  local _, _, refs = locate(self, v, offset, "refs")
-  return refs
-end
-
---- Calls fn(view, pos, len) with a view holding the blob at offset: its
--- bytes are view[pos, pos + len). The view covers the blob's block(s),
--- which it may share with other blobs: read and write only inside the
--- blob. The view is released when fn returns or raises.
--- @return fn's results
-function Varchar:with (offset, fn)
-  if type(fn) ~= "function" then
-    argerr("with", 2, "function expected, got " .. type(fn))
-  end
-  local v <close> = self.bf:get(self.meta)
-  local pos, len = locate(self, v, offset, "with")
-  return fn(v, pos, len)
-end
-
---- Frees the blob at offset, whatever its references.
-function Varchar:free (offset)
-  check_writable(self, "free")
-  local v <close> = self.bf:get(self.meta)
-  local pos, _, _, c, n = locate(self, v, offset, "free")
-  release(self, v, offset, pos, c, n)
-end
-
---- Adds a reference to the blob at offset.
--- @return the references it has now
-function Varchar:ref (offset)
-  check_writable(self, "ref")
-  local v <close> = self.bf:get(self.meta)
-  local pos, _, refs, c = locate(self, v, offset, "ref")
-  if refs >= U32 then
-    argerr("ref", 1, string.format("offset %d has the most references a "
-                                   .. "blob can have (%d)", offset, U32))
-  end
-  v:set_u32(c ~= 0 and pos - 4 or 4, refs + 1)
-  return refs + 1
-end
-
---- Drops a reference to the blob at offset; frees it at zero.
--- @return the references it has now (0: freed)
-function Varchar:deref (offset)
-  check_writable(self, "deref")
-  local v <close> = self.bf:get(self.meta)
-  local pos, _, refs, c, n = locate(self, v, offset, "deref")
-  if refs == 1 then
-    release(self, v, offset, pos, c, n)
-    return 0
-  end
-  v:set_u32(c ~= 0 and pos - 4 or 4, refs - 1)
-  return refs - 1
-end
-
---- Stores s in place of the blob at offset: `put(s)` then `deref(offset)`,
--- except that when the blob has one reference and s fits its slot (or its
--- run, to the block) the bytes are overwritten where they are.
--- @return the offset of s (maybe offset itself), or nil, message, errno
-function Varchar:replace (offset, s)
-  if type(s) ~= "string" then
-    argerr("replace", 2, "string expected, got " .. type(s))
-  end
-  check_writable(self, "replace")
-  local v <close> = self.bf:get(self.meta)
-  return self:_replace(v, offset, s, "replace")
-end
-
---- The number of live blobs.
-function Varchar:count ()
-  local v <close> = self.bf:get(self.meta)
-  return v:u64(M_BLOBS)
-end
-
---- A summary of the store's space, from its meta block: blobs,
--- slab_blocks, large_blocks, reserve_blocks, reserve_runs.
-function Varchar:stats ()
-  local v <close> = self.bf:get(self.meta)
-  local st = {
-    blobs = v:u64(M_BLOBS), slab_blocks = v:u64(M_SLABS),
-    large_blocks = v:u64(M_LBLOCKS), reserve_blocks = v:u64(M_RBLOCKS),
-    reserve_runs = v:u64(M_RRUNS),
-  }
-  return st
-end
-
--------------------------------------------------------------------------
--- One-view primitives for structures built on a varchar (fmap.mmlist):
--- v is a live view of the caller's, left pointing anywhere.
--------------------------------------------------------------------------
-
---- Internal: get on the caller's view v.
-function Varchar:_get (v, x, fname)
-  local pos, len = locate(self, v, x, fname or "get")
-  return v:read(pos, len)
-end
-
---- Internal: put on the caller's view v.
-function Varchar:_put (v, s)
-  return store(self, v, s, #s)
-end
-
---- Internal: free on the caller's view v.
-function Varchar:_free (v, x, fname)
-  local pos, _, _, c, n = locate(self, v, x, fname or "free")
-  release(self, v, x, pos, c, n)
-end
-
---- Internal: the blob's string, then the blob freed, on the caller's v.
-function Varchar:_take (v, x, fname)
-  local pos, len, _, c, n = locate(self, v, x, fname or "free")
-  local s = v:read(pos, len)
-  release(self, v, x, pos, c, n)
-  return s
-end
-
---- Internal: replace on the caller's view v.
-function Varchar:_replace (v, x, s, fname)
+-- replace on the view v (pointing anywhere), the guard entered.
+local function replace_on (self, v, x, s, fname)
   local pos, _, refs, c, n = locate(self, v, x, fname or "replace")
   local len = #s
   if refs == 1 then
@@ -832,12 +722,221 @@ function Varchar:_replace (v, x, s, fname)
 end
 
 -------------------------------------------------------------------------
+-- Public methods
+-------------------------------------------------------------------------
+
+-- len as an integer, not negative (else raises for fname's argument 1).
+local function check_length (len, fname)
+  if math_type(len) ~= "integer" then len = toint(len, fname, 1, 4) end
+  if len < 0 then
+    argerr(fname, 1, string.format("length %d is negative", len), 3)
+  end
+  return len
+end
+
+--- Allocates a blob of length zero bytes.
+-- @param length bytes, >= 0
+-- @return its offset, or nil, message, errno when the BlockFile cannot grow
+function Varchar:alloc (length)
+  length = check_length(length, "alloc")
+  check_writable(self, "alloc")
+  local _ <close> = enter(self.guard, "alloc")
+  local v <close> = self.bf:get(self.meta)
+  return store(self, v, nil, length)
+end
+
+--- Stores a copy of the string s as a new blob with one reference.
+-- @return its offset, or nil, message, errno when the BlockFile cannot grow
+function Varchar:put (s)
+  if type(s) ~= "string" then
+    argerr("put", 1, "string expected, got " .. type(s))
+  end
+  check_writable(self, "put")
+  local _ <close> = enter(self.guard, "put")
+  local v <close> = self.bf:get(self.meta)
+  return store(self, v, s, #s)
+end
+
+--- The bytes of the blob at offset, as a string.
+function Varchar:get (offset)
+  if math_type(offset) ~= "integer" then offset = toint(offset, "get", 1) end
+  local _ <close> = enter(self.guard, "get")
+  local v <close> = self.bf:get(self.meta)
+  local pos, len = locate(self, v, offset, "get")
+  return v:read(pos, len)
+end
+
+--- The length in bytes of the blob at offset.
+function Varchar:size (offset)
+  if math_type(offset) ~= "integer" then offset = toint(offset, "size", 1) end
+  local _ <close> = enter(self.guard, "size")
+  local v <close> = self.bf:get(self.meta)
+  local _, len = locate(self, v, offset, "size")
+  return len
+end
+
+--- The references to the blob at offset (1 after put or alloc).
+function Varchar:refs (offset)
+  if math_type(offset) ~= "integer" then offset = toint(offset, "refs", 1) end
+  local _ <close> = enter(self.guard, "refs")
+  local v <close> = self.bf:get(self.meta)
+  local _, _, refs = locate(self, v, offset, "refs")
+  return refs
+end
+
+--- Calls fn(view, pos, len) with a view holding the blob at offset: its
+-- bytes are view[pos, pos + len). The view covers the blob's block(s),
+-- which it may share with other blobs: read and write only inside the
+-- blob. The view is released when fn returns or raises. fn may use the
+-- store (the guard is left before fn runs).
+-- @return fn's results
+function Varchar:with (offset, fn)
+  if math_type(offset) ~= "integer" then offset = toint(offset, "with", 1) end
+  if type(fn) ~= "function" then
+    argerr("with", 2, "function expected, got " .. type(fn))
+  end
+  local v <close> = self.bf:get(self.meta)
+  local pos, len
+  do
+    local _ <close> = enter(self.guard, "with")
+    pos, len = locate(self, v, offset, "with")
+  end
+  return fn(v, pos, len)
+end
+
+--- Frees the blob at offset, whatever its references.
+function Varchar:free (offset)
+  if math_type(offset) ~= "integer" then offset = toint(offset, "free", 1) end
+  check_writable(self, "free")
+  local _ <close> = enter(self.guard, "free")
+  local v <close> = self.bf:get(self.meta)
+  runs(self, v)                 -- the reserve is sound before any write
+  local pos, _, _, c, n = locate(self, v, offset, "free")
+  release(self, v, offset, pos, c, n)
+end
+
+--- Adds a reference to the blob at offset.
+-- @return the references it has now
+function Varchar:ref (offset)
+  if math_type(offset) ~= "integer" then offset = toint(offset, "ref", 1) end
+  check_writable(self, "ref")
+  local _ <close> = enter(self.guard, "ref")
+  local v <close> = self.bf:get(self.meta)
+  local pos, _, refs, c = locate(self, v, offset, "ref")
+  if refs >= U32 then
+    argerr("ref", 1, string.format("offset %d has the most references a "
+                                   .. "blob can have (%d)", offset, U32))
+  end
+  v:set_u32(c ~= 0 and pos - 4 or 4, refs + 1)
+  return refs + 1
+end
+
+--- Drops a reference to the blob at offset; frees it at zero.
+-- @return the references it has now (0: freed)
+function Varchar:deref (offset)
+  if math_type(offset) ~= "integer" then
+    offset = toint(offset, "deref", 1)
+  end
+  check_writable(self, "deref")
+  local _ <close> = enter(self.guard, "deref")
+  local v <close> = self.bf:get(self.meta)
+  runs(self, v)                 -- the reserve is sound before any write
+  local pos, _, refs, c, n = locate(self, v, offset, "deref")
+  if refs == 1 then
+    release(self, v, offset, pos, c, n)
+    return 0
+  end
+  v:set_u32(c ~= 0 and pos - 4 or 4, refs - 1)
+  return refs - 1
+end
+
+--- Stores s in place of the blob at offset: `put(s)` then `deref(offset)`,
+-- except that when the blob has one reference and s fits its slot (or its
+-- run, to the block) the bytes are overwritten where they are.
+-- @return the offset of s (maybe offset itself), or nil, message, errno
+function Varchar:replace (offset, s)
+  if math_type(offset) ~= "integer" then
+    offset = toint(offset, "replace", 1)
+  end
+  if type(s) ~= "string" then
+    argerr("replace", 2, "string expected, got " .. type(s))
+  end
+  check_writable(self, "replace")
+  local _ <close> = enter(self.guard, "replace")
+  local v <close> = self.bf:get(self.meta)
+  runs(self, v)                 -- the reserve is sound before any write
+  return replace_on(self, v, offset, s, "replace")
+end
+
+--- The number of live blobs.
+function Varchar:count ()
+  local _ <close> = enter(self.guard, "count")
+  local v <close> = self.bf:get(self.meta)
+  return v:u64(M_BLOBS)
+end
+
+--- A summary of the store's space, from its meta block: blobs,
+-- slab_blocks, large_blocks, reserve_blocks, reserve_runs.
+function Varchar:stats ()
+  local _ <close> = enter(self.guard, "stats")
+  local v <close> = self.bf:get(self.meta)
+  local st = {
+    blobs = v:u64(M_BLOBS), slab_blocks = v:u64(M_SLABS),
+    large_blocks = v:u64(M_LBLOCKS), reserve_blocks = v:u64(M_RBLOCKS),
+    reserve_runs = v:u64(M_RRUNS),
+  }
+  return st
+end
+
+-------------------------------------------------------------------------
+-- One-view primitives for structures built on a varchar (fmap.mmlist):
+-- v is a live view of the caller's, left pointing anywhere.
+-------------------------------------------------------------------------
+
+--- Internal: get on the caller's view v.
+function Varchar:_get (v, x, fname)
+  local _ <close> = enter(self.guard, fname or "get")
+  local pos, len = locate(self, v, x, fname or "get")
+  return v:read(pos, len)
+end
+
+--- Internal: put on the caller's view v.
+function Varchar:_put (v, s)
+  local _ <close> = enter(self.guard, "put")
+  return store(self, v, s, #s)
+end
+
+--- Internal: free on the caller's view v.
+function Varchar:_free (v, x, fname)
+  local _ <close> = enter(self.guard, fname or "free")
+  local pos, _, _, c, n = locate(self, v, x, fname or "free")
+  release(self, v, x, pos, c, n)
+end
+
+--- Internal: the blob's string, then the blob freed, on the caller's v.
+function Varchar:_take (v, x, fname)
+  local _ <close> = enter(self.guard, fname or "free")
+  local pos, len, _, c, n = locate(self, v, x, fname or "free")
+  local s = v:read(pos, len)
+  release(self, v, x, pos, c, n)
+  return s
+end
+
+
+--- Internal: replace on the caller's view v.
+function Varchar:_replace (v, x, s, fname)
+  local _ <close> = enter(self.guard, fname or "replace")
+  return replace_on(self, v, x, s, fname)
+end
+
+-------------------------------------------------------------------------
 -- verify
 -------------------------------------------------------------------------
 
 --- Checks every invariant in the comment at the top of this file.
 -- @return true, or nil and a message listing the problems, one per line
 function Varchar:verify ()
+  local _ <close> = enter(self.guard, "verify")
   local bf, bs, meta = self.bf, self.bs, self.meta
   local problems = {}
   local function problem (fmt, ...)
