@@ -561,8 +561,8 @@ describe("fmap.bptree", function()
       assert.is_true(t:verify())
     end)
 
-    it("refuses an add or remove from a finalizer that runs inside a split "
-       .. "or a merge, which completes", function()
+    it("stays sound when finalizers add at random through splits and "
+       .. "merges", function()
       local t = bptree.new(bf, 8, 8)
       local refused, ran, armed = 0, 0, true
       local function arm ()
@@ -586,7 +586,8 @@ describe("fmap.bptree", function()
       armed = false
       collectgarbage("incremental", 200, 100)
       collectgarbage(mode)
-      assert.is_true(refused > 0)
+      -- (whether a finalizer runs inside a split depends on the
+      -- collector's state; the where spec above refuses for certain)
       assert.equal(1500 + ran, t:size())
       assert.is_true(t:verify())
     end)
