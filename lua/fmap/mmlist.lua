@@ -29,15 +29,33 @@ too (one empty leaf is kept, so alternating append and pop at a boundary
 allocates nothing), and every leaf is freed when the list becomes empty.
 
 Invariants (l:verify checks them):
-  - L <= 48; leaves 0..L-1 are allocated runs of 2^k blocks, the others 0
+  - L <= 48; leaves 0..L-1 are allocated runs of 2^k blocks, the others 0;
+    no leaf overlaps another, the meta block or the varchar's meta block
   - n <= B * (2^L - 1); L = 0 when n = 0; otherwise L is the number of
     leaves n items need, or one more
   - entries 1..n are live blobs of the list's varchar with one reference
     each, and the varchar holds no other blob; entries past n mean nothing
+    (pop and swap_delete write 0 into the entry they vacate, so a count
+    grown by damage meets a 0 rather than another item's blob)
   - the varchar verifies
+
+Checks. A leaf block carries no stamp of its owner: all of it is entries.
+So open checks the directory (L against n, every leaf an allocated run
+that overlaps nothing of the list's, leaves past L 0) and that each leaf
+holding items starts with a live blob of the list's varchar, which a leaf
+of another list or structure does not. A handle keeps the leaf offsets it
+checked; an operation that finds another offset in the meta block checks
+that leaf again before using it (one comparison otherwise). A spare leaf,
+holding no item, can only be checked for its place: one of another
+structure's allocated runs, named there by damage, would pass. An entry is
+checked (the varchar locates its blob) before the blob is used. So a
+damaged list raises "mmlist at M is corrupt: ..." before anything is
+written, and mmlist.open returns nil and that message.
 ]]
 
+
 local varchar = require "fmap.varchar"
+local guard = require "fmap.guard"
 
 local M = {}
 
@@ -52,6 +70,9 @@ local M_VERSION, M_BS, M_SELF, M_COUNT, M_VC, M_LEAVES, M_LEAF =
 
 local math_type, type, error, log, floor = math.type, type, error,
   math.log, math.floor
+local pcall, tostring, tointeger, sformat = pcall, tostring, math.tointeger,
+  string.format
+local enter = guard.enter
 local argerr, typename, check_bf = varchar._argerr, varchar._typename,
   varchar._check_bf
 
@@ -69,6 +90,26 @@ local function capacity (L, B)
   return B * ((1 << L) - 1)
 end
 
+-- x as an integer: integers and floats of integral value are, as the
+-- BlockFile's own arguments are; raises for argument n of fname else
+-- (level as argerr's).
+local function toint (x, n, fname, level)
+  if math_type(x) == "integer" then return x end
+  local i = math_type(x) == "float" and tointeger(x)
+  if not i then argerr(fname, n, typename(x), level + 1) end
+  return i
+end
+
+-- A handle on the list at meta, whose varchar is vc.
+local function handle (bf, meta, vc)
+  local bs = bf:block_size()
+  return setmetatable({
+    bf = bf, meta = meta, vc = vc, bs = bs, B = bs // 8, ro = bf:readonly(),
+    leaves = {},     -- leaf k's offset, once checked (check_leaf)
+    guard = guard.of(bf, sformat("mmlist at %d", meta)),
+  }, List)
+end
+
 --- Creates an empty list: allocates its meta block and its varchar.
 -- @param bf a BlockFile
 -- @return the list, or nil, message, errno when the BlockFile cannot grow
@@ -79,29 +120,108 @@ function M.new (bf)
   if not vc then return nil, msg, errno end
   local meta
   meta, msg, errno = bf:allocate()
-  if not meta then return nil, msg, errno end
-  local bs = bf:block_size()
+  if not meta then
+    bf:free(vc:offset())   -- the varchar's meta block, all it holds yet
+    return nil, msg, errno
+  end
   local v <close> = bf:get(meta)
   v:write(0, MAGIC)
   v:set_u32(M_VERSION, VERSION)
-  v:set_u64(M_BS, bs)
+  v:set_u64(M_BS, bf:block_size())
   v:set_u64(M_SELF, meta)
   v:set_u64(M_VC, vc:offset())
-  return setmetatable({ bf = bf, meta = meta, vc = vc, bs = bs, B = bs // 8,
-                        ro = false }, List)
+  return handle(bf, meta, vc)
+end
+
+-- Raises "mmlist at M is corrupt: ..." (a damaged file, not a misuse).
+local function corrupt (self, fmt, ...)
+  error(sformat("mmlist at %d is corrupt: " .. fmt, self.meta, ...), 0)
+end
+
+-- Raises for a count n that is negative (a u64 past 2^63), and returns
+-- it else. Operations check its sign only where it fails their own checks.
+local function check_count (self, n)
+  if n < 0 then corrupt(self, "it counts %d items", n) end
+  return n
+end
+
+-- Checks the count n and the leaf count L against each other; v points
+-- at the meta block. Returns L.
+local function check_leaves (self, v, n)
+  check_count(self, n)
+  local L = v:u64(M_LEAVES)
+  if L < 0 or L > MAXLEAF then
+    corrupt(self, "it counts %d leaves, at most %d", L, MAXLEAF)
+  end
+  local need = n == 0 and 0 or leaf_of(n - 1, self.B) + 1
+  if L < need or L > need + 1 or (n == 0 and L ~= 0) then
+    corrupt(self, "%d item%s need%s %d lea%s, but it has %d", n,
+            n == 1 and "" or "s", n == 1 and "s" or "", need,
+            need == 1 and "f" or "ves", L)
+  end
+  return L
+end
+
+-- Checks leaf k at off, as the meta block (v points at it, and does
+-- after) names it, before the list reads or writes it, then remembers it
+-- in self.leaves. A leaf carries no stamp, so what is checked is its
+-- place (an allocated run of 2^k blocks overlapping nothing of the
+-- list's) and, when it holds items, that its first is a live blob of the
+-- list's varchar. Returns off.
+local function check_leaf (self, v, k, off)
+  local n = v:u64(M_COUNT)
+  local L = check_leaves(self, v, n)
+  local bs, blocks = self.bs, 1 << k
+  local what = sformat("leaf %d (%d block%s at %d)", k, blocks,
+                       blocks == 1 and "" or "s", off)
+  if k >= L then corrupt(self, "%s is past its %d leaves", what, L) end
+  if off <= 0 or off % bs ~= 0 or not pcall(v.retarget, v, off, blocks) then
+    corrupt(self, "%s is not an allocated run", what)
+  end
+  v:retarget(self.meta)
+  local top = off + blocks * bs
+  if self.meta >= off and self.meta < top then
+    corrupt(self, "%s holds the list's meta block", what)
+  end
+  local vcoff = self.vc:offset()
+  if vcoff >= off and vcoff < top then
+    corrupt(self, "%s holds its varchar's meta block", what)
+  end
+  for j = 0, L - 1 do
+    local o = v:u64(M_LEAF + 8 * j)
+    if j ~= k and o ~= 0 and o < top and off < o + (bs << j) then
+      corrupt(self, "%s overlaps leaf %d (at %d)", what, j, o)
+    end
+  end
+  local first = capacity(k, self.B)   -- the leaf's first entry, 0-based
+  if first < n then
+    v:retarget(off)
+    local x = v:u64(0)
+    v:retarget(self.meta)
+    if not pcall(self.vc.refs, self.vc, x) then
+      corrupt(self, "%s is not the list's: its first entry, item %d, names "
+              .. "offset %d, which is not a live blob of its varchar", what,
+              first + 1, x)
+    end
+  end
+  self.leaves[k] = off
+  return off
 end
 
 --- Opens the list whose meta block is at offset.
 -- @param bf a BlockFile
 -- @param offset what l:offset() returned
--- @return the list, or nil and a message when no list is there
+-- @return the list, or nil and a message when no list is there or its
+-- directory of leaves is damaged
 function M.open (bf, offset)
   check_bf(bf, "open")
-  if math_type(offset) ~= "integer" then argerr("open", 2, typename(offset)) end
+  offset = toint(offset, 2, "open", 2)
+  -- the guard a list there has: open reads what an operation changes
+  local _ <close> = enter(guard.of(bf, sformat("mmlist at %d", offset)),
+                          "open")
   local ok, v = pcall(bf.get, bf, offset)
   if not ok then
-    argerr("open", 2, string.format("offset %d is not an allocated block",
-                                    offset))
+    argerr("open", 2, sformat("offset %d is not an allocated block", offset))
   end
   local bs = bf:block_size()
   local magic, version = v:read(0, 8), v:u32(M_VERSION)
@@ -109,24 +229,39 @@ function M.open (bf, offset)
   local n, L = v:u64(M_COUNT), v:u64(M_LEAVES)
   v:release()
   if magic ~= MAGIC then
-    return nil, string.format("offset %d does not hold an mmlist (no magic)",
-                              offset)
+    return nil, sformat("offset %d does not hold an mmlist (no magic)",
+                        offset)
   elseif version ~= VERSION then
-    return nil, string.format("the mmlist at %d has format version %d, "
-                              .. "not %d", offset, version, VERSION)
+    return nil, sformat("the mmlist at %d has format version %d, not %d",
+                        offset, version, VERSION)
   elseif vbs ~= bs or vself ~= offset or L > MAXLEAF or L < 0
          or n < 0 or n > capacity(L, bs // 8) then
-    return nil, string.format("the mmlist at %d is corrupt (its meta block "
-                              .. "disagrees with the file)", offset)
+    return nil, sformat("the mmlist at %d is corrupt (its meta block "
+                        .. "disagrees with the file)", offset)
   end
   local vc, msg
   ok, vc, msg = pcall(varchar.open, bf, vcoff)
   if not ok or not vc then
-    return nil, string.format("the mmlist at %d is corrupt (its varchar: "
-                              .. "%s)", offset, ok and msg or vc)
+    return nil, sformat("the mmlist at %d is corrupt (its varchar: %s)",
+                        offset, ok and msg or vc)
   end
-  return setmetatable({ bf = bf, meta = offset, vc = vc, bs = bs,
-                        B = bs // 8, ro = bf:readonly() }, List)
+  local self = handle(bf, offset, vc)
+  -- every leaf now, so that a damaged directory is found before any
+  -- operation writes; a message, as for a damaged meta block
+  ok, msg = pcall(function ()
+    local w <close> = bf:get(offset)
+    L = check_leaves(self, w, n)
+    for k = 0, MAXLEAF - 1 do
+      local off = w:u64(M_LEAF + 8 * k)
+      if k < L then check_leaf(self, w, k, off)
+      elseif off ~= 0 then
+        corrupt(self, "leaf %d, past the %d allocated, is at %d, not 0", k,
+                L, off)
+      end
+    end
+  end)
+  if not ok then return nil, msg end
+  return self
 end
 
 --- The offset of the list's meta block, for mmlist.open.
@@ -140,20 +275,28 @@ function List:blockfile ()
 end
 
 --- The number of items (also #l).
+-- Not guarded: it reads one word, which every operation writes last.
 function List:size ()
   local v <close> = self.bf:get(self.meta)
-  return v:u64(M_COUNT)
+  return check_count(self, v:u64(M_COUNT))
 end
 List.__len = List.size
 
+-- Never raises (a closed file's handles are printed too); the count only
+-- when the file can be read.
 function List:__tostring ()
-  return string.format("mmlist (meta at %d, %d items)", self.meta,
-                       self:size())
+  local ok, n = pcall(List.size, self)
+  if ok then
+    return sformat("mmlist (meta at %d, %d items)", self.meta, n)
+  end
+  return sformat("mmlist (meta at %d, %s)", self.meta,
+                 tostring(self.bf):match("closed") and "closed BlockFile"
+                 or "unreadable")
 end
 
 local function check_writable (self, fname)
   if self.ro then
-    error(string.format("cannot %s: the BlockFile is read-only", fname), 3)
+    error(sformat("cannot %s: the BlockFile is read-only", fname), 3)
   end
 end
 
@@ -163,29 +306,59 @@ local function check_string (s, n, fname)
   end
 end
 
--- Raises unless i is an index in 1..n (argument n of fname).
-local function check_index (i, n, arg, fname)
-  if math_type(i) ~= "integer" then argerr(fname, arg, typename(i), 3) end
+-- i as an index in 1..n (argument arg of fname), or raises; n is the
+-- count of the list self.
+local function check_index (self, i, n, arg, fname)
+  if math_type(i) ~= "integer" then i = toint(i, arg, fname, 3) end
   if i < 1 or i > n then
+    check_count(self, n)
     argerr(fname, arg, n == 0
-           and string.format("index %d out of range: the list is empty", i)
-           or string.format("index %d out of range 1..%d", i, n), 3)
+           and sformat("index %d out of range: the list is empty", i)
+           or sformat("index %d out of range 1..%d", i, n), 3)
   end
+  return i
 end
 
--- The file offset of 0-based entry j; v must point at the meta block.
+-- The file offset of 0-based entry j, below the count; v must point at
+-- the meta block, and does after.
 local function entry (self, v, j)
   local B = self.B
   local k = j < B and 0 or leaf_of(j, B)
-  return v:u64(M_LEAF + 8 * k) + 8 * (j - B * ((1 << k) - 1))
+  local off = v:u64(M_LEAF + 8 * k)
+  if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
+  return off + 8 * (j - B * ((1 << k) - 1))
 end
 
--- Points v at the block of the entry at file offset e; returns its
--- position in v.
+-- Points v at the block of the entry at file offset e (in a leaf checked
+-- already); returns its position in v.
 local function at (self, v, e)
   local r = e % self.bs
   v:retarget(e - r)
   return r
+end
+
+-- Raises err, the error of a varchar primitive called on x, the blob of
+-- item i: as "mmlist at M is corrupt: ..." when x is no live blob (the
+-- list's damage, not a bad argument of the caller's).
+local function item_error (self, i, x, err)
+  if not pcall(self.vc.refs, self.vc, x) then
+    local why = type(err) == "string"
+                and err:match("is not a live blob( %b())") or ""
+    corrupt(self, "item %d names offset %d, which is not a live blob of "
+            .. "its varchar%s", i, x, why)
+  end
+  error(err, 0)
+end
+
+-- Checks, before an item is taken, the leaves that shrink(n - 1) frees:
+-- a damaged directory must fail before the item is gone.
+local function check_shrink (self, v, n)
+  local L = check_leaves(self, v, n)
+  local keep = n == 1 and 0 or leaf_of(n - 2, self.B) + 2
+  for k = keep, L - 1 do
+    local off = v:u64(M_LEAF + 8 * k)
+    if off ~= self.leaves[k] then check_leaf(self, v, k, off) end
+  end
 end
 
 -- After the count fell to n, frees the leaves it no longer needs; v must
@@ -199,6 +372,7 @@ local function shrink (self, v, n)
     local off = v:u64(M_LEAF + 8 * L)
     v:set_u64(M_LEAF + 8 * L, 0)
     v:set_u64(M_LEAVES, L)
+    self.leaves[L] = nil
     self.bf:free(off, 1 << L)
   end
 end
@@ -209,10 +383,12 @@ end
 function List:append (s)
   check_string(s, 1, "append")
   check_writable(self, "append")
+  local _ <close> = enter(self.guard, "append")
   local v <close> = self.bf:get(self.meta)
   local n, B = v:u64(M_COUNT), self.B
-  if n % B == 0 then   -- maybe the first entry of a leaf not there yet
-    local L = v:u64(M_LEAVES)
+  local L, grown
+  if n % B == 0 or n < 0 then   -- maybe the first entry of a new leaf
+    L = check_leaves(self, v, n)
     if n == capacity(L, B) then   -- a new leaf, 2^L blocks
       if L >= MAXLEAF then error("the list is full", 2) end
       local off, msg, errno
@@ -221,11 +397,23 @@ function List:append (s)
       if not off then return nil, msg, errno end
       v:set_u64(M_LEAF + 8 * L, off)
       v:set_u64(M_LEAVES, L + 1)
+      self.leaves[L] = off
+      grown = off
     end
   end
   local e = entry(self, v, n)
-  local x, msg, errno = self.vc:_put(v, s)
-  if not x then return nil, msg, errno end
+  local ok, x, msg, errno = pcall(self.vc._put, self.vc, v, s)
+  if not (ok and x) then
+    if grown then       -- the list as it was: no leaf for no item
+      v:retarget(self.meta)
+      v:set_u64(M_LEAF + 8 * L, 0)
+      v:set_u64(M_LEAVES, L)
+      self.leaves[L] = nil
+      self.bf:free(grown, 1 << L)
+    end
+    if not ok then error(x, 0) end
+    return nil, msg, errno
+  end
   v:set_u64(at(self, v, e), x)
   v:retarget(self.meta)
   v:set_u64(M_COUNT, n + 1)
@@ -234,10 +422,13 @@ end
 
 --- The item at index i (1..#l).
 function List:get (i)
+  local _ <close> = enter(self.guard, "get")
   local v <close> = self.bf:get(self.meta)
-  check_index(i, v:u64(M_COUNT), 1, "get")
-  local e = entry(self, v, i - 1)
-  return self.vc:_get(v, v:u64(at(self, v, e)), "get")
+  i = check_index(self, i, v:u64(M_COUNT), 1, "get")
+  local x = v:u64(at(self, v, entry(self, v, i - 1)))
+  local ok, s = pcall(self.vc._get, self.vc, v, x, "get")
+  if not ok then item_error(self, i, x, s) end
+  return s
 end
 
 --- Replaces the item at index i with s.
@@ -245,12 +436,13 @@ end
 function List:set (i, s)
   check_string(s, 2, "set")
   check_writable(self, "set")
+  local _ <close> = enter(self.guard, "set")
   local v <close> = self.bf:get(self.meta)
-  check_index(i, v:u64(M_COUNT), 1, "set")
+  i = check_index(self, i, v:u64(M_COUNT), 1, "set")
   local e = entry(self, v, i - 1)
-  local pos = at(self, v, e)
-  local x = v:u64(pos)
-  local y, msg, errno = self.vc:_replace(v, x, s, "set")
+  local x = v:u64(at(self, v, e))
+  local ok, y, msg, errno = pcall(self.vc._replace, self.vc, v, x, s, "set")
+  if not ok then item_error(self, i, x, y) end
   if not y then return nil, msg, errno end
   if y ~= x then v:set_u64(at(self, v, e), y) end
   return true
@@ -259,10 +451,11 @@ end
 --- Exchanges the items at indices i and j.
 function List:swap (i, j)
   check_writable(self, "swap")
+  local _ <close> = enter(self.guard, "swap")
   local v <close> = self.bf:get(self.meta)
   local n = v:u64(M_COUNT)
-  check_index(i, n, 1, "swap")
-  check_index(j, n, 2, "swap")
+  i = check_index(self, i, n, 1, "swap")
+  j = check_index(self, j, n, 2, "swap")
   if i == j then return end
   local ei, ej = entry(self, v, i - 1), entry(self, v, j - 1)
   local pi = at(self, v, ei)
@@ -277,14 +470,27 @@ end
 -- @return it, or nil when the list is empty
 function List:pop ()
   check_writable(self, "pop")
+  local _ <close> = enter(self.guard, "pop")
   local v <close> = self.bf:get(self.meta)
   local n = v:u64(M_COUNT)
-  if n == 0 then return nil end
+  if n <= 0 then
+    check_count(self, n)
+    return nil
+  end
+  local shrinks = (n - 1) % self.B == 0
+  if shrinks then check_shrink(self, v, n) end
   local e = entry(self, v, n - 1)
-  local s = self.vc:_take(v, v:u64(at(self, v, e)), "pop")
+  local pos = at(self, v, e)
+  local x = v:u64(pos)
+  v:set_u64(pos, 0)     -- vacated: it names no blob (see the invariants)
+  local ok, s = pcall(self.vc._take, self.vc, v, x, "pop")
+  if not ok then        -- x is not taken: the entry as it was
+    v:set_u64(at(self, v, e), x)
+    item_error(self, n, x, s)
+  end
   v:retarget(self.meta)
   v:set_u64(M_COUNT, n - 1)
-  if (n - 1) % self.B == 0 then shrink(self, v, n - 1) end
+  if shrinks then shrink(self, v, n - 1) end
   return s
 end
 
@@ -292,27 +498,41 @@ end
 -- @return the removed item
 function List:swap_delete (i)
   check_writable(self, "swap_delete")
+  local _ <close> = enter(self.guard, "swap_delete")
   local v <close> = self.bf:get(self.meta)
   local n = v:u64(M_COUNT)
-  check_index(i, n, 1, "swap_delete")
+  i = check_index(self, i, n, 1, "swap_delete")
+  local shrinks = (n - 1) % self.B == 0
+  if shrinks then check_shrink(self, v, n) end
   local ei, elast = entry(self, v, i - 1), entry(self, v, n - 1)
-  local s = self.vc:_take(v, v:u64(at(self, v, ei)), "swap_delete")
-  if i ~= n then
-    local last = v:u64(at(self, v, elast))
-    v:set_u64(at(self, v, ei), last)
-  end
+  local x = v:u64(at(self, v, ei))
+  local ok, s = pcall(self.vc._take, self.vc, v, x, "swap_delete")
+  if not ok then item_error(self, i, x, s) end
+  local pl = at(self, v, elast)
+  local last = v:u64(pl)
+  v:set_u64(pl, 0)
+  if i ~= n then v:set_u64(at(self, v, ei), last) end
   v:retarget(self.meta)
   v:set_u64(M_COUNT, n - 1)
-  if (n - 1) % self.B == 0 then shrink(self, v, n - 1) end
+  if shrinks then shrink(self, v, n - 1) end
   return s
 end
 
+-- A step of iterate: the guard is held while the step reads, not while
+-- the loop's body runs.
 local function step (self, i)
+  local _ <close> = enter(self.guard, "iterate")
   i = i + 1
   local v <close> = self.bf:get(self.meta)
-  if i > v:u64(M_COUNT) then return nil end
-  local e = entry(self, v, i - 1)
-  return i, self.vc:_get(v, v:u64(at(self, v, e)), "iterate")
+  local n = v:u64(M_COUNT)
+  if i > n then
+    check_count(self, n)
+    return nil
+  end
+  local x = v:u64(at(self, v, entry(self, v, i - 1)))
+  local ok, s = pcall(self.vc._get, self.vc, v, x, "iterate")
+  if not ok then item_error(self, i, x, s) end
+  return i, s
 end
 
 --- An iterator for the generic for: `for i, s in l:iterate() do`. It
@@ -325,6 +545,7 @@ end
 --- Checks every invariant in the comment at the top of this file.
 -- @return true, or nil and a message listing the problems, one per line
 function List:verify ()
+  local _ <close> = enter(self.guard, "verify")
   local bf, B, bs = self.bf, self.B, self.bs
   local problems = {}
   local function problem (fmt, ...)
@@ -336,23 +557,26 @@ function List:verify ()
      or v:u64(M_SELF) ~= self.meta or v:u64(M_BS) ~= bs then
     problem("meta block: bad magic, version, own offset or block size")
   end
-  if L > MAXLEAF then
+  if L > MAXLEAF or L < 0 then
     problem("%d leaves, at most %d", L, MAXLEAF)
-    L = MAXLEAF
+    L = L < 0 and 0 or MAXLEAF
   end
-  if n > capacity(L, B) then
+  if n < 0 or n > capacity(L, B) then
     problem("%d items, but %d leaves hold %d", n, L, capacity(L, B))
   end
-  local need = n == 0 and 0 or leaf_of(n - 1, B) + 1
+  local need = n <= 0 and 0 or leaf_of(n - 1, B) + 1
   if L < need or L > need + 1 or (n == 0 and L ~= 0) then
     problem("%d items need %d leaves, %d allocated", n, need, L)
   end
+  -- the meta blocks, then each leaf: {start, blocks, what}
+  local extents = { { self.meta, 1, "the meta block" },
+                    { self.vc:offset(), 1, "the varchar's meta block" } }
   local leaves = {}
   for k = 0, MAXLEAF - 1 do
     local off = v:u64(M_LEAF + 8 * k)
     if k < L then
       leaves[k] = off
-      if off == 0 or off % bs ~= 0 then
+      if off <= 0 or off % bs ~= 0 then
         problem("leaf %d: bad offset %d", k, off)
       else
         for b = 0, (1 << k) - 1 do
@@ -362,6 +586,13 @@ function List:verify ()
             break
           end
         end
+        for _, x in ipairs(extents) do
+          if off < x[1] + x[2] * bs and x[1] < off + (bs << k) then
+            problem("leaf %d (at %d) overlaps %s (at %d)", k, off, x[3],
+                    x[1])
+          end
+        end
+        extents[#extents + 1] = { off, 1 << k, "leaf " .. k }
       end
     elseif off ~= 0 then
       problem("leaf %d past the %d allocated is not 0", k, L)
@@ -370,8 +601,8 @@ function List:verify ()
   local seen = {}
   if #problems == 0 then
     for j = 0, n - 1 do
-      local e = entry(self, v, j)
-      local x = v:u64(at(self, v, e))
+      local k = j < B and 0 or leaf_of(j, B)
+      local x = v:u64(at(self, v, leaves[k] + 8 * (j - capacity(k, B))))
       v:retarget(self.meta)
       if seen[x] then
         problem("items %d and %d share the blob at %d", seen[x], j + 1, x)
