@@ -559,6 +559,12 @@ describe("fmap.bptree", function()
       end))
       t:add("j", "0")                      -- and the guard was left
       assert.is_true(t:verify())
+      assert.equal("B+tree modified by remove's where function",
+                   h.errmsg(function ()
+                     t:remove("k", function ()
+                       bptree.new_at(bf, t:offset(), 1, 1)
+                     end)
+                   end))
     end)
 
     it("stays sound when finalizers add at random through splits and "

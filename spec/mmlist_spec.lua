@@ -7,6 +7,39 @@ local function ok_verify (l)
   assert(ok, msg)
 end
 
+-- One random operation on the list l and on model, the table of its
+-- items, checked against each other: append (also while l has fewer than
+-- min items), pop, set, swap, swap_delete or get, as a percentage falls
+-- under the five rising cuts c. value(op) makes an item for op, "append"
+-- or "set".
+local function random_op (l, model, c, min, value)
+  local n, op = #model, math.random(100)
+  if op <= c[1] or n < min then
+    local s = value("append")
+    model[n + 1] = s
+    assert.equal(n + 1, l:append(s))
+  elseif op <= c[2] then
+    assert.equal(table.remove(model), l:pop())
+  elseif op <= c[3] then
+    local i, s = math.random(n), value("set")
+    model[i] = s
+    assert.is_true(l:set(i, s))
+  elseif op <= c[4] then
+    local i, j = math.random(n), math.random(n)
+    model[i], model[j] = model[j], model[i]
+    l:swap(i, j)
+  elseif op <= c[5] then
+    local i = math.random(n)
+    local s = model[i]
+    model[i] = model[n]
+    model[n] = nil
+    assert.equal(s, l:swap_delete(i))
+  else
+    local i = math.random(n)
+    assert.equal(model[i], l:get(i))
+  end
+end
+
 describe("fmap.mmlist", function()
   local path, bf, l
   before_each(function()
@@ -302,32 +335,7 @@ describe("fmap.mmlist", function()
         return string.rep(string.char(math.random(32, 126)), n)
       end
       for step = 1, 12000 do
-        local n = #model
-        local op = math.random(100)
-        if op <= 40 or n == 0 then
-          local s = rstring()
-          model[n + 1] = s
-          assert.equal(n + 1, l:append(s))
-        elseif op <= 52 then
-          assert.equal(table.remove(model), l:pop())
-        elseif op <= 62 then
-          local i, s = math.random(n), rstring()
-          model[i] = s
-          assert.is_true(l:set(i, s))
-        elseif op <= 70 then
-          local i, j = math.random(n), math.random(n)
-          model[i], model[j] = model[j], model[i]
-          l:swap(i, j)
-        elseif op <= 80 then
-          local i = math.random(n)
-          local s = model[i]
-          model[i] = model[n]
-          model[n] = nil
-          assert.equal(s, l:swap_delete(i))
-        else
-          local i = math.random(n)
-          assert.equal(model[i], l:get(i))
-        end
+        random_op(l, model, { 40, 52, 62, 70, 80 }, 1, rstring)
         assert.equal(#model, #l)
         if step % 2000 == 0 then
           ok_verify(l)
@@ -749,31 +757,9 @@ print("AGAIN", l:append("x"), l:verify())
       debug.sethook(rewrite, "", 97)
       local ok, err = pcall(function ()
         for _ = 1, 3000 do
-          local n, op = #model, math.random(100)
-          if op <= 35 or n < 2 then
-            local s = ("v"):rep(math.random(0, 600))
-            model[n + 1] = s
-            assert.equal(n + 1, l:append(s))
-          elseif op <= 50 then
-            assert.equal(table.remove(model), l:pop())
-          elseif op <= 70 then
-            local i, s = math.random(n), ("w"):rep(math.random(0, 600))
-            model[i] = s
-            assert.is_true(l:set(i, s))
-          elseif op <= 80 then
-            local i, j = math.random(n), math.random(n)
-            model[i], model[j] = model[j], model[i]
-            l:swap(i, j)
-          elseif op <= 90 then
-            local i = math.random(n)
-            local s = model[i]
-            model[i] = model[n]
-            model[n] = nil
-            assert.equal(s, l:swap_delete(i))
-          else
-            local i = math.random(n)
-            assert.equal(model[i], l:get(i))
-          end
+          random_op(l, model, { 35, 50, 70, 80, 90 }, 2, function (op)
+            return (op == "append" and "v" or "w"):rep(math.random(0, 600))
+          end)
         end
       end)
       debug.sethook()

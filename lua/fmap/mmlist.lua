@@ -70,11 +70,12 @@ local M_VERSION, M_BS, M_SELF, M_COUNT, M_VC, M_LEAVES, M_LEAF =
 
 local math_type, type, error, log, floor = math.type, type, error,
   math.log, math.floor
-local pcall, tostring, tointeger, sformat = pcall, tostring, math.tointeger,
-  string.format
+local pcall, tostring, sformat = pcall, tostring, string.format
 local enter = guard.enter
-local argerr, typename, check_bf = varchar._argerr, varchar._typename,
-  varchar._check_bf
+local argerr, check_bf = varchar._argerr, varchar._check_bf
+-- x as an integer (integral floats too), else raises for argument n of
+-- fname at level (toint(x, fname, n, level), as varchar's offsets)
+local toint = varchar._toint
 
 -- The leaf holding 0-based entry j, for B entries per block.
 local function leaf_of (j, B)
@@ -90,14 +91,9 @@ local function capacity (L, B)
   return B * ((1 << L) - 1)
 end
 
--- x as an integer: integers and floats of integral value are, as the
--- BlockFile's own arguments are; raises for argument n of fname else
--- (level as argerr's).
-local function toint (x, n, fname, level)
-  if math_type(x) == "integer" then return x end
-  local i = math_type(x) == "float" and tointeger(x)
-  if not i then argerr(fname, n, typename(x), level + 1) end
-  return i
+-- The guard of the list at meta, shared by its handles (fmap.guard).
+local function guard_of (bf, meta)
+  return guard.of(bf, sformat("mmlist at %d", meta))
 end
 
 -- A handle on the list at meta, whose varchar is vc.
@@ -106,7 +102,7 @@ local function handle (bf, meta, vc)
   return setmetatable({
     bf = bf, meta = meta, vc = vc, bs = bs, B = bs // 8, ro = bf:readonly(),
     leaves = {},     -- leaf k's offset, once checked (check_leaf)
-    guard = guard.of(bf, sformat("mmlist at %d", meta)),
+    guard = guard_of(bf, meta),
   }, List)
 end
 
@@ -215,10 +211,9 @@ end
 -- directory of leaves is damaged
 function M.open (bf, offset)
   check_bf(bf, "open")
-  offset = toint(offset, 2, "open", 2)
+  offset = toint(offset, "open", 2)
   -- the guard a list there has: open reads what an operation changes
-  local _ <close> = enter(guard.of(bf, sformat("mmlist at %d", offset)),
-                          "open")
+  local _ <close> = enter(guard_of(bf, offset), "open")
   local ok, v = pcall(bf.get, bf, offset)
   if not ok then
     argerr("open", 2, sformat("offset %d is not an allocated block", offset))
@@ -309,7 +304,7 @@ end
 -- i as an index in 1..n (argument arg of fname), or raises; n is the
 -- count of the list self.
 local function check_index (self, i, n, arg, fname)
-  if math_type(i) ~= "integer" then i = toint(i, arg, fname, 3) end
+  if math_type(i) ~= "integer" then i = toint(i, fname, arg, 4) end
   if i < 1 or i > n then
     check_count(self, n)
     argerr(fname, arg, n == 0

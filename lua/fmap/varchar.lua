@@ -1143,4 +1143,5 @@ end
 M._check_bf = check_bf
 M._argerr = argerr
 M._typename = typename
+M._toint = toint
 return M
