@@ -139,6 +139,9 @@ static unsigned char *vptr (const View *v) {
 }
 
 /* A non-negative integer argument. */
+/* "s" unless n is 1: "1 byte", "2 bytes". */
+static const char *plural (uint64_t n) { return n == 1 ? "" : "s"; }
+
 static uint64_t checkcount (lua_State *L, int i, const char *what) {
   lua_Integer n = luaL_checkinteger(L, i);
   if (n < 0)
@@ -163,6 +166,13 @@ static void checkspan (lua_State *L, const View *v, int arg, lua_Integer pos,
 static int corefail (lua_State *L, BlockFile *bf, int arg) {
   if (arg > 0) return luaL_argerror(L, arg, bf->f.msg);
   return luaL_error(L, "%s", bf->f.msg);
+}
+
+/* The misuse of a call that writes: on a read-only BlockFile the core
+** refuses before it looks at the arguments, so the fault is self's
+** ("calling 'free' on bad self (the BlockFile is read-only)"). */
+static int writefail (lua_State *L, BlockFile *bf, int arg) {
+  return corefail(L, bf, bf->f.readonly ? 1 : arg);
 }
 
 /* The file offset argument: a non-negative integer. */
@@ -659,12 +669,16 @@ static unsigned char *searchrun (lua_State *L, const View *v, int arg,
                                  uint64_t stride, size_t kl, uint64_t last) {
   unsigned char *base;
   if (count == 0) return NULL;
-  if (pos < 0 || (uint64_t)pos > v->len || stride == 0 ||
+  if (stride == 0)   /* the stride is argument 4 of each caller */
+    luaL_argerror(L, 4, "stride 0: a sorted run's entries are at least a "
+                  "byte apart");
+  if (pos < 0 || (uint64_t)pos > v->len ||
       count - 1 > (v->len - (uint64_t)pos) / stride ||
       last > v->len - (uint64_t)pos - (count - 1) * stride)
-    luaL_argerror(L, arg, lua_pushfstring(L, "%I entries of %I bytes (keys "
+    luaL_argerror(L, arg, lua_pushfstring(L, "%I entr%s of %I byte%s (keys "
                   "of %I) from position %I pass the view (%I bytes)",
-                  (lua_Integer)count, (lua_Integer)stride, (lua_Integer)kl,
+                  (lua_Integer)count, count == 1 ? "y" : "ies",
+                  (lua_Integer)stride, plural(stride), (lua_Integer)kl,
                   pos, (lua_Integer)v->len));
   base = vptr(v) + pos;
 #ifndef FMAP_NO_PREFETCH
@@ -1010,15 +1024,19 @@ static int bf_searcher (lua_State *L) {
 ** from pos, lie in the view. */
 static void checkentries (lua_State *L, const View *v, lua_Integer pos,
                           uint64_t count, uint64_t stride, uint64_t len,
-                          uint64_t len2) {
+                          uint64_t len2, int sarg) {
+  if (count > 1 && stride == 0)
+    luaL_argerror(L, sarg, lua_pushfstring(L, "stride 0 puts %I entries at "
+                  "one place", (lua_Integer)count));
   if (count > 0 &&
-      (pos < 0 || (uint64_t)pos > v->len || (count > 1 && stride == 0) ||
+      (pos < 0 || (uint64_t)pos > v->len ||
        (count > 1 && count - 1 > (v->len - (uint64_t)pos) / stride) ||
        len > v->len || len2 > v->len - len ||
        len + len2 > v->len - (uint64_t)pos - (count - 1) * stride))
-    luaL_argerror(L, 3, lua_pushfstring(L, "%I entries of %I bytes, %I "
+    luaL_argerror(L, 3, lua_pushfstring(L, "%I entr%s of %I byte%s, %I "
                   "apart from position %I, pass the view (%I bytes)",
-                  (lua_Integer)count, (lua_Integer)(len + len2),
+                  (lua_Integer)count, count == 1 ? "y" : "ies",
+                  (lua_Integer)(len + len2), plural(len + len2),
                   (lua_Integer)stride, pos, (lua_Integer)v->len));
 }
 
@@ -1050,8 +1068,8 @@ static int view_insert_key (lua_State *L) {
   luaL_argcheck(L, cap >= 1 && cap <= UINT32_MAX, 5,
                 "capacity must be 1 to 4294967295");
   if (kl + vl != stride)
-    luaL_argerror(L, 6, lua_pushfstring(L, "a key of %I bytes and a value "
-                  "of %I make no entry of %I", (lua_Integer)kl,
+    luaL_argerror(L, 6, lua_pushfstring(L, "a key of %I byte%s and a value "
+                  "of %I make no entry of %I", (lua_Integer)kl, plural(kl),
                   (lua_Integer)vl, (lua_Integer)stride));
   if (v->state != LIVE) checkwritable(L, 1);   /* a conversion ran a
                                                ** finalizer */
@@ -1060,7 +1078,7 @@ static int view_insert_key (lua_State *L) {
     luaL_argerror(L, 5, lua_pushfstring(L, "the node holds %I entries, more "
                   "than its capacity %I", (lua_Integer)count,
                   (lua_Integer)cap));
-  checkentries(L, v, pos, cap, stride, stride, 0);
+  checkentries(L, v, pos, cap, stride, stride, 0, 4);
   base = vptr(v) + pos;
 #ifndef FMAP_NO_PREFETCH
   prefetch_run(base, count * stride);
@@ -1106,7 +1124,7 @@ static int view_read_entries (lua_State *L) {
     if (v->state != LIVE || v->bf->f.map != map || v->off != off ||
         v->len != vlen) {
       if (v->state != LIVE) checkview(L, 1);
-      checkentries(L, v, pos, count, stride, len, len2);
+      checkentries(L, v, pos, count, stride, len, len2, 5);
       map = v->bf->f.map;
       off = v->off;
       vlen = v->len;
@@ -1158,12 +1176,15 @@ static int view_bsearch_slots (lua_State *L) {
   int found = 0;
   if (v->state != LIVE) checkview(L, 1);   /* the key's conversion ran a
                                            ** finalizer that retired it */
-  if (count > 0 && (pos < 0 || (uint64_t)pos > v->len || stride < 4 ||
+  if (count > 0 && stride < 4)
+    luaL_argerror(L, 4, lua_pushfstring(L, "stride %I is shorter than a "
+                  "slot's 4-byte position", (lua_Integer)stride));
+  if (count > 0 && (pos < 0 || (uint64_t)pos > v->len ||
                     count - 1 > (v->len - (uint64_t)pos) / stride ||
                     v->len - (uint64_t)pos - (count - 1) * stride < 4))
-    luaL_argerror(L, 2, lua_pushfstring(L, "%I slots of %I bytes from "
+    luaL_argerror(L, 2, lua_pushfstring(L, "%I slot%s of %I bytes from "
                   "position %I pass the view (%I bytes)", (lua_Integer)count,
-                  (lua_Integer)stride, pos, (lua_Integer)v->len));
+                  plural(count), (lua_Integer)stride, pos, (lua_Integer)v->len));
   while (lo < hi) {
     uint64_t mid = lo + (hi - lo) / 2;
     int c = slotcmp(L, v, (uint64_t)pos + mid * stride, mid, key, kl);
@@ -1652,11 +1673,13 @@ static int bf_tostring (lua_State *L) {
     return 1;
   }
   fm_get_stats(&bf->f, &st);
-  lua_pushfstring(L, "BlockFile (%s%s, %I bytes, %I blocks of %I, %I free, "
-                  "%I live view%s)", bf->f.path ? bf->f.path : "anonymous",
+  lua_pushfstring(L, "BlockFile (%s%s, %I bytes, %I block%s of %I: the header, %I used, "
+                  "%I free, %I never used; %I live view%s)",
+                  bf->f.path ? bf->f.path : "anonymous",
                   bf->f.readonly ? ", read-only" : "", (lua_Integer)st.size,
-                  (lua_Integer)st.blocks, (lua_Integer)st.block_size,
-                  (lua_Integer)(st.free_blocks + st.tail_blocks),
+                  (lua_Integer)st.blocks, st.blocks == 1 ? "" : "s",
+                  (lua_Integer)st.block_size, (lua_Integer)st.used_blocks,
+                  (lua_Integer)st.free_blocks, (lua_Integer)st.tail_blocks,
                   bf->nviews, bf->nviews == 1 ? "" : "s");
   return 1;
 }
@@ -1699,6 +1722,9 @@ static int mod_open (lua_State *L) {
       if (flag == 0)
         return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option %s",
                              k ? k : luaL_typename(L, -2)));
+      if (!lua_isboolean(L, -1))
+        return luaL_argerror(L, 2, lua_pushfstring(L, "option %s must be "
+                             "true or false, not %s", k, luaL_typename(L, -1)));
       if (lua_toboolean(L, -1)) flags |= flag;
       lua_pop(L, 1);
     }
@@ -1835,7 +1861,9 @@ static int batch_step (lua_State *L) {
       return luaL_error(L, "batch fill returned %s, not a count",
                         luaL_typename(L, -1));
     lua_pop(L, 1);
-    if (!isint || n <= 0) {
+    if (isint && n < 0)
+      return luaL_error(L, "batch fill returned %I, a negative count", n);
+    if (!isint || n == 0) {
       b->done = 1;
       return 0;
     }
@@ -1894,6 +1922,8 @@ typedef struct Entries {
   uint64_t left;      /* entries left in the run */
   int64_t stride;
   size_t len, len2;
+  uint64_t first, blocks;  /* the run's blocks, checked allocated ... */
+  uint64_t frees;          /* ... when bf had made this many frees */
   int two;            /* a step returns two strings */
   int done;
   int watch;
@@ -1950,8 +1980,10 @@ static void setrun (lua_State *L, Entries *e, BlockFile *bf) {
                  (lua_Integer)top, (lua_Integer)pos, (lua_Integer)n, stride,
                  (lua_Integer)len, (lua_Integer)len2);
     first = lo - lo % bs;
-    if (fm_check_range(&bf->f, first,
-                       hi > first ? (hi - first + bs - 1) / bs : 1) != 0)
+    e->first = first;
+    e->blocks = hi > first ? (hi - first + bs - 1) / bs : 1;
+    e->frees = bf->f.frees;
+    if (fm_check_range(&bf->f, e->first, e->blocks) != 0)
       luaL_error(L, "entry_iterator's fill returned a run in a free "
                  "block: %s", bf->f.msg);
   }
@@ -1994,6 +2026,13 @@ static int entries_step (lua_State *L) {
     }
     setrun(L, e, bf);
   }
+  /* a free since the run was checked may have taken a block of it */
+  if (bf->f.frees != e->frees) {
+    e->frees = bf->f.frees;
+    if (fm_check_range(&bf->f, e->first, e->blocks) != 0)
+      luaL_error(L, "entry_iterator: a block of its run was freed during "
+                 "the loop: %s", bf->f.msg);
+  }
   /* this entry, all of it read before the first string: making it may
   ** run a finalizer that steps this iterator into another run */
   at = e->pos;
@@ -2033,7 +2072,7 @@ static int bf_entry_iterator (lua_State *L) {
 static int doallocate (lua_State *L, BlockFile *bf, uint64_t n) {
   uint64_t off;
   int rc = fm_allocate(&bf->f, n, &off);
-  if (rc == FM_EMISUSE) return corefail(L, bf, lua_gettop(L) >= 2 ? 2 : 0);
+  if (rc == FM_EMISUSE) return writefail(L, bf, lua_gettop(L) >= 2 ? 2 : 0);
   if (rc == FM_ECORRUPT) return corefail(L, bf, 0);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
   lua_pushinteger(L, (lua_Integer)off);
@@ -2064,7 +2103,7 @@ static int bf_free (lua_State *L) {
   luaL_argcheck(L, n >= 1, 3,
                 lua_pushfstring(L, "block count %I is not positive", n));
   rc = fm_free(&bf->f, off, (uint64_t)n);
-  if (rc == FM_EMISUSE) return corefail(L, bf, 2);
+  if (rc == FM_EMISUSE) return writefail(L, bf, 2);
   if (rc == FM_ECORRUPT) return corefail(L, bf, 0);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
   end = off + (uint64_t)n * bs;
@@ -2136,7 +2175,7 @@ static int setctl (lua_State *L, int sync) {
   int rc;
   if (!bf->open) checkbf(L, 1);   /* a finalizer ran in the conversion */
   rc = fm_set_control_data(&bf->f, s, len, sync);
-  if (rc == FM_EMISUSE) return corefail(L, bf, 2);
+  if (rc == FM_EMISUSE) return writefail(L, bf, 2);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
   lua_pushboolean(L, 1);
   return 1;

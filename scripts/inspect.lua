@@ -1,20 +1,22 @@
 --- scripts/inspect.lua: what is in an fmap file, and is it sound.
 -- Run it as: fmap scripts/inspect.lua [--free] [--block OFFSET] [--stats]
---                                     [--audit] FILE
+--                                     [--audit] [-r MODULE] FILE
 -- Prints the header (format version, block size, size, blocks, free
 -- blocks, control data) and the result of bf:check(); --free lists the
 -- free list, --block hexdumps the block at OFFSET (decimal or 0x hex),
 -- --stats prints blocks by kind and each structure's figures
 -- (fmap.classify.stats), --audit the audit of the structures in the file
--- (fmap.audit). Opens the file read-only. Exits 0 when the file is sound,
--- 1 when it cannot be opened or check() (or --audit) finds problems, 2 on
--- a usage error.
+-- (fmap.audit); -r MODULE (or --require, repeatable) loads a module that
+-- registers a classifier of your own structure first. Opens the file
+-- read-only. Exits 0 when the file is sound, 1 when it cannot be opened
+-- or check() (or --audit) finds problems, 2 on a usage error (an OFFSET
+-- that is no block of the file is one, reported before anything else).
 local fmap = require "fmap"
 local repl = require "fmap.repl"
 local cli = require "fmap.cli"
 
 local USAGE = "usage: fmap scripts/inspect.lua [--free] [--block OFFSET] "
-              .. "[--stats] [--audit] FILE"
+              .. "[--stats] [--audit] [-r MODULE] FILE"
 
 local cmd = cli.new("inspect", USAGE, {
   ["--block"] = { key = "blocks", kind = "offset", many = true,
@@ -22,6 +24,8 @@ local cmd = cli.new("inspect", USAGE, {
   ["--free"] = { key = "free", kind = "flag" },
   ["--stats"] = { key = "stats", kind = "flag" },
   ["--audit"] = { key = "audit", kind = "flag" },
+  ["-r"] = { key = "modules", many = true, value = "a MODULE" },
+  ["--require"] = { key = "modules", many = true, value = "a MODULE" },
 })
 
 local function row (name, fmt, ...)
@@ -83,15 +87,20 @@ local function raw_hex (path, off, bs)
   return v:hex(0, #bytes)
 end
 
-local function block (bf, off)
+-- An --block OFFSET must name a block of the file: a usage error else.
+local function check_block (bf, off)
   local bs, size = bf:block_size(), bf:size()
   if off % bs ~= 0 then
-    cmd:fail(string.format("--block %d is not a multiple of the block size "
-                           .. "(%d)", off, bs))
+    cmd:usage_error(string.format("--block %d is not a multiple of the "
+                                  .. "block size (%d)", off, bs))
   elseif off >= size then
-    cmd:fail(string.format("--block %d is past the end of the file (%d "
-                           .. "bytes)", off, size))
+    cmd:usage_error(string.format("--block %d is past the end of the file "
+                                  .. "(%d bytes)", off, size))
   end
+end
+
+local function block (bf, off)
+  local bs = bf:block_size()
   local what, dump
   if off == 0 then
     what, dump = "the control block", raw_hex(bf:path(), off, bs)
@@ -111,8 +120,13 @@ local function block (bf, off)
 end
 
 local opts = cmd:parse(arg)
+for _, m in ipairs(opts.modules) do
+  local ok, err = pcall(require, m)
+  if not ok then cmd:fail(string.format("cannot load %s: %s", m, err)) end
+end
 local bf <close>, err = fmap.open(opts.path, { readonly = true })
 if not bf then cmd:fail(err) end
+for _, off in ipairs(opts.blocks) do check_block(bf, off) end
 header(bf)
 local ok, problems = bf:check()
 if ok then

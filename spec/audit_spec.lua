@@ -229,6 +229,21 @@ describe("scripts/inspect.lua --audit and --stats", function()
     assert.matches("\nok: no problem found\n$", text)
   end)
 
+  it("loads the classifier with -r as with fmap -l", function()
+    leaky()
+    for _, flag in ipairs({ "-r toychain", "--require=toychain" }) do
+      local text, status = run("scripts/inspect.lua " .. flag .. " --audit "
+                               .. path)
+      assert.equal(1, status, text)
+      assert.matches("\nleaked: 2 blocks allocated, not free", text)
+    end
+    local text, status = run("scripts/inspect.lua -r no_such_module "
+                             .. path)
+    assert.equal(1, status, text)
+    assert.matches("inspect: cannot load no_such_module: module "
+                   .. "'no_such_module' not found", text, 1, true)
+  end)
+
   it("prints the stats", function()
     leaky()
     local text, status = run("-l toychain scripts/inspect.lua --stats "

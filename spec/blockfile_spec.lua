@@ -196,11 +196,26 @@ describe("fmap.BlockFile", function()
                     .. "mismatch)", 22 }, { fmap.open(path) })
     end)
 
-    it("rejects an unknown option", function()
+    it("rejects an unknown option, and a value that is not a boolean",
+       function()
       assert.equal("bad argument #2 to 'open' (unknown option read_only)",
                    h.errmsg(function()
                      fmap.open(path, { read_only = true })
                    end))
+      for _, case in ipairs({ { "readonly", "yes", "string" },
+                              { "repair", 1, "number" },
+                              { "readonly", {}, "table" } }) do
+        assert.equal("bad argument #2 to 'open' (option " .. case[1]
+                     .. " must be true or false, not " .. case[3] .. ")",
+                     h.errmsg(function()
+                       fmap.open(path, { [case[1]] = case[2] })
+                     end))
+      end
+      -- false is an option's default, said aloud
+      bf:close()
+      local f <close> = assert(fmap.open(path, { readonly = false,
+                                                 repair = false }))
+      assert.is_false(f:readonly())
     end)
 
     describe("read-only", function()
@@ -236,13 +251,22 @@ describe("fmap.BlockFile", function()
                        h.errmsg(call))
         end
         assert.equal("data", v:read(0, 4))
-        assert.equal("the BlockFile is read-only",
-                     h.errmsg(function() ro:allocate() end))
-        assert.equal("bad argument #1 to 'free' (the BlockFile is read-only)",
-                     h.errmsg(function() ro:free(BS) end))
-        assert.equal("bad argument #1 to 'set_control_data' (the BlockFile "
+        -- the fault is self's, whatever the arguments
+        assert.equal("calling 'allocate' on bad self (the BlockFile is "
+                     .. "read-only)", h.errmsg(function() ro:allocate() end))
+        assert.equal("calling 'allocate_blocks' on bad self (the BlockFile "
+                     .. "is read-only)",
+                     h.errmsg(function() ro:allocate_blocks(2) end))
+        assert.equal("calling 'free' on bad self (the BlockFile is "
+                     .. "read-only)", h.errmsg(function() ro:free(BS) end))
+        assert.equal("calling 'free' on bad self (the BlockFile is "
+                     .. "read-only)", h.errmsg(function() ro:free(BS + 1) end))
+        assert.equal("calling 'set_control_data' on bad self (the BlockFile "
                      .. "is read-only)",
                      h.errmsg(function() ro:set_control_data("x") end))
+        assert.equal("calling 'set_control_data_nosync' on bad self (the "
+                     .. "BlockFile is read-only)",
+                     h.errmsg(function() ro:set_control_data_nosync("x") end))
         assert.equal("data", v:read(0, 4))
       end)
 
@@ -740,11 +764,21 @@ describe("fmap.BlockFile", function()
 
   describe(":tostring()", function()
     it("summarises the file", function()
+      local a, b = bf:allocate(), bf:allocate()
       bf:allocate()
+      bf:free(a)
+      bf:free(b)
+      local v <close> = bf:get(bf:allocate())
+      -- 1 header + 2 used + 1 free, and the tail grown but never used
       assert.equal("BlockFile (" .. path .. ", " .. bf:size() .. " bytes, "
-                   .. bf:size() // BS .. " blocks of 4096, "
-                   .. bf:stats().tail_blocks .. " free, 0 live views)",
-                   tostring(bf))
+                   .. bf:size() // BS .. " blocks of 4096: the header, 2 "
+                   .. "used, 1 free, " .. bf:size() // BS - 4
+                   .. " never used; 1 live view)", tostring(bf))
+      assert.equal(bf:size() // BS - 4, bf:stats().tail_blocks)
+      local a1 <close> = fmap.anonymous()
+      assert.equal("BlockFile (anonymous, 4096 bytes, 1 block of 4096: the "
+                   .. "header, 0 used, 0 free, 0 never used; 0 live views)",
+                   tostring(a1))
     end)
   end)
 
@@ -1157,6 +1191,9 @@ describe("fmap module", function()
       local it = fmap.batch_iterator(function () return "many" end, 1)
       assert.equal("batch fill returned string, not a count",
                    h.errmsg(function() it() end))
+      it = fmap.batch_iterator(function () return -1 end, 1)
+      assert.equal("batch fill returned -1, a negative count",
+                   h.errmsg(function() it() end))
       it = fmap.batch_iterator(function () error("fill failed", 0) end, 1)
       assert.equal("fill failed", h.errmsg(function() it() end))
       -- three values cannot make steps of two (nor of two backward)
@@ -1393,6 +1430,31 @@ describe("fmap module", function()
       end)))
       -- a run of 0 entries is not checked: there is nothing to read
       assert.same({}, all(bf:entry_iterator(runs({ 0, 0, 8, 2 }))))
+    end)
+
+    it("refuses a step into a block freed during the loop", function()
+      local a = bf:allocate()
+      bf:allocate()
+      local b = bf:allocate()           -- not beside a: no run merges them
+      bf:with(a, 1, function (v) v:write(0, ("abcd"):rep(8)) end)
+      -- a free elsewhere leaves the run's steps alone
+      local it = bf:entry_iterator(runs({ a, 8, 4, 4 }))
+      assert.equal("abcd", it())
+      bf:free(b)
+      assert.equal("abcd", it())
+      -- a free of the run's block stops the next step
+      bf:free(a)
+      assert.equal("entry_iterator: a block of its run was freed during the "
+                   .. "loop: block at offset " .. a .. " is free",
+                   h.errmsg(it))
+      -- allocated again, the block is the file's to read (zeroes now)
+      assert.equal(a, bf:allocate())
+      assert.equal(b, bf:allocate())
+      it = bf:entry_iterator(runs({ a, 2, 4, 4 }))
+      assert.equal(("\0"):rep(4), it())
+      bf:free(a)
+      assert.equal(a, bf:allocate())
+      assert.equal(("\0"):rep(4), it())
     end)
   end)
 

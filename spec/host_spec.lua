@@ -961,11 +961,14 @@ describe("scripts/inspect.lua", function()
     end
   end)
 
-  it("refuses a --block that is not a block of the file", function()
+  it("refuses a --block that is not a block of the file, before it prints",
+     function()
     for _, off in ipairs({ "100", "4096000" }) do
-      local _, err, status = run{ args = { INSPECT, "--block", off, path } }
-      assert.equal(1, status)
+      local out, err, status = run{ args = { INSPECT, "--block", off, path } }
+      assert.equal(2, status)
+      assert.equal("", out)
       assert.matches("^inspect: %-%-block " .. off, err)
+      assert.matches("\nusage: fmap scripts/inspect.lua ", err)
     end
   end)
 end)

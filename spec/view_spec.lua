@@ -343,6 +343,16 @@ describe("fmap.View", function()
                    end))
       assert.equal("bad argument #2 to 'bsearch' (count -1 is negative)",
                    h.errmsg(function() v:bsearch(0, -1, 16, "abcd") end))
+      assert.equal("bad argument #1 to 'bsearch' (1 entry of 1 byte (keys "
+                   .. "of 4) from position 8190 pass the view (8192 bytes))",
+                   h.errmsg(function() v:bsearch(#v - 2, 1, 1, "abcd") end))
+      -- a stride of 0 is the stride's fault, whatever the run
+      for _, count in ipairs({ 1, 2, 5000 }) do
+        assert.equal("bad argument #3 to 'bsearch' (stride 0: a sorted "
+                     .. "run's entries are at least a byte apart)",
+                     h.errmsg(function() v:bsearch(0, count, 0, "a") end))
+      end
+      assert.same({ 0, false }, { v:bsearch(0, 0, 0, "a") })   -- no run
     end)
 
     it("returns the field beside the hit when asked", function()
@@ -403,6 +413,14 @@ describe("fmap.View", function()
                    .. "outside the view (8192 bytes))", h.errmsg(function()
                      v:search(-1, 0, 8, "abcd")
                    end))
+      v:set_u32(60, 2)
+      assert.equal("bad argument #3 to 'search' (stride 0: a sorted run's "
+                   .. "entries are at least a byte apart)",
+                   h.errmsg(function() v:search(60, 64, 0, "abcd") end))
+      assert.equal("bad argument #3 to 'remove_key' (stride 0: a sorted "
+                   .. "run's entries are at least a byte apart)",
+                   h.errmsg(function() v:remove_key(60, 64, 0, "abcd") end))
+      assert.equal(2, v:u32(60))
       v:set_u32(60, 0xFFFFFFFF)
       assert.equal("bad argument #2 to 'search' (4294967295 entries of 8 "
                    .. "bytes (keys of 4) from position 64 pass the view "
@@ -599,6 +617,17 @@ describe("fmap.View", function()
       assert.matches("pass the view", h.errmsg(function()
         v:read_entries(t, 0, math.maxinteger, 1, 1)
       end))
+      assert.equal("bad argument #2 to 'read_entries' (1 entry of 1 byte, 1 "
+                   .. "apart from position 8192, pass the view (8192 "
+                   .. "bytes))", h.errmsg(function()
+                     v:read_entries(t, #v, 1, 1, 1)
+                   end))
+      -- one entry needs no stride; more at one place is the stride's fault
+      assert.equal(1, v:read_entries({}, 0, 1, 0, 1))
+      assert.equal("bad argument #4 to 'read_entries' (stride 0 puts 2 "
+                   .. "entries at one place)", h.errmsg(function()
+                     v:read_entries({}, 0, 2, 0, 1)
+                   end))
       assert.matches("pass the view", h.errmsg(function()
         v:read_entries(t, 0, 1, 1, math.maxinteger, math.maxinteger)
       end))
@@ -1254,9 +1283,12 @@ describe("fmap.View :bsearch_slots()", function()
     assert.equal("bad argument #1 to 'bsearch_slots' (1000 slots of 8 "
                  .. "bytes from position 0 pass the view (4096 bytes))",
                  h.errmsg(function() v:bsearch_slots(0, 1000, 8, "a") end))
-    assert.equal("bad argument #1 to 'bsearch_slots' (2 slots of 2 bytes "
-                 .. "from position 0 pass the view (4096 bytes))",
+    assert.equal("bad argument #3 to 'bsearch_slots' (stride 2 is shorter "
+                 .. "than a slot's 4-byte position)",
                  h.errmsg(function() v:bsearch_slots(0, 2, 2, "a") end))
+    assert.equal("bad argument #1 to 'bsearch_slots' (1 slot of 4 bytes "
+                 .. "from position 4094 pass the view (4096 bytes))",
+                 h.errmsg(function() v:bsearch_slots(4094, 1, 4, "a") end))
     assert.equal("bad argument #2 to 'bsearch_slots' (count -1 is "
                  .. "negative)", h.errmsg(function()
                  v:bsearch_slots(0, -1, 4, "a") end))
