@@ -399,7 +399,7 @@ describe("fmap.bptree", function()
                    h.errmsg(function() t:has({}) end))
       assert.equal("bad argument #1 to 'count' (string expected, got nil)",
                    h.errmsg(function() t:count() end))
-      assert.equal("bad argument #2 to 'range' (key of 1 bytes, the tree's "
+      assert.equal("bad argument #2 to 'range' (key of 1 byte, the tree's "
                    .. "keys have 4)", h.errmsg(function()
                    t:range("abcd", "a") end))
       assert.equal("bad argument #1 to 'find' (string expected, got "

@@ -1454,23 +1454,23 @@ end
 
 local function check_key (t, key, fname, arg)
   if type(key) ~= "string" then
-    argerr(arg, fname, "string expected, got " .. type(key), 2)
+    argerr(arg, fname, "string expected, got " .. type(key), 3)
   end
   local ks = t.ks
   if ks ~= -1 and #key ~= ks then
-    argerr(arg, fname, sformat("key of %d bytes, the tree's keys have %d",
-           #key, ks), 2)
+    argerr(arg, fname, sformat("key of %d byte%s, the tree's keys have %d",
+           #key, #key == 1 and "" or "s", ks), 3)
   end
 end
 
 local function check_value (t, value, fname, arg)
   if type(value) ~= "string" then
-    argerr(arg, fname, "string expected, got " .. type(value), 2)
+    argerr(arg, fname, "string expected, got " .. type(value), 3)
   end
   local vs = t.vs
   if vs ~= -1 and #value ~= vs then
-    argerr(arg, fname, sformat("value of %d bytes, the tree's values have "
-           .. "%d", #value, vs), 2)
+    argerr(arg, fname, sformat("value of %d byte%s, the tree's values "
+           .. "have %d", #value, #value == 1 and "" or "s", vs), 3)
   end
 end
 
@@ -1821,7 +1821,7 @@ function Tree:blockfile ()
 end
 
 --- Graphviz DOT text of the tree, cut to a depth (fmap.dot.tree).
-function Tree:dot (opts) return require("fmap.dot").tree(self, opts) end
+function Tree:dot (opts) return require("fmap.dot")._dot(self, opts) end
 
 function Tree:__tostring ()
   if not self.views then return "B+tree (discarded)" end

@@ -57,11 +57,23 @@ local function quoted (s)
   return '"' .. s:gsub('[\\"]', "\\%0"):gsub("\n", "\\n") .. '"'
 end
 
-local function check_count (v, n, what)
-  if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
-    error(string.format("bad argument #%d to 'graph' (%s must be a "
-          .. "non-negative integer, got %s)", n, what, tostring(v)), 3)
+-- Checks the options of a drawing (argument n of the caller's fname),
+-- raising at the caller's caller (level lvl of the caller).
+local function check_opts (opts, fname, n, lvl)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(string.format("bad argument #%d to '%s' (table expected, got %s)",
+          n, fname, type(opts)), lvl + 1)
   end
+  for _, what in ipairs({ "depth", "children", "keys" }) do
+    local v = opts[what]
+    if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
+      error(string.format("bad argument #%d to '%s' (%s must be a "
+            .. "non-negative integer, got %s)", n, fname, what, tostring(v)),
+            lvl + 1)
+    end
+  end
+  return opts
 end
 
 --- DOT text of a tree of blocks.
@@ -81,14 +93,7 @@ function M.graph (spec, opts)
     error("bad argument #1 to 'graph' (table with integer 'root' and "
           .. "function 'node' expected)", 2)
   end
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    error("bad argument #2 to 'graph' (table expected, got "
-          .. type(opts) .. ")", 2)
-  end
-  check_count(opts.depth, 2, "depth")
-  check_count(opts.children, 2, "children")
-  check_count(opts.keys, 2, "keys")
+  opts = check_opts(opts, "graph", 2, 2)
   local max_depth = opts.depth or M.DEPTH
   local max_children = math.max(opts.children or M.CHILDREN, 2)
   local max_keys = opts.keys or M.KEYS
@@ -198,7 +203,14 @@ function M.tree (t, opts)
     error("bad argument #1 to 'tree' (B+tree expected, got "
           .. type(t) .. ")", 2)
   end
+  check_opts(opts, "tree", 2, 2)
   return M.at(bf, meta, opts)
+end
+
+-- t:dot(opts): M.tree, its options named as dot's.
+function M._dot (t, opts)
+  check_opts(opts, "dot", 1, 2)
+  return M.tree(t, opts)
 end
 
 --- DOT text of the B+tree whose meta block is at offset, for a file
@@ -208,6 +220,7 @@ end
 -- @param opts as for `graph`
 -- @return as `graph`; raises if no sound tree is there
 function M.at (bf, offset, opts)
+  check_opts(opts, "at", 3, 2)
   local reader = require "fmap.classify.bptree"
   return M.graph(reader.dot_spec(bf, offset), opts)
 end

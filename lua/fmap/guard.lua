@@ -54,6 +54,14 @@ function M.of (bf, what)
   return g
 end
 
+--- Raises for a method called on what is not its object: `s.get(x)`
+-- written for `s:get(x)` passes x as self. what names the object
+-- ("varchar"), fname the method; the error blames the method's caller.
+function M.bad_self (what, fname, self)
+  error(sformat("bad argument #0 to '%s' (%s expected, got %s; call it "
+                .. "with ':')", fname, what, type(self)), 3)
+end
+
 --- Enters g for the operation fname, or raises at the caller's caller
 -- (the script that called the operation) if another operation runs.
 -- @return g, to be held in a to-be-closed variable

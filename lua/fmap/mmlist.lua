@@ -72,6 +72,7 @@ local math_type, type, error, log, floor = math.type, type, error,
   math.log, math.floor
 local pcall, tostring, sformat = pcall, tostring, string.format
 local enter = guard.enter
+local getmetatable, bad_self = getmetatable, guard.bad_self
 local argerr, check_bf = varchar._argerr, varchar._check_bf
 -- x as an integer (integral floats too), else raises for argument n of
 -- fname at level (toint(x, fname, n, level), as varchar's offsets)
@@ -261,17 +262,20 @@ end
 
 --- The offset of the list's meta block, for mmlist.open.
 function List:offset ()
+  if getmetatable(self) ~= List then bad_self("mmlist", "offset", self) end
   return self.meta
 end
 
 --- The list's BlockFile.
 function List:blockfile ()
+  if getmetatable(self) ~= List then bad_self("mmlist", "blockfile", self) end
   return self.bf
 end
 
 --- The number of items (also #l).
 -- Not guarded: it reads one word, which every operation writes last.
 function List:size ()
+  if getmetatable(self) ~= List then bad_self("mmlist", "size", self) end
   local v <close> = self.bf:get(self.meta)
   return check_count(self, v:u64(M_COUNT))
 end
@@ -376,6 +380,7 @@ end
 -- @return the new item's index (the new size), or nil, message, errno when
 -- the BlockFile cannot grow
 function List:append (s)
+  if getmetatable(self) ~= List then bad_self("mmlist", "append", self) end
   check_string(s, 1, "append")
   check_writable(self, "append")
   local _ <close> = enter(self.guard, "append")
@@ -417,6 +422,7 @@ end
 
 --- The item at index i (1..#l).
 function List:get (i)
+  if getmetatable(self) ~= List then bad_self("mmlist", "get", self) end
   local _ <close> = enter(self.guard, "get")
   local v <close> = self.bf:get(self.meta)
   i = check_index(self, i, v:u64(M_COUNT), 1, "get")
@@ -429,6 +435,7 @@ end
 --- Replaces the item at index i with s.
 -- @return true, or nil, message, errno when the BlockFile cannot grow
 function List:set (i, s)
+  if getmetatable(self) ~= List then bad_self("mmlist", "set", self) end
   check_string(s, 2, "set")
   check_writable(self, "set")
   local _ <close> = enter(self.guard, "set")
@@ -445,6 +452,7 @@ end
 
 --- Exchanges the items at indices i and j.
 function List:swap (i, j)
+  if getmetatable(self) ~= List then bad_self("mmlist", "swap", self) end
   check_writable(self, "swap")
   local _ <close> = enter(self.guard, "swap")
   local v <close> = self.bf:get(self.meta)
@@ -464,6 +472,7 @@ end
 --- Removes the last item.
 -- @return it, or nil when the list is empty
 function List:pop ()
+  if getmetatable(self) ~= List then bad_self("mmlist", "pop", self) end
   check_writable(self, "pop")
   local _ <close> = enter(self.guard, "pop")
   local v <close> = self.bf:get(self.meta)
@@ -492,6 +501,7 @@ end
 --- Removes the item at index i, moving the last item into its place.
 -- @return the removed item
 function List:swap_delete (i)
+  if getmetatable(self) ~= List then bad_self("mmlist", "swap_delete", self) end
   check_writable(self, "swap_delete")
   local _ <close> = enter(self.guard, "swap_delete")
   local v <close> = self.bf:get(self.meta)
@@ -534,12 +544,14 @@ end
 -- holds no view between steps, so breaking out needs no cleanup; each step
 -- reads the list as it is then.
 function List:iterate ()
+  if getmetatable(self) ~= List then bad_self("mmlist", "iterate", self) end
   return step, self, 0
 end
 
 --- Checks every invariant in the comment at the top of this file.
 -- @return true, or nil and a message listing the problems, one per line
 function List:verify ()
+  if getmetatable(self) ~= List then bad_self("mmlist", "verify", self) end
   local _ <close> = enter(self.guard, "verify")
   local bf, B, bs = self.bf, self.B, self.bs
   local problems = {}

@@ -122,6 +122,7 @@ local pcall, type, error, tostring = pcall, type, error, tostring
 local setmetatable = setmetatable
 local guard = require "fmap.guard"
 local enter = guard.enter
+local getmetatable, bad_self = getmetatable, guard.bad_self
 
 -- Raises a luaL_argerror-style message; level counts from argerr's
 -- caller as error's does (2, the default, blames that caller's caller).
@@ -262,11 +263,13 @@ end
 
 --- The offset of the store's meta block, for varchar.open.
 function Varchar:offset ()
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "offset", self) end
   return self.meta
 end
 
 --- The store's BlockFile.
 function Varchar:blockfile ()
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "blockfile", self) end
   return self.bf
 end
 
@@ -738,6 +741,7 @@ end
 -- @param length bytes, >= 0
 -- @return its offset, or nil, message, errno when the BlockFile cannot grow
 function Varchar:alloc (length)
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "alloc", self) end
   length = check_length(length, "alloc")
   check_writable(self, "alloc")
   local _ <close> = enter(self.guard, "alloc")
@@ -748,6 +752,7 @@ end
 --- Stores a copy of the string s as a new blob with one reference.
 -- @return its offset, or nil, message, errno when the BlockFile cannot grow
 function Varchar:put (s)
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "put", self) end
   if type(s) ~= "string" then
     argerr("put", 1, "string expected, got " .. type(s))
   end
@@ -759,6 +764,7 @@ end
 
 --- The bytes of the blob at offset, as a string.
 function Varchar:get (offset)
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "get", self) end
   if math_type(offset) ~= "integer" then offset = toint(offset, "get", 1) end
   local _ <close> = enter(self.guard, "get")
   local v <close> = self.bf:get(self.meta)
@@ -768,6 +774,7 @@ end
 
 --- The length in bytes of the blob at offset.
 function Varchar:size (offset)
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "size", self) end
   if math_type(offset) ~= "integer" then offset = toint(offset, "size", 1) end
   local _ <close> = enter(self.guard, "size")
   local v <close> = self.bf:get(self.meta)
@@ -777,6 +784,7 @@ end
 
 --- The references to the blob at offset (1 after put or alloc).
 function Varchar:refs (offset)
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "refs", self) end
   if math_type(offset) ~= "integer" then offset = toint(offset, "refs", 1) end
   local _ <close> = enter(self.guard, "refs")
   local v <close> = self.bf:get(self.meta)
@@ -791,6 +799,7 @@ end
 -- store (the guard is left before fn runs).
 -- @return fn's results
 function Varchar:with (offset, fn)
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "with", self) end
   if math_type(offset) ~= "integer" then offset = toint(offset, "with", 1) end
   if type(fn) ~= "function" then
     argerr("with", 2, "function expected, got " .. type(fn))
@@ -806,6 +815,7 @@ end
 
 --- Frees the blob at offset, whatever its references.
 function Varchar:free (offset)
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "free", self) end
   if math_type(offset) ~= "integer" then offset = toint(offset, "free", 1) end
   check_writable(self, "free")
   local _ <close> = enter(self.guard, "free")
@@ -818,6 +828,7 @@ end
 --- Adds a reference to the blob at offset.
 -- @return the references it has now
 function Varchar:ref (offset)
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "ref", self) end
   if math_type(offset) ~= "integer" then offset = toint(offset, "ref", 1) end
   check_writable(self, "ref")
   local _ <close> = enter(self.guard, "ref")
@@ -834,6 +845,7 @@ end
 --- Drops a reference to the blob at offset; frees it at zero.
 -- @return the references it has now (0: freed)
 function Varchar:deref (offset)
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "deref", self) end
   if math_type(offset) ~= "integer" then
     offset = toint(offset, "deref", 1)
   end
@@ -855,6 +867,7 @@ end
 -- run, to the block) the bytes are overwritten where they are.
 -- @return the offset of s (maybe offset itself), or nil, message, errno
 function Varchar:replace (offset, s)
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "replace", self) end
   if math_type(offset) ~= "integer" then
     offset = toint(offset, "replace", 1)
   end
@@ -870,6 +883,7 @@ end
 
 --- The number of live blobs.
 function Varchar:count ()
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "count", self) end
   local _ <close> = enter(self.guard, "count")
   local v <close> = self.bf:get(self.meta)
   return v:u64(M_BLOBS)
@@ -878,6 +892,7 @@ end
 --- A summary of the store's space, from its meta block: blobs,
 -- slab_blocks, large_blocks, reserve_blocks, reserve_runs.
 function Varchar:stats ()
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "stats", self) end
   local _ <close> = enter(self.guard, "stats")
   local v <close> = self.bf:get(self.meta)
   local st = {
@@ -936,6 +951,7 @@ end
 --- Checks every invariant in the comment at the top of this file.
 -- @return true, or nil and a message listing the problems, one per line
 function Varchar:verify ()
+  if getmetatable(self) ~= Varchar then bad_self("varchar", "verify", self) end
   local _ <close> = enter(self.guard, "verify")
   local bf, bs, meta = self.bf, self.bs, self.meta
   local problems = {}
