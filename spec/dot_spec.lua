@@ -329,6 +329,20 @@ describe("fmap.dot", function()
       assert.equal("bad argument #1 to 'show' (B+tree or BlockFile "
                    .. "expected, got number)",
                    h.errmsg(function() dot.show(42) end))
+      -- a view and a blob store have a blockfile and an offset, and are
+      -- named for what they are, not searched for a tree
+      local bf <close> = fmap.anonymous()
+      local v <close> = bf:get(bf:allocate())
+      assert.equal("bad argument #1 to 'show' (B+tree or BlockFile "
+                   .. "expected, got view (offset 4096, 4096 bytes, live))",
+                   h.errmsg(function() dot.show(v) end))
+      local s = require("fmap.varchar").new(bf)
+      assert.equal("bad argument #1 to 'show' (B+tree or BlockFile "
+                   .. "expected, got varchar (meta at " .. s:offset() .. "))",
+                   h.errmsg(function() dot.show(s) end))
+      assert.equal("bad argument #1 to 'tree' (B+tree expected, got varchar "
+                   .. "(meta at " .. s:offset() .. "))",
+                   h.errmsg(function() dot.tree(s) end))
     end)
 
     it("is the REPL's show(), which prints the picture's path", function()

@@ -616,8 +616,9 @@ describe("the REPL through a pipe (fmap -i < file)", function()
   it("has help() listing the API and help(x) describing x", function()
     local out = session("help()\nhelp(fmap.open)\n")
     assert.matches("\n  bf:allocate%(%) %-> offset +allocates one", out)
-    assert.matches("\nfmap%.open%(path %[, {readonly = true}%]%) %-> bf | nil,"
-                   .. " msg, errno\n  opens an existing block file\n", out)
+    assert.matches("\nfmap%.open%(path %[, {readonly = true | repair = "
+                   .. "true}%]%) %-> bf | nil, msg, errno\n  opens an "
+                   .. "existing block file\n", out)
   end)
 
   it("runs a script first with -i, then keeps its globals", function()
@@ -878,6 +879,39 @@ describe("fmap.help", function()
   it("points a standard function to the Lua manual", function()
     assert.equal("print: a built-in function; see https://www.lua.org/"
                  .. "manual/5.4/manual.html#pdf-print", help.text(print))
+  end)
+
+  it("describes a structure's methods by name, with its object's name",
+     function()
+    assert.matches("^t:add%(key, value%)  %-%- a method of fmap%.bptree\n  "
+                   .. "Adds an entry", help.text("t:add"))
+    assert.equal(help.text("t:add"), help.text("add"))
+    assert.equal(help.text("t:add"), help.text("tree:add"))
+    assert.matches("^t:remove%(key, where%)", help.text("tree:remove"))
+    assert.matches("^l:get%(i%)  %-%- a method of fmap%.mmlist\n",
+                   help.text("l:get"))
+    assert.matches("^s:put%(s%)  %-%- a method of fmap%.varchar\n",
+                   help.text("s:put"))
+    -- the engine's own names come first, and private methods stay private
+    assert.matches("^bf:get%(", help.text("get"))
+    assert.matches("^no help for", help.text("t:_put"))
+    assert.matches("^no help for", help.text("t:nothing"))
+  end)
+
+  it("lists a structure's public API only", function()
+    local bptree = require "fmap.bptree"
+    local text = help.text(bptree)
+    assert.matches("\n  fmap%.bptree%.open_at%(bf, offset%) ", text)
+    local bf <close> = fmap.anonymous()
+    local t = bptree.new(bf, 8, 8)
+    text = help.text(t)
+    assert.matches("\nMethods:\n  t:add%(key, value%) ", text)
+    assert.not_matches("search", text)       -- its searchers are private
+    text = help.text(require("fmap.mmlist").new(bf))
+    assert.matches("\nMethods:\n  l:append%(s%) ", text)
+    text = help.text(require("fmap.varchar").new(bf))
+    assert.matches("\nMethods:\n  s:alloc%(length%) ", text)
+    assert.not_matches("_put", text)
   end)
 
   it("says when it has nothing", function()

@@ -44,6 +44,12 @@ describe("errors of misuse", function()
       open_at_offset = function () bptree.open_at(bf, 4096 * 99) end,
       open_at_type = function () bptree.open_at(bf, "x") end,
       open_bf = function () bptree.open(5) end,
+      open_magic = function ()             -- the control data names no tree
+        local f <close> = fmap.anonymous()
+        f:set_control_data("bptree@" .. f:allocate())
+        bptree.open(f)
+      end,
+      open_at_magic = function () bptree.open_at(bf, bf:allocate()) end,
       add_key = function () t:add("abc", "ab") end,
       add_type = function () t:add(1234, "ab") end,
       add_value = function () t:add("abcd", "abc") end,

@@ -134,6 +134,7 @@ local enter = guard.enter
 local M = {}
 local Tree = {}
 Tree.__index = Tree
+Tree.__name = "B+tree"   -- what errors and help call it
 
 local pack, unpack = string.pack, string.unpack
 local srep, sformat = string.rep, string.format
@@ -786,7 +787,7 @@ end
 -- records nothing (readers must not disturb a writer's path).
 local function lower_leaf (t, key)
   local off = t.root
-  local search_child = t.search_child
+  local search_child = t._search_child
   if search_child then
     local h = t.height
     if h > 1 then
@@ -838,7 +839,7 @@ end
 local function descend (t, key, upper)
   local pp, pi = t.pp, t.pi
   local off = t.root
-  local search_child = t.search_child
+  local search_child = t._search_child
   if search_child then
     for lvl = t.height, 2, -1 do
       local i, _, c = search_child(off, key, upper)
@@ -1261,8 +1262,8 @@ local function setup (bf, off, ks, vs)
       t.lcapb, t.icapb = lcap * LS, icap * IS
       t.imaxentry = IS
       -- the descents' searches, with the node layouts fixed in them
-      t.search_child = bf:searcher(N_COUNT, FI_ENT, IS, FI_C0)
-      t.search_value = bf:searcher(N_COUNT, FL_ENT, LS, FL_ENT + ks, vs)
+      t._search_child = bf:searcher(N_COUNT, FI_ENT, IS, FI_C0)
+      t._search_value = bf:searcher(N_COUNT, FL_ENT, LS, FL_ENT + ks, vs)
       return t
     end
   end
@@ -1383,13 +1384,9 @@ function M.new_at (bf, offset, key_size, value_size)
   return t
 end
 
---- Opens the tree whose meta block is at offset.
--- Opening a tree that is already open gives the same object.
--- @param bf a BlockFile
--- @param offset the tree's meta block (`t:offset()`)
--- @return the tree
-function M.open_at (bf, offset, fname, lvl, argn)
-  fname, lvl, argn = fname or "open_at", lvl or 2, argn or 2
+-- open_at's work, its errors naming fname's argument argn at level lvl
+-- (open's are about the control data's offset).
+local function open_tree (bf, offset, fname, lvl, argn)
   check_bf(bf, fname, lvl)
   if mtype(offset) ~= "integer" then
     argerr(argn, fname, "offset expected, got " .. (mtype(offset)
@@ -1426,6 +1423,15 @@ function M.open_at (bf, offset, fname, lvl, argn)
   return register(t)
 end
 
+--- Opens the tree whose meta block is at offset.
+-- Opening a tree that is already open gives the same object.
+-- @param bf a BlockFile
+-- @param offset the tree's meta block (`t:offset()`)
+-- @return the tree
+function M.open_at (bf, offset)
+  return open_tree(bf, offset, "open_at", 2, 2)
+end
+
 --- Opens the tree recorded in the BlockFile's control data by `new`.
 -- Raises if the control data is not a tree's.
 -- @param bf a BlockFile
@@ -1439,7 +1445,7 @@ function M.open (bf)
            .. "data is empty" or sformat("control data %q is not a "
            .. "B+tree's", cd:sub(1, 40)))
   end
-  return M.open_at(bf, math.tointeger(tonumber(off)), "open", 3, 1)
+  return open_tree(bf, math.tointeger(tonumber(off)), "open", 2, 1)
 end
 
 ---------------------------------------------------------------------------
@@ -1517,7 +1523,7 @@ function Tree:add (key, value)
       sv[1], self.sv_off = v, off
     end
     if h > 1 then
-      local _, _, c = self.search_child(off, key, true, h - 1)
+      local _, _, c = self._search_child(off, key, true, h - 1)
       off = c
     end
     if self.sv_off ~= off then vretarget(v, off) end
@@ -1613,7 +1619,7 @@ function Tree:remove (key, where)
       sv[1], self.sv_off = v, off
     end
     if h > 1 then
-      local _, _, c = self.search_child(off, key, false, h - 1)
+      local _, _, c = self._search_child(off, key, false, h - 1)
       off = c
     end
     if self.sv_off ~= off then vretarget(v, off) end
@@ -1721,11 +1727,11 @@ function Tree:get (key)
   if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
     check_key(self, key, "get", 1)
   end
-  local search_child = self.search_child
+  local search_child = self._search_child
   if search_child then                        -- fixed: the fast path
     local i, found, val, n, off = search_child(self.root, key, false,
                                                self.height - 1,
-                                               self.search_value)
+                                               self._search_value)
     if found then return val end
     if i < n then return nil end
     local v = leaf_view(self, off)
@@ -2338,5 +2344,8 @@ function Tree:stats ()
     layout = self.fixed and "fixed" or "slotted",
   }
 end
+
+-- The methods, for help "t:add" and help(obj).
+M._methods = Tree
 
 return M

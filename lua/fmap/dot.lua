@@ -195,14 +195,29 @@ end
 -- @param t a B+tree
 -- @param opts as for `graph`
 -- @return the DOT text, and what `graph` returns second
-function M.tree (t, opts)
-  local ok, bf, meta = pcall(function ()
-    return t:blockfile(), t:offset()
-  end)
-  if not ok or math.type(meta) ~= "integer" then
-    error("bad argument #1 to 'tree' (B+tree expected, got "
-          .. type(t) .. ")", 2)
+-- Whether x is a B+tree of fmap.bptree (a view or a blob store has a
+-- blockfile and an offset too).
+local function is_tree (x)
+  local bptree = package.loaded["fmap.bptree"]
+  return type(bptree) == "table" and getmetatable(x) == bptree._methods
+end
+
+-- What x is, for an error: a view or a structure says, by its tostring.
+local function what (x)
+  local mt = getmetatable(x)
+  if type(mt) == "table" and rawget(mt, "__tostring") then
+    local ok, s = pcall(tostring, x)
+    if ok and type(s) == "string" then return s:sub(1, 60) end
   end
+  return type(x)
+end
+
+function M.tree (t, opts)
+  if not is_tree(t) then
+    error("bad argument #1 to 'tree' (B+tree expected, got " .. what(t)
+          .. ")", 2)
+  end
+  local bf, meta = t:blockfile(), t:offset()
   check_opts(opts, "tree", 2, 2)
   return M.at(bf, meta, opts)
 end
@@ -304,10 +319,9 @@ function M.show (x, opts)
     if not r then return nil, msg end
     return path
   end
-  local ok = pcall(function () return x:blockfile(), x:offset() end)
-  if not ok then
+  if not is_tree(x) then
     error("bad argument #1 to 'show' (B+tree or BlockFile expected, got "
-          .. (type(x) == "userdata" and tostring(x) or type(x)) .. ")", 2)
+          .. what(x) .. ")", 2)
   end
   local text = M.tree(x, opts)
   local path = base .. (M.available() and ".svg" or ".dot")

@@ -16,11 +16,14 @@ local API = {
     "block_size: a multiple of 4096 up to 2^30, default fmap.BLOCKSIZE.\n"
     .. "Block 0 is the control block; the first allocate() returns the\n"
     .. "next one." },
-  { "fmap.open", "(path [, {readonly = true}]) -> bf | nil, msg, errno",
+  { "fmap.open",
+    "(path [, {readonly = true | repair = true}]) -> bf | nil, msg, errno",
     "opens an existing block file",
     "Fails (nil, message, errno) when the file is missing, unreadable,\n"
     .. "not an fmap file, has a corrupt header, or another writer has it\n"
-    .. "(a writer holds an exclusive lock; read-only opens share one)." },
+    .. "(a writer holds an exclusive lock; read-only opens share one).\n"
+    .. "repair = true rebuilds the free list from the blocks' marks: the\n"
+    .. "blocks a crash or a damaged list lost come back." },
   { "fmap.anonymous", "([block_size]) -> bf",
     "a block file in memory only" },
   { "fmap.memclr", "(view)", "zeroes a view" },
@@ -481,6 +484,46 @@ local function describe_typed (v, typename, entry)
   return table.concat(out, "\n")
 end
 
+-- The structures written in Lua, by module; the name help gives an object
+-- of each in a method's name ("t:add"), and other names it takes for it.
+local STRUCTURES = {
+  { "fmap.bptree", "t", tree = true, bptree = true },
+  { "fmap.varchar", "s", vc = true, varchar = true, store = true },
+  { "fmap.mmlist", "l", list = true, mmlist = true },
+}
+
+-- The methods of structure st (its module's _methods), or nil.
+local function structure_methods (st)
+  local ok, mod = pcall(require, st[1])
+  local methods = ok and type(mod) == "table" and rawget(mod, "_methods")
+  return type(methods) == "table" and methods or nil
+end
+
+-- The name an object of the structure whose methods are index goes by.
+local function object_name (index)
+  for _, st in ipairs(STRUCTURES) do
+    if structure_methods(st) == index then return st[2] end
+  end
+  return "obj"
+end
+
+-- The description of method field of a structure, the one that prefix
+-- names ("t") or, without a prefix, the first that has it; nil if none.
+local function describe_method (prefix, field)
+  for _, st in ipairs(STRUCTURES) do
+    local methods = (prefix == nil or prefix == st[2] or st[prefix])
+                    and structure_methods(st)
+    local f = methods and rawget(methods, field)
+    if type(f) == "function" and field:sub(1, 1) ~= "_" then
+      local doc = M.ldoc(f) or "(no comment)"
+      return string.format("%s:%s%s  -- a method of %s\n  %s", st[2], field,
+                           M.signature(f, true), st[1],
+                           (doc:gsub("\n", "\n  ")))
+    end
+  end
+  return nil
+end
+
 local function describe_table (t)
   local name = find_name(t)
   if name == "fmap" then
@@ -506,7 +549,7 @@ local function describe_table (t)
   end
   local index = index_of(t)
   if index and index ~= t then
-    local methods = list_functions(index, name or "obj", ":")
+    local methods = list_functions(index, name or object_name(index), ":")
     if methods ~= "" then
       out[#out + 1] = "Methods:"
       out[#out + 1] = methods
@@ -521,6 +564,16 @@ end
 
 local function describe_name (name)
   local e = BY_NAME[name]
+  local prefix, method = name:match("^([%w_]+):([%w_]+)$")
+  if e == nil and prefix then
+    -- "t:add", "l:get": a structure's method, before the engine's "bf:get"
+    for _, st in ipairs(STRUCTURES) do
+      if st[2] == prefix or st[prefix] then
+        local text = describe_method(prefix, method)
+        if text then return text end
+      end
+    end
+  end
   if e == nil then
     -- "allocate", "view:read", "BlockFile.get": try the engine's names
     local field = name:match("[.:]([%w_]+)$") or name
@@ -535,6 +588,9 @@ local function describe_name (name)
   local ok, mod = pcall(require, name)
   if ok and type(mod) == "table" then return describe_table(mod) end
   if e then return describe_entry(e) end
+  -- "add", "tree:add": a method of one of the structures
+  local text = describe_method(nil, method or name)
+  if text then return text end
   return string.format("no help for %q; help() lists what there is", name)
 end
 

@@ -61,6 +61,7 @@ local M = {}
 
 local List = {}
 List.__index = List
+List.__name = "mmlist"   -- what errors and help call it
 
 local MAGIC = "fmapMLST"
 local VERSION = 1
@@ -631,5 +632,8 @@ function List:verify ()
   if #problems > 0 then return nil, table.concat(problems, "\n") end
   return true
 end
+
+-- The methods, for help "l:append" and help(obj).
+M._methods = List
 
 return M

@@ -74,8 +74,9 @@ beyond that, runs go back to the BlockFile (bf:free), the largest first
 (the smallest first when there are too many runs). So the file does not
 grow under churn at a steady live size, and space freed for good returns
 to the BlockFile. The reserve exists because the BlockFile's own free list
-serves single blocks well but neither merges all neighbouring runs nor
-searches past its first few for a multi-block request.
+serves single blocks well but merges a freed run only with the run before
+it and the head run, and takes the first fit among its first 512 runs for
+a multi-block request, not the best.
 
 Invariants (vc:verify checks them):
   - every block of a class list is a slab block of this varchar and of that
@@ -97,6 +98,7 @@ local M = {}
 
 local Varchar = {}
 Varchar.__index = Varchar
+Varchar.__name = "varchar"   -- what errors and help call it
 
 local MAGIC = "fmapVCHR"
 local VERSION = 1
@@ -1160,4 +1162,8 @@ M._check_bf = check_bf
 M._argerr = argerr
 M._typename = typename
 M._toint = toint
+
+-- The methods, for help "s:put" and help(obj).
+M._methods = Varchar
+
 return M
