@@ -85,13 +85,9 @@ static void laction (int sig) {
   lua_sethook(globalL, lstop, flag, 1);
 }
 
-static void print_usage (const char *badoption) {
-  lua_writestringerror("%s: ", progname);
-  if (badoption[1] == 'e' || badoption[1] == 'l')
-    lua_writestringerror("'%s' needs argument\n", badoption);
-  else
-    lua_writestringerror("unrecognized option '%s'\n", badoption);
-  lua_writestringerror(
+/* lua's usage, and -h: on stderr after a bad option, on stdout for -h. */
+static void usage (FILE *out) {
+  fprintf(out,
     "usage: %s [options] [script [args]]\n"
     "Available options are:\n"
     "  -e stat   execute string 'stat'\n"
@@ -101,8 +97,29 @@ static void print_usage (const char *badoption) {
     "  -v        show version information\n"
     "  -E        ignore environment variables\n"
     "  -W        turn warnings on\n"
+    "  -h        show this help (also --help)\n"
     "  --        stop handling options\n"
     "  -         stop handling options and execute stdin\n", progname);
+  fflush(out);
+}
+
+static void print_usage (const char *badoption) {
+  lua_writestringerror("%s: ", progname);
+  if (badoption[1] == 'e' || badoption[1] == 'l')
+    lua_writestringerror("'%s' needs argument\n", badoption);
+  else
+    lua_writestringerror("unrecognized option '%s'\n", badoption);
+  usage(stderr);
+}
+
+/* -h and --help: the usage, and where fmap's own help is. */
+static void print_help (void) {
+  usage(stdout);
+  printf("\nWith no script and a terminal, %s is a REPL with the fmap "
+         "module loaded:\nhelp() there lists the fmap API, help(x) "
+         "describes x. A script loads it\nwith require \"fmap\".\n",
+         progname);
+  fflush(stdout);
 }
 
 /* stdout goes first, so that with 2>&1 an error follows the output that
@@ -323,6 +340,7 @@ static int handle_script (lua_State *L, char **argv) {
 #define has_v      4  /* -v */
 #define has_e      8  /* -e */
 #define has_E      16 /* -E */
+#define has_h      32 /* -h or --help: the usage, and nothing runs */
 
 /*
 ** Scans the options without running anything: returns the mask of those
@@ -341,6 +359,8 @@ static int collectargs (char **argv, int *first) {
       return args;
     switch (argv[i][1]) {
       case '-':  /* '--' */
+        if (strcmp(argv[i], "--help") == 0)
+          return args | has_h;
         if (argv[i][2] != '\0')
           return has_error;
         *first = (argv[i + 1] != NULL) ? i + 1 : 0;
@@ -356,6 +376,10 @@ static int collectargs (char **argv, int *first) {
         if (argv[i][2] != '\0')
           return has_error;
         break;
+      case 'h':
+        if (argv[i][2] != '\0')
+          return has_error;
+        return args | has_h;
       case 'i':
         args |= has_i;  /* -i implies -v */
         /* FALLTHROUGH */
@@ -887,6 +911,11 @@ static int pmain (lua_State *L) {
   if (args == has_error) {
     print_usage(argv[script]);
     return 0;
+  }
+  if (args & has_h) {
+    print_help();
+    lua_pushboolean(L, 1);
+    return 1;
   }
   if (args & has_v)
     print_version();
