@@ -247,13 +247,51 @@ describe("fmap.varchar", function()
       assert.is_false(ok)
       assert.matches("inside", err)
       assert.is_false(kept:live())
-      assert.equal(0, #bf:live_views())
+      -- the store's own view (put's, kept weakly) goes with a collection
+      h.no_live_views(bf)
     end)
 
     it("rejects what is not a function", function()
       local x = vc:put("a")
       assert.equal("bad argument #2 to 'with' (function expected, got nil)",
                    h.errmsg(function() vc:with(x, nil) end))
+    end)
+  end)
+
+  describe("its view", function()
+    -- an operation works through one view of the store's, kept weakly
+    -- between operations (see meta_view)
+    it("is replaced when a free killed it, and never moved under with",
+       function()
+      local small = vc:put("small")
+      local large = vc:put(string.rep("L", 9000))
+      assert.equal(9000, #vc:get(large))      -- the view is on large's run
+      vc:free(large)                          -- its blocks go: the view dies
+      assert.equal("small", vc:get(small))
+      -- the file's owner frees a block the view is on, then allocates it
+      local other = vc:put(string.rep("o", 5000))
+      assert.equal(5000, vc:size(other))
+      vc.views[1]:release()                   -- or a script releases it
+      assert.equal("small", vc:get(small))
+      -- with's function gets a view of its own, and may use the store
+      local got = vc:with(small, function (v, pos, len)
+        local x = vc:put("inner")
+        assert.equal("inner", vc:get(x))
+        vc:free(x)
+        return v:read(pos, len)
+      end)
+      assert.equal("small", got)
+      ok_verify(vc)
+    end)
+
+    it("does not keep the BlockFile from closing", function()
+      vc:put("x")
+      assert.equal(1, #bf:live_views())       -- until a collection
+      local keep = vc                         -- the store is still alive
+      bf:close()
+      assert.matches("closed", tostring(bf))
+      assert.equal("attempt to use a closed BlockFile",
+                   h.errmsg(function() keep:get(4096) end))
     end)
   end)
 

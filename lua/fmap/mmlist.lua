@@ -75,6 +75,7 @@ local pcall, tostring, sformat = pcall, tostring, string.format
 local enter = guard.enter
 local getmetatable, bad_self = getmetatable, guard.bad_self
 local argerr, check_bf = varchar._argerr, varchar._check_bf
+local meta_view = varchar._meta_view
 -- x as an integer (integral floats too), else raises for argument n of
 -- fname at level (toint(x, fname, n, level), as varchar's offsets)
 local toint = varchar._toint
@@ -105,6 +106,7 @@ local function handle (bf, meta, vc)
     bf = bf, meta = meta, vc = vc, bs = bs, B = bs // 8, ro = bf:readonly(),
     leaves = {},     -- leaf k's offset, once checked (check_leaf)
     guard = guard_of(bf, meta),
+    views = setmetatable({}, { __mode = "v" }),   -- meta_view's
   }, List)
 end
 
@@ -277,6 +279,8 @@ end
 -- Not guarded: it reads one word, which every operation writes last.
 function List:size ()
   if getmetatable(self) ~= List then bad_self("mmlist", "size", self) end
+  -- a view of its own: unguarded, size may run inside an operation (from
+  -- a finalizer), whose view it must not move
   local v <close> = self.bf:get(self.meta)
   return check_count(self, v:u64(M_COUNT))
 end
@@ -385,7 +389,7 @@ function List:append (s)
   check_string(s, 1, "append")
   check_writable(self, "append")
   local _ <close> = enter(self.guard, "append")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   local n, B = v:u64(M_COUNT), self.B
   local L, grown
   if n % B == 0 or n < 0 then   -- maybe the first entry of a new leaf
@@ -425,7 +429,7 @@ end
 function List:get (i)
   if getmetatable(self) ~= List then bad_self("mmlist", "get", self) end
   local _ <close> = enter(self.guard, "get")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   i = check_index(self, i, v:u64(M_COUNT), 1, "get")
   local x = v:u64(at(self, v, entry(self, v, i - 1)))
   local ok, s = pcall(self.vc._get, self.vc, v, x, "get")
@@ -440,7 +444,7 @@ function List:set (i, s)
   check_string(s, 2, "set")
   check_writable(self, "set")
   local _ <close> = enter(self.guard, "set")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   i = check_index(self, i, v:u64(M_COUNT), 1, "set")
   local e = entry(self, v, i - 1)
   local x = v:u64(at(self, v, e))
@@ -456,7 +460,7 @@ function List:swap (i, j)
   if getmetatable(self) ~= List then bad_self("mmlist", "swap", self) end
   check_writable(self, "swap")
   local _ <close> = enter(self.guard, "swap")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   local n = v:u64(M_COUNT)
   i = check_index(self, i, n, 1, "swap")
   j = check_index(self, j, n, 2, "swap")
@@ -476,7 +480,7 @@ function List:pop ()
   if getmetatable(self) ~= List then bad_self("mmlist", "pop", self) end
   check_writable(self, "pop")
   local _ <close> = enter(self.guard, "pop")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   local n = v:u64(M_COUNT)
   if n <= 0 then
     check_count(self, n)
@@ -505,7 +509,7 @@ function List:swap_delete (i)
   if getmetatable(self) ~= List then bad_self("mmlist", "swap_delete", self) end
   check_writable(self, "swap_delete")
   local _ <close> = enter(self.guard, "swap_delete")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   local n = v:u64(M_COUNT)
   i = check_index(self, i, n, 1, "swap_delete")
   local shrinks = (n - 1) % self.B == 0
@@ -529,7 +533,7 @@ end
 local function step (self, i)
   local _ <close> = enter(self.guard, "iterate")
   i = i + 1
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   local n = v:u64(M_COUNT)
   if i > n then
     check_count(self, n)

@@ -124,6 +124,7 @@ local pcall, type, error, tostring = pcall, type, error, tostring
 local setmetatable = setmetatable
 local guard = require "fmap.guard"
 local enter = guard.enter
+local WEAK = { __mode = "v" }
 local getmetatable, bad_self = getmetatable, guard.bad_self
 
 -- Raises a luaL_argerror-style message; level counts from argerr's
@@ -210,8 +211,27 @@ local function new_handle (bf, meta)
     classes = g.classes, small_max = g.small_max,
     rs = g.rs, rz = g.rz, rmax = g.rmax,
     guard = guard.of(bf, string.format("varchar at %d", meta)),
+    views = setmetatable({}, WEAK),   -- [1]: meta_view's
   }, Varchar)
   return self
+end
+
+--- The view an operation of the structure self works through, pointed at
+-- its meta block (self.meta). It is kept between operations in
+-- self.views, a weak table (so a collection takes it, and bf:close is not
+-- refused for it), since acquiring a view per operation cost as much as
+-- the rest of a get. Only one operation of a structure runs at a time
+-- (its guard), so one view serves; a view that a free killed is replaced.
+local function meta_view (self)
+  local views = self.views
+  local v = views[1]
+  if v ~= nil and v:live() then
+    v:retarget(self.meta)
+    return v
+  end
+  v = self.bf:get(self.meta)
+  views[1] = v
+  return v
 end
 
 --- Creates an empty blob store: allocates its meta block.
@@ -747,7 +767,7 @@ function Varchar:alloc (length)
   length = check_length(length, "alloc")
   check_writable(self, "alloc")
   local _ <close> = enter(self.guard, "alloc")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   return store(self, v, nil, length)
 end
 
@@ -760,7 +780,7 @@ function Varchar:put (s)
   end
   check_writable(self, "put")
   local _ <close> = enter(self.guard, "put")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   return store(self, v, s, #s)
 end
 
@@ -769,7 +789,7 @@ function Varchar:get (offset)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "get", self) end
   if math_type(offset) ~= "integer" then offset = toint(offset, "get", 1) end
   local _ <close> = enter(self.guard, "get")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   local pos, len = locate(self, v, offset, "get")
   return v:read(pos, len)
 end
@@ -779,7 +799,7 @@ function Varchar:size (offset)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "size", self) end
   if math_type(offset) ~= "integer" then offset = toint(offset, "size", 1) end
   local _ <close> = enter(self.guard, "size")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   local _, len = locate(self, v, offset, "size")
   return len
 end
@@ -789,7 +809,7 @@ function Varchar:refs (offset)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "refs", self) end
   if math_type(offset) ~= "integer" then offset = toint(offset, "refs", 1) end
   local _ <close> = enter(self.guard, "refs")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   local _, _, refs = locate(self, v, offset, "refs")
   return refs
 end
@@ -806,6 +826,7 @@ function Varchar:with (offset, fn)
   if type(fn) ~= "function" then
     argerr("with", 2, "function expected, got " .. type(fn))
   end
+  -- a view of its own: fn holds it while it may use the store
   local v <close> = self.bf:get(self.meta)
   local pos, len
   do
@@ -821,7 +842,7 @@ function Varchar:free (offset)
   if math_type(offset) ~= "integer" then offset = toint(offset, "free", 1) end
   check_writable(self, "free")
   local _ <close> = enter(self.guard, "free")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   runs(self, v)                 -- the reserve is sound before any write
   local pos, _, _, c, n = locate(self, v, offset, "free")
   release(self, v, offset, pos, c, n)
@@ -834,7 +855,7 @@ function Varchar:ref (offset)
   if math_type(offset) ~= "integer" then offset = toint(offset, "ref", 1) end
   check_writable(self, "ref")
   local _ <close> = enter(self.guard, "ref")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   local pos, _, refs, c = locate(self, v, offset, "ref")
   if refs >= U32 then
     argerr("ref", 1, string.format("offset %d has the most references a "
@@ -853,7 +874,7 @@ function Varchar:deref (offset)
   end
   check_writable(self, "deref")
   local _ <close> = enter(self.guard, "deref")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   runs(self, v)                 -- the reserve is sound before any write
   local pos, _, refs, c, n = locate(self, v, offset, "deref")
   if refs == 1 then
@@ -878,7 +899,7 @@ function Varchar:replace (offset, s)
   end
   check_writable(self, "replace")
   local _ <close> = enter(self.guard, "replace")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   runs(self, v)                 -- the reserve is sound before any write
   return replace_on(self, v, offset, s, "replace")
 end
@@ -887,7 +908,7 @@ end
 function Varchar:count ()
   if getmetatable(self) ~= Varchar then bad_self("varchar", "count", self) end
   local _ <close> = enter(self.guard, "count")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   return v:u64(M_BLOBS)
 end
 
@@ -896,7 +917,7 @@ end
 function Varchar:stats ()
   if getmetatable(self) ~= Varchar then bad_self("varchar", "stats", self) end
   local _ <close> = enter(self.guard, "stats")
-  local v <close> = self.bf:get(self.meta)
+  local v = meta_view(self)
   local st = {
     blobs = v:u64(M_BLOBS), slab_blocks = v:u64(M_SLABS),
     large_blocks = v:u64(M_LBLOCKS), reserve_blocks = v:u64(M_RBLOCKS),
@@ -1162,6 +1183,7 @@ M._check_bf = check_bf
 M._argerr = argerr
 M._typename = typename
 M._toint = toint
+M._meta_view = meta_view
 
 -- The methods, for help "s:put" and help(obj).
 M._methods = Varchar
