@@ -921,6 +921,34 @@ describe("fmap.help", function()
     assert.matches("^no help for", help.text("t:nothing"))
   end)
 
+  it("has an LDoc comment for every public function of the Lua modules",
+     function()
+    -- help(f) shows the comment above f: a helper put between the two
+    -- would leave f without one
+    local missing = {}
+    local function check (t, where)
+      for k, f in pairs(t) do
+        if type(k) == "string" and type(f) == "function"
+           and k:sub(1, 1) ~= "_" and not help.ldoc(f) then
+          missing[#missing + 1] = where .. k
+        end
+      end
+    end
+    for _, m in ipairs({ "fmap.bptree", "fmap.varchar", "fmap.mmlist",
+                         "fmap.codec", "fmap.dot", "fmap.blockmap",
+                         "fmap.classify", "fmap.audit", "fmap.repl",
+                         "fmap.guard", "fmap.cli", "fmap.workload",
+                         "fmap.png", "fmap.help" }) do
+      local mod = require(m)
+      check(mod, m .. ".")
+      if type(rawget(mod, "_methods")) == "table" then
+        check(mod._methods, m .. ":")
+      end
+    end
+    table.sort(missing)
+    assert.same({}, missing)
+  end)
+
   it("lists a structure's public API only", function()
     local bptree = require "fmap.bptree"
     local text = help.text(bptree)

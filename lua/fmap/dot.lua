@@ -190,11 +190,6 @@ function M.graph (spec, opts)
   return table.concat(out), info
 end
 
---- DOT text of a B+tree (`fmap.bptree`), read through
--- `fmap.classify.bptree`. Also `require "fmap.dot"(t [, opts])`.
--- @param t a B+tree
--- @param opts as for `graph`
--- @return the DOT text, and what `graph` returns second
 -- Whether x is a B+tree of fmap.bptree (a view or a blob store has a
 -- blockfile and an offset too).
 local function is_tree (x)
@@ -212,6 +207,11 @@ local function what (x)
   return type(x)
 end
 
+--- DOT text of a B+tree (`fmap.bptree`), read through
+-- `fmap.classify.bptree`. Also `require "fmap.dot"(t [, opts])`.
+-- @param t a B+tree
+-- @param opts as for `graph`
+-- @return the DOT text, and what `graph` returns second
 function M.tree (t, opts)
   if not is_tree(t) then
     error("bad argument #1 to 'tree' (B+tree expected, got " .. what(t)
