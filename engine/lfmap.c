@@ -138,10 +138,10 @@ static unsigned char *vptr (const View *v) {
   return v->bf->f.map + v->off;
 }
 
-/* A non-negative integer argument. */
 /* "s" unless n is 1: "1 byte", "2 bytes". */
 static const char *plural (uint64_t n) { return n == 1 ? "" : "s"; }
 
+/* A non-negative integer argument. */
 static uint64_t checkcount (lua_State *L, int i, const char *what) {
   lua_Integer n = luaL_checkinteger(L, i);
   if (n < 0)
@@ -1184,7 +1184,8 @@ static int view_bsearch_slots (lua_State *L) {
                     v->len - (uint64_t)pos - (count - 1) * stride < 4))
     luaL_argerror(L, 2, lua_pushfstring(L, "%I slot%s of %I bytes from "
                   "position %I pass the view (%I bytes)", (lua_Integer)count,
-                  plural(count), (lua_Integer)stride, pos, (lua_Integer)v->len));
+                  plural(count), (lua_Integer)stride, pos,
+                  (lua_Integer)v->len));
   while (lo < hi) {
     uint64_t mid = lo + (hi - lo) / 2;
     int c = slotcmp(L, v, (uint64_t)pos + mid * stride, mid, key, kl);
@@ -1673,11 +1674,11 @@ static int bf_tostring (lua_State *L) {
     return 1;
   }
   fm_get_stats(&bf->f, &st);
-  lua_pushfstring(L, "BlockFile (%s%s, %I bytes, %I block%s of %I: the header, %I used, "
-                  "%I free, %I never used; %I live view%s)",
+  lua_pushfstring(L, "BlockFile (%s%s, %I bytes, %I block%s of %I: the "
+                  "header, %I used, %I free, %I never used; %I live view%s)",
                   bf->f.path ? bf->f.path : "anonymous",
                   bf->f.readonly ? ", read-only" : "", (lua_Integer)st.size,
-                  (lua_Integer)st.blocks, st.blocks == 1 ? "" : "s",
+                  (lua_Integer)st.blocks, plural(st.blocks),
                   (lua_Integer)st.block_size, (lua_Integer)st.used_blocks,
                   (lua_Integer)st.free_blocks, (lua_Integer)st.tail_blocks,
                   bf->nviews, bf->nviews == 1 ? "" : "s");
@@ -1724,7 +1725,8 @@ static int mod_open (lua_State *L) {
                              k ? k : luaL_typename(L, -2)));
       if (!lua_isboolean(L, -1))
         return luaL_argerror(L, 2, lua_pushfstring(L, "option %s must be "
-                             "true or false, not %s", k, luaL_typename(L, -1)));
+                             "true or false, not %s", k,
+                             luaL_typename(L, -1)));
       if (lua_toboolean(L, -1)) flags |= flag;
       lua_pop(L, 1);
     }
@@ -1768,10 +1770,11 @@ static int mod_clock (lua_State *L) {
 
 /* fmap.batch_iterator(fill, width [, watch, key, message]): a generic-for
 ** iterator over values that fill(buffer) puts into a table a batch at a
-** time (returning how many; 0 or nil at the end). Each step returns the
-** next width values (a count must be a multiple of the width); a
-** negative width walks each batch from its end, -width values at a time
-** in their stored order (a backward scan that reads each node forward). With watch, each step first checks that
+** time (returning how many; 0 or nil at the end, a negative count
+** raises). Each step returns the next width values (a count must be a
+** multiple of the width); a negative width walks each batch from its
+** end, -width values at a time in their stored order (a backward scan
+** that reads each node forward). With watch, each step first checks that
 ** rawget(watch, key) still holds what it held at the start, and raises
 ** message otherwise. A structure's iterator may read a node per fill
 ** (with read_entries, say), and each step is a C call rather than a run
