@@ -841,9 +841,11 @@ int fm_free (fm_file *f, uint64_t off, uint64_t n) {
   if (f->readonly)
     return fail(f, FM_EMISUSE, "the BlockFile is read-only");
   if ((rc = fm_check_range(f, off, n)) != 0) {
-    if (strstr(f->msg, " is free") != NULL)
+    if (strstr(f->msg, " is free") != NULL) {   /* name the free block */
+      for (i = 0; i < n && !fm_is_free(f, off + i * bs); i++) {}
       return fail(f, FM_EMISUSE, "double free: block at offset %llu is "
-                  "already free", (unsigned long long)(off));
+                  "already free", (unsigned long long)(off + i * bs));
+    }
     return rc;
   }
   /* Read the head run and settle the new header before writing anything:

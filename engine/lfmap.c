@@ -602,7 +602,7 @@ GETTER(i64, 8, 1)
     lua_Integer x = luaL_checkinteger(L, 3);                             \
     if (!fitsin(x, n))                                                   \
       luaL_argerror(L, 3, lua_pushfstring(L, "%I does not fit in %d "    \
-                    "bytes", x, n));                                     \
+                    "byte%s", x, n, plural(n)));                         \
     store_le(p, (uint64_t)x, n);                                         \
     return 0;                                                            \
   }
@@ -2105,6 +2105,12 @@ static int bf_free (lua_State *L) {
   int rc;
   luaL_argcheck(L, n >= 1, 3,
                 lua_pushfstring(L, "block count %I is not positive", n));
+  /* a count that runs past the allocated area is the count's fault */
+  if (!bf->f.readonly && off % bs == 0 && off < bf->f.h.top &&
+      (uint64_t)n > (bf->f.h.top - off) / bs)
+    return luaL_argerror(L, 3, lua_pushfstring(L, "%I blocks from offset "
+                         "%I pass the allocated area (which ends at %I)", n,
+                         (lua_Integer)off, (lua_Integer)bf->f.h.top));
   rc = fm_free(&bf->f, off, (uint64_t)n);
   if (rc == FM_EMISUSE) return writefail(L, bf, 2);
   if (rc == FM_ECORRUPT) return corefail(L, bf, 0);

@@ -411,9 +411,11 @@ describe("fmap.BlockFile", function()
       assert.equal("bad argument #1 to 'free' (1 block at offset 8192 passes "
                    .. "the allocated area (which ends at 8192))",
                    h.errmsg(function() bf:free(8192) end))
-      assert.equal("bad argument #1 to 'free' (2 blocks at offset 4096 pass "
-                   .. "the allocated area (which ends at 8192))",
+      -- the offset is a block of the file: the count is at fault
+      assert.equal("bad argument #2 to 'free' (2 blocks from offset 4096 "
+                   .. "pass the allocated area (which ends at 8192))",
                    h.errmsg(function() bf:free(4096, 2) end))
+      assert.is_false(bf:is_free(4096))
     end)
 
     it("catches a double free, and loses nothing", function()
@@ -426,6 +428,13 @@ describe("fmap.BlockFile", function()
       assert.equal(1, bf:stats().free_blocks)
       bf:free(b)
       assert.is_true(bf:check())
+      -- in a run, the block named is the one that is free
+      local r = bf:allocate_blocks(3)
+      bf:free(r + BS)
+      assert.equal("bad argument #1 to 'free' (double free: block at offset "
+                   .. r + BS .. " is already free)",
+                   h.errmsg(function() bf:free(r, 3) end))
+      assert.is_false(bf:is_free(r))
     end)
 
     it("catches a free of a block inside a freed run", function()

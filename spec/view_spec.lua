@@ -295,7 +295,7 @@ describe("fmap.View", function()
 
     it("reject values that do not fit", function()
       assert.equal("bad argument #2 to 'set_u8' (256 does not fit in 1 "
-                   .. "bytes)", h.errmsg(function() v:set_u8(0, 256) end))
+                   .. "byte)", h.errmsg(function() v:set_u8(0, 256) end))
       assert.equal("bad argument #2 to 'set_u16' (-32769 does not fit in 2 "
                    .. "bytes)", h.errmsg(function() v:set_u16(0, -32769) end))
       assert.equal("bad argument #2 to 'set_u32' (number has no integer "
