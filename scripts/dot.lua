@@ -59,9 +59,9 @@ bf:close()
 if not ok then cmd:fail(tostring(text)) end
 local done, err = dot.render(text, opts.output)
 if not done then cmd:fail(err) end
-print(string.format("wrote %s: the B+tree at offset %d, %d nodes drawn, %d "
+print(string.format("wrote %s: the B+tree at offset %d, %d node%s drawn, %d "
                     .. "not drawn", opts.output, at, #info.nodes,
-                    info.summarised))
+                    #info.nodes == 1 and "" or "s", info.summarised))
 local others = {}
 for _, t in ipairs(trees) do
   if t ~= at then others[#others + 1] = tostring(t) end

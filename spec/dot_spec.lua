@@ -283,7 +283,7 @@ describe("fmap.dot", function()
       local text, status = run(path .. " -o " .. out)
       assert.equal(0, status, text)
       assert.equal("wrote " .. out .. ": the B+tree at offset " .. ao
-                   .. ", 1 nodes drawn, 0 not drawn\nother trees in the "
+                   .. ", 1 node drawn, 0 not drawn\nother trees in the "
                    .. "file (--at OFFSET): " .. bo .. "\n", text)
       assert.matches("^digraph ", h.readfile(out))
       text, status = run(path .. " --at " .. bo .. " -o " .. out)

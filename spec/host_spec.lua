@@ -910,15 +910,19 @@ describe("fmap.help", function()
                    .. "Adds an entry", help.text("t:add"))
     assert.equal(help.text("t:add"), help.text("add"))
     assert.equal(help.text("t:add"), help.text("tree:add"))
-    assert.matches("^t:remove%(key, where%)", help.text("tree:remove"))
+    assert.matches("^t:remove%(key %[, where%]%)", help.text("tree:remove"))
     assert.matches("^l:get%(i%)  %-%- a method of fmap%.mmlist\n",
                    help.text("l:get"))
-    assert.matches("^s:put%(s%)  %-%- a method of fmap%.varchar\n",
+    assert.matches("^s:put%(data%)  %-%- a method of fmap%.varchar\n",
                    help.text("s:put"))
     -- the engine's own names come first, and private methods stay private
     assert.matches("^bf:get%(", help.text("get"))
     assert.matches("^no help for", help.text("t:_put"))
     assert.matches("^no help for", help.text("t:nothing"))
+    -- optional parameters in brackets; internal ones ("_up") left out
+    assert.matches("\n  fmap%.blockmap%.png%(src %[, opts%]%) ",
+                   help.text(require("fmap.blockmap")))
+    assert.matches("^t:dot%(%[opts%]%)", help.text("t:dot"))
   end)
 
   it("has an LDoc comment for every public function of the Lua modules",

@@ -279,6 +279,30 @@ describe("fmap.mmlist", function()
       local empty = assert(mmlist.new(bf))
       for _ in empty:iterate() do error("an empty list has no items") end
     end)
+
+    it("visits the items there were when it began", function()
+      fill(3)
+      local seen = {}
+      for i, s in l:iterate() do          -- a loop that appends ends
+        seen[#seen + 1] = s
+        assert(l:append("more " .. i))
+      end
+      assert.same({ "item 1", "item 2", "item 3" }, seen)
+      assert.equal(6, l:size())
+      seen = {}
+      for i, s in l:iterate() do          -- one that pops ends early
+        seen[#seen + 1] = i .. ":" .. s
+        l:pop()
+        l:pop()
+      end
+      assert.same({ "1:item 1", "2:item 2" }, seen)
+      assert.equal(2, l:size())
+      for i, s in l:iterate() do          -- set changes what comes next
+        if i == 1 then l:set(2, "changed") end
+        if i == 2 then assert.equal("changed", s) end
+      end
+      ok_verify(l)
+    end)
   end)
 
   describe("on a read-only BlockFile", function()

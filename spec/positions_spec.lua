@@ -148,7 +148,60 @@ describe("errors of misuse", function()
       tree_opts = function () dot.tree(t, { keys = 1.5 }) end,
       at_opts = function () dot.at(bf, t:offset(), { children = -1 }) end,
       render_text = function () dot.render(5, "x.svg") end,
+      scan_bf = function () require("fmap.classify").scan("x") end,
+      stats_bf = function () require("fmap.classify").stats("x") end,
+      audit_bf = function () require("fmap.audit")("x") end,
+      svg_bf = function () require("fmap.blockmap").svg("x") end,
+      png_bf = function () require("fmap.blockmap").png(5) end,
+      png_opts = function ()
+        require("fmap.blockmap").png(bf, { cols = 0 })
+      end,
+      svg_opts = function ()
+        require("fmap.blockmap").svg(bf, { cell = 99 })
+      end,
+      write_opts = function ()
+        require("fmap.blockmap").write(bf, "/nonexistent/x.png", { cols = -1 })
+      end,
+      write_bf = function ()
+        require("fmap.blockmap").write(5, "/nonexistent/x.png")
+      end,
+      layout_opts = function ()
+        local m = require("fmap.blockmap")
+        m.layout(require("fmap.classify").scan(bf), { cols = 1.5 })
+      end,
     }
+  end)
+end)
+
+describe("errors after the BlockFile closed", function()
+  it("name the caller's line, for the blob store and the list", function()
+    local bf = fmap.anonymous()
+    local s = varchar.new(bf)
+    local l = mmlist.new(bf)
+    local x = s:put("hello")
+    l:append("a")
+    local y = s:put("gone")
+    s:free(y)
+    raised_here { replace_freed = function () s:replace(y, "zz") end }
+    collectgarbage()
+    bf:close()
+    raised_here {
+      get = function () s:get(x) end,
+      put = function () s:put("x") end,
+      with = function () s:with(x, print) end,
+      list_get = function () l:get(1) end,
+      list_len = function () return #l end,
+      list_iterate = function () for _ in l:iterate() do end end,
+      audit = function () require("fmap.audit")(bf) end,
+      svg = function () require("fmap.blockmap").svg(bf) end,
+    }
+    -- the tools say the file is closed, not that it is no BlockFile
+    assert.equal("bad argument #1 to 'audit' (the BlockFile is closed)",
+                 h.errmsg(function () require("fmap.audit")(bf) end))
+    assert.equal("bad argument #1 to 'svg' (the BlockFile is closed)",
+                 h.errmsg(function () require("fmap.blockmap").svg(bf) end))
+    assert.equal("bad argument #1 to 'scan' (the BlockFile is closed)",
+                 h.errmsg(function () require("fmap.classify").scan(bf) end))
   end)
 end)
 
@@ -168,6 +221,12 @@ describe("a method called with '.' for ':'", function()
                  .. "it with ':')", h.errmsg(function() l.pop() end))
     assert.equal("bad argument #0 to 'get' (B+tree expected, got string; "
                  .. "call it with ':')", h.errmsg(function() t.get("abcd") end))
+    for _, m in ipairs({ "size", "verify", "stats", "iterate", "keys",
+                         "dot", "offset", "blockfile" }) do
+      assert.equal("bad argument #0 to '" .. m .. "' (B+tree expected, got "
+                   .. "nil; call it with ':')", h.errmsg(t[m]))
+      raised_here { [m] = function () t[m]() end }
+    end
     -- a varchar is no list, nor the other way round
     assert.equal("bad argument #0 to 'get' (mmlist expected, got table; call "
                  .. "it with ':')", h.errmsg(function() l.get(s, 1) end))

@@ -119,8 +119,11 @@ end
 function M.audit (bf, opts)
   local ok, bs = pcall(function () return bf:block_size() end)
   if not ok or math.type(bs) ~= "integer" then
-    error("bad argument #1 to 'audit' (BlockFile expected, got "
-          .. (type(bf) == "userdata" and tostring(bf) or type(bf)) .. ")", 2)
+    error("bad argument #1 to 'audit' ("
+          .. (type(bf) == "userdata" and tostring(bf) == "BlockFile (closed)"
+              and "the BlockFile is closed"
+              or "BlockFile expected, got " .. (type(bf) == "userdata"
+                 and tostring(bf) or type(bf))) .. ")", 2)
   end
   local r = classify.scan(bf, opts)
   local leaked = {}

@@ -42,13 +42,18 @@ local function is_scan (src)
 end
 
 -- The scan of a BlockFile, or the scan itself.
-local function scan_of (src, opts, fname)
+-- (fname names the function the user called; up counts the frames of
+-- this module between that function's and the user's, 0 when none, so
+-- that errors name the user's line. png, svg and layout take them as
+-- _fname and _up, which help leaves out.)
+local function scan_of (src, opts, fname, up)
   if is_scan(src) then return src end
   local ok, bs = pcall(function () return src:block_size() end)
   if not ok or math.type(bs) ~= "integer" then
-    error(string.format("bad argument #1 to '%s' (BlockFile or scan "
-          .. "expected, got %s)", fname,
-          type(src) == "userdata" and tostring(src) or type(src)), 3)
+    local got = type(src) == "userdata" and tostring(src) or type(src)
+    error(string.format("bad argument #1 to '%s' (%s)", fname,
+          got == "BlockFile (closed)" and "the BlockFile is closed"
+          or "BlockFile or scan expected, got " .. got), 3 + (up or 0))
   end
   return classify.scan(src, opts and opts.scan)
 end
@@ -58,14 +63,16 @@ end
 -- @param opts optional `{cols = n, cell = pixels}` to override the choice
 -- @return `{cols, rows, cell, gap, per_cell, cells, kinds = {[i] = kind}}`:
 --   cell i (0-based) shows blocks i*per_cell .. (i+1)*per_cell-1
-function M.layout (r, opts, fname)
+function M.layout (r, opts, _fname, _up)
+  local fname, up = _fname, _up
   opts = opts or {}
   local function check (name, max)
     local v = opts[name]
     if v ~= nil and (math.type(v) ~= "integer" or v < 1 or v > max) then
       error(string.format("bad argument #2 to '%s' (option '%s' must be an "
                           .. "integer from 1 to %d, got %s)",
-                          fname or "layout", name, max, tostring(v)), 3)
+                          fname or "layout", name, max, tostring(v)),
+            3 + (up or 0))
     end
   end
   check("cols", 4096)
@@ -145,9 +152,10 @@ end
 -- @return the PNG's bytes, the scan, and where the grid is: `{x, y,
 --   pitch, cols, per_cell, palette, width, height}` (cell i's top left
 --   pixel is at x + (i % cols) * pitch, y + (i // cols) * pitch)
-function M.png (src, opts)
-  local r = scan_of(src, opts, "png")
-  local L = M.layout(r, opts, "png")
+function M.png (src, opts, _fname, _up)
+  local fname, up = _fname or "png", _up or 0
+  local r = scan_of(src, opts, fname, up)
+  local L = M.layout(r, opts, fname, up + 1)
   local lines, legend = captions(r)
   -- Palette: background, ink, gap, then one colour per kind shown.
   local palette, index = { BG, INK, GAP }, {}
@@ -254,11 +262,12 @@ end
 -- are one rectangle each, with a tooltip naming the blocks, the kind and
 -- the owner.
 -- @param src a BlockFile or a scan
--- @param opts as for `png`
+-- @param opts optional, as for `png`
 -- @return the SVG text, and the scan
-function M.svg (src, opts)
-  local r = scan_of(src, opts, "svg")
-  local L = M.layout(r, opts, "svg")
+function M.svg (src, opts, _fname, _up)
+  local fname, up = _fname or "svg", _up or 0
+  local r = scan_of(src, opts, fname, up)
+  local L = M.layout(r, opts, fname, up + 1)
   local lines, legend = captions(r)
   local pitch = math.max(L.cell, 2)
   local gutter = 8 * #tostring((L.rows - 1) * L.cols * L.per_cell) + 8
@@ -341,7 +350,7 @@ end
 --- Writes a block map to a file, PNG or SVG by the path's extension.
 -- @param src a BlockFile or a scan
 -- @param path ends in `.png` or `.svg`
--- @param opts as for `png`
+-- @param opts optional, as for `png`
 -- @return the scan, or nil, message, errno if the file cannot be written
 function M.write (src, path, opts)
   if type(path) ~= "string" then
@@ -354,7 +363,7 @@ function M.write (src, path, opts)
     error("bad argument #2 to 'write' (path must end in .png or .svg, got '"
           .. path .. "')", 2)
   end
-  local data, r = M[ext](src, opts)
+  local data, r = M[ext](src, opts, "write", 1)
   local f, msg, code = io.open(path, "wb")
   if not f then return nil, msg, code end
   local ok, wmsg, wcode = f:write(data)

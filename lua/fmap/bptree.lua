@@ -1229,14 +1229,22 @@ local function check_bf (bf, fname, lvl)
   end
 end
 
+-- A value as a size check shows it: numbers as they are, a string quoted
+-- ("16" is no size), anything else by its type.
+local function shown (x)
+  if type(x) == "number" then return tostring(x) end
+  if type(x) == "string" then return sformat("string %q", x:sub(1, 20)) end
+  return type(x)
+end
+
 local function check_sizes (fname, ks, vs, arg, lvl)
   if mtype(ks) ~= "integer" or (ks ~= -1 and (ks < 1 or ks >= OVF)) then
     argerr(arg, fname, "key size must be -1 or an integer in 1.."
-           .. (OVF - 1) .. ", got " .. tostring(ks), lvl + 1)
+           .. (OVF - 1) .. ", got " .. shown(ks), lvl + 1)
   end
   if mtype(vs) ~= "integer" or (vs ~= -1 and (vs < 0 or vs >= OVF)) then
     argerr(arg + 1, fname, "value size must be -1 or an integer in 0.."
-           .. (OVF - 1) .. ", got " .. tostring(vs), lvl + 1)
+           .. (OVF - 1) .. ", got " .. shown(vs), lvl + 1)
   end
 end
 
@@ -1798,36 +1806,52 @@ end
 
 --- Entries in the tree.
 function Tree:size ()
-  if not self.views then bad_self("size", self) end
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self("size", self)
+  end
   return self.nent
 end
 
 --- Bytes per key, or -1.
 function Tree:key_size ()
-  if not self.views then bad_self("key_size", self) end
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self("key_size", self)
+  end
   return self.ks
 end
 
 --- Bytes per value, or -1.
 function Tree:value_size ()
-  if not self.views then bad_self("value_size", self) end
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self("value_size", self)
+  end
   return self.vs
 end
 
 --- The offset of the tree's meta block (for `open_at`).
 function Tree:offset ()
-  if not self.views then bad_self("offset", self) end
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self("offset", self)
+  end
   return self.meta
 end
 
 --- The tree's BlockFile.
 function Tree:blockfile ()
-  if not self.views then bad_self("blockfile", self) end
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self("blockfile", self)
+  end
   return self.bf
 end
 
 --- Graphviz DOT text of the tree, cut to a depth (fmap.dot.tree).
-function Tree:dot (opts) return require("fmap.dot")._dot(self, opts) end
+-- @param opts optional: `depth`, `children`, `keys` (fmap.dot.graph's)
+function Tree:dot (opts)
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self("dot", self)
+  end
+  return require("fmap.dot")._dot(self, opts)
+end
 
 function Tree:__tostring ()
   if not self.views then return "B+tree (discarded)" end
@@ -2078,7 +2102,9 @@ end
 --- Iterates over every entry in key order.
 -- @return a generic-for iterator yielding key, value
 function Tree:iterate ()
-  if not self.views then bad_self("iterate", self) end
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self("iterate", self)
+  end
   return forward(self, edge_leaf(self, false), 0, nil, nil), nil, nil, nil
 end
 
@@ -2086,21 +2112,27 @@ end
 -- inserted first).
 -- @return a generic-for iterator yielding key, value
 function Tree:backward ()
-  if not self.views then bad_self("backward", self) end
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self("backward", self)
+  end
   return backward(self, edge_leaf(self, true), nil, nil, nil), nil, nil, nil
 end
 
 --- Iterates over every key in order, once per entry.
 -- @return a generic-for iterator yielding keys
 function Tree:keys ()
-  if not self.views then bad_self("keys", self) end
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self("keys", self)
+  end
   return forward(self, edge_leaf(self, false), 0, nil, 1), nil, nil, nil
 end
 
 --- Iterates over every value, in the order of their keys.
 -- @return a generic-for iterator yielding values
 function Tree:values ()
-  if not self.views then bad_self("values", self) end
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self("values", self)
+  end
   return forward(self, edge_leaf(self, false), 0, nil, 2), nil, nil, nil
 end
 
@@ -2317,7 +2349,9 @@ end
 -- @return true, or nil and a message naming the first broken invariant
 -- and the node's offset
 function Tree:verify ()
-  if not self.views then bad_self("verify", self) end
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self("verify", self)
+  end
   local st, err = walk(self)
   if not st then return nil, err end
   return true
@@ -2329,7 +2363,9 @@ end
 -- internal_fill (used bytes over capacity, 0..1), layout ("fixed" or
 -- "slotted"); or nil and a message if the tree is damaged
 function Tree:stats ()
-  if not self.views then bad_self("stats", self) end
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self("stats", self)
+  end
   local st, err = walk(self)
   if not st then return nil, err end
   return {

@@ -90,8 +90,9 @@ M.BUILTIN = { "fmap.classify.bptree", "fmap.classify.mmlist",
               "fmap.classify.varchar" }
 local builtins_loaded = false
 
-local function argerror (n, fname, msg)
-  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
+local function argerror (n, fname, msg, level)
+  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg),
+        level or 3)
 end
 
 --- Adds a kind of block, or changes the label or colour of one.
@@ -214,8 +215,10 @@ end
 local function check_bf (bf, fname)
   local ok, bs = pcall(function () return bf:block_size() end)
   if not ok or math.type(bs) ~= "integer" then
-    argerror(1, fname, "BlockFile expected, got "
-             .. (type(bf) == "userdata" and tostring(bf) or type(bf)))
+    argerror(1, fname, type(bf) == "userdata"
+             and tostring(bf) == "BlockFile (closed)"
+             and "the BlockFile is closed" or "BlockFile expected, got "
+             .. (type(bf) == "userdata" and tostring(bf) or type(bf)), 4)
   end
   return bs
 end

@@ -210,7 +210,7 @@ end
 --- DOT text of a B+tree (`fmap.bptree`), read through
 -- `fmap.classify.bptree`. Also `require "fmap.dot"(t [, opts])`.
 -- @param t a B+tree
--- @param opts as for `graph`
+-- @param opts optional, as for `graph`
 -- @return the DOT text, and what `graph` returns second
 function M.tree (t, opts)
   if not is_tree(t) then
@@ -232,7 +232,7 @@ end
 -- opened without the tree's module (read-only is enough).
 -- @param bf the BlockFile
 -- @param offset the tree's meta block
--- @param opts as for `graph`
+-- @param opts optional, as for `graph`
 -- @return as `graph`; raises if no sound tree is there
 function M.at (bf, offset, opts)
   check_opts(opts, "at", 3, 2)
@@ -307,7 +307,7 @@ end
 -- B+tree as an SVG through Graphviz (its DOT text when Graphviz is
 -- missing), a BlockFile as its block map (PNG).
 -- @param x a B+tree or a BlockFile
--- @param opts as for `graph` (a tree) or `blockmap.png` (a BlockFile)
+-- @param opts optional, as for `graph` (a tree) or `blockmap.png` (a BlockFile)
 -- @return the file's path (the REPL prints it), or nil and a message
 function M.show (x, opts)
   local base = os.tmpname()

@@ -164,7 +164,7 @@ local API = {
     "Removes every entry whose first #key bytes equal key from the run\n"
     .. "of count entries (the u32 at countpos), moves the rest down and\n"
     .. "stores the new count: a leaf's delete in one call." },
-  { "v:insert", "(pos, len, s [, s2]) -> next position",
+  { "v:insert", "(pos, len, s [, s2]) -> next_pos",
     "opens a gap and writes into it",
     "Moves the len bytes at pos up by #s + #s2 and writes s, then s2,\n"
     .. "at pos: an entry put into a sorted run in one call." },
@@ -190,6 +190,7 @@ local API = {
   { "fmap.audit", "module", "blocks a structure leaked or shares" },
   { "fmap.blockmap", "module", "a picture of every block (PNG, SVG)" },
   { "fmap.dot", "module", "B+tree pictures through Graphviz" },
+  { "fmap.classify", "module", "what each block is: classifiers, scans" },
 
   { "REPL", "type", "what the fmap REPL adds" },
   { "help", "([x])", "this help; help(x) describes x" },
@@ -203,8 +204,9 @@ local API = {
 -- entry for help(v.u32) and help "v:set_i16".
 for _, bits in ipairs({ 8, 16, 32, 64 }) do
   for _, sign in ipairs({ "u", "i" }) do
-    local kind = string.format("%s %d-bit (%d bytes)",
-      sign == "u" and "unsigned" or "signed", bits, bits // 8)
+    local kind = string.format("%s %d-bit (%d byte%s)",
+      sign == "u" and "unsigned" or "signed", bits, bits // 8,
+      bits == 8 and "" or "s")
     API[#API + 1] = { "v:" .. sign .. bits, "(pos) -> n",
                       "reads a little-endian " .. kind .. " integer",
                       nil, hidden = true }
@@ -332,12 +334,25 @@ end
 function M.signature (f, method)
   local info = debug.getinfo(f, "Su")
   if info.what ~= "Lua" then return "(...)" end
-  local params = {}
+  -- a parameter its comment calls optional ("@param where optional ...")
+  -- is shown in brackets, as the engine's are; one whose name starts
+  -- with "_" is internal, and left out
+  local doc = M.ldoc(f) or ""
+  local params, optional = {}, 0
   for i = method and 2 or 1, info.nparams do
-    params[#params + 1] = debug.getlocal(f, i)
+    local name = debug.getlocal(f, i)
+    if name:sub(1, 1) == "_" then        -- internal: left out
+    elseif doc:match("@param " .. name .. " optional") then
+      params[#params + 1] = (#params > 0 and " [, " or "[") .. name
+      optional = optional + 1
+    else
+      params[#params + 1] = (#params > 0 and ", " or "") .. name
+    end
   end
-  if info.isvararg then params[#params + 1] = "..." end
-  return "(" .. table.concat(params, ", ") .. ")"
+  if info.isvararg then
+    params[#params + 1] = (#params > 0 and ", " or "") .. "..."
+  end
+  return "(" .. table.concat(params) .. string.rep("]", optional) .. ")"
 end
 
 local function index_of (v)

@@ -75,7 +75,7 @@ local pcall, tostring, sformat = pcall, tostring, string.format
 local enter = guard.enter
 local getmetatable, bad_self = getmetatable, guard.bad_self
 local argerr, check_bf = varchar._argerr, varchar._check_bf
-local meta_view = varchar._meta_view
+local meta_view, own_view = varchar._meta_view, varchar._own_view
 -- x as an integer (integral floats too), else raises for argument n of
 -- fname at level (toint(x, fname, n, level), as varchar's offsets)
 local toint = varchar._toint
@@ -281,7 +281,7 @@ function List:size ()
   if getmetatable(self) ~= List then bad_self("mmlist", "size", self) end
   -- a view of its own: unguarded, size may run inside an operation (from
   -- a finalizer), whose view it must not move
-  local v <close> = self.bf:get(self.meta)
+  local v <close> = own_view(self)
   return check_count(self, v:u64(M_COUNT))
 end
 List.__len = List.size
@@ -528,14 +528,16 @@ function List:swap_delete (i)
   return s
 end
 
--- A step of iterate: the guard is held while the step reads, not while
--- the loop's body runs.
-local function step (self, i)
+-- A step of iterate over it = {list, last}: the guard is held while the
+-- step reads, not while the loop's body runs. It stops after the item
+-- that was last when the loop began, or at the list's end if it shrank.
+local function step (it, i)
+  local self = it[1]
   local _ <close> = enter(self.guard, "iterate")
   i = i + 1
   local v = meta_view(self)
   local n = v:u64(M_COUNT)
-  if i > n then
+  if i > n or i > it[2] then
     check_count(self, n)
     return nil
   end
@@ -547,10 +549,14 @@ end
 
 --- An iterator for the generic for: `for i, s in l:iterate() do`. It
 -- holds no view between steps, so breaking out needs no cleanup; each step
--- reads the list as it is then.
+-- reads the list as it is then. It visits the items there were when it
+-- began, as `for i = 1, #l` would: items appended in the loop are not
+-- visited (so a loop that appends ends), and it stops early if the list
+-- shrinks below the next index.
 function List:iterate ()
   if getmetatable(self) ~= List then bad_self("mmlist", "iterate", self) end
-  return step, self, 0
+  local v <close> = own_view(self)
+  return step, { self, check_count(self, v:u64(M_COUNT)) }, 0
 end
 
 --- Checks every invariant in the comment at the top of this file.

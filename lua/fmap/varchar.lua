@@ -216,6 +216,18 @@ local function new_handle (bf, meta)
   return self
 end
 
+--- A new view of the meta block of the structure self, for an operation
+-- called by the user's code: a closed BlockFile (or a meta block that is
+-- not allocated) raises at the user's line, not at this one (level as
+-- error's, seen from own_view's caller: 2, that caller's caller).
+local function own_view (self, level)
+  local ok, v = pcall(self.bf.get, self.bf, self.meta)
+  if not ok then
+    error((tostring(v):gsub("^[^\n:]+:%d+: ", "")), (level or 2) + 1)
+  end
+  return v
+end
+
 --- The view an operation of the structure self works through, pointed at
 -- its meta block (self.meta). It is kept between operations in
 -- self.views, a weak table (so a collection takes it, and bf:close is not
@@ -231,7 +243,7 @@ local function meta_view (self)
     v:retarget(self.meta)
     return v
   end
-  v = self.bf:get(self.meta)
+  v = own_view(self, 3)
   views[1] = v
   return v
 end
@@ -773,17 +785,17 @@ function Varchar:alloc (length)
   return store(self, v, nil, length)
 end
 
---- Stores a copy of the string s as a new blob with one reference.
+--- Stores a copy of the string data as a new blob with one reference.
 -- @return its offset, or nil, message, errno when the BlockFile cannot grow
-function Varchar:put (s)
+function Varchar:put (data)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "put", self) end
-  if type(s) ~= "string" then
-    argerr("put", 1, "string expected, got " .. type(s))
+  if type(data) ~= "string" then
+    argerr("put", 1, "string expected, got " .. type(data))
   end
   check_writable(self, "put")
   local _ <close> = enter(self.guard, "put")
   local v = meta_view(self)
-  return store(self, v, s, #s)
+  return store(self, v, data, #data)
 end
 
 --- The bytes of the blob at offset, as a string.
@@ -829,7 +841,7 @@ function Varchar:with (offset, fn)
     argerr("with", 2, "function expected, got " .. type(fn))
   end
   -- a view of its own: fn holds it while it may use the store
-  local v <close> = self.bf:get(self.meta)
+  local v <close> = own_view(self)
   local pos, len
   do
     local _ <close> = enter(self.guard, "with")
@@ -903,6 +915,9 @@ function Varchar:replace (offset, s)
   local _ <close> = enter(self.guard, "replace")
   local v = meta_view(self)
   runs(self, v)                 -- the reserve is sound before any write
+  -- a bad offset raised here names the caller's line (replace_on's own
+  -- locate is a call deeper)
+  locate(self, v, offset, "replace")
   return replace_on(self, v, offset, s, "replace")
 end
 
@@ -1186,6 +1201,7 @@ M._argerr = argerr
 M._typename = typename
 M._toint = toint
 M._meta_view = meta_view
+M._own_view = own_view
 
 -- The methods, for help "s:put" and help(obj).
 M._methods = Varchar
