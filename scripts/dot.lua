@@ -54,7 +54,8 @@ if not at then
   bf:close()
   cmd:fail(opts.path .. ": no B+tree found")
 end
-local ok, text, info = pcall(dot.at, bf, at, opts)
+local ok, text, info = pcall(dot.at, bf, at, { depth = opts.depth,
+                             children = opts.children, keys = opts.keys })
 bf:close()
 if not ok then cmd:fail(tostring(text)) end
 local done, err = dot.render(text, opts.output)

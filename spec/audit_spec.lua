@@ -237,8 +237,12 @@ describe("scripts/inspect.lua --audit and --stats", function()
       assert.equal(1, status, text)
       assert.matches("\nleaked: 2 blocks allocated, not free", text)
     end
-    local text, status = run("scripts/inspect.lua -r no_such_module "
+    local text, status = run("scripts/inspect.lua -r spec/toychain.lua "
                              .. path)
+    assert.equal(2, status, text)
+    assert.matches("inspect: -r spec/toychain.lua: a module name, as "
+                   .. "require takes it", text, 1, true)
+    text, status = run("scripts/inspect.lua -r no_such_module " .. path)
     assert.equal(1, status, text)
     assert.matches("inspect: cannot load no_such_module: module "
                    .. "'no_such_module' not found", text, 1, true)

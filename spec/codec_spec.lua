@@ -180,6 +180,12 @@ describe("fmap.codec", function()
       assert.equal("bad argument #1 to 'encode' (invalid option 'x' in "
                    .. "format \"u4x\")",
                    h.errmsg(function() codec.encode("u4x", 1) end))
+      -- a key given as the format: escaped bytes, and which comes first
+      local key = codec.encode("u4 s", 7, "bob")
+      assert.equal("bad argument #1 to 'decode' (invalid option \"\\0\" in "
+                   .. "format \"\\0\\0\\0\\7bob\\0\\0\" (the format comes "
+                   .. "first: decode(format, ...)))",
+                   h.errmsg(function() codec.decode(key, "u4 s") end))
       assert.equal("bad argument #1 to 'encode' (integer size 9 in \"i9\" "
                    .. "is not in 1..8)",
                    h.errmsg(function() codec.encode("i9", 1) end))

@@ -106,6 +106,14 @@ describe("fmap.dot", function()
                    h.errmsg(function() dot.graph { root = 1 } end))
     end)
 
+    it("rejects an unknown option", function()
+      assert.equal("bad argument #2 to 'graph' (unknown option deep; there "
+                   .. "are depth, children, keys and key_text)",
+                   h.errmsg(function()
+                     dot.graph(synthetic(1, 1), { deep = 3 })
+                   end))
+    end)
+
     it("rejects a negative depth", function()
       assert.equal("bad argument #2 to 'graph' (depth must be a "
                    .. "non-negative integer, got -1)",

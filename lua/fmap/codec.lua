@@ -76,8 +76,13 @@ local function compile (fmt, fname)
       size = -1
       pos = pos + 1
     else
-      argerror(1, fname, string.format("invalid option '%s' in format %q",
-               ch, fmt), 4)
+      -- a key passed as the format: its bytes escaped, and a hint
+      local binary = ch:match("[%c\128-\255]") ~= nil
+      argerror(1, fname, string.format("invalid option %s in format %s%s",
+               binary and string.format("%q", ch) or "'" .. ch .. "'",
+               string.format("%q", fmt:sub(1, 40)):gsub("\\\n", "\\n"),
+               binary and " (the format comes first: " .. fname
+               .. "(format, ...))" or ""), 4)
     end
   end
   if #list == 0 then argerror(1, fname, "empty format", 4) end

@@ -57,6 +57,9 @@ local function quoted (s)
   return '"' .. s:gsub('[\\"]', "\\%0"):gsub("\n", "\\n") .. '"'
 end
 
+local OPTIONS = { depth = true, children = true, keys = true,
+                  key_text = true }
+
 -- Checks the options of a drawing (argument n of the caller's fname),
 -- raising at the caller's caller (level lvl of the caller).
 local function check_opts (opts, fname, n, lvl)
@@ -64,6 +67,13 @@ local function check_opts (opts, fname, n, lvl)
   if type(opts) ~= "table" then
     error(string.format("bad argument #%d to '%s' (table expected, got %s)",
           n, fname, type(opts)), lvl + 1)
+  end
+  for k in pairs(opts) do
+    if not OPTIONS[k] then
+      error(string.format("bad argument #%d to '%s' (unknown option %s; "
+            .. "there are depth, children, keys and key_text)", n, fname,
+            tostring(k)), lvl + 1)
+    end
   end
   for _, what in ipairs({ "depth", "children", "keys" }) do
     local v = opts[what]
