@@ -44,14 +44,7 @@ local function parse (args)
 end
 
 local opts = parse(arg)
-for _, m in ipairs(opts.modules) do
-  if m:match("/") or m:match("%.lua$") then
-    cmd:usage_error(string.format("-r %s: a module name, as require takes "
-                    .. "it (mods.chain for mods/chain.lua on LUA_PATH)", m))
-  end
-  local ok, err = pcall(require, m)
-  if not ok then cmd:fail(string.format("cannot load %s: %s", m, err)) end
-end
+cmd:require_all(opts.modules)
 local bf, msg = fmap.open(opts.path, { readonly = true })
 if not bf then cmd:fail(msg) end
 local t0 = os.clock()

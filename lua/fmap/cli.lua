@@ -118,6 +118,21 @@ function Command:parse (args)
   return r
 end
 
+--- Loads the modules of -r MODULE options (a classifier's registration,
+-- say): a path instead of a module name is a usage error, a module that
+-- fails to load a failure.
+function Command:require_all (modules)
+  for _, m in ipairs(modules) do
+    if m:match("/") or m:match("%.lua$") then
+      self:usage_error(string.format("-r %s: a module name, as require "
+                       .. "takes it (mods.chain for mods/chain.lua on "
+                       .. "LUA_PATH)", m))
+    end
+    local ok, err = pcall(require, m)
+    if not ok then self:fail(string.format("cannot load %s: %s", m, err)) end
+  end
+end
+
 --- A fresh temporary path ending in suffix, not created: os.tmpname()
 -- makes a file of a unique name, which goes; the path is that name plus
 -- the suffix, so no placeholder is left behind.
