@@ -92,9 +92,34 @@ static BlockFile *tobf (lua_State *L, int i) {
   return NULL;
 }
 
+/* The value at i is no tname: luaL_typeerror's message, with a hint when
+** the running function is a method of mtname's called with '.' for ':'
+** ("bf.get(off)" passes off as self). Only misuse comes here, so the
+** lookup costs a correct call nothing. */
+static int typefail (lua_State *L, int i, const char *tname,
+                     const char *mtname) {
+  lua_Debug ar;
+  int top = lua_gettop(L);
+  if (i == 1 && lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) &&
+      ar.name != NULL && strcmp(ar.namewhat, "method") != 0) {
+    int method = 0;
+    const char *got = luaL_typename(L, 1);   /* before the stack grows */
+    if (luaL_getmetafield(L, 1, "__name") == LUA_TSTRING)
+      got = lua_tostring(L, -1);
+    luaL_getmetatable(L, mtname);
+    if (lua_getfield(L, -1, "__index") == LUA_TTABLE)
+      method = lua_getfield(L, -1, ar.name) == LUA_TFUNCTION;
+    if (method)
+      return luaL_argerror(L, 1, lua_pushfstring(L, "%s expected, got %s; "
+                           "call it with ':'", tname, got));
+    lua_settop(L, top);   /* typeerror reads the argument at i again */
+  }
+  return luaL_typeerror(L, i, tname);
+}
+
 static BlockFile *checkbf (lua_State *L, int i) {
   BlockFile *bf = tobf(L, i);
-  if (bf == NULL) luaL_typeerror(L, i, "BlockFile");
+  if (bf == NULL) typefail(L, i, "BlockFile", FMAP_BF);
   if (!bf->open) luaL_error(L, "attempt to use a closed BlockFile");
   return bf;
 }
@@ -122,7 +147,7 @@ static const char *const deadwhy[] = {
 
 static View *checkview (lua_State *L, int i) {
   View *v = toview(L, i);
-  if (v == NULL) luaL_typeerror(L, i, "view");
+  if (v == NULL) typefail(L, i, "view", FMAP_VIEW);
   if (v->state != LIVE) luaL_error(L, "attempt to use %s", deadwhy[v->state]);
   return v;
 }

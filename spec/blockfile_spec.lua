@@ -1380,7 +1380,7 @@ describe("fmap module", function()
 
     it("refuses misuse, and runs outside the allocated blocks", function()
       assert.equal("bad argument #1 to 'entry_iterator' (BlockFile expected, "
-                   .. "got nil)", h.errmsg(function()
+                   .. "got nil; call it with ':')", h.errmsg(function()
                      bf.entry_iterator(nil, print)
                    end))
       assert.equal("bad argument #1 to 'entry_iterator' (function "
@@ -1577,7 +1577,7 @@ describe("fmap module", function()
         end)
       end
       assert.equal("bad argument #1 to 'searcher' (BlockFile expected, got "
-                   .. "nil)", h.errmsg(function()
+                   .. "nil; call it with ':')", h.errmsg(function()
                      bf.searcher(nil, 4, 16, 8)
                    end))
       assert.equal("bad argument #1 to 'searcher' (count position 4093 "

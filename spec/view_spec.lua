@@ -663,18 +663,28 @@ describe("fmap.View", function()
 
   describe("misuse", function()
     it("names the type expected", function()
-      assert.equal("bad argument #1 to 'read' (view expected, got table)",
+      -- a method called with '.' for ':' gets a hint; memclr is no method
+      assert.equal("bad argument #1 to 'read' (view expected, got table; "
+                   .. "call it with ':')",
                    h.errmsg(function() v.read({}, 0, 1) end))
+      assert.equal("bad argument #1 to 'read' (view expected, got number; "
+                   .. "call it with ':')", h.errmsg(function() v.read(0, 1) end))
       assert.equal("bad argument #1 to 'memclr' (view expected, got no value)",
                    h.errmsg(function() fmap.memclr() end))
+      -- with ':', on something that is no view: Lua's own words
+      local fake = { read = v.read }
+      assert.equal("calling 'read' on bad self (view expected, got table)",
+                   h.errmsg(function() fake:read(0, 1) end))
     end)
 
     it("cannot be fooled by another userdata", function()
       local bfm = getmetatable(bf).__index
       assert.equal("bad argument #1 to 'u32' (view expected, got "
-                   .. "fmap.BlockFile)", h.errmsg(function() v.u32(bf, 0) end))
+                   .. "fmap.BlockFile; call it with ':')",
+                   h.errmsg(function() v.u32(bf, 0) end))
       assert.equal("bad argument #1 to 'allocate' (BlockFile expected, got "
-                   .. "fmap.View)", h.errmsg(function() bfm.allocate(v) end))
+                   .. "fmap.View; call it with ':')",
+                   h.errmsg(function() bfm.allocate(v) end))
       -- a file handle dressed as a view: its metatable says view, its bytes
       -- are not one
       local f <close> = assert(io.tmpfile())
