@@ -87,7 +87,9 @@ local API = {
     "live views, where each was taken" },
   { "bf:free_list", "() -> list",
     "free runs: {offset =, blocks =}" },
-  { "bf:is_free", "(offset) -> boolean", "whether the block is free" },
+  { "bf:is_free", "(offset) -> boolean", "whether the block is free",
+    "false for the control block and for blocks past the allocated\n"
+    .. "area; an offset that is not block-aligned raises." },
   { "bf:entry_iterator", "(fill [, watch, key, message]) -> iterator",
     "a generic-for iterator reading entries straight from the file",
     "fill() returns the next run: pos, count, stride, len [, len2], count\n"
