@@ -885,7 +885,6 @@ int fm_free (fm_file *f, uint64_t off, uint64_t n) {
   else put_mark(f, off, head, n);
   f->h = nh;
   put_header(f);
-  f->frees++;
   return 0;
 }
 

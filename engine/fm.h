@@ -49,8 +49,6 @@ typedef struct fm_file {
   int slot;             /* the header slot written last, 0 or 1 */
   uint64_t remaps;      /* how many times the map has moved or grown */
   uint64_t clean_from;  /* blocks from here on are zero: grown, never used */
-  uint64_t frees;       /* frees since open: a reader that checked that a
-                        ** range was allocated checks again when it moves */
   char msg[192];        /* what went wrong, for FM_EMISUSE and friends */
 } fm_file;
 

@@ -1951,7 +1951,7 @@ typedef struct Entries {
   int64_t stride;
   size_t len, len2;
   uint64_t first, blocks;  /* the run's blocks, checked allocated ... */
-  uint64_t frees;          /* ... when bf had made this many frees */
+  uint64_t seq;            /* ... when bf's header had this seq */
   int two;            /* a step returns two strings */
   int done;
   int watch;
@@ -2010,7 +2010,7 @@ static void setrun (lua_State *L, Entries *e, BlockFile *bf) {
     first = lo - lo % bs;
     e->first = first;
     e->blocks = hi > first ? (hi - first + bs - 1) / bs : 1;
-    e->frees = bf->f.frees;
+    e->seq = bf->f.h.seq;
     if (fm_check_range(&bf->f, e->first, e->blocks) != 0)
       luaL_error(L, "entry_iterator's fill returned a run in a free "
                  "block: %s", bf->f.msg);
@@ -2054,9 +2054,10 @@ static int entries_step (lua_State *L) {
     }
     setrun(L, e, bf);
   }
-  /* a free since the run was checked may have taken a block of it */
-  if (bf->f.frees != e->frees) {
-    e->frees = bf->f.frees;
+  /* a free since the run was checked (any change of the header moves its
+  ** seq, as newview knows) may have taken a block of it */
+  if (bf->f.h.seq != e->seq) {
+    e->seq = bf->f.h.seq;
     if (fm_check_range(&bf->f, e->first, e->blocks) != 0)
       luaL_error(L, "entry_iterator: a block of its run was freed during "
                  "the loop: %s", bf->f.msg);
@@ -2130,14 +2131,12 @@ static int bf_free (lua_State *L) {
   int rc;
   luaL_argcheck(L, n >= 1, 3,
                 lua_pushfstring(L, "block count %I is not positive", n));
-  /* a count that runs past the allocated area is the count's fault */
-  if (!bf->f.readonly && off % bs == 0 && off < bf->f.h.top &&
-      (uint64_t)n > (bf->f.h.top - off) / bs)
-    return luaL_argerror(L, 3, lua_pushfstring(L, "%I blocks from offset "
-                         "%I pass the allocated area (which ends at %I)", n,
-                         (lua_Integer)off, (lua_Integer)bf->f.h.top));
   rc = fm_free(&bf->f, off, (uint64_t)n);
-  if (rc == FM_EMISUSE) return writefail(L, bf, 2);
+  /* a count that runs past the allocated area from a block of the file
+  ** is the count's fault */
+  if (rc == FM_EMISUSE)
+    return writefail(L, bf, off % bs == 0 && off < bf->f.h.top &&
+                            (uint64_t)n > (bf->f.h.top - off) / bs ? 3 : 2);
   if (rc == FM_ECORRUPT) return corefail(L, bf, 0);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
   end = off + (uint64_t)n * bs;

@@ -8,9 +8,11 @@
 -- delete). The
 -- workload's own key and value building is included, as it is in the
 -- timed benchmark; the row "get: workload" is that part of a get alone
--- (the get phase over a store that does nothing). Two last rows count one
--- call from Lua into C: type(x) and a view's u32, against an empty loop,
--- each over at least 100,000 calls.
+-- (the get phase over a store that does nothing). Three rows count the
+-- list (fmap.mmlist) the same way: N appends of 16-byte items, then N
+-- gets or N pops. Two last rows count one call from Lua into C: type(x)
+-- and a view's u32, against an empty loop, each over at least 100,000
+-- calls.
 local cli = require "fmap.cli"
 local cmd = cli.new("instructions",
   "usage: fmap scripts/instructions.lua [--n N]", {
@@ -35,6 +37,19 @@ if opts.phase then
     v:release()
     bf:close()
     os.exit(0)
+  end
+  if phase:match("^list") then
+    -- the list: made, N appends, then N gets or N pops
+    local bf = assert(fmap.anonymous())
+    local l = assert(require("fmap.mmlist").new(bf))
+    local item = string.rep("x", 16)
+    if phase ~= "list_start" then
+      for _ = 1, N do assert(l:append(item)) end
+    end
+    if phase == "list_get" then for i = 1, N do l:get(i) end end
+    if phase == "list_pop" then for _ = 1, N do l:pop() end end
+    local want = (phase == "list" or phase == "list_get") and N or 0
+    os.exit(l:size() == want and 0 or 1)
   end
   local W = require "fmap.workload"
   local path = cli.tmppath("-instructions.fmap")
@@ -90,6 +105,11 @@ for _, phase in ipairs({ "get", "scan", "delete" }) do
 end
 print(string.format("%-16s %10.0f", "get: workload",
                     (count("workload") - count("start")) / N))
+local lists = count("list")
+print(string.format("%-16s %10.0f", "list append",
+                    (lists - count("list_start")) / N))
+print(string.format("%-16s %10.0f", "list get", (count("list_get") - lists) / N))
+print(string.format("%-16s %10.0f", "list pop", (count("list_pop") - lists) / N))
 -- A call costs a few hundred instructions, and a process's start varies
 -- by tens of thousands from one run to the next (the string hash seed is
 -- random): the calls are counted over at least 100,000 of them.

@@ -412,7 +412,7 @@ describe("fmap.BlockFile", function()
                    .. "the allocated area (which ends at 8192))",
                    h.errmsg(function() bf:free(8192) end))
       -- the offset is a block of the file: the count is at fault
-      assert.equal("bad argument #2 to 'free' (2 blocks from offset 4096 "
+      assert.equal("bad argument #2 to 'free' (2 blocks at offset 4096 "
                    .. "pass the allocated area (which ends at 8192))",
                    h.errmsg(function() bf:free(4096, 2) end))
       assert.is_false(bf:is_free(4096))

@@ -215,6 +215,13 @@ describe("fmap.bptree", function()
       assert.equal("bad argument #3 to 'new' (value size must be -1 or an "
                    .. "integer in 0..2147483647, got nil)",
                    h.errmsg(function() bptree.new(bf, 8) end))
+      -- a size given as a string reads as one: quoted, with its type
+      assert.equal("bad argument #2 to 'new' (key size must be -1 or an "
+                   .. "integer in 1..2147483647, got string \"16\")",
+                   h.errmsg(function() bptree.new(bf, "16", 8) end))
+      assert.equal("bad argument #3 to 'new' (value size must be -1 or an "
+                   .. "integer in 0..2147483647, got table)",
+                   h.errmsg(function() bptree.new(bf, 8, {}) end))
       assert.equal("", bf:control_data())
     end)
 

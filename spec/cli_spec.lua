@@ -126,7 +126,8 @@ describe("the block-layer and list benchmarks", function()
                               .. "--n 200 2>&1")
     assert.equal(0, status, out)
     for _, row in ipairs({ "insert", "get", "scanned record", "delete",
-                           "get: workload", "call: type%(x%)",
+                           "get: workload", "list append", "list get",
+                           "list pop", "call: type%(x%)",
                            "call: v:u32%(4%)" }) do
       local n = tonumber(out:match("\n" .. row .. "%s+(%-?%d+)\n"))
       assert.is_true(n and n > 0, row .. " in:\n" .. out)

@@ -602,44 +602,39 @@ local off = tonumber(arg[2])
       return out
     end
 
-    it("append undoes the leaf it took when the item cannot be stored",
-       function()
+    -- With free blocks for the new leaf only (leave_free(k)), an append
+    -- of item (Lua source) to a list of n items fails: it returns nil and
+    -- EIO, holds no more blocks, keeps n items and verifies; the next
+    -- append of "x" works. Returns the list's offset.
+    local function append_undone (n, k, item)
+      fill(n)
       local off = l:offset()
-      leave_free(1)          -- for leaf 0; the item's slab block needs more
-      local out = child([[
+      leave_free(k)
+      local out = child(string.format([[
 local l = assert(mmlist.open(bf, off))
 local used = bf:stats().used_blocks
-local r = table.pack(l:append("x"))
+local r = table.pack(l:append(%s))
 print("FAILED", r[1], r[3], bf:stats().used_blocks - used, l:size(),
       l:verify())
 print("AGAIN", l:append("x"), l:verify())
-]], off)
-      assert.matches("\nFAILED\tnil\t5\t0\t0\ttrue\n", out)
-      assert.matches("\nAGAIN\t1\ttrue\n", out)
+]], item), off)
+      assert.matches("\nFAILED\tnil\t5\t0\t" .. n .. "\ttrue\n", out)
+      assert.matches("\nAGAIN\t" .. n + 1 .. "\ttrue\n", out)
       bf = assert(fmap.open(path))
       l = assert(mmlist.open(bf, off))
-      assert.equal("x", l:get(1))
       ok_verify(l)
+    end
+
+    it("append undoes the leaf it took when the item cannot be stored",
+       function()
+      -- free blocks for leaf 0 only; the item's slab block needs more
+      append_undone(0, 1, '"x"')
+      assert.equal("x", l:get(1))
     end)
 
     it("append undoes a new leaf of 2 blocks when a large item cannot be "
        .. "stored", function()
-      fill(512)
-      local off = l:offset()
-      leave_free(2)
-      local out = child([[
-local l = assert(mmlist.open(bf, off))
-local used = bf:stats().used_blocks
-local r = table.pack(l:append(string.rep("L", 5000)))
-print("FAILED", r[1], r[3], bf:stats().used_blocks - used, l:size(),
-      l:verify())
-print("AGAIN", l:append("x"), l:verify())
-]], off)
-      assert.matches("\nFAILED\tnil\t5\t0\t512\ttrue\n", out)
-      assert.matches("\nAGAIN\t513\ttrue\n", out)
-      bf = assert(fmap.open(path))
-      l = assert(mmlist.open(bf, off))
-      ok_verify(l)
+      append_undone(512, 2, 'string.rep("L", 5000)')
     end)
 
     it("new frees the varchar's meta block when its own cannot be "

@@ -117,14 +117,8 @@ end
 --   `figures` (`classify.figures`), `classifiers` (names registered),
 --   `scan`; and the printable summary
 function M.audit (bf, opts)
-  local ok, bs = pcall(function () return bf:block_size() end)
-  if not ok or math.type(bs) ~= "integer" then
-    error("bad argument #1 to 'audit' ("
-          .. (type(bf) == "userdata" and tostring(bf) == "BlockFile (closed)"
-              and "the BlockFile is closed"
-              or "BlockFile expected, got " .. (type(bf) == "userdata"
-                 and tostring(bf) or type(bf))) .. ")", 2)
-  end
+  local bs, why = classify._block_size_of(bf)
+  if not bs then error("bad argument #1 to 'audit' (" .. why .. ")", 2) end
   local r = classify.scan(bf, opts)
   local leaked = {}
   for b = 1, r.top - 1 do

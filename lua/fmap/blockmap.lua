@@ -48,12 +48,10 @@ end
 -- _fname and _up, which help leaves out.)
 local function scan_of (src, opts, fname, up)
   if is_scan(src) then return src end
-  local ok, bs = pcall(function () return src:block_size() end)
-  if not ok or math.type(bs) ~= "integer" then
-    local got = type(src) == "userdata" and tostring(src) or type(src)
-    error(string.format("bad argument #1 to '%s' (%s)", fname,
-          got == "BlockFile (closed)" and "the BlockFile is closed"
-          or "BlockFile or scan expected, got " .. got), 3 + (up or 0))
+  local bs, why = classify._block_size_of(src, "BlockFile or scan")
+  if not bs then
+    error(string.format("bad argument #1 to '%s' (%s)", fname, why),
+          3 + (up or 0))
   end
   return classify.scan(src, opts and opts.scan)
 end

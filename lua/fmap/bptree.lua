@@ -1460,10 +1460,20 @@ end
 -- Trees: argument checks
 ---------------------------------------------------------------------------
 
-local function bad_self (fname, self)
-  error(sformat("bad argument #0 to '%s' (B+tree expected, got %s; call "
-        .. "it with ':')", fname, getmetatable(self) == Tree and
-        "a discarded B+tree" or type(self)), 3)
+-- Raises for method fname called on self, no live tree (fmap.guard's
+-- words): a method called with '.' for ':', or a discarded tree. level as
+-- error's, from the method (1, the default: blames the method's caller).
+local function bad_self (fname, self, level)
+  guard.bad_self("B+tree", fname, self, getmetatable(self) == Tree
+                 and "a discarded B+tree" or nil, 3 + (level or 1))
+end
+
+-- Raises unless self is a live tree: the check of the methods that take
+-- no key (the ones that do find a wrong self by its missing views).
+local function check_self (self, fname)
+  if getmetatable(self) ~= Tree or not self.views then
+    bad_self(fname, self, 2)
+  end
 end
 
 local function check_key (t, key, fname, arg)
@@ -1806,50 +1816,38 @@ end
 
 --- Entries in the tree.
 function Tree:size ()
-  if getmetatable(self) ~= Tree or not self.views then
-    bad_self("size", self)
-  end
+  check_self(self, "size")
   return self.nent
 end
 
 --- Bytes per key, or -1.
 function Tree:key_size ()
-  if getmetatable(self) ~= Tree or not self.views then
-    bad_self("key_size", self)
-  end
+  check_self(self, "key_size")
   return self.ks
 end
 
 --- Bytes per value, or -1.
 function Tree:value_size ()
-  if getmetatable(self) ~= Tree or not self.views then
-    bad_self("value_size", self)
-  end
+  check_self(self, "value_size")
   return self.vs
 end
 
 --- The offset of the tree's meta block (for `open_at`).
 function Tree:offset ()
-  if getmetatable(self) ~= Tree or not self.views then
-    bad_self("offset", self)
-  end
+  check_self(self, "offset")
   return self.meta
 end
 
 --- The tree's BlockFile.
 function Tree:blockfile ()
-  if getmetatable(self) ~= Tree or not self.views then
-    bad_self("blockfile", self)
-  end
+  check_self(self, "blockfile")
   return self.bf
 end
 
 --- Graphviz DOT text of the tree, cut to a depth (fmap.dot.tree).
 -- @param opts optional: `depth`, `children`, `keys` (fmap.dot.graph's)
 function Tree:dot (opts)
-  if getmetatable(self) ~= Tree or not self.views then
-    bad_self("dot", self)
-  end
+  check_self(self, "dot")
   return require("fmap.dot")._dot(self, opts)
 end
 
@@ -2102,9 +2100,7 @@ end
 --- Iterates over every entry in key order.
 -- @return a generic-for iterator yielding key, value
 function Tree:iterate ()
-  if getmetatable(self) ~= Tree or not self.views then
-    bad_self("iterate", self)
-  end
+  check_self(self, "iterate")
   return forward(self, edge_leaf(self, false), 0, nil, nil), nil, nil, nil
 end
 
@@ -2112,27 +2108,21 @@ end
 -- inserted first).
 -- @return a generic-for iterator yielding key, value
 function Tree:backward ()
-  if getmetatable(self) ~= Tree or not self.views then
-    bad_self("backward", self)
-  end
+  check_self(self, "backward")
   return backward(self, edge_leaf(self, true), nil, nil, nil), nil, nil, nil
 end
 
 --- Iterates over every key in order, once per entry.
 -- @return a generic-for iterator yielding keys
 function Tree:keys ()
-  if getmetatable(self) ~= Tree or not self.views then
-    bad_self("keys", self)
-  end
+  check_self(self, "keys")
   return forward(self, edge_leaf(self, false), 0, nil, 1), nil, nil, nil
 end
 
 --- Iterates over every value, in the order of their keys.
 -- @return a generic-for iterator yielding values
 function Tree:values ()
-  if getmetatable(self) ~= Tree or not self.views then
-    bad_self("values", self)
-  end
+  check_self(self, "values")
   return forward(self, edge_leaf(self, false), 0, nil, 2), nil, nil, nil
 end
 
@@ -2349,9 +2339,7 @@ end
 -- @return true, or nil and a message naming the first broken invariant
 -- and the node's offset
 function Tree:verify ()
-  if getmetatable(self) ~= Tree or not self.views then
-    bad_self("verify", self)
-  end
+  check_self(self, "verify")
   local st, err = walk(self)
   if not st then return nil, err end
   return true
@@ -2363,9 +2351,7 @@ end
 -- internal_fill (used bytes over capacity, 0..1), layout ("fixed" or
 -- "slotted"); or nil and a message if the tree is damaged
 function Tree:stats ()
-  if getmetatable(self) ~= Tree or not self.views then
-    bad_self("stats", self)
-  end
+  check_self(self, "stats")
   local st, err = walk(self)
   if not st then return nil, err end
   return {

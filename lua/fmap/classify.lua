@@ -212,14 +212,21 @@ function M.load_builtins ()
   end
 end
 
+--- Internal: the block size of x, an open BlockFile; or nil and why x
+-- is none, as an argument error says it ("the BlockFile is closed",
+-- "BlockFile expected, got table"), expected naming what is wanted
+-- ("BlockFile" by default). For the tools that take a BlockFile.
+function M._block_size_of (x, expected)
+  local ok, bs = pcall(function () return x:block_size() end)
+  if ok and math.type(bs) == "integer" then return bs end
+  local got = type(x) == "userdata" and tostring(x) or type(x)
+  if got == "BlockFile (closed)" then return nil, "the BlockFile is closed" end
+  return nil, (expected or "BlockFile") .. " expected, got " .. got
+end
+
 local function check_bf (bf, fname)
-  local ok, bs = pcall(function () return bf:block_size() end)
-  if not ok or math.type(bs) ~= "integer" then
-    argerror(1, fname, type(bf) == "userdata"
-             and tostring(bf) == "BlockFile (closed)"
-             and "the BlockFile is closed" or "BlockFile expected, got "
-             .. (type(bf) == "userdata" and tostring(bf) or type(bf)), 4)
-  end
+  local bs, why = M._block_size_of(bf)
+  if not bs then argerror(1, fname, why, 4) end
   return bs
 end
 

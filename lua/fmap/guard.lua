@@ -56,10 +56,12 @@ end
 
 --- Raises for a method called on what is not its object: `s.get(x)`
 -- written for `s:get(x)` passes x as self. what names the object
--- ("varchar"), fname the method; the error blames the method's caller.
-function M.bad_self (what, fname, self)
+-- ("varchar"), fname the method; got says what self is (its type by
+-- default); the error blames the method's caller, or the function level
+-- levels up from bad_self (3 by default: bad_self, the method, its caller).
+function M.bad_self (what, fname, self, got, level)
   error(sformat("bad argument #0 to '%s' (%s expected, got %s; call it "
-                .. "with ':')", fname, what, type(self)), 3)
+                .. "with ':')", fname, what, got or type(self)), level or 3)
 end
 
 --- Enters g for the operation fname, or raises at the caller's caller

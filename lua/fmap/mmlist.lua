@@ -53,7 +53,6 @@ damaged list raises "mmlist at M is corrupt: ..." before anything is
 written, and mmlist.open returns nil and that message.
 ]]
 
-
 local varchar = require "fmap.varchar"
 local guard = require "fmap.guard"
 
@@ -330,7 +329,7 @@ local function entry (self, v, j)
   local k = j < B and 0 or leaf_of(j, B)
   local off = v:u64(M_LEAF + 8 * k)
   if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
-  return off + 8 * (j - B * ((1 << k) - 1))
+  return off + 8 * (j - capacity(k, B))
 end
 
 -- Points v at the block of the entry at file offset e (in a leaf checked
@@ -352,6 +351,15 @@ local function item_error (self, i, x, err)
             .. "its varchar%s", i, x, why)
   end
   error(err, 0)
+end
+
+-- The results of the varchar primitive f (vc._get, _take or _replace)
+-- called on v and x, the blob of item i, and ...; its error raised as
+-- item_error's.
+local function on_item (self, i, f, v, x, ...)
+  local ok, a, b, c = pcall(f, self.vc, v, x, ...)
+  if not ok then item_error(self, i, x, a) end
+  return a, b, c
 end
 
 -- Checks, before an item is taken, the leaves that shrink(n - 1) frees:
@@ -432,9 +440,7 @@ function List:get (i)
   local v = meta_view(self)
   i = check_index(self, i, v:u64(M_COUNT), 1, "get")
   local x = v:u64(at(self, v, entry(self, v, i - 1)))
-  local ok, s = pcall(self.vc._get, self.vc, v, x, "get")
-  if not ok then item_error(self, i, x, s) end
-  return s
+  return (on_item(self, i, self.vc._get, v, x, "get"))
 end
 
 --- Replaces the item at index i with s.
@@ -448,8 +454,7 @@ function List:set (i, s)
   i = check_index(self, i, v:u64(M_COUNT), 1, "set")
   local e = entry(self, v, i - 1)
   local x = v:u64(at(self, v, e))
-  local ok, y, msg, errno = pcall(self.vc._replace, self.vc, v, x, s, "set")
-  if not ok then item_error(self, i, x, y) end
+  local y, msg, errno = on_item(self, i, self.vc._replace, v, x, s, "set")
   if not y then return nil, msg, errno end
   if y ~= x then v:set_u64(at(self, v, e), y) end
   return true
@@ -516,8 +521,7 @@ function List:swap_delete (i)
   if shrinks then check_shrink(self, v, n) end
   local ei, elast = entry(self, v, i - 1), entry(self, v, n - 1)
   local x = v:u64(at(self, v, ei))
-  local ok, s = pcall(self.vc._take, self.vc, v, x, "swap_delete")
-  if not ok then item_error(self, i, x, s) end
+  local s = on_item(self, i, self.vc._take, v, x, "swap_delete")
   local pl = at(self, v, elast)
   local last = v:u64(pl)
   v:set_u64(pl, 0)
@@ -542,9 +546,7 @@ local function step (it, i)
     return nil
   end
   local x = v:u64(at(self, v, entry(self, v, i - 1)))
-  local ok, s = pcall(self.vc._get, self.vc, v, x, "iterate")
-  if not ok then item_error(self, i, x, s) end
-  return i, s
+  return i, (on_item(self, i, self.vc._get, v, x, "iterate"))
 end
 
 --- An iterator for the generic for: `for i, s in l:iterate() do`. It

@@ -134,6 +134,12 @@ local function argerr (fname, n, msg, level)
         (level or 2) + 1)
 end
 
+-- The blocks of a large blob of len bytes: its header and its bytes,
+-- rounded up to whole blocks (without overflow, whatever len).
+local function large_blocks (bs, len)
+  return len // bs + (len % bs + LHDR + bs - 1) // bs
+end
+
 local function typename (x)
   local t = math_type(x)
   if t == "float" then return "number has no integer representation" end
@@ -231,8 +237,9 @@ end
 --- The view an operation of the structure self works through, pointed at
 -- its meta block (self.meta). It is kept between operations in
 -- self.views, a weak table (so a collection takes it, and bf:close is not
--- refused for it), rather than acquired per operation: a tracked userdata
--- with a finalizer, 3-4% of a list operation's instructions. Only one
+-- refused for it), rather than acquired per operation (a tracked userdata
+-- with a finalizer; scripts/instructions.lua counts the list's operations
+-- either way within 2%). Only one
 -- operation of a structure runs at a time (its guard), so one view serves;
 -- a view that a free killed is replaced. with and mmlist's size, which run
 -- user code or run unguarded, take views of their own.
@@ -384,8 +391,7 @@ local function locate (self, v, x, fname)
     -- n is how many blocks free gives back: a wrong one would give away
     -- another structure's
     if len <= self.small_max or len > self.bf:size()
-       or n ~= len // self.bs + (len % self.bs + LHDR + self.bs - 1)
-               // self.bs
+       or n ~= large_blocks(self.bs, len)
        or n > 1 and not pcall(v.retarget, v, block, n) then
       corrupt(self, "the large blob at %d says %d bytes in %d blocks", x,
               len, n)
@@ -669,8 +675,7 @@ local function store (self, v, s, len)
     end
     return block + sp + 8
   end
-  local bs = self.bs
-  local n = len // bs + (len % bs + LHDR + bs - 1) // bs  -- no overflow
+  local n = large_blocks(self.bs, len)
   local head = v:u64(M_LHEAD)
   if head ~= 0 then   -- checked before anything is taken
     follow(self, v, head, LARGE, "the large list head")
@@ -736,9 +741,9 @@ local function release (self, v, x, pos, c, n)
   pfree(self, v, block, n)
 end
 
--- replace on the view v (pointing anywhere), the guard entered.
-local function replace_on (self, v, x, s, fname)
-  local pos, _, refs, c, n = locate(self, v, x, fname or "replace")
+-- replace of the blob x, which locate found at pos (refs, class c, n
+-- blocks), on the view v, the guard entered.
+local function replace_on (self, v, x, s, fname, pos, refs, c, n)
   local len = #s
   if refs == 1 then
     if c ~= 0 and class_of(self, len) == c then
@@ -746,7 +751,7 @@ local function replace_on (self, v, x, s, fname)
       v:write(pos, s)
       return x
     elseif c == 0 and len > self.small_max
-           and (LHDR + len + self.bs - 1) // self.bs == n then
+           and large_blocks(self.bs, len) == n then
       v:set_u64(L_LEN, len)
       v:write(pos, s)
       return x
@@ -915,10 +920,8 @@ function Varchar:replace (offset, s)
   local _ <close> = enter(self.guard, "replace")
   local v = meta_view(self)
   runs(self, v)                 -- the reserve is sound before any write
-  -- a bad offset raised here names the caller's line (replace_on's own
-  -- locate is a call deeper)
-  locate(self, v, offset, "replace")
-  return replace_on(self, v, offset, s, "replace")
+  local pos, _, refs, c, n = locate(self, v, offset, "replace")
+  return replace_on(self, v, offset, s, "replace", pos, refs, c, n)
 end
 
 --- The number of live blobs.
@@ -977,11 +980,11 @@ function Varchar:_take (v, x, fname)
   return s
 end
 
-
 --- Internal: replace on the caller's view v.
 function Varchar:_replace (v, x, s, fname)
   local _ <close> = enter(self.guard, fname or "replace")
-  return replace_on(self, v, x, s, fname)
+  local pos, _, refs, c, n = locate(self, v, x, fname or "replace")
+  return replace_on(self, v, x, s, fname, pos, refs, c, n)
 end
 
 -------------------------------------------------------------------------
@@ -1110,7 +1113,7 @@ function Varchar:verify ()
     if w & U32 ~= LARGE or w >> 32 == 0 then
       problem("large list: block %d is not a live large blob", b)
     end
-    if n ~= (LHDR + len + bs - 1) // bs or len <= self.small_max then
+    if n ~= large_blocks(bs, len) or len <= self.small_max then
       problem("large list: blob at %d: %d bytes in %d blocks", b, len, n)
     end
     blobs = blobs + 1
