@@ -114,6 +114,26 @@ describe("scripts/bench.lua", function()
       assert.truthy(out:find("targets (issue 6, block layer)", 1, true), out)
       assert.is_nil(out:find("not in the output", 1, true), out)
     end)
+
+    it("prints the floor of a call from Lua into C under each block-layer "
+       .. "target", function()
+      assert.truthy(out:find("\nfloor: one call of v:offset%(%) +%- +[%d.]+\n"),
+                    out)
+      local floors = 0
+      for calls, ns, x in out:gmatch("%(floor: (%d+) empty calls from Lua, "
+                                     .. "([%d.]+) ns%) +([%d.]+)x") do
+        assert.equal("2", calls)
+        assert.is_true(tonumber(ns) > 0 and tonumber(x) > 0, out)
+        floors = floors + 1
+      end
+      assert.equal(3, floors, out)
+    end)
+
+    it("prints no table of peers when only the block layer runs", function()
+      local only = bench(string.format("--n %d --only engine", N))
+      assert.is_nil(only:find("insert/s", 1, true), only)
+      assert.truthy(only:find("targets (issue 6, block layer)", 1, true), only)
+    end)
   end)
 
   describe("--peer", function()
