@@ -444,6 +444,29 @@ static int check_block_size (fm_file *f, uint32_t bs) {
   return 0;
 }
 
+/* Opens path into f->fd for create and open: a regular file or nothing.
+** O_NONBLOCK, cleared once the file is known to be regular, keeps the
+** open of a FIFO with no writer from blocking forever (a read-only open
+** would wait for one). Returns 0 or an error code, with f released. */
+static int open_regular (fm_file *f, const char *path, int flags) {
+  struct stat st;
+  int rc;
+  f->fd = open(path, flags | O_NONBLOCK | O_CLOEXEC, 0644);
+  if (f->fd < 0) goto syserr;
+  if (fstat(f->fd, &st) != 0) goto syserr;
+  if (!S_ISREG(st.st_mode)) {
+    release_all(f);
+    return fail(f, FM_ECORRUPT, "not a regular file");
+  }
+  if (fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) & ~O_NONBLOCK) != 0)
+    goto syserr;
+  return 0;
+syserr:
+  rc = errno;
+  release_all(f);
+  return sysfail(f, rc);
+}
+
 int fm_create (const char *path, uint32_t bs, fm_file *f) {
   int rc;
   reset(f);
@@ -451,8 +474,7 @@ int fm_create (const char *path, uint32_t bs, fm_file *f) {
   if ((f->path = strdup(path)) == NULL) return sysfail(f, ENOMEM);
   /* Lock before truncating, so a file another process has open for
   ** writing is refused rather than emptied under it. */
-  f->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (f->fd < 0) goto syserr;
+  if ((rc = open_regular(f, path, O_RDWR | O_CREAT)) != 0) return rc;
   if (flock(f->fd, LOCK_EX | LOCK_NB) != 0) {
     rc = errno;
     release_all(f);
@@ -612,8 +634,8 @@ int fm_open (const char *path, int flags, fm_file *f) {
     return fail(f, FM_EMISUSE, "bad open flags %d", flags);
   f->readonly = readonly;
   if ((f->path = strdup(path)) == NULL) return sysfail(f, ENOMEM);
-  f->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (f->fd < 0) goto syserr;
+  if ((rc = open_regular(f, path, readonly ? O_RDONLY : O_RDWR)) != 0)
+    return rc;
   if (flock(f->fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
     rc = errno;
     release_all(f);
@@ -624,10 +646,6 @@ int fm_open (const char *path, int flags, fm_file *f) {
     return sysfail(f, rc);
   }
   if (fstat(f->fd, &st) != 0) goto syserr;
-  if (!S_ISREG(st.st_mode)) {
-    release_all(f);
-    return fail(f, FM_ECORRUPT, "not a regular file");
-  }
   if ((uint64_t)st.st_size < FM_BLOCKSIZE) {
     release_all(f);
     return fail(f, FM_ECORRUPT, st.st_size == 0 ? "not an fmap file "

@@ -70,6 +70,17 @@ describe("fmap.BlockFile", function()
       assert.equal(2, en)
     end)
 
+    it("refuses a FIFO, and a device, before truncating anything",
+       function()
+      local fifo = h.tmpname()
+      assert(os.execute("mkfifo " .. fifo))
+      assert.same({ nil, fifo .. ": not a regular file", 22 },
+                  { fmap.create(fifo) })
+      os.remove(fifo)
+      assert.same({ nil, "/dev/null: not a regular file", 22 },
+                  { fmap.create("/dev/null") })
+    end)
+
     it("refuses a file another BlockFile has open", function()
       local r, msg, en = fmap.create(path)
       assert.is_nil(r)
@@ -134,6 +145,19 @@ describe("fmap.BlockFile", function()
       local r, msg = fmap.open("/tmp")
       assert.is_nil(r)
       assert.is_string(msg)
+    end)
+
+    it("refuses a FIFO with no writer, read-only too, without waiting for "
+       .. "one", function()
+      local fifo = h.tmpname()
+      assert(os.execute("mkfifo " .. fifo))
+      assert.same({ nil, fifo .. ": not a regular file", 22 },
+                  { fmap.open(fifo) })
+      assert.same({ nil, fifo .. ": not a regular file", 22 },
+                  { fmap.open(fifo, { readonly = true }) })
+      os.remove(fifo)
+      assert.same({ nil, "/tmp: not a regular file", 22 },
+                  { fmap.open("/tmp", { readonly = true }) })
     end)
 
     it("refuses a file whose size is not a multiple of the block size",
