@@ -270,7 +270,7 @@ static int view_gc (lua_State *L) {
 
 static int view_release (lua_State *L) {
   View *v = toview(L, 1);
-  if (v == NULL) return luaL_typeerror(L, 1, "view");
+  if (v == NULL) return typefail(L, 1, "view", FMAP_VIEW);
   if (v->state != LIVE)
     return luaL_error(L, "attempt to release %s", deadwhy[v->state]);
   unlink_view(v, RELEASED);
@@ -334,21 +334,21 @@ static int view_blocks (lua_State *L) {
 
 static int view_live (lua_State *L) {
   View *v = toview(L, 1);
-  if (v == NULL) return luaL_typeerror(L, 1, "view");
+  if (v == NULL) return typefail(L, 1, "view", FMAP_VIEW);
   lua_pushboolean(L, v->state == LIVE);
   return 1;
 }
 
 static int view_blockfile (lua_State *L) {
   View *v = toview(L, 1);
-  if (v == NULL) return luaL_typeerror(L, 1, "view");
+  if (v == NULL) return typefail(L, 1, "view", FMAP_VIEW);
   lua_getiuservalue(L, 1, 1);
   return 1;
 }
 
 static int view_tostring (lua_State *L) {
   View *v = toview(L, 1);
-  if (v == NULL) return luaL_typeerror(L, 1, "view");
+  if (v == NULL) return typefail(L, 1, "view", FMAP_VIEW);
   if (v->state == LIVE)
     lua_pushfstring(L, "view (offset %I, %I bytes, live)",
                     (lua_Integer)v->off, (lua_Integer)v->len);
@@ -470,12 +470,15 @@ static int view_insert (lua_State *L) {
   unsigned char *p;
   if (v->state != LIVE) checkwritable(L, 1);   /* a conversion ran a
                                                ** finalizer */
-  if (pos < 0 || (uint64_t)pos > v->len || len < 0 ||
-      (uint64_t)len > v->len - (uint64_t)pos || l1 > v->len || l2 > v->len ||
+  if (len < 0)
+    luaL_argerror(L, 3, lua_pushfstring(L, "length %I is negative", len));
+  checkspan(L, v, 2, pos, len);
+  if (l1 > v->len || l2 > v->len ||
       l1 + l2 > v->len - (uint64_t)pos - (uint64_t)len)
-    luaL_argerror(L, 2, lua_pushfstring(L, "a gap of %I bytes at position "
-                  "%I before %I bytes passes the view (%I bytes)",
-                  (lua_Integer)(l1 + l2), pos, len, (lua_Integer)v->len));
+    luaL_argerror(L, 2, lua_pushfstring(L, "a gap of %I byte%s at position "
+                  "%I before %I byte%s passes the view (%I bytes)",
+                  (lua_Integer)(l1 + l2), plural(l1 + l2), pos, len,
+                  plural((uint64_t)len), (lua_Integer)v->len));
   p = vptr(v) + pos;
   if (len > 0) memmove(p + l1 + l2, p, (size_t)len);
   memcpy(p, s1, l1);
@@ -2268,7 +2271,7 @@ static int bf_flush (lua_State *L) { return dosync(L, fm_flush); }
 static int bf_remove (lua_State *L) {
   BlockFile *bf = tobf(L, 1);
   const char *path;
-  if (bf == NULL) return luaL_typeerror(L, 1, "BlockFile");
+  if (bf == NULL) return typefail(L, 1, "BlockFile", FMAP_BF);
   lua_settop(L, 1);
   if (lua_getiuservalue(L, 1, 1) != LUA_TSTRING)
     return luaL_error(L, "cannot remove an anonymous BlockFile");

@@ -579,15 +579,23 @@ describe("fmap.View", function()
                      v:insert(#v - 4, 2, "abc")
                    end))
       assert.equal("tail", v:read(#v - 4, 4))
-      assert.matches("passes the view", h.errmsg(function()
-        v:insert(0, math.maxinteger, "a")
-      end))
-      assert.matches("passes the view", h.errmsg(function()
-        v:insert(-1, 0, "a")
-      end))
-      assert.matches("passes the view", h.errmsg(function()
-        v:insert(0, -1, "a")
-      end))
+      assert.equal("bad argument #1 to 'insert' (position 0 + length "
+                   .. math.maxinteger .. " is outside the view (8192 "
+                   .. "bytes))", h.errmsg(function()
+                     v:insert(0, math.maxinteger, "a")
+                   end))
+      assert.equal("bad argument #1 to 'insert' (position -1 is outside "
+                   .. "the view (8192 bytes))", h.errmsg(function()
+                     v:insert(-1, 0, "a")
+                   end))
+      assert.equal("bad argument #2 to 'insert' (length -1 is negative)",
+                   h.errmsg(function() v:insert(0, -1, "a") end))
+      assert.equal("bad argument #1 to 'insert' (a gap of 1 byte at "
+                   .. "position 8191 before 1 byte passes the view (8192 "
+                   .. "bytes))", h.errmsg(function()
+                     v:insert(#v - 1, 1, "a")
+                   end))
+      assert.equal("tail", v:read(#v - 4, 4))
       assert.equal("bad argument #3 to 'insert' (string expected, got "
                    .. "table)", h.errmsg(function() v:insert(0, 0, {}) end))
     end)
@@ -669,6 +677,15 @@ describe("fmap.View", function()
                    h.errmsg(function() v.read({}, 0, 1) end))
       assert.equal("bad argument #1 to 'read' (view expected, got number; "
                    .. "call it with ':')", h.errmsg(function() v.read(0, 1) end))
+      for m, f in pairs { release = function() v.release() end,
+                          live = function() v.live() end,
+                          blockfile = function() v.blockfile() end } do
+        assert.equal("bad argument #1 to '" .. m .. "' (view expected, got "
+                     .. "no value; call it with ':')", h.errmsg(f))
+      end
+      assert.equal("bad argument #1 to 'remove' (BlockFile expected, got "
+                   .. "no value; call it with ':')",
+                   h.errmsg(function() bf.remove() end))
       assert.equal("bad argument #1 to 'memclr' (view expected, got no value)",
                    h.errmsg(function() fmap.memclr() end))
       -- with ':', on something that is no view: Lua's own words
