@@ -583,6 +583,33 @@ describe("fmap.BlockFile", function()
                    h.errmsg(function() v:release() end))
     end)
 
+    it("lets a view that a free ended be released, once or more",
+       function()
+      local off = bf:allocate()
+      local v, w = bf:get(off), bf:get(off)
+      bf:free(off)
+      assert.equal("attempt to use a view of freed blocks",
+                   h.errmsg(function() return v:read(0, 1) end))
+      v:release()
+      v:release()
+      bf:release(w)
+      assert.equal("view (offset " .. off .. ", 4096 bytes, blocks freed)",
+                   tostring(v))
+      assert.same({}, bf:live_views())
+    end)
+
+    it("lets a view that a close ended be released", function()
+      local w
+      assert.is_false(pcall(function()
+        local a <close> = assert(fmap.anonymous())
+        w = a:get(a:allocate())
+        error("leaving the scope by an error closes a with w live")
+      end))
+      w:release()
+      assert.equal("attempt to use a view of a closed BlockFile",
+                   h.errmsg(function() return #w end))
+    end)
+
     it("rejects a view of another BlockFile", function()
       local a <close> = fmap.anonymous()
       local v <close> = a:get(a:allocate())
