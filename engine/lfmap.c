@@ -145,10 +145,28 @@ static const char *const deadwhy[] = {
   "a view of a closed BlockFile"
 };
 
+/* Pushes what a message says of a view besides its state: "offset 4096,
+** 8192 bytes, acquired at demo.lua:12". */
+static const char *pushviewinfo (lua_State *L, const View *v) {
+  if (v->line >= 0)
+    return lua_pushfstring(L, "offset %I, %I bytes, acquired at %s:%d",
+                           (lua_Integer)v->off, (lua_Integer)v->len, v->src,
+                           v->line);
+  return lua_pushfstring(L, "offset %I, %I bytes", (lua_Integer)v->off,
+                         (lua_Integer)v->len);
+}
+
+/* Raises "attempt to VERB a released view (offset ..., acquired at ...)":
+** which of the script's views it was, and where the script took it. */
+static int deadview (lua_State *L, const View *v, const char *verb) {
+  return luaL_error(L, "attempt to %s %s (%s)", verb, deadwhy[v->state],
+                    pushviewinfo(L, v));
+}
+
 static View *checkview (lua_State *L, int i) {
   View *v = toview(L, i);
   if (v == NULL) typefail(L, i, "view", FMAP_VIEW);
-  if (v->state != LIVE) luaL_error(L, "attempt to use %s", deadwhy[v->state]);
+  if (v->state != LIVE) deadview(L, v, "use");
   return v;
 }
 
@@ -274,8 +292,7 @@ static int view_gc (lua_State *L) {
 static int view_release (lua_State *L) {
   View *v = toview(L, 1);
   if (v == NULL) return typefail(L, 1, "view", FMAP_VIEW);
-  if (v->state == RELEASED)
-    return luaL_error(L, "attempt to release a released view");
+  if (v->state == RELEASED) return deadview(L, v, "release");
   unlink_view(v, RELEASED);
   return 0;
 }
@@ -416,7 +433,8 @@ static const unsigned char *otherbytes (lua_State *L, int i, uint64_t *olen) {
     View *o = toview(L, i);
     if (o == NULL) luaL_typeerror(L, i, "string or view");
     if (o->state != LIVE)
-      luaL_argerror(L, i, lua_pushfstring(L, "%s", deadwhy[o->state]));
+      luaL_argerror(L, i, lua_pushfstring(L, "%s: %s", deadwhy[o->state],
+                                          pushviewinfo(L, o)));
     *olen = o->len;
     return vptr(o);
   }
@@ -1650,6 +1668,8 @@ static int doclose (lua_State *L, BlockFile *bf, int strict) {
       if (n > 0) {
         luaL_Buffer b;
         luaL_buffinit(L, &b);
+        luaL_where(L, 1);   /* the script's line, as luaL_error gives */
+        luaL_addvalue(&b);
         lua_pushfstring(L, "cannot close a BlockFile with %I live view%s:",
                         total, total == 1 ? "" : "s");
         luaL_addvalue(&b);
@@ -2173,7 +2193,8 @@ static int bf_release (lua_State *L) {
   if (v == NULL) return luaL_typeerror(L, 2, "view");
   luaL_argcheck(L, v->bf == bf, 2, "view belongs to another BlockFile");
   if (v->state == RELEASED)
-    return luaL_argerror(L, 2, "attempt to release a released view");
+    return luaL_argerror(L, 2, lua_pushfstring(L, "attempt to release a "
+                         "released view: %s", pushviewinfo(L, v)));
   unlink_view(v, RELEASED);   /* as view_release: an ended view passes */
   return 0;
 }

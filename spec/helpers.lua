@@ -16,6 +16,12 @@ function M.errmsg (f, ...)
   return (err:gsub("^[^:\n]+:%d+: ", ""))
 end
 
+--- The line of the call to line(): where a spec took a view, for the
+-- "acquired at" of the messages about it.
+function M.line ()
+  return debug.getinfo(2, "l").currentline
+end
+
 --- Collects garbage and asserts that no view of bf is live.
 function M.no_live_views (bf)
   collectgarbage()

@@ -37,7 +37,9 @@ describe("fmap.View", function()
         hex = function() return v:hex() end,
         offset = function() return v:offset() end,
       }) do
-        assert.equal("attempt to use a released view", h.errmsg(f), name)
+        assert.matches("^attempt to use a released view %(offset " .. off
+                       .. ", 8192 bytes, acquired at spec/view_spec.lua:%d+%)$",
+                       h.errmsg(f), name)
       end
       assert.equal("view (offset " .. off .. ", 8192 bytes, released)",
                    tostring(v))
@@ -146,10 +148,11 @@ describe("fmap.View", function()
                    h.errmsg(function() v:compare(2 * BS - 1, "abc") end))
       assert.equal("bad argument #2 to 'compare' (string or view expected, "
                    .. "got number)", h.errmsg(function() v:compare(0, 5) end))
-      local w = bf:get(off)
+      local w, at = bf:get(off), h.line()
       w:release()
-      assert.equal("bad argument #2 to 'compare' (a released view)",
-                   h.errmsg(function() v:compare(0, w) end))
+      assert.equal("bad argument #2 to 'compare' (a released view: offset "
+                   .. off .. ", 4096 bytes, acquired at spec/view_spec.lua:"
+                   .. at .. ")", h.errmsg(function() v:compare(0, w) end))
     end)
   end)
 
@@ -753,8 +756,9 @@ describe("fmap.View :retarget()", function()
     local v = bf:get(a)
     v:retarget(b)
     bf:free(b)
-    assert.equal("attempt to use a view of freed blocks",
-                 h.errmsg(function() v:retarget(a) end))
+    assert.matches("^attempt to use a view of freed blocks %(offset " .. b
+                   .. ", 4096 bytes, acquired at ",
+                   h.errmsg(function() v:retarget(a) end))
   end)
 end)
 
