@@ -2524,6 +2524,7 @@ static const char *const submodules[] = {
 static int mod_index (lua_State *L) {
   const char *k = lua_tostring(L, 2);
   int i;
+  luaL_checktype(L, 1, LUA_TTABLE);   /* it may be called by hand */
   if (lua_type(L, 2) != LUA_TSTRING) return 0;
   for (i = 0; submodules[i] != NULL; i++) {
     if (strcmp(k, submodules[i]) == 0) {
@@ -2537,6 +2538,41 @@ static int mod_index (lua_State *L) {
     }
   }
   return 0;
+}
+
+/* The metatables are the engine's own: a view whose metatable lost its
+** __gc would be freed while the BlockFile still lists it. getmetatable
+** answers a proxy instead (the metatable's __metatable), which reads
+** through to the metatable, iterates it, and refuses writes; the proxy's
+** own metatable is hidden likewise. The method table stays reachable as
+** getmetatable(v).__index, for scripts that add methods of their own. */
+static int proxy_newindex (lua_State *L) {
+  return luaL_error(L, "the metatable of %s is read-only",
+                    lua_tostring(L, lua_upvalueindex(1)));
+}
+
+static int proxy_pairs (lua_State *L) {
+  lua_getglobal(L, "next");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushnil(L);
+  return 3;
+}
+
+static void protect (lua_State *L, int mt, const char *name) {
+  lua_newtable(L);                             /* the proxy */
+  lua_createtable(L, 0, 4);                    /* its metatable */
+  lua_pushvalue(L, mt);
+  lua_setfield(L, -2, "__index");
+  lua_pushstring(L, name);
+  lua_pushcclosure(L, proxy_newindex, 1);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushvalue(L, mt);
+  lua_pushcclosure(L, proxy_pairs, 1);
+  lua_setfield(L, -2, "__pairs");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, mt, "__metatable");
 }
 
 LUAMOD_API int luaopen_fmap (lua_State *L) {
@@ -2557,6 +2593,8 @@ LUAMOD_API int luaopen_fmap (lua_State *L) {
   setfuncs(L, bf_methods, vmt, bmt);
   lua_setfield(L, bmt, "__index");
   lua_pop(L, 1);
+  protect(L, vmt, FMAP_VIEW);
+  protect(L, bmt, FMAP_BF);
   lua_newtable(L);
   setfuncs(L, mod_funcs, vmt, bmt);
   lua_pushinteger(L, FM_BLOCKSIZE);

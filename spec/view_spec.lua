@@ -709,7 +709,7 @@ describe("fmap.View", function()
       -- are not one
       local f <close> = assert(io.tmpfile())
       local mt = debug.getmetatable(f)
-      debug.setmetatable(f, getmetatable(v))
+      debug.setmetatable(f, debug.getmetatable(v))
       local ok, err = pcall(v.u64, f, 0)
       debug.setmetatable(f, mt)
       assert.is_false(ok)
@@ -1139,6 +1139,43 @@ describe("fmap.View and finalizers", function()
       end
       if v:live() then v:release() end
     end
+  end)
+
+  it("keeps its metatables out of reach: getmetatable answers a read-only "
+     .. "proxy", function()
+    local vmt, bmt = getmetatable(bf:get(bf:allocate())), getmetatable(bf)
+    -- a view whose metatable lost __gc would be freed while still listed
+    assert.equal("the metatable of fmap.View is read-only",
+                 h.errmsg(function() vmt.__gc = nil end))
+    assert.equal("the metatable of fmap.BlockFile is read-only",
+                 h.errmsg(function() bmt.__gc = nil end))
+    assert.equal("fmap.View", getmetatable(vmt))
+    assert.equal("fmap.BlockFile", getmetatable(bmt))
+    rawset(vmt, "__gc", false)   -- changes the proxy, not the metatable
+    collectgarbage()
+    collectgarbage()
+    assert.same({}, bf:live_views())
+    rawset(vmt, "__gc", nil)
+    -- it reads and iterates as the metatable does
+    assert.equal("fmap.View", vmt.__name)
+    local keys = {}
+    for k in pairs(bmt) do keys[#keys + 1] = k end
+    table.sort(keys)
+    assert.same({ "__close", "__gc", "__index", "__metatable", "__name",
+                  "__tostring" }, keys)
+    -- the method table is the views' own: a script may add methods
+    vmt.__index.double_u32 = function (w, pos) return 2 * w:u32(pos) end
+    local v <close> = bf:get(bf:allocate())
+    v:set_u32(0, 21)
+    assert.equal(42, v:double_u32(0))
+    vmt.__index.double_u32 = nil
+  end)
+
+  it("the module's __index called by hand checks its table", function()
+    assert.equal("bad argument #1 to '__index' (table expected, got "
+                 .. "number)", h.errmsg(function()
+                   getmetatable(fmap).__index(42, "codec")
+                 end))
   end)
 
   it("__gc and __close called by hand check their argument's type",

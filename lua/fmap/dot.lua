@@ -209,7 +209,7 @@ end
 
 -- What x is, for an error: a view or a structure says, by its tostring.
 local function what (x)
-  local mt = getmetatable(x)
+  local mt = debug.getmetatable(x)
   if type(mt) == "table" and rawget(mt, "__tostring") then
     local ok, s = pcall(tostring, x)
     if ok and type(s) == "string" then return s:sub(1, 60) end
