@@ -65,6 +65,14 @@ struct View {
 #define UV_VIEWMT  lua_upvalueindex(1)
 #define UV_BFMT    lua_upvalueindex(2)
 
+/* Only debug.setupvalue can put anything but the metatables there; what
+** it does with a table is outside the engine's promise, but nothing it
+** puts there may reach lua_setmetatable as a non-table. */
+static int mtfail (lua_State *L) {
+  return luaL_error(L, "the engine's metatable is gone (an upvalue was "
+                    "replaced)");
+}
+
 
 /* ---------------------------------------------------------------------- */
 /* Helpers                                                                 */
@@ -255,6 +263,7 @@ static View *newview (lua_State *L, int bfi, BlockFile *bf, uint64_t off,
   v->state = RELEASED;   /* until linked */
   v->line = -1;
   v->src[0] = '\0';
+  if (lua_type(L, UV_VIEWMT) != LUA_TTABLE) mtfail(L);
   lua_pushvalue(L, UV_VIEWMT);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, bfi);
@@ -1598,6 +1607,7 @@ static BlockFile *newbf (lua_State *L) {
   bf->tag = BF_TAG;
   bf->serial = ++bfserials;
   bf->f.fd = -1;
+  if (lua_type(L, UV_BFMT) != LUA_TTABLE) mtfail(L);
   lua_pushvalue(L, UV_BFMT);
   lua_setmetatable(L, -2);
   return bf;
@@ -1852,10 +1862,15 @@ typedef struct Batch {
 ** debug.setupvalue can put any value there. */
 static const char BATCH_TAG[] = "fmap batch", ENTRIES_TAG[] = "fmap entries";
 
+static int upvaluefail (lua_State *L) {
+  return luaL_error(L, "the iterator's state is gone (an upvalue was "
+                    "replaced)");
+}
+
 static void *stepstate (lua_State *L, size_t size, const char *tag) {
   const char **p = (const char **)lua_touserdata(L, BT_STATE);
   if (p == NULL || lua_rawlen(L, BT_STATE) != size || *p != tag)
-    luaL_error(L, "the iterator's state is gone (an upvalue was replaced)");
+    upvaluefail(L);
   return p;
 }
 
@@ -1864,6 +1879,7 @@ static void *stepstate (lua_State *L, size_t size, const char *tag) {
 ** upvalues of both iterators' steps sit at the same indices. */
 static void checkwatch (lua_State *L) {
   int same;
+  if (lua_type(L, BT_WATCH) != LUA_TTABLE) upvaluefail(L);
   lua_pushvalue(L, BT_KEY);
   lua_rawget(L, BT_WATCH);
   same = lua_rawequal(L, -1, BT_INITIAL);
@@ -1903,6 +1919,7 @@ static int batch_step (lua_State *L) {
   int k;
   if (b->watch) checkwatch(L);
   if (b->done) return 0;
+  if (lua_type(L, BT_BUF) != LUA_TTABLE) upvaluefail(L);
   if (b->reverse ? b->i < 1 : b->i > b->n) {
     int isint;
     lua_Integer n;
@@ -1930,6 +1947,7 @@ static int batch_step (lua_State *L) {
     b->i = b->reverse ? n - b->width + 1 : 1;
   }
   luaL_checkstack(L, b->width, "batch too wide");
+  if (lua_type(L, BT_BUF) != LUA_TTABLE) upvaluefail(L);   /* fill ran */
   for (k = 0; k < b->width; k++) lua_rawgeti(L, BT_BUF, b->i + k);
   b->i += b->reverse ? -b->width : b->width;
   return b->width;

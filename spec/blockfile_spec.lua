@@ -1411,6 +1411,29 @@ describe("fmap module", function()
       assert.equal(1, it())
       debug.setupvalue(it, 1, v)
       assert.matches("the iterator's state is gone", h.errmsg(it))
+      -- the buffer (2) and the watched table (4) of either iterator
+      local function fill (buf) buf[1] = 1; return 1 end
+      it = fmap.batch_iterator(fill, 1)
+      debug.setupvalue(it, 2, 7)
+      assert.matches("the iterator's state is gone", h.errmsg(it))
+      it = fmap.batch_iterator(fill, 1, {}, "k")
+      debug.setupvalue(it, 4, 7)
+      assert.matches("the iterator's state is gone", h.errmsg(it))
+      it = bf:entry_iterator(runs({ off, 8, 8, 2 }), {}, "k")
+      debug.setupvalue(it, 4, 7)
+      assert.matches("the iterator's state is gone", h.errmsg(it))
+      -- the metatables every function of the module closes over
+      local get = getmetatable(bf).__index.get
+      for i, call in ipairs { function (f) return f(bf, off) end,
+                              function (f) return f() end } do
+        local f = i == 1 and get or fmap.anonymous
+        local name, mt = debug.getupvalue(f, i)
+        debug.setupvalue(f, i, 12345)
+        local msg = h.errmsg(call, f)
+        debug.setupvalue(f, i, mt)
+        assert.equal("the engine's metatable is gone (an upvalue was "
+                     .. "replaced)", msg, name)
+      end
       v:release()
       other:close()
     end)
