@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -310,9 +311,14 @@ static int dolibrary (lua_State *L, char *globname) {
 /* Pushes arg[1] .. arg[#arg], the script's '...'. */
 static int pushargs (lua_State *L) {
   int i, n;
+  lua_Integer len;
   if (lua_getglobal(L, "arg") != LUA_TTABLE)
     luaL_error(L, "'arg' is not a table");
-  n = (int)luaL_len(L, -1);
+  /* a script run by -e or LUA_INIT may give arg a __len of its own */
+  len = luaL_len(L, -1);
+  if (len < 0 || len > INT_MAX - 3)
+    luaL_error(L, "'arg' has a length of %I: no count of arguments", len);
+  n = (int)len;
   luaL_checkstack(L, n + 3, "too many arguments to script");
   for (i = 1; i <= n; i++)
     lua_rawgeti(L, -i, i);
@@ -597,6 +603,15 @@ static char *nextmatch (const char *text, int state) {
   return match;
 }
 
+/* t[k] of the table at idx, without metamethods: the REPL reads its
+** helpers from fmap.repl's table outside any pcall, and a script may have
+** given that table an __index that raises. */
+static int rawfield (lua_State *L, int idx, const char *k) {
+  idx = lua_absindex(L, idx);
+  lua_pushstring(L, k);
+  return lua_rawget(L, idx);
+}
+
 /* Calls complete(text, line) of fmap.repl, which returns the full words
 ** that may replace text ("bf:al" -> "bf:allocate", ...). Completion must
 ** never disturb the REPL: any error just means no matches. */
@@ -609,7 +624,7 @@ static char **complete (const char *text, int start, int end) {
   rl_attempted_completion_over = 1;  /* never fall back to file names */
   rl_completion_suppress_append = 1;  /* no space after "bf:get" */
   if (lua_getfield(L, LUA_REGISTRYINDEX, REPL_KEY) == LUA_TTABLE &&
-      lua_getfield(L, -1, "complete") == LUA_TFUNCTION) {
+      rawfield(L, -1, "complete") == LUA_TFUNCTION) {
     lua_pushstring(L, text);
     lua_pushstring(L, rl_line_buffer);
     if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1)) {
@@ -805,7 +820,7 @@ static int loadline (lua_State *L) {
 static void pushprinter (lua_State *L) {
   int top = lua_gettop(L);
   if (lua_getfield(L, LUA_REGISTRYINDEX, REPL_KEY) == LUA_TTABLE &&
-      lua_getfield(L, -1, "show") == LUA_TFUNCTION) {
+      rawfield(L, -1, "show") == LUA_TFUNCTION) {
     lua_remove(L, -2);
     return;
   }
@@ -850,7 +865,7 @@ static void loadrepl (lua_State *L) {
   if (status == LUA_OK) {
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, REPL_KEY);
-    if (lua_getfield(L, -1, "start") == LUA_TFUNCTION) {
+    if (rawfield(L, -1, "start") == LUA_TFUNCTION) {
       lua_pushstring(L, FMAP_VERSION);
       status = docall(L, 1, 0);
     }
@@ -1084,7 +1099,12 @@ int main (int argc, char **argv) {
   int status, result;
   hoststate hs;
   const char *why;
-  lua_State *L = newstate(&hs, &why);
+  lua_State *L;
+  /* A growth past the file-size limit (ulimit -f) is then an error from
+  ** ftruncate (EFBIG), which allocate returns, instead of a SIGXFSZ that
+  ** kills the process. */
+  signal(SIGXFSZ, SIG_IGN);
+  L = newstate(&hs, &why);
   if (L == NULL) {
     l_message(PROGNAME, why);
     fm_pool_delete(hs.pool);

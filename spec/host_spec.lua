@@ -440,6 +440,39 @@ describe("fmap (batch)", function()
       assert.matches("in local 'f'", err, 1, true)
     end)
 
+    it("refuses an arg whose __len gives no count of arguments", function()
+      local s = script("print('ran')\n")
+      for _, len in ipairs { "2^31", "-1", "math.maxinteger" } do
+        local out, err, status = run{ args = { "-e",
+          "setmetatable(arg, {__len = function() return " .. len
+          .. " end})", s } }
+        assert.equal("", out)
+        assert.matches("^fmap: 'arg' has a length of %-?%d+: no count of "
+                       .. "arguments\n", err)
+        assert.equal(1, status)
+      end
+    end)
+
+    it("turns a growth past the file-size limit into allocate's error",
+       function()
+      local path = tmppath(".fmap")
+      local s = script(([[
+        local bf = assert(require("fmap").create(%q))
+        local n, off, msg, en = 0
+        repeat
+          off, msg, en = bf:allocate()
+          n = n + 1
+        until not off
+        print(msg, en, n > 100, bf:check())
+        bf:close()
+      ]]):format(path))
+      local out, status = h.run("ulimit -f 1000 && " .. CLEAN_ENV
+                                .. q(BIN) .. " " .. q(s) .. " 2>&1")
+      os.remove(path)
+      assert.equal(path .. ": File too large\t27\ttrue\ttrue\n", out)
+      assert.equal(0, status)
+    end)
+
     it("prints an error object through its __tostring", function()
       local _, err, status = run{ args = { "-e",
         "error(setmetatable({}, {__tostring = function() return 'obj!' "
@@ -588,6 +621,17 @@ describe("the REPL through a pipe (fmap -i < file)", function()
     local out = session("x = 6 * 7\nx\n=x\nreturn x, 'y'\n")
     assert.matches("\n> x = 6 %* 7\n> x\n42\n> =x\n42\n"
                    .. "> return x, 'y'\n42\ty\n> \n$", out)
+  end)
+
+  it("goes on when fmap.repl's table is given an __index that raises",
+     function()
+    local out, err, status = session('r = require "fmap.repl"; r.show = nil; '
+      .. 'setmetatable(r, {__index = function() error("boom") end})\n'
+      .. '1 + 1\nprint("still here")\n')
+    assert.equal("", err)
+    assert.equal(0, status)
+    assert.matches("\n> 1 %+ 1\n2\n> print%(\"still here\"%)\nstill here\n> \n$",
+                   out)
   end)
 
   it("continues an incomplete chunk on '>>'", function()
