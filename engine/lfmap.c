@@ -2316,6 +2316,8 @@ static int bf_remove (lua_State *L) {
   lua_settop(L, 1);
   if (lua_getiuservalue(L, 1, 1) != LUA_TSTRING)
     return luaL_error(L, "cannot remove an anonymous BlockFile");
+  /* read-only refuses every change, this one too (closed or not) */
+  if (bf->f.readonly) return luaL_argerror(L, 1, "the BlockFile is read-only");
   path = lua_tostring(L, 2);
   if (bf->open && doclose(L, bf, 1) != 1) return 3;
   if (unlink(path) != 0) {

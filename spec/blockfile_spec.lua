@@ -776,6 +776,18 @@ describe("fmap.BlockFile", function()
       assert.same({ nil, path .. ": No such file or directory", 2 },
                   { bf:remove() })
     end)
+
+    it("refuses on a read-only BlockFile, open or closed, and deletes "
+       .. "nothing", function()
+      bf:close()
+      local ro = assert(fmap.open(path, { readonly = true }))
+      assert.equal("calling 'remove' on bad self (the BlockFile is "
+                   .. "read-only)", h.errmsg(function() ro:remove() end))
+      ro:close()
+      assert.equal("calling 'remove' on bad self (the BlockFile is "
+                   .. "read-only)", h.errmsg(function() ro:remove() end))
+      bf = assert(fmap.open(path))
+    end)
   end)
 
   describe(":stats()", function()
