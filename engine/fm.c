@@ -689,6 +689,14 @@ int fm_open (const char *path, int flags, fm_file *f) {
     before = st.st_size;
     st.st_size = (off_t)size;
   }
+  /* A sparse copy of the file (cp --sparse) has holes that take disk
+  ** space only when first written: on a full disk, that store would
+  ** raise SIGBUS (or a read of a hole would, on tmpfs). Reserved now, a
+  ** full disk is this open's error instead. Where the file system has no
+  ** fallocate, its holes stay holes. */
+  if (!readonly && fallocate(f->fd, FALLOC_FL_KEEP_SIZE, 0, st.st_size) != 0
+      && errno != EOPNOTSUPP && errno != ENOSYS)
+    goto syserr;
   f->map = mmap(NULL, (size_t)st.st_size,
                 readonly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED,
                 f->fd, 0);
@@ -723,7 +731,7 @@ syserr:
 int fm_close (fm_file *f) {
   int rc = 0;
   if (f->map == NULL) return 0;
-  if (f->fd >= 0 && !f->readonly && f->mapsize > f->h.top) {
+  if (f->fd >= 0 && !f->readonly && !f->faulted && f->mapsize > f->h.top) {
     /* Trim the tail: the file on disk is as long as what it holds. */
     if (munmap(f->map, f->mapsize) != 0) rc = errno;
     f->map = NULL;
@@ -732,6 +740,30 @@ int fm_close (fm_file *f) {
   release_all(f);
   f->msg[0] = '\0';
   return rc;
+}
+
+
+int fm_fault (fm_file *f) {
+  void *p;
+  if (f->map == NULL) return EINVAL;
+  p = mmap(f->map, f->mapsize, f->readonly ? PROT_READ : PROT_READ |
+           PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  if (p == MAP_FAILED) return errno;
+  f->faulted = 1;
+  return 0;
+}
+
+const char *fm_fault_reason (fm_file *f) {
+  struct stat st;
+  if (f->fd >= 0 && fstat(f->fd, &st) == 0 &&
+      (uint64_t)st.st_size < f->mapsize)
+    snprintf(f->msg, sizeof f->msg, "the file was truncated to %llu "
+             "bytes under its map of %llu", (unsigned long long)st.st_size,
+             (unsigned long long)f->mapsize);
+  else
+    snprintf(f->msg, sizeof f->msg, "a page of its map could not be read "
+             "or written: an I/O error, or no disk space for a hole");
+  return f->msg;
 }
 
 

@@ -49,6 +49,7 @@ typedef struct fm_file {
   int slot;             /* the header slot written last, 0 or 1 */
   uint64_t remaps;      /* how many times the map has moved or grown */
   uint64_t clean_from;  /* blocks from here on are zero: grown, never used */
+  int faulted;          /* the map failed and fm_fault replaced it */
   char msg[192];        /* what went wrong, for FM_EMISUSE and friends */
 } fm_file;
 
@@ -84,7 +85,8 @@ int fm_open (const char *path, int flags, fm_file *f);
 int fm_anonymous (uint32_t block_size, fm_file *f);
 
 /* Writes the header, trims the unused tail, unmaps, unlocks and closes.
-** f is closed afterwards even when an error is returned. */
+** f is closed afterwards even when an error is returned. A faulted f is
+** only unmapped and closed: its file is left as whoever cut it left it. */
 int fm_close (fm_file *f);
 
 /* Allocates n contiguous zeroed blocks; stores the first one's offset in
@@ -126,6 +128,19 @@ uint64_t fm_check (fm_file *f, fm_reporter report, void *ud,
 ** stops when fn returns non-zero. Returns FM_ECORRUPT if a run is bad. */
 typedef int (*fm_run_visitor) (void *ud, uint64_t off, uint64_t blocks);
 int fm_free_runs (fm_file *f, fm_run_visitor fn, void *ud);
+
+/* When a page of the map has no file behind it (the file was truncated
+** under the map, a hole of a sparse file met a full disk, a read failed),
+** an access raises SIGBUS. From that signal's handler: replaces the whole
+** map, at the same address, with zeros of anonymous memory, so that the
+** access completes and no later store reaches the file, and marks f
+** faulted; fm_close then only unmaps and closes. Makes no allocation and
+** no library call but mmap: safe in a handler. Returns 0 or an errno. */
+int fm_fault (fm_file *f);
+
+/* Why the map of a faulted f failed, in f->msg ("the file was truncated
+** to N bytes under its map of M", or a failed page). Not for a handler. */
+const char *fm_fault_reason (fm_file *f);
 
 static inline unsigned char *fm_ptr (const fm_file *f, uint64_t off) {
   return f->map + off;

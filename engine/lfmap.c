@@ -16,6 +16,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <float.h>
+#include <pthread.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,17 +40,23 @@ typedef struct View View;
 ** these addresses, so a Lua script cannot forge a view. */
 static const char VIEW_TAG[] = "fmap view", BF_TAG[] = "fmap BlockFile";
 
-typedef struct BlockFile {
+typedef struct BlockFile BlockFile;
+struct BlockFile {
   const char *tag;   /* BF_TAG */
   fm_file f;
-  int open;          /* 0 once closed */
+  int open;          /* BF_OPEN, BF_CLOSED, or BF_LOST (written by onbus) */
   View *views;       /* live views, newest first */
   lua_Integer nviews;
   uint64_t serial;   /* its number among the BlockFiles made, from 1 */
-} BlockFile;
+  BlockFile *mprev, *mnext;   /* in this thread's mapped list, while open */
+};
+
+/* A BlockFile's state. BF_LOST: its map failed (SIGBUS; see onbus) and
+** was replaced by zeros; every use raises until it is closed. */
+enum { BF_CLOSED, BF_OPEN, BF_LOST };
 
 /* A view's state: why it can no longer be used, or LIVE. */
-enum { LIVE, RELEASED, FREED, CLOSED };
+enum { LIVE, RELEASED, FREED, CLOSED, LOST };
 
 struct View {
   const char *tag;   /* VIEW_TAG */
@@ -125,10 +133,34 @@ static int typefail (lua_State *L, int i, const char *tname,
   return luaL_typeerror(L, i, tname);
 }
 
+/* Raises for a BlockFile that is not BF_OPEN. */
+static int notopen (lua_State *L, BlockFile *bf) {
+  if (bf->open == BF_LOST)
+    return luaL_error(L, "attempt to use a BlockFile that lost its map "
+                      "(%s): close it", fm_fault_reason(&bf->f));
+  return luaL_error(L, "attempt to use a closed BlockFile");
+}
+
+/* Whether the map failed under the accesses just made. The SIGBUS handler
+** runs between two instructions of its caller: the barrier keeps the
+** compiler from moving an access of the map after the test, and the
+** volatile read from using a state loaded before it. */
+static inline int failed (const volatile int *state, int ok) {
+#if defined(__GNUC__)
+  __asm__ __volatile__("" ::: "memory");
+#endif
+  return luai_unlikely(*state != ok);
+}
+#define LOSTMAP(bf)  failed(&(bf)->open, BF_OPEN)
+
+/* The same for a view, which the handler retires with its BlockFile: the
+** call raises rather than return what it read from the zeros. */
+#define CHECKLOST(L, v)  if (failed(&(v)->state, LIVE)) deadview(L, v, "use")
+
 static BlockFile *checkbf (lua_State *L, int i) {
   BlockFile *bf = tobf(L, i);
   if (bf == NULL) typefail(L, i, "BlockFile", FMAP_BF);
-  if (!bf->open) luaL_error(L, "attempt to use a closed BlockFile");
+  if (bf->open != BF_OPEN) notopen(L, bf);
   return bf;
 }
 
@@ -150,8 +182,9 @@ static View *toview (lua_State *L, int i) {
 
 static const char *const deadwhy[] = {
   "", "a released view", "a view of freed blocks",
-  "a view of a closed BlockFile"
+  "a view of a closed BlockFile", "a view of a BlockFile that lost its map"
 };
+
 
 /* Pushes what a message says of a view besides its state: "offset 4096,
 ** 8192 bytes, acquired at demo.lua:12". */
@@ -215,6 +248,7 @@ static void checkspan (lua_State *L, const View *v, int arg, lua_Integer pos,
 /* Raises the core's misuse or corruption message against argument arg
 ** (0: no argument, a plain error). */
 static int corefail (lua_State *L, BlockFile *bf, int arg) {
+  if (LOSTMAP(bf)) notopen(L, bf);   /* the core read zeros, not the file */
   if (arg > 0) return luaL_argerror(L, arg, bf->f.msg);
   return luaL_error(L, "%s", bf->f.msg);
 }
@@ -274,7 +308,7 @@ static View *newview (lua_State *L, int bfi, BlockFile *bf, uint64_t off,
   }
   /* The allocation may have run a finalizer that closed the BlockFile or
   ** freed the blocks (any change bumps the header's seq): look again. */
-  if (!bf->open) luaL_error(L, "attempt to use a closed BlockFile");
+  if (bf->open != BF_OPEN) notopen(L, bf);
   if (bf->f.h.seq != seq &&
       fm_check_range(&bf->f, off, len / bf->f.h.block_size) != 0)
     corefail(L, bf, 2);
@@ -384,7 +418,8 @@ static int view_tostring (lua_State *L) {
   else
     lua_pushfstring(L, "view (offset %I, %I bytes, %s)", (lua_Integer)v->off,
                     (lua_Integer)v->len, v->state == RELEASED ? "released"
-                    : v->state == FREED ? "blocks freed" : "file closed");
+                    : v->state == FREED ? "blocks freed" : v->state == LOST ?
+                    "map lost" : "file closed");
   return 1;
 }
 
@@ -397,6 +432,7 @@ static int view_read (lua_State *L) {
     len = (lua_Integer)(v->len - (uint64_t)pos);
   checkspan(L, v, 2, pos, len);
   lua_pushlstring(L, (const char *)vptr(v) + pos, (size_t)len);
+  CHECKLOST(L, v);
   return 1;
 }
 
@@ -410,6 +446,7 @@ static int view_write (lua_State *L) {
                                            ** a finalizer that retires it */
   checkspan(L, v, 2, pos, (lua_Integer)sl);
   memcpy(vptr(v) + pos, s, sl);
+  CHECKLOST(L, v);
   lua_pushinteger(L, pos + (lua_Integer)sl);
   return 1;
 }
@@ -428,6 +465,7 @@ static int view_fill (lua_State *L) {
   else len = 0;   /* checkspan reports the position */
   checkspan(L, v, 3, pos, len);
   memset(vptr(v) + pos, (int)byte, (size_t)len);
+  CHECKLOST(L, v);
   return 0;
 }
 
@@ -469,6 +507,7 @@ static int view_compare (lua_State *L) {
                   (lua_Integer)olen));
   checkspan(L, v, 2, pos, len);
   c = memcmp(vptr(v) + pos, o + opos, (size_t)len);
+  CHECKLOST(L, v);
   lua_pushinteger(L, (c > 0) - (c < 0));
   return 1;
 }
@@ -483,6 +522,8 @@ static int view_copy (lua_State *L) {
   checkspan(L, src, 4, spos, len);
   checkspan(L, v, 2, pos, len);
   memmove(vptr(v) + pos, vptr(src) + spos, (size_t)len);
+  CHECKLOST(L, src);
+  CHECKLOST(L, v);
   return 0;
 }
 
@@ -513,6 +554,7 @@ static int view_insert (lua_State *L) {
   if (len > 0) memmove(p + l1 + l2, p, (size_t)len);
   memcpy(p, s1, l1);
   if (l2 > 0) memcpy(p + l1, s2, l2);
+  CHECKLOST(L, v);
   lua_pushinteger(L, pos + (lua_Integer)(l1 + l2));
   return 1;
 }
@@ -570,6 +612,7 @@ static int view_hex (lua_State *L) {
     used += (size_t)at;
   }
   luaL_pushresultsize(&b, used);
+  CHECKLOST(L, v);
   return 1;
 }
 
@@ -638,6 +681,7 @@ static inline int fitsin (lua_Integer x, int n) {
   static int view_##name (lua_State *L) {                              \
     View *v;                                                           \
     uint64_t x = load_le(intspan(L, &v, n, 0), n);                     \
+    CHECKLOST(L, v);                                                   \
     lua_pushinteger(L, (lua_Integer)(signedness ? sext(x, n) : x));    \
     return 1;                                                          \
   }
@@ -662,6 +706,7 @@ GETTER(i64, 8, 1)
       luaL_argerror(L, 3, lua_pushfstring(L, "%I does not fit in %d "    \
                     "byte%s", x, n, plural(n)));                         \
     store_le(p, (uint64_t)x, n);                                         \
+    CHECKLOST(L, v);                                                     \
     return 0;                                                            \
   }
 
@@ -802,6 +847,7 @@ static int dosearch (lua_State *L, int counted) {
   if (counted) count = nodecount(L, v, cpos, 2);
   base = searchrun(L, v, counted ? 3 : 2, pos, count, stride, kl, kl);
   lo = lowerbound(base, count, stride, key, kl, upper, &found);
+  CHECKLOST(L, v);
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
   if (at >= 0) pushbeside(L, v, at, lo, stride, len);
@@ -843,6 +889,7 @@ static int view_remove_key (lua_State *L) {
             (size_t)((count - e) * stride));
     store_le(vptr(v) + cpos, count - (e - lo), 4);
   }
+  CHECKLOST(L, v);
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushinteger(L, (lua_Integer)(e - lo));
   lua_pushinteger(L, (lua_Integer)(count - (e - lo)));
@@ -959,6 +1006,7 @@ static HOT_INLINE int searchnode (BlockFile *bf, const Searcher *s,
 static int nodefail (lua_State *L, BlockFile *bf, const Searcher *s, int st,
                      uint64_t off, uint64_t count, size_t kl, uint64_t from,
                      uint64_t fromi) {
+  if (LOSTMAP(bf)) notopen(L, bf);   /* the node read was zeros */
   if (st == 2) {
     if (from != 0)
       lua_pushfstring(L, " (the child beside entry %I of the node at %I)",
@@ -996,7 +1044,7 @@ static int searcher_call (lua_State *L) {
   bf = tobf(L, SR_BF);
   if (bf == NULL || (s = tosearcher(L, SR_STATE, bf)) == NULL)
     luaL_error(L, "the searcher's state is gone (an upvalue was replaced)");
-  if (!bf->open) luaL_error(L, "attempt to use a closed BlockFile");
+  if (bf->open != BF_OPEN) notopen(L, bf);
   if (off < 0)
     luaL_argerror(L, 1, lua_pushfstring(L, "offset %I is negative", off));
   bs = bf->f.h.block_size;
@@ -1036,6 +1084,7 @@ static int searcher_call (lua_State *L) {
     st = searchnode(bf, next, at, key, kl, upper, &lo, &found, &count);
     if (st != 0) nodefail(L, bf, next, st, at, count, kl, from, fromi);
   }
+  if (LOSTMAP(bf)) notopen(L, bf);
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
   v.bf = bf;
@@ -1150,6 +1199,7 @@ static int view_insert_key (lua_State *L) {
     if (vl > 0) memcpy(p + kl, val, vl);
     store_le(vptr(v) + cpos, count + 1, 4);
   }
+  CHECKLOST(L, v);
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushinteger(L, (lua_Integer)(count + (uint64_t)in));
   lua_pushboolean(L, in);
@@ -1193,6 +1243,7 @@ static int view_read_entries (lua_State *L) {
     else continue;
     lua_rawseti(L, 2, ++k);
   }
+  CHECKLOST(L, v);
   lua_pushinteger(L, k);
   return 1;
 }
@@ -1253,6 +1304,7 @@ static int view_bsearch_slots (lua_State *L) {
   }
   if (!upper && lo < count)
     found = slotcmp(L, v, (uint64_t)pos + lo * stride, lo, key, kl) == 0;
+  CHECKLOST(L, v);
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
   return 2;
@@ -1477,6 +1529,7 @@ static int view_pack (lua_State *L) {
                   "is outside the view (%I bytes)", pos, (lua_Integer)n,
                   (lua_Integer)v->len));
   dopack(L, 3, (uint64_t)pos, vptr(v) + pos);
+  CHECKLOST(L, v);
   lua_pushinteger(L, pos + (lua_Integer)n);
   return 1;
 }
@@ -1588,6 +1641,7 @@ static int view_unpack (lua_State *L) {
     }
     pos += (uint64_t)size;
   }
+  CHECKLOST(L, v);
   lua_pushinteger(L, (lua_Integer)pos);
   return n + 1;
 }
@@ -1601,6 +1655,86 @@ static int view_unpack (lua_State *L) {
 static uint64_t bfserials;
 
 /* The userdata first, closed, so a failure leaves nothing to clean up. */
+/* ---------------------------------------------------------------------- */
+/* Faults of the map (SIGBUS)                                              */
+/* ---------------------------------------------------------------------- */
+
+/* A page of a file's map with no file behind it raises SIGBUS when it is
+** touched: the file was truncated under the map (by another process, or
+** by this one: io.open(path, "w")), a hole of a sparse file met a full
+** disk, a read failed. The default action kills the process. onbus, the
+** handler, finds the BlockFile whose map holds the faulting address and
+** has the core replace its whole map with zeros (fm_fault): the access
+** that faulted then completes, on zeros, and no later store reaches the
+** file. It retires the BlockFile (BF_LOST) and its views (LOST): the call
+** that met the fault raises where it checks (LOSTMAP), every later use
+** raises, and close only unmaps. A fault anywhere else goes to the
+** handler that was there before, or to the default action.
+**
+** This is the module's one process-wide state besides its serials: a
+** signal's handler has no other way to reach the BlockFiles. Each thread
+** lists the BlockFiles it opened (a Lua state runs in one thread at a
+** time); the handler, installed once, reads the faulting thread's list,
+** which nothing else changes while that thread is stopped in an access
+** of a map. */
+static __thread BlockFile *maps;
+static struct sigaction prevbus;
+static pthread_once_t busonce = PTHREAD_ONCE_INIT;
+
+static void mapped (BlockFile *bf) {
+  bf->open = BF_OPEN;
+  bf->mprev = NULL;
+  bf->mnext = maps;
+  if (maps != NULL) maps->mprev = bf;
+  maps = bf;
+}
+
+static void unmapped (BlockFile *bf) {
+  if (bf->open == BF_CLOSED) return;
+  if (bf->mprev != NULL) bf->mprev->mnext = bf->mnext;
+  else if (maps == bf) maps = bf->mnext;
+  if (bf->mnext != NULL) bf->mnext->mprev = bf->mprev;
+  bf->mprev = bf->mnext = NULL;
+}
+
+static void onbus (int sig, siginfo_t *si, void *ctx) {
+  const unsigned char *at = (const unsigned char *)si->si_addr;
+  BlockFile *bf;
+  if (si->si_code > 0) {   /* raised by the kernel, not by kill() */
+    for (bf = maps; bf != NULL; bf = bf->mnext) {
+      fm_file *f = &bf->f;
+      if (bf->open == BF_OPEN && f->map != NULL && at >= f->map &&
+          at < f->map + f->mapsize) {
+        if (fm_fault(f) != 0) break;
+        while (bf->views != NULL) unlink_view(bf->views, LOST);
+        bf->open = BF_LOST;
+        return;
+      }
+    }
+  }
+  if (prevbus.sa_flags & SA_SIGINFO) {
+    if (prevbus.sa_sigaction != NULL) prevbus.sa_sigaction(sig, si, ctx);
+  }
+  else if (prevbus.sa_handler != SIG_DFL && prevbus.sa_handler != SIG_IGN)
+    prevbus.sa_handler(sig);
+  else {
+    /* the default action, as if no handler were there: for a fault, the
+    ** access would fault again on return; a signal sent by kill() is
+    ** raised again, delivered once this handler returns */
+    signal(SIGBUS, SIG_DFL);
+    raise(SIGBUS);
+  }
+}
+
+static void installbus (void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = onbus;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGBUS, &sa, &prevbus);
+}
+
 static BlockFile *newbf (lua_State *L) {
   BlockFile *bf = (BlockFile *)lua_newuserdatauv(L, sizeof(BlockFile), 1);
   memset(bf, 0, sizeof *bf);
@@ -1696,7 +1830,8 @@ static int doclose (lua_State *L, BlockFile *bf, int strict) {
     }
   }
   kill_views(bf);
-  bf->open = 0;
+  unmapped(bf);
+  bf->open = BF_CLOSED;
   rc = fm_close(&bf->f);
   if (rc != 0) return pushfail(L, bf, rc, NULL);
   lua_pushboolean(L, 1);
@@ -1705,9 +1840,10 @@ static int doclose (lua_State *L, BlockFile *bf, int strict) {
 
 static int bf_gc (lua_State *L) {
   BlockFile *bf = tobf(L, 1);
-  if (bf != NULL && bf->open) {
+  if (bf != NULL && bf->open != BF_CLOSED) {
     kill_views(bf);
-    bf->open = 0;
+    unmapped(bf);
+    bf->open = BF_CLOSED;
     fm_close(&bf->f);
   }
   return 0;
@@ -1717,21 +1853,31 @@ static int bf_gc (lua_State *L) {
 ** original error is the one reported. */
 static int bf_tbclose (lua_State *L) {
   BlockFile *bf = tobf(L, 1);
-  if (bf == NULL || !bf->open) return 0;
+  if (bf == NULL || bf->open == BF_CLOSED) return 0;
   doclose(L, bf, lua_isnoneornil(L, 2));
   return 0;
 }
 
+/* close(): a BlockFile that lost its map closes too (that is what the
+** error of every other use asks for). */
 static int bf_close (lua_State *L) {
-  return doclose(L, checkbf(L, 1), 1);
+  BlockFile *bf = tobf(L, 1);
+  if (bf == NULL || bf->open != BF_LOST) bf = checkbf(L, 1);
+  return doclose(L, bf, 1);
 }
 
 static int bf_tostring (lua_State *L) {
   BlockFile *bf = tobf(L, 1);
   fm_stats st;
   if (bf == NULL) return luaL_typeerror(L, 1, "BlockFile");
-  if (!bf->open) {
+  if (bf->open == BF_CLOSED) {
     lua_pushstring(L, "BlockFile (closed)");
+    return 1;
+  }
+  if (bf->open == BF_LOST) {
+    lua_pushfstring(L, "BlockFile (%s, lost its map: %s; close it)",
+                    bf->f.path ? bf->f.path : "anonymous",
+                    fm_fault_reason(&bf->f));
     return 1;
   }
   fm_get_stats(&bf->f, &st);
@@ -1762,7 +1908,7 @@ static int mod_create (lua_State *L) {
   BlockFile *bf = newbf(L);
   int rc = fm_create(path, bs, &bf->f);
   if (rc != 0) return pushfail(L, bf, rc, path);
-  bf->open = 1;
+  mapped(bf);
   lua_pushvalue(L, 1);       /* the path outlives close, for remove */
   lua_setiuservalue(L, -2, 1);
   return 1;
@@ -1797,7 +1943,7 @@ static int mod_open (lua_State *L) {
   bf = newbf(L);
   rc = fm_open(path, flags, &bf->f);
   if (rc != 0) return pushfail(L, bf, rc, path);
-  bf->open = 1;
+  mapped(bf);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   return 1;
@@ -1809,7 +1955,7 @@ static int mod_anonymous (lua_State *L) {
   BlockFile *bf = newbf(L);
   int rc = fm_anonymous(bs, &bf->f);
   if (rc != 0) return pushfail(L, bf, rc, NULL);
-  bf->open = 1;
+  mapped(bf);
   return 1;
 }
 
@@ -1817,6 +1963,7 @@ static int mod_anonymous (lua_State *L) {
 static int mod_memclr (lua_State *L) {
   View *v = checkwritable(L, 1);
   memset(vptr(v), 0, (size_t)v->len);
+  CHECKLOST(L, v);
   return 0;
 }
 
@@ -2074,7 +2221,7 @@ static BlockFile *entriesbf (lua_State *L, const Entries *e) {
   if (!isbf(L, ET_BF, e->bf, e->serial))
     luaL_error(L, "the iterator's BlockFile is gone (an upvalue was "
                "replaced)");
-  if (!e->bf->open) luaL_error(L, "attempt to use a closed BlockFile");
+  if (e->bf->open != BF_OPEN) notopen(L, e->bf);
   return e->bf;
 }
 
@@ -2115,13 +2262,17 @@ static int entries_step (lua_State *L) {
   e->pos += (uint64_t)e->stride;         /* wraps harmlessly past the end */
   e->left--;
   lua_pushlstring(L, (const char *)bf->f.map + at, len);
-  if (!two) return 1;
+  if (!two) {
+    if (LOSTMAP(bf)) notopen(L, bf);
+    return 1;
+  }
   /* that finalizer may also have closed the file or moved the map: read
   ** the second string through the BlockFile again. (It cannot have freed
   ** it: the BlockFile was reachable when that collection began, and its
   ** own finalizer must run before its memory goes.) */
-  if (!bf->open) luaL_error(L, "attempt to use a closed BlockFile");
+  if (bf->open != BF_OPEN) notopen(L, bf);
   lua_pushlstring(L, (const char *)bf->f.map + at + len, len2);
+  if (LOSTMAP(bf)) notopen(L, bf);
   return 2;
 }
 
@@ -2148,6 +2299,7 @@ static int doallocate (lua_State *L, BlockFile *bf, uint64_t n) {
   if (rc == FM_EMISUSE) return writefail(L, bf, lua_gettop(L) >= 2 ? 2 : 0);
   if (rc == FM_ECORRUPT) return corefail(L, bf, 0);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
+  if (LOSTMAP(bf)) notopen(L, bf);
   lua_pushinteger(L, (lua_Integer)off);
   return 1;
 }
@@ -2183,6 +2335,7 @@ static int bf_free (lua_State *L) {
                             (uint64_t)n > (bf->f.h.top - off) / bs ? 3 : 2);
   if (rc == FM_ECORRUPT) return corefail(L, bf, 0);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
+  if (LOSTMAP(bf)) notopen(L, bf);
   end = off + (uint64_t)n * bs;
   for (v = bf->views; v != NULL; v = next) {
     next = v->next;
@@ -2242,6 +2395,7 @@ static int bf_control_data (lua_State *L) {
   size_t len;
   const unsigned char *p = fm_control_data(&bf->f, &len);
   lua_pushlstring(L, (const char *)p, len);
+  if (LOSTMAP(bf)) notopen(L, bf);
   return 1;
 }
 
@@ -2250,10 +2404,12 @@ static int setctl (lua_State *L, int sync) {
   size_t len;
   const char *s = luaL_checklstring(L, 2, &len);
   int rc;
-  if (!bf->open) checkbf(L, 1);   /* a finalizer ran in the conversion */
+  if (bf->open != BF_OPEN) checkbf(L, 1);   /* a finalizer ran in the
+                                           ** conversion */
   rc = fm_set_control_data(&bf->f, s, len, sync);
   if (rc == FM_EMISUSE) return writefail(L, bf, 2);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
+  if (LOSTMAP(bf)) notopen(L, bf);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -2319,7 +2475,7 @@ static int bf_remove (lua_State *L) {
   /* read-only refuses every change, this one too (closed or not) */
   if (bf->f.readonly) return luaL_argerror(L, 1, "the BlockFile is read-only");
   path = lua_tostring(L, 2);
-  if (bf->open && doclose(L, bf, 1) != 1) return 3;
+  if (bf->open != BF_CLOSED && doclose(L, bf, 1) != 1) return 3;
   if (unlink(path) != 0) {
     int en = errno;
     luaL_pushfail(L);
@@ -2388,6 +2544,7 @@ static int bf_check (lua_State *L) {
   checkbf(L, 1);   /* again, after the allocation */
   p->n = 0;
   n = fm_check(&bf->f, addproblem, p, MAXPROBLEMS);
+  if (LOSTMAP(bf)) notopen(L, bf);
   if (n == 0) {
     lua_pushboolean(L, 1);
     return 1;
@@ -2440,6 +2597,7 @@ static int bf_free_list (lua_State *L) {
   rs.n = 0;
   rc = fm_free_runs(&bf->f, addrun, &rs);
   if (rc != 0) return corefail(L, bf, 0);
+  if (LOSTMAP(bf)) notopen(L, bf);
   lua_createtable(L, (int)rs.n, 0);
   for (i = 0; i < rs.n; i++) {
     lua_createtable(L, 0, 2);
@@ -2459,6 +2617,7 @@ static int bf_is_free (lua_State *L) {
                                 (lua_Integer)off));
   lua_pushboolean(L, off >= bs && off < bf->f.h.top &&
                      fm_is_free(&bf->f, off));
+  if (LOSTMAP(bf)) notopen(L, bf);
   return 1;
 }
 
@@ -2597,6 +2756,7 @@ static void protect (lua_State *L, int mt, const char *name) {
 
 LUAMOD_API int luaopen_fmap (lua_State *L) {
   int vmt, bmt;
+  pthread_once(&busonce, installbus);
   luaL_newmetatable(L, FMAP_VIEW);
   vmt = lua_gettop(L);
   luaL_newmetatable(L, FMAP_BF);

@@ -486,3 +486,243 @@ out("CLOSE", ok or e)
     end)
   end)
 end)
+
+-- A file cut short under its map (SIGBUS): the engine's handler replaces
+-- the map with zeros and retires the BlockFile (lfmap.c, onbus). Each case
+-- runs in a child fmap, so that a handler that failed would kill the child
+-- and not the suite; the child prints what each call did.
+describe("a map that loses its file (SIGBUS)", function()
+  local path
+  before_each(function() path = h.tmpname() end)
+  after_each(function() os.remove(path) end)
+
+  local PRELUDE = [[
+local fmap = require "fmap"
+local path = arg[1]
+local function out (...)
+  local t = table.pack(...)
+  for i = 1, t.n do t[i] = tostring(t[i]) end
+  io.write(table.concat(t, "|"), "\n")
+  io.flush()
+end
+-- the message of what f raises, without its position
+local function err (f, ...)
+  local ok, e = pcall(f, ...)
+  if ok then return "no error" end
+  return (tostring(e):gsub("^[^:]*:%d+: ", ""))
+end
+local function size ()
+  local f = assert(io.open(path, "rb"))
+  local n = f:seek("end")
+  f:close()
+  return n
+end
+]]
+
+  -- Runs code after the prelude in a child; returns its output lines,
+  -- its whole output and its exit status.
+  local function child (code)
+    local script = h.tmpname(".lua")
+    h.writefile(script, PRELUDE .. code)
+    local out, status = h.run(string.format("%s %s %s 2>&1", h.bin(), script,
+                                            path))
+    os.remove(script)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    return lines, out, status
+  end
+
+  local LOST = "attempt to use a BlockFile that lost its map (the file was "
+               .. "truncated to %d bytes under its map of %d): close it"
+
+  it("raises at the access that meets a truncation by the script itself, "
+     .. "and at every use after", function()
+    local lines, out, status = child [[
+local bf = assert(fmap.create(path))
+local off = bf:allocate()
+local v = bf:get(off)
+v:set_u64(0, 42)
+out(v:u64(0), bf:size())
+io.open(path, "w"):close()       -- the script empties its own file
+out(err(v.u64, v, 0))
+out(err(v.read, v, 0, 4))
+out(err(bf.allocate, bf))
+out(err(bf.get, bf, off))
+out(tostring(v))
+out(tostring(bf))
+v:release()                      -- as after a free: nothing to do
+out(bf:close(), size())
+out(err(bf.allocate, bf))
+]]
+    assert.equal(0, status, out)
+    local bytes = tonumber(lines[1]:match("|(%d+)$"))
+    assert.equal("42|" .. bytes, lines[1])
+    local view = "attempt to use a view of a BlockFile that lost its map "
+                 .. "(offset 4096, 4096 bytes, acquired at "
+    assert.equal(view, lines[2]:sub(1, #view), out)
+    assert.equal(view, lines[3]:sub(1, #view), out)
+    assert.equal(LOST:format(0, bytes), lines[4])
+    assert.equal(LOST:format(0, bytes), lines[5])
+    assert.equal("view (offset 4096, 4096 bytes, map lost)", lines[6])
+    assert.equal("BlockFile (" .. path .. ", lost its map: the file was "
+                 .. "truncated to 0 bytes under its map of " .. bytes
+                 .. "; close it)", lines[7])
+    -- close unmaps and leaves the file as the truncation left it
+    assert.equal("true|0", lines[8])
+    assert.equal("attempt to use a closed BlockFile", lines[9])
+  end)
+
+  it("retires a B+tree's file cut to half by another process; what was "
+     .. "flushed before stays in the half that is left", function()
+    local lines, out, status = child [[
+local bf = assert(fmap.create(path))
+local t = fmap.bptree.new(bf, 8, 8)
+for i = 1, 20000 do t:add(string.pack(">I8", i), string.pack("<I8", i)) end
+bf:flush()
+local before = size()
+local f = assert(io.open(path, "rb"))
+local head = f:read(before // 2)
+f:close()
+assert(os.execute(("truncate -s %d %q"):format(before // 2, path)))
+out(before, err(function () for _ in t:iterate() do end end))
+out(err(t.get, t, string.pack(">I8", 7)))
+out(err(t.add, t, string.pack(">I8", 0), "12345678"))
+out(err(bf.with, bf, 4096, 1, function (v) return v:u32(0) end))
+out(bf:close(), size() == before // 2)
+f = assert(io.open(path, "rb"))
+out(f:read("a") == head)
+f:close()
+]]
+    assert.equal(0, status, out)
+    local before = tonumber(lines[1]:match("^(%d+)|"))
+    local lost = LOST:format(before // 2, before)
+    assert.truthy(lines[1]:find("lost its map", 1, true), out)
+    assert.equal(lost, lines[2])
+    assert.equal(lost, lines[3])
+    -- a block still inside the file: the whole BlockFile is retired
+    assert.equal(lost, lines[4])
+    assert.equal("true|true", lines[5])
+    assert.equal("true", lines[6])
+  end)
+
+  it("raises from each kind of access that meets it", function()
+    local lines, out, status = child [[
+local calls = {
+  u64 = function (v) return v:u64(8) end,
+  set_u32 = function (v) v:set_u32(8, 1) end,
+  read = function (v) return v:read(0, 16) end,
+  write = function (v) v:write(0, "x") end,
+  fill = function (v) v:fill(1) end,
+  compare = function (v) return v:compare(0, "abc") end,
+  copy = function (v) v:copy(0, v, 8, 8) end,
+  unpack = function (v) return v:unpack("<I4I4", 0) end,
+  pack = function (v) v:pack(0, "<I4", 7) end,
+  hex = function (v) return v:hex(0, 16) end,
+  search = function (v) return v:search(4, 8, 16, "key") end,
+  insert_key = function (v)
+    return v:insert_key(4, 8, 16, 10, "12345678", "abcdefgh")
+  end,
+  searcher = function (_, bf, off) return bf:searcher(4, 8, 16)(off, "k") end,
+  entries = function (_, bf, off)
+    local done = false
+    local it = bf:entry_iterator(function ()
+      if done then return nil end
+      done = true
+      return off, 8, 0, 16, 1
+    end)
+    return it()
+  end,
+  control_data = function (_, bf) return bf:control_data() end,
+  set_control_data = function (_, bf) bf:set_control_data("abc") end,
+}
+local names = {}
+for name in pairs(calls) do names[#names + 1] = name end
+table.sort(names)
+for _, name in ipairs(names) do
+  local bf = assert(fmap.create(path))
+  local off = bf:allocate()
+  local v = bf:get(off)
+  v:set_u32(4, 0)
+  bf:set_control_data("some control data")
+  io.open(path, "w"):close()
+  local e = err(calls[name], v, bf, off)
+  out(name, e:match("lost its map") and "raised" or e)
+  v:release()
+  out(name, bf:close())
+  os.remove(path)
+end
+]]
+    assert.equal(0, status, out)
+    for _, line in ipairs(lines) do
+      assert.truthy(line:match("|raised$") or line:match("|true$"), out)
+    end
+    assert.equal(32, #lines, out)
+  end)
+
+  it("retires a read-only BlockFile too", function()
+    local lines, out, status = child [[
+local bf = assert(fmap.create(path))
+bf:allocate()
+bf:close()
+local ro = assert(fmap.open(path, { readonly = true }))
+local v = ro:get(4096)
+assert(os.execute(("truncate -s 4096 %q"):format(path)))
+out(err(v.read, v, 0, 8))
+out(err(ro.free_list, ro))
+out(ro:close())
+]]
+    assert.equal(0, status, out)
+    assert.truthy(lines[1]:find("^attempt to use a view of a BlockFile that "
+                                .. "lost its map"), out)
+    assert.truthy(lines[2]:find("lost its map (the file was truncated to "
+                                .. "4096 bytes", 1, true), out)
+    assert.equal("true", lines[3])
+  end)
+
+  it("leaves any other SIGBUS its default action", function()
+    local _, out, status = child [[
+local pid = assert(io.open("/proc/self/stat")):read("n")
+local bf <close> = assert(fmap.create(path))
+os.execute("kill -BUS " .. pid)
+out("survived")
+]]
+    assert.is_nil(out:find("survived", 1, true), out)
+    -- killed by SIGBUS (128 + 7, as sh says), or under the sanitizer build
+    -- by the handler that was there before fmap's: AddressSanitizer's
+    if not out:find("AddressSanitizer: BUS", 1, true) then
+      assert.equal(128 + 7, status, out)
+    end
+  end)
+
+  it("refuses a sparse file a full disk cannot fill, and retires a "
+     .. "read-only one at the hole it cannot read", function()
+    local mnt = h.tmpname(".mnt")
+    if not (os.execute("mkdir -p " .. mnt) and
+            os.execute("mount -t tmpfs -o size=1m tmpfs " .. mnt
+                       .. " 2>/dev/null")) then
+      os.execute("rmdir " .. mnt)
+      pending("needs a small tmpfs: mount -t tmpfs (root)")
+      return
+    end
+    local lines, out, status = child(([[
+local bf = assert(fmap.create(path))
+for _ = 1, 63 do bf:allocate() end
+bf:close()
+local sparse = %q .. "/t.fmap"
+assert(os.execute("cp --sparse=always " .. path .. " " .. sparse))
+os.execute("dd if=/dev/zero of=%s/filler bs=4096 2>/dev/null")
+out(fmap.open(sparse))
+local ro = assert(fmap.open(sparse, { readonly = true }))
+out(err(ro.get, ro, 8 * 4096))
+out(ro:close())
+]]):format(mnt, mnt))
+    os.execute("umount " .. mnt .. " && rmdir " .. mnt)
+    assert.equal(0, status, out)
+    assert.truthy(lines[1]:find("^nil|.*/t%.fmap: No space left on device|28$"),
+                  out)
+    assert.equal("attempt to use a BlockFile that lost its map (a page of "
+                 .. "its map could not be read or written: an I/O error, or "
+                 .. "no disk space for a hole): close it", lines[2])
+    assert.equal("true", lines[3])
+  end)
+end)
