@@ -877,6 +877,7 @@ static int view_remove_key (lua_State *L) {
   int found;
   if (v->state != LIVE) checkwritable(L, 1);   /* the key's conversion ran
                                                ** a finalizer */
+  luaL_argcheck(L, kl > 0, 5, "an empty key would remove every entry");
   count = nodecount(L, v, cpos, 2);
   /* whole entries move, so the last one must fit, and hold a key */
   base = searchrun(L, v, 3, pos, count, stride, kl, kl > stride ? UINT64_MAX
@@ -1516,7 +1517,11 @@ static uint64_t dopack (lua_State *L, int fmtarg, uint64_t start,
 ** wrong or the result would not fit. */
 static int view_pack (lua_State *L) {
   View *v = checkwritable(L, 1);
-  lua_Integer pos = luaL_checkinteger(L, 2);
+  lua_Integer pos;
+  if (lua_type(L, 2) == LUA_TSTRING && lua_type(L, 3) == LUA_TNUMBER)
+    luaL_argerror(L, 2, "position expected, got string; pack takes the "
+                  "position first: v:pack(pos, fmt, ...)");
+  pos = luaL_checkinteger(L, 2);
   uint64_t n;
   checkspan(L, v, 2, pos, 0);
   n = dopack(L, 3, (uint64_t)pos, NULL);
@@ -1561,7 +1566,11 @@ static lua_Integer getint (lua_State *L, const unsigned char *p, int little,
 ** after them, as string.unpack does with 0-based positions. */
 static int view_unpack (lua_State *L) {
   View *v = checkview(L, 1);
-  lua_Integer ipos = luaL_optinteger(L, 3, 0);
+  lua_Integer ipos;
+  if (lua_type(L, 2) == LUA_TNUMBER)
+    luaL_argerror(L, 2, "format expected, got number; unpack takes the "
+                  "format first: v:unpack(fmt [, pos])");
+  ipos = luaL_optinteger(L, 3, 0);
   const unsigned char *data = NULL;
   uint64_t pos, len = 0;
   int n = 0, stale = 0;
@@ -2370,12 +2379,26 @@ static int bf_release (lua_State *L) {
   return 0;
 }
 
-/* with(offset, blocks, fn): fn(view)'s results; the view is to-be-closed
-** in this C frame, so it is released however fn ends. */
+/* with(offset, [blocks,] fn): fn(view)'s results; the view is
+** to-be-closed in this C frame, so it is released however fn ends, and
+** fn may yield (a coroutine that walks a structure): with_done finishes
+** the call once it resumes and returns. */
+static int with_done (lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lua_gettop(L) - 5;   /* the view at 5 closes on the return */
+}
+
 static int bf_with (lua_State *L) {
   BlockFile *bf = checkbf(L, 1);
   uint64_t off = checkoffset(L, 2);
-  lua_Integer n = luaL_checkinteger(L, 3);
+  lua_Integer n;
+  if (lua_isnone(L, 3)) luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (lua_type(L, 3) == LUA_TFUNCTION && lua_isnone(L, 4)) {
+    lua_pushinteger(L, 1);   /* with(offset, fn): one block, as get */
+    lua_insert(L, 3);
+  }
+  n = luaL_checkinteger(L, 3);
   luaL_checktype(L, 4, LUA_TFUNCTION);
   luaL_argcheck(L, n >= 1, 3,
                 lua_pushfstring(L, "block count %I is not positive", n));
@@ -2386,8 +2409,8 @@ static int bf_with (lua_State *L) {
   lua_toclose(L, 5);
   lua_pushvalue(L, 4);
   lua_pushvalue(L, 5);
-  lua_call(L, 1, LUA_MULTRET);
-  return lua_gettop(L) - 5;
+  lua_callk(L, 1, LUA_MULTRET, 0, with_done);
+  return with_done(L, LUA_OK, 0);
 }
 
 static int bf_control_data (lua_State *L) {

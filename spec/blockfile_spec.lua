@@ -659,6 +659,49 @@ describe("fmap.BlockFile", function()
       local off = bf:allocate()
       assert.equal("bad argument #3 to 'with' (function expected, got no value)",
                    h.errmsg(function() bf:with(off, 1) end))
+      assert.equal("bad argument #2 to 'with' (function expected, got no value)",
+                   h.errmsg(function() bf:with(off) end))
+    end)
+
+    it("takes one block when the count is left out, as get does", function()
+      local off = bf:allocate()
+      assert.equal(BS, bf:with(off, function (v) return #v end))
+      assert.same({}, bf:live_views())
+    end)
+
+    it("lets the function yield, and releases the view when the call "
+       .. "returns, raises or its coroutine is closed", function()
+      local off = bf:allocate()
+      local walk = coroutine.wrap(function ()
+        return bf:with(off, 1, function (v)
+          for i = 1, 3 do coroutine.yield(i, #bf:live_views()) end
+          return "done"
+        end)
+      end)
+      assert.same({ 1, 1 }, { walk() })
+      assert.same({ 2, 1 }, { walk() })
+      assert.same({ 3, 1 }, { walk() })
+      assert.equal("done", walk())
+      assert.same({}, bf:live_views())
+      local co = coroutine.create(function ()
+        bf:with(off, function () coroutine.yield() end)
+      end)
+      assert.is_true(coroutine.resume(co))
+      assert.equal(1, #bf:live_views())
+      assert.is_true(coroutine.close(co))
+      assert.same({}, bf:live_views())
+      co = coroutine.create(function ()
+        bf:with(off, function () coroutine.yield(); error("after a yield") end)
+      end)
+      coroutine.resume(co)
+      local ok, err = coroutine.resume(co)
+      assert.is_false(ok)
+      assert.matches("after a yield", err)
+      -- a coroutine that raised keeps its to-be-closed variables for a
+      -- traceback, until coroutine.close (or the collector) ends them
+      assert.equal(1, #bf:live_views())
+      coroutine.close(co)
+      assert.same({}, bf:live_views())
     end)
   end)
 

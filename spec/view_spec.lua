@@ -197,6 +197,18 @@ describe("fmap.View", function()
   end)
 
   describe(":pack() and :unpack()", function()
+    it("say which comes first when the position and the format are "
+       .. "swapped", function()
+      assert.equal("bad argument #1 to 'unpack' (format expected, got "
+                   .. "number; unpack takes the format first: "
+                   .. "v:unpack(fmt [, pos]))",
+                   h.errmsg(function() return v:unpack(0, "<I8") end))
+      assert.equal("bad argument #1 to 'pack' (position expected, got "
+                   .. "string; pack takes the position first: "
+                   .. "v:pack(pos, fmt, ...))",
+                   h.errmsg(function() v:pack("<I8", 0, 1) end))
+    end)
+
     it("lay values out exactly as string.pack does", function()
       local cases = {
         { "<I8s2", 42, "hello" },
@@ -460,6 +472,15 @@ describe("fmap.View", function()
       fill({ 10, 20, 20 })
       assert.same({ 1, 2, 1 }, { v:remove_key(60, 64, 8, key(20)) })
       assert.same({ 10 }, keys())
+    end)
+
+    it("refuses an empty key, which would remove every entry", function()
+      v:set_u32(60, 3)
+      assert.equal("bad argument #4 to 'remove_key' (an empty key would "
+                   .. "remove every entry)", h.errmsg(function()
+                     v:remove_key(60, 64, 8, "")
+                   end))
+      assert.equal(3, v:u32(60))
     end)
 
     it("refuses a run that passes the view, changing nothing", function()

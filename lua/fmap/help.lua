@@ -56,8 +56,10 @@ local API = {
     "Release it with v:release(), bf:release(v), or a <close> variable:\n"
     .. "  local v <close> = bf:get(off)" },
   { "bf:release", "(view)", "releases a view" },
-  { "bf:with", "(offset, blocks, fn) -> fn's results",
-    "fn(view), released even on error" },
+  { "bf:with", "(offset, [blocks,] fn) -> fn's results",
+    "fn(view), released even on error",
+    "blocks defaults to 1. fn may yield; closing its coroutine releases\n"
+    .. "the view too." },
   { "bf:control_data", "() -> string",
     "the user's control data" },
   { "bf:set_control_data", "(s)",
@@ -124,7 +126,7 @@ local API = {
   { "v:retarget", "(offset [, blocks]) -> v",
     "points it at other blocks",
     "A walk over many nodes reuses one view instead of acquiring one\n"
-    .. "per node." },
+    .. "per node. blocks defaults to 1, whatever the view covered." },
   { "v:read", "([pos [, len]]) -> string", "bytes (default: to the end)" },
   { "v:write", "(pos, s) -> next_pos", "writes s at pos" },
   { "v:fill", "(byte [, pos [, len]])", "memset" },
@@ -138,7 +140,10 @@ local API = {
   { "v:unpack", "(fmt [, pos]) -> values..., next_pos",
     "string.unpack, in place" },
   { "v:u8 .. v:u64, v:i8 .. v:i64", "(pos) -> n",
-    "little-endian reads: the fast path" },
+    "little-endian reads: the fast path",
+    "u64 returns a Lua integer: 2^63 and above read back negative, as\n"
+    .. "string.unpack gives them. Searches compare bytes: keep sorted\n"
+    .. "integer keys big-endian (string.pack \">I8\")." },
   { "v:set_u8 .. v:set_i64", "(pos, n)", "little-endian writes" },
   { "v:bsearch",
     "(pos, count, stride, key [, upper [, at [, len]]]) -> index, found [, field]",
@@ -211,7 +216,10 @@ for _, bits in ipairs({ 8, 16, 32, 64 }) do
       bits == 8 and "" or "s")
     API[#API + 1] = { "v:" .. sign .. bits, "(pos) -> n",
                       "reads a little-endian " .. kind .. " integer",
-                      nil, hidden = true }
+                      sign .. bits == "u64" and "A Lua integer: 2^63 and "
+                      .. "above read back negative, as string.unpack\n"
+                      .. "gives them (compare with math.ult)." or nil,
+                      hidden = true }
     API[#API + 1] = { "v:set_" .. sign .. bits, "(pos, n)",
                       "writes a little-endian " .. kind .. " integer",
                       "n must fit, signed or unsigned.", hidden = true }
