@@ -546,12 +546,32 @@ describe("fmap.bptree", function()
       assert.is_true(t:verify())
     end)
 
+    it("holds its guard while a where() that yielded is suspended, until "
+       .. "its coroutine is closed", function()
+      local t = bptree.new(bf, 1, 1)
+      t:add("k", "1")
+      local co = coroutine.create(function ()
+        return t:remove("k", function () coroutine.yield(); return true end)
+      end)
+      assert.is_true(coroutine.resume(co))
+      assert.matches("add called while its remove runs %(from a finalizer, "
+                     .. "a hook, a callback, or a coroutine suspended in "
+                     .. "it: coroutine.close ends that%)",
+                     h.errmsg(function() t:add("j", "0") end))
+      assert.is_true(coroutine.close(co))
+      assert.is_true(t:add("j", "0"))
+      assert.equal(2, t:size())
+      assert.is_true(t:verify())
+    end)
+
     it("refuses a where() that changes the tree", function()
       local t = bptree.new(bf, 1, 1)
       t:add("k", "1")
       t:add("k", "2")
       assert.equal("B+tree at " .. t:offset() .. ": add called while its "
-                   .. "remove runs (from a finalizer, a hook or a callback); "
+                   .. "remove runs (from a finalizer, a hook, a callback, or a "
+                   .. "coroutine suspended in it: coroutine.close ends "
+                   .. "that); "
                    .. "one operation of a structure at a time",
                    h.errmsg(function ()
                      t:remove("k", function () t:add("j", "0") end)

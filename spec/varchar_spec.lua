@@ -827,8 +827,9 @@ describe("fmap.varchar", function()
         assert.is_false(r[1])
         assert.equal("varchar at " .. vc:offset() .. ": " .. case[1]
                      .. " called while its put runs (from a finalizer, a "
-                     .. "hook or a callback); one operation of a structure "
-                     .. "at a time",
+                     .. "hook, a callback, or a coroutine suspended in it: "
+                     .. "coroutine.close ends that); one operation of a "
+                     .. "structure at a time",
                      r[2]:gsub("^[^:\n]+:%d+: ", ""))
         assert.equal(string.rep("q", 5000), vc:get(y))
         vc:free(y)

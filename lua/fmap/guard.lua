@@ -14,7 +14,12 @@
 -- Every handle of one structure shares its guard (guard.of).
 --
 -- The guard is left when the operation's scope ends: by a return or by an
--- error, since a to-be-closed variable is closed either way. An error
+-- error, since a to-be-closed variable is closed either way. An operation
+-- whose callback yields holds it while its coroutine is suspended, until
+-- the coroutine resumes or coroutine.close closes the variable; a
+-- coroutine dropped there holds it for good (Lua does not close the
+-- variables of a collected coroutine), and the structure, which may be
+-- half-changed, refuses every later operation. An error
 -- raised in a finalizer does not stop the code the finalizer interrupted
 -- (Lua turns it into a warning), so the first operation completes.
 local M = {}
@@ -71,8 +76,9 @@ function M.enter (g, fname)
   local busy = g.busy
   if busy then
     error(sformat("%s: %s called while its %s runs (from a finalizer, a "
-                  .. "hook or a callback); one operation of a structure at "
-                  .. "a time", g.what, fname, busy), 3)
+                  .. "hook, a callback, or a coroutine suspended in it: "
+                  .. "coroutine.close ends that); one operation of a "
+                  .. "structure at a time", g.what, fname, busy), 3)
   end
   g.busy = fname
   return g
