@@ -145,17 +145,19 @@ static int notopen (lua_State *L, BlockFile *bf) {
 ** runs between two instructions of its caller: the barrier keeps the
 ** compiler from moving an access of the map after the test, and the
 ** volatile read from using a state loaded before it. */
-static inline int failed (const volatile int *state, int ok) {
+static inline int lost (const volatile int *state, int lostvalue) {
 #if defined(__GNUC__)
   __asm__ __volatile__("" ::: "memory");
 #endif
-  return luai_unlikely(*state != ok);
+  return luai_unlikely(*state == lostvalue);
 }
-#define LOSTMAP(bf)  failed(&(bf)->open, BF_OPEN)
+#define LOSTMAP(bf)  lost(&(bf)->open, BF_LOST)
 
 /* The same for a view, which the handler retires with its BlockFile: the
-** call raises rather than return what it read from the zeros. */
-#define CHECKLOST(L, v)  if (failed(&(v)->state, LIVE)) deadview(L, v, "use")
+** call raises rather than return what it read from the zeros. (Only the
+** handler: a finalizer that released or freed the view after its bytes
+** were read changes nothing the call returns.) */
+#define CHECKLOST(L, v)  if (lost(&(v)->state, LOST)) deadview(L, v, "use")
 
 static BlockFile *checkbf (lua_State *L, int i) {
   BlockFile *bf = tobf(L, i);
