@@ -48,7 +48,7 @@ struct BlockFile {
   View *views;       /* live views, newest first */
   lua_Integer nviews;
   uint64_t serial;   /* its number among the BlockFiles made, from 1 */
-  BlockFile *mprev, *mnext;   /* in this thread's mapped list, while open */
+  BlockFile *mprev, *mnext;   /* in the list of open BlockFiles (maps) */
 };
 
 /* A BlockFile's state. BF_LOST: its map failed (SIGBUS; see onbus) and
@@ -1683,29 +1683,36 @@ static uint64_t bfserials;
 ** handler that was there before, or to the default action.
 **
 ** This is the module's one process-wide state besides its serials: a
-** signal's handler has no other way to reach the BlockFiles. Each thread
-** lists the BlockFiles it opened (a Lua state runs in one thread at a
-** time); the handler, installed once, reads the faulting thread's list,
-** which nothing else changes while that thread is stopped in an access
-** of a map. */
-static __thread BlockFile *maps;
+** signal's handler has no other way to reach the BlockFiles. The list of
+** open BlockFiles is the process's (Lua states in several threads, or
+** one state moved between threads, all add to it), changed under a lock
+** that the handler does not take: it reads the list in the thread that
+** faulted, stopped in an access of a map, where no change of the list is
+** under way; a change in another thread at that instant could show it a
+** torn list, which only a SIGBUS fmap was about to handle could meet. */
+static BlockFile *maps;
+static pthread_mutex_t mapslock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction prevbus;
 static pthread_once_t busonce = PTHREAD_ONCE_INIT;
 
 static void mapped (BlockFile *bf) {
+  pthread_mutex_lock(&mapslock);
   bf->open = BF_OPEN;
   bf->mprev = NULL;
   bf->mnext = maps;
   if (maps != NULL) maps->mprev = bf;
   maps = bf;
+  pthread_mutex_unlock(&mapslock);
 }
 
 static void unmapped (BlockFile *bf) {
   if (bf->open == BF_CLOSED) return;
+  pthread_mutex_lock(&mapslock);
   if (bf->mprev != NULL) bf->mprev->mnext = bf->mnext;
-  else if (maps == bf) maps = bf->mnext;
+  else maps = bf->mnext;
   if (bf->mnext != NULL) bf->mnext->mprev = bf->mprev;
   bf->mprev = bf->mnext = NULL;
+  pthread_mutex_unlock(&mapslock);
 }
 
 static void onbus (int sig, siginfo_t *si, void *ctx) {
