@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <readline/readline.h>
@@ -69,20 +70,73 @@ static void setsignal (int sig, void (*handler) (int)) {
   sigaction(sig, &sa, NULL);
 }
 
+/* The structures that change a file in several steps. An operation of
+** theirs stopped between two steps would leave the structure half-changed
+** (a B+tree whose cells overlap, a list naming a freed blob): Ctrl-C waits
+** until none of their functions is on the stack, so that it stops the
+** script between two operations, as it stops a loop of them. */
+static const char *const STRUCTURES[] = {
+  "fmap/bptree.lua", "fmap/varchar.lua", "fmap/mmlist.lua", NULL
+};
+
+/* How long Ctrl-C waits for an operation to end before it stops the
+** script anyway: a where() callback in an endless loop must stay
+** stoppable, and a second Ctrl-C kills the process (laction). */
+#define STOP_GRACE  2.0
+
+static volatile double stopby;   /* when the grace ends; laction sets it */
+
+static double monotonic (void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The structure's file a function on L's stack was loaded from, or NULL:
+** a source that ends with one of STRUCTURES after a '/' or the '@'. */
+static const char *instructure (lua_State *L) {
+  lua_Debug ar;
+  int level, i;
+  for (level = 0; lua_getstack(L, level, &ar); level++) {
+    size_t n;
+    if (!lua_getinfo(L, "S", &ar) || ar.source[0] != '@') continue;
+    n = strlen(ar.source);
+    for (i = 0; STRUCTURES[i] != NULL; i++) {
+      size_t k = strlen(STRUCTURES[i]);
+      if (n > k && strcmp(ar.source + n - k, STRUCTURES[i]) == 0 &&
+          (ar.source[n - k - 1] == '/' || ar.source[n - k - 1] == '@'))
+        return STRUCTURES[i];
+    }
+  }
+  return NULL;
+}
+
 /* The hook a SIGINT sets: raises at the next instruction of any Lua
-** function, so a running loop stops with an error that unwinds normally. */
+** function, so a running loop stops with an error that unwinds normally;
+** inside an operation of a structure, at the first instruction after it
+** returns (looked for every 1000 instructions), or once the grace ends. */
 static void lstop (lua_State *L, lua_Debug *ar) {
+  const char *in = instructure(L);
   (void)ar;
+  if (in != NULL && monotonic() < stopby) {
+    lua_sethook(L, lstop, LUA_MASKCOUNT, 1000);
+    return;
+  }
   lua_sethook(L, NULL, 0, 0);
+  if (in != NULL)
+    luaL_error(L, "interrupted! (after %f s inside %s, which may have "
+               "left a structure half-changed: verify it)", STOP_GRACE, in);
   luaL_error(L, "interrupted!");
 }
 
 /* A signal handler may not touch the Lua state beyond lua_sethook, which
 ** Lua allows from a handler; a second SIGINT kills the process, so a
-** runaway C function cannot make the host unkillable. */
+** runaway C function cannot make the host unkillable. clock_gettime may
+** be called from a handler. */
 static void laction (int sig) {
   int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
   setsignal(sig, SIG_DFL);
+  stopby = monotonic() + STOP_GRACE;
   lua_sethook(globalL, lstop, flag, 1);
 }
 
