@@ -264,6 +264,31 @@ describe("fmap.mmlist", function()
     end)
   end)
 
+  describe("l[i]", function()
+    it("refuses l[i] = s, which would only set a field of the handle, and "
+       .. "writes nothing", function()
+      fill(3)
+      assert.equal("l[1] = ... does not write the list: l:set(i, s) "
+                   .. "replaces an item, l:append(s) adds one (and l:get(i) "
+                   .. "reads one)", h.errmsg(function() l[1] = "changed" end))
+      assert.matches("^l%[4%] = %.%.%. does not write the list",
+                     h.errmsg(function() l[#l + 1] = "more" end))
+      assert.equal("item 1", l:get(1))
+      assert.equal(3, #l)
+      assert.is_nil(rawget(l, 1))
+      l.note = "a field of the handle"   -- other keys are the table's
+      assert.equal("a field of the handle", l.note)
+      assert.is_true(l:verify())
+    end)
+
+    it("pairs(l) walks the items, as l:iterate() does", function()
+      fill(5)
+      local got = {}
+      for i, s in pairs(l) do got[i] = s end
+      assert.same({ "item 1", "item 2", "item 3", "item 4", "item 5" }, got)
+    end)
+  end)
+
   describe(":iterate()", function()
     it("walks the items in order, and may be left early", function()
       fill(1100)

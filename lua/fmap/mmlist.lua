@@ -561,6 +561,26 @@ function List:iterate ()
   return step, { self, check_count(self, v:u64(M_COUNT)) }, 0
 end
 
+--- `l[i] = s` would only set a field of the handle, never an item:
+-- raises, naming the methods that write (a key that is no integer is set
+-- on the handle, as on any table). `l[i]` is not an item either: reads
+-- go through `l:get(i)`, and __index stays the method table, so that a
+-- method call costs no function call more.
+function List.__newindex (self, k, s)
+  if math_type(k) ~= "integer" then
+    rawset(self, k, s)
+    return
+  end
+  error(sformat("l[%d] = ... does not write the list: l:set(i, s) replaces "
+                .. "an item, l:append(s) adds one (and l:get(i) reads one)",
+                k), 2)
+end
+
+--- `pairs(l)` walks the items, as `l:iterate()` does.
+function List:__pairs ()
+  return List.iterate(self)
+end
+
 --- Checks every invariant in the comment at the top of this file.
 -- @return true, or nil and a message listing the problems, one per line
 function List:verify ()
