@@ -349,14 +349,28 @@ describe("fmap.bptree", function()
                    bptree.new_at(bf, off, 8, 8) end))
     end)
 
+    it("refuses a block that holds a tree, which it would wipe", function()
+      local a = bptree.new_at(bf, nil, 4, 4)
+      a:add("abcd", "efgh")
+      assert.equal("bad argument #2 to 'new_at' (offset " .. a:offset()
+                   .. " holds a B+tree already: open it with "
+                   .. "bptree.open_at, or free it and allocate a new "
+                   .. "block)", h.errmsg(function()
+                     bptree.new_at(bf, a:offset(), 4, 4)
+                   end))
+      assert.equal("efgh", a:get("abcd"))
+      assert.is_true(a:verify())
+    end)
+
     it("retires the old object of a tree made over its meta block",
        function()
       local a = bptree.new_at(bf, nil, 4, 4)
       a:add("abcd", "efgh")
+      bf:with(a:offset(), fmap.memclr)     -- no tree there any more
       local b = bptree.new_at(bf, a:offset(), 4, 4)
       assert.equal(0, b:size())
-      assert.equal("bad argument #0 to 'size' (B+tree expected, got a "
-                   .. "discarded B+tree; call it with ':')",
+      assert.equal("bad argument #0 to 'size' (a discarded B+tree: another "
+                   .. "tree was made over its meta block)",
                    h.errmsg(function() a:size() end))
     end)
   end)
@@ -589,6 +603,7 @@ describe("fmap.bptree", function()
       assert.equal("B+tree modified by remove's where function",
                    h.errmsg(function ()
                      t:remove("k", function ()
+                       bf:with(t:offset(), fmap.memclr)
                        bptree.new_at(bf, t:offset(), 1, 1)
                      end)
                    end))

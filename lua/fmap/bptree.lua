@@ -1357,8 +1357,9 @@ function M.new (bf, key_size, value_size)
 end
 
 --- Creates an empty tree whose meta block is at offset (a block the
--- caller allocated; its content is overwritten), or in a new block when
--- offset is nil. Find it again with `open_at(bf, t:offset())`.
+-- caller allocated; its content is overwritten, but a block that holds a
+-- tree already is refused), or in a new block when offset is nil. Find it
+-- again with `open_at(bf, t:offset())`.
 -- @param bf a BlockFile open for writing
 -- @param offset a block's offset, or nil
 -- @param key_size bytes per key, or -1
@@ -1382,7 +1383,15 @@ function M.new_at (bf, offset, key_size, value_size)
     end
     local ok, v = pcall(bf.get, bf, offset)
     if not ok then argerr(2, "new_at", reason(v)) end
+    -- a tree there would be wiped, its other blocks leaked: new_at written
+    -- for open_at, most likely
+    local magic = vread(v, 0, 8)
     v:release()
+    if magic == MAGIC then
+      argerr(2, "new_at", sformat("offset %d holds a B+tree already: open "
+             .. "it with bptree.open_at, or free it and allocate a new "
+             .. "block", offset))
+    end
   end
   local t, err, en = create(bf, offset, key_size, value_size)
   if not t then
@@ -1464,8 +1473,12 @@ end
 -- words): a method called with '.' for ':', or a discarded tree. level as
 -- error's, from the method (1, the default: blames the method's caller).
 local function bad_self (fname, self, level)
-  guard.bad_self("B+tree", fname, self, getmetatable(self) == Tree
-                 and "a discarded B+tree" or nil, 3 + (level or 1))
+  level = 3 + (level or 1)
+  if getmetatable(self) == Tree then   -- called with ':', on a dead tree
+    error(sformat("bad argument #0 to '%s' (a discarded B+tree: another "
+                  .. "tree was made over its meta block)", fname), level - 1)
+  end
+  guard.bad_self("B+tree", fname, self, nil, level)
 end
 
 -- Raises unless self is a live tree: the check of the methods that take
