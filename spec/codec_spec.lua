@@ -68,8 +68,15 @@ describe("fmap.codec", function()
       assert.equal("bad argument #2 to 'int' (size must be an integer in "
                    .. "1..8)", h.errmsg(function() codec.int(1, 9) end))
       assert.equal("bad argument #1 to 'int' (integer expected, got "
-                   .. "non-integer number)",
-                   h.errmsg(function() codec.int(1.5) end))
+                   .. "float 1.5)", h.errmsg(function() codec.int(1.5) end))
+      assert.equal("bad argument #1 to 'int' (integer expected, got "
+                   .. "float 1e+300)",
+                   h.errmsg(function() codec.int(1e300) end))
+      -- an integral float is its integer, as for the engine's arguments
+      assert.equal(codec.int(1024), codec.int(2^10))
+      assert.equal(codec.uint(3, 2), codec.uint(3.0, 2))
+      assert.equal(codec.encode("i8 u4", 1024, 3),
+                   codec.encode("i8 u4", 2^10, 3.0))
       assert.equal("bad argument #1 to 'uint' (integer expected, got "
                    .. "string)", h.errmsg(function() codec.uint("1") end))
     end)

@@ -91,11 +91,18 @@ local function compile (fmt, fname)
   return c
 end
 
+-- x as an integer: an integral float too (2^10, 3.0), as the engine's
+-- arguments take it; else raises for argument arg of fname.
+local function toint (x, arg, fname)
+  if mtype(x) == "integer" then return x end
+  local i = mtype(x) == "float" and math.tointeger(x)
+  if i then return i end
+  argerror(arg, fname, "integer expected, got " .. (mtype(x) and
+           string.format("float %.17g", x) or type(x)), 6)   -- one frame
+end                                                        -- below enc_*
+
 local function enc_uint (x, n, arg, fname)
-  if mtype(x) ~= "integer" then
-    argerror4(arg, fname, "integer expected, got "
-             .. (mtype(x) and "non-integer number" or type(x)))
-  end
+  x = toint(x, arg, fname)
   if n < 8 and (x < 0 or x >= 1 << (8 * n)) then
     argerror4(arg, fname, string.format("%d does not fit in u%d", x, n))
   end
@@ -103,10 +110,7 @@ local function enc_uint (x, n, arg, fname)
 end
 
 local function enc_int (x, n, arg, fname)
-  if mtype(x) ~= "integer" then
-    argerror4(arg, fname, "integer expected, got "
-             .. (mtype(x) and "non-integer number" or type(x)))
-  end
+  x = toint(x, arg, fname)
   if n == 8 then return pack(">I8", x ~ mininteger) end
   local half = 1 << (8 * n - 1)
   if x < -half or x >= half then
