@@ -75,6 +75,19 @@ describe("fmap.dot", function()
       assert.matches("<td>&lt;2&gt;</td>", text, 1, true)
     end)
 
+    it("draws a key the function raises for, or returns no string for, "
+       .. "as it can", function()
+      local text = dot.graph(synthetic(2, 1), {
+        key_text = function (k)
+          if k == "k1" then error("no whole key: a shortened separator") end
+          if k == "k2" then return 42 end
+          return "[" .. k .. "]"
+        end })
+      assert.matches("<td>k1</td>", text, 1, true)    -- as without it
+      assert.matches("<td>42</td>", text, 1, true)
+      assert.matches("<td>[1.1]</td>", text, 1, true)
+    end)
+
     it("writes binary keys as hex and cuts long ones", function()
       assert.equal("0x00ff41", dot.key_text("\0\255A"))
       assert.equal("abcdefghijklmnop..",

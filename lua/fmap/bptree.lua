@@ -1858,7 +1858,9 @@ function Tree:blockfile ()
 end
 
 --- Graphviz DOT text of the tree, cut to a depth (fmap.dot.tree).
--- @param opts optional: `depth`, `children`, `keys` (fmap.dot.graph's)
+-- @param opts optional: `depth`, `children`, `keys` (fmap.dot.graph's),
+-- `key_text` (a function from a key to its label, as codec.decode's values
+-- joined, say; where it raises, the key is drawn as without it)
 function Tree:dot (opts)
   check_self(self, "dot")
   return require("fmap.dot")._dot(self, opts)

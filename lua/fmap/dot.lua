@@ -107,7 +107,16 @@ function M.graph (spec, opts)
   local max_depth = opts.depth or M.DEPTH
   local max_children = math.max(opts.children or M.CHILDREN, 2)
   local max_keys = opts.keys or M.KEYS
-  local key_text = opts.key_text or spec.key_text or M.key_text
+  local user_text = opts.key_text or spec.key_text
+  -- A key_text of the caller's: what it returns, as a string; where it
+  -- raises (a decoder meets a separator the tree shortened, which is no
+  -- whole key), the key as M.key_text writes it.
+  local function key_text (k)
+    if not user_text then return M.key_text(k) end
+    local ok, s = pcall(user_text, k)
+    if not ok then return M.key_text(k) end
+    return tostring(s)
+  end
 
   local out = {}
   local function add (...) out[#out + 1] = string.format(...) end
