@@ -250,6 +250,19 @@ describe("fmap.bptree", function()
       assert.equal(t, bptree.open(bf))
     end)
 
+    it("finds it with data of the script's after a space", function()
+      local t = bptree.new(bf, 4, 4)
+      t:add("abcd", "efgh")
+      bf:set_control_data(bf:control_data() .. " log=12288")
+      assert.equal(t, bptree.open(bf))
+      assert.equal("bad argument #1 to 'open' (control data \"bptree@"
+                   .. t:offset() .. "x\" is not a B+tree's)",
+                   h.errmsg(function()
+                     bf:set_control_data("bptree@" .. t:offset() .. "x")
+                     bptree.open(bf)
+                   end))
+    end)
+
     it("refuses a file without a tree", function()
       assert.equal("bad argument #1 to 'open' (no B+tree in this file: its "
                    .. "control data is empty)",

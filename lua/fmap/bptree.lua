@@ -1449,20 +1449,29 @@ function M.open_at (bf, offset)
   return open_tree(bf, offset, "open_at", 2, 2)
 end
 
---- Opens the tree recorded in the BlockFile's control data by `new`.
+-- The meta block's offset that control data cd names: "bptree@4096", and
+-- after a space anything the script keeps there; nil if none.
+function M._control_offset (cd)
+  local off = cd:match("^" .. CTL_PREFIX .. "(%d+)$")
+              or cd:match("^" .. CTL_PREFIX .. "(%d+) ")
+  return off and math.tointeger(tonumber(off))
+end
+
+--- Opens the tree recorded in the BlockFile's control data by `new`
+-- (`bptree@OFFSET`, which a space and data of the script's may follow).
 -- Raises if the control data is not a tree's.
 -- @param bf a BlockFile
 -- @return the tree
 function M.open (bf)
   check_bf(bf, "open", 2)
   local cd = bf:control_data()
-  local off = cd:match("^" .. CTL_PREFIX .. "(%d+)$")
+  local off = M._control_offset(cd)
   if not off then
     argerr(1, "open", cd == "" and "no B+tree in this file: its control "
            .. "data is empty" or sformat("control data %q is not a "
            .. "B+tree's", cd:sub(1, 40)))
   end
-  return open_tree(bf, math.tointeger(tonumber(off)), "open", 2, 1)
+  return open_tree(bf, off, "open", 2, 1)
 end
 
 ---------------------------------------------------------------------------

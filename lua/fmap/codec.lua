@@ -98,8 +98,8 @@ local function toint (x, arg, fname)
   local i = mtype(x) == "float" and math.tointeger(x)
   if i then return i end
   argerror(arg, fname, "integer expected, got " .. (mtype(x) and
-           string.format("float %.17g", x) or type(x)), 6)   -- one frame
-end                                                        -- below enc_*
+           string.format("float %.14g", x) or type(x)), 5)   -- as argerror4
+end
 
 local function enc_uint (x, n, arg, fname)
   x = toint(x, arg, fname)

@@ -60,8 +60,7 @@ end
 --- The trees in bf: the control data's, then any other sound meta block.
 function M.detect (bf, ctx)
   local roots, seen = {}, {}
-  local off = math.tointeger(tonumber(
-    bf:control_data():match("^bptree@(%d+)$")))
+  local off = require("fmap.bptree")._control_offset(bf:control_data())
   if off then
     roots[1], seen[off] = off, true
   end
