@@ -123,8 +123,8 @@ describe("fmap.mmlist", function()
     end)
 
     it("rejects an offset that is not an allocated block", function()
-      assert.equal("bad argument #2 to 'open' (offset 12 is not an "
-                   .. "allocated block)",
+      assert.equal("bad argument #2 to 'open' (offset 12 is not "
+                   .. "block-aligned)",
                    h.errmsg(function() mmlist.open(bf, 12) end))
       assert.equal("bad argument #2 to 'open' (integer expected, got nil)",
                    h.errmsg(function() mmlist.open(bf) end))

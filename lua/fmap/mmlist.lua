@@ -218,9 +218,7 @@ function M.open (bf, offset)
   -- the guard a list there has: open reads what an operation changes
   local _ <close> = enter(guard_of(bf, offset), "open")
   local ok, v = pcall(bf.get, bf, offset)
-  if not ok then
-    argerr("open", 2, sformat("offset %d is not an allocated block", offset))
-  end
+  if not ok then argerr("open", 2, varchar._getfail(v)) end
   local bs = bf:block_size()
   local magic, version = v:read(0, 8), v:u32(M_VERSION)
   local vbs, vself, vcoff = v:u64(M_BS), v:u64(M_SELF), v:u64(M_VC)

@@ -275,6 +275,14 @@ function M.new (bf)
   return self
 end
 
+-- Why bf:get refused a block, in the engine's words ("bad argument #1 to
+-- 'get' (offset 4097 is not block-aligned)" -> "offset 4097 is not
+-- block-aligned"), for the open that asked for it.
+local function getfail (msg)
+  msg = tostring(msg)
+  return msg:match("%((.*)%)$") or msg
+end
+
 --- Opens the blob store whose meta block is at offset.
 -- @param bf a BlockFile
 -- @param offset what vc:offset() returned
@@ -283,10 +291,7 @@ function M.open (bf, offset)
   check_bf(bf, "open")
   offset = toint(offset, "open", 2)
   local ok, v = pcall(bf.get, bf, offset)
-  if not ok then
-    argerr("open", 2, string.format("offset %d is not an allocated block",
-                                    offset))
-  end
+  if not ok then argerr("open", 2, getfail(v)) end
   local bs = bf:block_size()
   local magic, version = v:read(0, 8), v:u32(M_VERSION)
   local classes, vbs, vself = v:u32(M_CLASSES), v:u64(M_BS), v:u64(M_SELF)
@@ -1203,6 +1208,7 @@ M._check_bf = check_bf
 M._argerr = argerr
 M._typename = typename
 M._toint = toint
+M._getfail = getfail
 M._meta_view = meta_view
 M._own_view = own_view
 
