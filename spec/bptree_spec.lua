@@ -182,6 +182,15 @@ describe("fmap.bptree", function()
       assert.is_nil(t:get(("k"):rep(16)))
     end)
 
+    it("says in tostring that its BlockFile is closed", function()
+      local a = assert(fmap.anonymous())
+      local t = bptree.new(a, 4, 4)
+      t:add("abcd", "efgh")
+      a:close()
+      assert.equal("B+tree (meta at " .. t:offset() .. ", closed BlockFile)",
+                   tostring(t))
+    end)
+
     it("takes -1 for keys and values of any length", function()
       local t = bptree.new(bf, -1, -1)
       assert.equal(-1, t:key_size())

@@ -1881,6 +1881,9 @@ function Tree:__tostring ()
     if s == -1 then return what .. "s of any length" end
     return s .. "-byte " .. what .. "s"
   end
+  if tostring(self.bf):match("^BlockFile %(closed%)") then
+    return sformat("B+tree (meta at %d, closed BlockFile)", self.meta)
+  end
   return sformat("B+tree (%s, %s, %d entr%s, height %d, meta at %d)",
                  sz(self.ks, "key"), sz(self.vs, "value"), self.nent,
                  self.nent == 1 and "y" or "ies", self.height, self.meta)
