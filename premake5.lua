@@ -59,12 +59,16 @@ project "fmapcore"
 
 -- The engine as a Lua C module, for a plain lua5.4: require "fmap".
 -- Lua's symbols come from the interpreter that loads it.
+-- It stays loaded once loaded (-z nodelete): its SIGBUS handler, installed
+-- for the whole process, must not point into unloaded code after the Lua
+-- state that loaded it closes (lua_close dlcloses C modules).
 project "fmap_module"
   kind "SharedLib"
   targetname "fmap"
   targetprefix ""
   files { "engine/lfmap.h", "engine/lfmap.c" }
   links { "fmapcore" }
+  linkoptions { "-Wl,-z,nodelete" }
   per_config "lib"
 
 -- The fmap executable: a drop-in lua 5.4 with the engine built in.

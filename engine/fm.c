@@ -374,6 +374,8 @@ static void release_all (fm_file *f) {
   f->path = NULL;
 }
 
+static int cut_short (fm_file *f);
+
 /* Grows the file and the map to at least need bytes. On failure, the
 ** file and the map are as they were. */
 static int grow (fm_file *f, uint64_t need) {
@@ -388,6 +390,10 @@ static int grow (fm_file *f, uint64_t need) {
   size = (size + bs - 1) / bs * bs;
   if (size < old || size > (uint64_t)INT64_MAX)
     return fail(f, EFBIG, "file would exceed the largest size");
+  if (f->fd >= 0) {
+    int cut = cut_short(f);   /* else the growth would hide the cut */
+    if (cut != 0) return cut;
+  }
   if (f->fd >= 0) {
     /* Reserve the space on disk now (a sparse hole that later fails to
     ** fill would raise SIGBUS on a write through the map), but past the
@@ -731,6 +737,11 @@ syserr:
 int fm_close (fm_file *f) {
   int rc = 0;
   if (f->map == NULL) return 0;
+  if (f->fd >= 0 && !f->readonly && !f->faulted &&
+      (rc = cut_short(f)) != 0) {
+    release_all(f);   /* the map is zeros now: nothing more to write */
+    return rc;
+  }
   if (f->fd >= 0 && !f->readonly && !f->faulted && f->mapsize > f->h.top) {
     /* Trim the tail: the file on disk is as long as what it holds. */
     if (munmap(f->map, f->mapsize) != 0) rc = errno;
@@ -744,8 +755,11 @@ int fm_close (fm_file *f) {
 
 
 int fm_fault (fm_file *f) {
+  struct stat st;   /* fstat may be called from a handler */
   void *p;
   if (f->map == NULL) return EINVAL;
+  f->lost_size = (f->fd >= 0 && fstat(f->fd, &st) == 0) ?
+                 (uint64_t)st.st_size : UINT64_MAX;
   p = mmap(f->map, f->mapsize, f->readonly ? PROT_READ : PROT_READ |
            PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
   if (p == MAP_FAILED) return errno;
@@ -753,12 +767,24 @@ int fm_fault (fm_file *f) {
   return 0;
 }
 
-const char *fm_fault_reason (fm_file *f) {
+/* Whether the file is shorter than the map: cut short under it, by another
+** program or by the script, with no page of the cut touched yet. Then
+** the map is replaced as a fault would have it, so that nothing the
+** engine does next extends the file with zeros or writes into it, and
+** FM_ELOST returned, f->msg saying how. */
+static int cut_short (fm_file *f) {
   struct stat st;
-  if (f->fd >= 0 && fstat(f->fd, &st) == 0 &&
-      (uint64_t)st.st_size < f->mapsize)
+  if (fstat(f->fd, &st) != 0 || (uint64_t)st.st_size >= f->mapsize)
+    return 0;
+  fm_fault(f);
+  fm_fault_reason(f);
+  return FM_ELOST;
+}
+
+const char *fm_fault_reason (fm_file *f) {
+  if (f->lost_size < f->mapsize)
     snprintf(f->msg, sizeof f->msg, "the file was truncated to %llu "
-             "bytes under its map of %llu", (unsigned long long)st.st_size,
+             "bytes under its map of %llu", (unsigned long long)f->lost_size,
              (unsigned long long)f->mapsize);
   else
     snprintf(f->msg, sizeof f->msg, "a page of its map could not be read "
@@ -970,16 +996,17 @@ int fm_set_control_data (fm_file *f, const void *data, size_t len,
 }
 
 int fm_sync (fm_file *f) {
-  if (f->fd < 0 || f->readonly) return 0;
-  if (msync(f->map, f->mapsize, MS_ASYNC) != 0) return sysfail(f, errno);
-  return 0;
+  if (f->fd < 0) return 0;
+  if (!f->readonly && msync(f->map, f->mapsize, MS_ASYNC) != 0)
+    return sysfail(f, errno);
+  return cut_short(f);   /* read-only too: a reader may ask */
 }
 
 int fm_flush (fm_file *f) {
   if (f->fd < 0 || f->readonly) return 0;
   if (msync(f->map, f->mapsize, MS_SYNC) != 0) return sysfail(f, errno);
   if (fsync(f->fd) != 0) return sysfail(f, errno);
-  return 0;
+  return cut_short(f);
 }
 
 void fm_get_stats (const fm_file *f, fm_stats *st) {

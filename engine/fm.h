@@ -22,6 +22,8 @@
 ** one of these; f->msg then says what was wrong in a sentence. */
 #define FM_EMISUSE   (-1)   /* the caller's mistake: bad offset, double free */
 #define FM_ECORRUPT  (-2)   /* the file is damaged: bad mark, bad header */
+#define FM_ELOST     (-3)   /* the file was cut short under the map, which
+                            ** fm_fault has replaced: f->msg says how */
 
 /* The in-memory header: what one header slot of block 0 holds. */
 typedef struct fm_header {
@@ -50,6 +52,7 @@ typedef struct fm_file {
   uint64_t remaps;      /* how many times the map has moved or grown */
   uint64_t clean_from;  /* blocks from here on are zero: grown, never used */
   int faulted;          /* the map failed and fm_fault replaced it */
+  uint64_t lost_size;   /* the file's size then, if fstat could tell */
   char msg[192];        /* what went wrong, for FM_EMISUSE and friends */
 } fm_file;
 
@@ -85,13 +88,17 @@ int fm_open (const char *path, int flags, fm_file *f);
 int fm_anonymous (uint32_t block_size, fm_file *f);
 
 /* Writes the header, trims the unused tail, unmaps, unlocks and closes.
-** f is closed afterwards even when an error is returned. A faulted f is
-** only unmapped and closed: its file is left as whoever cut it left it. */
+** f is closed afterwards even when an error is returned. A faulted f, or
+** one whose file was cut short under the map (FM_ELOST), is only unmapped
+** and closed: its file is left as whoever cut it left it, never extended
+** again with zeros. */
 int fm_close (fm_file *f);
 
 /* Allocates n contiguous zeroed blocks; stores the first one's offset in
-** *off. Returns 0, an errno value (growth failed), or FM_ECORRUPT (the free
-** list is damaged); on failure the file is unchanged. */
+** *off. Returns 0, an errno value (growth failed), FM_ECORRUPT (the free
+** list is damaged) or FM_ELOST (a growth found the file cut short under
+** the map: it does not extend it with zeros); on failure the file is
+** unchanged. */
 int fm_allocate (fm_file *f, uint64_t n, uint64_t *off);
 
 /* Frees n blocks starting at off. Returns 0 or FM_EMISUSE (not aligned, out
@@ -113,8 +120,11 @@ size_t fm_max_control_data (const fm_file *f);
 ** Returns 0, an errno value, or FM_EMISUSE (too long). */
 int fm_set_control_data (fm_file *f, const void *data, size_t len, int sync);
 
-int fm_sync (fm_file *f);   /* msync(MS_ASYNC): soon on disk */
-int fm_flush (fm_file *f);  /* msync(MS_SYNC) and fsync: on disk now */
+/* msync(MS_ASYNC): soon on disk; and fm_flush: msync(MS_SYNC) and fsync,
+** on disk now. Both return FM_ELOST for a file cut short under the map,
+** whose cut pages no sync can write. */
+int fm_sync (fm_file *f);
+int fm_flush (fm_file *f);
 
 void fm_get_stats (const fm_file *f, fm_stats *st);
 
@@ -135,7 +145,8 @@ int fm_free_runs (fm_file *f, fm_run_visitor fn, void *ud);
 ** map, at the same address, with zeros of anonymous memory, so that the
 ** access completes and no later store reaches the file, and marks f
 ** faulted; fm_close then only unmaps and closes. Makes no allocation and
-** no library call but mmap: safe in a handler. Returns 0 or an errno. */
+** no library call but fstat (the size, for fm_fault_reason) and mmap:
+** safe in a handler. Returns 0 or an errno. */
 int fm_fault (fm_file *f);
 
 /* Why the map of a faulted f failed, in f->msg ("the file was truncated

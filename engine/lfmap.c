@@ -44,16 +44,19 @@ typedef struct BlockFile BlockFile;
 struct BlockFile {
   const char *tag;   /* BF_TAG */
   fm_file f;
-  int open;          /* BF_OPEN, BF_CLOSED, or BF_LOST (written by onbus) */
+  int open;          /* BF_OPEN, BF_CLOSED, BF_LOST (written by onbus) or
+                     ** BF_OPENING */
   View *views;       /* live views, newest first */
   lua_Integer nviews;
   uint64_t serial;   /* its number among the BlockFiles made, from 1 */
   BlockFile *mprev, *mnext;   /* in the list of open BlockFiles (maps) */
 };
 
-/* A BlockFile's state. BF_LOST: its map failed (SIGBUS; see onbus) and
-** was replaced by zeros; every use raises until it is closed. */
-enum { BF_CLOSED, BF_OPEN, BF_LOST };
+/* A BlockFile's state. BF_LOST: its map failed (SIGBUS; see onbus) or
+** its file was found cut short under it (FM_ELOST), and the map was
+** replaced by zeros; every use raises until it is closed. BF_OPENING:
+** create or open is under way, and a fault in it is onbus's to catch. */
+enum { BF_CLOSED, BF_OPEN, BF_LOST, BF_OPENING };
 
 /* A view's state: why it can no longer be used, or LIVE. */
 enum { LIVE, RELEASED, FREED, CLOSED, LOST };
@@ -89,7 +92,7 @@ static int mtfail (lua_State *L) {
 /* nil, "path: reason", errno; the reason is the core's sentence when it
 ** has one, else strerror. */
 static int pushfail (lua_State *L, BlockFile *bf, int rc, const char *path) {
-  int en = rc > 0 ? rc : EINVAL;
+  int en = rc > 0 ? rc : rc == FM_ELOST ? EIO : EINVAL;
   const char *why = bf->f.msg[0] ? bf->f.msg : strerror(en);
   luaL_pushfail(L);
   if (path != NULL) lua_pushfstring(L, "%s: %s", path, why);
@@ -151,7 +154,9 @@ static inline int lost (const volatile int *state, int lostvalue) {
 #endif
   return luai_unlikely(*state == lostvalue);
 }
-#define LOSTMAP(bf)  lost(&(bf)->open, BF_LOST)
+/* The core's faulted flag, not bf->open: it stays set after a close (a
+** finalizer may close the file between the access and the test). */
+#define LOSTMAP(bf)  lost(&(bf)->f.faulted, 1)
 
 /* The same for a view, which the handler retires with its BlockFile: the
 ** call raises rather than return what it read from the zeros. (Only the
@@ -247,6 +252,26 @@ static void checkspan (lua_State *L, const View *v, int arg, lua_Integer pos,
                   (lua_Integer)v->len));
 }
 
+/* Retires a BlockFile whose map is lost: its views die (LOST), and every
+** use raises until it is closed. Plain stores only: onbus calls it. */
+static void retire (BlockFile *bf) {
+  View *v;
+  while ((v = bf->views) != NULL) {
+    bf->views = v->next;
+    if (v->next) v->next->prev = NULL;
+    v->prev = v->next = NULL;
+    v->state = LOST;
+  }
+  bf->nviews = 0;
+  bf->open = BF_LOST;
+}
+
+/* A core call returned FM_ELOST: the file was cut short under the map. */
+static int lostfail (lua_State *L, BlockFile *bf) {
+  retire(bf);
+  return notopen(L, bf);
+}
+
 /* Raises the core's misuse or corruption message against argument arg
 ** (0: no argument, a plain error). */
 static int corefail (lua_State *L, BlockFile *bf, int arg) {
@@ -314,6 +339,7 @@ static View *newview (lua_State *L, int bfi, BlockFile *bf, uint64_t off,
   if (bf->f.h.seq != seq &&
       fm_check_range(&bf->f, off, len / bf->f.h.block_size) != 0)
     corefail(L, bf, 2);
+  if (LOSTMAP(bf)) notopen(L, bf);   /* that check read the block */
   v->prev = NULL;
   v->next = bf->views;
   if (bf->views) bf->views->prev = v;
@@ -373,6 +399,7 @@ static int view_retarget (lua_State *L) {
 #endif
   if (fm_check_range(&bf->f, off, (uint64_t)n) != 0)
     return corefail(L, bf, 2);
+  CHECKLOST(L, v);   /* the check read the block's mark */
   v->off = off;
   v->len = (uint64_t)n * bf->f.h.block_size;
   lua_settop(L, 1);
@@ -510,6 +537,10 @@ static int view_compare (lua_State *L) {
   checkspan(L, v, 2, pos, len);
   c = memcmp(vptr(v) + pos, o + opos, (size_t)len);
   CHECKLOST(L, v);
+  if (lua_type(L, 3) != LUA_TSTRING) {   /* the other view's map too */
+    View *ov = toview(L, 3);
+    CHECKLOST(L, ov);
+  }
   lua_pushinteger(L, (c > 0) - (c < 0));
   return 1;
 }
@@ -849,12 +880,12 @@ static int dosearch (lua_State *L, int counted) {
   if (counted) count = nodecount(L, v, cpos, 2);
   base = searchrun(L, v, counted ? 3 : 2, pos, count, stride, kl, kl);
   lo = lowerbound(base, count, stride, key, kl, upper, &found);
-  CHECKLOST(L, v);
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
   if (at >= 0) pushbeside(L, v, at, lo, stride, len);
-  else if (!counted) return 2;
-  else lua_pushnil(L);
+  else if (counted) lua_pushnil(L);
+  CHECKLOST(L, v);   /* after the field beside the hit, read last */
+  if (!counted) return at >= 0 ? 3 : 2;
   if (!counted) return 3;
   lua_pushinteger(L, (lua_Integer)count);
   return 4;
@@ -1087,13 +1118,13 @@ static int searcher_call (lua_State *L) {
     st = searchnode(bf, next, at, key, kl, upper, &lo, &found, &count);
     if (st != 0) nodefail(L, bf, next, st, at, count, kl, from, fromi);
   }
-  if (LOSTMAP(bf)) notopen(L, bf);
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
   v.bf = bf;
   v.off = at;
   v.len = bs;
   pushbeside(L, &v, cur->at, lo, cur->stride, cur->len);
+  if (LOSTMAP(bf)) notopen(L, bf);   /* after the field, read last */
   lua_pushinteger(L, (lua_Integer)count);
   lua_pushinteger(L, (lua_Integer)at);
   return 5;
@@ -1695,9 +1726,9 @@ static pthread_mutex_t mapslock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction prevbus;
 static pthread_once_t busonce = PTHREAD_ONCE_INIT;
 
-static void mapped (BlockFile *bf) {
+static void mapped (BlockFile *bf, int state) {
   pthread_mutex_lock(&mapslock);
-  bf->open = BF_OPEN;
+  bf->open = state;
   bf->mprev = NULL;
   bf->mnext = maps;
   if (maps != NULL) maps->mprev = bf;
@@ -1715,17 +1746,36 @@ static void unmapped (BlockFile *bf) {
   pthread_mutex_unlock(&mapslock);
 }
 
+/* After fm_create, fm_open or fm_anonymous returned rc for bf, which was
+** BF_OPENING: BF_OPEN, or off the list and closed with an error code (a
+** fault while the file was read makes the open fail, FM_ELOST). */
+static int opened (BlockFile *bf, int rc) {
+  if (bf->f.faulted) {   /* whatever the core made of the zeros it read */
+    char why[sizeof bf->f.msg];
+    memcpy(why, fm_fault_reason(&bf->f), sizeof why);
+    fm_close(&bf->f);    /* (a failed open has closed it already) */
+    memcpy(bf->f.msg, why, sizeof why);
+    rc = FM_ELOST;
+  }
+  unmapped(bf);
+  if (rc != 0) {
+    bf->open = BF_CLOSED;
+    return rc;
+  }
+  mapped(bf, BF_OPEN);
+  return 0;
+}
+
 static void onbus (int sig, siginfo_t *si, void *ctx) {
   const unsigned char *at = (const unsigned char *)si->si_addr;
   BlockFile *bf;
   if (si->si_code > 0) {   /* raised by the kernel, not by kill() */
     for (bf = maps; bf != NULL; bf = bf->mnext) {
       fm_file *f = &bf->f;
-      if (bf->open == BF_OPEN && f->map != NULL && at >= f->map &&
-          at < f->map + f->mapsize) {
+      if ((bf->open == BF_OPEN || bf->open == BF_OPENING) &&
+          f->map != NULL && at >= f->map && at < f->map + f->mapsize) {
         if (fm_fault(f) != 0) break;
-        while (bf->views != NULL) unlink_view(bf->views, LOST);
-        bf->open = BF_LOST;
+        retire(bf);
         return;
       }
     }
@@ -1735,12 +1785,18 @@ static void onbus (int sig, siginfo_t *si, void *ctx) {
   }
   else if (prevbus.sa_handler != SIG_DFL && prevbus.sa_handler != SIG_IGN)
     prevbus.sa_handler(sig);
+  else if (si->si_code <= 0) {
+    /* sent by kill(): ignored, or raised again with the default action
+    ** once this handler returns, as if no handler were there */
+    if (prevbus.sa_handler == SIG_DFL) {
+      signal(SIGBUS, SIG_DFL);
+      raise(SIGBUS);
+    }
+  }
   else {
-    /* the default action, as if no handler were there: for a fault, the
-    ** access would fault again on return; a signal sent by kill() is
-    ** raised again, delivered once this handler returns */
+    /* a fault outside every map: the access faults again on return and
+    ** the kernel takes the default action, ignored or not */
     signal(SIGBUS, SIG_DFL);
-    raise(SIGBUS);
   }
 }
 
@@ -1850,8 +1906,10 @@ static int doclose (lua_State *L, BlockFile *bf, int strict) {
   kill_views(bf);
   unmapped(bf);
   bf->open = BF_CLOSED;
+  if (bf->f.path != NULL) lua_pushstring(L, bf->f.path);   /* close frees it */
+  else lua_pushnil(L);
   rc = fm_close(&bf->f);
-  if (rc != 0) return pushfail(L, bf, rc, NULL);
+  if (rc != 0) return pushfail(L, bf, rc, lua_tostring(L, -1));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1924,9 +1982,10 @@ static int mod_create (lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   uint32_t bs = checkblocksize(L, 2);
   BlockFile *bf = newbf(L);
-  int rc = fm_create(path, bs, &bf->f);
-  if (rc != 0) return pushfail(L, bf, rc, path);
-  mapped(bf);
+  int rc;
+  mapped(bf, BF_OPENING);    /* a fault while it is made is onbus's */
+  rc = fm_create(path, bs, &bf->f);
+  if ((rc = opened(bf, rc)) != 0) return pushfail(L, bf, rc, path);
   lua_pushvalue(L, 1);       /* the path outlives close, for remove */
   lua_setiuservalue(L, -2, 1);
   return 1;
@@ -1959,9 +2018,9 @@ static int mod_open (lua_State *L) {
                   "a read-only open cannot repair");
   }
   bf = newbf(L);
+  mapped(bf, BF_OPENING);    /* a fault while it is read is onbus's */
   rc = fm_open(path, flags, &bf->f);
-  if (rc != 0) return pushfail(L, bf, rc, path);
-  mapped(bf);
+  if ((rc = opened(bf, rc)) != 0) return pushfail(L, bf, rc, path);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   return 1;
@@ -1971,9 +2030,10 @@ static int mod_open (lua_State *L) {
 static int mod_anonymous (lua_State *L) {
   uint32_t bs = checkblocksize(L, 1);
   BlockFile *bf = newbf(L);
-  int rc = fm_anonymous(bs, &bf->f);
-  if (rc != 0) return pushfail(L, bf, rc, NULL);
-  mapped(bf);
+  int rc;
+  mapped(bf, BF_OPENING);
+  rc = fm_anonymous(bs, &bf->f);
+  if ((rc = opened(bf, rc)) != 0) return pushfail(L, bf, rc, NULL);
   return 1;
 }
 
@@ -2314,6 +2374,7 @@ static int bf_entry_iterator (lua_State *L) {
 static int doallocate (lua_State *L, BlockFile *bf, uint64_t n) {
   uint64_t off;
   int rc = fm_allocate(&bf->f, n, &off);
+  if (rc == FM_ELOST) return lostfail(L, bf);
   if (rc == FM_EMISUSE) return writefail(L, bf, lua_gettop(L) >= 2 ? 2 : 0);
   if (rc == FM_ECORRUPT) return corefail(L, bf, 0);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
@@ -2439,6 +2500,7 @@ static int setctl (lua_State *L, int sync) {
   if (bf->open != BF_OPEN) checkbf(L, 1);   /* a finalizer ran in the
                                            ** conversion */
   rc = fm_set_control_data(&bf->f, s, len, sync);
+  if (rc == FM_ELOST) return lostfail(L, bf);
   if (rc == FM_EMISUSE) return writefail(L, bf, 2);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
   if (LOSTMAP(bf)) notopen(L, bf);
@@ -2487,6 +2549,7 @@ static int bf_valid (lua_State *L) {
 static int dosync (lua_State *L, int (*fn) (fm_file *)) {
   BlockFile *bf = checkbf(L, 1);
   int rc = fn(&bf->f);
+  if (rc == FM_ELOST) return lostfail(L, bf);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
   lua_pushboolean(L, 1);
   return 1;

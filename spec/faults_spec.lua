@@ -659,6 +659,91 @@ end
     assert.equal(32, #lines, out)
   end)
 
+  it("finds a cut before a growth, a flush or a close, and never extends "
+     .. "the file back with zeros", function()
+    local lines, out, status = child [[
+local bf = assert(fmap.create(path))
+for i = 1, 8 do bf:allocate() end         -- the map full: the next grows
+local before = bf:size()
+io.open(path, "w"):close()
+out(err(bf.allocate_blocks, bf, 64))      -- the growth would hide the cut
+out(size())
+out(bf:close())
+bf = assert(fmap.create(path))
+bf:allocate()
+assert(os.execute(("truncate -s 4096 %q"):format(path)))
+out(err(bf.flush, bf))
+out(bf:close())
+bf = assert(fmap.create(path))
+for i = 1, 20 do bf:allocate() end
+local cut = bf:size() // 2
+assert(os.execute(("truncate -s %d %q"):format(cut, path)))
+out(bf:close())                           -- would trim, that is extend
+out(size() == cut, fmap.open(path) == nil)
+]]
+    assert.equal(0, status, out)
+    assert.truthy(lines[1]:find("^attempt to use a BlockFile that lost its "
+                                .. "map %(the file was truncated to 0 bytes"),
+                  out)
+    assert.equal("0", lines[2])
+    assert.equal("true", lines[3])
+    assert.truthy(lines[4]:find("lost its map (the file was truncated to "
+                                .. "4096 bytes", 1, true), out)
+    assert.equal("true", lines[5])
+    assert.truthy(lines[6]:find("^nil|" .. path:gsub("%p", "%%%0")
+                                .. ": the file was truncated to %d+ bytes "
+                                .. "under its map of %d+|5$"), out)
+    assert.equal("true|true", lines[7])
+  end)
+
+  it("raises for the field beside a search's hit, read last", function()
+    local lines, out, status = child [[
+local bf = assert(fmap.create(path, 8192))   -- a block is two pages
+local off = bf:allocate()
+local v = bf:get(off)
+v:write(0, "key00001")                      -- the key on the first page
+v:set_u64(4096, 42)                         -- its field on the second
+out(v:bsearch(0, 1, 16, "key00001", false, 4096))
+assert(os.execute(("truncate -s %d %q"):format(off + 4096, path)))
+out(err(v.bsearch, v, 0, 1, 16, "key00001", false, 4096))
+v:release()
+out(bf:close())
+]]
+    assert.equal(0, status, out)
+    assert.equal("0|true|42", lines[1])
+    assert.truthy(lines[2]:find("^attempt to use a view of a BlockFile that "
+                                .. "lost its map"), out)
+    assert.equal("true", lines[3])
+  end)
+
+  it("raises for a compare with a view whose file was cut, and for a "
+     .. "list's item, which it does not call damage", function()
+    local lines, out, status = child [[
+local a = assert(fmap.anonymous())
+local va = a:get(a:allocate())
+local bf = assert(fmap.create(path))
+local vb = bf:get(bf:allocate())
+io.open(path, "w"):close()
+out(err(va.compare, va, 0, vb))
+vb:release()
+bf:close()
+bf = assert(fmap.create(path))
+local l = fmap.mmlist.new(bf)
+for i = 1, 5000 do l:append(("x"):rep(10)) end
+assert(os.execute(("truncate -s %d %q"):format(bf:size() // 2, path)))
+out(err(function () for _ in l:iterate() do end end))
+out(bf:close())
+va:release()
+a:close()
+]]
+    assert.equal(0, status, out)
+    assert.truthy(lines[1]:find("^attempt to use a view of a BlockFile that "
+                                .. "lost its map"), out)
+    assert.truthy(lines[2]:find("lost its map", 1, true), out)
+    assert.is_nil(lines[2]:find("corrupt", 1, true), out)
+    assert.equal("true", lines[3])
+  end)
+
   it("retires a read-only BlockFile too", function()
     local lines, out, status = child [[
 local bf = assert(fmap.create(path))

@@ -1085,14 +1085,15 @@ describe("fmap.View and finalizers", function()
     -- (armed inline, not with armer: with armer's extra call in the
     -- finalizer, ten hits took 68,000-200,000 rounds in the whole file
     -- with FMAP_ALLOC=system, against 22,000-79,000 inline, and 200,000
-    -- rounds were at times too few)
+    -- rounds were at times too few, and once in the whole suite even with
+    -- armed inline: up to 1,000,000 now; it stops at ten hits)
     local fills, stepping, armed, nested, counter = 0, false, false, 0, 0
     local it = bf:entry_iterator(function ()
       fills = fills + 1
       if fills % 2 == 1 then return off, 1, 0, 8, 8 end
       return off + 4091, 1, 0, 5
     end)
-    for _ = 1, 200000 do
+    for _ = 1, 1000000 do
       if not armed then
         armed = true
         setmetatable({}, { __gc = function ()

@@ -134,6 +134,7 @@ end
 
 -- Raises "mmlist at M is corrupt: ..." (a damaged file, not a misuse).
 local function corrupt (self, fmt, ...)
+  varchar._lostmap(self.bf)   -- a lost map reads as damage: say that first
   error(sformat("mmlist at %d is corrupt: " .. fmt, self.meta, ...), 0)
 end
 

@@ -332,13 +332,25 @@ local function check_writable (self, fname)
 end
 
 -- Raises "varchar at M is corrupt: ..." (a damaged file, not a misuse).
+-- A store whose file was cut short under its map reads zeros, which look
+-- like damage or a dead blob: before saying either, ask the BlockFile.
+-- sync raises if the map was lost (or the file closed), and finds a cut
+-- that no access has met yet, as a read of the zeros past the end of a
+-- file cut in the middle of a page is.
+local function lostmap (bf)
+  bf:sync()
+end
+M._lostmap = lostmap
+
 local function corrupt (self, fmt, ...)
+  lostmap(self.bf)
   error(string.format("varchar at %d is corrupt: " .. fmt, self.meta, ...),
         0)
 end
 
 -- Raises "offset x is not a live blob (why)" for method fname.
-local function notblob (fname, x, why)
+local function notblob (self, fname, x, why)
+  lostmap(self.bf)
   argerr(fname, 1, string.format("offset %d is not a live blob (%s)", x, why),
          4)
 end
@@ -353,35 +365,36 @@ local function locate (self, v, x, fname)
   local block = x - r
   if not pcall(v.retarget, v, block) then   -- find out why
     if x < 0 or x >= self.bf:size() then
-      notblob(fname, x, "outside the file")
+      notblob(self, fname, x, "outside the file")
     elseif block == 0 then
-      notblob(fname, x, "in the control block")
+      notblob(self, fname, x, "in the control block")
     end
-    notblob(fname, x, string.format("block %d is not allocated", block))
+    notblob(self, fname, x, string.format("block %d is not allocated", block))
   end
   local w = v:u64(0)
   local magic = w & U32
   if (magic ~= SLAB and magic ~= LARGE and magic ~= FREED)
      or v:u64(H_SELF) ~= block then
-    notblob(fname, x, string.format("block %d is not a varchar block", block))
+    notblob(self, fname, x, string.format("block %d is not a varchar block",
+                                          block))
   elseif v:u64(H_OWNER) ~= self.meta then
-    notblob(fname, x, string.format("block %d belongs to another varchar",
-                                    block))
+    notblob(self, fname, x, string.format("block %d belongs to another "
+                                          .. "varchar", block))
   elseif magic == SLAB then
     local c = w >> 32
     local size = self.sizes[c]
     if not size then
-      notblob(fname, x, string.format("block %d has a bad class %d", block,
-                                      c))
+      notblob(self, fname, x, string.format("block %d has a bad class %d",
+                                            block, c))
     end
     local k = (r - SLAB_HDR - 8) // size
     if r < SLAB_HDR + 8 or (r - SLAB_HDR - 8) % size ~= 0
        or k >= v:u32(S_CARVED) then
-      notblob(fname, x, "not the start of a blob")
+      notblob(self, fname, x, "not the start of a blob")
     end
     local h = v:u64(r - 8)
     local refs = h >> 32
-    if refs == 0 then notblob(fname, x, "freed already") end
+    if refs == 0 then notblob(self, fname, x, "freed already") end
     local len = h & U32
     if len > size - 8 then
       corrupt(self, "the blob at %d has a length of %d bytes, past its "
@@ -389,9 +402,9 @@ local function locate (self, v, x, fname)
     end
     return r, len, refs, c, 1
   elseif magic == LARGE then
-    if r ~= LHDR then notblob(fname, x, "not the start of a blob") end
+    if r ~= LHDR then notblob(self, fname, x, "not the start of a blob") end
     local refs = w >> 32
-    if refs == 0 then notblob(fname, x, "freed already") end
+    if refs == 0 then notblob(self, fname, x, "freed already") end
     local len, n = v:u64(L_LEN), v:u64(L_BLOCKS)
     -- n is how many blocks free gives back: a wrong one would give away
     -- another structure's
@@ -403,7 +416,7 @@ local function locate (self, v, x, fname)
     end
     return LHDR, len, refs, 0, n
   end
-  notblob(fname, x, "freed already")
+  notblob(self, fname, x, "freed already")
 end
 
 -- Points v at block b, which the store's own links name, after checking
