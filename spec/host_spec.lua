@@ -992,6 +992,16 @@ describe("fmap.help", function()
     bf:close()
   end)
 
+  it("describes the REPL's show by value as by name", function()
+    local wrapper = function (...) return ... end   -- as the REPL sets it
+    local saved = rawget(_G, "show")
+    _G.show = wrapper
+    local text = help.text(wrapper)
+    _G.show = saved
+    assert.equal(help.text("show"), text)
+    assert.matches("^show%(tree_or_bf%) %-> path\n", text)
+  end)
+
   it("describes a BlockFile and a view with their methods", function()
     local bf = fmap.anonymous()
     local v = bf:get(bf:allocate())

@@ -477,6 +477,10 @@ local function describe_function (f)
   local e = engine_functions()[f]
   if e then return describe_entry(e) end
   local name, method = find_name(f)
+  -- a global the API describes by name (the REPL's show, a wrapper)
+  if name and not method and BY_NAME[name] then
+    return describe_entry(BY_NAME[name])
+  end
   name = name or "function"
   local doc = M.ldoc(f)
   if doc then
