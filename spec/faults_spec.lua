@@ -16,6 +16,21 @@ local SHIM = os.getenv("FMAP_FAULTINJECT") or "build/lib/libfaultinject.so"
 
 local tally = { runs = 0, injected = 0 }
 
+-- The start of a child script: fmap, the file's path (arg[1]), and
+-- out(...), which prints its arguments on a line, sep between them.
+local function child_prelude (sep)
+  return ([[
+local fmap = require "fmap"
+local path = arg[1]
+local function out (...)
+  local t = table.pack(...)
+  for i = 1, t.n do t[i] = tostring(t[i]) end
+  io.write(table.concat(t, %q), "\n")
+  io.flush()
+end
+]]):format(sep)
+end
+
 -- Runs a Lua chunk in a child fmap process under the shim, with the
 -- fault given as { call, after, errno, times }; returns its output lines
 -- (stdout and stderr), its exit status and the faults it injected.
@@ -88,15 +103,7 @@ describe("failing system calls", function()
 
   -- A prelude for child scripts: out(...) prints a tagged line; stats(bf)
   -- is the part of the stats a failed call must leave alone.
-  local PRELUDE = [[
-local fmap = require "fmap"
-local path = arg[1]
-local function out (...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  io.write(table.concat(t, " "), "\n")
-  io.flush()
-end
+  local PRELUDE = child_prelude(" ") .. [[
 local function stats (bf)
   local s = bf:stats()
   local fl = {}
@@ -496,15 +503,7 @@ describe("a map that loses its file (SIGBUS)", function()
   before_each(function() path = h.tmpname() end)
   after_each(function() os.remove(path) end)
 
-  local PRELUDE = [[
-local fmap = require "fmap"
-local path = arg[1]
-local function out (...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  io.write(table.concat(t, "|"), "\n")
-  io.flush()
-end
+  local PRELUDE = child_prelude("|") .. [[
 -- the message of what f raises, without its position
 local function err (f, ...)
   local ok, e = pcall(f, ...)
