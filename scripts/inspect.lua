@@ -99,6 +99,24 @@ local function check_block (bf, off)
   end
 end
 
+-- What a structure's classifier calls the allocated block at off: "leaf
+-- of bptree@4096", or "allocated" where none claims it. One scan of the
+-- file serves every --block.
+local scanned
+local function kind_of (bf, off)
+  local classify = require "fmap.classify"
+  if scanned == nil then
+    local ok, r = pcall(classify.scan, bf)
+    scanned = ok and r or false
+  end
+  local kind, owner = nil, nil
+  if scanned then kind, owner = classify.kind_at(scanned, off) end
+  if kind == nil or kind == "unknown" then
+    return "allocated, no structure's"
+  end
+  return "allocated: " .. kind .. (owner and " of " .. owner or "")
+end
+
 local function block (bf, off)
   local bs = bf:block_size()
   local what, dump
@@ -109,8 +127,9 @@ local function block (bf, off)
   else
     local ok, v = pcall(bf.get, bf, off)
     if ok then
-      what, dump = "allocated", v:hex()
+      dump = v:hex()
       v:release()
+      what = kind_of(bf, off)
     else  -- past the allocated area: the never-used tail
       what, dump = "tail, never allocated", raw_hex(bf:path(), off, bs)
     end

@@ -1143,9 +1143,27 @@ describe("scripts/inspect.lua", function()
                                            "0x1000", "--block=8192" } }
     assert.equal("", err)
     assert.equal(0, status)
-    assert.matches("\nblock at offset 4096 %(allocated%):\n00000000  68 65 6c "
-                   .. "6c 6f 00", out)
+    assert.matches("\nblock at offset 4096 %(allocated, no structure's%):"
+                   .. "\n00000000  68 65 6c 6c 6f 00", out)
     assert.matches("\nblock at offset 8192 %(free%):\n00000000  ", out)
+  end)
+
+  it("says what a structure's block is with --block", function()
+    local p2 = tmppath(".fmap")
+    local bf = assert(fmap.create(p2))
+    local t = fmap.bptree.new(bf, 8, 8)
+    for i = 1, 2000 do t:add(string.pack(">I8", i), "12345678") end
+    local meta, leaf = t:offset(), t.root
+    bf:close()
+    local out, err, status = run{ args = { INSPECT, p2, "--block", meta,
+                                           "--block", leaf } }
+    os.remove(p2)
+    assert.equal("", err)
+    assert.equal(0, status)
+    assert.matches("\nblock at offset " .. meta .. " %(allocated: meta of "
+                   .. "bptree@" .. meta .. "%):\n", out)
+    assert.matches("\nblock at offset " .. leaf .. " %(allocated: internal "
+                   .. "of bptree@" .. meta .. "%):\n", out)
   end)
 
   it("exits 1 listing the problems of a damaged file", function()
