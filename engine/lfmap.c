@@ -252,26 +252,6 @@ static void checkspan (lua_State *L, const View *v, int arg, lua_Integer pos,
                   (lua_Integer)v->len));
 }
 
-/* Retires a BlockFile whose map is lost: its views die (LOST), and every
-** use raises until it is closed. Plain stores only: onbus calls it. */
-static void retire (BlockFile *bf) {
-  View *v;
-  while ((v = bf->views) != NULL) {
-    bf->views = v->next;
-    if (v->next) v->next->prev = NULL;
-    v->prev = v->next = NULL;
-    v->state = LOST;
-  }
-  bf->nviews = 0;
-  bf->open = BF_LOST;
-}
-
-/* A core call returned FM_ELOST: the file was cut short under the map. */
-static int lostfail (lua_State *L, BlockFile *bf) {
-  retire(bf);
-  return notopen(L, bf);
-}
-
 /* Raises the core's misuse or corruption message against argument arg
 ** (0: no argument, a plain error). */
 static int corefail (lua_State *L, BlockFile *bf, int arg) {
@@ -309,6 +289,19 @@ static void unlink_view (View *v, int state) {
   v->prev = v->next = NULL;
   bf->nviews--;
   v->state = state;
+}
+
+/* Retires a BlockFile whose map is lost: its views die (LOST), and every
+** use raises until it is closed. Plain stores only: onbus calls it. */
+static void retire (BlockFile *bf) {
+  while (bf->views != NULL) unlink_view(bf->views, LOST);
+  bf->open = BF_LOST;
+}
+
+/* A core call returned FM_ELOST: the file was cut short under the map. */
+static int lostfail (lua_State *L, BlockFile *bf) {
+  retire(bf);
+  return notopen(L, bf);
 }
 
 /* Pushes a new live view of [off, off + len) of the BlockFile at bfi. */
