@@ -273,6 +273,8 @@ describe("fmap.mmlist", function()
                    .. "reads one)", h.errmsg(function() l[1] = "changed" end))
       assert.matches("^l%[4%] = %.%.%. does not write the list",
                      h.errmsg(function() l[#l + 1] = "more" end))
+      assert.matches("^l%[1%.0%] = %.%.%. does not write the list",
+                     h.errmsg(function() l[1.0] = "changed" end))
       assert.equal("item 1", l:get(1))
       assert.equal(3, #l)
       assert.is_nil(rawget(l, 1))

@@ -561,18 +561,18 @@ function List:iterate ()
 end
 
 --- `l[i] = s` would only set a field of the handle, never an item:
--- raises, naming the methods that write (a key that is no integer is set
+-- raises, naming the methods that write (a key that is no number is set
 -- on the handle, as on any table). `l[i]` is not an item either: reads
 -- go through `l:get(i)`, and __index stays the method table, so that a
 -- method call costs no function call more.
 function List.__newindex (self, k, s)
-  if math_type(k) ~= "integer" then
+  if type(k) ~= "number" then   -- l[1.0] is l[1] to Lua: numbers all
     rawset(self, k, s)
     return
   end
-  error(sformat("l[%d] = ... does not write the list: l:set(i, s) replaces "
+  error(sformat("l[%s] = ... does not write the list: l:set(i, s) replaces "
                 .. "an item, l:append(s) adds one (and l:get(i) reads one)",
-                k), 2)
+                tostring(k)), 2)
 end
 
 --- `pairs(l)` walks the items, as `l:iterate()` does.
