@@ -34,7 +34,8 @@ workspace "fmap"
   configurations (CONFIGS)
   location "build"
   language "C"
-  includedirs { "/usr/include/lua5.4", "engine" }
+  includedirs { "/usr/include/lua5.4", "engine/core", "engine/binding",
+               "engine/host" }
   buildoptions { "-std=c99", "-Wall", "-Wextra", "-fPIC" }
 
   when "release"
@@ -54,7 +55,7 @@ workspace "fmap"
 -- The core (plain C, no Lua), as a static library every target links.
 project "fmapcore"
   kind "StaticLib"
-  files { "engine/fm.h", "engine/fm.c" }
+  files { "engine/core/fm.h", "engine/core/fm.c" }
   per_config "lib"
 
 -- The engine as a Lua C module, for a plain lua5.4: require "fmap".
@@ -66,7 +67,7 @@ project "fmap_module"
   kind "SharedLib"
   targetname "fmap"
   targetprefix ""
-  files { "engine/lfmap.h", "engine/lfmap.c" }
+  files { "engine/binding/lfmap.h", "engine/binding/lfmap.c" }
   links { "fmapcore" }
   linkoptions { "-Wl,-z,nodelete" }
   per_config "lib"
@@ -74,35 +75,35 @@ project "fmap_module"
 -- The fmap executable: a drop-in lua 5.4 with the engine built in.
 project "fmap"
   kind "ConsoleApp"
-  files { "engine/lfmap.h", "engine/lfmap.c", "engine/alloc.h",
-          "engine/alloc.c", "engine/host.c" }
+  files { "engine/binding/lfmap.h", "engine/binding/lfmap.c",
+          "engine/host/alloc.h", "engine/host/alloc.c", "engine/host/host.c" }
   links { "fmapcore", "lua5.4", "readline", "m", "dl" }
   linkoptions { "-Wl,-E" }
   per_config "bin"
 
 -- The block-layer benchmarks as plain C loops against the core, the
--- reference scripts/bench_engine.lua compares the Lua binding with.
+-- reference bench/bench_engine.lua compares the Lua binding with.
 project "fmap_bench_core"
   kind "ConsoleApp"
-  files { "engine/bench_core.c" }
+  files { "bench/bench_core.c" }
   links { "fmapcore" }
   per_config "bin"
 
--- The LMDB peer of scripts/bench.lua (the standard workload against
+-- The LMDB peer of bench/bench.lua (the standard workload against
 -- liblmdb, in C): built only where Debian's liblmdb-dev is installed
--- (scripts/install_peers.sh); bench.lua reports it skipped otherwise.
+-- (bench/install_peers.sh); bench.lua reports it skipped otherwise.
 if os.isfile("/usr/include/lmdb.h") then
   project "fmap_bench_lmdb"
     kind "ConsoleApp"
-    files { "engine/bench_lmdb.c" }
+    files { "bench/bench_lmdb.c" }
     links { "lmdb" }
     per_config "bin"
 end
 
 -- Test-only: an LD_PRELOAD shim that makes a chosen system call fail,
--- for spec/faults_spec.lua (see engine/faultinject.c). Nothing links it.
+-- for spec/faults_spec.lua (see testing/faultinject.c). Nothing links it.
 project "faultinject"
   kind "SharedLib"
-  files { "engine/faultinject.c" }
+  files { "testing/faultinject.c" }
   links { "dl" }
   per_config "lib"

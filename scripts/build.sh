@@ -106,8 +106,8 @@ case "${1:-}" in
     run_specs build/sanitize/bin/fmap sanitize \
       ASAN_OPTIONS=detect_leaks=1 \
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-    run_check "valgrind leak check" bash scripts/memcheck.sh valgrind
-    run_check "libFuzzer on the file-open path" bash scripts/fuzz.sh 60
+    run_check "valgrind leak check" bash testing/memcheck.sh valgrind
+    run_check "libFuzzer on the file-open path" bash testing/fuzz.sh 60
     echo "specs: $PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
     ;;

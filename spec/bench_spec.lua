@@ -1,4 +1,4 @@
--- spec/bench_spec.lua: scripts/bench.lua runs the standard workload on
+-- spec/bench_spec.lua: bench/bench.lua runs the standard workload on
 -- every peer, verifies every phase and prints every row. Small N; timings
 -- are never asserted, only that the work was done and checked.
 local N = 2001   -- odd, so the counts of the delete phase differ
@@ -9,7 +9,7 @@ local PEERS = { fmap = "fmap bptree", table = "lua table",
 local ORDER = { "fmap", "table", "luasql", "dbi", "lmdb", "tarantool" }
 
 local function bench (args)
-  return h.run(h.bin() .. " scripts/bench.lua " .. args .. " 2>&1")
+  return h.run(h.bin() .. " bench/bench.lua " .. args .. " 2>&1")
 end
 
 -- The line of the table for a peer's label.
@@ -22,7 +22,7 @@ end
 -- The machine-readable line of one Lua peer run as a child.
 local function child (name, extra)
   local out, status = h.run(string.format(
-    "%s scripts/bench.lua --peer %s --n %d%s 2>&1", h.bin(), name, N,
+    "%s bench/bench.lua --peer %s --n %d%s 2>&1", h.bin(), name, N,
     extra or ""))
   assert.equal(0, status, out)
   local why = out:match("fmap%-bench peer=" .. name .. " skipped: ([^\n]*)")
@@ -47,7 +47,7 @@ local function assert_verified (r)
   assert.is_true(r.rss_kb > 0)
 end
 
-describe("scripts/bench.lua", function()
+describe("bench/bench.lua", function()
   describe("the whole run", function()
     local out, status
     setup(function() out, status = bench("--n " .. N) end)
@@ -60,7 +60,7 @@ describe("scripts/bench.lua", function()
     it("prints the workload, the machine and the command", function()
       assert.truthy(out:find("N = 2,001", 1, true), out)
       assert.truthy(out:find("machine: %d+ cores"), out)
-      assert.truthy(out:find("command: .*scripts/bench.lua %-%-n 2001"), out)
+      assert.truthy(out:find("command: .*bench/bench.lua %-%-n 2001"), out)
     end)
 
     it("prints a row for every peer: ops/s per phase and ok, or why it "
@@ -161,7 +161,7 @@ describe("scripts/bench.lua", function()
       os.remove(dir)
       assert.equal(0, select(2, h.run("mkdir " .. dir)))
       local out, status = h.run(string.format(
-        "TMPDIR=%s %s scripts/bench.lua --n %d --only fmap,table,engine "
+        "TMPDIR=%s %s bench/bench.lua --n %d --only fmap,table,engine "
         .. "--fault exit 2>&1", dir, h.bin(), N))
       local left = h.run("ls -A " .. dir)
       h.run("rm -rf " .. dir)
@@ -245,9 +245,9 @@ describe("scripts/bench.lua", function()
     end)
   end)
 
-  describe("scripts/bench_pair.sh", function()
+  describe("bench/bench_pair.sh", function()
     local function pair (args)
-      return h.run("bash scripts/bench_pair.sh " .. args .. " 2>&1")
+      return h.run("bash bench/bench_pair.sh " .. args .. " 2>&1")
     end
 
     it("runs two builds side by side and prints their rates and ratios",
@@ -306,7 +306,7 @@ describe("scripts/bench.lua", function()
         local out, status = pair(args)
         assert.equal(2, status, out)
         assert.equal("bench_pair.sh: " .. msg .. "\nusage: bash "
-                     .. "scripts/bench_pair.sh OTHER [PAIRS] [ONLY] [N]\n",
+                     .. "bench/bench_pair.sh OTHER [PAIRS] [ONLY] [N]\n",
                      out)
       end
       os.execute("rm -rf " .. dir)
@@ -318,7 +318,7 @@ describe("scripts/bench.lua", function()
       local out, status = bench("--n 0")
       assert.equal(2, status)
       assert.truthy(out:find("bench.lua: --n wants a positive integer\n"
-                             .. "usage: fmap scripts/bench.lua", 1, true), out)
+                             .. "usage: fmap bench/bench.lua", 1, true), out)
     end)
 
     it("rejects a bad --rounds", function()

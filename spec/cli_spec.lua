@@ -96,7 +96,7 @@ describe("the block-layer and list benchmarks", function()
   -- They run at a small n; what is checked is that each measures every
   -- row it names and cleans up, never how fast.
   it("bench_engine prints every row beside the C loop", function()
-    local out, status = h.run(h.bin() .. " scripts/bench_engine.lua --n 2000"
+    local out, status = h.run(h.bin() .. " bench/bench_engine.lua --n 2000"
                               .. " 2>&1")
     assert.equal(0, status, out)
     for _, row in ipairs({ "allocate %+ free of one block",
@@ -110,7 +110,7 @@ describe("the block-layer and list benchmarks", function()
   it("bench_mmlist measures each operation beside a table", function()
     local path = h.tmpname()
     local out, status = h.run(string.format(
-      "%s scripts/bench_mmlist.lua --n 3000 --file %s 2>&1", h.bin(), path))
+      "%s bench/bench_mmlist.lua --n 3000 --file %s 2>&1", h.bin(), path))
     assert.equal(0, status, out)
     for _, op in ipairs({ "append", "get", "set", "pop" }) do
       assert.matches(op, out)
@@ -122,7 +122,7 @@ describe("the block-layer and list benchmarks", function()
      function()
     -- valgrind cannot run a sanitizer build: this runs the release host,
     -- which the sanitize run of scripts/build.sh builds too
-    local out, status = h.run("build/bin/fmap scripts/instructions.lua "
+    local out, status = h.run("build/bin/fmap bench/instructions.lua "
                               .. "--n 200 2>&1")
     assert.equal(0, status, out)
     for _, row in ipairs({ "insert", "get", "scanned record", "delete",
@@ -132,19 +132,19 @@ describe("the block-layer and list benchmarks", function()
       local n = tonumber(out:match("\n" .. row .. "%s+(%-?%d+)\n"))
       assert.is_true(n and n > 0, row .. " in:\n" .. out)
     end
-    out, status = h.run("build/bin/fmap scripts/instructions.lua --n 5 2>&1")
+    out, status = h.run("build/bin/fmap bench/instructions.lua --n 5 2>&1")
     assert.equal(2, status)
     assert.matches('^instructions: %-%-n: "5" is not an integer >= 100\n',
                    out)
   end)
 
   it("both refuse a bad --n with the usage", function()
-    local out, status = h.run(h.bin() .. " scripts/bench_mmlist.lua --n 0"
+    local out, status = h.run(h.bin() .. " bench/bench_mmlist.lua --n 0"
                               .. " 2>&1")
     assert.equal(2, status)
     assert.matches('^bench_mmlist: %-%-n: "0" is not a positive integer\n'
                    .. "usage: ", out)
-    out, status = h.run(h.bin() .. " scripts/bench_engine.lua --n 5 2>&1")
+    out, status = h.run(h.bin() .. " bench/bench_engine.lua --n 5 2>&1")
     assert.equal(2, status)
     assert.matches('^bench_engine: %-%-n: "5" is not an integer >= 10\n', out)
   end)

@@ -1,5 +1,5 @@
 -- Failing system calls. Child fmap processes run with the LD_PRELOAD shim
--- engine/faultinject.c (build/lib/libfaultinject.so, or $FMAP_FAULTINJECT)
+-- testing/faultinject.c (build/lib/libfaultinject.so, or $FMAP_FAULTINJECT)
 -- making one call fail (ftruncate, fallocate, posix_fallocate, mmap,
 -- mremap, msync, fsync, open, flock, fstatvfs) with a chosen errno after
 -- K calls, or fstatvfs report a nearly full disk.

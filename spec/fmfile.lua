@@ -1,4 +1,4 @@
---- spec/fmfile.lua: the on-disk format of engine/fm.c, rebuilt in Lua for
+--- spec/fmfile.lua: the on-disk format of engine/core/fm.c, rebuilt in Lua for
 -- the robustness specs, which forge files: header slots and free marks
 -- with valid checksums, so that damage reaches the checks behind them.
 -- Works on whole-file strings; offsets are 0-based, as in fm.c.

@@ -1,4 +1,4 @@
---- spec/host_spec.lua: the fmap executable (engine/host.c), its REPL
+--- spec/host_spec.lua: the fmap executable (engine/host/host.c), its REPL
 -- (lua/fmap/repl.lua, lua/fmap/help.lua) and scripts/inspect.lua.
 -- The host under test is $FMAP_BIN, else build/bin/fmap; it runs as a
 -- child process, in batch, through a pipe, and in a terminal (tmux).
@@ -263,7 +263,7 @@ describe("fmap (batch)", function()
     end)
   end)
 
-  describe("memory (engine/alloc.c)", function()
+  describe("memory (engine/host/alloc.c)", function()
     -- Objects of every size class and across the pool's edge (256 bytes):
     -- strings of 0..600 bytes, arrays grown by reallocation, hash parts
     -- that grow past the edge and shrink back, coroutine stacks; some

@@ -61,7 +61,7 @@ end)
 
 describe("scripts using fmap.bptree", function()
   it("bench_bptree.lua runs both stores and prints every row", function()
-    local out, status = h.run(h.bin() .. " scripts/bench_bptree.lua --n 3000"
+    local out, status = h.run(h.bin() .. " bench/bench_bptree.lua --n 3000"
                               .. " 2>&1")
     assert.equal(0, status, out)
     for _, phase in ipairs({ "insert", "get", "scan", "delete" }) do
@@ -74,7 +74,7 @@ describe("scripts using fmap.bptree", function()
   end)
 
   it("bench_bptree.lua rejects bad arguments", function()
-    local out, status = h.run(h.bin() .. " scripts/bench_bptree.lua --n x"
+    local out, status = h.run(h.bin() .. " bench/bench_bptree.lua --n x"
                               .. " 2>&1")
     assert.equal(2, status)
     assert.matches("%-%-n wants a positive integer", out)

@@ -238,7 +238,7 @@ end
 -- its meta block (self.meta). It is kept between operations in
 -- self.views, a weak table (so a collection takes it, and bf:close is not
 -- refused for it), rather than acquired per operation (a tracked userdata
--- with a finalizer; scripts/instructions.lua counts the list's operations
+-- with a finalizer; bench/instructions.lua counts the list's operations
 -- either way within 2%). Only one
 -- operation of a structure runs at a time (its guard), so one view serves;
 -- a view that a free killed is replaced. with and mmlist's size, which run

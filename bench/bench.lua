@@ -1,12 +1,12 @@
---- scripts/bench.lua: fmap's B+tree beside the stores people would pick
+--- bench/bench.lua: fmap's B+tree beside the stores people would pick
 -- instead, on the standard workload of issue 6, in one run.
---   build/bin/fmap scripts/bench.lua [--n N] [--rounds R] [--only NAMES]
+--   build/bin/fmap bench/bench.lua [--n N] [--rounds R] [--only NAMES]
 -- N records (default 1,000,000); R rounds (default 1): each peer runs R
 -- times, interleaved with the others, and each phase keeps its best time,
 -- which steadies the ratios on a busy machine; NAMES a comma-separated
 -- subset of
 --   fmap, table, luasql, dbi, lmdb, tarantool, engine
--- ("engine" is the block-layer micro-benchmarks, scripts/bench_engine.lua).
+-- ("engine" is the block-layer micro-benchmarks, bench/bench_engine.lua).
 --
 -- The workload, exactly (figures compare across versions only if it stays so):
 --   key i   = string.pack(">I8I8", i * 0x9E3779B97F4A7C15, i), i = 0..N-1
@@ -21,9 +21,9 @@
 -- same in C and in Tarantool's Lua.
 -- Each phase is timed on a monotonic clock (fmap.clock). Every peer runs in
 -- a process of its own, so that its peak RSS (VmHWM) is its own: the Lua
--- peers as `fmap scripts/bench.lua --peer NAME --n N --dir DIR`, LMDB as
+-- peers as `fmap bench/bench.lua --peer NAME --n N --dir DIR`, LMDB as
 -- build/bin/fmap_bench_lmdb, Tarantool as `tarantool
--- scripts/bench_tarantool.lua`. Each child prints one line
+-- bench/bench_tarantool.lua`. Each child prints one line
 --   fmap-bench peer=NAME n=N insert=S get=S scan=S delete=S get_mismatches=M
 --     scan_count=C scan_unsorted=U removed=R remaining=K file_bytes=B
 --     rss_kb=KB
@@ -52,7 +52,7 @@ local PHASES = { "insert", "get", "scan", "delete" }
 
 local function usage (msg)
   if msg then io.stderr:write("bench.lua: ", msg, "\n") end
-  io.stderr:write("usage: fmap scripts/bench.lua [--n N] [--rounds R] "
+  io.stderr:write("usage: fmap bench/bench.lua [--n N] [--rounds R] "
                   .. "[--only NAMES]\n",
                   "  NAMES: comma-separated, of fmap table luasql dbi lmdb ",
                   "tarantool engine\n")
@@ -214,7 +214,7 @@ function open.luasql (path)
   local ok, luasql = pcall(require, "luasql.sqlite3")
   if not ok then
     return nil, "luasql.sqlite3 not installed (lua-sql-sqlite3; "
-                .. "bash scripts/install_peers.sh)"
+                .. "bash bench/install_peers.sh)"
   end
   remove_files(sqlite_files(path))
   local env = assert(luasql.sqlite3())
@@ -287,7 +287,7 @@ function open.dbi (path)
   local ok, DBI = pcall(require, "DBI")
   if not ok then
     return nil, "DBI not installed (lua-dbi-sqlite3; "
-                .. "bash scripts/install_peers.sh)"
+                .. "bash bench/install_peers.sh)"
   end
   remove_files(sqlite_files(path))
   local db, err = DBI.Connect("SQLite3", path)
@@ -442,12 +442,12 @@ local function command (peer)
     local exe = BIN_DIR .. "/fmap_bench_lmdb"
     if not executable(exe) then
       return nil, exe .. " not built (needs liblmdb-dev: "
-                  .. "bash scripts/install_peers.sh)"
+                  .. "bash bench/install_peers.sh)"
     end
     return sformat("%s %s %d", shell_quote(exe), shell_quote(tmp), N)
   elseif peer.name == "tarantool" then
     if not have_command("tarantool") then
-      return nil, "tarantool not installed (bash scripts/install_peers.sh)"
+      return nil, "tarantool not installed (bash bench/install_peers.sh)"
     end
     return sformat("tarantool %s %s %d",
                    shell_quote(SCRIPT_DIR .. "/bench_tarantool.lua"),
@@ -743,7 +743,7 @@ if f then
        rss <= f.file_bytes + 64 * 1048576)
 end
 
--- The block layer: scripts/bench_engine.lua, Lua beside the C loops.
+-- The block layer: bench/bench_engine.lua, Lua beside the C loops.
 if selected("engine") then
   print()
   local en = math.min(math.max(N, 10), 1000000)
@@ -754,7 +754,7 @@ if selected("engine") then
   local out, err, ok = run(cmd)
   io.write(out)
   if not ok then
-    print("FAILED: scripts/bench_engine.lua: "
+    print("FAILED: bench/bench_engine.lua: "
           .. (err:match("([^\n]+)\n*$") or "no output"))
     failed = true
   else

@@ -1,7 +1,7 @@
---- scripts/instructions.lua: instructions per operation of the standard
+--- bench/instructions.lua: instructions per operation of the standard
 -- workload (lua/fmap/workload.lua) on fmap's B+tree, counted by valgrind's
 -- callgrind, which a shared machine's noise does not move.
---   build/bin/fmap scripts/instructions.lua [--n N]
+--   build/bin/fmap bench/instructions.lua [--n N]
 -- Each phase runs in a process of its own under callgrind: an empty tree
 -- alone, an insert of N records, then the insert and one more phase; a
 -- phase's count is the difference over its operations (N, or N/2 for
@@ -15,7 +15,7 @@
 -- calls.
 local cli = require "fmap.cli"
 local cmd = cli.new("instructions",
-  "usage: fmap scripts/instructions.lua [--n N]", {
+  "usage: fmap bench/instructions.lua [--n N]", {
     ["--n"] = { key = "n", kind = "integer", min = 100 },
     ["--phase"] = "phase",     -- internal: what this process runs
   }, { file = false })

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/memcheck.sh [lsan|valgrind|all]: fails on memory leaks.
+# testing/memcheck.sh [lsan|valgrind|all]: fails on memory leaks.
 #   lsan      the whole spec suite under the sanitizer build
 #             (build/sanitize/bin/fmap), LeakSanitizer on: busted closes
 #             the Lua state at exit, so whatever the engine did not free

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/fuzz.sh [SECONDS]: builds engine/fuzz_open.c with libFuzzer
+# testing/fuzz.sh [SECONDS]: builds testing/fuzz_open.c with libFuzzer
 # (clang -fsanitize=fuzzer,address,undefined) and fuzzes the core's file
 # open path for SECONDS (default 60) from the seed corpus in spec/corpus/
 # (regenerated there by the target itself if missing). New inputs go to
@@ -14,7 +14,7 @@ mkdir -p "$out/corpus"
 cc="${CC_FUZZ:-clang}"
 "$cc" -g -O1 -std=c99 -Wall -Wextra -fno-omit-frame-pointer \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -Iengine engine/fuzz_open.c -o "$out/fuzz_open"
+  -Iengine/core testing/fuzz_open.c -o "$out/fuzz_open"
 if [ -z "$(ls -A spec/corpus 2>/dev/null)" ]; then
   mkdir -p spec/corpus
   FMAP_FUZZ_MKSEEDS=spec/corpus "$out/fuzz_open"

@@ -1,7 +1,7 @@
 /*
 ** bench_core.c: the block-layer micro-benchmarks as plain C loops against
 ** the core, the physical limit the Lua binding is measured against.
-** scripts/bench_engine.lua runs it and the same loops in Lua, in one run.
+** bench/bench_engine.lua runs it and the same loops in Lua, in one run.
 ** Prints one line per benchmark: "name ops seconds". No Lua in this file.
 */
 #define _POSIX_C_SOURCE 200809L

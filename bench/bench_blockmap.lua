@@ -1,5 +1,5 @@
---- scripts/bench_blockmap.lua: how long seeing inside a file takes.
---   build/bin/fmap scripts/bench_blockmap.lua [--blocks N]
+--- bench/bench_blockmap.lua: how long seeing inside a file takes.
+--   build/bin/fmap bench/bench_blockmap.lua [--blocks N]
 -- Builds three files in memory (fmap.anonymous): empty, small (a list of
 -- 2,000 items and a varchar of large blobs, about 200 blocks) and large (a
 -- list of 200,000 items and a varchar of large blobs grown until N blocks
@@ -33,7 +33,7 @@ do
       end
       i = i + 2
     else
-      io.stderr:write("usage: fmap scripts/bench_blockmap.lua [--blocks N]\n")
+      io.stderr:write("usage: fmap bench/bench_blockmap.lua [--blocks N]\n")
       os.exit(2)
     end
   end

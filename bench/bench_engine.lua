@@ -1,6 +1,6 @@
---- scripts/bench_engine.lua: the block layer from Lua beside the same loops
+--- bench/bench_engine.lua: the block layer from Lua beside the same loops
 -- in plain C against the core (build/bin/fmap_bench_core), in one run.
---   build/bin/fmap scripts/bench_engine.lua [--n N] [--file PATH]
+--   build/bin/fmap bench/bench_engine.lua [--n N] [--file PATH]
 -- Prints ns per operation for C and Lua, their ratio, and what the Lua
 -- path costs per call beyond C; then the floor of any operation from Lua,
 -- a call into C that does nothing but check its view (v:offset()), which
@@ -9,7 +9,7 @@ local fmap = require "fmap"
 
 local cli = require "fmap.cli"
 local cmd = cli.new("bench_engine",
-  "usage: fmap scripts/bench_engine.lua [--n N] [--file PATH]", {
+  "usage: fmap bench/bench_engine.lua [--n N] [--file PATH]", {
     ["--n"] = { key = "n", kind = "integer", min = 10 },
     ["--file"] = "file",
   }, { file = false })

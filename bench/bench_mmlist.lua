@@ -1,6 +1,6 @@
---- scripts/bench_mmlist.lua: fmap.mmlist beside a plain Lua table doing the
+--- bench/bench_mmlist.lua: fmap.mmlist beside a plain Lua table doing the
 -- same work, in one run: append, get, set and pop of N 16-byte items.
---   build/bin/fmap scripts/bench_mmlist.lua [--n N] [--file PATH]
+--   build/bin/fmap bench/bench_mmlist.lua [--n N] [--file PATH]
 -- Prints operations per second for each and the table's lead as a ratio.
 -- The table is native and in memory; the list keeps every item in a file
 -- through bounds-checked views, so the ratio is the price of that.
@@ -9,7 +9,7 @@ local mmlist = require "fmap.mmlist"
 
 local cli = require "fmap.cli"
 local cmd = cli.new("bench_mmlist",
-  "usage: fmap scripts/bench_mmlist.lua [--n N] [--file PATH]", {
+  "usage: fmap bench/bench_mmlist.lua [--n N] [--file PATH]", {
     ["--n"] = { key = "n", kind = "integer", min = 1 },
     ["--file"] = "file",
   }, { file = false })

@@ -1,6 +1,6 @@
---- scripts/bench_bptree.lua: fmap's B+tree beside a plain Lua table on the
+--- bench/bench_bptree.lua: fmap's B+tree beside a plain Lua table on the
 -- standard workload (lua/fmap/workload.lua), in one run.
---   build/bin/fmap scripts/bench_bptree.lua [--n N] [--runs R] [--dir DIR]
+--   build/bin/fmap bench/bench_bptree.lua [--n N] [--runs R] [--dir DIR]
 -- N records (default 1,000,000). Each store runs in a child process of its
 -- own (the same fmap executable), so its peak RSS is its own; the table
 -- prints ops/s per phase and the ratio of the tree to the table. With R
@@ -15,7 +15,7 @@ local sformat = string.format
 
 local function usage (msg)
   if msg then io.stderr:write("bench_bptree.lua: ", msg, "\n") end
-  io.stderr:write("usage: fmap scripts/bench_bptree.lua [--n N] [--runs R] "
+  io.stderr:write("usage: fmap bench/bench_bptree.lua [--n N] [--runs R] "
                   .. "[--dir DIR]\n")
   os.exit(2)
 end

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# scripts/install_peers.sh: installs, from Debian 12, the peers that
-# scripts/bench.lua runs beside fmap's B+tree, then rebuilds so the LMDB
-# peer (engine/bench_lmdb.c) is compiled.
-#   bash scripts/install_peers.sh          as root, or with sudo
+# bench/install_peers.sh: installs, from Debian 12, the peers that
+# bench/bench.lua runs beside fmap's B+tree, then rebuilds so the LMDB
+# peer (bench/bench_lmdb.c) is compiled.
+#   bash bench/install_peers.sh          as root, or with sudo
 # Peers: SQLite from Lua 5.4 through LuaSQL (lua-sql-sqlite3) and through
 # LuaDBI (lua-dbi-sqlite3), LMDB from C (liblmdb-dev), Tarantool's memtx
 # tree (tarantool). bench.lua reports any of them that is missing as

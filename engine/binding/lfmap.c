@@ -744,7 +744,7 @@ SETTER(u64, 8)
 /* memcmp's sign for the short keys of a node search: whole 8-byte words
 ** compared as big-endian integers, then the tail. A B+tree probes a node
 ** a dozen times per lookup; a library call per probe cost more than the
-** comparison (scripts/bench.lua, perf). */
+** comparison (bench/bench.lua, perf). */
 static inline int keycmp (const unsigned char *a, const unsigned char *b,
                           size_t n) {
   while (n >= 8) {
@@ -945,7 +945,7 @@ static int view_search (lua_State *L) { return dosearch(L, 1); }
 ** then with below (a searcher of the same file) one more in below's
 ** layout; the last search's results are returned. A B+tree's lookup is
 ** then one call where it retargeted a view and passed seven arguments at
-** each level (scripts/instructions.lua: a get costs 29% fewer
+** each level (bench/instructions.lua: a get costs 29% fewer
 ** instructions). The layout is checked when the searcher is made: the
 ** count and the run's start lie in a block. Each node searched is checked:
 ** its block is allocated and not free, and the count's entries lie in it,
@@ -2203,7 +2203,7 @@ static int mod_batch_iterator (lua_State *L) {
 ** is copied ahead, and no view is held: a step reads through the
 ** BlockFile, so the file may grow between steps, and a step after close
 ** raises. A B+tree scan's step skips a table's store and load of each
-** string that batch_iterator makes (scripts/instructions.lua). */
+** string that batch_iterator makes (bench/instructions.lua). */
 typedef struct Entries {
   const char *tag;    /* ENTRIES_TAG */
   BlockFile *bf;      /* kept alive by the step's upvalue ET_BF */

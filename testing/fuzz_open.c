@@ -6,9 +6,9 @@
 ** engine promises for any file: no crash, no read outside the map, and no
 ** block handed out twice or outside the file.
 **
-** Built by scripts/fuzz.sh, not by premake:
+** Built by testing/fuzz.sh, not by premake:
 **   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iengine \
-**     engine/fuzz_open.c -o build/fuzz/fuzz_open
+**     testing/fuzz_open.c -o build/fuzz/fuzz_open
 ** It includes fm.c itself, to reseal checksums with fm.c's own functions.
 **
 ** An input describes a file compactly, so that mutations land on the
@@ -281,7 +281,7 @@ static void make_seeds (const char *dir) {
 ** growth with huge blocks reserves 16 of them; one input did that to
 ** 24 GiB and the machine's OOM killer ended the run. Files are capped
 ** at 256 MiB instead, past which fallocate and ftruncate fail with
-** EFBIG, an error the engine must report like any other (scripts/fuzz.sh
+** EFBIG, an error the engine must report like any other (testing/fuzz.sh
 ** passes -handle_xfsz=0, or libFuzzer would stop at the first). */
 #define FILE_CAP ((rlim_t)256 << 20)
 

@@ -1,7 +1,7 @@
---- scripts/bench_tarantool.lua: the Tarantool peer of scripts/bench.lua, the
+--- bench/bench_tarantool.lua: the Tarantool peer of bench/bench.lua, the
 -- standard workload on a memtx space with a TREE index, run by the
 -- `tarantool` binary (Debian's tarantool 2.6, LuaJIT):
---   tarantool scripts/bench_tarantool.lua DIR N
+--   tarantool bench/bench_tarantool.lua DIR N
 -- DIR is a fresh directory for the WAL and snapshots (created, emptied and
 -- removed here). Prints the one machine-readable line every peer prints:
 --   fmap-bench peer=tarantool n=N insert=SECS get=SECS scan=SECS
@@ -24,7 +24,7 @@ local clock = require "clock"
 
 local dir, n = arg[1], tonumber(arg[2])
 if not dir or not n or n < 1 or n ~= math.floor(n) then
-  io.stderr:write("usage: tarantool scripts/bench_tarantool.lua DIR N\n")
+  io.stderr:write("usage: tarantool bench/bench_tarantool.lua DIR N\n")
   os.exit(2)
 end
 

@@ -1071,7 +1071,7 @@ static void warnf (void *ud, const char *msg, int tocont) {
 ** program with few live strings that makes many short-lived ones, as a
 ** B+tree scan makes a key and a value per record, then doubles and halves
 ** the table at almost every collection, rehashing all its strings each
-** time: 16% of the scan's time in scripts/bench.lua (perf), and more or
+** time: 16% of the scan's time in bench/bench.lua (perf), and more or
 ** less from one run to the next as the count of live strings falls near a
 ** power of two or not. fmap's data lives in its files, so its scripts'
 ** heaps are small: the case that suffers. The host anchors FMAP_STRINGS
@@ -1107,7 +1107,7 @@ static long stringscount (void) {
   return n;
 }
 
-/* A state whose small objects come from a pool (engine/alloc.c), or,
+/* A state whose small objects come from a pool (engine/host/alloc.c), or,
 ** with FMAP_ALLOC=system in the environment, from malloc as lua's are:
 ** a memory checker such as valgrind then sees every Lua object. NULL
 ** with *why set if the state cannot be made. */

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/bench_pair.sh OTHER [PAIRS] [ONLY] [N]: times this checkout's
+# bench/bench_pair.sh OTHER [PAIRS] [ONLY] [N]: times this checkout's
 # build against another checkout's (a clone at another commit, built) on
 # the standard workload, both at the same time, each pinned to one of the
 # first two cores, the cores swapped from pair to pair. On a shared VM the
@@ -10,14 +10,14 @@
 #            (cd /tmp/old && premake4 --file=premake5.lua gmake &&
 #             make -C build config=release)
 #   PAIRS  how many pairs (default 4)
-#   ONLY   scripts/bench.lua's --only (default fmap)
+#   ONLY   bench/bench.lua's --only (default fmap)
 #   N      records (default 1000000)
 # Prints, per pair, the rates (ops/s) of both, then for each peer and
 # phase this build's rate over the other's. Exits 1 if a run fails, 2 on a usage error.
 set -uo pipefail
 usage () {
   echo "bench_pair.sh: $1" >&2
-  echo "usage: bash scripts/bench_pair.sh OTHER [PAIRS] [ONLY] [N]" >&2
+  echo "usage: bash bench/bench_pair.sh OTHER [PAIRS] [ONLY] [N]" >&2
   exit 2
 }
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -61,10 +61,10 @@ echo "bench.lua --n $n --only $only, $pairs pair(s)"
 status=0
 for p in $(seq 1 "$pairs"); do
   mine=$(( p % 2 )); theirs=$(( 1 - mine ))
-  (cd "$here" && pin "$mine" build/bin/fmap scripts/bench.lua --n "$n" \
+  (cd "$here" && pin "$mine" build/bin/fmap bench/bench.lua --n "$n" \
      --only "$only" > "$tmp/this.$p" 2>&1) &
   a=$!
-  (cd "$other" && pin "$theirs" build/bin/fmap scripts/bench.lua --n "$n" \
+  (cd "$other" && pin "$theirs" build/bin/fmap bench/bench.lua --n "$n" \
      --only "$only" > "$tmp/other.$p" 2>&1) &
   b=$!
   wait "$a" || { echo "this build's run failed:" >&2; cat "$tmp/this.$p" >&2; status=1; }

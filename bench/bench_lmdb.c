@@ -1,10 +1,10 @@
 /*
-** bench_lmdb.c: the LMDB peer of scripts/bench.lua, the standard workload
+** bench_lmdb.c: the LMDB peer of bench/bench.lua, the standard workload
 ** of the benchmark suite as a plain C program against liblmdb.
 **   fmap_bench_lmdb PATH N
 ** Runs the four phases on a fresh single-file environment at PATH (PATH and
 ** PATH-lock are removed at the end) and prints the one machine-readable
-** line every peer prints (see scripts/bench.lua):
+** line every peer prints (see bench/bench.lua):
 **   fmap-bench peer=lmdb n=N insert=SECS get=SECS scan=SECS delete=SECS
 **     get_mismatches=M scan_count=C scan_unsorted=U removed=R remaining=K
 **     file_bytes=B rss_kb=KB
