@@ -172,7 +172,8 @@ local OVF <const> = 0x80000000  -- a field's length with this bit: overflow
 local CTL_PREFIX <const> = "bptree@"
 
 -- Meta block fields (magic, version, layout and sizes are read and written
--- with one pack format, "<c8I4I4i8i8" at 0).
+-- with one pack format at 0).
+local META_FMT <const> = "<c8I4I4i8i8"
 local M_ROOT <const>, M_HEIGHT <const>, M_SIZE <const> = 32, 40, 48
 -- Node header fields.
 local N_KIND <const>, N_FLAGS <const>, N_COUNT <const> = 0, 1, 4
@@ -184,6 +185,28 @@ local FI_C0 <const>, FI_ENT <const> = 8, 16   -- internal: C[0], entries
 local SL_LO <const>, SL_DEAD <const>, SL_SLOTS <const> = 24, 28, 32
 local SI_LO <const>, SI_DEAD <const>, SI_C0 <const>, SI_SLOTS <const> =
   8, 12, 16, 24
+
+--- The on-disk layout's constants, as the table at the top of this file
+-- gives them, for code that reads trees without the tree's own
+-- (`fmap.classify.bptree`, `fmap.dot`): `MAGIC`, `VERSION`, `META_FMT`
+-- (the pack format of the meta block's first fields: magic, version,
+-- node layout, key and value sizes), `FIXED` and `SLOTTED` (node
+-- layouts), `LEAF` and `INTERNAL` (node kinds), `OVF` (the overflow bit
+-- of a field's length), `CTL_PREFIX` (of the control data); field
+-- offsets: `M_` in the meta block, `N_` in every node's header, `L_` in
+-- a leaf's, `FL_`/`FI_` in fixed leaves and internal nodes, `SL_`/`SI_`
+-- in slotted ones.
+M.layout = {
+  MAGIC = MAGIC, VERSION = VERSION, META_FMT = META_FMT,
+  FIXED = FIXED, SLOTTED = SLOTTED, LEAF = LEAF, INTERNAL = INTERNAL,
+  OVF = OVF, CTL_PREFIX = CTL_PREFIX,
+  M_ROOT = M_ROOT, M_HEIGHT = M_HEIGHT, M_SIZE = M_SIZE,
+  N_KIND = N_KIND, N_FLAGS = N_FLAGS, N_COUNT = N_COUNT,
+  L_PREV = L_PREV, L_NEXT = L_NEXT,
+  FL_ENT = FL_ENT, FI_C0 = FI_C0, FI_ENT = FI_ENT,
+  SL_LO = SL_LO, SL_DEAD = SL_DEAD, SL_SLOTS = SL_SLOTS,
+  SI_LO = SI_LO, SI_DEAD = SI_DEAD, SI_C0 = SI_C0, SI_SLOTS = SI_SLOTS,
+}
 
 local MODIFIED <const> = "B+tree modified during iteration"
 
@@ -1303,7 +1326,7 @@ local function create (bf, off, ks, vs)
   local t = setup(bf, off, ks, vs)
   local mv = node(t, off)
   VM.fill(mv, 0, 0, 64)
-  vpack(mv, 0, "<c8I4I4i8i8", MAGIC, VERSION, t.layout, ks, vs)
+  vpack(mv, 0, META_FMT, MAGIC, VERSION, t.layout, ks, vs)
   t.root, t.height, t.nent = root, 1, 0
   init_leaf(t, root)
   save_root(t)
@@ -1404,7 +1427,7 @@ local function open_tree (bf, offset, fname, lvl, argn)
   if reg and reg[offset] then return reg[offset] end
   local ok, v = pcall(bf.get, bf, offset)
   if not ok then argerror(argn, fname, argcheck.reason(v), lvl) end
-  local magic, version, layout, ks, vs = vunpack(v, "<c8I4I4i8i8", 0)
+  local magic, version, layout, ks, vs = vunpack(v, META_FMT, 0)
   local root, height, size = u64(v, M_ROOT), u64(v, M_HEIGHT),
                              u64(v, M_SIZE)
   v:release()
@@ -2317,7 +2340,7 @@ local function walk (t)
   local ok, err = claim(t.meta, 1, nil, 0, "meta block")
   if not ok then return nil, err end
   local mv = node(t, t.meta)
-  local magic, version, layout, ks, vs = vunpack(mv, "<c8I4I4i8i8", 0)
+  local magic, version, layout, ks, vs = vunpack(mv, META_FMT, 0)
   if magic ~= MAGIC or version ~= VERSION or layout ~= t.layout or
      ks ~= t.ks or vs ~= t.vs then
     return nil, sformat("meta block %d: header does not match the tree",

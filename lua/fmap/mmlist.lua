@@ -69,6 +69,17 @@ local MAXLEAF = 48
 local M_VERSION, M_BS, M_SELF, M_COUNT, M_VC, M_LEAVES, M_LEAF =
   8, 16, 24, 32, 40, 48, 64
 
+--- The on-disk layout's constants, as the comment at the top of this file
+-- gives them, for code that reads lists without the list's own
+-- (`fmap.classify.mmlist`): `MAGIC`, `VERSION`, `MAXLEAF` (leaves at
+-- most) and the meta block's field offsets `M_` (`M_LEAF`: leaf 0's
+-- offset, leaf k's at M_LEAF + 8k).
+M.layout = {
+  MAGIC = MAGIC, VERSION = VERSION, MAXLEAF = MAXLEAF,
+  M_VERSION = M_VERSION, M_BS = M_BS, M_SELF = M_SELF, M_COUNT = M_COUNT,
+  M_VC = M_VC, M_LEAVES = M_LEAVES, M_LEAF = M_LEAF,
+}
+
 local math_type, type, error, log, floor = math.type, type, error,
   math.log, math.floor
 local pcall, tostring, sformat = pcall, tostring, string.format

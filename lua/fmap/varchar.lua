@@ -166,6 +166,30 @@ local function geometry (bs)
   return g
 end
 
+--- The on-disk layout's constants, as the comment at the top of this file
+-- gives them, for code that reads stores without the store's own
+-- (`fmap.classify.varchar`): `MAGIC`, `VERSION`, the tags `SLAB`, `LARGE`
+-- and `FREED` (the low u32 of a slab block, large blob or reserve run);
+-- field offsets: `M_` in the meta block, `H_` in the header that slab
+-- blocks and large blobs share, `S_` in a slab block's (`SLAB_HDR`, where
+-- its slots start), `L_` in a large blob's (`LHDR`, where its bytes
+-- start); and `geometry(bs)`, the size classes of a block size: `{sizes,
+-- slots, classes, small_max, rs, rmax}` (slot sizes and slots per block
+-- by class, their count, the largest small blob, where the reserve's
+-- arrays start and the runs they hold).
+M.layout = {
+  MAGIC = MAGIC, VERSION = VERSION, SLAB = SLAB, LARGE = LARGE,
+  FREED = FREED,
+  M_VERSION = M_VERSION, M_CLASSES = M_CLASSES, M_BS = M_BS,
+  M_SELF = M_SELF, M_BLOBS = M_BLOBS, M_SLABS = M_SLABS,
+  M_LBLOCKS = M_LBLOCKS, M_LHEAD = M_LHEAD, M_RBLOCKS = M_RBLOCKS,
+  M_RRUNS = M_RRUNS, M_CLASS = M_CLASS,
+  H_OWNER = H_OWNER, H_SELF = H_SELF, H_NEXT = H_NEXT, H_PREV = H_PREV,
+  S_USED = S_USED, S_FREE = S_FREE, S_CARVED = S_CARVED,
+  SLAB_HDR = SLAB_HDR, L_LEN = L_LEN, L_BLOCKS = L_BLOCKS, LHDR = LHDR,
+  geometry = geometry,
+}
+
 -- The class (1..C) of a small blob of len bytes, or 0 for a large one.
 local function class_of (self, len)
   if len > self.small_max then return 0 end
