@@ -746,31 +746,34 @@ static void setfuncs (lua_State *L, const luaL_Reg *funcs, int mt_view,
   luaL_setfuncs(L, funcs, 2);
 }
 
-/* The structures written in Lua, reachable as fields of the module so
-** that fmap.audit(bf) and fmap.bptree.new(...) work: each is required on
-** first use ("fmap.NAME", found on package.path) and then kept. */
-static const char *const submodules[] = {
-  "audit", "blockmap", "bptree", "classify", "codec", "dot", "mmlist",
-  "varchar", "workload", NULL
-};
+/* The modules written in Lua that are fields of this one, so that
+** fmap.audit(bf) and fmap.bptree.new(...) work: each is required on first
+** use ("fmap.NAME", found on package.path) and then kept. The module
+** fmap.modules names them (a set), so that one joins without a change
+** here. */
+#define MODULES  "fmap.modules"
 
 static int mod_index (lua_State *L) {
-  const char *k = lua_tostring(L, 2);
-  int i;
+  int known;
   luaL_checktype(L, 1, LUA_TTABLE);   /* it may be called by hand */
   if (lua_type(L, 2) != LUA_TSTRING) return 0;
-  for (i = 0; submodules[i] != NULL; i++) {
-    if (strcmp(k, submodules[i]) == 0) {
-      lua_getglobal(L, "require");
-      lua_pushfstring(L, "fmap.%s", k);
-      lua_call(L, 1, 1);
-      lua_pushvalue(L, 2);
-      lua_pushvalue(L, -2);
-      lua_rawset(L, 1);
-      return 1;
-    }
-  }
-  return 0;
+  lua_settop(L, 2);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, MODULES);
+  lua_call(L, 1, 1);                  /* 3: the set */
+  if (lua_type(L, 3) != LUA_TTABLE)
+    return luaL_error(L, "module '" MODULES "' returned %s, not a table",
+                      luaL_typename(L, 3));
+  lua_pushvalue(L, 2);
+  known = lua_rawget(L, 3) != LUA_TNIL && lua_toboolean(L, -1);
+  if (!known) return 0;
+  lua_getglobal(L, "require");
+  lua_pushfstring(L, "fmap.%s", lua_tostring(L, 2));
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
 }
 
 /* The metatables are the engine's own: a view whose metatable lost its
