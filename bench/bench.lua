@@ -61,20 +61,17 @@ end
 
 local opts = { n = 1000000, rounds = 1 }
 do
+  -- the value v of option flag, a positive integer
+  local function positive (v, flag)
+    local n = math.tointeger(tonumber(v or ""))
+    if not n or n < 1 then usage(flag .. " wants a positive integer") end
+    return n
+  end
   local i = 1
   while arg[i] do
     local a, v = arg[i], arg[i + 1]
-    if a == "--n" then
-      opts.n = math.tointeger(tonumber(v or ""))
-      if not opts.n or opts.n < 1 then
-        usage("--n wants a positive integer")
-      end
-      i = i + 2
-    elseif a == "--rounds" then
-      opts.rounds = math.tointeger(tonumber(v or ""))
-      if not opts.rounds or opts.rounds < 1 then
-        usage("--rounds wants a positive integer")
-      end
+    if a == "--n" or a == "--rounds" then
+      opts[a:sub(3)] = positive(v, a)
       i = i + 2
     elseif a == "--only" then
       if not v then usage("--only wants a list of names") end
@@ -112,13 +109,7 @@ local DIR = opts.dir or os.getenv("TMPDIR") or "/tmp"
 --   file_bytes() -> n           bytes on disk (after the insert, untimed)
 --   close()
 
-local function file_size (path)
-  local f = io.open(path, "rb")
-  if not f then return 0 end
-  local size = f:seek("end")
-  f:close()
-  return size
-end
+local file_size = W.file_size
 
 local function nothing () end
 
@@ -206,24 +197,57 @@ local SQL_SETUP = {
 }
 local SQL_CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"
 
+-- f(sql), raising where f returns nil and a message, with the statement
+-- and the message, at the caller's line.
+local function or_raise (f)
+  return function (sql)
+    local r, err = f(sql)
+    if not r then error(sql .. ": " .. tostring(err), 2) end
+    return r
+  end
+end
+
+-- The Lua module of a peer's driver, or nil and why not: not installed,
+-- naming the Debian package that has it.
+local function driver (name, package)
+  local ok, mod = pcall(require, name)
+  if not ok then
+    return nil, sformat("%s not installed (%s; bash bench/install_peers.sh)",
+                        name, package)
+  end
+  return mod
+end
+
+-- What the two SQLite stores share, added to store: the phases'
+-- transactions (begin; flush commits, then checkpoints the WAL into the
+-- database), count and file_bytes. run(sql) executes a statement, row(sql)
+-- returns its first row.
+local function sqlite_store (store, path, run, row)
+  store.begin = function () run("BEGIN") end
+  store.flush = function ()
+    run("COMMIT")
+    assert(tonumber(row(SQL_CHECKPOINT)[1]) == 0, "checkpoint was blocked")
+  end
+  store.count = function ()
+    return math.tointeger(tonumber(row("SELECT count(*) FROM kv")[1]))
+  end
+  store.file_bytes = function ()
+    return file_size(path) + file_size(path .. "-wal")
+  end
+  return store
+end
+
 -- SQLite through LuaSQL (lua-sql-sqlite3). LuaSQL 2.6 has no prepared
 -- statements or parameter binding: each operation is an SQL text, the keys
 -- and values written as blob literals x'...'. Rows come back as strings
 -- with their length, so the scan sees the raw keys.
 function open.luasql (path)
-  local ok, luasql = pcall(require, "luasql.sqlite3")
-  if not ok then
-    return nil, "luasql.sqlite3 not installed (lua-sql-sqlite3; "
-                .. "bash bench/install_peers.sh)"
-  end
+  local luasql, why = driver("luasql.sqlite3", "lua-sql-sqlite3")
+  if not luasql then return nil, why end
   remove_files(sqlite_files(path))
   local env = assert(luasql.sqlite3())
   local con = assert(env:connect(path))
-  local function exec (sql)
-    local res, err = con:execute(sql)
-    if not res then error(sql .. ": " .. tostring(err), 2) end
-    return res
-  end
+  local exec = or_raise(function (sql) return con:execute(sql) end)
   local function exec_row (sql)
     local cur = exec(sql)
     local row = { cur:fetch() }
@@ -235,7 +259,7 @@ function open.luasql (path)
     if type(res) == "userdata" then res:close() end
   end
   local cursor
-  return {
+  return sqlite_store({
     insert = function (k, v)
       exec(sformat("INSERT INTO kv VALUES (x'%s', x'%s')", hex16(k),
                    hex16(v)))
@@ -254,28 +278,16 @@ function open.luasql (path)
       return math.tointeger(exec(sformat("DELETE FROM kv WHERE k = x'%s'",
                                          hex16(k))))
     end,
-    flush = function ()
-      exec("COMMIT")
-      local row = exec_row(SQL_CHECKPOINT)
-      assert(tonumber(row[1]) == 0, "checkpoint was blocked")
-    end,
-    begin = function () exec("BEGIN") end,
     done = function (phase)
       if cursor then cursor:close(); cursor = nil end
       if phase == "get" or phase == "scan" then exec("COMMIT") end
-    end,
-    count = function ()
-      return math.tointeger(tonumber(exec_row("SELECT count(*) FROM kv")[1]))
-    end,
-    file_bytes = function ()
-      return file_size(path) + file_size(path .. "-wal")
     end,
     close = function ()
       con:close()
       env:close()
       remove_files(sqlite_files(path))
     end,
-  }
+  }, path, exec, exec_row)
 end
 
 -- SQLite through LuaDBI (lua-dbi-sqlite3): prepared statements, reused.
@@ -284,22 +296,15 @@ end
 -- (cut at the first zero byte, and keys hold zero bytes), so the scan reads
 -- hex(k), whose order is the keys' order.
 function open.dbi (path)
-  local ok, DBI = pcall(require, "DBI")
-  if not ok then
-    return nil, "DBI not installed (lua-dbi-sqlite3; "
-                .. "bash bench/install_peers.sh)"
-  end
+  local DBI, why = driver("DBI", "lua-dbi-sqlite3")
+  if not DBI then return nil, why end
   remove_files(sqlite_files(path))
   local db, err = DBI.Connect("SQLite3", path)
   if not db then
     return nil, "DBD.SQLite3 not available: " .. tostring(err)
   end
   db:autocommit(true)           -- transactions are the phases' own BEGINs
-  local function prepare (sql)
-    local st, perr = db:prepare(sql)
-    if not st then error(sql .. ": " .. tostring(perr), 2) end
-    return st
-  end
+  local prepare = or_raise(function (sql) return db:prepare(sql) end)
   local function exec_row (sql)
     local st = prepare(sql)
     assert(st:execute())
@@ -314,7 +319,7 @@ function open.dbi (path)
   local del = prepare("DELETE FROM kv WHERE k = CAST(? AS BLOB)")
   local all = prepare("SELECT hex(k), v FROM kv ORDER BY k")
   local stmts = { ins, sel, del, all }
-  return {
+  return sqlite_store({
     insert = function (k, v) assert(ins:execute(k, v)) end,
     get = function (k)
       assert(sel:execute(k))
@@ -332,27 +337,15 @@ function open.dbi (path)
       assert(del:execute(k))
       return del:affected()
     end,
-    flush = function ()
-      exec_row("COMMIT")
-      local row = exec_row(SQL_CHECKPOINT)
-      assert(tonumber(row[1]) == 0, "checkpoint was blocked")
-    end,
-    begin = function () exec_row("BEGIN") end,
     done = function (phase)
       if phase == "get" or phase == "scan" then exec_row("COMMIT") end
-    end,
-    count = function ()
-      return math.tointeger(tonumber(exec_row("SELECT count(*) FROM kv")[1]))
-    end,
-    file_bytes = function ()
-      return file_size(path) + file_size(path .. "-wal")
     end,
     close = function ()
       for _, st in ipairs(stmts) do st:close() end
       db:close()
       remove_files(sqlite_files(path))
     end,
-  }
+  }, path, exec_row, exec_row)
 end
 
 local RESULT_FIELDS = { "insert", "get", "scan", "delete", "get_mismatches",

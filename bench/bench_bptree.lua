@@ -10,52 +10,23 @@
 -- The exit status is 0 when both verified every phase.
 local fmap = require "fmap"
 local W = require "fmap.workload"
+local cli = require "fmap.cli"
 
 local sformat = string.format
 
-local function usage (msg)
-  if msg then io.stderr:write("bench_bptree.lua: ", msg, "\n") end
-  io.stderr:write("usage: fmap bench/bench_bptree.lua [--n N] [--runs R] "
-                  .. "[--dir DIR]\n")
-  os.exit(2)
-end
+local cmd = cli.new("bench_bptree",
+  "usage: fmap bench/bench_bptree.lua [--n N] [--runs R] [--dir DIR]", {
+    ["--n"] = { key = "n", kind = "integer", min = 1 },
+    ["--runs"] = { key = "runs", kind = "integer", min = 1 },
+    ["--dir"] = { key = "dir", value = "a directory" },
+    ["--store"] = "store",     -- internal: the store this process runs
+  }, { file = false })
+local opts = cmd:parse(arg)
+opts.runs = opts.runs or 1
+opts.dir = opts.dir or os.getenv("TMPDIR") or "/tmp"
+local N = opts.n or 1000000
 
-local opts = { n = 1000000, runs = 1, dir = os.getenv("TMPDIR") or "/tmp" }
-do
-  local i = 1
-  while arg[i] do
-    local a, v = arg[i], arg[i + 1]
-    if a == "--n" then
-      opts.n = math.tointeger(tonumber(v or ""))
-      if not opts.n or opts.n < 1 then usage("--n wants a positive integer") end
-      i = i + 2
-    elseif a == "--runs" then
-      opts.runs = math.tointeger(tonumber(v or ""))
-      if not opts.runs or opts.runs < 1 then
-        usage("--runs wants a positive integer")
-      end
-      i = i + 2
-    elseif a == "--dir" then
-      if not v then usage("--dir wants a directory") end
-      opts.dir = v
-      i = i + 2
-    elseif a == "--store" then
-      opts.store = v
-      i = i + 2
-    else
-      usage("unknown argument '" .. tostring(a) .. "'")
-    end
-  end
-end
-local N = opts.n
-
-local function file_size (path)
-  local f = io.open(path, "rb")
-  if not f then return 0 end
-  local size = f:seek("end")
-  f:close()
-  return size
-end
+local file_size = W.file_size
 
 -- Child mode: run one store, print one line of key=value figures.
 if opts.store then
@@ -70,7 +41,7 @@ if opts.store then
   elseif opts.store == "table" then
     store = W.table_store()
   else
-    usage("no store named '" .. opts.store .. "'")
+    cmd:usage_error("no store named '" .. opts.store .. "'")
   end
   local extra = {}
   local r = W.run(store, N, function (phase)

@@ -77,7 +77,8 @@ describe("scripts using fmap.bptree", function()
     local out, status = h.run(h.bin() .. " bench/bench_bptree.lua --n x"
                               .. " 2>&1")
     assert.equal(2, status)
-    assert.matches("%-%-n wants a positive integer", out)
+    assert.matches('^bench_bptree: %-%-n: "x" is not a positive integer\n'
+                   .. "usage: ", out)
   end)
 
   it("demo.lua builds, walks, shrinks, reopens and verifies a tree",

@@ -125,6 +125,16 @@ function M.run (store, n, after)
   return r
 end
 
+--- The size in bytes of the file at path, 0 when there is none (a
+-- store's file, measured after a phase).
+function M.file_size (path)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local size = f:seek("end")
+  f:close()
+  return size
+end
+
 --- The process's peak resident set (VmHWM) in KiB, or nil.
 function M.peak_rss_kb ()
   local f = io.open("/proc/self/status", "r")
