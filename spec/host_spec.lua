@@ -638,6 +638,25 @@ describe("fmap (batch)", function()
                      .. "inside fmap/bptree.lua, which may have left a "
                      .. "structure half%-changed: verify it%)\n", err)
     end)
+
+    it("waits as well for a module that declares itself a structure",
+       function()
+      -- the host names no structure: fmap.guard's list is what it reads
+      local dir, ready = tmpdir(), tmppath(".ready")
+      h.writefile(dir .. "/spinner.lua", 'require("fmap.guard").structure('
+                  .. '"the spinner")\nreturn { spin = function () '
+                  .. 'while true do end end }\n')
+      local status, err = interrupt(string.format([[
+        package.path = %q .. "/?.lua;" .. package.path
+        local spinner = require "spinner"
+        io.open(%q, "w"):close()
+        spinner.spin()]], dir, ready), ready, 0.1)
+      rmdir(dir)
+      assert.equal(1, status, err)
+      assert.matches("^fmap: [^\n]*interrupted! %(after 2.0 s inside the "
+                     .. "spinner, which may have left a structure "
+                     .. "half%-changed: verify it%)\n", err)
+    end)
   end)
 
   describe("beside lua5.4", function()

@@ -814,6 +814,8 @@ static void protect (lua_State *L, int mt, const char *name) {
 LUAMOD_API int luaopen_fmap (lua_State *L) {
   int vmt, bmt;
   installbus();
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, FMAP_STRUCTURES);  /* for guard */
+  lua_pop(L, 1);
   luaL_newmetatable(L, FMAP_VIEW);
   vmt = lua_gettop(L);
   luaL_newmetatable(L, FMAP_BF);

@@ -70,15 +70,6 @@ static void setsignal (int sig, void (*handler) (int)) {
   sigaction(sig, &sa, NULL);
 }
 
-/* The structures that change a file in several steps. An operation of
-** theirs stopped between two steps would leave the structure half-changed
-** (a B+tree whose cells overlap, a list naming a freed blob): Ctrl-C waits
-** until none of their functions is on the stack, so that it stops the
-** script between two operations, as it stops a loop of them. */
-static const char *const STRUCTURES[] = {
-  "fmap/bptree.lua", "fmap/varchar.lua", "fmap/mmlist.lua", NULL
-};
-
 /* How long Ctrl-C waits for an operation to end before it stops the
 ** script anyway: a where() callback in an endless loop must stay
 ** stoppable, and a second Ctrl-C kills the process (laction). */
@@ -92,23 +83,45 @@ static double monotonic (void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* The structure's file a function on L's stack was loaded from, or NULL:
-** a source that ends with one of STRUCTURES after a '/' or the '@'. */
-static const char *instructure (lua_State *L) {
+/* The structures written in Lua change a file in several steps. An
+** operation of theirs stopped between two steps would leave the structure
+** half-changed (a B+tree whose cells overlap, a list naming a freed blob):
+** Ctrl-C waits until none of their functions is on the stack, so that it
+** stops the script between two operations, as it stops a loop of them.
+** Which chunks are structures is the engine's list (FMAP_STRUCTURES),
+** which fmap.guard fills: the host names none.
+**
+** Whether a function of one of them is on L's stack; if so, pushes the
+** name the list gives it. The list is walked with lua_next for each
+** function rather than indexed by its source, which would make a string
+** in a hook. */
+static int instructure (lua_State *L) {
   lua_Debug ar;
-  int level, i;
+  int level, list;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, FMAP_STRUCTURES) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  list = lua_gettop(L);
   for (level = 0; lua_getstack(L, level, &ar); level++) {
-    size_t n;
     if (!lua_getinfo(L, "S", &ar) || ar.source[0] != '@') continue;
-    n = strlen(ar.source);
-    for (i = 0; STRUCTURES[i] != NULL; i++) {
-      size_t k = strlen(STRUCTURES[i]);
-      if (n > k && strcmp(ar.source + n - k, STRUCTURES[i]) == 0 &&
-          (ar.source[n - k - 1] == '/' || ar.source[n - k - 1] == '@'))
-        return STRUCTURES[i];
+    lua_pushnil(L);
+    while (lua_next(L, list)) {
+      if (lua_type(L, -2) == LUA_TSTRING &&
+          strcmp(lua_tostring(L, -2), ar.source) == 0) {
+        if (lua_type(L, -1) != LUA_TSTRING) {   /* a name, or the file */
+          lua_pop(L, 1);
+          lua_pushstring(L, ar.source + 1);
+        }
+        lua_replace(L, list);
+        lua_settop(L, list);
+        return 1;
+      }
+      lua_pop(L, 1);
     }
   }
-  return NULL;
+  lua_pop(L, 1);
+  return 0;
 }
 
 /* The hook a SIGINT sets: raises at the next instruction of any Lua
@@ -116,16 +129,18 @@ static const char *instructure (lua_State *L) {
 ** inside an operation of a structure, at the first instruction after it
 ** returns (looked for every 1000 instructions), or once the grace ends. */
 static void lstop (lua_State *L, lua_Debug *ar) {
-  const char *in = instructure(L);
+  int in = instructure(L);   /* pushes the structure's name */
   (void)ar;
-  if (in != NULL && monotonic() < stopby) {
+  if (in && monotonic() < stopby) {
+    lua_pop(L, 1);
     lua_sethook(L, lstop, LUA_MASKCOUNT, 1000);
     return;
   }
   lua_sethook(L, NULL, 0, 0);
-  if (in != NULL)
+  if (in)
     luaL_error(L, "interrupted! (after %f s inside %s, which may have "
-               "left a structure half-changed: verify it)", STOP_GRACE, in);
+               "left a structure half-changed: verify it)", STOP_GRACE,
+               lua_tostring(L, -1));
   luaL_error(L, "interrupted!");
 }
 

@@ -22,9 +22,35 @@
 -- half-changed, refuses every later operation. An error
 -- raised in a finalizer does not stop the code the finalizer interrupted
 -- (Lua turns it into a warning), so the first operation completes.
+--
+-- Ctrl-C in the fmap host, which stops a script between two instructions,
+-- waits while a function of a structure's file runs (2 s at most), so that
+-- it stops between two operations of a structure, never half-way through
+-- one. The files are the engine's list (FMAP_STRUCTURES in lfmap.h), and
+-- the guard fills it: the file that takes a guard with guard.of is a
+-- structure's from then on. A module may also say so as it loads, before
+-- its first guard (guard.structure).
 local M = {}
 
+require "fmap"   -- its luaopen makes the registry's list of structures
+
 local sformat = string.format
+local getinfo, getregistry = debug.getinfo, debug.getregistry
+
+-- The engine's list of structures (FMAP_STRUCTURES in lfmap.h): the
+-- sources of their chunks, and the names the host shows for them.
+local STRUCTURES = "fmap.structures"
+
+-- Lists the file of the function that called guard.of or
+-- guard.structure as a structure's, under name (by default the last two
+-- parts of its path, "fmap/bptree.lua"), unless it is listed already.
+local function list_file (name)
+  local source = getinfo(3, "S").source
+  local list = getregistry()[STRUCTURES]
+  if type(list) ~= "table" or source:sub(1, 1) ~= "@" then return end
+  if name == nil and list[source] ~= nil then return end
+  list[source] = name or source:match("[^/]+/[^/]+$") or source:sub(2)
+end
 
 local GUARD = {
   __close = function (g) g.busy = false end,
@@ -44,8 +70,10 @@ end
 local of_file = setmetatable({}, { __mode = "k" })
 
 --- The guard of the structure that what names in the BlockFile bf,
--- shared by all its handles.
+-- shared by all its handles. The caller's file is a structure's from then
+-- on (see guard.structure).
 function M.of (bf, what)
+  list_file()
   local t = of_file[bf]
   if not t then
     t = {}
@@ -57,6 +85,17 @@ function M.of (bf, what)
     t[what] = g
   end
   return g
+end
+
+--- Declares the calling module a structure, for the fmap host's Ctrl-C:
+-- while a function of the module's file runs, Ctrl-C waits for it to
+-- return (2 s at most, then it stops anyway and says so). guard.of does
+-- the same for the file that calls it; a module calls this from its main
+-- chunk to be waited for before it takes its first guard, or to be named.
+-- @param name what the host's message calls it; by default the last two
+-- parts of the file's path ("fmap/bptree.lua")
+function M.structure (name)
+  list_file(name)
 end
 
 --- Raises for a method called on what is not its object: `s.get(x)`
