@@ -11,7 +11,7 @@
 -- FMAP_SEED=n reruns a failure; FMAP_FUZZ_SCALE=x multiplies the kills.
 
 local F = require "fmfile"
-local SEED = tonumber(os.getenv("FMAP_SEED")) or os.time()
+local SEED = h.SEED   -- the run's (spec/helpers.lua)
 local SCALE = tonumber(os.getenv("FMAP_FUZZ_SCALE")) or 1
 
 local tally = { kills = 0, leaky = 0, reclaimed = 0, repairs = 0,
@@ -99,11 +99,7 @@ end
 describe("crashes", function()
   local dir, writer, startup
   setup(function()
-    local shm = io.open("/dev/shm/.fmap-probe", "w")
-    if shm then shm:close(); os.remove("/dev/shm/.fmap-probe") end
-    dir = (shm and "/dev/shm" or os.getenv("TMPDIR") or "/tmp")
-          .. string.format("/fmap-crash-%d-%d", math.random(1 << 30),
-                           os.time() % 100000)
+    dir = h.shm_tmpname(".d")
     assert(os.execute("mkdir -p " .. dir))
     writer = dir .. "/writer.lua"
     h.writefile(writer, WRITER)

@@ -10,7 +10,7 @@
 -- FMAP_FUZZ_SCALE=x multiplies the number of random fault runs.
 
 local SCALE = tonumber(os.getenv("FMAP_FUZZ_SCALE")) or 1
-local SEED = tonumber(os.getenv("FMAP_SEED")) or os.time()
+local SEED = h.SEED   -- the run's (spec/helpers.lua)
 local BS = 4096
 local SHIM = os.getenv("FMAP_FAULTINJECT") or "build/lib/libfaultinject.so"
 
@@ -35,7 +35,8 @@ end
 -- fault given as { call, after, errno, times }; returns its output lines
 -- (stdout and stderr), its exit status and the faults it injected.
 local function child (dir, code, fault, ...)
-  local script = dir .. "/child-" .. math.random(1 << 30) .. ".lua"
+  tally.runs = tally.runs + 1
+  local script = string.format("%s/child-%d.lua", dir, tally.runs)
   h.writefile(script, code)
   local env = { "LD_PRELOAD=" .. SHIM,
                 "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0" }
@@ -59,7 +60,6 @@ local function child (dir, code, fault, ...)
       injected = injected + 1
     end
   end
-  tally.runs = tally.runs + 1
   tally.injected = tally.injected + injected
   return lines, status, injected, out
 end
@@ -84,13 +84,7 @@ describe("failing system calls", function()
     assert(f, SHIM .. " is missing: build it (make -C build config=release "
            .. "faultinject) or set FMAP_FAULTINJECT")
     f:close()
-    -- in memory when it can be: the workloads flush, and a flush to a
-    -- disk costs milliseconds
-    local shm = io.open("/dev/shm/.fmap-probe", "w")
-    if shm then shm:close(); os.remove("/dev/shm/.fmap-probe") end
-    dir = (shm and "/dev/shm" or os.getenv("TMPDIR") or "/tmp")
-          .. string.format("/fmap-faults-%d-%d", math.random(1 << 30),
-                           os.time() % 100000)
+    dir = h.shm_tmpname(".d")   -- the workloads flush: in memory
     assert(os.execute("mkdir -p " .. dir))
   end)
   teardown(function()
@@ -98,7 +92,11 @@ describe("failing system calls", function()
     io.stderr:write(string.format("\nfaults_spec (seed %d): %d child runs, "
       .. "%d faults injected\n", SEED, tally.runs, tally.injected))
   end)
-  before_each(function() path = dir .. "/f" .. math.random(1 << 30) .. ".fmap" end)
+  local files = 0
+  before_each(function()
+    files = files + 1
+    path = string.format("%s/f%d.fmap", dir, files)
+  end)
   after_each(function() os.remove(path) end)
 
   -- A prelude for child scripts: out(...) prints a tagged line; stats(bf)

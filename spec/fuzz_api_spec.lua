@@ -9,7 +9,7 @@
 -- FMAP_SEED=n reruns a failure (the seed and the last calls are in every
 -- failure message); FMAP_FUZZ_SCALE=x multiplies the number of sequences.
 
-local SEED = tonumber(os.getenv("FMAP_SEED")) or os.time()
+local SEED = h.SEED   -- the run's (spec/helpers.lua)
 local SCALE = tonumber(os.getenv("FMAP_FUZZ_SCALE")) or 1
 local SEQUENCES = math.max(1, math.floor(24 * SCALE))
 local CALLS = 800

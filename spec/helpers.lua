@@ -1,10 +1,95 @@
 --- spec/helpers.lua: shared by every spec (loaded by busted's `helper`).
 -- Exposes `h` as a global for the specs, and `fmap` loaded once.
+--
+-- Random numbers. Every spec that draws random numbers draws them from
+-- one seed, chosen once per run and printed on stderr when the run starts:
+--   random seed N; replay with FMAP_SEED=N
+-- FMAP_SEED=N (an integer) in the environment replays that run: the
+-- seed is N instead of one read from /dev/urandom (or, failing that, the
+-- time). Each test (each `it`) starts with math.random seeded from the
+-- seed and the test's full name, so a test draws the same numbers
+-- whatever ran before it, and FMAP_SEED=N replays a failure with only its
+-- spec file, or only the failing test (--filter), as well as with the
+-- whole run. The fuzzers (crash, faults, fuzz_api and hostile specs) seed
+-- their rounds and their child processes from h.SEED too.
+
+-- Loaded once, as busted's helper: a spec's require "helpers" gets the
+-- same table (a second load would choose and print a second seed).
+if rawget(_G, "h") then return _G.h end
+
 local M = {}
+
+-- The run's seed: $FMAP_SEED, else 31 random bits, else the time.
+local function choose_seed ()
+  local env = os.getenv("FMAP_SEED")
+  if env and env ~= "" then
+    local n = math.tointeger(tonumber(env))
+    if not n then error("FMAP_SEED must be an integer, not " .. env, 0) end
+    return n
+  end
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(4)
+  if f then f:close() end
+  if bytes and #bytes == 4 then
+    return string.unpack("<I4", bytes) & 0x7fffffff
+  end
+  return os.time()
+end
+
+--- The run's random seed (see the top of this file).
+M.SEED = choose_seed()
+io.stderr:write(string.format("random seed %d; replay with FMAP_SEED=%d\n",
+                              M.SEED, M.SEED))
+
+-- A 32-bit FNV-1a hash of s: a test's full name as a second seed.
+local function hash (s)
+  local x = 2166136261
+  for i = 1, #s do x = ((x ~ s:byte(i)) * 16777619) & 0xffffffff end
+  return x
+end
+
+--- Seeds math.random for what is named name (a test's full name), from
+-- the run's seed: the draws that follow are those of any run with the
+-- same seed.
+function M.reseed (name)
+  math.randomseed(M.SEED, hash(name))
+end
+
+-- Before each test's body (after its before_each): reseed, from the
+-- names of the test and of the blocks around it.
+do
+  local busted = require "busted"
+  busted.subscribe({ "test", "start" }, function (element)
+    local names, e = {}, element
+    while e and e.descriptor ~= "file" do
+      if e.name then table.insert(names, 1, e.name) end
+      e = busted.parent(e)
+    end
+    M.reseed(table.concat(names, " "))
+    return nil, true
+  end)
+end
 
 --- A fresh temporary path (not created), unique across processes.
 function M.tmpname (suffix)
   return require("fmap.cli").tmppath("-fmap-spec" .. (suffix or ".fmap"))
+end
+
+-- Whether /dev/shm takes files (nil until asked).
+local shm
+
+--- A fresh temporary path, as tmpname's, but in memory (/dev/shm) when
+-- the machine has it: for the specs that write thousands of files or
+-- flush often (a flush to a disk costs milliseconds).
+function M.shm_tmpname (suffix)
+  local path = M.tmpname(suffix)
+  local there = path:gsub("^.*/", "/dev/shm/")
+  if shm == nil then
+    local f = io.open(there, "w")
+    shm = f ~= nil
+    if f then f:close(); os.remove(there) end
+  end
+  return shm and there or path
 end
 
 --- The message of the error f raises, without its "file:line: " prefix.
@@ -76,7 +161,6 @@ function M.run_lua (code, args)
   return out, status
 end
 
-math.randomseed(os.time())
 --- Calls f(...) under a budget of Lua VM instructions, as pcall does:
 -- an operation on damaged data must end, with its results or an error.
 -- Past the budget it raises "still running".
@@ -134,14 +218,13 @@ function M.all_end (ops, where)
   return errors
 end
 
---- Rounds of random damage, seeded by $FMAP_SEED or the time. Each round
--- gives make a new anonymous BlockFile and the round's number; make
+--- Rounds of random damage, drawn from the test's seed (M.SEED). Each
+-- round gives make a new anonymous BlockFile and the round's number; make
 -- builds structures in it and returns the operations to try on them, which
 -- run (M.all_end) after M.damage. Returns how many operations raised.
 function M.damage_rounds (rounds, make)
   local fmap = require "fmap"
-  local seed = tonumber(os.getenv("FMAP_SEED")) or os.time()
-  math.randomseed(seed)
+  local seed = M.SEED
   local damaged, errors = 0, 0
   for round = 1, rounds do
     local bf = assert(fmap.anonymous())

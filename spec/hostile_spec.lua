@@ -8,7 +8,7 @@
 local F = require "fmfile"
 
 local BS = 4096
-local SEED = tonumber(os.getenv("FMAP_SEED")) or os.time()
+local SEED = h.SEED   -- the run's (spec/helpers.lua)
 local SCALE = tonumber(os.getenv("FMAP_FUZZ_SCALE")) or 1
 local function times (n) return math.max(1, math.floor(n * SCALE)) end
 local SIG = "USER"   -- user blocks start with SIG and their own offset
@@ -17,13 +17,7 @@ local tally = { files = 0, opened = 0, refused = 0, calls = 0, raised = 0 }
 
 describe("hostile files", function()
   local path
-  -- thousands of files: in memory when /dev/shm is there
-  local shm = io.open("/dev/shm/.fmap-probe", "w")
-  if shm then shm:close(); os.remove("/dev/shm/.fmap-probe") end
-  before_each(function()
-    path = h.tmpname()
-    if shm then path = path:gsub("^.*/", "/dev/shm/") end
-  end)
+  before_each(function() path = h.shm_tmpname() end)   -- thousands of files
   after_each(function()
     collectgarbage()
     os.remove(path)
