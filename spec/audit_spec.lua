@@ -6,17 +6,8 @@ local BS = 4096
 
 describe("fmap.audit", function()
   local path, bf
-  before_each(function()
-    toy.register()
-    path = h.tmpname()
-    bf = assert(fmap.create(path))
-  end)
-  after_each(function()
-    classify.unregister("toy")
-    h.no_live_views(bf)
-    if not tostring(bf):match("closed") then bf:close() end
-    os.remove(path)
-  end)
+  h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
+  toy.each_test()
 
   it("is callable as require 'fmap.audit'(bf) and as .audit(bf)", function()
     toy.push(bf, 1)
@@ -133,17 +124,8 @@ end)
 
 describe("fmap.classify.stats()", function()
   local path, bf
-  before_each(function()
-    toy.register()
-    path = h.tmpname()
-    bf = assert(fmap.create(path))
-  end)
-  after_each(function()
-    classify.unregister("toy")
-    h.no_live_views(bf)
-    if not tostring(bf):match("closed") then bf:close() end
-    os.remove(path)
-  end)
+  h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
+  toy.each_test()
 
   it("gives blocks by kind, the free list and each structure's figures",
      function()

@@ -3,17 +3,7 @@ local BS = 4096
 
 describe("fmap.BlockFile", function()
   local path, bf
-  before_each(function()
-    path = h.tmpname()
-    bf = assert(fmap.create(path))
-  end)
-  after_each(function()
-    if bf and not tostring(bf):match("closed") then
-      h.no_live_views(bf)
-      bf:close()
-    end
-    os.remove(path)
-  end)
+  h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
 
   describe(".create()", function()
     it("makes a file of one control block", function()

@@ -291,18 +291,9 @@ end)
 
 describe("fmap.blockmap", function()
   local path, bf
-  before_each(function()
-    toy.register()
-    path = h.tmpname()
-    bf = assert(fmap.create(path))
-  end)
-  after_each(function()
-    classify.unregister("toy")
-    blockmap.MAX_CELLS = 512 * 1024
-    h.no_live_views(bf)
-    if not tostring(bf):match("closed") then bf:close() end
-    os.remove(path)
-  end)
+  h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
+  toy.each_test()
+  after_each(function() blockmap.MAX_CELLS = 512 * 1024 end)
 
   -- A small file with known contents: toy nodes and payloads, a leaked
   -- block, free runs, a tail.

@@ -148,8 +148,6 @@ describe("fmap.bptree", function()
   local path, bf
   local env = {}
   before_each(function()
-    path = h.tmpname()
-    bf = assert(fmap.create(path))
     env.t = nil
     env.reopen = function ()
       env.t = nil
@@ -160,12 +158,8 @@ describe("fmap.bptree", function()
       env.t = bptree.open(bf)
     end
   end)
-  after_each(function()
-    env.t = nil
-    h.no_live_views(bf)
-    if not tostring(bf):match("closed") then bf:close() end
-    os.remove(path)
-  end)
+  after_each(function() env.t = nil end)   -- before the fixture's
+  h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
 
   describe(".new()", function()
     it("makes an empty tree and records it in the control data", function()

@@ -14,18 +14,9 @@ end
 
 describe("fmap.classify", function()
   local path, bf
-  before_each(function()
-    toy.register()
-    path = h.tmpname()
-    bf = assert(fmap.create(path))
-  end)
-  after_each(function()
-    classify.unregister("toy")
-    classify.unregister("bad")
-    h.no_live_views(bf)
-    bf:close()
-    os.remove(path)
-  end)
+  h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
+  toy.each_test()
+  after_each(function() classify.unregister("bad") end)
 
   describe(".register()", function()
     it("rejects a name that is not a string", function()
@@ -426,15 +417,7 @@ end)
 describe("fmap.classify.varchar", function()
   local varchar = require "fmap.varchar"
   local path, bf
-  before_each(function()
-    path = h.tmpname()
-    bf = assert(fmap.create(path))
-  end)
-  after_each(function()
-    h.no_live_views(bf)
-    bf:close()
-    os.remove(path)
-  end)
+  h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
 
   it("classifies the meta block, slabs, large runs and the reserve",
      function()
@@ -507,15 +490,7 @@ end)
 describe("fmap.classify.mmlist", function()
   local mmlist = require "fmap.mmlist"
   local path, bf
-  before_each(function()
-    path = h.tmpname()
-    bf = assert(fmap.create(path))
-  end)
-  after_each(function()
-    h.no_live_views(bf)
-    bf:close()
-    os.remove(path)
-  end)
+  h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
 
   it("classifies the meta block, the index leaves and the items' store",
      function()
@@ -572,15 +547,7 @@ end)
 describe("fmap.classify.bptree", function()
   local bptree = require "fmap.bptree"
   local path, bf
-  before_each(function()
-    path = h.tmpname()
-    bf = assert(fmap.create(path))
-  end)
-  after_each(function()
-    h.no_live_views(bf)
-    bf:close()
-    os.remove(path)
-  end)
+  h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
 
   local function key (i) return string.pack(">I8", i * 7919 % 100003) end
 

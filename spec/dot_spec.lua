@@ -187,15 +187,7 @@ describe("fmap.dot", function()
     local bptree = require "fmap.bptree"
     local classify = require "fmap.classify"
     local path, bf
-    before_each(function()
-      path = h.tmpname()
-      bf = assert(fmap.create(path))
-    end)
-    after_each(function()
-      h.no_live_views(bf)
-      bf:close()
-      os.remove(path)
-    end)
+    h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
 
     -- The offsets of the tree's nodes, as the classifier finds them.
     local function nodes (t)

@@ -122,6 +122,34 @@ function M.no_live_views (bf)
   end
 end
 
+--- A BlockFile in a new file for each test of the describe block that
+-- calls it. Before each test, bind(path, bf) hands the test its path and
+-- BlockFile (to set the spec's locals); after the test, bind() without
+-- arguments returns the BlockFile as the test left it (a test may close
+-- the file and open it again), which is checked for live views
+-- (no_live_views) and closed, and the file is removed.
+--   local path, bf
+--   h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
+-- The describe block's own before_each and after_each, registered after
+-- it, run after the fixture's.
+-- @param create optional function(path) -> bf, fmap.create by default
+function M.fixture (bind, create)
+  local busted = require "busted"
+  local path
+  busted.before_each(function ()
+    path = M.tmpname()
+    bind(path, assert((create or require("fmap").create)(path)))
+  end)
+  busted.after_each(function ()
+    local bf = bind()
+    if bf and not tostring(bf):match("closed") then
+      M.no_live_views(bf)
+      bf:close()
+    end
+    os.remove(path)
+  end)
+end
+
 --- Reads a whole file.
 function M.readfile (path)
   local f = assert(io.open(path, "rb"))

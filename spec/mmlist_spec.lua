@@ -42,18 +42,8 @@ end
 
 describe("fmap.mmlist", function()
   local path, bf, l
-  before_each(function()
-    path = h.tmpname()
-    bf = assert(fmap.create(path))
-    l = assert(mmlist.new(bf))
-  end)
-  after_each(function()
-    if bf and not tostring(bf):match("closed") then
-      h.no_live_views(bf)
-      bf:close()
-    end
-    os.remove(path)
-  end)
+  h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
+  before_each(function() l = assert(mmlist.new(bf)) end)
 
   local function reopen (opts)
     local off = l:offset()

@@ -23,15 +23,7 @@ end
 
 describe("errors of misuse", function()
   local path, bf
-  before_each(function()
-    path = h.tmpname()
-    bf = assert(fmap.create(path))
-  end)
-  after_each(function()
-    collectgarbage()
-    if not tostring(bf):match("closed") then bf:close() end
-    os.remove(path)
-  end)
+  h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
 
   it("of the B+tree name the caller's line", function()
     local t = bptree.new(bf, 4, 2)

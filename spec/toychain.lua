@@ -34,6 +34,14 @@ M.classifier = {
   end,
 }
 
+--- Registers the classifier before each test of the describe block that
+-- calls it, and unregisters it after.
+function M.each_test ()
+  local busted = require "busted"
+  busted.before_each(M.register)
+  busted.after_each(function () classify.unregister("toy") end)
+end
+
 --- Registers the classifier as "toy" (done when the module is loaded,
 -- so `fmap scripts/blockmap.lua FILE -r toychain` sees toy blocks).
 function M.register ()

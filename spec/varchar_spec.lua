@@ -8,18 +8,8 @@ end
 
 describe("fmap.varchar", function()
   local path, bf, vc
-  before_each(function()
-    path = h.tmpname()
-    bf = assert(fmap.create(path))
-    vc = assert(varchar.new(bf))
-  end)
-  after_each(function()
-    if bf and not tostring(bf):match("closed") then
-      h.no_live_views(bf)
-      bf:close()
-    end
-    os.remove(path)
-  end)
+  h.fixture(function (p, b) if p then path, bf = p, b end return bf end)
+  before_each(function() vc = assert(varchar.new(bf)) end)
 
   -- Closes and reopens the file and the store.
   local function reopen ()
