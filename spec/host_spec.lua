@@ -630,9 +630,10 @@ describe("fmap (batch)", function()
         local fmap = require "fmap"
         local t = fmap.bptree.new(fmap.anonymous(), -1, -1)
         t:add("k", "v")
-        io.open(%q, "w"):close()
-        t:remove("k", function () while true do end end)]], ready), ready,
-        0.1)
+        t:remove("k", function ()   -- ready once inside the tree's remove
+          io.open(%q, "w"):close()
+          while true do end
+        end)]], ready), ready, 0.1)
       assert.equal(1, status, err)
       assert.matches("^fmap: [^\n]*bptree.lua:%d+: interrupted! %(after 2.0 s "
                      .. "inside fmap/bptree.lua, which may have left a "
@@ -643,14 +644,15 @@ describe("fmap (batch)", function()
        function()
       -- the host names no structure: fmap.guard's list is what it reads
       local dir, ready = tmpdir(), tmppath(".ready")
+      -- spin says it is ready from inside the module, where the signal
+      -- must find it
       h.writefile(dir .. "/spinner.lua", 'require("fmap.guard").structure('
-                  .. '"the spinner")\nreturn { spin = function () '
-                  .. 'while true do end end }\n')
+                  .. '"the spinner")\nreturn { spin = function (ready) '
+                  .. 'io.open(ready, "w"):close() while true do end end }\n')
       local status, err = interrupt(string.format([[
         package.path = %q .. "/?.lua;" .. package.path
         local spinner = require "spinner"
-        io.open(%q, "w"):close()
-        spinner.spin()]], dir, ready), ready, 0.1)
+        spinner.spin(%q)]], dir, ready), ready, 0.1)
       rmdir(dir)
       assert.equal(1, status, err)
       assert.matches("^fmap: [^\n]*interrupted! %(after 2.0 s inside the "
@@ -1375,8 +1377,10 @@ describe("the REPL in a terminal (tmux)", function()
   end)
 
   tmux_it("stops an endless loop on Ctrl-C and goes on", function()
-    type_line("while true do end")
-    os.execute("sleep 0.5")  -- let the loop start
+    -- Ctrl-C is a signal, sent at once, not a key queued behind the typed
+    -- ones: it goes only once the screen shows the loop running
+    type_line("print('looping') while true do end")
+    wait_for("\nlooping\n")
     keys("C-c")
     wait_for("\n^Cinterrupted!\nstack traceback:\n")
     type_line("'still here'")
@@ -1385,6 +1389,7 @@ describe("the REPL in a terminal (tmux)", function()
 
   tmux_it("drops the line on Ctrl-C at the prompt", function()
     type_text("half typed")
+    wait_for("\n> half typed\n")   -- read by readline, before the signal
     keys("C-c")
     wait_for("\n> half typed^C\n>\n")
     type_line("1 + 1")
