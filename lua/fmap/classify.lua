@@ -106,16 +106,21 @@ function M._stamped (magic, self_pos)
   end
 end
 
+-- Raises unless name (argument 1 of fname) is a non-empty string.
+local function check_name (name, fname)
+  if type(name) ~= "string" or name == "" then
+    argerror(1, fname, "non-empty string expected, got "
+             .. (type(name) == "string" and "empty string" or type(name)), 3)
+  end
+end
+
 --- Adds a kind of block, or changes the label or colour of one.
 -- @param name the kind's name, what walkers pass to `emit`
 -- @param spec `{label = "text for the legend", color = "#rrggbb"}`, both
 --   optional (the label defaults to the name, the colour to a spare one)
 -- @return the kind's table
 function M.kind (name, spec)
-  if type(name) ~= "string" or name == "" then
-    argerror(1, "kind", "non-empty string expected, got "
-             .. (type(name) == "string" and "empty string" or type(name)))
-  end
+  check_name(name, "kind")
   if spec ~= nil and type(spec) ~= "table" then
     typeerror(2, "kind", "table", spec)
   end
@@ -148,13 +153,8 @@ end
 --   `kinds` is optional and passed to `kind()`
 -- @return c
 function M.register (name, c)
-  if type(name) ~= "string" or name == "" then
-    argerror(1, "register", "non-empty string expected, got "
-             .. (type(name) == "string" and "empty string" or type(name)))
-  end
-  if type(c) ~= "table" then
-    typeerror(2, "register", "table", c)
-  end
+  check_name(name, "register")
+  if type(c) ~= "table" then typeerror(2, "register", "table", c) end
   if type(c.detect) ~= "function" then
     argerror(2, "register", "field 'detect' must be a function, got "
              .. type(c.detect))

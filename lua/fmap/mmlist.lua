@@ -271,10 +271,23 @@ function M.open (bf, offset)
   return self
 end
 
+-- Raises unless the list's BlockFile is writable, for method fname (at
+-- the level of error's, 3 by default: the method's caller).
+local function check_writable (self, fname, level)
+  if self.ro then
+    error(sformat("cannot %s: the BlockFile is read-only", fname), level or 3)
+  end
+end
+
 -- Raises unless self is a list, for method fname: a method called with
--- '.' for ':' is passed something else. Raises at the method's caller.
-local function check_self (self, fname)
-  if getmetatable(self) ~= List then bad_self("mmlist", fname, self, nil, 4) end
+-- '.' for ':' is passed something else; and, for a method that changes
+-- the list (changes true), unless its BlockFile is writable. Raises at
+-- the method's caller.
+local function check_self (self, fname, changes)
+  if getmetatable(self) ~= List then
+    bad_self("mmlist", fname, self, nil, 4)
+  end
+  if changes then check_writable(self, fname, 4) end
 end
 
 --- The offset of the list's meta block, for mmlist.open.
@@ -310,12 +323,6 @@ function List:__tostring ()
   return sformat("mmlist (meta at %d, %s)", self.meta,
                  tostring(self.bf):match("closed") and "closed BlockFile"
                  or "unreadable")
-end
-
-local function check_writable (self, fname)
-  if self.ro then
-    error(sformat("cannot %s: the BlockFile is read-only", fname), 3)
-  end
 end
 
 local function check_string (s, n, fname)
@@ -475,8 +482,7 @@ end
 
 --- Exchanges the items at indices i and j.
 function List:swap (i, j)
-  check_self(self, "swap")
-  check_writable(self, "swap")
+  check_self(self, "swap", true)
   local _ <close> = enter(self.guard, "swap")
   local v = meta_view(self)
   local n = v:u64(M_COUNT)
@@ -495,8 +501,7 @@ end
 --- Removes the last item.
 -- @return it, or nil when the list is empty
 function List:pop ()
-  check_self(self, "pop")
-  check_writable(self, "pop")
+  check_self(self, "pop", true)
   local _ <close> = enter(self.guard, "pop")
   local v = meta_view(self)
   local n = v:u64(M_COUNT)
@@ -524,8 +529,7 @@ end
 --- Removes the item at index i, moving the last item into its place.
 -- @return the removed item
 function List:swap_delete (i)
-  check_self(self, "swap_delete")
-  check_writable(self, "swap_delete")
+  check_self(self, "swap_delete", true)
   local _ <close> = enter(self.guard, "swap_delete")
   local v = meta_view(self)
   local n = v:u64(M_COUNT)
@@ -600,10 +604,7 @@ function List:verify ()
   check_self(self, "verify")
   local _ <close> = enter(self.guard, "verify")
   local bf, B, bs = self.bf, self.B, self.bs
-  local problems = {}
-  local function problem (fmt, ...)
-    if #problems < 50 then problems[#problems + 1] = fmt:format(...) end
-  end
+  local problem, problems, result = varchar._problems()
   local v <close> = bf:get(self.meta)
   local n, L = v:u64(M_COUNT), v:u64(M_LEAVES)
   if v:read(0, 8) ~= MAGIC or v:u32(M_VERSION) ~= VERSION
@@ -674,8 +675,7 @@ function List:verify ()
   if self.vc:count() ~= n then
     problem("the varchar holds %d blobs for %d items", self.vc:count(), n)
   end
-  if #problems > 0 then return nil, table.concat(problems, "\n") end
-  return true
+  return result()
 end
 
 -- The methods, for help "l:append" and help(obj).

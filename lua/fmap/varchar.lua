@@ -1013,16 +1013,29 @@ end
 -- verify
 -------------------------------------------------------------------------
 
+-- The problems a verify finds: problem(fmt, ...) records one (the first
+-- 50 only), list holds them, and result() is what verify returns: true,
+-- or nil and the problems, one a line. mmlist's verify uses it too.
+local function problems ()
+  local list = {}
+  local function problem (fmt, ...)
+    if #list < 50 then list[#list + 1] = fmt:format(...) end
+  end
+  local function result ()
+    if #list > 0 then return nil, table.concat(list, "\n") end
+    return true
+  end
+  return problem, list, result
+end
+M._problems = problems
+
 --- Checks every invariant in the comment at the top of this file.
 -- @return true, or nil and a message listing the problems, one per line
 function Varchar:verify ()
   check_self(self, "verify")
   local _ <close> = enter(self.guard, "verify")
   local bf, bs, meta = self.bf, self.bs, self.meta
-  local problems = {}
-  local function problem (fmt, ...)
-    if #problems < 50 then problems[#problems + 1] = fmt:format(...) end
-  end
+  local problem, _, result = problems()
   local extents = {}   -- {start, blocks, what}
   local v <close> = bf:get(meta)
   if v:read(0, 8) ~= MAGIC then problem("meta block: bad magic") end
@@ -1217,8 +1230,7 @@ function Varchar:verify ()
     end
   end
 
-  if #problems > 0 then return nil, table.concat(problems, "\n") end
-  return true
+  return result()
 end
 
 M._check_bf = check_bf
