@@ -130,6 +130,7 @@
 local fmap = require "fmap"
 local guard = require "fmap.guard"
 local argcheck = require "fmap.argcheck"
+local accessors = require("fmap.handle").accessors
 local enter = guard.enter
 local argerror, typeerror = argcheck.argerror, argcheck.typeerror
 
@@ -1868,17 +1869,8 @@ function Tree:value_size ()
   return self.vs
 end
 
---- The offset of the tree's meta block (for `open_at`).
-function Tree:offset ()
-  check_self(self, "offset")
-  return self.meta
-end
-
---- The tree's BlockFile.
-function Tree:blockfile ()
-  check_self(self, "blockfile")
-  return self.bf
-end
+-- t:offset() (for `open_at`) and t:blockfile().
+accessors(Tree, check_self)
 
 --- Graphviz DOT text of the tree, cut to a depth (fmap.dot.tree).
 -- @param opts optional: `depth`, `children`, `keys` (fmap.dot.graph's),

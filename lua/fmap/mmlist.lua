@@ -56,6 +56,7 @@ written, and mmlist.open returns nil and that message.
 local varchar = require "fmap.varchar"
 local guard = require "fmap.guard"
 local argcheck = require "fmap.argcheck"
+local accessors = require("fmap.handle").accessors
 
 local M = {}
 
@@ -290,17 +291,8 @@ local function check_self (self, fname, changes)
   if changes then check_writable(self, fname, 4) end
 end
 
---- The offset of the list's meta block, for mmlist.open.
-function List:offset ()
-  check_self(self, "offset")
-  return self.meta
-end
-
---- The list's BlockFile.
-function List:blockfile ()
-  check_self(self, "blockfile")
-  return self.bf
-end
+-- l:offset() (for mmlist.open) and l:blockfile().
+accessors(List, check_self)
 
 --- The number of items (also #l).
 -- Not guarded: it reads one word, which every operation writes last.

@@ -124,6 +124,7 @@ local pcall, type, error, tostring = pcall, type, error, tostring
 local setmetatable = setmetatable
 local guard = require "fmap.guard"
 local argcheck = require "fmap.argcheck"
+local accessors = require("fmap.handle").accessors
 local enter = guard.enter
 local argerror, typeerror = argcheck.argerror, argcheck.typeerror
 local checkinteger = argcheck.checkinteger
@@ -321,17 +322,8 @@ local function toint (x, fname)
   return i
 end
 
---- The offset of the store's meta block, for varchar.open.
-function Varchar:offset ()
-  check_self(self, "offset")
-  return self.meta
-end
-
---- The store's BlockFile.
-function Varchar:blockfile ()
-  check_self(self, "blockfile")
-  return self.bf
-end
+-- vc:offset() (for varchar.open) and vc:blockfile().
+accessors(Varchar, check_self)
 
 function Varchar:__tostring ()
   return string.format("varchar (meta at %d)", self.meta)
