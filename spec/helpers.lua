@@ -55,10 +55,21 @@ function M.reseed (name)
   math.randomseed(M.SEED, hash(name))
 end
 
--- Before each test's body (after its before_each): reseed, from the
--- names of the test and of the blocks around it.
+-- At the start of each spec file: busted insulates the files, unloading
+-- the modules one required when it ends, but the fmap table, loaded once
+-- (below), keeps the Lua modules its fields loaded (fmap.audit,
+-- fmap.bptree...). Drop them, so that a file's fmap.audit is the one
+-- that sees the classifiers the file registers with its own
+-- require "fmap.classify".
 do
   local busted = require "busted"
+  busted.subscribe({ "file", "start" }, function ()
+    local fmap = require "fmap"
+    for name in pairs(require "fmap.modules") do rawset(fmap, name, nil) end
+    return nil, true
+  end)
+  -- Before each test's body (after its before_each): reseed, from the
+  -- names of the test and of the blocks around it.
   busted.subscribe({ "test", "start" }, function (element)
     local names, e = {}, element
     while e and e.descriptor ~= "file" do
