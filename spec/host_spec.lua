@@ -1092,7 +1092,8 @@ describe("fmap.help", function()
                          "fmap.codec", "fmap.dot", "fmap.blockmap",
                          "fmap.classify", "fmap.audit", "fmap.repl",
                          "fmap.guard", "fmap.cli", "fmap.workload",
-                         "fmap.png", "fmap.help" }) do
+                         "fmap.png", "fmap.help", "fmap.argcheck",
+                         "fmap.handle" }) do
       local mod = require(m)
       check(mod, m .. ".")
       if type(rawget(mod, "_methods")) == "table" then
