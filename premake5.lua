@@ -55,7 +55,8 @@ workspace "fmap"
 -- The core (plain C, no Lua), as a static library every target links.
 project "fmapcore"
   kind "StaticLib"
-  files { "engine/core/fm.h", "engine/core/fm.c" }
+  files { "engine/core/fm.h", "engine/core/fmint.h", "engine/core/fm.c",
+          "engine/core/txn.c" }
   per_config "lib"
 
 -- The engine as a Lua C module, for a plain lua5.4: require "fmap".

@@ -49,6 +49,8 @@ struct BlockFile {
   View *views;       /* live views, newest first */
   lua_Integer nviews;
   uint64_t serial;   /* its number among the BlockFiles made, from 1 */
+  uint64_t trap;     /* stores left before fail_after's trap, 0: none */
+  int trap_kill;     /* the trap kills the process, rather than raise */
   BlockFile *mprev, *mnext;   /* in the list of open BlockFiles (maps) */
 };
 
@@ -59,13 +61,15 @@ struct BlockFile {
 enum { BF_CLOSED, BF_OPEN, BF_LOST, BF_OPENING };
 
 /* A view's state: why it can no longer be used, or LIVE. */
-enum { LIVE, RELEASED, FREED, CLOSED, LOST };
+enum { LIVE, RELEASED, FREED, CLOSED, LOST, UNDONE };
 
 struct View {
   const char *tag;   /* VIEW_TAG */
   BlockFile *bf;     /* owner; kept alive by the view's user value */
   uint64_t off;      /* file offset of the first byte */
   uint64_t len;      /* bytes */
+  uint64_t wgen;     /* bf->f.gen when a store last found every block of
+                     ** it touched (fm_touch): stores skip the call */
   View *prev, *next; /* in bf->views, while LIVE */
   int state;
   int line;          /* where it was acquired, for live_views */
@@ -189,7 +193,8 @@ static View *toview (lua_State *L, int i) {
 
 static const char *const deadwhy[] = {
   "", "a released view", "a view of freed blocks",
-  "a view of a closed BlockFile", "a view of a BlockFile that lost its map"
+  "a view of a closed BlockFile", "a view of a BlockFile that lost its map",
+  "a view of blocks a rollback gave back"
 };
 
 
@@ -267,6 +272,37 @@ static int writefail (lua_State *L, BlockFile *bf, int arg) {
   return corefail(L, bf, bf->f.readonly ? 1 : arg);
 }
 
+/* fail_after's trap: the store it counted down to. */
+static void trapped (lua_State *L, BlockFile *bf) {
+  bf->trap = 0;
+  if (bf->trap_kill) {
+    fflush(NULL);
+    raise(SIGKILL);
+  }
+  luaL_error(L, "store refused by fail_after (a test of recovery code)");
+}
+
+/* Counts a store for fail_after, when it is armed. */
+#define COUNTSTORE(L, bf) \
+  if ((bf)->trap != 0 && --(bf)->trap == 0) trapped(L, bf)
+
+static void touchslow (lua_State *L, View *v, uint64_t pos, uint64_t len) {
+  BlockFile *bf = v->bf;
+  COUNTSTORE(L, bf);
+  if (fm_touch(&bf->f, v->off + pos, len) != 0)
+    luaL_error(L, "%s", bf->f.msg);
+  if (v->len <= bf->f.h.block_size) v->wgen = bf->f.gen;
+}
+
+/* Before a store into [pos, pos + len) of v, checked to lie in it: the
+** transaction layer learns of it (fm_touch). A view whose blocks are all
+** known to be touched since the last commit or begin skips the call. */
+static inline void touch (lua_State *L, View *v, uint64_t pos,
+                          uint64_t len) {
+  if (v->wgen != v->bf->f.gen || v->bf->trap != 0)
+    touchslow(L, v, pos, len);
+}
+
 /* The file offset argument: a non-negative integer. */
 static uint64_t checkoffset (lua_State *L, int i) {
   lua_Integer off = luaL_checkinteger(L, i);
@@ -314,6 +350,7 @@ static View *newview (lua_State *L, int bfi, BlockFile *bf, uint64_t off,
   v->bf = bf;
   v->off = off;
   v->len = len;
+  v->wgen = 0;           /* no generation is 0 */
   v->state = RELEASED;   /* until linked */
   v->line = -1;
   v->src[0] = '\0';
@@ -395,6 +432,7 @@ static int view_retarget (lua_State *L) {
   CHECKLOST(L, v);   /* the check read the block's mark */
   v->off = off;
   v->len = (uint64_t)n * bf->f.h.block_size;
+  v->wgen = 0;   /* other blocks: the next store looks again */
   lua_settop(L, 1);
   return 1;
 }
@@ -467,6 +505,7 @@ static int view_write (lua_State *L) {
   if (v->state != LIVE) checkview(L, 1);   /* converting a number may run
                                            ** a finalizer that retires it */
   checkspan(L, v, 2, pos, (lua_Integer)sl);
+  touch(L, v, (uint64_t)pos, sl);
   memcpy(vptr(v) + pos, s, sl);
   CHECKLOST(L, v);
   lua_pushinteger(L, pos + (lua_Integer)sl);
@@ -486,6 +525,7 @@ static int view_fill (lua_State *L) {
     len = (lua_Integer)(v->len - (uint64_t)pos);
   else len = 0;   /* checkspan reports the position */
   checkspan(L, v, 3, pos, len);
+  touch(L, v, (uint64_t)pos, (uint64_t)len);
   memset(vptr(v) + pos, (int)byte, (size_t)len);
   CHECKLOST(L, v);
   return 0;
@@ -547,6 +587,7 @@ static int view_copy (lua_State *L) {
   lua_Integer len = luaL_checkinteger(L, 5);
   checkspan(L, src, 4, spos, len);
   checkspan(L, v, 2, pos, len);
+  touch(L, v, (uint64_t)pos, (uint64_t)len);
   memmove(vptr(v) + pos, vptr(src) + spos, (size_t)len);
   CHECKLOST(L, src);
   CHECKLOST(L, v);
@@ -576,6 +617,7 @@ static int view_insert (lua_State *L) {
                   "%I before %I byte%s passes the view (%I bytes)",
                   (lua_Integer)(l1 + l2), plural(l1 + l2), pos, len,
                   plural((uint64_t)len), (lua_Integer)v->len));
+  touch(L, v, (uint64_t)pos, (uint64_t)len + l1 + l2);
   p = vptr(v) + pos;
   if (len > 0) memmove(p + l1 + l2, p, (size_t)len);
   memcpy(p, s1, l1);
@@ -731,6 +773,7 @@ GETTER(i64, 8, 1)
     if (!fitsin(x, n))                                                   \
       luaL_argerror(L, 3, lua_pushfstring(L, "%I does not fit in %d "    \
                     "byte%s", x, n, plural(n)));                         \
+    touch(L, v, (uint64_t)(p - vptr(v)), n);                             \
     store_le(p, (uint64_t)x, n);                                         \
     CHECKLOST(L, v);                                                     \
     return 0;                                                            \
@@ -912,6 +955,7 @@ static int view_remove_key (lua_State *L) {
   e = lo;
   while (found && e < count && keycmp(base + e * stride, key, kl) == 0) e++;
   if (e > lo) {
+    touch(L, v, 0, v->len);
     memmove(base + lo * stride, base + e * stride,
             (size_t)((count - e) * stride));
     store_le(vptr(v) + cpos, count - (e - lo), 4);
@@ -1221,6 +1265,7 @@ static int view_insert_key (lua_State *L) {
   in = count < cap;
   if (in) {
     unsigned char *p = base + lo * stride;
+    touch(L, v, 0, v->len);
     memmove(p + stride, p, (size_t)((count - lo) * stride));
     memcpy(p, key, kl);
     if (vl > 0) memcpy(p + kl, val, vl);
@@ -1559,6 +1604,7 @@ static int view_pack (lua_State *L) {
     luaL_argerror(L, 2, lua_pushfstring(L, "position %I + %I packed bytes "
                   "is outside the view (%I bytes)", pos, (lua_Integer)n,
                   (lua_Integer)v->len));
+  touch(L, v, (uint64_t)pos, n);
   dopack(L, 3, (uint64_t)pos, vptr(v) + pos);
   CHECKLOST(L, v);
   lua_pushinteger(L, pos + (lua_Integer)n);
@@ -2033,6 +2079,7 @@ static int mod_anonymous (lua_State *L) {
 /* fmap.memclr(view): zeroes the view's bytes. */
 static int mod_memclr (lua_State *L) {
   View *v = checkwritable(L, 1);
+  touch(L, v, 0, v->len);
   memset(vptr(v), 0, (size_t)v->len);
   CHECKLOST(L, v);
   return 0;
@@ -2366,7 +2413,9 @@ static int bf_entry_iterator (lua_State *L) {
 
 static int doallocate (lua_State *L, BlockFile *bf, uint64_t n) {
   uint64_t off;
-  int rc = fm_allocate(&bf->f, n, &off);
+  int rc;
+  COUNTSTORE(L, bf);
+  rc = fm_allocate(&bf->f, n, &off);
   if (rc == FM_ELOST) return lostfail(L, bf);
   if (rc == FM_EMISUSE) return writefail(L, bf, lua_gettop(L) >= 2 ? 2 : 0);
   if (rc == FM_ECORRUPT) return corefail(L, bf, 0);
@@ -2399,6 +2448,7 @@ static int bf_free (lua_State *L) {
   int rc;
   luaL_argcheck(L, n >= 1, 3,
                 lua_pushfstring(L, "block count %I is not positive", n));
+  COUNTSTORE(L, bf);
   rc = fm_free(&bf->f, off, (uint64_t)n);
   /* a count that runs past the allocated area from a block of the file
   ** is the count's fault */
@@ -2492,6 +2542,7 @@ static int setctl (lua_State *L, int sync) {
   int rc;
   if (bf->open != BF_OPEN) checkbf(L, 1);   /* a finalizer ran in the
                                            ** conversion */
+  COUNTSTORE(L, bf);
   rc = fm_set_control_data(&bf->f, s, len, sync);
   if (rc == FM_ELOST) return lostfail(L, bf);
   if (rc == FM_EMISUSE) return writefail(L, bf, 2);
@@ -2543,6 +2594,7 @@ static int dosync (lua_State *L, int (*fn) (fm_file *)) {
   BlockFile *bf = checkbf(L, 1);
   int rc = fn(&bf->f);
   if (rc == FM_ELOST) return lostfail(L, bf);
+  if (rc == FM_EMISUSE) return luaL_error(L, "%s", bf->f.msg);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
   lua_pushboolean(L, 1);
   return 1;
@@ -2550,6 +2602,141 @@ static int dosync (lua_State *L, int (*fn) (fm_file *)) {
 
 static int bf_sync (lua_State *L) { return dosync(L, fm_sync); }
 static int bf_flush (lua_State *L) { return dosync(L, fm_flush); }
+
+
+/* ---------------------------------------------------------------------- */
+/* Transactions                                                            */
+/* ---------------------------------------------------------------------- */
+
+/* Raises "not in a transaction" and the like, or returns the failure of
+** the environment as nil, message, errno. */
+static int txnfail (lua_State *L, BlockFile *bf, int rc,
+                    const char *fname) {
+  if (rc == FM_ELOST) return lostfail(L, bf);
+  if (rc == FM_EMISUSE) return luaL_error(L, "%s: %s", fname, bf->f.msg);
+  return pushfail(L, bf, rc, bf->f.path);
+}
+
+static int bf_begin (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  int rc = fm_begin(&bf->f);
+  if (rc != 0) return txnfail(L, bf, rc, "begin");
+  return 0;
+}
+
+/* The sync option of commit([opts]): true unless opts.sync is false. */
+static int optsync (lua_State *L, int i) {
+  int sync = 1;
+  if (lua_isnoneornil(L, i)) return 1;
+  luaL_checktype(L, i, LUA_TTABLE);
+  if (lua_getfield(L, i, "sync") != LUA_TNIL) {
+    luaL_argcheck(L, lua_isboolean(L, -1), i, "opts.sync must be a boolean");
+    sync = lua_toboolean(L, -1);
+  }
+  lua_pop(L, 1);
+  return sync;
+}
+
+static int bf_commit (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  int sync = optsync(L, 2), rc;
+  if (bf->open != BF_OPEN) checkbf(L, 1);   /* a finalizer in getfield */
+  if (!bf->f.txn)
+    return luaL_error(L, "commit: no transaction is open (bf:begin() "
+                      "starts one; flush and sync commit outside one)");
+  rc = fm_commit(&bf->f, sync);
+  if (rc != 0) return txnfail(L, bf, rc, "commit");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* After a rollback, views over blocks the transaction allocated die. */
+static void undoviews (BlockFile *bf) {
+  uint64_t bs = bf->f.h.block_size;
+  View *v, *next;
+  for (v = bf->views; v != NULL; v = next) {
+    next = v->next;
+    if (fm_check_range(&bf->f, v->off, v->len / bs) != 0)
+      unlink_view(v, UNDONE);
+  }
+  bf->f.msg[0] = '\0';
+}
+
+static int bf_rollback (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  int rc = fm_rollback(&bf->f);
+  if (rc != 0) return txnfail(L, bf, rc, "rollback");
+  undoviews(bf);
+  return 0;
+}
+
+static int bf_in_transaction (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  lua_pushboolean(L, bf->f.txn);
+  return 1;
+}
+
+/* transaction(fn, ...): fn(...) in a transaction; commits (durably) when
+** it returns and returns its results, or returns nil, message, errno if
+** the commit fails (rolled back); rolls back and raises fn's error again
+** when it raises. fn may yield: transaction_done ends the call once it
+** returns. Slot 1 holds the BlockFile, slot 2 the error handler's
+** result; fn's results follow. */
+static int transaction_done (lua_State *L, int status, lua_KContext ctx) {
+  BlockFile *bf = (BlockFile *)ctx;
+  int rc;
+  if (status != LUA_OK && status != LUA_YIELD) {
+    if (bf->open == BF_OPEN && bf->f.txn) {
+      fm_rollback(&bf->f);
+      undoviews(bf);
+    }
+    return lua_error(L);   /* the error object is on top */
+  }
+  if (bf->open != BF_OPEN) checkbf(L, 1);
+  if (!bf->f.txn)
+    return luaL_error(L, "transaction: the function ended the transaction "
+                      "itself (commit or rollback inside transaction)");
+  rc = fm_commit(&bf->f, 1);
+  if (rc != 0) {
+    int n;
+    fm_rollback(&bf->f);
+    undoviews(bf);
+    n = txnfail(L, bf, rc, "transaction");
+    return n;
+  }
+  return lua_gettop(L) - 1;
+}
+
+static int bf_transaction (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  int rc;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if ((rc = fm_begin(&bf->f)) != 0)
+    return txnfail(L, bf, rc, "transaction");
+  return transaction_done(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET,
+                                        0, (lua_KContext)bf,
+                                        transaction_done), (lua_KContext)bf);
+}
+
+/* fail_after(n [, how]): the n-th store from now (a write through a view,
+** an allocate, a free, a change of the control data) raises an error
+** instead, or with how "kill" kills the process (SIGKILL) right before
+** it: a test of recovery code. fail_after(nil) disarms it. */
+static int bf_fail_after (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  static const char *const hows[] = { "error", "kill", NULL };
+  lua_Integer n;
+  if (lua_isnoneornil(L, 2)) {
+    bf->trap = 0;
+    return 0;
+  }
+  n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 1, 2,
+                lua_pushfstring(L, "store count %I is not positive", n));
+  bf->trap_kill = luaL_checkoption(L, 3, "error", hows);
+  bf->trap = (uint64_t)n;
+  return 0;
+}
 
 /* remove(): deletes the file, closing the BlockFile first if it is open
 ** (which, as close does, refuses while views are live). */
@@ -2564,7 +2751,7 @@ static int bf_remove (lua_State *L) {
   if (bf->f.readonly) return luaL_argerror(L, 1, "the BlockFile is read-only");
   path = lua_tostring(L, 2);
   if (bf->open != BF_CLOSED && doclose(L, bf, 1) != 1) return 3;
-  if (unlink(path) != 0) {
+  if ((errno = fm_unlink(path)) != 0) {   /* the file and its journal */
     int en = errno;
     luaL_pushfail(L);
     lua_pushfstring(L, "%s: %s", path, strerror(en));
@@ -2597,6 +2784,13 @@ static int bf_stats (lua_State *L) {
   setint(L, "live_views", (uint64_t)bf->nviews);
   setint(L, "remaps", st.remaps);
   setint(L, "version", FM_VERSION);
+  setint(L, "dirty_blocks", st.dirty_blocks);
+  setint(L, "journal_bytes", st.journal_bytes);
+  setint(L, "journal_blocks", st.journal_blocks);
+  setint(L, "commits", st.commits);
+  setint(L, "checkpoints", st.checkpoints);
+  lua_pushboolean(L, st.in_transaction);
+  lua_setfield(L, -2, "in_transaction");
   lua_pushboolean(L, bf->f.readonly);
   lua_setfield(L, -2, "readonly");
   lua_pushboolean(L, bf->f.path == NULL);
@@ -2756,6 +2950,9 @@ static const luaL_Reg bf_methods[] = {
   {"stats", bf_stats}, {"check", bf_check}, {"live_views", bf_live_views},
   {"free_list", bf_free_list}, {"is_free", bf_is_free},
   {"entry_iterator", bf_entry_iterator}, {"searcher", bf_searcher},
+  {"begin", bf_begin}, {"commit", bf_commit}, {"rollback", bf_rollback},
+  {"in_transaction", bf_in_transaction}, {"transaction", bf_transaction},
+  {"fail_after", bf_fail_after},
   {NULL, NULL}
 };
 

@@ -81,6 +81,7 @@
 */
 #define _GNU_SOURCE
 #include "fm.h"
+#include "fmint.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -108,54 +109,10 @@ static const unsigned char FREE_MAGIC[8] =
 
 
 /* ---------------------------------------------------------------------- */
-/* Little-endian fields and checksums                                      */
+/* Errors                                                                  */
 /* ---------------------------------------------------------------------- */
 
-static uint64_t get64 (const unsigned char *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  v = __builtin_bswap64(v);
-#endif
-  return v;
-}
-
-static void put64 (unsigned char *p, uint64_t v) {
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  v = __builtin_bswap64(v);
-#endif
-  memcpy(p, &v, 8);
-}
-
-static uint32_t get32 (const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-
-static void put32 (unsigned char *p, uint32_t v) {
-  p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8);
-  p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
-}
-
-/* A 64-bit checksum: word-wise multiply-xorshift, tail bytes folded in.
-** Not cryptographic; it catches torn writes and random damage. */
-static uint64_t checksum (const unsigned char *p, size_t n, uint64_t seed) {
-  uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ull);
-  size_t i;
-  for (i = 0; i + 8 <= n; i += 8) {
-    h ^= get64(p + i);
-    h *= 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 31;
-  }
-  for (; i < n; i++) {
-    h ^= p[i];
-    h *= 0x94D049BB133111EBull;
-  }
-  h ^= h >> 29; h *= 0xBF58476D1CE4E5B9ull; h ^= h >> 32;
-  return h;
-}
-
-static int fail (fm_file *f, int rc, const char *fmt, ...) {
+int fm__fail (fm_file *f, int rc, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(f->msg, sizeof f->msg, fmt, ap);
@@ -163,7 +120,7 @@ static int fail (fm_file *f, int rc, const char *fmt, ...) {
   return rc;
 }
 
-static int sysfail (fm_file *f, int err) {
+int fm__sysfail (fm_file *f, int err) {
   f->msg[0] = '\0';
   return err ? err : EIO;
 }
@@ -214,11 +171,14 @@ static void decode_slot (const unsigned char *s, fm_header *h) {
 static void put_mark (fm_file *f, uint64_t off, uint64_t next,
                       uint64_t blocks);
 
+void fm__put_header (fm_file *f);
+
 /* Commits the live header: writes it into the slot not written last, then
 ** writes its pending mark. The fences keep the compiler from moving
 ** stores across the commit, so that a kill sees them in program order:
 ** the marks written before it, then the header, then the pending mark. */
 static void put_header (fm_file *f) {
+  (void)fm_touch(f, 0, 2 * SLOT_SIZE);   /* callers touched it already */
   f->h.seq++;
   f->slot ^= 1;
   __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -289,6 +249,7 @@ static const unsigned char *ctl_ptr (const fm_file *f, uint32_t area) {
 static void put_mark (fm_file *f, uint64_t off, uint64_t next,
                       uint64_t blocks) {
   unsigned char *p = f->map + off;
+  (void)fm_touch(f, off, MARK_SIZE);     /* callers touched it already */
   memcpy(p, FREE_MAGIC, 8);
   put64(p + 8, off);
   put64(p + 16, next);
@@ -363,9 +324,23 @@ static int read_run (fm_file *f, uint64_t off, uint64_t *next,
 static void reset (fm_file *f) {
   memset(f, 0, sizeof *f);
   f->fd = -1;
+  f->wal_fd = -1;
+}
+
+/* Sets up what the transaction layer needs once the map and the header
+** are known: the flags of each block, and the block size's shift. */
+static int txn_init (fm_file *f) {
+  uint32_t bs = f->h.block_size;
+  f->bshift = 0;
+  if ((bs & (bs - 1)) == 0)
+    while ((1u << f->bshift) < bs) f->bshift++;
+  f->need = (f->fd >= 0 && !f->readonly) ? FM_B_DIRTY : 0;
+  f->gen = 1;
+  return fm__txn_resize(f) == 0 ? 0 : sysfail(f, ENOMEM);
 }
 
 static void release_all (fm_file *f) {
+  fm__txn_free(f);
   if (f->map != NULL) munmap(f->map, f->mapsize);
   if (f->fd >= 0) close(f->fd);   /* also drops the flock */
   free(f->path);
@@ -390,6 +365,14 @@ static int grow (fm_file *f, uint64_t need) {
   size = (size + bs - 1) / bs * bs;
   if (size < old || size > (uint64_t)INT64_MAX)
     return fail(f, EFBIG, "file would exceed the largest size");
+  {   /* the flags first: more of them than blocks is harmless */
+    uint64_t was = f->mapsize;
+    int rc;
+    f->mapsize = size;
+    rc = fm__txn_resize(f);
+    f->mapsize = was;
+    if (rc != 0) return sysfail(f, rc);
+  }
   if (f->fd >= 0) {
     int cut = cut_short(f);   /* else the growth would hide the cut */
     if (cut != 0) return cut;
@@ -430,16 +413,26 @@ static int map_new (fm_file *f, uint32_t bs, int anonymous) {
   if (anonymous)
     p = mmap(NULL, bs, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   else
-    p = mmap(NULL, bs, prot, MAP_SHARED, f->fd, 0);
+    p = mmap(NULL, bs, prot, MAP_PRIVATE, f->fd, 0);
   if (p == MAP_FAILED) return sysfail(f, errno);
   f->map = p;
   f->mapsize = bs;
   f->clean_from = bs;
+  f->version = FM_VERSION;
+  if (txn_init(f) != 0) return ENOMEM;
+  f->need = 0;     /* block 0 is written to the file directly, below */
   memset(f->map, 0, bs);
   f->slot = 1;
   f->h.ctl_sum = checksum(NULL, 0, 2);
   put_header(f);   /* into slot 0 */
   put_header(f);   /* and slot 1: both copies valid from the start */
+  if (!anonymous) {
+    /* The new file's first state, the one a crash before the first
+    ** commit leaves. */
+    if (pwrite(f->fd, f->map, bs, 0) != (ssize_t)bs)
+      return sysfail(f, errno ? errno : EIO);
+    f->need = FM_B_DIRTY;
+  }
   return 0;
 }
 
@@ -489,6 +482,12 @@ int fm_create (const char *path, uint32_t bs, fm_file *f) {
     return sysfail(f, rc);
   }
   if (ftruncate(f->fd, 0) != 0) goto syserr;
+  {   /* a journal left beside the old file must not replay over this */
+    char *j = fm_journal_path(path);
+    if (j == NULL) { errno = ENOMEM; goto syserr; }
+    if (unlink(j) != 0 && errno != ENOENT) { free(j); goto syserr; }
+    free(j);
+  }
   rc = posix_fallocate(f->fd, 0, bs);
   if (rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL)
     rc = ftruncate(f->fd, bs) == 0 ? 0 : errno;
@@ -517,6 +516,7 @@ static int read_header (fm_file *f, const unsigned char *blk,
   int i, rc = 0, seen_magic = 0, seen_sum = 0;
   fm_header h[2];
   int ok[2];
+  uint32_t vers[2] = { 0, 0 };
   for (i = 0; i < 2; i++) {
     const unsigned char *s = blk + i * SLOT_SIZE;
     ok[i] = 0;
@@ -531,6 +531,7 @@ static int read_header (fm_file *f, const unsigned char *blk,
       continue;
     }
     decode_slot(s, &h[i]);
+    vers[i] = get32(s + 8);
     ok[i] = 1;
   }
   if (!seen_magic) return fail(f, FM_ECORRUPT, "not an fmap file");
@@ -572,6 +573,7 @@ static int read_header (fm_file *f, const unsigned char *blk,
   if ((rc = validate_header(f, &h[i], *size)) != 0) return rc;
   f->h = h[i];
   f->slot = i;
+  f->version = vers[i];
   return 0;
 }
 
@@ -583,28 +585,33 @@ static int marked (const fm_file *f, uint64_t off) {
 }
 
 /* put_mark, skipped when the block already says so. */
-static void set_mark (fm_file *f, uint64_t off, uint64_t next,
-                      uint64_t blocks) {
+static int set_mark (fm_file *f, uint64_t off, uint64_t next,
+                     uint64_t blocks) {
   const unsigned char *p = f->map + off;
-  if (!fm_is_free(f, off) || get64(p + 16) != next ||
-      get64(p + 24) != blocks)
-    put_mark(f, off, next, blocks);
+  if (fm_is_free(f, off) && get64(p + 16) == next &&
+      get64(p + 24) == blocks)
+    return 0;
+  if (fm_touch(f, off, MARK_SIZE) != 0) return ENOMEM;
+  put_mark(f, off, next, blocks);
+  return 0;
 }
 
 /* Rebuilds the free list from the marks: every block carrying one is
 ** free, contiguous ones form a run, the runs listed in file order. An
 ** empty list is committed first, so that a kill while the marks are
 ** rewritten leaves them unlisted but marked, for the next repair. */
-static void repair (fm_file *f) {
+static int repair (fm_file *f) {
   uint64_t bs = f->h.block_size, b = f->h.top / bs;
   uint64_t head = 0, blocks = 0, runs = 0;
+  if (fm_touch(f, 0, CTL_START) != 0) return ENOMEM;
   put_header(f);   /* read_header emptied the list */
   while (b > 1) {
     uint64_t end = b, i;
     if (!marked(f, (b - 1) * bs)) { b--; continue; }
     while (b > 1 && marked(f, (b - 1) * bs)) b--;
-    for (i = b + 1; i < end; i++) set_mark(f, i * bs, 0, 0);
-    set_mark(f, b * bs, head, end - b);
+    for (i = b + 1; i < end; i++)
+      if (set_mark(f, i * bs, 0, 0) != 0) return ENOMEM;
+    if (set_mark(f, b * bs, head, end - b) != 0) return ENOMEM;
     head = b * bs;
     blocks += end - b;
     runs++;
@@ -613,6 +620,7 @@ static void repair (fm_file *f) {
   f->h.free_blocks = blocks;
   f->h.free_runs = runs;
   put_header(f);
+  return 0;
 }
 
 /* An open that fails after repair extended the file (size before, or -1
@@ -631,7 +639,8 @@ int fm_open (const char *path, int flags, fm_file *f) {
   unsigned char blk[CTL_START];
   struct stat st;
   ssize_t got;
-  uint64_t size;
+  uint64_t size, nframes = 0, jsize = 0, i;
+  fm_frame *frames = NULL;
   int rc, readonly = (flags & FM_READONLY) != 0;
   off_t before = -1;   /* the size before a repair extended the file */
   reset(f);
@@ -651,13 +660,31 @@ int fm_open (const char *path, int flags, fm_file *f) {
                   "BlockFile has it open");
     return sysfail(f, rc);
   }
+  /* A journal left by a crash: a writer copies its commits into the
+  ** file first; a reader lays them over its map (below). */
+  if ((rc = fm__recover(f, !readonly, &frames, &nframes, &jsize)) != 0) {
+    release_all(f);
+    return rc;
+  }
   if (fstat(f->fd, &st) != 0) goto syserr;
+  if (nframes > 0 && jsize > (uint64_t)st.st_size) {
+    free(frames);
+    release_all(f);
+    return fail(f, FM_ECORRUPT, "its journal holds a growth the file "
+                "lacks: open it for writing once to recover");
+  }
   if ((uint64_t)st.st_size < FM_BLOCKSIZE) {
     release_all(f);
     return fail(f, FM_ECORRUPT, st.st_size == 0 ? "not an fmap file "
                 "(empty)" : "not an fmap file (shorter than one block)");
   }
   got = pread(f->fd, blk, sizeof blk, 0);
+  for (i = nframes; i-- > 0; ) {   /* the newest committed block 0 */
+    if (frames[i].off == 0) {
+      got = pread(f->wal_fd, blk, sizeof blk, (off_t)frames[i].pos);
+      break;
+    }
+  }
   if (got < 0) goto syserr;
   if (got != (ssize_t)sizeof blk) {
     release_all(f);
@@ -703,11 +730,32 @@ int fm_open (const char *path, int flags, fm_file *f) {
   if (!readonly && fallocate(f->fd, FALLOC_FL_KEEP_SIZE, 0, st.st_size) != 0
       && errno != EOPNOTSUPP && errno != ENOSYS)
     goto syserr;
-  f->map = mmap(NULL, (size_t)st.st_size,
-                readonly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED,
-                f->fd, 0);
+  /* Private: stores never reach the file but through a commit (txn.c).
+  ** A reader maps it shared, unless it lays a journal over it. */
+  f->map = mmap(NULL, (size_t)st.st_size, readonly && nframes == 0 ?
+                PROT_READ : PROT_READ | PROT_WRITE, readonly &&
+                nframes == 0 ? MAP_SHARED : MAP_PRIVATE, f->fd, 0);
   if (f->map == MAP_FAILED) { f->map = NULL; goto syserr; }
   f->mapsize = (uint64_t)st.st_size;
+  if (nframes > 0) {
+    uint64_t bs = f->h.block_size;
+    for (i = 0; i < nframes; i++) {
+      if (frames[i].off + bs > f->mapsize ||
+          pread(f->wal_fd, f->map + frames[i].off, bs,
+                (off_t)frames[i].pos) != (ssize_t)bs)
+        goto syserr;
+    }
+    free(frames);
+    frames = NULL;
+    close(f->wal_fd);
+    f->wal_fd = -1;
+    if (mprotect(f->map, f->mapsize, PROT_READ) != 0) goto syserr;
+  }
+  if (txn_init(f) != 0) {
+    unextend(f, before);
+    release_all(f);
+    return ENOMEM;
+  }
   /* A tail left by a crash may hold old bytes; growth from here on
   ** (posix_fallocate, ftruncate) reads as zeros. */
   f->clean_from = f->mapsize;
@@ -721,14 +769,25 @@ int fm_open (const char *path, int flags, fm_file *f) {
     /* Redo the mark a kill may have cut off after the header, but only
     ** over a mark of that block, never over data. A read-only open
     ** keeps it in f->h, and read_run takes its word. */
+    if (fm_touch(f, f->h.pend_off, MARK_SIZE) != 0) goto nomem;
     if (marked(f, f->h.pend_off))
       put_mark(f, f->h.pend_off, f->h.pend_next, f->h.pend_blocks);
     f->h.pend_off = f->h.pend_next = f->h.pend_blocks = 0;
   }
-  if (flags & FM_REPAIR) repair(f);
+  if (!readonly && f->version < FM_VERSION) {
+    /* Upgraded at the first commit: the version tells an older fmap
+    ** that a journal may stand beside the file. */
+    if (fm_touch(f, 0, CTL_START) != 0) goto nomem;
+    put_header(f);
+  }
+  if ((flags & FM_REPAIR) && repair(f) != 0) goto nomem;
   return 0;
+nomem:
+  release_all(f);
+  return sysfail(f, ENOMEM);
 syserr:
   rc = errno;
+  free(frames);
   unextend(f, before);
   release_all(f);
   return sysfail(f, rc);
@@ -737,10 +796,27 @@ syserr:
 int fm_close (fm_file *f) {
   int rc = 0;
   if (f->map == NULL) return 0;
+  if (f->txn) fm_rollback(f);   /* an open transaction never commits */
   if (f->fd >= 0 && !f->readonly && !f->faulted &&
       (rc = cut_short(f)) != 0) {
     release_all(f);   /* the map is zeros now: nothing more to write */
     return rc;
+  }
+  if (f->fd >= 0 && !f->readonly && !f->faulted) {
+    /* What changed since the last commit commits now, durably; then the
+    ** journal goes into the file, and away. On failure the file is as
+    ** at the last commit, and its journal stays for the next open. */
+    if ((rc = fm_commit(f, 1)) != 0 || (rc = fm_checkpoint(f)) != 0) {
+      release_all(f);
+      return rc;
+    }
+    if (f->wal_fd >= 0) {
+      char *j = fm_journal_path(f->path);
+      if (j != NULL) {
+        if (unlink(j) != 0) { /* a journal copied in replays harmlessly */ }
+        free(j);
+      }
+    }
   }
   if (f->fd >= 0 && !f->readonly && !f->faulted && f->mapsize > f->h.top) {
     /* Trim the tail: the file on disk is as long as what it holds. */
@@ -875,6 +951,14 @@ int fm_allocate (fm_file *f, uint64_t n, uint64_t *off) {
     nh.top += n * bs;
   }
   if ((rc = check_next(f, &nh)) != 0) return rc;
+  if ((rc = fm_touch(f, 0, CTL_START)) != 0 ||
+      (nh.pend_off != 0 && (rc = fm_touch(f, nh.pend_off, MARK_SIZE)) != 0)
+      || (*off < f->clean_from &&
+          (rc = fm_touch(f, *off, (*off + n * bs < f->clean_from ?
+                                   *off + n * bs : f->clean_from) - *off))
+             != 0)) {
+    return rc;   /* a growth stays, as tail */
+  }
   f->h = nh;
   put_header(f);                       /* unlisted first, then zeroed */
   if (*off < f->clean_from) {
@@ -952,6 +1036,10 @@ int fm_free (fm_file *f, uint64_t off, uint64_t n) {
     }
   }
   if ((rc = check_next(f, &nh)) != 0) return rc;
+  if ((rc = fm_touch(f, 0, CTL_START)) != 0 ||
+      (rc = fm_touch(f, off, n * bs)) != 0 ||
+      (nh.pend_off != 0 && (rc = fm_touch(f, nh.pend_off, MARK_SIZE)) != 0))
+    return rc;
   /* Mark every block first: until the header lists them, they are only
   ** leaked, never handed out twice. Members name their run's head. */
   hint = merge == 1 ? left : off;
@@ -981,12 +1069,16 @@ size_t fm_max_control_data (const fm_file *f) {
 int fm_set_control_data (fm_file *f, const void *data, size_t len,
                          int sync) {
   uint32_t area = f->h.ctl_area ^ 1;
+  int rc;
   if (f->readonly)
     return fail(f, FM_EMISUSE, "the BlockFile is read-only");
   if (len > ctl_area_size(f->h.block_size))
     return fail(f, FM_EMISUSE, "control data of %llu bytes is longer than "
                 "the %llu bytes it may have", (unsigned long long)len,
                 (unsigned long long)ctl_area_size(f->h.block_size));
+  if ((rc = fm_touch(f, 0, CTL_START + 2 * ctl_area_size(f->h.block_size)))
+      != 0)
+    return rc;
   memcpy((unsigned char *)ctl_ptr(f, area), data, len);
   f->h.ctl_area = area;
   f->h.ctl_len = (uint32_t)len;
@@ -996,16 +1088,22 @@ int fm_set_control_data (fm_file *f, const void *data, size_t len,
 }
 
 int fm_sync (fm_file *f) {
+  int rc;
   if (f->fd < 0) return 0;
-  if (!f->readonly && msync(f->map, f->mapsize, MS_ASYNC) != 0)
-    return sysfail(f, errno);
+  if (!f->readonly && !f->txn && (rc = cut_short(f)) == 0 &&
+      (rc = fm_commit(f, 0)) != 0)
+    return rc;
   return cut_short(f);   /* read-only too: a reader may ask */
 }
 
 int fm_flush (fm_file *f) {
+  int rc;
+  if (f->txn)
+    return fail(f, FM_EMISUSE, "flush: inside a transaction, commit it "
+                "instead (commit waits for the disk)");
   if (f->fd < 0 || f->readonly) return 0;
-  if (msync(f->map, f->mapsize, MS_SYNC) != 0) return sysfail(f, errno);
-  if (fsync(f->fd) != 0) return sysfail(f, errno);
+  if ((rc = cut_short(f)) != 0) return rc;
+  if ((rc = fm_commit(f, 1)) != 0) return rc;
   return cut_short(f);
 }
 
@@ -1020,6 +1118,12 @@ void fm_get_stats (const fm_file *f, fm_stats *st) {
   st->tail_blocks = (f->mapsize - f->h.top) / bs;
   st->control_data = f->h.ctl_len;
   st->remaps = f->remaps;
+  st->dirty_blocks = f->ndirty;
+  st->journal_bytes = f->wal_fd >= 0 ? f->wal_end : 0;
+  st->journal_blocks = f->ninwal;
+  st->commits = f->commits;
+  st->checkpoints = f->checkpoints;
+  st->in_transaction = f->txn;
 }
 
 
@@ -1043,6 +1147,10 @@ static void problem (Checker *c, const char *fmt, ...) {
     va_end(ap);
     c->report(c->ud, buf);
   }
+}
+
+static void journal_problem (void *ud, const char *what) {
+  problem((Checker *)ud, "%s", what);
 }
 
 uint64_t fm_check (fm_file *f, fm_reporter report, void *ud,
@@ -1115,6 +1223,7 @@ uint64_t fm_check (fm_file *f, fm_reporter report, void *ud,
               (unsigned long long)(b * bs));
   }
   free(seen);
+  fm__check_journal(f, journal_problem, &c);
   memcpy(f->msg, saved, sizeof saved);
   return c.count;
 }
