@@ -1849,7 +1849,8 @@ static void installbus (void) {
 }
 
 static BlockFile *newbf (lua_State *L) {
-  BlockFile *bf = (BlockFile *)lua_newuserdatauv(L, sizeof(BlockFile), 1);
+  /* user values: the path (nil when anonymous), on_rollback's hooks */
+  BlockFile *bf = (BlockFile *)lua_newuserdatauv(L, sizeof(BlockFile), 2);
   memset(bf, 0, sizeof *bf);
   bf->tag = BF_TAG;
   bf->serial = ++bfserials;
@@ -2662,11 +2663,69 @@ static void undoviews (BlockFile *bf) {
   bf->f.msg[0] = '\0';
 }
 
+/* Calls the on_rollback hooks of the BlockFile at bfi: fn(key) for each.
+** They are gathered first, since a hook may change the table. */
+static void runhooks (lua_State *L, int bfi) {
+  int t, list, n = 0, i;
+  if (lua_getiuservalue(L, bfi, 2) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  t = lua_gettop(L);
+  lua_newtable(L);
+  list = t + 1;
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, list, ++n);   /* the key */
+    lua_rawseti(L, list, ++n);   /* its function */
+  }
+  for (i = 1; i < n; i += 2) {
+    lua_rawgeti(L, list, i + 1);
+    lua_rawgeti(L, list, i);
+    lua_call(L, 1, 0);
+  }
+  lua_pop(L, 2);
+}
+
+/* A rollback's aftermath: views that died, and the hooks. */
+static void rolledback (lua_State *L, BlockFile *bf, int bfi) {
+  undoviews(bf);
+  runhooks(L, bfi);
+}
+
 static int bf_rollback (lua_State *L) {
   BlockFile *bf = checkbf(L, 1);
   int rc = fm_rollback(&bf->f);
   if (rc != 0) return txnfail(L, bf, rc, "rollback");
-  undoviews(bf);
+  rolledback(L, bf, 1);
+  return 0;
+}
+
+/* on_rollback(key, fn): after every rollback of this BlockFile, fn(key)
+** runs, while key lives (it is held weakly): a structure that keeps
+** state in Lua (a root, a count, cached views) reloads it there. A nil
+** fn removes the hook. */
+static int bf_on_rollback (lua_State *L) {
+  checkbf(L, 1);
+  luaL_checkany(L, 2);
+  luaL_argcheck(L, !lua_isnil(L, 2), 2, "a key is needed (the hook's "
+                "owner, held weakly)");
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_newtable(L);                   /* its metatable: weak keys */
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 2);
+  }
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3);
   return 0;
 }
 
@@ -2688,7 +2747,7 @@ static int transaction_done (lua_State *L, int status, lua_KContext ctx) {
   if (status != LUA_OK && status != LUA_YIELD) {
     if (bf->open == BF_OPEN && bf->f.txn) {
       fm_rollback(&bf->f);
-      undoviews(bf);
+      rolledback(L, bf, 1);
     }
     return lua_error(L);   /* the error object is on top */
   }
@@ -2700,7 +2759,7 @@ static int transaction_done (lua_State *L, int status, lua_KContext ctx) {
   if (rc != 0) {
     int n;
     fm_rollback(&bf->f);
-    undoviews(bf);
+    rolledback(L, bf, 1);
     n = txnfail(L, bf, rc, "transaction");
     return n;
   }
@@ -2952,7 +3011,7 @@ static const luaL_Reg bf_methods[] = {
   {"entry_iterator", bf_entry_iterator}, {"searcher", bf_searcher},
   {"begin", bf_begin}, {"commit", bf_commit}, {"rollback", bf_rollback},
   {"in_transaction", bf_in_transaction}, {"transaction", bf_transaction},
-  {"fail_after", bf_fail_after},
+  {"fail_after", bf_fail_after}, {"on_rollback", bf_on_rollback},
   {NULL, NULL}
 };
 
