@@ -668,7 +668,7 @@ local function line (what, measured, ok)
 end
 if f then
   print()
-  print("targets (issue 6)")
+  print("targets")
   -- The faster binding, phase by phase; none when one of them failed (a
   -- binding that is merely not installed leaves the other to compare).
   local sq, sq_name, sq_broken = {}, {}, nil
@@ -765,7 +765,7 @@ if selected("engine") then
     local floor = tonumber(out:match("\nfloor: one call of v:offset%(%) "
                                      .. "+%- +([%d.]+)"))
     print()
-    print("targets (issue 6, block layer)")
+    print("targets (block layer)")
     for _, t in ipairs { { "allocate + free of one block", 2 },
                          { "get + release of a 1-block view", 2 },
                          { "u64 write + read through a view", 2 } } do

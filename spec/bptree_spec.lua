@@ -1148,4 +1148,20 @@ describe("fmap.bptree", function()
                function (s) return be(s, 16) end, 1000)
     end)
   end)
+
+  describe(".layout", function()
+    it("gives the format at the top of bptree.lua, for readers", function()
+      -- fmap.classify.bptree and fmap.dot read trees with these; a format
+      -- change updates the comment, VERSION and this list
+      assert.same({
+        MAGIC = "fmapBPTR", VERSION = 1, META_FMT = "<c8I4I4i8i8",
+        FIXED = 1, SLOTTED = 2, LEAF = 1, INTERNAL = 2, OVF = 0x80000000,
+        CTL_PREFIX = "bptree@", M_ROOT = 32, M_HEIGHT = 40, M_SIZE = 48,
+        N_KIND = 0, N_FLAGS = 1, N_COUNT = 4, L_PREV = 8, L_NEXT = 16,
+        FL_ENT = 24, FI_C0 = 8, FI_ENT = 16,
+        SL_LO = 24, SL_DEAD = 28, SL_SLOTS = 32,
+        SI_LO = 8, SI_DEAD = 12, SI_C0 = 16, SI_SLOTS = 24,
+      }, bptree.layout)
+    end)
+  end)
 end)

@@ -854,4 +854,16 @@ print("AGAIN", l:append("x"), l:verify())
                    tostring(l))
     end)
   end)
+
+  describe(".layout", function()
+    it("gives the format at the top of mmlist.lua, for readers", function()
+      -- fmap.classify.mmlist reads lists with these; a format change
+      -- updates the comment, VERSION and this list
+      assert.same({
+        MAGIC = "fmapMLST", VERSION = 1, MAXLEAF = 48, M_VERSION = 8,
+        M_BS = 16, M_SELF = 24, M_COUNT = 32, M_VC = 40, M_LEAVES = 48,
+        M_LEAF = 64,
+      }, mmlist.layout)
+    end)
+  end)
 end)

@@ -991,4 +991,32 @@ describe("fmap.varchar", function()
       assert.equal(0, vc:stats().slab_blocks)
     end)
   end)
+
+  describe(".layout", function()
+    it("gives the format at the top of varchar.lua, for readers", function()
+      -- fmap.classify.varchar reads stores with these; a format change
+      -- updates the comment, VERSION and this list
+      local L = {}
+      for k, v in pairs(varchar.layout) do L[k] = v end
+      local g = L.geometry(4096)
+      L.geometry = nil
+      assert.same({
+        MAGIC = "fmapVCHR", VERSION = 1, SLAB = 0x62734356,
+        LARGE = 0x676c4356, FREED = 0x72664356,
+        M_VERSION = 8, M_CLASSES = 12, M_BS = 16, M_SELF = 24, M_BLOBS = 32,
+        M_SLABS = 40, M_LBLOCKS = 48, M_LHEAD = 56, M_RBLOCKS = 64,
+        M_RRUNS = 72, M_CLASS = 128,
+        H_OWNER = 8, H_SELF = 16, H_NEXT = 24, H_PREV = 32,
+        S_USED = 40, S_FREE = 44, S_CARVED = 48, SLAB_HDR = 56,
+        L_LEN = 40, L_BLOCKS = 48, LHDR = 64,
+      }, L)
+      -- 16, 32, ... 128, then steps of about 1.25 up to (4096 - 56) / 2
+      assert.same({ 16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 240, 288,
+                    352, 432, 528, 656, 816, 1008, 1248, 1552, 1936, 2016 },
+                  g.sizes)
+      assert.equal(#g.sizes, g.classes)
+      assert.equal((4096 - 56) // 16, g.slots[1])
+      assert.equal(112, g.rmax)
+    end)
+  end)
 end)

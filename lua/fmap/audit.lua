@@ -18,6 +18,7 @@
 -- A file with structures that have no classifier shows their blocks as
 -- leaked: register one (see `fmap.classify`) before auditing.
 local classify = require "fmap.classify"
+local argcheck = require "fmap.argcheck"
 
 local M = {}
 
@@ -118,7 +119,7 @@ end
 --   `scan`; and the printable summary
 function M.audit (bf, opts)
   local bs, why = classify._block_size_of(bf)
-  if not bs then error("bad argument #1 to 'audit' (" .. why .. ")", 2) end
+  if not bs then argcheck.argerror(1, "audit", why) end
   local r = classify.scan(bf, opts)
   local leaked = {}
   for b = 1, r.top - 1 do

@@ -15,6 +15,8 @@
 -- tooltip names its blocks, kind and owner.
 local classify = require "fmap.classify"
 local png = require "fmap.png"
+local argcheck = require "fmap.argcheck"
+local argerror = argcheck.argerror
 
 local M = {}
 
@@ -49,10 +51,7 @@ end
 local function scan_of (src, opts, fname, up)
   if is_scan(src) then return src end
   local bs, why = classify._block_size_of(src, "BlockFile or scan")
-  if not bs then
-    error(string.format("bad argument #1 to '%s' (%s)", fname, why),
-          3 + (up or 0))
-  end
+  if not bs then argerror(1, fname, why, 3 + (up or 0)) end
   return classify.scan(src, opts and opts.scan)
 end
 
@@ -67,10 +66,9 @@ function M.layout (r, opts, _fname, _up)
   local function check (name, max)
     local v = opts[name]
     if v ~= nil and (math.type(v) ~= "integer" or v < 1 or v > max) then
-      error(string.format("bad argument #2 to '%s' (option '%s' must be an "
-                          .. "integer from 1 to %d, got %s)",
-                          fname or "layout", name, max, tostring(v)),
-            3 + (up or 0))
+      argerror(2, fname or "layout", string.format("option '%s' must be an "
+               .. "integer from 1 to %d, got %s", name, max, tostring(v)),
+               3 + (up or 0))
     end
   end
   check("cols", 4096)
@@ -351,15 +349,12 @@ end
 -- @param opts optional, as for `png`
 -- @return the scan, or nil, message, errno if the file cannot be written
 function M.write (src, path, opts)
-  if type(path) ~= "string" then
-    error("bad argument #2 to 'write' (string expected, got "
-          .. type(path) .. ")", 2)
-  end
+  argcheck.checktype(path, 2, "write", "string")
   local ext = path:match("%.(%w+)$")
   ext = ext and ext:lower()
   if ext ~= "png" and ext ~= "svg" then
-    error("bad argument #2 to 'write' (path must end in .png or .svg, got '"
-          .. path .. "')", 2)
+    argerror(2, "write", "path must end in .png or .svg, got '" .. path
+             .. "'")
   end
   local data, r = M[ext](src, opts, "write", 1)
   local f, msg, code = io.open(path, "wb")

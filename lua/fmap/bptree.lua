@@ -129,7 +129,9 @@
 -- the tree inconsistent. Durability is the BlockFile's: bf:flush().
 local fmap = require "fmap"
 local guard = require "fmap.guard"
+local argcheck = require "fmap.argcheck"
 local enter = guard.enter
+local argerror, typeerror = argcheck.argerror, argcheck.typeerror
 
 local M = {}
 local Tree = {}
@@ -170,7 +172,8 @@ local OVF <const> = 0x80000000  -- a field's length with this bit: overflow
 local CTL_PREFIX <const> = "bptree@"
 
 -- Meta block fields (magic, version, layout and sizes are read and written
--- with one pack format, "<c8I4I4i8i8" at 0).
+-- with one pack format at 0).
+local META_FMT <const> = "<c8I4I4i8i8"
 local M_ROOT <const>, M_HEIGHT <const>, M_SIZE <const> = 32, 40, 48
 -- Node header fields.
 local N_KIND <const>, N_FLAGS <const>, N_COUNT <const> = 0, 1, 4
@@ -183,16 +186,33 @@ local SL_LO <const>, SL_DEAD <const>, SL_SLOTS <const> = 24, 28, 32
 local SI_LO <const>, SI_DEAD <const>, SI_C0 <const>, SI_SLOTS <const> =
   8, 12, 16, 24
 
+--- The on-disk layout's constants, as the table at the top of this file
+-- gives them, for code that reads trees without the tree's own
+-- (`fmap.classify.bptree`, `fmap.dot`): `MAGIC`, `VERSION`, `META_FMT`
+-- (the pack format of the meta block's first fields: magic, version,
+-- node layout, key and value sizes), `FIXED` and `SLOTTED` (node
+-- layouts), `LEAF` and `INTERNAL` (node kinds), `OVF` (the overflow bit
+-- of a field's length), `CTL_PREFIX` (of the control data); field
+-- offsets: `M_` in the meta block, `N_` in every node's header, `L_` in
+-- a leaf's, `FL_`/`FI_` in fixed leaves and internal nodes, `SL_`/`SI_`
+-- in slotted ones.
+M.layout = {
+  MAGIC = MAGIC, VERSION = VERSION, META_FMT = META_FMT,
+  FIXED = FIXED, SLOTTED = SLOTTED, LEAF = LEAF, INTERNAL = INTERNAL,
+  OVF = OVF, CTL_PREFIX = CTL_PREFIX,
+  M_ROOT = M_ROOT, M_HEIGHT = M_HEIGHT, M_SIZE = M_SIZE,
+  N_KIND = N_KIND, N_FLAGS = N_FLAGS, N_COUNT = N_COUNT,
+  L_PREV = L_PREV, L_NEXT = L_NEXT,
+  FL_ENT = FL_ENT, FI_C0 = FI_C0, FI_ENT = FI_ENT,
+  SL_LO = SL_LO, SL_DEAD = SL_DEAD, SL_SLOTS = SL_SLOTS,
+  SI_LO = SI_LO, SI_DEAD = SI_DEAD, SI_C0 = SI_C0, SI_SLOTS = SI_SLOTS,
+}
+
 local MODIFIED <const> = "B+tree modified during iteration"
 
 -- registry[bf][meta offset] = the tree: opening a tree twice gives the
 -- same object, so its cached state is never stale.
 local registry = setmetatable({}, { __mode = "k" })
-
-local function argerr (i, fname, msg, lvl)
-  error(sformat("bad argument #%d to '%s' (%s)", i, fname, msg),
-        (lvl or 2) + 1)
-end
 
 ---------------------------------------------------------------------------
 -- Views, blocks and runs
@@ -1222,7 +1242,7 @@ end
 
 local function check_bf (bf, fname, lvl)
   if not is_blockfile(bf) then
-    argerr(1, fname, "BlockFile expected, got " .. type(bf), lvl + 1)
+    typeerror(1, fname, "BlockFile", bf, lvl + 1)
   end
   if tostring(bf) == "BlockFile (closed)" then
     error("attempt to use a closed BlockFile", lvl + 1)
@@ -1239,12 +1259,12 @@ end
 
 local function check_sizes (fname, ks, vs, arg, lvl)
   if mtype(ks) ~= "integer" or (ks ~= -1 and (ks < 1 or ks >= OVF)) then
-    argerr(arg, fname, "key size must be -1 or an integer in 1.."
-           .. (OVF - 1) .. ", got " .. shown(ks), lvl + 1)
+    argerror(arg, fname, "key size must be -1 or an integer in 1.."
+             .. (OVF - 1) .. ", got " .. shown(ks), lvl + 1)
   end
   if mtype(vs) ~= "integer" or (vs ~= -1 and (vs < 0 or vs >= OVF)) then
-    argerr(arg + 1, fname, "value size must be -1 or an integer in 0.."
-           .. (OVF - 1) .. ", got " .. shown(vs), lvl + 1)
+    argerror(arg + 1, fname, "value size must be -1 or an integer in 0.."
+             .. (OVF - 1) .. ", got " .. shown(vs), lvl + 1)
   end
 end
 
@@ -1306,18 +1326,12 @@ local function create (bf, off, ks, vs)
   local t = setup(bf, off, ks, vs)
   local mv = node(t, off)
   VM.fill(mv, 0, 0, 64)
-  vpack(mv, 0, "<c8I4I4i8i8", MAGIC, VERSION, t.layout, ks, vs)
+  vpack(mv, 0, META_FMT, MAGIC, VERSION, t.layout, ks, vs)
   t.root, t.height, t.nent = root, 1, 0
   init_leaf(t, root)
   save_root(t)
   set_u64(mv, M_SIZE, 0)
   return register(t)
-end
-
--- The reason in an engine error message "bad argument #n to 'f' (why)".
-local function reason (msg)
-  msg = tostring(msg)
-  return msg:match("%((.*)%)$") or msg
 end
 
 --- Creates an empty tree and records it in the BlockFile's control data,
@@ -1334,8 +1348,8 @@ function M.new (bf, key_size, value_size)
   end
   local cd = bf:control_data()
   if cd ~= "" then
-    argerr(1, "new", sformat("its control data is in use (%q); use new_at "
-           .. "for another tree in this file", cd:sub(1, 40)))
+    argerror(1, "new", sformat("its control data is in use (%q); use new_at "
+             .. "for another tree in this file", cd:sub(1, 40)))
   end
   local off, err, en = bf:allocate()
   if not off then return nil, err, en end
@@ -1378,19 +1392,19 @@ function M.new_at (bf, offset, key_size, value_size)
     if not offset then return nil, err, en end
   else
     if mtype(offset) ~= "integer" then
-      argerr(2, "new_at", "offset expected, got " .. (mtype(offset)
-             and "non-integer number" or type(offset)))
+      argerror(2, "new_at", "offset expected, got " .. (mtype(offset)
+               and "non-integer number" or type(offset)))
     end
     local ok, v = pcall(bf.get, bf, offset)
-    if not ok then argerr(2, "new_at", reason(v)) end
+    if not ok then argerror(2, "new_at", argcheck.reason(v)) end
     -- a tree there would be wiped, its other blocks leaked: new_at written
     -- for open_at, most likely
     local magic = vread(v, 0, 8)
     v:release()
     if magic == MAGIC then
-      argerr(2, "new_at", sformat("offset %d holds a B+tree already: open "
-             .. "it with bptree.open_at, or free it and allocate a new "
-             .. "block", offset))
+      argerror(2, "new_at", sformat("offset %d holds a B+tree already: open "
+               .. "it with bptree.open_at, or free it and allocate a new "
+               .. "block", offset))
     end
   end
   local t, err, en = create(bf, offset, key_size, value_size)
@@ -1406,24 +1420,24 @@ end
 local function open_tree (bf, offset, fname, lvl, argn)
   check_bf(bf, fname, lvl)
   if mtype(offset) ~= "integer" then
-    argerr(argn, fname, "offset expected, got " .. (mtype(offset)
-           and "non-integer number" or type(offset)), lvl)
+    argerror(argn, fname, "offset expected, got " .. (mtype(offset)
+             and "non-integer number" or type(offset)), lvl)
   end
   local reg = registry[bf]
   if reg and reg[offset] then return reg[offset] end
   local ok, v = pcall(bf.get, bf, offset)
-  if not ok then argerr(argn, fname, reason(v), lvl) end
-  local magic, version, layout, ks, vs = vunpack(v, "<c8I4I4i8i8", 0)
+  if not ok then argerror(argn, fname, argcheck.reason(v), lvl) end
+  local magic, version, layout, ks, vs = vunpack(v, META_FMT, 0)
   local root, height, size = u64(v, M_ROOT), u64(v, M_HEIGHT),
                              u64(v, M_SIZE)
   v:release()
   if magic ~= MAGIC then
-    argerr(argn, fname, sformat("no B+tree at offset %d (bad magic)",
-           offset), lvl)
+    argerror(argn, fname, sformat("no B+tree at offset %d (bad magic)",
+             offset), lvl)
   end
   if version ~= VERSION then
-    argerr(argn, fname, sformat("B+tree at offset %d has format version %d, "
-           .. "this is version %d", offset, version, VERSION), lvl)
+    argerror(argn, fname, sformat("B+tree at offset %d has format version %d, "
+             .. "this is version %d", offset, version, VERSION), lvl)
   end
   local bs = bf:block_size()
   local good = (ks == -1 or (ks >= 1 and ks < OVF)) and
@@ -1433,8 +1447,8 @@ local function open_tree (bf, offset, fname, lvl, argn)
                height + 2 <= bf:size() // bs   -- the nodes, meta, block 0
   local t = good and setup(bf, offset, ks, vs)
   if not t or t.layout ~= layout then
-    argerr(argn, fname, sformat("B+tree meta block at offset %d is damaged",
-           offset), lvl)
+    argerror(argn, fname, sformat("B+tree meta block at offset %d is damaged",
+             offset), lvl)
   end
   t.root, t.height, t.nent = root, height, size
   return register(t)
@@ -1467,9 +1481,9 @@ function M.open (bf)
   local cd = bf:control_data()
   local off = M._control_offset(cd)
   if not off then
-    argerr(1, "open", cd == "" and "no B+tree in this file: its control "
-           .. "data is empty" or sformat("control data %q is not a "
-           .. "B+tree's", cd:sub(1, 40)))
+    argerror(1, "open", cd == "" and "no B+tree in this file: its control "
+             .. "data is empty" or sformat("control data %q is not a "
+             .. "B+tree's", cd:sub(1, 40)))
   end
   return open_tree(bf, off, "open", 2, 1)
 end
@@ -1484,8 +1498,8 @@ end
 local function bad_self (fname, self, level)
   level = 3 + (level or 1)
   if getmetatable(self) == Tree then   -- called with ':', on a dead tree
-    error(sformat("bad argument #0 to '%s' (a discarded B+tree: another "
-                  .. "tree was made over its meta block)", fname), level - 1)
+    argerror(0, fname, "a discarded B+tree: another tree was made over its "
+             .. "meta block", level - 1)
   end
   guard.bad_self("B+tree", fname, self, nil, level)
 end
@@ -1500,23 +1514,23 @@ end
 
 local function check_key (t, key, fname, arg)
   if type(key) ~= "string" then
-    argerr(arg, fname, "string expected, got " .. type(key), 3)
+    typeerror(arg, fname, "string", key, 3)
   end
   local ks = t.ks
   if ks ~= -1 and #key ~= ks then
-    argerr(arg, fname, sformat("key of %d byte%s, the tree's keys have %d",
-           #key, #key == 1 and "" or "s", ks), 3)
+    argerror(arg, fname, sformat("key of %d byte%s, the tree's keys have %d",
+             #key, #key == 1 and "" or "s", ks), 3)
   end
 end
 
 local function check_value (t, value, fname, arg)
   if type(value) ~= "string" then
-    argerr(arg, fname, "string expected, got " .. type(value), 3)
+    typeerror(arg, fname, "string", value, 3)
   end
   local vs = t.vs
   if vs ~= -1 and #value ~= vs then
-    argerr(arg, fname, sformat("value of %d byte%s, the tree's values "
-           .. "have %d", #value, #value == 1 and "" or "s", vs), 3)
+    argerror(arg, fname, sformat("value of %d byte%s, the tree's values "
+             .. "have %d", #value, #value == 1 and "" or "s", vs), 3)
   end
 end
 
@@ -1639,7 +1653,7 @@ function Tree:remove (key, where)
     check_key(self, key, "remove", 1)
   end
   if where ~= nil and type(where) ~= "function" then
-    argerr(2, "remove", "function expected, got " .. type(where))
+    typeerror(2, "remove", "function", where)
   end
   if self.readonly then check_writable(self, "remove") end
   -- The guard as in add: held where the tree changes in steps that
@@ -2326,7 +2340,7 @@ local function walk (t)
   local ok, err = claim(t.meta, 1, nil, 0, "meta block")
   if not ok then return nil, err end
   local mv = node(t, t.meta)
-  local magic, version, layout, ks, vs = vunpack(mv, "<c8I4I4i8i8", 0)
+  local magic, version, layout, ks, vs = vunpack(mv, META_FMT, 0)
   if magic ~= MAGIC or version ~= VERSION or layout ~= t.layout or
      ks ~= t.ks or vs ~= t.vs then
     return nil, sformat("meta block %d: header does not match the tree",

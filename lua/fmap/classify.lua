@@ -54,6 +54,9 @@
 -- `scan(bf)` runs every registered classifier over bf and returns what
 -- every block is. Blocks no classifier claims are `unknown`: in a file
 -- whose structures all have classifiers, those are leaked blocks.
+local argcheck = require "fmap.argcheck"
+local argerror, typeerror = argcheck.argerror, argcheck.typeerror
+
 local M = {}
 
 --- The kinds of block every map knows, in legend order: `label` is what
@@ -90,11 +93,6 @@ M.BUILTIN = { "fmap.classify.bptree", "fmap.classify.mmlist",
               "fmap.classify.varchar" }
 local builtins_loaded = false
 
-local function argerror (n, fname, msg, level)
-  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg),
-        level or 3)
-end
-
 --- Adds a kind of block, or changes the label or colour of one.
 -- @param name the kind's name, what walkers pass to `emit`
 -- @param spec `{label = "text for the legend", color = "#rrggbb"}`, both
@@ -106,7 +104,7 @@ function M.kind (name, spec)
              .. (type(name) == "string" and "empty string" or type(name)))
   end
   if spec ~= nil and type(spec) ~= "table" then
-    argerror(2, "kind", "table expected, got " .. type(spec))
+    typeerror(2, "kind", "table", spec)
   end
   spec = spec or {}
   if spec.color ~= nil and (type(spec.color) ~= "string"
@@ -142,7 +140,7 @@ function M.register (name, c)
              .. (type(name) == "string" and "empty string" or type(name)))
   end
   if type(c) ~= "table" then
-    argerror(2, "register", "table expected, got " .. type(c))
+    typeerror(2, "register", "table", c)
   end
   if type(c.detect) ~= "function" then
     argerror(2, "register", "field 'detect' must be a function, got "
@@ -226,7 +224,7 @@ end
 
 local function check_bf (bf, fname)
   local bs, why = M._block_size_of(bf)
-  if not bs then argerror(1, fname, why, 4) end
+  if not bs then argerror(1, fname, why, 3) end
   return bs
 end
 
@@ -250,7 +248,7 @@ end
 function M.scan (bf, opts)
   local bs = check_bf(bf, "scan")
   if opts ~= nil and type(opts) ~= "table" then
-    argerror(2, "scan", "table expected, got " .. type(opts))
+    typeerror(2, "scan", "table", opts)
   end
   opts = opts or {}
   M.load_builtins()

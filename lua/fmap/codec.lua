@@ -24,6 +24,8 @@
 -- A tuple is its components' encodings one after another; as no encoding
 -- is a proper prefix of another of the same type, tuples sort component by
 -- component. Spaces in a format are ignored.
+local argcheck = require "fmap.argcheck"
+
 local M = {}
 
 local pack, unpack = string.pack, string.unpack
@@ -31,26 +33,20 @@ local concat = table.concat
 local mininteger = math.mininteger
 local type, mtype, select = type, math.type, select
 
--- Raises in luaL_argerror's words; lvl is the level of the user's call
--- as seen from argerror (3: the caller of the caller of argerror).
-local function argerror (i, fname, msg, lvl)
-  error(string.format("bad argument #%d to '%s' (%s)", i, fname, msg),
-        lvl or 3)
-end
+-- Argument errors (fmap.argcheck): the level counts from the function
+-- raising, so 2 names the user's line in a public function and 3 in the
+-- encoders (enc_*), one call below encode, uint, int, double and string.
+local argerror, typeerror = argcheck.argerror, argcheck.typeerror
 
 -- A format compiled: a list of {kind, size} and the total size, or -1
 -- when a string makes it variable.
 local compiled = {}
 
-local function argerror4 (i, fname, msg)
-  argerror(i, fname, msg, 5)
-end
-
 local function compile (fmt, fname)
   local c = compiled[fmt]
   if c then return c end
   if type(fmt) ~= "string" then
-    argerror(1, fname, "format string expected, got " .. type(fmt), 4)
+    typeerror(1, fname, "format string", fmt, 3)
   end
   local list, size, pos = {}, 0, 1
   while pos <= #fmt do
@@ -62,7 +58,7 @@ local function compile (fmt, fname)
       local n = digits and tonumber(digits) or 8
       if n < 1 or n > 8 then
         argerror(1, fname, string.format("integer size %d in %q is not "
-                 .. "in 1..8", n, fmt), 4)
+                 .. "in 1..8", n, fmt), 3)
       end
       list[#list + 1] = { ch, n }
       if size >= 0 then size = size + n end
@@ -82,10 +78,10 @@ local function compile (fmt, fname)
                binary and string.format("%q", ch) or "'" .. ch .. "'",
                string.format("%q", fmt:sub(1, 40)):gsub("\\\n", "\\n"),
                binary and " (the format comes first: " .. fname
-               .. "(format, ...))" or ""), 4)
+               .. "(format, ...))" or ""), 3)
     end
   end
-  if #list == 0 then argerror(1, fname, "empty format", 4) end
+  if #list == 0 then argerror(1, fname, "empty format", 3) end
   c = { list = list, size = size }
   compiled[fmt] = c
   return c
@@ -98,13 +94,13 @@ local function toint (x, arg, fname)
   local i = mtype(x) == "float" and math.tointeger(x)
   if i then return i end
   argerror(arg, fname, "integer expected, got " .. (mtype(x) and
-           string.format("float %.14g", x) or type(x)), 5)   -- as argerror4
+           string.format("float %.14g", x) or type(x)), 4)
 end
 
 local function enc_uint (x, n, arg, fname)
   x = toint(x, arg, fname)
   if n < 8 and (x < 0 or x >= 1 << (8 * n)) then
-    argerror4(arg, fname, string.format("%d does not fit in u%d", x, n))
+    argerror(arg, fname, string.format("%d does not fit in u%d", x, n), 3)
   end
   return pack(">I" .. n, x)
 end
@@ -114,25 +110,21 @@ local function enc_int (x, n, arg, fname)
   if n == 8 then return pack(">I8", x ~ mininteger) end
   local half = 1 << (8 * n - 1)
   if x < -half or x >= half then
-    argerror4(arg, fname, string.format("%d does not fit in i%d", x, n))
+    argerror(arg, fname, string.format("%d does not fit in i%d", x, n), 3)
   end
   return pack(">I" .. n, x + half)
 end
 
 local function enc_double (x, arg, fname)
-  if type(x) ~= "number" then
-    argerror4(arg, fname, "number expected, got " .. type(x))
-  end
-  if x ~= x then argerror4(arg, fname, "NaN has no order") end
+  if type(x) ~= "number" then typeerror(arg, fname, "number", x, 3) end
+  if x ~= x then argerror(arg, fname, "NaN has no order", 3) end
   local bits = unpack(">i8", pack(">d", x))
   if bits < 0 then bits = ~bits else bits = bits ~ mininteger end
   return pack(">i8", bits)
 end
 
 local function enc_string (s, arg, fname)
-  if type(s) ~= "string" then
-    argerror4(arg, fname, "string expected, got " .. type(s))
-  end
+  if type(s) ~= "string" then typeerror(arg, fname, "string", s, 3) end
   return (s:gsub("\0", "\0\255")) .. "\0\0"
 end
 
@@ -170,7 +162,7 @@ end
 
 local function short (fname, kind, at)
   argerror(2, fname, string.format("key too short for '%s' at byte %d",
-           kind, at - 1), 4)
+           kind, at - 1), 3)
 end
 
 --- Decodes a key made by `encode` with the same format.
@@ -181,9 +173,7 @@ end
 -- @return the values
 function M.decode (fmt, key)
   local list = compile(fmt, "decode").list
-  if type(key) ~= "string" then
-    argerror(2, "decode", "string expected, got " .. type(key))
-  end
+  if type(key) ~= "string" then typeerror(2, "decode", "string", key) end
   local out, pos, len = {}, 1, #key
   for i = 1, #list do
     local kind, n = list[i][1], list[i][2]
@@ -236,15 +226,20 @@ function M.size (fmt)
   return compile(fmt, "size").size
 end
 
+-- The size argument of uint and int (fname): n, 8 when nil.
+local function int_size (n, fname)
+  n = n or 8
+  if mtype(n) ~= "integer" or n < 1 or n > 8 then
+    argerror(2, fname, "size must be an integer in 1..8", 3)
+  end
+  return n
+end
+
 --- An unsigned integer as a key: `encode("uN", x)`.
 -- @param x an integer
 -- @param n bytes, 1..8 (default 8)
 function M.uint (x, n)
-  n = n or 8
-  if mtype(n) ~= "integer" or n < 1 or n > 8 then
-    argerror(2, "uint", "size must be an integer in 1..8")
-  end
-  local key = enc_uint(x, n, 1, "uint")
+  local key = enc_uint(x, int_size(n, "uint"), 1, "uint")
   return key
 end
 
@@ -252,11 +247,7 @@ end
 -- @param x an integer
 -- @param n bytes, 1..8 (default 8)
 function M.int (x, n)
-  n = n or 8
-  if mtype(n) ~= "integer" or n < 1 or n > 8 then
-    argerror(2, "int", "size must be an integer in 1..8")
-  end
-  local key = enc_int(x, n, 1, "int")
+  local key = enc_int(x, int_size(n, "int"), 1, "int")
   return key
 end
 

@@ -12,6 +12,9 @@
 -- leaf to the next. A large tree is summarised: below `depth` levels, and
 -- past `children` children of one node, what is not drawn is one box
 -- saying how many nodes it stands for.
+local argcheck = require "fmap.argcheck"
+local argerror, typeerror = argcheck.argerror, argcheck.typeerror
+
 local M = {}
 
 --- Levels drawn below the root before the rest is summarised.
@@ -64,23 +67,18 @@ local OPTIONS = { depth = true, children = true, keys = true,
 -- raising at the caller's caller (level lvl of the caller).
 local function check_opts (opts, fname, n, lvl)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(string.format("bad argument #%d to '%s' (table expected, got %s)",
-          n, fname, type(opts)), lvl + 1)
-  end
+  if type(opts) ~= "table" then typeerror(n, fname, "table", opts, lvl + 1) end
   for k in pairs(opts) do
     if not OPTIONS[k] then
-      error(string.format("bad argument #%d to '%s' (unknown option %s; "
-            .. "there are depth, children, keys and key_text)", n, fname,
-            tostring(k)), lvl + 1)
+      argerror(n, fname, "unknown option " .. tostring(k) .. "; there are "
+               .. "depth, children, keys and key_text", lvl + 1)
     end
   end
   for _, what in ipairs({ "depth", "children", "keys" }) do
     local v = opts[what]
     if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
-      error(string.format("bad argument #%d to '%s' (%s must be a "
-            .. "non-negative integer, got %s)", n, fname, what, tostring(v)),
-            lvl + 1)
+      argerror(n, fname, what .. " must be a non-negative integer, got "
+               .. tostring(v), lvl + 1)
     end
   end
   return opts
@@ -100,8 +98,8 @@ end
 function M.graph (spec, opts)
   if type(spec) ~= "table" or type(spec.node) ~= "function"
      or math.type(spec.root) ~= "integer" then
-    error("bad argument #1 to 'graph' (table with integer 'root' and "
-          .. "function 'node' expected)", 2)
+    argerror(1, "graph", "table with integer 'root' and function 'node' "
+             .. "expected")
   end
   opts = check_opts(opts, "graph", 2, 2)
   local max_depth = opts.depth or M.DEPTH
@@ -233,8 +231,7 @@ end
 -- @return the DOT text, and what `graph` returns second
 function M.tree (t, opts)
   if not is_tree(t) then
-    error("bad argument #1 to 'tree' (B+tree expected, got " .. what(t)
-          .. ")", 2)
+    argerror(1, "tree", "B+tree expected, got " .. what(t))
   end
   local bf, meta = t:blockfile(), t:offset()
   check_opts(opts, "tree", 2, 2)
@@ -275,18 +272,12 @@ end
 -- @param path the output file
 -- @return true, or nil and a message (Graphviz missing, or its error)
 function M.render (text, path)
-  if type(text) ~= "string" then
-    error("bad argument #1 to 'render' (string expected, got "
-          .. type(text) .. ")", 2)
-  end
-  if type(path) ~= "string" then
-    error("bad argument #2 to 'render' (string expected, got "
-          .. type(path) .. ")", 2)
-  end
+  argcheck.checktype(text, 1, "render", "string")
+  argcheck.checktype(path, 2, "render", "string")
   local ext = path:match("%.(%w+)$")
   if not ext then
-    error("bad argument #2 to 'render' (path needs an extension naming "
-          .. "the format, got '" .. path .. "')", 2)
+    argerror(2, "render", "path needs an extension naming the format, got '"
+             .. path .. "'")
   end
   ext = ext:lower()
   if ext == "dot" or ext == "gv" then
@@ -339,8 +330,7 @@ function M.show (x, opts)
     return path
   end
   if not is_tree(x) then
-    error("bad argument #1 to 'show' (B+tree or BlockFile expected, got "
-          .. what(x) .. ")", 2)
+    argerror(1, "show", "B+tree or BlockFile expected, got " .. what(x))
   end
   local text = M.tree(x, opts)
   local path = base .. (M.available() and ".svg" or ".dot")

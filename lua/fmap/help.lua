@@ -1,283 +1,273 @@
 --- fmap.help: the REPL's `help()`.
 -- `help()` lists the fmap API one line each; `help(x)` describes x: a
 -- function, a module, a BlockFile, a view, or a name such as
--- `"bf:allocate"`. The engine's functions are described here; a function
--- written in Lua is described by the LDoc comment above it in its source.
+-- `"bf:allocate"`. The text is the reference in doc/*.md, read when help
+-- runs, so that the pages and help never differ; a function the reference
+-- does not describe is described by the LDoc comment above it in its
+-- source.
+--
+-- An entry of the reference is a heading line of level 3 whose code spans
+-- name what it describes, each with its signature:
+--
+--   ### `bf:get(offset [, blocks]) -> view`
+--   ### `v:u8(pos) -> n`, `v:u16(pos) -> n`, `v:u32(pos) -> n`
+--
+-- then its text, up to the next heading: a first paragraph of one
+-- sentence (the summary: what help() lists, first word in lower case and
+-- without its full stop), then any paragraphs, lists and code blocks.
+-- Names are the module's field (`fmap.open`, `fmap.bptree.new`), a method
+-- of an object help names `bf`, `v`, `t`, `vc` or `l` (`bf:free`,
+-- `t:add`), `#v`, or one of the REPL's globals (`help`, `show`); a name
+-- with no signature and a module's name (`fmap.bptree`) is the module.
+-- Other headings (levels 1, 2 and 4) are prose and end an entry.
 local M = {}
 
 local BF, VIEW = "fmap.BlockFile", "fmap.View"
 
--- The engine's API, in the order help() lists it: name, arguments and
--- results, one line, and (optionally) more.
-local API = {
-  { "fmap", "module", "the block engine: files of fixed-size blocks" },
-  { "fmap.create", "(path [, block_size]) -> bf | nil, msg, errno",
-    "creates a block file (truncates)",
-    "block_size: a multiple of 4096 up to 2^30, default fmap.BLOCKSIZE.\n"
-    .. "Block 0 is the control block; the first allocate() returns the\n"
-    .. "next one." },
-  { "fmap.open",
-    "(path [, {readonly = true | repair = true}]) -> bf | nil, msg, errno",
-    "opens an existing block file",
-    "Fails (nil, message, errno) when the file is missing, unreadable,\n"
-    .. "not an fmap file, has a corrupt header, or another writer has it\n"
-    .. "(a writer holds an exclusive lock; read-only opens share one).\n"
-    .. "repair = true rebuilds the free list from the blocks' marks: the\n"
-    .. "blocks a crash or a damaged list lost come back." },
-  { "fmap.anonymous", "([block_size]) -> bf",
-    "a block file in memory only" },
-  { "fmap.memclr", "(view)", "zeroes a view" },
-  { "fmap.clock", "() -> seconds", "a monotonic clock, for benchmarks" },
-  { "fmap.batch_iterator", "(fill, width [, watch, key, message]) -> iterator",
-    "a generic-for iterator over batches that fill reads",
-    "fill(buffer) stores values in buffer[1..n] and returns n (0 or nil at\n"
-    .. "the end), a multiple of width; each step returns the next width\n"
-    .. "values (a negative width walks each batch from its end). With\n"
-    .. "watch, a step first checks rawget(watch, key) against its value\n"
-    .. "at the start and raises message if it changed. Each step is one C\n"
-    .. "call." },
-  { "fmap.BLOCKSIZE", "", "the default block size (4096)" },
-  { "fmap.VERSION", "", "the engine's version string" },
-  { "fmap.FORMAT_VERSION", "", "the on-disk format version" },
+--- The pages help reads, in the order help() lists their entries.
+M.PAGES = { "blocks.md", "bptree.md", "varchar.md", "mmlist.md", "codec.md",
+            "seeing-inside.md", "executable.md" }
 
-  { "BlockFile", "type", "an open block file (bf)" },
-  { "bf:allocate", "() -> offset", "allocates one zeroed block",
-    "Reuses freed blocks first, else grows the file (by a quarter, so\n"
-    .. "n allocations cost O(n) in all). Growth may move the map; views\n"
-    .. "stay valid." },
-  { "bf:allocate_blocks", "(n) -> offset",
-    "allocates n contiguous zeroed blocks" },
-  { "bf:free", "(offset [, n])",
-    "frees n blocks (default 1)",
-    "Raises on an offset that is not block-aligned, out of range, or\n"
-    .. "already free (a double free). Views over the blocks die." },
-  { "bf:get", "(offset [, blocks]) -> view",
-    "a view of blocks (default 1)",
-    "Release it with v:release(), bf:release(v), or a <close> variable:\n"
-    .. "  local v <close> = bf:get(off)" },
-  { "bf:release", "(view)", "releases a view" },
-  { "bf:with", "(offset, [blocks,] fn) -> fn's results",
-    "fn(view), released even on error",
-    "blocks defaults to 1. fn may yield; closing its coroutine releases\n"
-    .. "the view too." },
-  { "bf:control_data", "() -> string",
-    "the user's control data" },
-  { "bf:set_control_data", "(s)",
-    "stores it, then commits as bf:sync() does",
-    "At most (block_size - 256) / 2 bytes: 1920 for 4096. Inside a\n"
-    .. "transaction it is part of it, committed by commit()." },
-  { "bf:set_control_data_nosync", "(s)",
-    "stores it without syncing" },
-  { "bf:block_size", "() -> n", "bytes per block" },
-  { "bf:size", "() -> n", "file size in bytes, as mapped" },
-  { "bf:path", "() -> path | nil", "the file's path, nil when anonymous" },
-  { "bf:readonly", "() -> boolean", "whether it was opened read-only" },
-  { "bf:address", "() -> n", "the map's address (moves on growth)" },
-  { "bf:valid", "(address) -> boolean", "whether address is still the map's" },
-  { "bf:sync", "() -> true | nil, msg, errno",
-    "commits what changed, without waiting for the disk",
-    "Outside a transaction only; inside one it checks the map." },
-  { "bf:flush", "() -> true | nil, msg, errno",
-    "commits what changed, durably: returns once on disk",
-    "Raises inside a transaction: commit it instead." },
-  { "bf:begin", "()", "starts a transaction",
-    "Everything it changes (bytes, allocations, frees, control data,\n"
-    .. "growth) commits or rolls back as one. Raises inside another." },
-  { "bf:commit", "([{sync = false}]) -> true | nil, msg, errno",
-    "commits the transaction; durable unless sync = false" },
-  { "bf:rollback", "()", "undoes the transaction",
-    "Views over blocks it allocated die; others read the restored bytes." },
-  { "bf:in_transaction", "() -> boolean", "whether a transaction is open" },
-  { "bf:transaction", "(fn, ...) -> fn's results | nil, msg, errno",
-    "fn(...) in a transaction: committed when it returns",
-    "Rolled back, and the error raised again, when fn raises." },
-  { "bf:fail_after", "(n [, \"kill\"])",
-    "the n-th store from now raises (or kills the process)",
-    "Stores are writes through views, allocate, free and control data:\n"
-    .. "a test of recovery code. fail_after(nil) disarms it." },
-  { "bf:close", "()", "closes; raises if views are live",
-    "Collects garbage first; raises, listing them, if views are still\n"
-    .. "live (see bf:live_views()). Trims the unused tail." },
-  { "bf:remove", "()", "closes if open, deletes the file" },
-  { "bf:stats", "() -> table",
-    "sizes, counts of blocks and views" },
-  { "bf:check", "() -> true | nil, problems",
-    "lists every inconsistency found" },
-  { "bf:live_views", "() -> list",
-    "live views, where each was taken" },
-  { "bf:free_list", "() -> list",
-    "free runs: {offset =, blocks =}" },
-  { "bf:is_free", "(offset) -> boolean", "whether the block is free",
-    "false for the control block and for blocks past the allocated\n"
-    .. "area; an offset that is not block-aligned raises." },
-  { "bf:entry_iterator", "(fill [, watch, key, message]) -> iterator",
-    "a generic-for iterator reading entries straight from the file",
-    "fill() returns the next run: pos, count, stride, len [, len2], count\n"
-    .. "entries at file offsets pos, pos + stride, ... (a negative stride\n"
-    .. "walks down), in allocated blocks; nil ends it, a count of 0 asks\n"
-    .. "again. Each step reads the next entry's len bytes, and the len2\n"
-    .. "after them, as strings; nothing is read ahead and no view is held.\n"
-    .. "watch, key and message as for fmap.batch_iterator." },
+--- The folder of the reference; nil (the default) for the `doc/` folder
+-- beside the `lua/` folder this module was loaded from.
+M.DOC_DIR = nil
 
-  { "bf:searcher", "(countpos, pos, stride [, at [, len]]) -> search",
-    "v:search with its node layout fixed, over blocks, with no view",
-    "search(offset, key [, upper [, depth [, below]]]) -> index, found,\n"
-    .. "field, count, node searches the node in the allocated block at\n"
-    .. "offset as v:search(countpos, pos, stride, key, upper, at, len)\n"
-    .. "would a view of that block; node is the offset searched. With\n"
-    .. "depth (default 1) it descends: it searches depth nodes, each at\n"
-    .. "the u64 beside the hit in the one before (the searcher needs at and\n"
-    .. "no len), then, given below (another searcher of the file), one\n"
-    .. "more node with below's layout, and returns what the last search\n"
-    .. "found. A B+tree's get: child(root, key, false, height - 1, leaf).\n"
-    .. "Raises if a block is free or past the allocated area, if a count's\n"
-    .. "entries would pass the block, or if depth passes the file's blocks." },
-
-  { "View", "type",
-    "a window on blocks (v); 0-based positions" },
-  { "#v", "", "the view's length in bytes" },
-  { "v:offset", "() -> offset", "file offset of its first block" },
-  { "v:blocks", "() -> n", "how many blocks it spans" },
-  { "v:live", "() -> boolean", "whether it can still be used" },
-  { "v:blockfile", "() -> bf", "the BlockFile it belongs to" },
-  { "v:release", "()", "releases it; any later use raises" },
-  { "v:retarget", "(offset [, blocks]) -> v",
-    "points it at other blocks",
-    "A walk over many nodes reuses one view instead of acquiring one\n"
-    .. "per node. blocks defaults to 1, whatever the view covered." },
-  { "v:read", "([pos [, len]]) -> string", "bytes (default: to the end)" },
-  { "v:write", "(pos, s) -> next_pos", "writes s at pos" },
-  { "v:fill", "(byte [, pos [, len]])", "memset" },
-  { "v:compare", "(pos, s_or_view [, other_pos [, len]]) -> -1 | 0 | 1",
-    "memcmp, without building a string" },
-  { "v:copy", "(pos, src_view, src_pos, len)",
-    "memmove; src_view may be v" },
-  { "v:pack", "(pos, fmt, ...) -> next_pos",
-    "string.pack, in place",
-    "Nothing is written if a value is wrong or would not fit." },
-  { "v:unpack", "(fmt [, pos]) -> values..., next_pos",
-    "string.unpack, in place" },
-  { "v:u8 .. v:u64, v:i8 .. v:i64", "(pos) -> n",
-    "little-endian reads: the fast path",
-    "u64 returns a Lua integer: 2^63 and above read back negative, as\n"
-    .. "string.unpack gives them. Searches compare bytes: keep sorted\n"
-    .. "integer keys big-endian (string.pack \">I8\")." },
-  { "v:set_u8 .. v:set_i64", "(pos, n)", "little-endian writes" },
-  { "v:bsearch",
-    "(pos, count, stride, key [, upper [, at [, len]]]) -> index, found [, field]",
-    "binary search of sorted entries",
-    "Returns the 0-based index of the first entry >= key (> key with\n"
-    .. "upper), and whether one equals key. With at, also the field at\n"
-    .. "at + index * stride: a little-endian u64 (a child beside a\n"
-    .. "separator), or with len a string of len bytes (an entry's value);\n"
-    .. "nil when that field passes the view. One call does a node's work." },
-  { "v:search",
-    "(countpos, pos, stride, key [, upper [, at [, len]]]) -> index, found, field, count",
-    "bsearch of a node that holds its own count",
-    "As bsearch, the count being the little-endian u32 at countpos;\n"
-    .. "returns it as well (the field is nil without at)." },
-  { "v:insert_key",
-    "(countpos, pos, stride, capacity, key [, value]) -> index, count, inserted",
-    "puts an entry into a counted sorted run",
-    "Puts key..value (stride bytes in all) after the entries equal to key\n"
-    .. "in the run of count entries (the u32 at countpos), moving the rest\n"
-    .. "up, and stores count + 1; a run of capacity entries is left as it\n"
-    .. "is. Returns where it went (or would go), the count after and\n"
-    .. "whether it went in: a leaf's insert in one call." },
-  { "v:remove_key", "(countpos, pos, stride, key) -> index, removed, count",
-    "removes a key's entries from a counted sorted run",
-    "Removes every entry whose first #key bytes equal key from the run\n"
-    .. "of count entries (the u32 at countpos), moves the rest down and\n"
-    .. "stores the new count: a leaf's delete in one call." },
-  { "v:insert", "(pos, len, s [, s2]) -> next_pos",
-    "opens a gap and writes into it",
-    "Moves the len bytes at pos up by #s + #s2 and writes s, then s2,\n"
-    .. "at pos: an entry put into a sorted run in one call." },
-  { "v:read_entries", "(t, pos, count, stride, len [, len2]) -> n",
-    "fixed-size entries read into a table, in one call",
-    "Stores in t[1], t[2], ... the len bytes of each of count entries\n"
-    .. "stride bytes apart from pos; with len2, each followed by the len2\n"
-    .. "bytes after them (a key, then its value). Returns how many strings\n"
-    .. "it stored; t is reused as it is (an iterator's buffer)." },
-  { "v:bsearch_slots", "(pos, count, stride, key [, upper]) -> index, found",
-    "binary search of strings found through a table of slots",
-    "Slot i is the little-endian u32 at pos + i * stride: the position in\n"
-    .. "the view of a u32 length and that many bytes (a slotted node's\n"
-    .. "cells). Strings sort as bytes, a proper prefix first." },
-  { "v:hex", "([pos [, len]]) -> string",
-    "a hexdump -C style dump" },
-
-  { "Structures", "type", "in Lua, on blocks; help \"NAME\" lists one's API" },
-  { "fmap.bptree", "module", "a B+tree over blocks (fs2's bptree)" },
-  { "fmap.varchar", "module", "variable-size, reference-counted blobs" },
-  { "fmap.mmlist", "module", "a persistent list (fs2's mmlist)" },
-  { "fmap.codec", "module", "keys that sort as their values do" },
-  { "fmap.audit", "module", "blocks a structure leaked or shares" },
-  { "fmap.blockmap", "module", "a picture of every block (PNG, SVG)" },
-  { "fmap.dot", "module", "B+tree pictures through Graphviz" },
-  { "fmap.classify", "module", "what each block is: classifiers, scans" },
-
-  { "REPL", "type", "what the fmap REPL adds" },
-  { "help", "([x])", "this help; help(x) describes x" },
-  { "show", "(tree_or_bf) -> path",
-    "draws it to a temporary file",
-    "A B+tree as an SVG through Graphviz (its DOT text without\n"
-    .. "Graphviz), a BlockFile as its block map (PNG)." },
+-- The overview's sections: the entries of each, and a line about it.
+local SECTIONS = {
+  { "fmap", "the block engine: files of fixed-size blocks" },
+  { "BlockFile", "an open block file (bf)" },
+  { "View", "a window on blocks (v); 0-based positions" },
+  { "Structures", "in Lua, on blocks; help \"NAME\" lists one's API" },
+  { "REPL", "what the fmap REPL adds" },
 }
 
--- The fixed-width accessors share one line in the list; each has its own
--- entry for help(v.u32) and help "v:set_i16".
-for _, bits in ipairs({ 8, 16, 32, 64 }) do
-  for _, sign in ipairs({ "u", "i" }) do
-    local kind = string.format("%s %d-bit (%d byte%s)",
-      sign == "u" and "unsigned" or "signed", bits, bits // 8,
-      bits == 8 and "" or "s")
-    API[#API + 1] = { "v:" .. sign .. bits, "(pos) -> n",
-                      "reads a little-endian " .. kind .. " integer",
-                      sign .. bits == "u64" and "A Lua integer: 2^63 and "
-                      .. "above read back negative, as string.unpack\n"
-                      .. "gives them (compare with math.ult)." or nil,
-                      hidden = true }
-    API[#API + 1] = { "v:set_" .. sign .. bits, "(pos, n)",
-                      "writes a little-endian " .. kind .. " integer",
-                      "n must fit, signed or unsigned.", hidden = true }
+-- The structures written in Lua, by module; the name help gives an object
+-- of each in a method's name ("t:add"), and other names it takes for it.
+local STRUCTURES = {
+  { "fmap.bptree", "t", tree = true, bptree = true },
+  { "fmap.varchar", "vc", s = true, varchar = true, store = true },
+  { "fmap.mmlist", "l", list = true, mmlist = true },
+}
+
+-- ---------------------------------------------------------------------
+-- The reference, read from doc/
+
+--- The folder help reads the reference from.
+-- @return its path: `M.DOC_DIR`, else the `doc/` folder beside the
+-- `lua/` folder that holds this module (`ROOT/lua/fmap/help.lua` reads
+-- `ROOT/doc/`, `PREFIX/share/fmap/lua/...` reads `PREFIX/share/fmap/doc/`)
+function M.doc_dir ()
+  if M.DOC_DIR then return M.DOC_DIR end
+  local source = debug.getinfo(1, "S").source
+  local lua_dir = source:match("^@(.-)/?fmap/help%.lua$")
+  if lua_dir == nil then return "doc" end
+  if lua_dir == "" then return "../doc" end    -- loaded as fmap/help.lua
+  local root = lua_dir:match("^(.*)/[^/]+/*$")
+  if root == nil then                    -- "lua": relative to the cwd
+    root = "."
+  elseif root == "" then                 -- "/lua"
+    root = "/"
   end
+  return root .. "/doc"
 end
 
-local BY_NAME = {}
-for _, e in ipairs(API) do
-  BY_NAME[e[1]] = e
+local function strip_markdown (s)
+  s = s:gsub("%[([^%]]*)%]%([^)]*%)", "%1")    -- [text](link) -> text
+  s = s:gsub("%*%*", ""):gsub("`", "")
+  return s
 end
 
--- "bf:get" -> "BlockFile", "get"; "fmap.open" -> "fmap", "open".
-local function split (name)
-  local owner, sep, field = name:match("^(.-)([.:])([%w_]+)$")
-  if owner == "bf" then return BF, field end
-  if owner == "v" then return VIEW, field end
-  if owner == "fmap" and sep == "." then return "fmap", field end
+-- The summary as help() lists it: one line, no markup, the first word in
+-- lower case when it is an ordinary word, no full stop.
+local function fragment (summary)
+  local s = strip_markdown(summary)
+  local first, rest = s:match("^(%u%l*)([%s,:;].*)$")
+  if first then s = first:lower() .. rest end
+  return (s:gsub("%.$", ""))
+end
+
+-- The entry's text after its summary, as lines to print under it.
+local function body_lines (lines)
+  local out, fence, blank = {}, false, false
+  for _, l in ipairs(lines) do
+    if l:match("^%s*```") then
+      fence = not fence
+    elseif l:match("^%s*$") then
+      blank = #out > 0
+    else
+      if blank then out[#out + 1] = "" end
+      blank = false
+      out[#out + 1] = fence and ("  " .. l) or strip_markdown(l)
+    end
+  end
+  return out
+end
+
+-- Makes an entry of the lines after its heading.
+local function finish (e)
+  local lines = e.lines
+  local i = 1
+  while lines[i] and lines[i]:match("^%s*$") do i = i + 1 end
+  local summary = {}
+  while lines[i] and not lines[i]:match("^%s*$") do
+    summary[#summary + 1] = lines[i]:match("^%s*(.-)%s*$")
+    i = i + 1
+  end
+  e.summary = table.concat(summary, " ")
+  e.body = body_lines(table.move(lines, i, #lines, 1, {}))
+  e.lines = nil
+end
+
+local function parse_page (path, page, entries)
+  local f = io.open(path, "r")
+  if f == nil then return false end
+  local cur, fence = nil, false
+  for line in f:lines() do
+    if line:match("^%s*```") then
+      fence = not fence
+      if cur then cur.lines[#cur.lines + 1] = line end
+    elseif not fence and line:match("^#") then
+      if cur then finish(cur) end
+      cur = nil
+      if line:match("^### ") then
+        local names = {}
+        for span in line:gmatch("`([^`]+)`") do
+          local name, sig = span:match("^(#?[%w_.:]+)(.*)$")
+          if name then names[#names + 1] = { name = name, sig = sig } end
+        end
+        if #names > 0 then
+          cur = { names = names, lines = {}, page = page }
+          entries[#entries + 1] = cur
+        end
+      end
+    elseif cur then
+      cur.lines[#cur.lines + 1] = line
+    end
+  end
+  f:close()
+  if cur then finish(cur) end
+  return true
+end
+
+local cache = {}   -- by folder: { entries = {...}, by_name = {...} }
+
+-- The reference read from dir: its entries in order, and by name (each
+-- name to its entry and the name's index in it).
+local function reference ()
+  local dir = M.doc_dir()
+  local ref = cache[dir]
+  if ref then return ref end
+  ref = { entries = {}, by_name = {}, missing = {} }
+  for _, page in ipairs(M.PAGES) do
+    if not parse_page(dir .. "/" .. page, page, ref.entries) then
+      ref.missing[#ref.missing + 1] = dir .. "/" .. page
+    end
+  end
+  for _, e in ipairs(ref.entries) do
+    for i, n in ipairs(e.names) do
+      if ref.by_name[n.name] == nil then ref.by_name[n.name] = { e, i } end
+    end
+  end
+  cache[dir] = ref
+  return ref
+end
+
+--- The entries of the reference, as help reads them.
+-- @return a list, in the pages' order, of `{names = {{name =, sig =},
+-- ...}, summary = first paragraph, body = lines, page = file name}`; and
+-- a list of the pages that could not be read
+function M.entries ()
+  local ref = reference()
+  return ref.entries, ref.missing
+end
+
+--- The entry of the reference that describes a name.
+-- @param name as a heading writes it: `"bf:get"`, `"fmap.bptree.new"`
+-- @return the entry (see `entries`) and the name's index in it, or nil
+function M.entry (name)
+  local hit = reference().by_name[name]
+  if hit then return hit[1], hit[2] end
   return nil
 end
 
--- The engine's functions by value: the fmap table's, and the methods in
--- the metatables the binding registers.
-local function engine_functions ()
-  local found = {}
-  local ok, fmap = pcall(require, "fmap")
-  if not ok then return found end
-  local reg = debug.getregistry()
-  for _, e in ipairs(API) do
-    local owner, field = split(e[1])
-    local where
-    if owner == "fmap" then
-      where = fmap
-    elseif owner ~= nil and type(reg[owner]) == "table" then
-      where = rawget(reg[owner], "__index")
+local function is_module (e)
+  local n = e.names[1]
+  return #e.names == 1 and n.sig == "" and n.name:match("^fmap%.[%l_]+$")
+         ~= nil
+end
+
+-- The section of the overview an entry goes in, or nil for none.
+local function section_of (e)
+  local name = e.names[1].name
+  if is_module(e) then return "Structures" end
+  if name:match("^fmap%.[%w_]+$") then return "fmap" end
+  if name:match("^bf:") then return "BlockFile" end
+  if name:match("^v:") or name == "#v" then return "View" end
+  if name == "help" or name == "show" then return "REPL" end
+  return nil
+end
+
+-- The owner of the method table a name's prefix stands for.
+local function structure_by_prefix (prefix)
+  for _, st in ipairs(STRUCTURES) do
+    if st[2] == prefix then return st end
+  end
+  return nil
+end
+
+--- The value a name of the reference names.
+-- @param name as a heading writes it: `"fmap.open"`, `"bf:get"`,
+-- `"t:add"`, `"fmap.codec.encode"`
+-- @return a field of the fmap table or of a module, or a method of a
+-- BlockFile, a view or a structure; nil when there is none (`#v`,
+-- `help`, a name of nothing)
+function M.resolve (name)
+  local owner, sep, field = name:match("^(.-)([.:])([%w_]+)$")
+  if owner == nil then return nil end
+  local where
+  if sep == ":" then
+    if owner == "bf" or owner == "v" then
+      local mt = debug.getregistry()[owner == "bf" and BF or VIEW]
+      where = type(mt) == "table" and rawget(mt, "__index")
+    else
+      local st = structure_by_prefix(owner)
+      local ok, mod = pcall(require, st and st[1] or "")
+      where = st and ok and type(mod) == "table" and rawget(mod, "_methods")
     end
-    local f = type(where) == "table" and rawget(where, field)
-    if type(f) == "function" then found[f] = e end
+  elseif owner == "fmap" then
+    local ok, fmap = pcall(require, "fmap")
+    where = ok and fmap
+  else
+    local ok, mod = pcall(require, owner)
+    where = ok and mod
+  end
+  if type(where) ~= "table" then return nil end
+  return rawget(where, field)
+end
+local resolve = M.resolve
+
+-- The functions the reference describes, by value: each to its entry and
+-- the index of its name there.
+local function described_functions ()
+  local found = {}
+  for _, e in ipairs(reference().entries) do
+    for i, n in ipairs(e.names) do
+      local f = resolve(n.name)
+      if type(f) == "function" and found[f] == nil then found[f] = { e, i } end
+    end
   end
   return found
 end
+
+local function not_found_note ()
+  local missing = reference().missing
+  if #missing == 0 then return nil end
+  return "(the reference was not found: " .. table.concat(missing, ", ")
+         .. ")"
+end
+
+-- ---------------------------------------------------------------------
+-- Printing
 
 local COLUMN = 40  -- where one-line descriptions start
 local WIDTH = 78   -- and where they wrap
@@ -303,17 +293,24 @@ local function two_columns (head, text)
   return head .. string.rep(" ", COLUMN - #head) .. body
 end
 
-local function line_of (e)
-  local sig = e[2]
-  if sig == "module" or sig == "type" then sig = "" end
-  return two_columns(e[1] .. sig, e[3])
+-- The head of an entry: the name at index i and its signature, or for
+-- the whole entry its names ("v:u8 .. v:u64(pos) -> n" for several).
+local function head_of (e, i)
+  local names = e.names
+  if i then return names[i].name .. names[i].sig end
+  if #names == 1 then return names[1].name .. names[1].sig end
+  local last = names[#names]
+  return names[1].name .. " .. " .. last.name .. last.sig
 end
 
-local function describe_entry (e)
-  local out = { e[1] .. ((e[2] == "module" or e[2] == "type") and ""
-                         or e[2]), "  " .. e[3] }
-  if e[4] then
-    out[#out + 1] = "  " .. e[4]:gsub("\n", "\n  ")
+local function line_of (e, i)
+  return two_columns(head_of(e, i), fragment(e.summary))
+end
+
+local function describe_entry (e, i, suffix)
+  local out = { head_of(e, i) .. (suffix or ""), "  " .. fragment(e.summary) }
+  for _, l in ipairs(e.body) do
+    out[#out + 1] = l == "" and "" or ("  " .. l)
   end
   return table.concat(out, "\n")
 end
@@ -446,9 +443,16 @@ local function methods_of (mt)
   return names
 end
 
+-- " -- a method of fmap.bptree" for a structure's method, else "".
+local function method_suffix (e, i)
+  local prefix = e.names[i or 1].name:match("^(%w+):")
+  local st = prefix and structure_by_prefix(prefix)
+  return st and ("  -- a method of " .. st[1]) or ""
+end
+
 -- One line per public function of a module or class table: its
--- signature and the first sentence of its comment. Names that start with
--- '_' (private ones, metamethods) are left out.
+-- signature and its summary. Names that start with '_' (private ones,
+-- metamethods) are left out.
 local function list_functions (t, prefix, sep)
   local names = {}
   for k, f in next, t do
@@ -459,12 +463,12 @@ local function list_functions (t, prefix, sep)
   end
   table.sort(names)
   local out = {}
-  local engine = engine_functions()
+  local described = described_functions()
   for _, k in ipairs(names) do
     local f = t[k]
-    local e = engine[f]
-    if e then
-      out[#out + 1] = line_of(e)
+    local hit = described[f]
+    if hit then
+      out[#out + 1] = line_of(hit[1], hit[2])
     else
       local doc = M.ldoc(f)
       out[#out + 1] = two_columns(prefix .. sep .. k
@@ -478,26 +482,35 @@ end
 local function overview ()
   local out = { "The fmap API (help(x) for more on x; x may be a name, "
                 .. "e.g. help \"bf:get\"):" }
-  for _, e in ipairs(API) do
-    if e[2] == "module" and e[1] ~= "fmap" then
-      out[#out + 1] = line_of(e)
-    elseif e[2] == "module" or e[2] == "type" then
-      out[#out + 1] = ""
-      out[#out + 1] = string.format("%s  -- %s", e[1], e[3])
-    elseif not e.hidden then
+  local by_section = {}
+  for _, e in ipairs(reference().entries) do
+    local s = section_of(e)
+    if s then
+      by_section[s] = by_section[s] or {}
+      table.insert(by_section[s], e)
+    end
+  end
+  for _, s in ipairs(SECTIONS) do
+    out[#out + 1] = ""
+    out[#out + 1] = string.format("%s  -- %s", s[1], s[2])
+    for _, e in ipairs(by_section[s[1]] or {}) do
       out[#out + 1] = line_of(e)
     end
   end
+  local note = not_found_note()
+  if note then out[#out + 1] = "\n" .. note end
   return table.concat(out, "\n")
 end
 
 local function describe_function (f)
-  local e = engine_functions()[f]
-  if e then return describe_entry(e) end
+  local hit = described_functions()[f]
+  if hit then
+    return describe_entry(hit[1], hit[2], method_suffix(hit[1], hit[2]))
+  end
   local name, method = find_name(f)
-  -- a global the API describes by name (the REPL's show, a wrapper)
-  if name and not method and BY_NAME[name] then
-    return describe_entry(BY_NAME[name])
+  -- a global the reference describes by name (the REPL's show, a wrapper)
+  if name and not method and M.entry(name) then
+    return describe_entry(M.entry(name))
   end
   name = name or "function"
   local doc = M.ldoc(f)
@@ -506,7 +519,10 @@ local function describe_function (f)
   end
   local info = debug.getinfo(f, "S")
   if info.what == "C" then
-    if name == "function" then return "a C function, not described" end
+    if name == "function" then
+      local note = not_found_note()
+      return "a C function, not described" .. (note and ("\n" .. note) or "")
+    end
     return name .. ": a built-in function; see "
            .. "https://www.lua.org/manual/5.4/manual.html#pdf-" .. name
   end
@@ -515,29 +531,28 @@ local function describe_function (f)
                        info.linedefined)
 end
 
-local function describe_typed (v, typename, entry)
-  local out = { tostring(v), "  " .. entry[3] }
+local function section_line (name)
+  for _, s in ipairs(SECTIONS) do
+    if s[1] == name then return s[2] end
+  end
+  return ""
+end
+
+local function describe_typed (v, typename, section)
+  local out = { tostring(v), "  " .. section_line(section) }
   local mt = debug.getregistry()[typename]
   local names = methods_of(mt)
   if #names > 0 then
     out[#out + 1] = "Methods:"
     local prefix = typename == BF and "bf:" or "v:"
     for _, k in ipairs(names) do
-      local e = BY_NAME[prefix .. k]
-      out[#out + 1] = e and line_of(e) or two_columns(prefix .. k .. "(...)",
-                                                      "(not described)")
+      local e, i = M.entry(prefix .. k)
+      out[#out + 1] = e and line_of(e, i)
+                      or two_columns(prefix .. k .. "(...)", "(not described)")
     end
   end
   return table.concat(out, "\n")
 end
-
--- The structures written in Lua, by module; the name help gives an object
--- of each in a method's name ("t:add"), and other names it takes for it.
-local STRUCTURES = {
-  { "fmap.bptree", "t", tree = true, bptree = true },
-  { "fmap.varchar", "s", vc = true, varchar = true, store = true },
-  { "fmap.mmlist", "l", list = true, mmlist = true },
-}
 
 -- The methods of structure st (its module's _methods), or nil.
 local function structure_methods (st)
@@ -562,6 +577,8 @@ local function describe_method (prefix, field)
                     and structure_methods(st)
     local f = methods and rawget(methods, field)
     if type(f) == "function" and field:sub(1, 1) ~= "_" then
+      local e, i = M.entry(st[2] .. ":" .. field)
+      if e then return describe_entry(e, i, method_suffix(e, i)) end
       local doc = M.ldoc(f) or "(no comment)"
       return string.format("%s:%s%s  -- a method of %s\n  %s", st[2], field,
                            M.signature(f, true), st[1],
@@ -574,24 +591,27 @@ end
 local function describe_table (t)
   local name = find_name(t)
   if name == "fmap" then
-    local out = { describe_entry(BY_NAME.fmap) }
-    for _, e in ipairs(API) do
-      if e[1]:match("^fmap%.") and e[2] ~= "module" and not e.hidden then
-        out[#out + 1] = line_of(e)
-      end
+    local out = { "fmap", "  " .. section_line("fmap") }
+    for _, e in ipairs(reference().entries) do
+      if section_of(e) == "fmap" then out[#out + 1] = line_of(e) end
     end
     return table.concat(out, "\n")
   end
   local out = {}
-  local entry = name and BY_NAME[name]
+  local entry = name and M.entry(name)
   local mt = debug.getmetatable(t)
   if mt and rawget(mt, "__tostring") then  -- an object that says what it is
     out[1] = (name and (name .. ": ") or "") .. tostring(t)
   else
-    out[1] = (name or "a table") .. (entry and ("  -- " .. entry[3]) or "")
+    out[1] = (name or "a table")
+             .. (entry and ("  -- " .. fragment(entry.summary)) or "")
+    for _, l in ipairs(entry and entry.body or {}) do
+      out[#out + 1] = l == "" and "" or ("  " .. l)
+    end
   end
   local funcs = list_functions(t, name or "t", ".")
   if funcs ~= "" then
+    if #out > 1 then out[#out + 1] = "Functions:" end  -- after a module's text
     out[#out + 1] = funcs
   end
   local index = index_of(t)
@@ -610,10 +630,11 @@ local function describe_table (t)
 end
 
 local function describe_name (name)
-  local e = BY_NAME[name]
+  local e, i = M.entry(name)
   local prefix, method = name:match("^([%w_]+):([%w_]+)$")
   if e == nil and prefix then
-    -- "t:add", "l:get": a structure's method, before the engine's "bf:get"
+    -- "tree:add", "s:put": a structure's method by another name of its
+    -- object, before the engine's "bf:get"
     for _, st in ipairs(STRUCTURES) do
       if st[2] == prefix or st[prefix] then
         local text = describe_method(prefix, method)
@@ -624,21 +645,25 @@ local function describe_name (name)
   if e == nil then
     -- "allocate", "view:read", "BlockFile.get": try the engine's names
     local field = name:match("[.:]([%w_]+)$") or name
-    for _, prefix in ipairs({ "bf:", "v:", "fmap." }) do
-      if BY_NAME[prefix .. field] then
-        e = BY_NAME[prefix .. field]
-        break
-      end
+    for _, p in ipairs({ "bf:", "v:", "fmap." }) do
+      e, i = M.entry(p .. field)
+      if e then break end
     end
   end
-  if e and e[2] ~= "module" then return describe_entry(e) end
+  if e and not is_module(e) then
+    return describe_entry(e, i, method_suffix(e, i))
+  end
   local ok, mod = pcall(require, name)
   if ok and type(mod) == "table" then return describe_table(mod) end
-  if e then return describe_entry(e) end
-  -- "add", "tree:add": a method of one of the structures
-  local text = describe_method(nil, method or name)
-  if text then return text end
+  if e then return describe_entry(e, i) end
+  -- "add": a method of one of the structures
+  if prefix == nil then
+    local text = describe_method(nil, name)
+    if text then return text end
+  end
+  local note = not_found_note()
   return string.format("no help for %q; help() lists what there is", name)
+         .. (note and ("\n" .. note) or "")
 end
 
 --- Describes x, or lists the whole API when x is absent.
@@ -650,8 +675,8 @@ function M.text (...)
   local x = ...
   local mt = debug.getmetatable(x)
   local typename = mt and rawget(mt, "__name")
-  if typename == BF then return describe_typed(x, BF, BY_NAME.BlockFile) end
-  if typename == VIEW then return describe_typed(x, VIEW, BY_NAME.View) end
+  if typename == BF then return describe_typed(x, BF, "BlockFile") end
+  if typename == VIEW then return describe_typed(x, VIEW, "View") end
   local tx = type(x)
   if tx == "string" then return describe_name(x) end
   if tx == "function" then return describe_function(x) end

@@ -55,6 +55,7 @@ written, and mmlist.open returns nil and that message.
 
 local varchar = require "fmap.varchar"
 local guard = require "fmap.guard"
+local argcheck = require "fmap.argcheck"
 
 local M = {}
 
@@ -68,16 +69,25 @@ local MAXLEAF = 48
 local M_VERSION, M_BS, M_SELF, M_COUNT, M_VC, M_LEAVES, M_LEAF =
   8, 16, 24, 32, 40, 48, 64
 
+--- The on-disk layout's constants, as the comment at the top of this file
+-- gives them, for code that reads lists without the list's own
+-- (`fmap.classify.mmlist`): `MAGIC`, `VERSION`, `MAXLEAF` (leaves at
+-- most) and the meta block's field offsets `M_` (`M_LEAF`: leaf 0's
+-- offset, leaf k's at M_LEAF + 8k).
+M.layout = {
+  MAGIC = MAGIC, VERSION = VERSION, MAXLEAF = MAXLEAF,
+  M_VERSION = M_VERSION, M_BS = M_BS, M_SELF = M_SELF, M_COUNT = M_COUNT,
+  M_VC = M_VC, M_LEAVES = M_LEAVES, M_LEAF = M_LEAF,
+}
+
 local math_type, type, error, log, floor = math.type, type, error,
   math.log, math.floor
 local pcall, tostring, sformat = pcall, tostring, string.format
 local enter = guard.enter
 local getmetatable, bad_self = getmetatable, guard.bad_self
-local argerr, check_bf = varchar._argerr, varchar._check_bf
+local argerror, typeerror = argcheck.argerror, argcheck.typeerror
+local checkinteger, check_bf = argcheck.checkinteger, varchar._check_bf
 local meta_view, own_view = varchar._meta_view, varchar._own_view
--- x as an integer (integral floats too), else raises for argument n of
--- fname at level (toint(x, fname, n, level), as varchar's offsets)
-local toint = varchar._toint
 
 -- The leaf holding 0-based entry j, for B entries per block.
 local function leaf_of (j, B)
@@ -114,7 +124,7 @@ end
 -- @return the list, or nil, message, errno when the BlockFile cannot grow
 function M.new (bf)
   check_bf(bf, "new")
-  if bf:readonly() then argerr("new", 1, "the BlockFile is read-only") end
+  if bf:readonly() then argerror(1, "new", "the BlockFile is read-only") end
   local vc, msg, errno = varchar.new(bf)
   if not vc then return nil, msg, errno end
   local meta
@@ -215,11 +225,11 @@ end
 -- directory of leaves is damaged
 function M.open (bf, offset)
   check_bf(bf, "open")
-  offset = toint(offset, "open", 2)
+  offset = checkinteger(offset, 2, "open")
   -- the guard a list there has: open reads what an operation changes
   local _ <close> = enter(guard_of(bf, offset), "open")
   local ok, v = pcall(bf.get, bf, offset)
-  if not ok then argerr("open", 2, varchar._getfail(v)) end
+  if not ok then argerror(2, "open", argcheck.reason(v)) end
   local bs = bf:block_size()
   local magic, version = v:read(0, 8), v:u32(M_VERSION)
   local vbs, vself, vcoff = v:u64(M_BS), v:u64(M_SELF), v:u64(M_VC)
@@ -303,20 +313,18 @@ local function check_writable (self, fname)
 end
 
 local function check_string (s, n, fname)
-  if type(s) ~= "string" then
-    argerr(fname, n, "string expected, got " .. type(s), 3)
-  end
+  if type(s) ~= "string" then typeerror(n, fname, "string", s, 3) end
 end
 
 -- i as an index in 1..n (argument arg of fname), or raises; n is the
 -- count of the list self.
 local function check_index (self, i, n, arg, fname)
-  if math_type(i) ~= "integer" then i = toint(i, fname, arg, 4) end
+  if math_type(i) ~= "integer" then i = checkinteger(i, arg, fname, 3) end
   if i < 1 or i > n then
     check_count(self, n)
-    argerr(fname, arg, n == 0
-           and sformat("index %d out of range: the list is empty", i)
-           or sformat("index %d out of range 1..%d", i, n), 3)
+    argerror(arg, fname, n == 0
+             and sformat("index %d out of range: the list is empty", i)
+             or sformat("index %d out of range 1..%d", i, n), 3)
   end
   return i
 end

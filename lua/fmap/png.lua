@@ -12,6 +12,8 @@
 --
 -- Also a small canvas to draw rectangles and text (a 5x7 capitals font)
 -- on, for the parts of a picture that are not a grid.
+local argerror = require("fmap.argcheck").argerror
+
 local M = {}
 
 local char, byte, find, rep = string.char, string.byte, string.find,
@@ -276,25 +278,24 @@ end
 function M.encode (img)
   local w, hgt, pal = img.width, img.height, img.palette
   if math.type(w) ~= "integer" or w < 1 or w > 0x7FFFFFFF then
-    error("bad argument #1 to 'encode' (width must be a positive integer, "
-          .. "got " .. tostring(w) .. ")", 2)
+    argerror(1, "encode", "width must be a positive integer, got "
+             .. tostring(w))
   end
   if math.type(hgt) ~= "integer" or hgt < 1 or hgt > 0x7FFFFFFF then
-    error("bad argument #1 to 'encode' (height must be a positive integer, "
-          .. "got " .. tostring(hgt) .. ")", 2)
+    argerror(1, "encode", "height must be a positive integer, got "
+             .. tostring(hgt))
   end
   if type(pal) ~= "table" or #pal < 1 or #pal > 256 then
-    error("bad argument #1 to 'encode' (palette must hold 1 to 256 "
-          .. "colours)", 2)
+    argerror(1, "encode", "palette must hold 1 to 256 colours")
   end
   local plte = {}
   for i, c in ipairs(pal) do plte[i] = char(M.rgb(c)) end
   local function row_of (y)
     local r = img.row(y)
     if type(r) ~= "string" or #r ~= w then
-      error(string.format("bad argument #1 to 'encode' (row %d must be a "
-            .. "string of %d bytes, got %s)", y, w,
-            type(r) == "string" and #r .. " bytes" or type(r)), 3)
+      argerror(1, "encode", string.format("row %d must be a string of %d "
+               .. "bytes, got %s", y, w,
+               type(r) == "string" and #r .. " bytes" or type(r)), 3)
     end
     return r
   end

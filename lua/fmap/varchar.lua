@@ -123,37 +123,17 @@ local math_type, spack = math.type, string.pack
 local pcall, type, error, tostring = pcall, type, error, tostring
 local setmetatable = setmetatable
 local guard = require "fmap.guard"
+local argcheck = require "fmap.argcheck"
 local enter = guard.enter
+local argerror, typeerror = argcheck.argerror, argcheck.typeerror
+local checkinteger = argcheck.checkinteger
 local WEAK = { __mode = "v" }
 local getmetatable, bad_self = getmetatable, guard.bad_self
-
--- Raises a luaL_argerror-style message; level counts from argerr's
--- caller as error's does (2, the default, blames that caller's caller).
-local function argerr (fname, n, msg, level)
-  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg),
-        (level or 2) + 1)
-end
 
 -- The blocks of a large blob of len bytes: its header and its bytes,
 -- rounded up to whole blocks (without overflow, whatever len).
 local function large_blocks (bs, len)
   return len // bs + (len % bs + LHDR + bs - 1) // bs
-end
-
-local function typename (x)
-  local t = math_type(x)
-  if t == "float" then return "number has no integer representation" end
-  return "integer expected, got " .. type(x)
-end
-
--- x as an integer: integers and floats of integral value are, as the
--- BlockFile's own arguments are; else raises for argument n of fname, at
--- level as argerr's (default 3: toint's caller's caller).
-local function toint (x, fname, n, level)
-  if math_type(x) == "integer" then return x end
-  local i = math_type(x) == "float" and math.tointeger(x)
-  if not i then argerr(fname, n, typename(x), level or 3) end
-  return i
 end
 
 -- The size classes of a block size: slot sizes (multiples of 16) and, for
@@ -186,6 +166,30 @@ local function geometry (bs)
   return g
 end
 
+--- The on-disk layout's constants, as the comment at the top of this file
+-- gives them, for code that reads stores without the store's own
+-- (`fmap.classify.varchar`): `MAGIC`, `VERSION`, the tags `SLAB`, `LARGE`
+-- and `FREED` (the low u32 of a slab block, large blob or reserve run);
+-- field offsets: `M_` in the meta block, `H_` in the header that slab
+-- blocks and large blobs share, `S_` in a slab block's (`SLAB_HDR`, where
+-- its slots start), `L_` in a large blob's (`LHDR`, where its bytes
+-- start); and `geometry(bs)`, the size classes of a block size: `{sizes,
+-- slots, classes, small_max, rs, rmax}` (slot sizes and slots per block
+-- by class, their count, the largest small blob, where the reserve's
+-- arrays start and the runs they hold).
+M.layout = {
+  MAGIC = MAGIC, VERSION = VERSION, SLAB = SLAB, LARGE = LARGE,
+  FREED = FREED,
+  M_VERSION = M_VERSION, M_CLASSES = M_CLASSES, M_BS = M_BS,
+  M_SELF = M_SELF, M_BLOBS = M_BLOBS, M_SLABS = M_SLABS,
+  M_LBLOCKS = M_LBLOCKS, M_LHEAD = M_LHEAD, M_RBLOCKS = M_RBLOCKS,
+  M_RRUNS = M_RRUNS, M_CLASS = M_CLASS,
+  H_OWNER = H_OWNER, H_SELF = H_SELF, H_NEXT = H_NEXT, H_PREV = H_PREV,
+  S_USED = S_USED, S_FREE = S_FREE, S_CARVED = S_CARVED,
+  SLAB_HDR = SLAB_HDR, L_LEN = L_LEN, L_BLOCKS = L_BLOCKS, LHDR = LHDR,
+  geometry = geometry,
+}
+
 -- The class (1..C) of a small blob of len bytes, or 0 for a large one.
 local function class_of (self, len)
   if len > self.small_max then return 0 end
@@ -198,13 +202,13 @@ local function class_of (self, len)
   return c
 end
 
--- Raises unless bf is an open BlockFile (level as argerr's).
+-- Raises unless bf is an open BlockFile (level as argcheck's).
 local function check_bf (bf, fname, level)
   if type(bf) ~= "userdata"
      or not pcall(function () return bf:block_size() end) then
     local ok = type(bf) == "userdata" and tostring(bf):match("closed")
-    argerr(fname, 1, ok and "the BlockFile is closed" or
-           ("BlockFile expected, got " .. type(bf)), (level or 2) + 1)
+    argerror(1, fname, ok and "the BlockFile is closed" or
+             ("BlockFile expected, got " .. type(bf)), (level or 2) + 1)
   end
 end
 
@@ -261,7 +265,7 @@ end
 function M.new (bf)
   check_bf(bf, "new")
   if bf:readonly() then
-    argerr("new", 1, "the BlockFile is read-only")
+    argerror(1, "new", "the BlockFile is read-only")
   end
   local meta, msg, errno = bf:allocate()
   if not meta then return nil, msg, errno end
@@ -275,23 +279,15 @@ function M.new (bf)
   return self
 end
 
--- Why bf:get refused a block, in the engine's words ("bad argument #1 to
--- 'get' (offset 4097 is not block-aligned)" -> "offset 4097 is not
--- block-aligned"), for the open that asked for it.
-local function getfail (msg)
-  msg = tostring(msg)
-  return msg:match("%((.*)%)$") or msg
-end
-
 --- Opens the blob store whose meta block is at offset.
 -- @param bf a BlockFile
 -- @param offset what vc:offset() returned
 -- @return the store, or nil and a message when no store is there
 function M.open (bf, offset)
   check_bf(bf, "open")
-  offset = toint(offset, "open", 2)
+  offset = checkinteger(offset, 2, "open")
   local ok, v = pcall(bf.get, bf, offset)
-  if not ok then argerr("open", 2, getfail(v)) end
+  if not ok then argerror(2, "open", argcheck.reason(v)) end
   local bs = bf:block_size()
   local magic, version = v:read(0, 8), v:u32(M_VERSION)
   local classes, vbs, vself = v:u32(M_CLASSES), v:u64(M_BS), v:u64(M_SELF)
@@ -351,15 +347,15 @@ end
 -- Raises "offset x is not a live blob (why)" for method fname.
 local function notblob (self, fname, x, why)
   lostmap(self.bf)
-  argerr(fname, 1, string.format("offset %d is not a live blob (%s)", x, why),
-         4)
+  argerror(1, fname, string.format("offset %d is not a live blob (%s)", x,
+                                   why), 4)
 end
 
 -- Points the view v at the block(s) of blob x and validates the blob.
 -- Returns its data position in v, its length, its references, its class
 -- (0 for a large blob) and, for a large blob, its blocks.
 local function locate (self, v, x, fname)
-  if math_type(x) ~= "integer" then argerr(fname, 1, typename(x), 3) end
+  if math_type(x) ~= "integer" then x = checkinteger(x, 1, fname, 3) end
   local bs = self.bs
   local r = x % bs
   local block = x - r
@@ -789,9 +785,11 @@ end
 
 -- len as an integer, not negative (else raises for fname's argument 1).
 local function check_length (len, fname)
-  if math_type(len) ~= "integer" then len = toint(len, fname, 1, 4) end
+  if math_type(len) ~= "integer" then
+    len = checkinteger(len, 1, fname, 3)
+  end
   if len < 0 then
-    argerr(fname, 1, string.format("length %d is negative", len), 3)
+    argerror(1, fname, string.format("length %d is negative", len), 3)
   end
   return len
 end
@@ -812,9 +810,7 @@ end
 -- @return its offset, or nil, message, errno when the BlockFile cannot grow
 function Varchar:put (data)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "put", self) end
-  if type(data) ~= "string" then
-    argerr("put", 1, "string expected, got " .. type(data))
-  end
+  if type(data) ~= "string" then typeerror(1, "put", "string", data) end
   check_writable(self, "put")
   local _ <close> = enter(self.guard, "put")
   local v = meta_view(self)
@@ -824,7 +820,9 @@ end
 --- The bytes of the blob at offset, as a string.
 function Varchar:get (offset)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "get", self) end
-  if math_type(offset) ~= "integer" then offset = toint(offset, "get", 1) end
+  if math_type(offset) ~= "integer" then
+    offset = checkinteger(offset, 1, "get")
+  end
   local _ <close> = enter(self.guard, "get")
   local v = meta_view(self)
   local pos, len = locate(self, v, offset, "get")
@@ -834,7 +832,9 @@ end
 --- The length in bytes of the blob at offset.
 function Varchar:size (offset)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "size", self) end
-  if math_type(offset) ~= "integer" then offset = toint(offset, "size", 1) end
+  if math_type(offset) ~= "integer" then
+    offset = checkinteger(offset, 1, "size")
+  end
   local _ <close> = enter(self.guard, "size")
   local v = meta_view(self)
   local _, len = locate(self, v, offset, "size")
@@ -844,7 +844,9 @@ end
 --- The references to the blob at offset (1 after put or alloc).
 function Varchar:refs (offset)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "refs", self) end
-  if math_type(offset) ~= "integer" then offset = toint(offset, "refs", 1) end
+  if math_type(offset) ~= "integer" then
+    offset = checkinteger(offset, 1, "refs")
+  end
   local _ <close> = enter(self.guard, "refs")
   local v = meta_view(self)
   local _, _, refs = locate(self, v, offset, "refs")
@@ -859,10 +861,10 @@ end
 -- @return fn's results
 function Varchar:with (offset, fn)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "with", self) end
-  if math_type(offset) ~= "integer" then offset = toint(offset, "with", 1) end
-  if type(fn) ~= "function" then
-    argerr("with", 2, "function expected, got " .. type(fn))
+  if math_type(offset) ~= "integer" then
+    offset = checkinteger(offset, 1, "with")
   end
+  if type(fn) ~= "function" then typeerror(2, "with", "function", fn) end
   -- a view of its own: fn holds it while it may use the store
   local v <close> = own_view(self)
   local pos, len
@@ -876,7 +878,9 @@ end
 --- Frees the blob at offset, whatever its references.
 function Varchar:free (offset)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "free", self) end
-  if math_type(offset) ~= "integer" then offset = toint(offset, "free", 1) end
+  if math_type(offset) ~= "integer" then
+    offset = checkinteger(offset, 1, "free")
+  end
   check_writable(self, "free")
   local _ <close> = enter(self.guard, "free")
   local v = meta_view(self)
@@ -889,14 +893,16 @@ end
 -- @return the references it has now
 function Varchar:ref (offset)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "ref", self) end
-  if math_type(offset) ~= "integer" then offset = toint(offset, "ref", 1) end
+  if math_type(offset) ~= "integer" then
+    offset = checkinteger(offset, 1, "ref")
+  end
   check_writable(self, "ref")
   local _ <close> = enter(self.guard, "ref")
   local v = meta_view(self)
   local pos, _, refs, c = locate(self, v, offset, "ref")
   if refs >= U32 then
-    argerr("ref", 1, string.format("offset %d has the most references a "
-                                   .. "blob can have (%d)", offset, U32))
+    argerror(1, "ref", string.format("offset %d has the most references a "
+                                     .. "blob can have (%d)", offset, U32))
   end
   v:set_u32(c ~= 0 and pos - 4 or 4, refs + 1)
   return refs + 1
@@ -907,7 +913,7 @@ end
 function Varchar:deref (offset)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "deref", self) end
   if math_type(offset) ~= "integer" then
-    offset = toint(offset, "deref", 1)
+    offset = checkinteger(offset, 1, "deref")
   end
   check_writable(self, "deref")
   local _ <close> = enter(self.guard, "deref")
@@ -929,11 +935,9 @@ end
 function Varchar:replace (offset, s)
   if getmetatable(self) ~= Varchar then bad_self("varchar", "replace", self) end
   if math_type(offset) ~= "integer" then
-    offset = toint(offset, "replace", 1)
+    offset = checkinteger(offset, 1, "replace")
   end
-  if type(s) ~= "string" then
-    argerr("replace", 2, "string expected, got " .. type(s))
-  end
+  if type(s) ~= "string" then typeerror(2, "replace", "string", s) end
   check_writable(self, "replace")
   local _ <close> = enter(self.guard, "replace")
   local v = meta_view(self)
@@ -1218,10 +1222,6 @@ function Varchar:verify ()
 end
 
 M._check_bf = check_bf
-M._argerr = argerr
-M._typename = typename
-M._toint = toint
-M._getfail = getfail
 M._meta_view = meta_view
 M._own_view = own_view
 

@@ -1,7 +1,8 @@
 --- fmap.classify.bptree: the block classifier of fmap.bptree, and the
 -- node reader that `fmap.dot` draws trees with. Loaded by `fmap.classify`
 -- (see `BUILTIN`); it reads the layout documented at the top of
--- lua/fmap/bptree.lua, without the tree's code:
+-- lua/fmap/bptree.lua, with the constants of `bptree.layout` but without
+-- the tree's code:
 --   - detect: the tree named by the control data ("bptree@OFFSET"), and
 --     every other allocated block that starts with the meta magic
 --     "fmapBPTR" and whose header is sound (trees made with new_at);
@@ -10,19 +11,23 @@
 --     keys and values (`overflow`); a leaf's links are checked with `ref`.
 --     A node whose kind does not match its level stops the walk with an
 --     error naming it.
+local bptree = require "fmap.bptree"
+local argcheck = require "fmap.argcheck"
+
 local M = { name = "bptree" }
 
-local MAGIC = "fmapBPTR"
-local VERSION = 1
-local FIXED, SLOTTED = 1, 2
-local LEAF, INTERNAL = 1, 2
-local OVF = 0x80000000
-local M_ROOT, M_HEIGHT, M_SIZE = 32, 40, 48
-local N_FLAGS, N_COUNT = 1, 4
-local L_PREV, L_NEXT = 8, 16
-local FL_ENT, FI_C0, FI_ENT = 24, 8, 16
-local SL_LO, SL_DEAD, SL_SLOTS = 24, 28, 32
-local SI_LO, SI_DEAD, SI_C0, SI_SLOTS = 8, 12, 16, 24
+local L = bptree.layout
+local MAGIC, VERSION, META_FMT = L.MAGIC, L.VERSION, L.META_FMT
+local FIXED, SLOTTED = L.FIXED, L.SLOTTED
+local LEAF, INTERNAL = L.LEAF, L.INTERNAL
+local OVF = L.OVF
+local M_ROOT, M_HEIGHT, M_SIZE = L.M_ROOT, L.M_HEIGHT, L.M_SIZE
+local N_KIND, N_FLAGS, N_COUNT = L.N_KIND, L.N_FLAGS, L.N_COUNT
+local L_PREV, L_NEXT = L.L_PREV, L.L_NEXT
+local FL_ENT, FI_C0, FI_ENT = L.FL_ENT, L.FI_C0, L.FI_ENT
+local SL_LO, SL_DEAD, SL_SLOTS = L.SL_LO, L.SL_DEAD, L.SL_SLOTS
+local SI_LO, SI_DEAD, SI_C0, SI_SLOTS = L.SI_LO, L.SI_DEAD, L.SI_C0,
+  L.SI_SLOTS
 
 --- Reads and checks a tree's meta block.
 -- @param bf the BlockFile
@@ -32,11 +37,10 @@ function M.read_meta (bf, off)
   local bs = bf:block_size()
   local ok, v = pcall(bf.get, bf, off)
   if not ok then
-    local why = tostring(v)
     return nil, string.format("no B+tree at offset %s (%s)", tostring(off),
-                              why:match("%((.*)%)$") or why)
+                              argcheck.reason(v))
   end
-  local magic, version, layout, ks, vs = v:unpack("<c8I4I4i8i8", 0)
+  local magic, version, layout, ks, vs = v:unpack(META_FMT, 0)
   local m = { layout = layout, ks = ks, vs = vs, root = v:u64(M_ROOT),
               height = v:u64(M_HEIGHT), size = v:u64(M_SIZE) }
   v:release()
@@ -60,7 +64,7 @@ end
 --- The trees in bf: the control data's, then any other sound meta block.
 function M.detect (bf, ctx)
   local roots, seen = {}, {}
-  local off = require("fmap.bptree")._control_offset(bf:control_data())
+  local off = bptree._control_offset(bf:control_data())
   if off then
     roots[1], seen[off] = off, true
   end
@@ -100,7 +104,7 @@ end
 --   next, prev, runs = {{offset, bytes}}, used, usable, keys}`
 function M.read_node (bf, v, m, want_keys, key_max)
   local bs = bf:block_size()
-  local kind, count = v:u8(0), v:u32(N_COUNT)
+  local kind, count = v:u8(N_KIND), v:u32(N_COUNT)
   local n = { count = count, children = {}, runs = {} }
   key_max = key_max or 64
   if kind == LEAF then

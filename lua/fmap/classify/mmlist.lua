@@ -9,12 +9,15 @@
 --     of its own); every live entry's blob is checked with `ref`, so an
 --     entry pointing at a freed block is reported.
 local classify = require "fmap.classify"
+local mmlist = require "fmap.mmlist"
 
 local M = { name = "mmlist" }
 
-local MAGIC = "fmapMLST"
-local M_SELF, M_COUNT, M_VC, M_LEAVES, M_LEAF = 24, 32, 40, 48, 64
-local MAXLEAF = 48
+-- The offsets are the list's own (`mmlist.layout`).
+local L = mmlist.layout
+local MAGIC, MAXLEAF = L.MAGIC, L.MAXLEAF
+local M_SELF, M_COUNT, M_VC, M_LEAVES, M_LEAF =
+  L.M_SELF, L.M_COUNT, L.M_VC, L.M_LEAVES, L.M_LEAF
 
 --- The offsets of the mmlist meta blocks in bf.
 function M.detect (_, ctx)

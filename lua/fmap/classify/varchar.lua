@@ -10,6 +10,8 @@
 --     BlockFile (`reserve`).
 -- A structure that keeps its blobs in a varchar may walk the store as
 -- part of itself: `classify.walk("varchar", bf, vc:offset(), emit, ref)`.
+local varchar = require "fmap.varchar"
+
 local M = { name = "varchar" }
 
 M.kinds = {
@@ -17,31 +19,18 @@ M.kinds = {
   reserve = { label = "varchar reserve", color = "#ffd8a8" },
 }
 
-local MAGIC = "fmapVCHR"
-local SLAB, LARGE = 0x62734356, 0x676c4356
+-- The offsets and tags are the store's own (`varchar.layout`).
+local L = varchar.layout
+local MAGIC, SLAB, LARGE = L.MAGIC, L.SLAB, L.LARGE
 local M_CLASSES, M_SELF, M_BLOBS, M_LHEAD, M_RRUNS, M_CLASS =
-  12, 24, 32, 56, 72, 128
-local H_OWNER, H_SELF, H_NEXT = 8, 16, 24
-local S_USED, SLAB_HDR = 40, 56
-local L_LEN, L_BLOCKS = 40, 48
+  L.M_CLASSES, L.M_SELF, L.M_BLOBS, L.M_LHEAD, L.M_RRUNS, L.M_CLASS
+local H_OWNER, H_SELF, H_NEXT = L.H_OWNER, L.H_SELF, L.H_NEXT
+local S_USED, L_LEN, L_BLOCKS, LHDR = L.S_USED, L.L_LEN, L.L_BLOCKS, L.LHDR
 
 --- The offsets of the varchar meta blocks in bf.
 function M.detect (_, ctx)
   local found = ctx.find(MAGIC, 0, M_SELF)
   return #found > 0 and found or nil
-end
-
--- Slots in a slab block of each class, as fmap.varchar computes them.
-local function class_slots (bs)
-  local area = bs - SLAB_HDR
-  local top = area // 2 // 16 * 16
-  local slots, s = {}, 16
-  while s < top do
-    slots[#slots + 1] = area // s
-    if s < 128 then s = s + 16 else s = (s * 5 // 4) // 16 * 16 end
-  end
-  slots[#slots + 1] = area // top
-  return slots
 end
 
 --- Claims the blocks of the varchar whose meta block is at root.
@@ -55,19 +44,18 @@ function M.walk (bf, root, emit, ref)
     error(string.format("no varchar meta block at offset %d", root), 0)
   end
   local nclasses, blobs = v:u32(M_CLASSES), v:u64(M_BLOBS)
-  local slots = class_slots(bs)
-  if nclasses ~= #slots then
+  local g = L.geometry(bs)
+  local slots = g.slots
+  if nclasses ~= g.classes then
     error(string.format("varchar at %d: %d size classes, expected %d",
-                        root, nclasses, #slots), 0)
+                        root, nclasses, g.classes), 0)
   end
   local heads = {}
   for i = 0, 2 * nclasses - 1 do heads[i + 1] = v:u64(M_CLASS + 8 * i) end
   local lhead, nruns = v:u64(M_LHEAD), v:u64(M_RRUNS)
-  local rs = M_CLASS + 16 * nclasses
-  local rmax = (bs - rs) // 32 - 1
   local reserve = {}
-  for i = 0, math.min(nruns, rmax) - 1 do
-    local s, n = v:unpack(">I8I8", rs + 16 * i)
+  for i = 0, math.min(nruns, g.rmax) - 1 do
+    local s, n = v:unpack(">I8I8", g.rs + 16 * i)
     reserve[#reserve + 1] = { s, n }
   end
   local w <close> = bf:get(root)
@@ -96,7 +84,7 @@ function M.walk (bf, root, emit, ref)
     local tag, n = w:u64(0), w:u64(L_BLOCKS)
     if tag & 0xffffffff ~= LARGE or w:u64(H_OWNER) ~= root
        or w:u64(H_SELF) ~= b or n < 1
-       or n ~= (64 + w:u64(L_LEN) + bs - 1) // bs then
+       or n ~= (LHDR + w:u64(L_LEN) + bs - 1) // bs then
       error(string.format("varchar at %d: block %d on the large list is "
                           .. "not its large blob", root, b), 0)
     end
