@@ -477,3 +477,149 @@ print("not reached")
     end)
   end)
 end)
+
+-- Every store of an operation, in turn, raises (fail_after) inside a
+-- transaction: after each, the file must be as before it, to the byte.
+describe("an error at every store of an operation", function()
+  local bptree = require "fmap.bptree"
+  local varchar = require "fmap.varchar"
+  local mmlist = require "fmap.mmlist"
+  local hashtable = require "fmap.examples.hashtable"
+  local path, bf
+
+  before_each(function()
+    path = h.tmpname()
+    bf = assert(fmap.create(path))
+  end)
+  after_each(function()
+    if bf then bf:close() end
+    os.remove(path)
+  end)
+
+  -- Runs op in a transaction with the n-th store refused, for n = 1, 2,
+  -- ... until op stores fewer than n times; each time, the file must be
+  -- as before (snapshot, then verify). Every attempt is rolled back, the
+  -- last one too; then the closed file must equal the one before, byte for
+  -- byte. Returns how many stores op made. check(): the structures verify.
+  local function every_store (op, check)
+    assert(bf:flush())
+    bf:close()
+    local file = read_all(path)
+    bf = assert(fmap.open(path))
+    local handles = check(bf)
+    local before = snapshot(bf)
+    local n = 0
+    while true do
+      n = n + 1
+      bf:begin()
+      bf:fail_after(n)
+      local ok, err = pcall(op, handles)
+      bf:fail_after(nil)
+      bf:rollback()
+      assert.same(before, snapshot(bf))
+      check(bf, handles)
+      if ok then break end
+      -- the trap's error, or what the structure made of it: a list that
+      -- finds its blob half taken calls itself corrupt, which the
+      -- rollback has undone
+      assert.is_string(err)
+    end
+    bf:close()
+    assert.equal(file, read_all(path))
+    bf = assert(fmap.open(path))
+    return n - 1
+  end
+
+  local function key (i) return string.pack(">I8", i) end
+
+  it("a B+tree's adds that split leaves and internal nodes", function()
+    local t = assert(bptree.new(bf, 8, 8))
+    for i = 1, 2000, 2 do t:add(key(i), key(i)) end
+    local stores = every_store(function (t)
+      for i = 2, 1200, 2 do t:add(key(i), key(i)) end
+    end, function (bf, t)
+      t = t or assert(bptree.open(bf))
+      assert.is_true(t:verify())
+      assert.equal(1000, t:size())
+      return t
+    end)
+    assert.is_true(stores > 600)
+  end)
+
+  it("a B+tree's removes that merge nodes", function()
+    local t = assert(bptree.new(bf, 8, 8))
+    for i = 1, 1500 do t:add(key(i), key(i)) end
+    every_store(function (t)
+      for i = 1, 1500, 3 do t:remove(key(i)) end
+      for i = 700, 1200 do t:remove(key(i)) end
+    end, function (bf, t)
+      t = t or assert(bptree.open(bf))
+      assert.is_true(t:verify())
+      assert.equal(1500, t:size())
+      return t
+    end)
+  end)
+
+  it("a slotted B+tree's adds, compactions and removes", function()
+    local t = assert(bptree.new(bf, -1, -1))
+    for i = 1, 300 do t:add(key(i), string.rep("v", i % 97)) end
+    every_store(function (t)
+      for i = 1, 300, 2 do t:remove(key(i)) end
+      for i = 301, 420 do t:add(key(i), string.rep("w", 200 + i)) end
+    end, function (bf, t)
+      t = t or assert(bptree.open(bf))
+      assert.is_true(t:verify())
+      assert.equal(300, t:size())
+      return t
+    end)
+  end)
+
+  it("a blob store's puts and frees", function()
+    local vc = assert(varchar.new(bf))
+    local refs = {}
+    for i = 1, 40 do refs[i] = vc:put(string.rep("b", i * 37)) end
+    bf:set_control_data(tostring(vc:offset()))
+    every_store(function (vc)
+      for i = 1, 40, 3 do vc:free(refs[i]) end
+      for i = 1, 25 do vc:put(string.rep("n", i * 301)) end
+    end, function (bf, vc)
+      vc = vc or assert(varchar.open(bf, tonumber(bf:control_data())))
+      assert.is_true(vc:verify())
+      assert.equal(40, vc:count())
+      return vc
+    end)
+  end)
+
+  it("a list's appends, sets and pops", function()
+    local l = assert(mmlist.new(bf))
+    for i = 1, 600 do l:append("item" .. i) end
+    bf:set_control_data(tostring(l:offset()))
+    every_store(function (l)
+      for i = 1, 300 do l:append(string.rep("x", i)) end
+      for i = 1, 100 do l:set(i, "set" .. i) end
+      for _ = 1, 450 do l:pop() end
+    end, function (bf, l)
+      l = l or assert(mmlist.open(bf, tonumber(bf:control_data())))
+      assert.is_true(l:verify())
+      assert.equal(600, l:size())
+      assert.equal("item600", l:get(600))
+      return l
+    end)
+  end)
+
+  it("the guide's hash table: puts with overflow chains, removes",
+     function()
+    local ht = assert(hashtable.create(bf, 3))
+    for i = 1, 150 do ht:put("k" .. i, string.rep("v", i)) end
+    bf:set_control_data(tostring(ht:offset()))
+    every_store(function (ht)
+      for i = 1, 150, 2 do ht:remove("k" .. i) end
+      for i = 151, 260 do ht:put("k" .. i, string.rep("w", i)) end
+    end, function (bf, ht)
+      ht = ht or assert(hashtable.open(bf, tonumber(bf:control_data())))
+      assert.is_true(ht:verify())
+      assert.equal(150, ht:count())
+      return ht
+    end)
+  end)
+end)
