@@ -59,6 +59,15 @@ project "fmapcore"
           "engine/core/txn.c" }
   per_config "lib"
 
+-- The Lua binding, a file per seam (binding.h says which holds what):
+-- both the module and the host build it.
+local BINDING = {
+  "engine/binding/lfmap.h", "engine/binding/binding.h",
+  "engine/binding/lfmap.c", "engine/binding/view.c",
+  "engine/binding/node.c", "engine/binding/pack.c",
+  "engine/binding/fault.c", "engine/binding/txn.c",
+}
+
 -- The engine as a Lua C module, for a plain lua5.4: require "fmap".
 -- Lua's symbols come from the interpreter that loads it.
 -- It stays loaded once loaded (-z nodelete): its SIGBUS handler, installed
@@ -68,7 +77,7 @@ project "fmap_module"
   kind "SharedLib"
   targetname "fmap"
   targetprefix ""
-  files { "engine/binding/lfmap.h", "engine/binding/lfmap.c" }
+  files (BINDING)
   links { "fmapcore" }
   linkoptions { "-Wl,-z,nodelete" }
   per_config "lib"
@@ -76,8 +85,8 @@ project "fmap_module"
 -- The fmap executable: a drop-in lua 5.4 with the engine built in.
 project "fmap"
   kind "ConsoleApp"
-  files { "engine/binding/lfmap.h", "engine/binding/lfmap.c",
-          "engine/host/alloc.h", "engine/host/alloc.c", "engine/host/host.c" }
+  files (BINDING)
+  files { "engine/host/alloc.h", "engine/host/alloc.c", "engine/host/host.c" }
   links { "fmapcore", "lua5.4", "readline", "m", "dl" }
   linkoptions { "-Wl,-E" }
   per_config "bin"

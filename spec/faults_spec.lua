@@ -525,7 +525,7 @@ out("CLOSE", ok or e)
 end)
 
 -- A file cut short under its map (SIGBUS): the engine's handler replaces
--- the map with zeros and retires the BlockFile (lfmap.c, onbus). Each case
+-- the map with zeros and retires the BlockFile (fault.c, onbus). Each case
 -- runs in a child fmap, so that a handler that failed would kill the child
 -- and not the suite; the child prints what each call did.
 describe("a map that loses its file (SIGBUS)", function()

@@ -1,0 +1,984 @@
+/*
+** node.c: the primitives a structure's nodes are made of: searches of a
+** sorted run (bsearch, search, bsearch_slots), an entry's insert and
+** removal in one call (insert_key, remove_key), a node read at once
+** (read_entries), searchers (a B+tree's descent in one call) and the
+** iterators (fmap.batch_iterator, bf:entry_iterator). They work inside
+** one view, or one block checked allocated, at the positions and strides
+** the caller gives: no structure's format is known here, and no block is
+** allocated or freed.
+*/
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <string.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#include "binding.h"
+
+
+/* ---------------------------------------------------------------------- */
+/* Sorted runs                                                             */
+/* ---------------------------------------------------------------------- */
+
+/* A non-negative integer argument. */
+static uint64_t checkcount (lua_State *L, int i, const char *what) {
+  lua_Integer n = luaL_checkinteger(L, i);
+  if (n < 0)
+    luaL_argerror(L, i, lua_pushfstring(L, "%s %I is negative", what, n));
+  return (uint64_t)n;
+}
+
+/* memcmp's sign for the short keys of a node search: whole 8-byte words
+** compared as big-endian integers, then the tail. A B+tree probes a node
+** a dozen times per lookup; a library call per probe cost more than the
+** comparison (bench/bench.lua, perf). */
+static inline int keycmp (const unsigned char *a, const unsigned char *b,
+                          size_t n) {
+  while (n >= 8) {
+    uint64_t x, y;
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    if (x != y) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      x = __builtin_bswap64(x);
+      y = __builtin_bswap64(y);
+#endif
+      return x < y ? -1 : 1;
+    }
+    a += 8; b += 8; n -= 8;
+  }
+  return n == 0 ? 0 : memcmp(a, b, n);
+}
+
+/* Pushes the field beside a search's hit: the bytes at at + index *
+** stride, a little-endian u64 when len is negative, else a string of len
+** bytes; nil when the field passes the view. */
+static void pushbeside (lua_State *L, const View *v, lua_Integer at,
+                        uint64_t index, uint64_t stride, lua_Integer len) {
+  uint64_t n = len < 0 ? 8 : (uint64_t)len;
+  if (at >= 0 && (uint64_t)at <= v->len &&
+      (stride == 0 || index <= (v->len - (uint64_t)at) / stride) &&
+      n <= v->len - (uint64_t)at - index * stride) {
+    const unsigned char *p = vptr(v) + (uint64_t)at + index * stride;
+    if (len < 0) lua_pushinteger(L, (lua_Integer)load_le(p, 8));
+    else lua_pushlstring(L, (const char *)p, (size_t)n);
+  }
+  else lua_pushnil(L);
+}
+
+/* The entry count of a node: the little-endian u32 at cpos (argument
+** arg). */
+static uint64_t nodecount (lua_State *L, const View *v, lua_Integer cpos,
+                           int arg) {
+  if (cpos < 0 || (uint64_t)cpos > v->len || v->len - (uint64_t)cpos < 4)
+    luaL_argerror(L, arg, lua_pushfstring(L, "count position %I is outside "
+                  "the view (%I bytes)", cpos, (lua_Integer)v->len));
+  return load_le(vptr(v) + cpos, 4);
+}
+
+/* The start of a sorted run of count entries, stride bytes apart from pos
+** (argument arg), whose keys of kl bytes it is about to search; the last
+** entry's first last bytes must lie in the view. Raises otherwise; NULL
+** for an empty run. Asks for the run's cache lines. */
+static unsigned char *searchrun (lua_State *L, const View *v, int arg,
+                                 lua_Integer pos, uint64_t count,
+                                 uint64_t stride, size_t kl, uint64_t last) {
+  unsigned char *base;
+  if (count == 0) return NULL;
+  if (stride == 0)   /* the stride is argument 4 of each caller */
+    luaL_argerror(L, 4, "stride 0: a sorted run's entries are at least a "
+                  "byte apart");
+  if (pos < 0 || (uint64_t)pos > v->len ||
+      count - 1 > (v->len - (uint64_t)pos) / stride ||
+      last > v->len - (uint64_t)pos - (count - 1) * stride)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%I entr%s of %I byte%s (keys "
+                  "of %I) from position %I pass the view (%I bytes)",
+                  (lua_Integer)count, count == 1 ? "y" : "ies",
+                  (lua_Integer)stride, plural(stride), (lua_Integer)kl,
+                  pos, (lua_Integer)v->len));
+  base = vptr(v) + pos;
+#ifndef FMAP_NO_PREFETCH
+  prefetch_run(base, (count - 1) * stride + last);
+#endif
+  return base;
+}
+
+/* The index of the first of count entries >= key (> key with upper), and
+** in *found whether one equals key. */
+static uint64_t lowerbound (const unsigned char *base, uint64_t count,
+                            uint64_t stride, const unsigned char *key,
+                            size_t kl, int upper, int *found) {
+  uint64_t lo = 0, hi = count;
+  *found = 0;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    int c = keycmp(base + mid * stride, key, kl);
+    if (c == 0) *found = 1;
+    if (c < 0 || (upper && c == 0)) lo = mid + 1;
+    else hi = mid;
+  }
+  if (!upper && lo < count)
+    *found = keycmp(base + lo * stride, key, kl) == 0;
+  return lo;
+}
+
+/* The optional field beside a search's hit: its position at argument a
+** and its length at a + 1, neither negative. *at is -1 without a
+** position (no field), *len -1 without a length (a u64). Returns whether
+** a length was given. */
+static int optfield (lua_State *L, int a, lua_Integer *at,
+                     lua_Integer *len) {
+  int sized = !lua_isnoneornil(L, a + 1);
+  *at = luaL_optinteger(L, a, -1);
+  *len = luaL_optinteger(L, a + 1, -1);
+  if (!lua_isnoneornil(L, a) && *at < 0)
+    luaL_argerror(L, a, lua_pushfstring(L, "position %I is negative", *at));
+  if (sized && *len < 0)
+    luaL_argerror(L, a + 1, lua_pushfstring(L, "length %I is negative",
+                  *len));
+  return sized;
+}
+
+/* The search of bsearch (counted: 0) and search (1); see them. */
+static int dosearch (lua_State *L, int counted) {
+  View *v = checkview(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, counted ? 3 : 2);
+  lua_Integer cpos = counted ? luaL_checkinteger(L, 2) : 0;
+  uint64_t count = counted ? 0 : checkcount(L, 3, "count");
+  uint64_t stride = checkcount(L, 4, "stride");
+  size_t kl;
+  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 5,
+                                                                      &kl);
+  int upper = lua_toboolean(L, 6);
+  lua_Integer at, len;
+  const unsigned char *base;
+  uint64_t lo;
+  int found;
+  optfield(L, 7, &at, &len);
+  if (v->state != LIVE) checkview(L, 1);   /* the key's conversion ran a
+                                           ** finalizer that retired it */
+  if (counted) count = nodecount(L, v, cpos, 2);
+  base = searchrun(L, v, counted ? 3 : 2, pos, count, stride, kl, kl);
+  lo = lowerbound(base, count, stride, key, kl, upper, &found);
+  lua_pushinteger(L, (lua_Integer)lo);
+  lua_pushboolean(L, found);
+  if (at >= 0) pushbeside(L, v, at, lo, stride, len);
+  else if (counted) lua_pushnil(L);
+  CHECKLOST(L, v);   /* after the field beside the hit, read last */
+  if (!counted) return at >= 0 ? 3 : 2;
+  if (!counted) return 3;
+  lua_pushinteger(L, (lua_Integer)count);
+  return 4;
+}
+
+/* remove_key(countpos, pos, stride, key): removes from a node's sorted
+** run (count entries, the count being the little-endian u32 at countpos)
+** every entry whose first #key bytes equal key, moving the entries after
+** them down and storing the new count. Returns the index where they were
+** (or would be), how many it removed and the count left: a B+tree leaf's
+** delete in one call. */
+static int view_remove_key (lua_State *L) {
+  View *v = checkwritable(L, 1);
+  lua_Integer cpos = luaL_checkinteger(L, 2);
+  lua_Integer pos = luaL_checkinteger(L, 3);
+  uint64_t stride = checkcount(L, 4, "stride");
+  size_t kl;
+  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 5,
+                                                                      &kl);
+  unsigned char *base;
+  uint64_t count, lo, e;
+  int found;
+  if (v->state != LIVE) checkwritable(L, 1);   /* the key's conversion ran
+                                               ** a finalizer */
+  luaL_argcheck(L, kl > 0, 5, "an empty key would remove every entry");
+  count = nodecount(L, v, cpos, 2);
+  /* whole entries move, so the last one must fit, and hold a key */
+  base = searchrun(L, v, 3, pos, count, stride, kl, kl > stride ? UINT64_MAX
+                                                                : stride);
+  lo = lowerbound(base, count, stride, key, kl, 0, &found);
+  e = lo;
+  while (found && e < count && keycmp(base + e * stride, key, kl) == 0) e++;
+  if (e > lo) {
+    touch(L, v, 0, v->len);
+    memmove(base + lo * stride, base + e * stride,
+            (size_t)((count - e) * stride));
+    store_le(vptr(v) + cpos, count - (e - lo), 4);
+  }
+  CHECKLOST(L, v);
+  lua_pushinteger(L, (lua_Integer)lo);
+  lua_pushinteger(L, (lua_Integer)(e - lo));
+  lua_pushinteger(L, (lua_Integer)(count - (e - lo)));
+  return 3;
+}
+
+/* bsearch(pos, count, stride, key [, upper [, at [, len]]]): binary
+** search of a sorted run of count entries, stride bytes apart from pos,
+** whose first #key bytes compare as memcmp. Returns the 0-based index of
+** the first entry >= key (> key with upper) and whether an entry equals
+** key; with at, also the field at at + index * stride (see pushbeside):
+** the child beside a separator, or the value of an entry, in the same
+** call. */
+static int view_bsearch (lua_State *L) { return dosearch(L, 0); }
+
+/* search(countpos, pos, stride, key [, upper [, at [, len]]]): bsearch
+** of a node whose entry count is the little-endian u32 at countpos.
+** Returns index, found, the field (nil without at) and the count. */
+static int view_search (lua_State *L) { return dosearch(L, 1); }
+
+/* Raises unless count entries of len + len2 bytes, stride bytes apart
+** from pos, lie in the view. */
+static void checkentries (lua_State *L, const View *v, lua_Integer pos,
+                          uint64_t count, uint64_t stride, uint64_t len,
+                          uint64_t len2, int sarg) {
+  if (count > 1 && stride == 0)
+    luaL_argerror(L, sarg, lua_pushfstring(L, "stride 0 puts %I entries at "
+                  "one place", (lua_Integer)count));
+  if (count > 0 &&
+      (pos < 0 || (uint64_t)pos > v->len ||
+       (count > 1 && count - 1 > (v->len - (uint64_t)pos) / stride) ||
+       len > v->len || len2 > v->len - len ||
+       len + len2 > v->len - (uint64_t)pos - (count - 1) * stride))
+    luaL_argerror(L, 3, lua_pushfstring(L, "%I entr%s of %I byte%s, %I "
+                  "apart from position %I, pass the view (%I bytes)",
+                  (lua_Integer)count, count == 1 ? "y" : "ies",
+                  (lua_Integer)(len + len2), plural(len + len2),
+                  (lua_Integer)stride, pos, (lua_Integer)v->len));
+}
+
+/* insert_key(countpos, pos, stride, capacity, key [, value]): a B+tree
+** leaf's insert in one call. In a node's sorted run of entries of stride
+** bytes from pos (key, then value; the entry count is the little-endian
+** u32 at countpos), puts key..value after the entries whose first #key
+** bytes equal key, moving the entries after it up, and stores the count
+** plus one. #key + #value must be stride, and capacity entries must fit
+** in the view. A node that holds capacity entries already is left as it
+** is. Returns the index where the entry went (or would go), the count
+** after, and whether it went in. */
+static int view_insert_key (lua_State *L) {
+  View *v = checkwritable(L, 1);
+  lua_Integer cpos = luaL_checkinteger(L, 2);
+  lua_Integer pos = luaL_checkinteger(L, 3);
+  uint64_t stride = checkcount(L, 4, "stride");
+  uint64_t cap = checkcount(L, 5, "capacity");
+  size_t kl, vl = 0;
+  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 6,
+                                                                      &kl);
+  const char *val = lua_isnoneornil(L, 7) ? NULL : luaL_checklstring(L, 7,
+                                                                     &vl);
+  unsigned char *base;
+  uint64_t count, lo;
+  int found, in;
+  luaL_argcheck(L, stride > 0, 4, "stride must be positive");
+  /* the count is a u32: a larger capacity would let it wrap */
+  luaL_argcheck(L, cap >= 1 && cap <= UINT32_MAX, 5,
+                "capacity must be 1 to 4294967295");
+  if (kl + vl != stride)
+    luaL_argerror(L, 6, lua_pushfstring(L, "a key of %I byte%s and a value "
+                  "of %I make no entry of %I", (lua_Integer)kl, plural(kl),
+                  (lua_Integer)vl, (lua_Integer)stride));
+  if (v->state != LIVE) checkwritable(L, 1);   /* a conversion ran a
+                                               ** finalizer */
+  count = nodecount(L, v, cpos, 2);
+  if (count > cap)
+    luaL_argerror(L, 5, lua_pushfstring(L, "the node holds %I entries, more "
+                  "than its capacity %I", (lua_Integer)count,
+                  (lua_Integer)cap));
+  checkentries(L, v, pos, cap, stride, stride, 0, 4);
+  base = vptr(v) + pos;
+#ifndef FMAP_NO_PREFETCH
+  prefetch_run(base, count * stride);
+#endif
+  lo = lowerbound(base, count, stride, key, kl, 1, &found);
+  in = count < cap;
+  if (in) {
+    unsigned char *p = base + lo * stride;
+    touch(L, v, 0, v->len);
+    memmove(p + stride, p, (size_t)((count - lo) * stride));
+    memcpy(p, key, kl);
+    if (vl > 0) memcpy(p + kl, val, vl);
+    store_le(vptr(v) + cpos, count + 1, 4);
+  }
+  CHECKLOST(L, v);
+  lua_pushinteger(L, (lua_Integer)lo);
+  lua_pushinteger(L, (lua_Integer)(count + (uint64_t)in));
+  lua_pushboolean(L, in);
+  return 3;
+}
+
+/* read_entries(t, pos, count, stride, len [, len2]): stores in t[1],
+** t[2], ... the len bytes of each of count entries stride bytes apart
+** from pos, as strings; with len2, each followed by the len2 bytes after
+** them (a key, then its value). Returns how many strings it stored. One
+** call reads a whole node for an iterator: no format to parse, and the
+** table is the caller's to reuse. */
+static int view_read_entries (lua_State *L) {
+  View *v = checkview(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 3);
+  uint64_t count = checkcount(L, 4, "count");
+  uint64_t stride = checkcount(L, 5, "stride");
+  uint64_t len = checkcount(L, 6, "length");
+  int two = !lua_isnoneornil(L, 7);
+  uint64_t len2 = two ? checkcount(L, 7, "length") : 0, i;
+  lua_Integer k = 0;
+  const unsigned char *map = NULL;
+  uint64_t off = 0, vlen = 0;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  for (i = 0; i < 2 * count; i++) {
+    /* Every string is an allocation, which may run a finalizer that
+    ** retires, retargets or moves the view: check again when any of
+    ** that changed. */
+    const char *p;
+    if (v->state != LIVE || v->bf->f.map != map || v->off != off ||
+        v->len != vlen) {
+      if (v->state != LIVE) checkview(L, 1);
+      checkentries(L, v, pos, count, stride, len, len2, 5);
+      map = v->bf->f.map;
+      off = v->off;
+      vlen = v->len;
+    }
+    p = (const char *)map + off + (uint64_t)pos + (i / 2) * stride;
+    if (i % 2 == 0) lua_pushlstring(L, p, (size_t)len);
+    else if (two) lua_pushlstring(L, p + len, (size_t)len2);
+    else continue;
+    lua_rawseti(L, 2, ++k);
+  }
+  CHECKLOST(L, v);
+  lua_pushinteger(L, k);
+  return 1;
+}
+
+/* Compares the string of slot i (see bsearch_slots) with key: bytes, then
+** length. Raises if the slot or its string pass the view. */
+static int slotcmp (lua_State *L, const View *v, uint64_t slot, uint64_t i,
+                    const unsigned char *key, size_t kl) {
+  const unsigned char *p = vptr(v);
+  uint64_t at = load_le(p + slot, 4), n = 0;
+  int c;
+  if (at <= v->len && v->len - at >= 4) n = load_le(p + at, 4);
+  if (at > v->len || v->len - at < 4 || n > v->len - at - 4)
+    luaL_argerror(L, 2, lua_pushfstring(L, "string of slot %I at position "
+                  "%I passes the view (%I bytes)", (lua_Integer)i,
+                  (lua_Integer)at, (lua_Integer)v->len));
+  c = keycmp(p + at + 4, key, n < kl ? (size_t)n : kl);
+  if (c != 0) return c;
+  return n < kl ? -1 : (n > kl);
+}
+
+/* bsearch_slots(pos, count, stride, key [, upper]): binary search of
+** count strings found through a table of slots: slot i is the
+** little-endian u32 at pos + i * stride, the position in the view of a
+** little-endian u32 length and then that many bytes (the cells of a
+** slotted B+tree node). The strings sort as bytes, a proper prefix first.
+** Returns the 0-based index of the first string >= key (> key with upper)
+** and whether one equals key. */
+static int view_bsearch_slots (lua_State *L) {
+  View *v = checkview(L, 1);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  uint64_t count = checkcount(L, 3, "count");
+  uint64_t stride = checkcount(L, 4, "stride");
+  size_t kl;
+  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 5,
+                                                                      &kl);
+  int upper = lua_toboolean(L, 6);
+  uint64_t lo = 0, hi = count;
+  int found = 0;
+  if (v->state != LIVE) checkview(L, 1);   /* the key's conversion ran a
+                                           ** finalizer that retired it */
+  if (count > 0 && stride < 4)
+    luaL_argerror(L, 4, lua_pushfstring(L, "stride %I is shorter than a "
+                  "slot's 4-byte position", (lua_Integer)stride));
+  if (count > 0 && (pos < 0 || (uint64_t)pos > v->len ||
+                    count - 1 > (v->len - (uint64_t)pos) / stride ||
+                    v->len - (uint64_t)pos - (count - 1) * stride < 4))
+    luaL_argerror(L, 2, lua_pushfstring(L, "%I slot%s of %I bytes from "
+                  "position %I pass the view (%I bytes)", (lua_Integer)count,
+                  plural(count), (lua_Integer)stride, pos,
+                  (lua_Integer)v->len));
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    int c = slotcmp(L, v, (uint64_t)pos + mid * stride, mid, key, kl);
+    if (c == 0) found = 1;
+    if (c < 0 || (upper && c == 0)) lo = mid + 1;
+    else hi = mid;
+  }
+  if (!upper && lo < count)
+    found = slotcmp(L, v, (uint64_t)pos + lo * stride, lo, key, kl) == 0;
+  CHECKLOST(L, v);
+  lua_pushinteger(L, (lua_Integer)lo);
+  lua_pushboolean(L, found);
+  return 2;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Searchers                                                               */
+/* ---------------------------------------------------------------------- */
+
+/* searcher(countpos, pos, stride [, at [, len]]) → search(offset, key
+** [, upper [, depth [, below]]]): a view's search with its node layout
+** fixed once, over the node in the block at offset, with no view; it
+** returns index, found, field, count and the node's offset. With depth it
+** descends: depth nodes, each at the u64 beside the hit in the one before,
+** then with below (a searcher of the same file) one more in below's
+** layout; the last search's results are returned. A B+tree's lookup is
+** then one call where it retargeted a view and passed seven arguments at
+** each level (bench/instructions.lua: a get costs 29% fewer
+** instructions). The layout is checked when the searcher is made: the
+** count and the run's start lie in a block. Each node searched is checked:
+** its block is allocated and not free, and the count's entries lie in it,
+** for the count and the children come from the file; depth may not pass
+** the file's block count, so that a cycle of children ends. */
+typedef struct Searcher {
+  const char *tag;      /* SEARCHER_TAG */
+  BlockFile *bf;        /* kept alive by the upvalue SR_BF */
+  uint64_t serial;      /* bf's */
+  uint64_t cpos, pos, stride;
+  lua_Integer at, len;  /* at < 0: no field beside; len < 0: a u64 */
+} Searcher;
+
+static const char SEARCHER_TAG[] = "fmap searcher";
+#define SR_BF     lua_upvalueindex(1)
+#define SR_STATE  lua_upvalueindex(2)
+
+static int searcher_call (lua_State *L);
+
+/* For the few helpers of a hot call that the compiler would otherwise
+** leave out of line. */
+#if defined(__GNUC__)
+#define HOT_INLINE inline __attribute__((always_inline))
+#else
+#define HOT_INLINE inline
+#endif
+
+/* The layout at index i, a searcher's state, if it searches bf; else
+** NULL. */
+static HOT_INLINE const Searcher *tosearcher (lua_State *L, int i,
+                                              const BlockFile *bf) {
+  const Searcher *s = (const Searcher *)lua_touserdata(L, i);
+  if (s != NULL && (lua_rawlen(L, i) != sizeof *s || s->tag != SEARCHER_TAG
+                    || s->bf != bf || s->serial != bf->serial))
+    s = NULL;
+  return s;
+}
+
+/* The layout of the searcher (a closure) at index i, which must search
+** bf; raises otherwise. */
+static const Searcher *checksearcher (lua_State *L, int i,
+                                      const BlockFile *bf) {
+  const Searcher *s;
+  const char *why = NULL;
+  if (lua_tocfunction(L, i) != searcher_call)
+    luaL_typeerror(L, i, "searcher");
+  lua_getupvalue(L, i, 2);       /* stays alive with the closure at i */
+  s = (const Searcher *)lua_touserdata(L, -1);
+  if (s == NULL || lua_rawlen(L, -1) != sizeof *s || s->tag != SEARCHER_TAG)
+    why = "the searcher's state is gone (an upvalue was replaced)";
+  else if (s->bf != bf || s->serial != bf->serial)
+    why = "a searcher of another BlockFile";
+  lua_pop(L, 1);
+  if (why != NULL) luaL_argerror(L, i, why);
+  return s;
+}
+
+/* Searches the node in the block at off with s's layout for key (kl
+** bytes): sets *lo to the index, *found and *count. Returns 0, or 1 when
+** the block is not allocated, 2 when the count's entries pass it. */
+static HOT_INLINE int searchnode (BlockFile *bf, const Searcher *s,
+                                  uint64_t off, const unsigned char *key,
+                                  size_t kl, int upper, uint64_t *lo,
+                                  int *found, uint64_t *count) {
+  uint64_t bs = bf->f.h.block_size, n;
+  const unsigned char *node;
+  if (fm_check_range(&bf->f, off, 1) != 0) return 1;
+  node = bf->f.map + off;
+  *count = n = load_le(node + s->cpos, 4);
+  if (n > 0) {
+    if (n - 1 > (bs - s->pos) / s->stride ||
+        kl > bs - s->pos - (n - 1) * s->stride)
+      return 2;
+#ifndef FMAP_NO_PREFETCH
+    prefetch_run(node + s->pos, (n - 1) * s->stride + kl);
+#endif
+  }
+  *lo = lowerbound(node + s->pos, n, s->stride, key, kl, upper, found);
+  return 0;
+}
+
+/* Raises what searchnode's status st says of the node at off, reached
+** through the field beside entry fromi of the node at from (0: off is
+** argument 1). */
+static int nodefail (lua_State *L, BlockFile *bf, const Searcher *s, int st,
+                     uint64_t off, uint64_t count, size_t kl, uint64_t from,
+                     uint64_t fromi) {
+  if (LOSTMAP(bf)) notopen(L, bf);   /* the node read was zeros */
+  if (st == 2) {
+    if (from != 0)
+      lua_pushfstring(L, " (the child beside entry %I of the node at %I)",
+                      (lua_Integer)fromi, (lua_Integer)from);
+    else lua_pushliteral(L, "");
+    return luaL_error(L, "the node at %I%s counts %I entries of %I bytes "
+                      "(keys of %I) from position %I, which pass its block "
+                      "(%I bytes)", (lua_Integer)off, lua_tostring(L, -1),
+                      (lua_Integer)count, (lua_Integer)s->stride,
+                      (lua_Integer)kl, (lua_Integer)s->pos,
+                      (lua_Integer)bf->f.h.block_size);
+  }
+  if (from == 0) return corefail(L, bf, 1);
+  return luaL_error(L, "the child beside entry %I of the node at %I: %s",
+                    (lua_Integer)fromi, (lua_Integer)from, bf->f.msg);
+}
+
+static int searcher_call (lua_State *L) {
+  lua_Integer off = luaL_checkinteger(L, 1);
+  size_t kl;
+  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 2,
+                                                                      &kl);
+  int upper = lua_toboolean(L, 3), found = 0, below = 0, st;
+  lua_Integer depth = 1, follow;
+  uint64_t count = 0, lo = 0, bs, at;
+  BlockFile *bf;
+  const Searcher *s, *cur;
+  View v;              /* only what pushbeside reads */
+  if (lua_gettop(L) > 3) {
+    depth = luaL_optinteger(L, 4, 1);
+    below = !lua_isnoneornil(L, 5);
+  }
+  /* All after the key's conversion, which may have run a finalizer that
+  ** closed the file or replaced an upvalue. */
+  bf = tobf(L, SR_BF);
+  if (bf == NULL || (s = tosearcher(L, SR_STATE, bf)) == NULL)
+    luaL_error(L, "the searcher's state is gone (an upvalue was replaced)");
+  if (bf->open != BF_OPEN) notopen(L, bf);
+  if (off < 0)
+    luaL_argerror(L, 1, lua_pushfstring(L, "offset %I is negative", off));
+  bs = bf->f.h.block_size;
+  cur = below ? checksearcher(L, 5, bf) : s;
+  if (depth != !below) {
+    if (depth < !below)
+      luaL_argerror(L, 4, lua_pushfstring(L, "depth %I searches no node%s",
+                    depth, depth == 0 ? " (0 wants a searcher below)" : ""));
+    if ((uint64_t)depth > bf->f.h.top / bs)
+      luaL_argerror(L, 4, lua_pushfstring(L, "depth %I passes more nodes "
+                    "than the file has blocks (%I)", depth,
+                    (lua_Integer)(bf->f.h.top / bs)));
+    if (s->at < 0 || s->len >= 0)
+      luaL_argerror(L, 4, "a descent follows the u64 beside each hit; this "
+                    "searcher was made without its position, or with a "
+                    "length");
+    if ((uint64_t)s->at > bs - 8)
+      luaL_argerror(L, 4, lua_pushfstring(L, "a descent follows the u64 "
+                    "beside each hit; this searcher's position %I leaves "
+                    "none in a block (%I bytes)", s->at, (lua_Integer)bs));
+  }
+  follow = below ? depth : depth - 1;        /* fields to follow */
+  at = (uint64_t)off;
+  st = searchnode(bf, follow > 0 ? s : cur, at, key, kl, upper, &lo, &found,
+                  &count);
+  if (st != 0) nodefail(L, bf, follow > 0 ? s : cur, st, at, count, kl, 0, 0);
+  for (; follow > 0; follow--) {   /* to the node beside the hit */
+    uint64_t from = at, fromi = lo, f = (uint64_t)s->at + lo * s->stride;
+    const Searcher *next = follow > 1 ? s : cur;
+    /* at <= bs - 8 was checked; f, which may wrap, counts only once
+    ** lo * stride <= bs - at */
+    if (lo > (bs - (uint64_t)s->at) / s->stride || f > bs - 8)
+      luaL_error(L, "the node at %I has no child beside entry %I: it would "
+                 "pass the block (%I bytes)", (lua_Integer)at,
+                 (lua_Integer)lo, (lua_Integer)bs);
+    at = load_le(bf->f.map + at + f, 8);
+    st = searchnode(bf, next, at, key, kl, upper, &lo, &found, &count);
+    if (st != 0) nodefail(L, bf, next, st, at, count, kl, from, fromi);
+  }
+  lua_pushinteger(L, (lua_Integer)lo);
+  lua_pushboolean(L, found);
+  v.bf = bf;
+  v.off = at;
+  v.len = bs;
+  pushbeside(L, &v, cur->at, lo, cur->stride, cur->len);
+  if (LOSTMAP(bf)) notopen(L, bf);   /* after the field, read last */
+  lua_pushinteger(L, (lua_Integer)count);
+  lua_pushinteger(L, (lua_Integer)at);
+  return 5;
+}
+
+static int bf_searcher (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  lua_Integer cpos = luaL_checkinteger(L, 2);
+  lua_Integer pos = luaL_checkinteger(L, 3);
+  lua_Integer stride = luaL_checkinteger(L, 4);
+  lua_Integer at, len;
+  int sized = optfield(L, 5, &at, &len);
+  lua_Integer bs = (lua_Integer)bf->f.h.block_size;
+  Searcher *s;
+  if (cpos < 0 || cpos > bs - 4)
+    luaL_argerror(L, 2, lua_pushfstring(L, "count position %I leaves no "
+                  "4-byte count in a block (%I bytes)", cpos, bs));
+  if (pos < 0 || pos > bs)
+    luaL_argerror(L, 3, lua_pushfstring(L, "position %I is outside a block "
+                  "(%I bytes)", pos, bs));
+  luaL_argcheck(L, stride > 0, 4, "stride must be positive");
+  if (sized && at < 0) luaL_argerror(L, 5, "a length wants a position");
+  lua_settop(L, 1);                              /* the BlockFile */
+  s = (Searcher *)lua_newuserdatauv(L, sizeof *s, 0);
+  s->tag = SEARCHER_TAG;
+  s->bf = bf;
+  s->serial = bf->serial;
+  s->cpos = (uint64_t)cpos;
+  s->pos = (uint64_t)pos;
+  s->stride = (uint64_t)stride;
+  s->at = at;
+  s->len = len;
+  lua_pushcclosure(L, searcher_call, 2);
+  return 1;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Iterators                                                               */
+/* ---------------------------------------------------------------------- */
+
+/* Whether the value at i is the BlockFile bf with that serial: a closure
+** that keeps its BlockFile as an upvalue checks it so, since a script
+** may replace the upvalue (debug.setupvalue) and let the file be
+** collected, and a new BlockFile may then be made at the same address.
+** bf is read only once the value at i is known to be it. */
+static int isbf (lua_State *L, int i, const BlockFile *bf, uint64_t serial) {
+  return tobf(L, i) == bf && bf->serial == serial;
+}
+
+/* fmap.batch_iterator(fill, width [, watch, key, message]): a generic-for
+** iterator over values that fill(buffer) puts into a table a batch at a
+** time (returning how many; 0 or nil at the end, a negative count
+** raises). Each step returns the next width values (a count must be a
+** multiple of the width); a negative width walks each batch from its
+** end, -width values at a time in their stored order (a backward scan
+** that reads each node forward). With watch, each step first checks that
+** rawget(watch, key) still holds what it held at the start, and raises
+** message otherwise. A structure's iterator may read a node per fill
+** (with read_entries, say), and each step is a C call rather than a run
+** of the interpreter. Over fixed-size entries, bf:entry_iterator below
+** also saves the buffer. */
+typedef struct Batch {
+  const char *tag;    /* BATCH_TAG */
+  lua_Integer i, n;   /* the next value's index; values in the buffer */
+  int width, done;
+  int reverse;        /* batches are walked from their end */
+  int watch;          /* a watched field is checked at each step */
+} Batch;
+
+/* Upvalues of a step. */
+#define BT_STATE    lua_upvalueindex(1)
+#define BT_BUF      lua_upvalueindex(2)
+#define BT_FILL     lua_upvalueindex(3)
+#define BT_WATCH    lua_upvalueindex(4)
+#define BT_KEY      lua_upvalueindex(5)
+#define BT_INITIAL  lua_upvalueindex(6)
+#define BT_MESSAGE  lua_upvalueindex(7)
+
+/* A step's state, upvalue 1, checked by its size and tag as a view is:
+** debug.setupvalue can put any value there. */
+static const char BATCH_TAG[] = "fmap batch", ENTRIES_TAG[] = "fmap entries";
+
+static int upvaluefail (lua_State *L) {
+  return luaL_error(L, "the iterator's state is gone (an upvalue was "
+                    "replaced)");
+}
+
+static void *stepstate (lua_State *L, size_t size, const char *tag) {
+  const char **p = (const char **)lua_touserdata(L, BT_STATE);
+  if (p == NULL || lua_rawlen(L, BT_STATE) != size || *p != tag)
+    upvaluefail(L);
+  return p;
+}
+
+/* A step's watch: raises the message (upvalue msg) unless rawget(watch,
+** key) still holds what it held at the start (upvalue initial). The
+** upvalues of both iterators' steps sit at the same indices. */
+static void checkwatch (lua_State *L) {
+  int same;
+  if (lua_type(L, BT_WATCH) != LUA_TTABLE) upvaluefail(L);
+  lua_pushvalue(L, BT_KEY);
+  lua_rawget(L, BT_WATCH);
+  same = lua_rawequal(L, -1, BT_INITIAL);
+  lua_pop(L, 1);
+  if (!same) {
+    luaL_where(L, 1);
+    lua_pushvalue(L, BT_MESSAGE);
+    lua_concat(L, 2);
+    lua_error(L);
+  }
+}
+
+/* Checks the optional watch, key and message arguments at w, w+1, w+2 of
+** an iterator's constructor and pushes the last four upvalues of its step:
+** watch, key, the watched value now, message. Returns whether to watch. */
+static int pushwatch (lua_State *L, int w) {
+  int watch = !lua_isnoneornil(L, w);
+  if (watch) {
+    luaL_checktype(L, w, LUA_TTABLE);
+    luaL_argcheck(L, !lua_isnoneornil(L, w + 1), w + 1, "key expected");
+    luaL_optstring(L, w + 2, NULL);
+  }
+  lua_pushvalue(L, w);                           /* watch */
+  lua_pushvalue(L, w + 1);                       /* key */
+  if (watch) {
+    lua_pushvalue(L, w + 1);
+    lua_rawget(L, w);                            /* its value now */
+  }
+  else lua_pushnil(L);
+  if (lua_isnoneornil(L, w + 2)) lua_pushliteral(L, "changed during iteration");
+  else lua_pushvalue(L, w + 2);
+  return watch;
+}
+
+static int batch_step (lua_State *L) {
+  Batch *b = (Batch *)stepstate(L, sizeof(Batch), BATCH_TAG);
+  int k;
+  if (b->watch) checkwatch(L);
+  if (b->done) return 0;
+  if (lua_type(L, BT_BUF) != LUA_TTABLE) upvaluefail(L);
+  if (b->reverse ? b->i < 1 : b->i > b->n) {
+    int isint;
+    lua_Integer n;
+    lua_settop(L, 0);
+    lua_pushvalue(L, BT_FILL);
+    lua_pushvalue(L, BT_BUF);
+    lua_call(L, 1, 1);
+    n = lua_tointegerx(L, -1, &isint);
+    if (!isint && !lua_isnil(L, -1))
+      return luaL_error(L, "batch fill returned %s, not a count",
+                        luaL_typename(L, -1));
+    lua_pop(L, 1);
+    if (isint && n < 0)
+      return luaL_error(L, "batch fill returned %I, a negative count", n);
+    if (!isint || n == 0) {
+      b->done = 1;
+      return 0;
+    }
+    /* a step takes width values: a partial last one would return values
+    ** of an earlier batch, left in the buffer */
+    if (n % b->width != 0)
+      return luaL_error(L, "batch fill returned %I values, not a multiple "
+                        "of the width %d", n, b->width);
+    b->n = n;
+    b->i = b->reverse ? n - b->width + 1 : 1;
+  }
+  luaL_checkstack(L, b->width, "batch too wide");
+  if (lua_type(L, BT_BUF) != LUA_TTABLE) upvaluefail(L);   /* fill ran */
+  for (k = 0; k < b->width; k++) lua_rawgeti(L, BT_BUF, b->i + k);
+  b->i += b->reverse ? -b->width : b->width;
+  return b->width;
+}
+
+static int mod_batch_iterator (lua_State *L) {
+  lua_Integer w = luaL_checkinteger(L, 2);
+  Batch *b;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_argcheck(L, w != 0 && w >= -16 && w <= 16, 2,
+                "width must be 1 to 16, or -16 to -1");
+  lua_settop(L, 5);
+  b = (Batch *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->tag = BATCH_TAG;
+  b->reverse = w < 0;
+  b->width = (int)(w < 0 ? -w : w);
+  b->i = b->reverse ? 0 : 1;
+  b->n = 0;
+  b->done = 0;
+  lua_newtable(L);                               /* the buffer */
+  lua_pushvalue(L, 1);                           /* fill */
+  b->watch = pushwatch(L, 3);
+  lua_pushcclosure(L, batch_step, 7);
+  return 1;
+}
+
+/* bf:entry_iterator(fill [, watch, key, message]): a generic-for iterator
+** that reads fixed-size entries straight from the file, a string at a
+** time as each step returns it. fill() returns the next run as pos, count,
+** stride, len [, len2]: count entries at file offsets pos, pos + stride,
+** ... (a negative stride walks down); each step returns the len bytes of
+** the next entry, and with len2 the len2 bytes after them. nil from fill
+** ends the iteration; a run of 0 entries asks again. A run must lie in
+** allocated blocks. watch, key and message are batch_iterator's. Nothing
+** is copied ahead, and no view is held: a step reads through the
+** BlockFile, so the file may grow between steps, and a step after close
+** raises. A B+tree scan's step skips a table's store and load of each
+** string that batch_iterator makes (bench/instructions.lua). */
+typedef struct Entries {
+  const char *tag;    /* ENTRIES_TAG */
+  BlockFile *bf;      /* kept alive by the step's upvalue ET_BF */
+  uint64_t serial;    /* bf's */
+  uint64_t pos;       /* the next entry's file offset */
+  uint64_t left;      /* entries left in the run */
+  int64_t stride;
+  size_t len, len2;
+  uint64_t first, blocks;  /* the run's blocks, checked allocated ... */
+  uint64_t seq;            /* ... when bf's header had this seq */
+  int two;            /* a step returns two strings */
+  int done;
+  int watch;
+} Entries;
+
+/* The BlockFile takes the slot of batch_iterator's buffer; the other
+** upvalues are batch_iterator's. */
+#define ET_BF  lua_upvalueindex(2)
+
+/* Result i of an entry_iterator's fill (1 pos, 2 count, 3 stride, 4 len,
+** 5 len2): an integer, not negative unless it is the stride; len2 may be
+** nil (0). */
+static lua_Integer runint (lua_State *L, int i) {
+  static const char *const what[] = {
+    "position", "count", "stride", "length", "second length"
+  };
+  int isint;
+  lua_Integer n = lua_tointegerx(L, i, &isint);
+  if (!isint && !(i == 5 && lua_isnil(L, i)))
+    luaL_error(L, "entry_iterator's fill returned a %s value as the %s, not an "
+               "integer", luaL_typename(L, i), what[i - 1]);
+  if (n < 0 && i != 3)
+    luaL_error(L, "entry_iterator's fill returned a negative %s (%I)",
+               what[i - 1], n);
+  return n;
+}
+
+/* Checks the run that fill returned (slots 1 to 5) and stores it. */
+static void setrun (lua_State *L, Entries *e, BlockFile *bf) {
+  uint64_t bs = bf->f.h.block_size, top = bf->f.h.top;
+  uint64_t pos = (uint64_t)runint(L, 1), n = (uint64_t)runint(L, 2);
+  lua_Integer stride = runint(L, 3);
+  uint64_t len = (uint64_t)runint(L, 4), len2 = (uint64_t)runint(L, 5);
+  uint64_t step = stride < 0 ? -(uint64_t)stride : (uint64_t)stride;
+  if (n > 0) {
+    /* each bound is tested against top before it is added: no sum or
+    ** product below overflows */
+    uint64_t span = 0, lo = 0, hi = 0, first;
+    int out = pos >= top || len > top || len2 > top - len ||
+              (step != 0 && n - 1 > top / step);
+    if (!out) {
+      span = (n - 1) * step;
+      out = stride < 0 && span > pos;
+    }
+    if (!out) {
+      lo = stride < 0 ? pos - span : pos;
+      hi = (stride < 0 ? pos : pos + span) + len + len2;
+      out = lo < bs || hi > top;
+    }
+    if (out)
+      luaL_error(L, "entry_iterator's fill returned a run outside the "
+                 "allocated blocks (offsets %I to %I): offset %I, count %I, "
+                 "stride %I, lengths %I and %I", (lua_Integer)bs,
+                 (lua_Integer)top, (lua_Integer)pos, (lua_Integer)n, stride,
+                 (lua_Integer)len, (lua_Integer)len2);
+    first = lo - lo % bs;
+    e->first = first;
+    e->blocks = hi > first ? (hi - first + bs - 1) / bs : 1;
+    e->seq = bf->f.h.seq;
+    if (fm_check_range(&bf->f, e->first, e->blocks) != 0)
+      luaL_error(L, "entry_iterator's fill returned a run in a free "
+                 "block: %s", bf->f.msg);
+  }
+  e->pos = pos;
+  e->left = n;
+  e->stride = (int64_t)stride;
+  e->len = (size_t)len;
+  e->len2 = (size_t)len2;
+  e->two = !lua_isnil(L, 5);
+}
+
+/* The BlockFile of a step, open. Upvalue ET_BF keeps it alive, unless
+** debug.setupvalue replaced it: then e->bf may be freed, and is not read
+** (isbf). */
+static BlockFile *entriesbf (lua_State *L, const Entries *e) {
+  if (!isbf(L, ET_BF, e->bf, e->serial))
+    luaL_error(L, "the iterator's BlockFile is gone (an upvalue was "
+               "replaced)");
+  if (e->bf->open != BF_OPEN) notopen(L, e->bf);
+  return e->bf;
+}
+
+static int entries_step (lua_State *L) {
+  Entries *e = (Entries *)stepstate(L, sizeof(Entries), ENTRIES_TAG);
+  BlockFile *bf;
+  uint64_t at;
+  size_t len, len2;
+  int two;
+  if (e->watch) checkwatch(L);
+  if (e->done) return 0;
+  bf = entriesbf(L, e);
+  while (e->left == 0) {
+    lua_settop(L, 0);
+    lua_pushvalue(L, BT_FILL);
+    lua_call(L, 0, 5);
+    bf = entriesbf(L, e);                /* fill may have closed it */
+    if (lua_isnil(L, 1)) {
+      e->done = 1;
+      return 0;
+    }
+    setrun(L, e, bf);
+  }
+  /* a free since the run was checked (any change of the header moves its
+  ** seq, as newview knows) may have taken a block of it */
+  if (bf->f.h.seq != e->seq) {
+    e->seq = bf->f.h.seq;
+    if (fm_check_range(&bf->f, e->first, e->blocks) != 0)
+      luaL_error(L, "entry_iterator: a block of its run was freed during "
+                 "the loop: %s", bf->f.msg);
+  }
+  /* this entry, all of it read before the first string: making it may
+  ** run a finalizer that steps this iterator into another run */
+  at = e->pos;
+  len = e->len;
+  len2 = e->len2;
+  two = e->two;
+  e->pos += (uint64_t)e->stride;         /* wraps harmlessly past the end */
+  e->left--;
+  lua_pushlstring(L, (const char *)bf->f.map + at, len);
+  if (!two) {
+    if (LOSTMAP(bf)) notopen(L, bf);
+    return 1;
+  }
+  /* that finalizer may also have closed the file or moved the map: read
+  ** the second string through the BlockFile again. (It cannot have freed
+  ** it: the BlockFile was reachable when that collection began, and its
+  ** own finalizer must run before its memory goes.) */
+  if (bf->open != BF_OPEN) notopen(L, bf);
+  lua_pushlstring(L, (const char *)bf->f.map + at + len, len2);
+  if (LOSTMAP(bf)) notopen(L, bf);
+  return 2;
+}
+
+static int bf_entry_iterator (lua_State *L) {
+  Entries *e;
+  BlockFile *bf = checkbf(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 5);
+  e = (Entries *)lua_newuserdatauv(L, sizeof *e, 0);
+  memset(e, 0, sizeof *e);
+  e->tag = ENTRIES_TAG;
+  e->bf = bf;
+  e->serial = bf->serial;
+  lua_pushvalue(L, 1);                           /* the BlockFile */
+  lua_pushvalue(L, 2);                           /* fill */
+  e->watch = pushwatch(L, 3);
+  lua_pushcclosure(L, entries_step, 7);
+  return 1;
+}
+
+/* luaopen_fmap adds these to the views' methods, the BlockFiles' methods
+** and the fmap table. */
+LUAI_DDEF const luaL_Reg node_view_methods[] = {
+  {"bsearch", view_bsearch}, {"bsearch_slots", view_bsearch_slots},
+  {"read_entries", view_read_entries}, {"search", view_search},
+  {"remove_key", view_remove_key}, {"insert_key", view_insert_key},
+  {NULL, NULL}
+};
+
+LUAI_DDEF const luaL_Reg node_bf_methods[] = {
+  {"entry_iterator", bf_entry_iterator}, {"searcher", bf_searcher},
+  {NULL, NULL}
+};
+
+LUAI_DDEF const luaL_Reg node_mod_funcs[] = {
+  {"batch_iterator", mod_batch_iterator},
+  {NULL, NULL}
+};

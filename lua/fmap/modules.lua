@@ -1,0 +1,19 @@
+--- fmap.modules: the modules that are fields of the fmap table.
+-- `fmap.NAME` requires "fmap.NAME" on first use and keeps it, for each
+-- NAME here: so `fmap.audit(bf)` and `fmap.bptree.new(bf, 16, 16)` work
+-- after one `require "fmap"`. The engine's binding reads this set when a
+-- field of fmap is missing; a module joins by a line here, with no change
+-- to the engine.
+local M = {
+  audit = true,      -- blocks a structure leaked or shares
+  blockmap = true,   -- a picture of every block
+  bptree = true,     -- the B+tree
+  classify = true,   -- what each block is
+  codec = true,      -- keys that sort as their values do
+  dot = true,        -- B+tree pictures through Graphviz
+  mmlist = true,     -- the persistent list
+  varchar = true,    -- variable-size, reference-counted blobs
+  workload = true,   -- the standard benchmark workload
+}
+
+return M
