@@ -117,3 +117,12 @@ project "faultinject"
   files { "testing/faultinject.c" }
   links { "dl" }
   per_config "lib"
+
+-- Test-only: an LD_PRELOAD shim that records every write, truncation and
+-- sync of a BlockFile's files, for spec/powerloss_spec.lua (see
+-- testing/iorecord.c). Nothing links it.
+project "iorecord"
+  kind "SharedLib"
+  files { "testing/iorecord.c" }
+  links { "dl" }
+  per_config "lib"

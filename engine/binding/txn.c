@@ -33,8 +33,11 @@ void trapped (lua_State *L, BlockFile *bf) {
 void touchslow (lua_State *L, View *v, uint64_t pos, uint64_t len) {
   BlockFile *bf = v->bf;
   COUNTSTORE(L, bf);
+  if (len == 0) return;   /* stores nothing, and touches no block */
   if (fm_touch(&bf->f, v->off + pos, len) != 0)
     luaL_error(L, "%s", bf->f.msg);
+  /* A one-block view has had its block touched: until the generation
+  ** changes, its stores need not ask again. */
   if (v->len <= bf->f.h.block_size) v->wgen = bf->f.gen;
 }
 
