@@ -425,6 +425,43 @@ print("not reached")
       os.remove(copy)
     end)
 
+    it("that claims more than a journal can is refused, and the file left "
+       .. "as it is", function()
+      local a = bf:allocate()
+      bf:with(a, function (v) v:write(0, "safe") end)
+      bf:close()
+      bf = nil
+      local file = read_all(path)
+      -- a journal whose checksums hold but whose commit claims a huge
+      -- file, or whose frame lies past the commit's size
+      local function journal (frame_off, size)
+        local hdr = "fmapWAL1" .. string.pack("<I4I4I8", BS, 0, 77)
+        hdr = hdr .. string.pack("<I8", F.checksum(hdr, 3))
+        local data = string.rep("X", BS)
+        local fh = string.pack("<I8I8I8", frame_off, 77, size)
+        local sum = F.checksum(data, string.unpack("<I8", hdr, 25))
+        sum = F.checksum(fh, sum)
+        return hdr .. fh .. string.pack("<I8", sum) .. data
+      end
+      for _, c in ipairs({
+        { BS, 1 << 50, "its last commit says the file has " .. (1 << 50)
+          .. " bytes %(it has " .. #file .. "%)" },
+        { 1 << 40, 2 * BS, "a frame for offset " .. (1 << 40) .. " lies past "
+          .. "the 8192 bytes of its commit" } }) do
+        h.writefile(path .. "-wal", journal(c[1], c[2]))
+        for _, ro in ipairs({ false, true }) do
+          local r, msg, e = fmap.open(path, { readonly = ro })
+          assert.is_nil(r)
+          assert.matches("corrupt journal .*: " .. c[3], msg)
+          assert.equal(22, e)
+        end
+        assert.equal(file, read_all(path))
+      end
+      os.remove(path .. "-wal")
+      bf = assert(fmap.open(path))
+      assert.equal("safe", bf:with(a, function (v) return v:read(0, 4) end))
+    end)
+
     it("is checked by check()", function()
       local a = bf:allocate()
       bf:with(a, function (v) v:write(0, "x") end)

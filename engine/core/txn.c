@@ -86,6 +86,7 @@
 #define FRAME_HDR     32
 #define JOURNAL_LIMIT (4u << 20)   /* a checkpoint once past it */
 #define IOV_BATCH     512          /* frames a pwritev, two iovecs each */
+#define JOURNAL_SLACK (1ull << 30) /* see fm__recover */
 
 static const unsigned char WAL_MAGIC[8] =
   { 'f', 'm', 'a', 'p', 'W', 'A', 'L', '1' };
@@ -606,6 +607,31 @@ int fm__recover (fm_file *f, int apply, fm_frame **frames, uint64_t *n,
   }
   rc = scan(wfd, &bs, &fr, &nf, &sz, &end, &tail);
   if (rc != 0) goto done;
+  if (nf > 0) {
+    /* Checksums catch damage, not a forged journal: its claims are held
+    ** to what a real one can say before any of it is believed. A file
+    ** grows by a quarter at a time, so its last commit's size is at most
+    ** a few times what the file holds (a lost growth), never more. */
+    struct stat st;
+    if (fstat(f->fd, &st) != 0) { rc = errno; goto done; }
+    if (sz % bs != 0 || sz < bs || sz / 4 > (uint64_t)st.st_size +
+        JOURNAL_SLACK) {
+      rc = FM_ECORRUPT;
+      fail(f, rc, "corrupt journal %s: its last commit says the file has "
+           "%llu bytes (it has %llu)", j, (unsigned long long)sz,
+           (unsigned long long)st.st_size);
+      goto refused;
+    }
+    for (i = 0; i < nf; i++) {
+      if (fr[i].off > sz - bs) {
+        rc = FM_ECORRUPT;
+        fail(f, rc, "corrupt journal %s: a frame for offset %llu lies past "
+             "the %llu bytes of its commit", j,
+             (unsigned long long)fr[i].off, (unsigned long long)sz);
+        goto refused;
+      }
+    }
+  }
   if (!apply) {
     /* Read-only: the caller lays the frames over its map. It keeps the
     ** descriptor, to read them. */
@@ -636,11 +662,12 @@ int fm__recover (fm_file *f, int apply, fm_frame **frames, uint64_t *n,
   if (unlink(j) != 0) { rc = errno; goto done; }
   sync_dir(f->path);
 done:
+  if (rc != 0) fail(f, rc, "recovering from the journal %s: %s", j,
+                    strerror(rc));
+refused:
   free(blk);
   free(fr);
   close(wfd);
-  if (rc != 0) fail(f, rc, "recovering from the journal %s: %s", j,
-                    strerror(rc));
   free(j);
   return rc;
 }
