@@ -15,7 +15,7 @@
 **
 ** A header slot:
 **        0          8  magic "\x89fmap\r\n\x1a"
-**        8          4  format version (2)
+**        8          4  format version (3)
 **       12          4  block size, a multiple of 4096
 **       16          8  sequence number; the valid slot with the highest wins
 **       24          8  top: the end of the allocated area
@@ -35,7 +35,9 @@
 ** (a crash in the middle of one) leaves the other slot, one change older,
 ** intact. Control data is written to the area not in use, then the header
 ** switches to it: a torn write of either leaves the old data in force.
-** Version 1 files are version 2 files without pending marks; both open.
+** Version 1 files are version 2 files without pending marks; version 3
+** files may have a journal beside them (txn.c), which version 2 readers
+** would ignore: all three open, and the first commit writes version 3.
 **
 ** A free block starts with a mark:
 **        0          8  magic "fmapFREE"
@@ -67,9 +69,11 @@
 **   - each free block is marked free and on the free list exactly once;
 **     free_blocks and free_runs count them
 **   - the newest valid header slot describes the file
-** Order of writes, so that a process killed at any instant leaves an
-** openable file whose free list is exactly as before or after the change:
-** the header is the commit point. Before it, only blocks the free list
+** The map is private (MAP_PRIVATE) when the file is writable: stores
+** reach the file only through a commit's journal and its checkpoint
+** (txn.c), so whatever a crash interrupts, the file is a commit's. The
+** order below, inside the map, is kept from before the journal, for
+** files an older fmap left: the header is the commit point. Before it, only blocks the free list
 ** does not reach are written (the marks of blocks being freed). A change
 ** to a mark the list does reach (a run's count, a link) is recorded in the
 ** header as its pending mark and written after it; opening redoes it, so
