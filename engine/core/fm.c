@@ -73,11 +73,12 @@
 ** reach the file only through a commit's journal and its checkpoint
 ** (txn.c), so whatever a crash interrupts, the file is a commit's. The
 ** order below, inside the map, is kept from before the journal, for
-** files an older fmap left: the header is the commit point. Before it, only blocks the free list
-** does not reach are written (the marks of blocks being freed). A change
-** to a mark the list does reach (a run's count, a link) is recorded in the
-** header as its pending mark and written after it; opening redoes it, so
-** a kill between the two loses nothing. Allocation zeroes blocks only
+** files an older fmap left: the header is the commit point. Before it,
+** only blocks the free list does not reach are written (the marks of
+** blocks being freed). A change to a mark the list does reach (a run's
+** count, a link) is recorded in the header as its pending mark and
+** written after it; opening redoes it, so a kill between the two loses
+** nothing. Allocation zeroes blocks only
 ** after the header has unlisted them, and hands out only blocks that
 ** carry a valid mark. The worst a kill does is leak the blocks of the
 ** free or allocate it interrupted: they stay marked, fm_check reports
