@@ -370,14 +370,6 @@ static int grow (fm_file *f, uint64_t need) {
   size = (size + bs - 1) / bs * bs;
   if (size < old || size > (uint64_t)INT64_MAX)
     return fail(f, EFBIG, "file would exceed the largest size");
-  {   /* the flags first: more of them than blocks is harmless */
-    uint64_t was = f->mapsize;
-    int rc;
-    f->mapsize = size;
-    rc = fm__txn_resize(f);
-    f->mapsize = was;
-    if (rc != 0) return sysfail(f, rc);
-  }
   if (f->fd >= 0) {
     int cut = cut_short(f);   /* else the growth would hide the cut */
     if (cut != 0) return cut;
@@ -406,6 +398,15 @@ static int grow (fm_file *f, uint64_t need) {
   }
   f->map = p;
   f->mapsize = size;
+  if (fm__txn_resize(f) != 0) {
+    /* No flags for the new blocks: give the growth back. Shrinking a
+    ** map in place does not fail. */
+    p = mremap(f->map, size, old, 0);
+    if (p != MAP_FAILED) f->map = p;
+    f->mapsize = old;
+    if (f->fd >= 0 && ftruncate(f->fd, (off_t)old) != 0) { /* as above */ }
+    return sysfail(f, ENOMEM);
+  }
   f->remaps++;
   return 0;   /* clean_from stays: the new space reads as zeros */
 }
