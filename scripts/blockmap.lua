@@ -10,7 +10,6 @@
 -- Opens FILE read-only and prints the file's figures and the blocks of
 -- each kind. Exits 0 when the picture is written, 1 when FILE cannot be
 -- opened or the picture cannot be written, 2 on a usage error.
-local fmap = require "fmap"
 local blockmap = require "fmap.blockmap"
 local classify = require "fmap.classify"
 local cli = require "fmap.cli"
@@ -18,10 +17,7 @@ local cli = require "fmap.cli"
 local USAGE = "usage: fmap scripts/blockmap.lua FILE -o OUT.png|OUT.svg "
               .. "[-r MODULE] [--cols N] [--cell N]"
 
-local cmd = cli.new("blockmap", USAGE, {
-  ["-o"] = "output", ["--output"] = "output",
-  ["-r"] = { key = "modules", many = true },
-  ["--require"] = { key = "modules", many = true },
+local cmd = cli.new("blockmap", USAGE, { "output", "modules",
   ["--cols"] = { key = "cols", kind = "integer", min = 1 },
   ["--cell"] = { key = "cell", kind = "integer", min = 1 },
 })
@@ -45,8 +41,7 @@ end
 
 local opts = parse(arg)
 cmd:require_all(opts.modules)
-local bf, msg = fmap.open(opts.path, { readonly = true })
-if not bf then cmd:fail(msg) end
+local bf = cmd:open(opts.path)
 local t0 = os.clock()
 local r, werr = blockmap.write(bf, opts.output,
                                { cols = opts.cols, cell = opts.cell })

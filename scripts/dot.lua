@@ -14,7 +14,6 @@
 -- the file. Exits 0 when the picture is written, 1 when FILE cannot be
 -- opened, holds no tree, or Graphviz fails or is missing, 2 on a usage
 -- error.
-local fmap = require "fmap"
 local classify = require "fmap.classify"
 local dot = require "fmap.dot"
 local cli = require "fmap.cli"
@@ -22,8 +21,7 @@ local cli = require "fmap.cli"
 local USAGE = "usage: fmap scripts/dot.lua FILE -o OUT.svg|OUT.dot "
               .. "[--at OFFSET] [--depth N] [--children N] [--keys N]"
 
-local cmd = cli.new("dot", USAGE, {
-  ["-o"] = "output", ["--output"] = "output",
+local cmd = cli.new("dot", USAGE, { "output",
   ["--at"] = { key = "at", kind = "integer", min = 1 },
   ["--depth"] = { key = "depth", kind = "integer", min = 0 },
   ["--children"] = { key = "children", kind = "integer", min = 2 },
@@ -42,8 +40,7 @@ local function parse (args)
 end
 
 local opts = parse(arg)
-local bf, msg = fmap.open(opts.path, { readonly = true })
-if not bf then cmd:fail(msg) end
+local bf = cmd:open(opts.path)
 
 -- The trees in the file, as the bptree classifier detects them.
 local r = classify.scan(bf, { only = { bptree = true } })

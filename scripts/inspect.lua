@@ -18,14 +18,12 @@ local cli = require "fmap.cli"
 local USAGE = "usage: fmap scripts/inspect.lua [--free] [--block OFFSET] "
               .. "[--stats] [--audit] [-r MODULE] FILE"
 
-local cmd = cli.new("inspect", USAGE, {
+local cmd = cli.new("inspect", USAGE, { "modules",
   ["--block"] = { key = "blocks", kind = "offset", many = true,
                   value = "an OFFSET" },
   ["--free"] = { key = "free", kind = "flag" },
   ["--stats"] = { key = "stats", kind = "flag" },
   ["--audit"] = { key = "audit", kind = "flag" },
-  ["-r"] = { key = "modules", many = true, value = "a MODULE" },
-  ["--require"] = { key = "modules", many = true, value = "a MODULE" },
 })
 
 local function row (name, fmt, ...)
@@ -140,8 +138,7 @@ end
 
 local opts = cmd:parse(arg)
 cmd:require_all(opts.modules)
-local bf <close>, err = fmap.open(opts.path, { readonly = true })
-if not bf then cmd:fail(err) end
+local bf <close> = cmd:open(opts.path)
 for _, off in ipairs(opts.blocks) do check_block(bf, off) end
 header(bf)
 local ok, problems = bf:check()

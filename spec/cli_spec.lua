@@ -1,7 +1,7 @@
 -- Specs of fmap.cli, the command line of fmap's scripts. It exits, so
 -- each case runs in a child fmap.
 local function run (args)
-  local prog = [[
+  return h.run_lua([[
     local cli = require "fmap.cli"
     local cmd = cli.new("demo", "usage: demo FILE", {
       ["-o"] = "output",
@@ -12,13 +12,7 @@ local function run (args)
     })
     local o = cmd:parse(arg)
     print(o.path, o.output, o.n, table.concat(o.at, ","), o.free)
-  ]]
-  local script = os.tmpname()
-  h.writefile(script, prog)
-  local out, status = h.run(string.format("%s %s %s 2>&1", h.bin(), script,
-                                          args))
-  os.remove(script)
-  return out, status
+  ]], args)
 end
 
 describe("fmap.cli", function()
@@ -59,18 +53,13 @@ end)
 
 describe("fmap.cli without FILE", function()
   local function run (args)
-    local script = os.tmpname()
-    h.writefile(script, [[
+    return h.run_lua([[
       local cmd = require("fmap.cli").new("b", "usage: b [--n N]", {
         ["--n"] = { key = "n", kind = "integer", min = 1 },
       }, { file = false })
       local o = cmd:parse(arg)
       print(o.n, o.path)
-    ]])
-    local out, status = h.run(string.format("%s %s %s 2>&1", h.bin(), script,
-                                            args))
-    os.remove(script)
-    return out, status
+    ]], args)
   end
 
   it("takes options alone and refuses an argument", function()
@@ -78,6 +67,41 @@ describe("fmap.cli without FILE", function()
     assert.same({ "nil\tnil\n", 0 }, { run("") })
     assert.same({ 'b: unexpected argument "x"\nusage: b [--n N]\n', 2 },
                 { run("x") })
+  end)
+end)
+
+describe("fmap.cli's shared options and :open()", function()
+  local function run (args)
+    return h.run_lua([[
+      local cmd = require("fmap.cli").new("s", "usage: s FILE", {
+        "output", "modules", ["--n"] = { key = "n", kind = "integer" },
+      })
+      local o = cmd:parse(arg)
+      print(o.output, table.concat(o.modules, ","), o.n)
+      cmd:require_all(o.modules)
+      local bf = cmd:open(o.path)
+      print(bf:readonly())
+    ]], args)
+  end
+
+  it("names -o, --output, -r and --require by their keys", function()
+    local path = h.tmpname()
+    assert(fmap.create(path)):close()
+    assert.same({ "x.png\tstring,table\t3\ntrue\n", 0 },
+                { run("-o x.png -r string --require=table --n 3 " .. path) })
+    assert.same({ "x.svg\t\tnil\ntrue\n", 0 }, { run("--output x.svg "
+                                                     .. path) })
+    os.remove(path)
+  end)
+
+  it("says what -r needs, and fails to open a missing FILE", function()
+    assert.same({ "s: -r needs a MODULE\nusage: s FILE\n", 2 },
+                { run("F -r") })
+    local path = h.tmpname()
+    local out, status = run(path)
+    assert.equal(1, status)
+    assert.equal("nil\t\tnil\ns: " .. path .. ": No such file or "
+                 .. "directory\n", out)
   end)
 end)
 

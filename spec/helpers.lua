@@ -65,6 +65,17 @@ function M.run (cmd)
   return out, status
 end
 
+--- Runs the Lua chunk code in a child fmap, args (a string) on its
+-- command line; returns its output (stdout and stderr) and exit status.
+function M.run_lua (code, args)
+  local script = M.tmpname(".lua")
+  M.writefile(script, code)
+  local out, status = M.run(string.format("%s %s %s 2>&1", M.bin(), script,
+                                          args or ""))
+  os.remove(script)
+  return out, status
+end
+
 math.randomseed(os.time())
 --- Calls f(...) under a budget of Lua VM instructions, as pcall does:
 -- an operation on damaged data must end, with its results or an error.

@@ -117,20 +117,8 @@ local function captions (r)
                   f.fragmentation),
   }
   local legend = {}
-  local listed = {}
-  for _, k in ipairs(classify.ORDER) do
-    if r.counts[k] then
-      listed[k] = true
-      legend[#legend + 1] = { kind = k, count = r.counts[k] }
-    end
-  end
-  local extra = {}
-  for k in pairs(r.counts) do
-    if not listed[k] then extra[#extra + 1] = k end
-  end
-  table.sort(extra)
-  for _, k in ipairs(extra) do
-    legend[#legend + 1] = { kind = k, count = r.counts[k] }
+  for i, k in ipairs(classify._counted_kinds(r)) do
+    legend[i] = { kind = k, count = r.counts[k] }
   end
   for _, e in ipairs(legend) do
     local kd = classify.KINDS[e.kind] or classify.kind(e.kind)
@@ -141,6 +129,14 @@ local function captions (r)
   return lines, legend
 end
 
+-- What png and svg draw: the scan of src, its layout and its captions
+-- (lines, legend). fname and up are png's or svg's, as scan_of takes
+-- them: errors name the line that called png or svg.
+local function picture (src, opts, fname, up)
+  local r = scan_of(src, opts, fname, up + 1)
+  return r, M.layout(r, opts, fname, up + 2), captions(r)
+end
+
 --- Draws a file's block map as PNG.
 -- @param src a BlockFile (scanned with `classify.scan`) or a scan
 -- @param opts optional: `cols`, `cell` (see `layout`), `scan` (options of
@@ -149,10 +145,7 @@ end
 --   pitch, cols, per_cell, palette, width, height}` (cell i's top left
 --   pixel is at x + (i % cols) * pitch, y + (i // cols) * pitch)
 function M.png (src, opts, _fname, _up)
-  local fname, up = _fname or "png", _up or 0
-  local r = scan_of(src, opts, fname, up)
-  local L = M.layout(r, opts, fname, up + 1)
-  local lines, legend = captions(r)
+  local r, L, lines, legend = picture(src, opts, _fname or "png", _up or 0)
   -- Palette: background, ink, gap, then one colour per kind shown.
   local palette, index = { BG, INK, GAP }, {}
   for _, e in ipairs(legend) do
@@ -261,10 +254,7 @@ end
 -- @param opts optional, as for `png`
 -- @return the SVG text, and the scan
 function M.svg (src, opts, _fname, _up)
-  local fname, up = _fname or "svg", _up or 0
-  local r = scan_of(src, opts, fname, up)
-  local L = M.layout(r, opts, fname, up + 1)
-  local lines, legend = captions(r)
+  local r, L, lines, legend = picture(src, opts, _fname or "svg", _up or 0)
   local pitch = math.max(L.cell, 2)
   local gutter = 8 * #tostring((L.rows - 1) * L.cols * L.per_cell) + 8
   local entry_w = 0

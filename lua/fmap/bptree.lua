@@ -1950,128 +1950,86 @@ local function entry_fields (t, what)
   return 0, t.ks, t.vs
 end
 
--- A forward iterator from entry pos of leaf off, up to the last entry
--- <= to (or the end); what: nil (key, value), 1 (key), 2 (value). Over
--- fixed entries, its fill runs once per leaf and each step reads one
--- entry from the file (bf:entry_iterator).
-local function forward (t, off, pos, to, what)
-  local mods = t.mods
-  if t.fixed then
-    local LS = t.LS
-    local skip, len, len2 = entry_fields(t, what)
-    -- Each step is a C call that reads an entry from the file; fill finds
-    -- the entries of the next leaf.
-    local visited = 0
-    local function fill ()
-      while off ~= 0 do
-        visited = walk_step(t, visited)
-        local v = leaf_view(t, off)
-        local e, last = leaf_count(t, v, off), false
-        if to then
-          local ub = vbsearch(v, FL_ENT, e, LS, to, true)
-          if ub < e then e, last = ub, true end
-        end
-        local at = off
-        off = last and 0 or u64(v, L_NEXT)
-        local p = pos
-        pos = 0
-        if p < e then
-          return at + FL_ENT + p * LS + skip, e - p, LS, len, len2
-        end
-      end
-      return nil
-    end
-    return t.bf:entry_iterator(fill, t, "mods", MODIFIED)
+-- The entries a scan visits in a leaf of n entries, from entry pos (nil:
+-- the leaf's first in the scan's direction): the first, how many, and
+-- whether the scan ends in this leaf. bound is where the scan's end key
+-- falls in the leaf (forward: its upper bound, backward: its lower
+-- bound), or nil.
+local function leaf_run (n, pos, bound, back)
+  if back then
+    local lo = bound or 0
+    local first = (pos == nil or pos >= n) and n - 1 or pos
+    return first, first - lo + 1, lo > 0
   end
-  local e, visited = -1, 0
-  return function ()
-    if t.mods ~= mods then error(MODIFIED, 2) end
-    while off ~= 0 do
-      local v = leaf_view(t, off)
-      if e < 0 then
-        visited = walk_step(t, visited)
-        local n = u32(v, N_COUNT)
-        e = n
-        if to then
-          local ub = slot_search(t, v, SL_SLOTS, 4, n, to, true)
-          if ub < n then e, to = ub, false end
-        end
-      end
-      if pos < e then
-        local cell = u32(v, SL_SLOTS + 4 * pos)
-        pos = pos + 1
-        local vpos = cell + field_size(v, cell)
-        if what == 2 then return field_read(t, v, vpos) end
-        local k = field_read(t, v, cell)
-        if what == 1 then return k end
-        return k, field_read(t, v, vpos)
-      end
-      off = to == false and 0 or u64(v, L_NEXT)
-      pos, e = 0, -1
-    end
-    return nil
-  end
+  local hi, first = bound or n, pos or 0
+  return first, hi - first, hi < n
 end
 
--- A backward iterator from entry pos of leaf off (nil: its last), down to
--- the first entry >= to (or the start).
-local function backward (t, off, pos, to, what)
+-- An iterator over the entries of the leaves from leaf off on: forward
+-- (back false) from entry pos up to the last entry <= to, or backward
+-- (back true) from entry pos down to the first entry >= to; pos nil: from
+-- the leaf's first in that direction, to nil: to the end or the start.
+-- what: nil (key, value), 1 (key), 2 (value). Over fixed entries, its fill
+-- runs once per leaf and each step reads one entry from the file
+-- (bf:entry_iterator); over slotted ones, each step is a call of a
+-- closure.
+local function iterator (t, back, what, off, pos, to)
   local mods = t.mods
+  -- the link to the next leaf, and whether the end key is searched as an
+  -- upper bound (forward)
+  local link, upper = back and L_PREV or L_NEXT, not back
+  local visited = 0
   if t.fixed then
     local LS = t.LS
     local skip, len, len2 = entry_fields(t, what)
-    -- fill finds the entries of the previous leaf; the steps walk them
-    -- from the last down.
-    local visited = 0
+    local stride = back and -LS or LS
+    -- Each step is a C call that reads an entry from the file; fill finds
+    -- the entries of the next leaf.
     local function fill ()
       while off ~= 0 do
         visited = walk_step(t, visited)
         local v = leaf_view(t, off)
         local n = leaf_count(t, v, off)
-        local s, last = 0, false
-        if to then
-          local lb = vbsearch(v, FL_ENT, n, LS, to)
-          if lb > 0 then s, last = lb, true end
-        end
+        local first, count, last = leaf_run(n, pos,
+          to and vbsearch(v, FL_ENT, n, LS, to, upper), back)
         local at = off
-        off = last and 0 or u64(v, L_PREV)
-        local p = pos or n - 1
-        pos = nil
-        if p >= n then p = n - 1 end
-        if p >= s then
-          return at + FL_ENT + p * LS + skip, p - s + 1, -LS, len, len2
+        off, pos = last and 0 or u64(v, link), nil
+        if count > 0 then
+          return at + FL_ENT + first * LS + skip, count, stride, len, len2
         end
       end
       return nil
     end
     return t.bf:entry_iterator(fill, t, "mods", MODIFIED)
   end
-  local s, visited = nil, 0
+  -- Slotted: at is the slot of the next entry of the leaf, stop the slot
+  -- past the last one to visit (nil: the leaf is not read yet), d the
+  -- way the slots go.
+  local d, at, stop, last = back and -4 or 4, 0, nil, false
   return function ()
     if t.mods ~= mods then error(MODIFIED, 2) end
     while off ~= 0 do
       local v = leaf_view(t, off)
-      if s == nil then
+      if stop == nil then
         visited = walk_step(t, visited)
         local n = u32(v, N_COUNT)
-        s = 0
-        if to then
-          local lb = slot_search(t, v, SL_SLOTS, 4, n, to, false)
-          if lb > 0 then s, to = lb, false end
-        end
-        if pos == nil or pos >= n then pos = n - 1 end
+        local first, count
+        first, count, last = leaf_run(n, pos,
+          to and slot_search(t, v, SL_SLOTS, 4, n, to, upper), back)
+        at, pos = SL_SLOTS + 4 * first, nil
+        stop = count > 0 and at + d * count or at
       end
-      if pos >= s then
-        local cell = u32(v, SL_SLOTS + 4 * pos)
-        pos = pos - 1
+      if at ~= stop then
+        local cell = u32(v, at)
+        at = at + d
         local vpos = cell + field_size(v, cell)
         if what == 2 then return field_read(t, v, vpos) end
         local k = field_read(t, v, cell)
         if what == 1 then return k end
         return k, field_read(t, v, vpos)
       end
-      off = to == false and 0 or u64(v, L_PREV)
-      pos, s = nil, nil
+      off = last and 0 or u64(v, link)
+      stop = nil
     end
     return nil
   end
@@ -2111,10 +2069,10 @@ end
 local function range (t, from, to, what)
   if bytecmp(from, to) <= 0 then
     local _, _, pos, off = lower_leaf(t, from)
-    return forward(t, off, pos, to, what), nil, nil, nil
+    return iterator(t, false, what, off, pos, to), nil, nil, nil
   end
   local _, off, _, ub = upper_leaf(t, from)
-  return backward(t, off, ub - 1, to, what), nil, nil, nil
+  return iterator(t, true, what, off, ub - 1, to), nil, nil, nil
 end
 
 --- Iterates over the entries of key, in insertion order:
@@ -2166,7 +2124,7 @@ end
 -- @return a generic-for iterator yielding key, value
 function Tree:iterate ()
   check_self(self, "iterate")
-  return forward(self, edge_leaf(self, false), 0, nil, nil), nil, nil, nil
+  return iterator(self, false, nil, edge_leaf(self, false)), nil, nil, nil
 end
 
 --- Iterates over every entry in reverse key order (equal keys last
@@ -2174,21 +2132,21 @@ end
 -- @return a generic-for iterator yielding key, value
 function Tree:backward ()
   check_self(self, "backward")
-  return backward(self, edge_leaf(self, true), nil, nil, nil), nil, nil, nil
+  return iterator(self, true, nil, edge_leaf(self, true)), nil, nil, nil
 end
 
 --- Iterates over every key in order, once per entry.
 -- @return a generic-for iterator yielding keys
 function Tree:keys ()
   check_self(self, "keys")
-  return forward(self, edge_leaf(self, false), 0, nil, 1), nil, nil, nil
+  return iterator(self, false, 1, edge_leaf(self, false)), nil, nil, nil
 end
 
 --- Iterates over every value, in the order of their keys.
 -- @return a generic-for iterator yielding values
 function Tree:values ()
   check_self(self, "values")
-  return forward(self, edge_leaf(self, false), 0, nil, 2), nil, nil, nil
+  return iterator(self, false, 2, edge_leaf(self, false)), nil, nil, nil
 end
 
 ---------------------------------------------------------------------------

@@ -93,6 +93,19 @@ M.BUILTIN = { "fmap.classify.bptree", "fmap.classify.mmlist",
               "fmap.classify.varchar" }
 local builtins_loaded = false
 
+--- Internal: a `detect` for structures whose meta blocks say what they
+-- are and where they are (fmap.varchar's, fmap.mmlist's): the allocated
+-- blocks with magic at 0 and their own offset at self_pos (`ctx.find`).
+-- @param magic the meta block's magic string
+-- @param self_pos where a meta block holds its own offset (a u64)
+-- @return the detect function
+function M._stamped (magic, self_pos)
+  return function (_, ctx)
+    local found = ctx.find(magic, 0, self_pos)
+    return #found > 0 and found or nil
+  end
+end
+
 --- Adds a kind of block, or changes the label or colour of one.
 -- @param name the kind's name, what walkers pass to `emit`
 -- @param spec `{label = "text for the legend", color = "#rrggbb"}`, both
@@ -499,6 +512,24 @@ local function figure_text (k, v)
   return k .. " " .. tostring(v)
 end
 
+--- Internal: the kinds of block a scan counted, in legend order: those
+-- of `ORDER` first, then the others by name.
+-- @param r what `scan` returned
+-- @return a list of kind names
+function M._counted_kinds (r)
+  local listed, order = {}, {}
+  for _, k in ipairs(M.ORDER) do
+    if r.counts[k] then order[#order + 1] = k; listed[k] = true end
+  end
+  local extra = {}
+  for k in pairs(r.counts) do
+    if not listed[k] then extra[#extra + 1] = k end
+  end
+  table.sort(extra)
+  for _, k in ipairs(extra) do order[#order + 1] = k end
+  return order
+end
+
 --- The numbers behind the block map, as text (`inspect --stats`): blocks
 -- by kind, the free list (length, runs, largest, fragmentation), and each
 -- structure's figures (a B+tree's height and fill factors, a store's
@@ -515,17 +546,7 @@ function M.stats (src)
   local function add (...) out[#out + 1] = string.format(...) end
   local f = M.figures(r)
   add("blocks by kind (%d blocks of %d bytes):\n", r.blocks, r.block_size)
-  local listed, order = {}, {}
-  for _, k in ipairs(M.ORDER) do
-    if r.counts[k] then order[#order + 1] = k; listed[k] = true end
-  end
-  local extra = {}
-  for k in pairs(r.counts) do
-    if not listed[k] then extra[#extra + 1] = k end
-  end
-  table.sort(extra)
-  for _, k in ipairs(extra) do order[#order + 1] = k end
-  for _, k in ipairs(order) do
+  for _, k in ipairs(M._counted_kinds(r)) do
     add("  %-26s %10d  %5.1f%%\n", M.KINDS[k] and M.KINDS[k].label or k,
         r.counts[k], 100 * r.counts[k] / r.blocks)
   end

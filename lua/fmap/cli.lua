@@ -4,29 +4,46 @@
 -- 1 on a failure, 0 after printing the usage for -h or --help.
 --
 --   local cli = require "fmap.cli"
---   local cmd = cli.new("blockmap", USAGE, {
---     ["-o"] = "output", ["--output"] = "output",
+--   local cmd = cli.new("blockmap", USAGE, { "output", "modules",
 --     ["--cols"] = { key = "cols", kind = "integer", min = 1 },
---     ["-r"] = { key = "modules", many = true },
 --     ["--free"] = { key = "free", kind = "flag" },
 --   })
 --   local opts = cmd:parse(arg)      -- opts.path is FILE
---   if not bf then cmd:fail(msg) end
+--   cmd:require_all(opts.modules)
+--   local bf = cmd:open(opts.path)
 local M = {}
 
 local Command = {}
 Command.__index = Command
+
+-- The options scripts share, by the key they set.
+local SHARED = {
+  output = { ["-o"] = "output", ["--output"] = "output" },
+  modules = {
+    ["-r"] = { key = "modules", many = true, value = "a MODULE" },
+    ["--require"] = { key = "modules", many = true, value = "a MODULE" },
+  },
+}
 
 --- A command: its name (the prefix of its messages), its usage line, and
 -- its options. An option maps to a key (a string) or to a table: key;
 -- kind "string" (the default), "integer" (with min), "offset" (a
 -- non-negative integer, decimal or 0x hex) or "flag"; many = true to
 -- collect every occurrence in a list; value = what the message calls its
--- value ("a value" by default). With settings.file = false the command
--- takes no FILE, only options (a benchmark's).
+-- value ("a value" by default). The options' list part names options
+-- that scripts share: "output" (-o, --output PATH) and "modules" (-r,
+-- --require MODULE, repeatable: see `require_all`). With settings.file =
+-- false the command takes no FILE, only options (a benchmark's).
 function M.new (name, usage, options, settings)
-  local opts = {}
+  local all = {}
+  for _, key in ipairs(options) do
+    for flag, o in pairs(assert(SHARED[key], key)) do all[flag] = o end
+  end
   for flag, o in pairs(options) do
+    if type(flag) == "string" then all[flag] = o end
+  end
+  local opts = {}
+  for flag, o in pairs(all) do
     if type(o) == "string" then o = { key = o } end
     opts[flag] = {
       key = o.key, kind = o.kind or "string", min = o.min, many = o.many,
@@ -131,6 +148,15 @@ function Command:require_all (modules)
     local ok, err = pcall(require, m)
     if not ok then self:fail(string.format("cannot load %s: %s", m, err)) end
   end
+end
+
+--- Opens FILE read-only (the scripts only read), or fails the command
+-- with the engine's message.
+-- @return the BlockFile
+function Command:open (path)
+  local bf, msg = require("fmap").open(path, { readonly = true })
+  if not bf then self:fail(msg) end
+  return bf
 end
 
 --- A fresh temporary path ending in suffix, not created: os.tmpname()

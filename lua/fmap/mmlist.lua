@@ -280,22 +280,28 @@ function M.open (bf, offset)
   return self
 end
 
+-- Raises unless self is a list, for method fname: a method called with
+-- '.' for ':' is passed something else. Raises at the method's caller.
+local function check_self (self, fname)
+  if getmetatable(self) ~= List then bad_self("mmlist", fname, self, nil, 4) end
+end
+
 --- The offset of the list's meta block, for mmlist.open.
 function List:offset ()
-  if getmetatable(self) ~= List then bad_self("mmlist", "offset", self) end
+  check_self(self, "offset")
   return self.meta
 end
 
 --- The list's BlockFile.
 function List:blockfile ()
-  if getmetatable(self) ~= List then bad_self("mmlist", "blockfile", self) end
+  check_self(self, "blockfile")
   return self.bf
 end
 
 --- The number of items (also #l).
 -- Not guarded: it reads one word, which every operation writes last.
 function List:size ()
-  if getmetatable(self) ~= List then bad_self("mmlist", "size", self) end
+  check_self(self, "size")
   -- a view of its own: unguarded, size may run inside an operation (from
   -- a finalizer), whose view it must not move
   local v <close> = own_view(self)
@@ -409,7 +415,7 @@ end
 -- @return the new item's index (the new size), or nil, message, errno when
 -- the BlockFile cannot grow
 function List:append (s)
-  if getmetatable(self) ~= List then bad_self("mmlist", "append", self) end
+  check_self(self, "append")
   check_string(s, 1, "append")
   check_writable(self, "append")
   local _ <close> = enter(self.guard, "append")
@@ -451,7 +457,7 @@ end
 
 --- The item at index i (1..#l).
 function List:get (i)
-  if getmetatable(self) ~= List then bad_self("mmlist", "get", self) end
+  check_self(self, "get")
   local _ <close> = enter(self.guard, "get")
   local v = meta_view(self)
   i = check_index(self, i, v:u64(M_COUNT), 1, "get")
@@ -462,7 +468,7 @@ end
 --- Replaces the item at index i with s.
 -- @return true, or nil, message, errno when the BlockFile cannot grow
 function List:set (i, s)
-  if getmetatable(self) ~= List then bad_self("mmlist", "set", self) end
+  check_self(self, "set")
   check_string(s, 2, "set")
   check_writable(self, "set")
   local _ <close> = enter(self.guard, "set")
@@ -478,7 +484,7 @@ end
 
 --- Exchanges the items at indices i and j.
 function List:swap (i, j)
-  if getmetatable(self) ~= List then bad_self("mmlist", "swap", self) end
+  check_self(self, "swap")
   check_writable(self, "swap")
   local _ <close> = enter(self.guard, "swap")
   local v = meta_view(self)
@@ -498,7 +504,7 @@ end
 --- Removes the last item.
 -- @return it, or nil when the list is empty
 function List:pop ()
-  if getmetatable(self) ~= List then bad_self("mmlist", "pop", self) end
+  check_self(self, "pop")
   check_writable(self, "pop")
   local _ <close> = enter(self.guard, "pop")
   local v = meta_view(self)
@@ -527,7 +533,7 @@ end
 --- Removes the item at index i, moving the last item into its place.
 -- @return the removed item
 function List:swap_delete (i)
-  if getmetatable(self) ~= List then bad_self("mmlist", "swap_delete", self) end
+  check_self(self, "swap_delete")
   check_writable(self, "swap_delete")
   local _ <close> = enter(self.guard, "swap_delete")
   local v = meta_view(self)
@@ -572,7 +578,7 @@ end
 -- visited (so a loop that appends ends), and it stops early if the list
 -- shrinks below the next index.
 function List:iterate ()
-  if getmetatable(self) ~= List then bad_self("mmlist", "iterate", self) end
+  check_self(self, "iterate")
   local v <close> = own_view(self)
   return step, { self, check_count(self, v:u64(M_COUNT)) }, 0
 end
@@ -600,7 +606,7 @@ end
 --- Checks every invariant in the comment at the top of this file.
 -- @return true, or nil and a message listing the problems, one per line
 function List:verify ()
-  if getmetatable(self) ~= List then bad_self("mmlist", "verify", self) end
+  check_self(self, "verify")
   local _ <close> = enter(self.guard, "verify")
   local bf, B, bs = self.bf, self.B, self.bs
   local problems = {}

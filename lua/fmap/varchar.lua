@@ -311,15 +311,31 @@ function M.open (bf, offset)
   return new_handle(bf, offset)
 end
 
+-- Raises unless self is a store, for method fname: a method called with
+-- '.' for ':' is passed something else. Raises at the method's caller.
+local function check_self (self, fname)
+  if getmetatable(self) ~= Varchar then
+    bad_self("varchar", fname, self, nil, 4)
+  end
+end
+
+-- The offset x (argument 1 of method fname) as an integer, else raises
+-- at the method's caller. (The methods test for an integer first: the
+-- call is for the others.)
+local function toint (x, fname)
+  local i = checkinteger(x, 1, fname, 3)
+  return i
+end
+
 --- The offset of the store's meta block, for varchar.open.
 function Varchar:offset ()
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "offset", self) end
+  check_self(self, "offset")
   return self.meta
 end
 
 --- The store's BlockFile.
 function Varchar:blockfile ()
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "blockfile", self) end
+  check_self(self, "blockfile")
   return self.bf
 end
 
@@ -804,7 +820,7 @@ end
 -- @param length bytes, >= 0
 -- @return its offset, or nil, message, errno when the BlockFile cannot grow
 function Varchar:alloc (length)
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "alloc", self) end
+  check_self(self, "alloc")
   length = check_length(length, "alloc")
   check_writable(self, "alloc")
   local _ <close> = enter(self.guard, "alloc")
@@ -815,7 +831,7 @@ end
 --- Stores a copy of the string data as a new blob with one reference.
 -- @return its offset, or nil, message, errno when the BlockFile cannot grow
 function Varchar:put (data)
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "put", self) end
+  check_self(self, "put")
   if type(data) ~= "string" then typeerror(1, "put", "string", data) end
   check_writable(self, "put")
   local _ <close> = enter(self.guard, "put")
@@ -825,10 +841,8 @@ end
 
 --- The bytes of the blob at offset, as a string.
 function Varchar:get (offset)
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "get", self) end
-  if math_type(offset) ~= "integer" then
-    offset = checkinteger(offset, 1, "get")
-  end
+  check_self(self, "get")
+  if math_type(offset) ~= "integer" then offset = toint(offset, "get") end
   local _ <close> = enter(self.guard, "get")
   local v = meta_view(self)
   local pos, len = locate(self, v, offset, "get")
@@ -837,10 +851,8 @@ end
 
 --- The length in bytes of the blob at offset.
 function Varchar:size (offset)
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "size", self) end
-  if math_type(offset) ~= "integer" then
-    offset = checkinteger(offset, 1, "size")
-  end
+  check_self(self, "size")
+  if math_type(offset) ~= "integer" then offset = toint(offset, "size") end
   local _ <close> = enter(self.guard, "size")
   local v = meta_view(self)
   local _, len = locate(self, v, offset, "size")
@@ -849,10 +861,8 @@ end
 
 --- The references to the blob at offset (1 after put or alloc).
 function Varchar:refs (offset)
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "refs", self) end
-  if math_type(offset) ~= "integer" then
-    offset = checkinteger(offset, 1, "refs")
-  end
+  check_self(self, "refs")
+  if math_type(offset) ~= "integer" then offset = toint(offset, "refs") end
   local _ <close> = enter(self.guard, "refs")
   local v = meta_view(self)
   local _, _, refs = locate(self, v, offset, "refs")
@@ -866,10 +876,8 @@ end
 -- store (the guard is left before fn runs).
 -- @return fn's results
 function Varchar:with (offset, fn)
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "with", self) end
-  if math_type(offset) ~= "integer" then
-    offset = checkinteger(offset, 1, "with")
-  end
+  check_self(self, "with")
+  if math_type(offset) ~= "integer" then offset = toint(offset, "with") end
   if type(fn) ~= "function" then typeerror(2, "with", "function", fn) end
   -- a view of its own: fn holds it while it may use the store
   local v <close> = own_view(self)
@@ -883,10 +891,8 @@ end
 
 --- Frees the blob at offset, whatever its references.
 function Varchar:free (offset)
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "free", self) end
-  if math_type(offset) ~= "integer" then
-    offset = checkinteger(offset, 1, "free")
-  end
+  check_self(self, "free")
+  if math_type(offset) ~= "integer" then offset = toint(offset, "free") end
   check_writable(self, "free")
   local _ <close> = enter(self.guard, "free")
   local v = meta_view(self)
@@ -898,10 +904,8 @@ end
 --- Adds a reference to the blob at offset.
 -- @return the references it has now
 function Varchar:ref (offset)
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "ref", self) end
-  if math_type(offset) ~= "integer" then
-    offset = checkinteger(offset, 1, "ref")
-  end
+  check_self(self, "ref")
+  if math_type(offset) ~= "integer" then offset = toint(offset, "ref") end
   check_writable(self, "ref")
   local _ <close> = enter(self.guard, "ref")
   local v = meta_view(self)
@@ -917,10 +921,8 @@ end
 --- Drops a reference to the blob at offset; frees it at zero.
 -- @return the references it has now (0: freed)
 function Varchar:deref (offset)
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "deref", self) end
-  if math_type(offset) ~= "integer" then
-    offset = checkinteger(offset, 1, "deref")
-  end
+  check_self(self, "deref")
+  if math_type(offset) ~= "integer" then offset = toint(offset, "deref") end
   check_writable(self, "deref")
   local _ <close> = enter(self.guard, "deref")
   local v = meta_view(self)
@@ -939,10 +941,8 @@ end
 -- run, to the block) the bytes are overwritten where they are.
 -- @return the offset of s (maybe offset itself), or nil, message, errno
 function Varchar:replace (offset, s)
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "replace", self) end
-  if math_type(offset) ~= "integer" then
-    offset = checkinteger(offset, 1, "replace")
-  end
+  check_self(self, "replace")
+  if math_type(offset) ~= "integer" then offset = toint(offset, "replace") end
   if type(s) ~= "string" then typeerror(2, "replace", "string", s) end
   check_writable(self, "replace")
   local _ <close> = enter(self.guard, "replace")
@@ -954,7 +954,7 @@ end
 
 --- The number of live blobs.
 function Varchar:count ()
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "count", self) end
+  check_self(self, "count")
   local _ <close> = enter(self.guard, "count")
   local v = meta_view(self)
   return v:u64(M_BLOBS)
@@ -963,7 +963,7 @@ end
 --- A summary of the store's space, from its meta block: blobs,
 -- slab_blocks, large_blocks, reserve_blocks, reserve_runs.
 function Varchar:stats ()
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "stats", self) end
+  check_self(self, "stats")
   local _ <close> = enter(self.guard, "stats")
   local v = meta_view(self)
   local st = {
@@ -1022,7 +1022,7 @@ end
 --- Checks every invariant in the comment at the top of this file.
 -- @return true, or nil and a message listing the problems, one per line
 function Varchar:verify ()
-  if getmetatable(self) ~= Varchar then bad_self("varchar", "verify", self) end
+  check_self(self, "verify")
   local _ <close> = enter(self.guard, "verify")
   local bf, bs, meta = self.bf, self.bs, self.meta
   local problems = {}

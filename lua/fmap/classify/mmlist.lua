@@ -20,10 +20,7 @@ local M_SELF, M_COUNT, M_VC, M_LEAVES, M_LEAF =
   L.M_SELF, L.M_COUNT, L.M_VC, L.M_LEAVES, L.M_LEAF
 
 --- The offsets of the mmlist meta blocks in bf.
-function M.detect (_, ctx)
-  local found = ctx.find(MAGIC, 0, M_SELF)
-  return #found > 0 and found or nil
-end
+M.detect = classify._stamped(MAGIC, M_SELF)
 
 --- Claims the blocks of the list whose meta block is at root.
 -- @return figures: `items`, `leaves`, `index_blocks`, `index_fill` (items

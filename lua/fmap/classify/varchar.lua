@@ -10,6 +10,7 @@
 --     BlockFile (`reserve`).
 -- A structure that keeps its blobs in a varchar may walk the store as
 -- part of itself: `classify.walk("varchar", bf, vc:offset(), emit, ref)`.
+local classify = require "fmap.classify"
 local varchar = require "fmap.varchar"
 
 local M = { name = "varchar" }
@@ -28,10 +29,7 @@ local H_OWNER, H_SELF, H_NEXT = L.H_OWNER, L.H_SELF, L.H_NEXT
 local S_USED, L_LEN, L_BLOCKS, LHDR = L.S_USED, L.L_LEN, L.L_BLOCKS, L.LHDR
 
 --- The offsets of the varchar meta blocks in bf.
-function M.detect (_, ctx)
-  local found = ctx.find(MAGIC, 0, M_SELF)
-  return #found > 0 and found or nil
-end
+M.detect = classify._stamped(MAGIC, M_SELF)
 
 --- Claims the blocks of the varchar whose meta block is at root.
 -- @return figures: `blobs`, `slab_blocks`, `large_blocks`,
