@@ -514,6 +514,45 @@ print("not reached")
       bf = assert(fmap.open(path))
     end)
 
+    it("is shown by scripts/inspect.lua, and by stats()", function()
+      local a = bf:allocate()
+      bf:with(a, function (v) v:write(0, "x") end)
+      assert(bf:flush())
+      local st = bf:stats()
+      assert.equal(0, st.dirty_blocks)
+      assert.equal(2, st.journal_blocks)        -- block 0 and a
+      assert.equal(32 + 2 * (32 + BS), st.journal_bytes)
+      assert.equal(1, st.commits)
+      -- a writer that dies leaves the journal; inspect reads through it
+      local script = h.tmpname(".lua")
+      h.writefile(script, [[
+local fmap = require "fmap"
+local bf = assert(fmap.open(arg[1]))
+bf:with(tonumber(arg[2]), function (v) v:write(0, "y") end)
+assert(bf:flush())
+bf:fail_after(1, "kill")
+bf:allocate()
+]])
+      bf:close()
+      bf = nil
+      h.run(string.format("%s %s %s %d 2>&1", h.bin(), script, path, a))
+      os.remove(script)
+      local out = h.run(string.format("%s scripts/inspect.lua %s 2>&1",
+                                      h.bin(), path))
+      assert.matches("\n  journal +1 block of a crashed writer's commits, "
+                     .. "4160 bytes: shown as committed %(an open for "
+                     .. "writing copies them into the file%)\n", out)
+      bf = assert(fmap.open(path))
+      assert.equal(1, bf:stats().journal_replayed)
+      assert.equal("y", bf:with(a, function (v) return v:read(0, 1) end))
+      bf:close()
+      out = h.run(string.format("%s scripts/inspect.lua %s 2>&1", h.bin(),
+                                path))
+      assert.matches("\n  journal +none %(every commit is in the file%)\n",
+                     out)
+      bf = assert(fmap.open(path))
+    end)
+
     it("is removed with the file by remove()", function()
       bf:allocate()
       assert(bf:flush())

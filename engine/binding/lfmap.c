@@ -605,6 +605,7 @@ static int bf_stats (lua_State *L) {
   setint(L, "journal_blocks", st.journal_blocks);
   setint(L, "commits", st.commits);
   setint(L, "checkpoints", st.checkpoints);
+  setint(L, "journal_replayed", st.replayed);
   lua_pushboolean(L, st.in_transaction);
   lua_setfield(L, -2, "in_transaction");
   lua_pushboolean(L, bf->f.readonly);

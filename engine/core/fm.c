@@ -1129,6 +1129,7 @@ void fm_get_stats (const fm_file *f, fm_stats *st) {
   st->journal_blocks = f->ninwal;
   st->commits = f->commits;
   st->checkpoints = f->checkpoints;
+  st->replayed = f->replayed;
   st->in_transaction = f->txn;
 }
 

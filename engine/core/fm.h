@@ -92,6 +92,8 @@ typedef struct fm_file {
   uint64_t wal_sum;     /* the checksum chain's last link */
   uint64_t commits;     /* transactions committed since open */
   uint64_t checkpoints; /* journals copied into the file since open */
+  uint64_t replayed;    /* frames a crashed writer's journal held at open:
+                        ** copied into the file, or laid over the map */
   char msg[192];        /* what went wrong, for FM_EMISUSE and friends */
 } fm_file;
 
@@ -110,6 +112,7 @@ typedef struct fm_stats {
   uint64_t journal_blocks;/* distinct blocks with frames in the journal */
   uint64_t commits;       /* since open */
   uint64_t checkpoints;   /* since open */
+  uint64_t replayed;      /* journal frames recovered at open */
   int in_transaction;
 } fm_stats;
 

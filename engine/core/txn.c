@@ -632,6 +632,7 @@ int fm__recover (fm_file *f, int apply, fm_frame **frames, uint64_t *n,
       }
     }
   }
+  f->replayed = nf;
   if (!apply) {
     /* Read-only: the caller lays the frames over its map. It keeps the
     ** descriptor, to read them. */
