@@ -775,7 +775,9 @@ static int mod_index (lua_State *L) {
   lua_settop(L, 2);
   lua_getglobal(L, "require");
   lua_pushliteral(L, MODULES);
-  lua_call(L, 1, 1);                  /* 3: the set */
+  /* Where the Lua modules are not on the path (fmap.so in a plain lua5.4
+  ** without lua/), no field is a module: a missing one is nil. */
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) return 0;   /* 3: the set */
   if (lua_type(L, 3) != LUA_TTABLE)
     return luaL_error(L, "module '" MODULES "' returned %s, not a table",
                       luaL_typename(L, 3));
