@@ -680,6 +680,7 @@ int fm_open (const char *path, int flags, fm_file *f) {
                 "lacks: open it for writing once to recover");
   }
   if ((uint64_t)st.st_size < FM_BLOCKSIZE) {
+    free(frames);
     release_all(f);
     return fail(f, FM_ECORRUPT, st.st_size == 0 ? "not an fmap file "
                 "(empty)" : "not an fmap file (shorter than one block)");
@@ -693,11 +694,13 @@ int fm_open (const char *path, int flags, fm_file *f) {
   }
   if (got < 0) goto syserr;
   if (got != (ssize_t)sizeof blk) {
+    free(frames);
     release_all(f);
     return fail(f, FM_ECORRUPT, "not an fmap file (short read)");
   }
   size = (uint64_t)st.st_size;
   if ((rc = read_header(f, blk, &size, (flags & FM_REPAIR) != 0)) != 0) {
+    free(frames);
     release_all(f);
     return rc;
   }
@@ -711,6 +714,7 @@ int fm_open (const char *path, int flags, fm_file *f) {
     if (fstatvfs(f->fd, &fs) == 0 && fs.f_frsize != 0 &&
         fs.f_bavail < ((uint64_t)more + fs.f_frsize - 1) / fs.f_frsize) {
       uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+      free(frames);
       release_all(f);
       return fail(f, ENOSPC, "restoring a lost growth needs %llu bytes "
                   "(the header says the file is %llu), the disk has %llu "
@@ -759,6 +763,7 @@ int fm_open (const char *path, int flags, fm_file *f) {
   }
   if (txn_init(f) != 0) {
     unextend(f, before);
+    free(frames);
     release_all(f);
     return ENOMEM;
   }
@@ -767,6 +772,7 @@ int fm_open (const char *path, int flags, fm_file *f) {
   f->clean_from = f->mapsize;
   if (checksum(ctl_ptr(f, f->h.ctl_area), f->h.ctl_len, 2) != f->h.ctl_sum) {
     unextend(f, before);
+    free(frames);
     release_all(f);
     return fail(f, FM_ECORRUPT, "corrupt control data (checksum "
                 "mismatch)");
@@ -789,6 +795,7 @@ int fm_open (const char *path, int flags, fm_file *f) {
   if ((flags & FM_REPAIR) && repair(f) != 0) goto nomem;
   return 0;
 nomem:
+  free(frames);
   release_all(f);
   return sysfail(f, ENOMEM);
 syserr:

@@ -634,8 +634,10 @@ int fm__recover (fm_file *f, int apply, fm_frame **frames, uint64_t *n,
   }
   f->replayed = nf;
   if (!apply) {
-    /* Read-only: the caller lays the frames over its map. It keeps the
-    ** descriptor, to read them. */
+    /* Read-only: the caller lays the frames over its map, and keeps the
+    ** descriptor to read them; with no whole commit, there is nothing to
+    ** lay, and the journal is left for a writer to remove. */
+    if (nf == 0) goto refused;   /* frees and closes; rc is 0 */
     *frames = fr;
     *n = nf;
     *size = sz;

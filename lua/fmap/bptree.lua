@@ -1312,6 +1312,9 @@ local function reload (t)
   if not views then return end        -- dead already
   for k in pairs(views) do views[k] = nil end
   t.sv[1], t.sv_off = nil, nil
+  -- blocks an interrupted split had reserved: the rollback gave them back
+  local spare = t.spare
+  for i = #spare, 1, -1 do spare[i] = nil end
   local ok, v = pcall(t.bf.get, t.bf, t.meta)
   if ok and vunpack(v, "c" .. #MAGIC, 0) == MAGIC then
     t.root, t.height, t.nent = u64(v, M_ROOT), u64(v, M_HEIGHT),
