@@ -55,7 +55,8 @@ workspace "fmap"
 -- The core (plain C, no Lua), as a static library every target links.
 project "fmapcore"
   kind "StaticLib"
-  files { "engine/core/fm.h", "engine/core/fm.c" }
+  files { "engine/core/fm.h", "engine/core/fmint.h", "engine/core/fm.c",
+          "engine/core/txn.c" }
   per_config "lib"
 
 -- The Lua binding, a file per seam (binding.h says which holds what):
@@ -64,7 +65,7 @@ local BINDING = {
   "engine/binding/lfmap.h", "engine/binding/binding.h",
   "engine/binding/lfmap.c", "engine/binding/view.c",
   "engine/binding/node.c", "engine/binding/pack.c",
-  "engine/binding/fault.c",
+  "engine/binding/fault.c", "engine/binding/txn.c",
 }
 
 -- The engine as a Lua C module, for a plain lua5.4: require "fmap".
@@ -114,5 +115,14 @@ end
 project "faultinject"
   kind "SharedLib"
   files { "testing/faultinject.c" }
+  links { "dl" }
+  per_config "lib"
+
+-- Test-only: an LD_PRELOAD shim that records every write, truncation and
+-- sync of a BlockFile's files, for spec/powerloss_spec.lua (see
+-- testing/iorecord.c). Nothing links it.
+project "iorecord"
+  kind "SharedLib"
+  files { "testing/iorecord.c" }
   links { "dl" }
   per_config "lib"

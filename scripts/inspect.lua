@@ -34,6 +34,24 @@ local function plural (n, word)
   return string.format("%d %s%s", n, word, n == 1 and "" or "s")
 end
 
+-- What the journal beside the file says: a writer's in use, or one a
+-- crashed writer left, whose commits this open laid over the file.
+local function journal (bf, st)
+  local f = st.path and io.open(st.path .. "-wal", "rb")
+  local size = f and f:seek("end")
+  if f then f:close() end
+  if st.journal_replayed > 0 then
+    return string.format("%s of a crashed writer's commits, %s: shown "
+      .. "as committed (%s)", plural(st.journal_replayed, "block"),
+      plural(size or 0, "byte"), st.readonly and "an open for writing "
+      .. "copies them into the file" or "copied into the file at open")
+  elseif size then
+    return string.format("%s beside the file, no complete commit",
+                         plural(size, "byte"))
+  end
+  return "none (every commit is in the file)"
+end
+
 local function header (bf)
   local st = bf:stats()
   print(st.path)
@@ -46,6 +64,7 @@ local function header (bf)
   local cd = bf:control_data()
   row("control data", "%d of %d bytes%s", #cd, st.max_control_data,
       #cd > 0 and (": " .. repl.quote(cd, 64)) or "")
+  row("journal", "%s", journal(bf, st))
 end
 
 local function free_list (bf)

@@ -841,7 +841,7 @@ describe("fmap.BlockFile", function()
       assert.equal(path, st.path)
       assert.is_false(st.readonly)
       assert.is_false(st.anonymous)
-      assert.equal(2, st.version)
+      assert.equal(3, st.version)
     end)
   end)
 

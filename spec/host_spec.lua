@@ -1152,6 +1152,7 @@ describe("scripts/inspect.lua", function()
       .. "  size           20480 bytes, 5 blocks\n"
       .. "  blocks         2 used, 2 free in 1 run, 0 never allocated (tail)\n"
       .. '  control data   10 of 1920 bytes: "root=4096\\000"\n'
+      .. "  journal        none (every commit is in the file)\n"
       .. "  check          ok\n", out)
   end)
 

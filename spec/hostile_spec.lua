@@ -459,10 +459,10 @@ describe("hostile files", function()
       local bf = assert(fmap.create(path))
       bf:close()
       local s = h.readfile(path)
-      s = F.set_slot(F.set_slot(s, 0, { version = 3 }), 1, { version = 3 })
+      s = F.set_slot(F.set_slot(s, 0, { version = 4 }), 1, { version = 4 })
       h.writefile(path, s)
-      assert.same({ nil, path .. ": unsupported format version 3 (this fmap "
-                    .. "reads versions 1 to 2)", 22 }, { fmap.open(path) })
+      assert.same({ nil, path .. ": unsupported format version 4 (this fmap "
+                    .. "reads versions 1 to 3)", 22 }, { fmap.open(path) })
     end)
 
     it("refuses a pending mark outside the allocated area", function()

@@ -3,8 +3,8 @@
 ** the fault specs (spec/faults_spec.lua). Test-only: nothing in fmap links
 ** it. Controlled by the environment:
 **   FMAP_FAULT        the call to fail: open, ftruncate, fallocate,
-**                     posix_fallocate, mmap, mremap, msync, fsync, flock,
-**                     fstatvfs
+**                     posix_fallocate, mmap, mremap, msync, fsync,
+**                     fdatasync, pwrite, pwritev, flock, fstatvfs
 **   FMAP_FAULT_AFTER  how many of its calls succeed first (default 0)
 **   FMAP_FAULT_TIMES  how many calls then fail (default 1; 0: all of them)
 **   FMAP_FAULT_ERRNO  the error: a number or a name such as ENOSPC, EIO,
@@ -15,9 +15,9 @@
 **                     the caller (f_bavail), as on a nearly full disk
 **   FMAP_FAULT_REPORT if set, at exit: "faultinject: CALL: N calls" on
 **                     stderr, to learn how many calls a workload makes
-** Only the engine's calls are counted: mmap of shared file mappings,
-** mremap of those, open of matching paths; every other call passes
-** through untouched. Each injected failure is reported on stderr as
+** Only the engine's calls are counted: mmap of file mappings, mremap of
+** those, open of matching paths (the journal's too); every other call
+** passes through untouched. Each injected failure is reported on stderr as
 **   faultinject: CALL call N fails with ERRNO
 ** Built by premake (project faultinject) into build/lib/libfaultinject.so.
 */
@@ -33,6 +33,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static const char *target;       /* the call to fail, NULL for none */
@@ -85,8 +86,8 @@ static int fault (const char *name) {
   if (real_##name == NULL) \
     real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
 
-/* The shared file mappings the engine made: mremap is counted on those
-** only (malloc uses mremap too). */
+/* The file mappings the engine made: mremap is counted on those only
+** (malloc uses mremap too). */
 #define MAXMAPS 64
 static void *maps[MAXMAPS];
 
@@ -158,7 +159,7 @@ void *mmap (void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   void *p;
   int e;
   REAL(mmap);
-  if (fd >= 0 && (flags & MAP_SHARED)) {
+  if (fd >= 0) {
     if ((e = fault("mmap")) != 0) { errno = e; return MAP_FAILED; }
     p = real_mmap(addr, len, prot, flags, fd, off);
     if (p != MAP_FAILED) remember(p);
@@ -202,6 +203,27 @@ int fsync (int fd) {
   REAL(fsync);
   if ((e = fault("fsync")) != 0) { errno = e; return -1; }
   return real_fsync(fd);
+}
+
+int fdatasync (int fd) {
+  int e;
+  REAL(fdatasync);
+  if ((e = fault("fdatasync")) != 0) { errno = e; return -1; }
+  return real_fdatasync(fd);
+}
+
+ssize_t pwrite (int fd, const void *buf, size_t n, off_t off) {
+  int e;
+  REAL(pwrite);
+  if ((e = fault("pwrite")) != 0) { errno = e; return -1; }
+  return real_pwrite(fd, buf, n, off);
+}
+
+ssize_t pwritev (int fd, const struct iovec *iov, int n, off_t off) {
+  int e;
+  REAL(pwritev);
+  if ((e = fault("pwritev")) != 0) { errno = e; return -1; }
+  return real_pwritev(fd, iov, n, off);
 }
 
 int flock (int fd, int op) {

@@ -14,14 +14,15 @@ mkdir -p "$out/corpus"
 cc="${CC_FUZZ:-clang}"
 "$cc" -g -O1 -std=c99 -Wall -Wextra -fno-omit-frame-pointer \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -Iengine/core testing/fuzz_open.c -o "$out/fuzz_open"
+  -Iengine/core testing/fuzz_open.c engine/core/txn.c -o "$out/fuzz_open"
 if [ -z "$(ls -A spec/corpus 2>/dev/null)" ]; then
   mkdir -p spec/corpus
   FMAP_FUZZ_MKSEEDS=spec/corpus "$out/fuzz_open"
 fi
 # the strings a mutation can hardly find by itself
 printf '%s\n' 'hdr="\x89fmap\x0d\x0a\x1a"' 'free="fmapFREE"' \
-  'v1="\x01\x00\x00\x00"' 'v2="\x02\x00\x00\x00"' 'bs="\x00\x10\x00\x00"' \
+  'v1="\x01\x00\x00\x00"' 'v2="\x02\x00\x00\x00"' 'v3="\x03\x00\x00\x00"' \
+  'bs="\x00\x10\x00\x00"' \
   > "$out/fmap.dict"
 log="$out/fuzz.log"
 # The fuzzer's own status decides; its log is read afterwards (a status

@@ -43,6 +43,10 @@ if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
   for spec in blockfile view; do
     run "spec/${spec}_spec.lua" build/bin/fmap "$busted" "spec/${spec}_spec.lua"
   done
+  # the transactions and the journal, less the every-store loops (each
+  # takes minutes under valgrind; the sanitizer build runs them)
+  run "spec/transaction_spec.lua (no every-store loop)" build/bin/fmap \
+    "$busted" --filter-out="every store" spec/transaction_spec.lua
   FMAP_FUZZ_SCALE=0.05 run "spec/hostile_spec.lua (5%)" \
     build/bin/fmap "$busted" spec/hostile_spec.lua
   FMAP_FUZZ_SCALE=0.15 run "spec/fuzz_api_spec.lua (15%)" \

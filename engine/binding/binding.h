@@ -48,6 +48,8 @@ struct BlockFile {
   View *views;       /* live views, newest first */
   lua_Integer nviews;
   uint64_t serial;   /* its number among the BlockFiles made, from 1 */
+  uint64_t trap;     /* stores left before fail_after's trap, 0: none */
+  int trap_kill;     /* the trap kills the process, rather than raise */
   BlockFile *mprev, *mnext;   /* in the list of open BlockFiles (maps) */
 };
 
@@ -58,13 +60,15 @@ struct BlockFile {
 enum { BF_CLOSED, BF_OPEN, BF_LOST, BF_OPENING };
 
 /* A view's state: why it can no longer be used, or LIVE. */
-enum { LIVE, RELEASED, FREED, CLOSED, LOST };
+enum { LIVE, RELEASED, FREED, CLOSED, LOST, UNDONE };
 
 struct View {
   const char *tag;   /* VIEW_TAG */
   BlockFile *bf;     /* owner; kept alive by the view's user value */
   uint64_t off;      /* file offset of the first byte */
   uint64_t len;      /* bytes */
+  uint64_t wgen;     /* bf->f.gen when a store last found every block of
+                     ** it touched (fm_touch): stores skip the call */
   View *prev, *next; /* in bf->views, while LIVE */
   int state;
   int line;          /* where it was acquired, for live_views */
@@ -86,6 +90,8 @@ LUAI_FUNC int typefail (lua_State *L, int i, const char *tname,
                         const char *mtname);
 LUAI_FUNC int notopen (lua_State *L, BlockFile *bf);
 LUAI_FUNC int corefail (lua_State *L, BlockFile *bf, int arg);
+LUAI_FUNC int pushfail (lua_State *L, BlockFile *bf, int rc,
+                        const char *path);
 
 /* view.c */
 LUAI_DDEC(const char *const deadwhy[]);
@@ -114,6 +120,15 @@ LUAI_FUNC int opened (BlockFile *bf, int rc);
 LUAI_FUNC void retire (BlockFile *bf);
 LUAI_FUNC void installbus (void);
 
+/* txn.c: a store's bookkeeping (see touch, below) and fail_after's trap,
+** for the stores that are not through a view (allocate, free, control
+** data). */
+LUAI_FUNC void touchslow (lua_State *L, View *v, uint64_t pos,
+                          uint64_t len);
+LUAI_FUNC void trapped (lua_State *L, BlockFile *bf);
+#define COUNTSTORE(L, bf) \
+  if ((bf)->trap != 0 && --(bf)->trap == 0) trapped(L, bf)
+
 /* The methods each file registers, closed over the two metatables. */
 LUAI_DDEC(const luaL_Reg view_methods[]);       /* view.c */
 LUAI_DDEC(const luaL_Reg view_meta[]);
@@ -121,6 +136,7 @@ LUAI_DDEC(const luaL_Reg node_view_methods[]);  /* node.c */
 LUAI_DDEC(const luaL_Reg node_bf_methods[]);
 LUAI_DDEC(const luaL_Reg node_mod_funcs[]);
 LUAI_DDEC(const luaL_Reg pack_view_methods[]);  /* pack.c */
+LUAI_DDEC(const luaL_Reg txn_bf_methods[]);     /* txn.c */
 
 
 /* ---------------------------------------------------------------------- */
@@ -185,6 +201,16 @@ static inline View *checkwritable (lua_State *L, int i) {
   if (v->bf->f.readonly)
     luaL_error(L, "attempt to write to a view of a read-only BlockFile");
   return v;
+}
+
+/* Before a store into [pos, pos + len) of v, checked to lie in it: the
+** transaction layer learns of it (fm_touch), and fail_after counts it. A
+** view whose blocks are all known to be touched since the last commit,
+** begin or rollback skips the call: one compare on the hot path. */
+static inline void touch (lua_State *L, View *v, uint64_t pos,
+                          uint64_t len) {
+  if (v->wgen != v->bf->f.gen || v->bf->trap != 0)
+    touchslow(L, v, pos, len);
 }
 
 static inline unsigned char *vptr (const View *v) {

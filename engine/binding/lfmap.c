@@ -41,7 +41,7 @@ LUAI_DDEF const char BF_TAG[] = "fmap BlockFile";
 
 /* nil, "path: reason", errno; the reason is the core's sentence when it
 ** has one, else strerror. */
-static int pushfail (lua_State *L, BlockFile *bf, int rc, const char *path) {
+int pushfail (lua_State *L, BlockFile *bf, int rc, const char *path) {
   int en = rc > 0 ? rc : rc == FM_ELOST ? EIO : EINVAL;
   const char *why = bf->f.msg[0] ? bf->f.msg : strerror(en);
   luaL_pushfail(L);
@@ -116,7 +116,8 @@ static uint64_t bfserials;
 
 /* The userdata first, closed, so a failure leaves nothing to clean up. */
 static BlockFile *newbf (lua_State *L) {
-  BlockFile *bf = (BlockFile *)lua_newuserdatauv(L, sizeof(BlockFile), 1);
+  /* user values: the path (nil when anonymous), on_rollback's hooks */
+  BlockFile *bf = (BlockFile *)lua_newuserdatauv(L, sizeof(BlockFile), 2);
   memset(bf, 0, sizeof *bf);
   bf->tag = BF_TAG;
   bf->serial = ++bfserials;
@@ -346,6 +347,7 @@ static int mod_anonymous (lua_State *L) {
 /* fmap.memclr(view): zeroes the view's bytes. */
 static int mod_memclr (lua_State *L) {
   View *v = checkwritable(L, 1);
+  touch(L, v, 0, v->len);
   memset(vptr(v), 0, (size_t)v->len);
   CHECKLOST(L, v);
   return 0;
@@ -362,7 +364,9 @@ static int mod_clock (lua_State *L) {
 
 static int doallocate (lua_State *L, BlockFile *bf, uint64_t n) {
   uint64_t off;
-  int rc = fm_allocate(&bf->f, n, &off);
+  int rc;
+  COUNTSTORE(L, bf);
+  rc = fm_allocate(&bf->f, n, &off);
   if (rc == FM_ELOST) return lostfail(L, bf);
   if (rc == FM_EMISUSE) return writefail(L, bf, lua_gettop(L) >= 2 ? 2 : 0);
   if (rc == FM_ECORRUPT) return corefail(L, bf, 0);
@@ -395,6 +399,7 @@ static int bf_free (lua_State *L) {
   int rc;
   luaL_argcheck(L, n >= 1, 3,
                 lua_pushfstring(L, "block count %I is not positive", n));
+  COUNTSTORE(L, bf);
   rc = fm_free(&bf->f, off, (uint64_t)n);
   /* a count that runs past the allocated area from a block of the file
   ** is the count's fault */
@@ -488,6 +493,7 @@ static int setctl (lua_State *L, int sync) {
   int rc;
   if (bf->open != BF_OPEN) checkbf(L, 1);   /* a finalizer ran in the
                                            ** conversion */
+  COUNTSTORE(L, bf);
   rc = fm_set_control_data(&bf->f, s, len, sync);
   if (rc == FM_ELOST) return lostfail(L, bf);
   if (rc == FM_EMISUSE) return writefail(L, bf, 2);
@@ -539,6 +545,7 @@ static int dosync (lua_State *L, int (*fn) (fm_file *)) {
   BlockFile *bf = checkbf(L, 1);
   int rc = fn(&bf->f);
   if (rc == FM_ELOST) return lostfail(L, bf);
+  if (rc == FM_EMISUSE) return luaL_error(L, "%s", bf->f.msg);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
   lua_pushboolean(L, 1);
   return 1;
@@ -560,7 +567,7 @@ static int bf_remove (lua_State *L) {
   if (bf->f.readonly) return luaL_argerror(L, 1, "the BlockFile is read-only");
   path = lua_tostring(L, 2);
   if (bf->open != BF_CLOSED && doclose(L, bf, 1) != 1) return 3;
-  if (unlink(path) != 0) {
+  if ((errno = fm_unlink(path)) != 0) {   /* the file and its journal */
     int en = errno;
     luaL_pushfail(L);
     lua_pushfstring(L, "%s: %s", path, strerror(en));
@@ -593,6 +600,14 @@ static int bf_stats (lua_State *L) {
   setint(L, "live_views", (uint64_t)bf->nviews);
   setint(L, "remaps", st.remaps);
   setint(L, "version", FM_VERSION);
+  setint(L, "dirty_blocks", st.dirty_blocks);
+  setint(L, "journal_bytes", st.journal_bytes);
+  setint(L, "journal_blocks", st.journal_blocks);
+  setint(L, "commits", st.commits);
+  setint(L, "checkpoints", st.checkpoints);
+  setint(L, "journal_replayed", st.replayed);
+  lua_pushboolean(L, st.in_transaction);
+  lua_setfield(L, -2, "in_transaction");
   lua_pushboolean(L, bf->f.readonly);
   lua_setfield(L, -2, "readonly");
   lua_pushboolean(L, bf->f.path == NULL);
@@ -760,19 +775,21 @@ static int mod_index (lua_State *L) {
   lua_settop(L, 2);
   lua_getglobal(L, "require");
   lua_pushliteral(L, MODULES);
-  lua_call(L, 1, 1);                  /* 3: the set */
+  /* Where the Lua modules are not on the path (fmap.so in a plain lua5.4
+  ** without lua/), no field is a module: a missing one is nil. */
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) return 0;   /* 3: the set */
   if (lua_type(L, 3) != LUA_TTABLE)
     return luaL_error(L, "module '" MODULES "' returned %s, not a table",
                       luaL_typename(L, 3));
   lua_pushvalue(L, 2);
   known = lua_rawget(L, 3) != LUA_TNIL && lua_toboolean(L, -1);
   if (!known) return 0;
+  /* Not kept in the fmap table: require's own cache (package.loaded) is
+  ** the one place, so a script (or a test runner) that clears it gets the
+  ** module anew through fmap.NAME too, not a stale copy of it. */
   lua_getglobal(L, "require");
   lua_pushfstring(L, "fmap.%s", lua_tostring(L, 2));
   lua_call(L, 1, 1);
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, 1);
   return 1;
 }
 
@@ -833,6 +850,7 @@ LUAMOD_API int luaopen_fmap (lua_State *L) {
   lua_newtable(L);
   setfuncs(L, bf_methods, vmt, bmt);
   setfuncs(L, node_bf_methods, vmt, bmt);
+  setfuncs(L, txn_bf_methods, vmt, bmt);
   lua_setfield(L, bmt, "__index");
   lua_pop(L, 1);
   protect(L, vmt, FMAP_VIEW);

@@ -201,6 +201,7 @@ static int view_remove_key (lua_State *L) {
   e = lo;
   while (found && e < count && keycmp(base + e * stride, key, kl) == 0) e++;
   if (e > lo) {
+    touch(L, v, 0, v->len);
     memmove(base + lo * stride, base + e * stride,
             (size_t)((count - e) * stride));
     store_le(vptr(v) + cpos, count - (e - lo), 4);
@@ -293,6 +294,7 @@ static int view_insert_key (lua_State *L) {
   in = count < cap;
   if (in) {
     unsigned char *p = base + lo * stride;
+    touch(L, v, 0, v->len);
     memmove(p + stride, p, (size_t)((count - lo) * stride));
     memcpy(p, key, kl);
     if (vl > 0) memcpy(p + kl, val, vl);

@@ -234,6 +234,7 @@ static int view_pack (lua_State *L) {
     luaL_argerror(L, 2, lua_pushfstring(L, "position %I + %I packed bytes "
                   "is outside the view (%I bytes)", pos, (lua_Integer)n,
                   (lua_Integer)v->len));
+  touch(L, v, (uint64_t)pos, n);
   dopack(L, 3, (uint64_t)pos, vptr(v) + pos);
   CHECKLOST(L, v);
   lua_pushinteger(L, pos + (lua_Integer)n);

@@ -25,7 +25,8 @@
 /* Why a view can no longer be used, by its state. */
 LUAI_DDEF const char *const deadwhy[] = {
   "", "a released view", "a view of freed blocks",
-  "a view of a closed BlockFile", "a view of a BlockFile that lost its map"
+  "a view of a closed BlockFile", "a view of a BlockFile that lost its map",
+  "a view of blocks a rollback gave back"
 };
 
 
@@ -70,6 +71,7 @@ View *newview (lua_State *L, int bfi, BlockFile *bf, uint64_t off,
   v->bf = bf;
   v->off = off;
   v->len = len;
+  v->wgen = 0;           /* no generation is 0 */
   v->state = RELEASED;   /* until linked */
   v->line = -1;
   v->src[0] = '\0';
@@ -139,6 +141,7 @@ static int view_retarget (lua_State *L) {
   CHECKLOST(L, v);   /* the check read the block's mark */
   v->off = off;
   v->len = (uint64_t)n * bf->f.h.block_size;
+  v->wgen = 0;   /* other blocks: the next store looks again */
   lua_settop(L, 1);
   return 1;
 }
@@ -211,6 +214,7 @@ static int view_write (lua_State *L) {
   if (v->state != LIVE) checkview(L, 1);   /* converting a number may run
                                            ** a finalizer that retires it */
   checkspan(L, v, 2, pos, (lua_Integer)sl);
+  touch(L, v, (uint64_t)pos, sl);
   memcpy(vptr(v) + pos, s, sl);
   CHECKLOST(L, v);
   lua_pushinteger(L, pos + (lua_Integer)sl);
@@ -230,6 +234,7 @@ static int view_fill (lua_State *L) {
     len = (lua_Integer)(v->len - (uint64_t)pos);
   else len = 0;   /* checkspan reports the position */
   checkspan(L, v, 3, pos, len);
+  touch(L, v, (uint64_t)pos, (uint64_t)len);
   memset(vptr(v) + pos, (int)byte, (size_t)len);
   CHECKLOST(L, v);
   return 0;
@@ -291,6 +296,7 @@ static int view_copy (lua_State *L) {
   lua_Integer len = luaL_checkinteger(L, 5);
   checkspan(L, src, 4, spos, len);
   checkspan(L, v, 2, pos, len);
+  touch(L, v, (uint64_t)pos, (uint64_t)len);
   memmove(vptr(v) + pos, vptr(src) + spos, (size_t)len);
   CHECKLOST(L, src);
   CHECKLOST(L, v);
@@ -320,6 +326,7 @@ static int view_insert (lua_State *L) {
                   "%I before %I byte%s passes the view (%I bytes)",
                   (lua_Integer)(l1 + l2), plural(l1 + l2), pos, len,
                   plural((uint64_t)len), (lua_Integer)v->len));
+  touch(L, v, (uint64_t)pos, (uint64_t)len + l1 + l2);
   p = vptr(v) + pos;
   if (len > 0) memmove(p + l1 + l2, p, (size_t)len);
   memcpy(p, s1, l1);
@@ -448,6 +455,7 @@ GETTER(i64, 8, 1)
     if (!fitsin(x, n))                                                   \
       luaL_argerror(L, 3, lua_pushfstring(L, "%I does not fit in %d "    \
                     "byte%s", x, n, plural(n)));                         \
+    touch(L, v, (uint64_t)(p - vptr(v)), n);                             \
     store_le(p, (uint64_t)x, n);                                         \
     CHECKLOST(L, v);                                                     \
     return 0;                                                            \

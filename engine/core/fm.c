@@ -15,7 +15,7 @@
 **
 ** A header slot:
 **        0          8  magic "\x89fmap\r\n\x1a"
-**        8          4  format version (2)
+**        8          4  format version (3)
 **       12          4  block size, a multiple of 4096
 **       16          8  sequence number; the valid slot with the highest wins
 **       24          8  top: the end of the allocated area
@@ -35,7 +35,9 @@
 ** (a crash in the middle of one) leaves the other slot, one change older,
 ** intact. Control data is written to the area not in use, then the header
 ** switches to it: a torn write of either leaves the old data in force.
-** Version 1 files are version 2 files without pending marks; both open.
+** Version 1 files are version 2 files without pending marks; version 3
+** files may have a journal beside them (txn.c), which version 2 readers
+** would ignore: all three open, and the first commit writes version 3.
 **
 ** A free block starts with a mark:
 **        0          8  magic "fmapFREE"
@@ -67,13 +69,16 @@
 **   - each free block is marked free and on the free list exactly once;
 **     free_blocks and free_runs count them
 **   - the newest valid header slot describes the file
-** Order of writes, so that a process killed at any instant leaves an
-** openable file whose free list is exactly as before or after the change:
-** the header is the commit point. Before it, only blocks the free list
-** does not reach are written (the marks of blocks being freed). A change
-** to a mark the list does reach (a run's count, a link) is recorded in the
-** header as its pending mark and written after it; opening redoes it, so
-** a kill between the two loses nothing. Allocation zeroes blocks only
+** The map is private (MAP_PRIVATE) when the file is writable: stores
+** reach the file only through a commit's journal and its checkpoint
+** (txn.c), so whatever a crash interrupts, the file is a commit's. The
+** order below, inside the map, is kept from before the journal, for
+** files an older fmap left: the header is the commit point. Before it,
+** only blocks the free list does not reach are written (the marks of
+** blocks being freed). A change to a mark the list does reach (a run's
+** count, a link) is recorded in the header as its pending mark and
+** written after it; opening redoes it, so a kill between the two loses
+** nothing. Allocation zeroes blocks only
 ** after the header has unlisted them, and hands out only blocks that
 ** carry a valid mark. The worst a kill does is leak the blocks of the
 ** free or allocate it interrupted: they stay marked, fm_check reports
@@ -81,6 +86,7 @@
 */
 #define _GNU_SOURCE
 #include "fm.h"
+#include "fmint.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -108,54 +114,10 @@ static const unsigned char FREE_MAGIC[8] =
 
 
 /* ---------------------------------------------------------------------- */
-/* Little-endian fields and checksums                                      */
+/* Errors                                                                  */
 /* ---------------------------------------------------------------------- */
 
-static uint64_t get64 (const unsigned char *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  v = __builtin_bswap64(v);
-#endif
-  return v;
-}
-
-static void put64 (unsigned char *p, uint64_t v) {
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  v = __builtin_bswap64(v);
-#endif
-  memcpy(p, &v, 8);
-}
-
-static uint32_t get32 (const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-
-static void put32 (unsigned char *p, uint32_t v) {
-  p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8);
-  p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
-}
-
-/* A 64-bit checksum: word-wise multiply-xorshift, tail bytes folded in.
-** Not cryptographic; it catches torn writes and random damage. */
-static uint64_t checksum (const unsigned char *p, size_t n, uint64_t seed) {
-  uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ull);
-  size_t i;
-  for (i = 0; i + 8 <= n; i += 8) {
-    h ^= get64(p + i);
-    h *= 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 31;
-  }
-  for (; i < n; i++) {
-    h ^= p[i];
-    h *= 0x94D049BB133111EBull;
-  }
-  h ^= h >> 29; h *= 0xBF58476D1CE4E5B9ull; h ^= h >> 32;
-  return h;
-}
-
-static int fail (fm_file *f, int rc, const char *fmt, ...) {
+int fm__fail (fm_file *f, int rc, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(f->msg, sizeof f->msg, fmt, ap);
@@ -163,7 +125,7 @@ static int fail (fm_file *f, int rc, const char *fmt, ...) {
   return rc;
 }
 
-static int sysfail (fm_file *f, int err) {
+int fm__sysfail (fm_file *f, int err) {
   f->msg[0] = '\0';
   return err ? err : EIO;
 }
@@ -214,11 +176,14 @@ static void decode_slot (const unsigned char *s, fm_header *h) {
 static void put_mark (fm_file *f, uint64_t off, uint64_t next,
                       uint64_t blocks);
 
+void fm__put_header (fm_file *f);
+
 /* Commits the live header: writes it into the slot not written last, then
 ** writes its pending mark. The fences keep the compiler from moving
 ** stores across the commit, so that a kill sees them in program order:
 ** the marks written before it, then the header, then the pending mark. */
 static void put_header (fm_file *f) {
+  (void)fm_touch(f, 0, 2 * SLOT_SIZE);   /* callers touched it already */
   f->h.seq++;
   f->slot ^= 1;
   __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -289,6 +254,7 @@ static const unsigned char *ctl_ptr (const fm_file *f, uint32_t area) {
 static void put_mark (fm_file *f, uint64_t off, uint64_t next,
                       uint64_t blocks) {
   unsigned char *p = f->map + off;
+  (void)fm_touch(f, off, MARK_SIZE);     /* callers touched it already */
   memcpy(p, FREE_MAGIC, 8);
   put64(p + 8, off);
   put64(p + 16, next);
@@ -363,9 +329,23 @@ static int read_run (fm_file *f, uint64_t off, uint64_t *next,
 static void reset (fm_file *f) {
   memset(f, 0, sizeof *f);
   f->fd = -1;
+  f->wal_fd = -1;
+}
+
+/* Sets up what the transaction layer needs once the map and the header
+** are known: the flags of each block, and the block size's shift. */
+static int txn_init (fm_file *f) {
+  uint32_t bs = f->h.block_size;
+  f->bshift = 0;
+  if ((bs & (bs - 1)) == 0)
+    while ((1u << f->bshift) < bs) f->bshift++;
+  f->need = (f->fd >= 0 && !f->readonly) ? FM_B_DIRTY : 0;
+  f->gen = 1;
+  return fm__txn_resize(f) == 0 ? 0 : sysfail(f, ENOMEM);
 }
 
 static void release_all (fm_file *f) {
+  fm__txn_free(f);
   if (f->map != NULL) munmap(f->map, f->mapsize);
   if (f->fd >= 0) close(f->fd);   /* also drops the flock */
   free(f->path);
@@ -418,6 +398,15 @@ static int grow (fm_file *f, uint64_t need) {
   }
   f->map = p;
   f->mapsize = size;
+  if (fm__txn_resize(f) != 0) {
+    /* No flags for the new blocks: give the growth back. Shrinking a
+    ** map in place does not fail. */
+    p = mremap(f->map, size, old, 0);
+    if (p != MAP_FAILED) f->map = p;
+    f->mapsize = old;
+    if (f->fd >= 0 && ftruncate(f->fd, (off_t)old) != 0) { /* as above */ }
+    return sysfail(f, ENOMEM);
+  }
   f->remaps++;
   return 0;   /* clean_from stays: the new space reads as zeros */
 }
@@ -430,16 +419,26 @@ static int map_new (fm_file *f, uint32_t bs, int anonymous) {
   if (anonymous)
     p = mmap(NULL, bs, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   else
-    p = mmap(NULL, bs, prot, MAP_SHARED, f->fd, 0);
+    p = mmap(NULL, bs, prot, MAP_PRIVATE, f->fd, 0);
   if (p == MAP_FAILED) return sysfail(f, errno);
   f->map = p;
   f->mapsize = bs;
   f->clean_from = bs;
+  f->version = FM_VERSION;
+  if (txn_init(f) != 0) return ENOMEM;
+  f->need = 0;     /* block 0 is written to the file directly, below */
   memset(f->map, 0, bs);
   f->slot = 1;
   f->h.ctl_sum = checksum(NULL, 0, 2);
   put_header(f);   /* into slot 0 */
   put_header(f);   /* and slot 1: both copies valid from the start */
+  if (!anonymous) {
+    /* The new file's first state, the one a crash before the first
+    ** commit leaves. */
+    if (pwrite(f->fd, f->map, bs, 0) != (ssize_t)bs)
+      return sysfail(f, errno ? errno : EIO);
+    f->need = FM_B_DIRTY;
+  }
   return 0;
 }
 
@@ -489,6 +488,12 @@ int fm_create (const char *path, uint32_t bs, fm_file *f) {
     return sysfail(f, rc);
   }
   if (ftruncate(f->fd, 0) != 0) goto syserr;
+  {   /* a journal left beside the old file must not replay over this */
+    char *j = fm_journal_path(path);
+    if (j == NULL) { errno = ENOMEM; goto syserr; }
+    if (unlink(j) != 0 && errno != ENOENT) { free(j); goto syserr; }
+    free(j);
+  }
   rc = posix_fallocate(f->fd, 0, bs);
   if (rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL)
     rc = ftruncate(f->fd, bs) == 0 ? 0 : errno;
@@ -517,6 +522,7 @@ static int read_header (fm_file *f, const unsigned char *blk,
   int i, rc = 0, seen_magic = 0, seen_sum = 0;
   fm_header h[2];
   int ok[2];
+  uint32_t vers[2] = { 0, 0 };
   for (i = 0; i < 2; i++) {
     const unsigned char *s = blk + i * SLOT_SIZE;
     ok[i] = 0;
@@ -531,6 +537,7 @@ static int read_header (fm_file *f, const unsigned char *blk,
       continue;
     }
     decode_slot(s, &h[i]);
+    vers[i] = get32(s + 8);
     ok[i] = 1;
   }
   if (!seen_magic) return fail(f, FM_ECORRUPT, "not an fmap file");
@@ -572,6 +579,7 @@ static int read_header (fm_file *f, const unsigned char *blk,
   if ((rc = validate_header(f, &h[i], *size)) != 0) return rc;
   f->h = h[i];
   f->slot = i;
+  f->version = vers[i];
   return 0;
 }
 
@@ -583,28 +591,33 @@ static int marked (const fm_file *f, uint64_t off) {
 }
 
 /* put_mark, skipped when the block already says so. */
-static void set_mark (fm_file *f, uint64_t off, uint64_t next,
-                      uint64_t blocks) {
+static int set_mark (fm_file *f, uint64_t off, uint64_t next,
+                     uint64_t blocks) {
   const unsigned char *p = f->map + off;
-  if (!fm_is_free(f, off) || get64(p + 16) != next ||
-      get64(p + 24) != blocks)
-    put_mark(f, off, next, blocks);
+  if (fm_is_free(f, off) && get64(p + 16) == next &&
+      get64(p + 24) == blocks)
+    return 0;
+  if (fm_touch(f, off, MARK_SIZE) != 0) return ENOMEM;
+  put_mark(f, off, next, blocks);
+  return 0;
 }
 
 /* Rebuilds the free list from the marks: every block carrying one is
 ** free, contiguous ones form a run, the runs listed in file order. An
 ** empty list is committed first, so that a kill while the marks are
 ** rewritten leaves them unlisted but marked, for the next repair. */
-static void repair (fm_file *f) {
+static int repair (fm_file *f) {
   uint64_t bs = f->h.block_size, b = f->h.top / bs;
   uint64_t head = 0, blocks = 0, runs = 0;
+  if (fm_touch(f, 0, CTL_START) != 0) return ENOMEM;
   put_header(f);   /* read_header emptied the list */
   while (b > 1) {
     uint64_t end = b, i;
     if (!marked(f, (b - 1) * bs)) { b--; continue; }
     while (b > 1 && marked(f, (b - 1) * bs)) b--;
-    for (i = b + 1; i < end; i++) set_mark(f, i * bs, 0, 0);
-    set_mark(f, b * bs, head, end - b);
+    for (i = b + 1; i < end; i++)
+      if (set_mark(f, i * bs, 0, 0) != 0) return ENOMEM;
+    if (set_mark(f, b * bs, head, end - b) != 0) return ENOMEM;
     head = b * bs;
     blocks += end - b;
     runs++;
@@ -613,6 +626,7 @@ static void repair (fm_file *f) {
   f->h.free_blocks = blocks;
   f->h.free_runs = runs;
   put_header(f);
+  return 0;
 }
 
 /* An open that fails after repair extended the file (size before, or -1
@@ -631,7 +645,8 @@ int fm_open (const char *path, int flags, fm_file *f) {
   unsigned char blk[CTL_START];
   struct stat st;
   ssize_t got;
-  uint64_t size;
+  uint64_t size, nframes = 0, jsize = 0, i;
+  fm_frame *frames = NULL;
   int rc, readonly = (flags & FM_READONLY) != 0;
   off_t before = -1;   /* the size before a repair extended the file */
   reset(f);
@@ -651,20 +666,41 @@ int fm_open (const char *path, int flags, fm_file *f) {
                   "BlockFile has it open");
     return sysfail(f, rc);
   }
+  /* A journal left by a crash: a writer copies its commits into the
+  ** file first; a reader lays them over its map (below). */
+  if ((rc = fm__recover(f, !readonly, &frames, &nframes, &jsize)) != 0) {
+    release_all(f);
+    return rc;
+  }
   if (fstat(f->fd, &st) != 0) goto syserr;
+  if (nframes > 0 && jsize > (uint64_t)st.st_size) {
+    free(frames);
+    release_all(f);
+    return fail(f, FM_ECORRUPT, "its journal holds a growth the file "
+                "lacks: open it for writing once to recover");
+  }
   if ((uint64_t)st.st_size < FM_BLOCKSIZE) {
+    free(frames);
     release_all(f);
     return fail(f, FM_ECORRUPT, st.st_size == 0 ? "not an fmap file "
                 "(empty)" : "not an fmap file (shorter than one block)");
   }
   got = pread(f->fd, blk, sizeof blk, 0);
+  for (i = nframes; i-- > 0; ) {   /* the newest committed block 0 */
+    if (frames[i].off == 0) {
+      got = pread(f->wal_fd, blk, sizeof blk, (off_t)frames[i].pos);
+      break;
+    }
+  }
   if (got < 0) goto syserr;
   if (got != (ssize_t)sizeof blk) {
+    free(frames);
     release_all(f);
     return fail(f, FM_ECORRUPT, "not an fmap file (short read)");
   }
   size = (uint64_t)st.st_size;
   if ((rc = read_header(f, blk, &size, (flags & FM_REPAIR) != 0)) != 0) {
+    free(frames);
     release_all(f);
     return rc;
   }
@@ -678,6 +714,7 @@ int fm_open (const char *path, int flags, fm_file *f) {
     if (fstatvfs(f->fd, &fs) == 0 && fs.f_frsize != 0 &&
         fs.f_bavail < ((uint64_t)more + fs.f_frsize - 1) / fs.f_frsize) {
       uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+      free(frames);
       release_all(f);
       return fail(f, ENOSPC, "restoring a lost growth needs %llu bytes "
                   "(the header says the file is %llu), the disk has %llu "
@@ -703,16 +740,39 @@ int fm_open (const char *path, int flags, fm_file *f) {
   if (!readonly && fallocate(f->fd, FALLOC_FL_KEEP_SIZE, 0, st.st_size) != 0
       && errno != EOPNOTSUPP && errno != ENOSYS)
     goto syserr;
-  f->map = mmap(NULL, (size_t)st.st_size,
-                readonly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED,
-                f->fd, 0);
+  /* Private: stores never reach the file but through a commit (txn.c).
+  ** A reader maps it shared, unless it lays a journal over it. */
+  f->map = mmap(NULL, (size_t)st.st_size, readonly && nframes == 0 ?
+                PROT_READ : PROT_READ | PROT_WRITE, readonly &&
+                nframes == 0 ? MAP_SHARED : MAP_PRIVATE, f->fd, 0);
   if (f->map == MAP_FAILED) { f->map = NULL; goto syserr; }
   f->mapsize = (uint64_t)st.st_size;
+  if (nframes > 0) {
+    uint64_t bs = f->h.block_size;
+    for (i = 0; i < nframes; i++) {
+      if (frames[i].off + bs > f->mapsize ||
+          pread(f->wal_fd, f->map + frames[i].off, bs,
+                (off_t)frames[i].pos) != (ssize_t)bs)
+        goto syserr;
+    }
+    free(frames);
+    frames = NULL;
+    close(f->wal_fd);
+    f->wal_fd = -1;
+    if (mprotect(f->map, f->mapsize, PROT_READ) != 0) goto syserr;
+  }
+  if (txn_init(f) != 0) {
+    unextend(f, before);
+    free(frames);
+    release_all(f);
+    return ENOMEM;
+  }
   /* A tail left by a crash may hold old bytes; growth from here on
   ** (posix_fallocate, ftruncate) reads as zeros. */
   f->clean_from = f->mapsize;
   if (checksum(ctl_ptr(f, f->h.ctl_area), f->h.ctl_len, 2) != f->h.ctl_sum) {
     unextend(f, before);
+    free(frames);
     release_all(f);
     return fail(f, FM_ECORRUPT, "corrupt control data (checksum "
                 "mismatch)");
@@ -721,14 +781,26 @@ int fm_open (const char *path, int flags, fm_file *f) {
     /* Redo the mark a kill may have cut off after the header, but only
     ** over a mark of that block, never over data. A read-only open
     ** keeps it in f->h, and read_run takes its word. */
+    if (fm_touch(f, f->h.pend_off, MARK_SIZE) != 0) goto nomem;
     if (marked(f, f->h.pend_off))
       put_mark(f, f->h.pend_off, f->h.pend_next, f->h.pend_blocks);
     f->h.pend_off = f->h.pend_next = f->h.pend_blocks = 0;
   }
-  if (flags & FM_REPAIR) repair(f);
+  if (!readonly && f->version < FM_VERSION) {
+    /* Upgraded at the first commit: the version tells an older fmap
+    ** that a journal may stand beside the file. */
+    if (fm_touch(f, 0, CTL_START) != 0) goto nomem;
+    put_header(f);
+  }
+  if ((flags & FM_REPAIR) && repair(f) != 0) goto nomem;
   return 0;
+nomem:
+  free(frames);
+  release_all(f);
+  return sysfail(f, ENOMEM);
 syserr:
   rc = errno;
+  free(frames);
   unextend(f, before);
   release_all(f);
   return sysfail(f, rc);
@@ -737,10 +809,27 @@ syserr:
 int fm_close (fm_file *f) {
   int rc = 0;
   if (f->map == NULL) return 0;
+  if (f->txn) fm_rollback(f);   /* an open transaction never commits */
   if (f->fd >= 0 && !f->readonly && !f->faulted &&
       (rc = cut_short(f)) != 0) {
     release_all(f);   /* the map is zeros now: nothing more to write */
     return rc;
+  }
+  if (f->fd >= 0 && !f->readonly && !f->faulted) {
+    /* What changed since the last commit commits now, durably; then the
+    ** journal goes into the file, and away. On failure the file is as
+    ** at the last commit, and its journal stays for the next open. */
+    if ((rc = fm_commit(f, 1)) != 0 || (rc = fm_checkpoint(f)) != 0) {
+      release_all(f);
+      return rc;
+    }
+    if (f->wal_fd >= 0) {
+      char *j = fm_journal_path(f->path);
+      if (j != NULL) {
+        if (unlink(j) != 0) { /* a journal copied in replays harmlessly */ }
+        free(j);
+      }
+    }
   }
   if (f->fd >= 0 && !f->readonly && !f->faulted && f->mapsize > f->h.top) {
     /* Trim the tail: the file on disk is as long as what it holds. */
@@ -875,6 +964,14 @@ int fm_allocate (fm_file *f, uint64_t n, uint64_t *off) {
     nh.top += n * bs;
   }
   if ((rc = check_next(f, &nh)) != 0) return rc;
+  if ((rc = fm_touch(f, 0, CTL_START)) != 0 ||
+      (nh.pend_off != 0 && (rc = fm_touch(f, nh.pend_off, MARK_SIZE)) != 0)
+      || (*off < f->clean_from &&
+          (rc = fm_touch(f, *off, (*off + n * bs < f->clean_from ?
+                                   *off + n * bs : f->clean_from) - *off))
+             != 0)) {
+    return rc;   /* a growth stays, as tail */
+  }
   f->h = nh;
   put_header(f);                       /* unlisted first, then zeroed */
   if (*off < f->clean_from) {
@@ -952,6 +1049,10 @@ int fm_free (fm_file *f, uint64_t off, uint64_t n) {
     }
   }
   if ((rc = check_next(f, &nh)) != 0) return rc;
+  if ((rc = fm_touch(f, 0, CTL_START)) != 0 ||
+      (rc = fm_touch(f, off, n * bs)) != 0 ||
+      (nh.pend_off != 0 && (rc = fm_touch(f, nh.pend_off, MARK_SIZE)) != 0))
+    return rc;
   /* Mark every block first: until the header lists them, they are only
   ** leaked, never handed out twice. Members name their run's head. */
   hint = merge == 1 ? left : off;
@@ -981,12 +1082,16 @@ size_t fm_max_control_data (const fm_file *f) {
 int fm_set_control_data (fm_file *f, const void *data, size_t len,
                          int sync) {
   uint32_t area = f->h.ctl_area ^ 1;
+  int rc;
   if (f->readonly)
     return fail(f, FM_EMISUSE, "the BlockFile is read-only");
   if (len > ctl_area_size(f->h.block_size))
     return fail(f, FM_EMISUSE, "control data of %llu bytes is longer than "
                 "the %llu bytes it may have", (unsigned long long)len,
                 (unsigned long long)ctl_area_size(f->h.block_size));
+  if ((rc = fm_touch(f, 0, CTL_START + 2 * ctl_area_size(f->h.block_size)))
+      != 0)
+    return rc;
   memcpy((unsigned char *)ctl_ptr(f, area), data, len);
   f->h.ctl_area = area;
   f->h.ctl_len = (uint32_t)len;
@@ -996,16 +1101,22 @@ int fm_set_control_data (fm_file *f, const void *data, size_t len,
 }
 
 int fm_sync (fm_file *f) {
+  int rc;
   if (f->fd < 0) return 0;
-  if (!f->readonly && msync(f->map, f->mapsize, MS_ASYNC) != 0)
-    return sysfail(f, errno);
+  if (!f->readonly && !f->txn && (rc = cut_short(f)) == 0 &&
+      (rc = fm_commit(f, 0)) != 0)
+    return rc;
   return cut_short(f);   /* read-only too: a reader may ask */
 }
 
 int fm_flush (fm_file *f) {
+  int rc;
+  if (f->txn)
+    return fail(f, FM_EMISUSE, "flush: inside a transaction, commit it "
+                "instead (commit waits for the disk)");
   if (f->fd < 0 || f->readonly) return 0;
-  if (msync(f->map, f->mapsize, MS_SYNC) != 0) return sysfail(f, errno);
-  if (fsync(f->fd) != 0) return sysfail(f, errno);
+  if ((rc = cut_short(f)) != 0) return rc;
+  if ((rc = fm_commit(f, 1)) != 0) return rc;
   return cut_short(f);
 }
 
@@ -1020,6 +1131,13 @@ void fm_get_stats (const fm_file *f, fm_stats *st) {
   st->tail_blocks = (f->mapsize - f->h.top) / bs;
   st->control_data = f->h.ctl_len;
   st->remaps = f->remaps;
+  st->dirty_blocks = f->ndirty;
+  st->journal_bytes = f->wal_fd >= 0 ? f->wal_end : 0;
+  st->journal_blocks = f->ninwal;
+  st->commits = f->commits;
+  st->checkpoints = f->checkpoints;
+  st->replayed = f->replayed;
+  st->in_transaction = f->txn;
 }
 
 
@@ -1043,6 +1161,10 @@ static void problem (Checker *c, const char *fmt, ...) {
     va_end(ap);
     c->report(c->ud, buf);
   }
+}
+
+static void journal_problem (void *ud, const char *what) {
+  problem((Checker *)ud, "%s", what);
 }
 
 uint64_t fm_check (fm_file *f, fm_reporter report, void *ud,
@@ -1115,6 +1237,7 @@ uint64_t fm_check (fm_file *f, fm_reporter report, void *ud,
               (unsigned long long)(b * bs));
   }
   free(seen);
+  fm__check_journal(f, journal_problem, &c);
   memcpy(f->msg, saved, sizeof saved);
   return c.count;
 }

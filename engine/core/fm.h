@@ -11,7 +11,7 @@
 
 #define FM_BLOCKSIZE      4096u        /* the default and the smallest */
 #define FM_MAX_BLOCKSIZE  (1u << 30)   /* larger ones are refused */
-#define FM_VERSION        2            /* on-disk format version */
+#define FM_VERSION        3            /* on-disk format version */
 #define FM_MIN_VERSION    1            /* the oldest one fm_open reads */
 
 /* Flags of fm_open. */
@@ -41,6 +41,18 @@ typedef struct fm_header {
   uint64_t pend_blocks; /* and block count */
 } fm_header;
 
+/* Per-block flags of the transaction layer (txn.c), one byte a block. */
+#define FM_B_DIRTY  1   /* changed since the last commit */
+#define FM_B_SAVED  2   /* its state at begin is kept for a rollback */
+#define FM_B_INWAL  4   /* has a frame in the journal since its restart */
+
+typedef struct fm_undo {
+  uint64_t block;       /* block number */
+  uint64_t copy;        /* index of its saved bytes in undo_buf, or
+                        ** UINT64_MAX: it was tail, and rolls back to 0s */
+  int was_dirty;        /* it had changes of its own before begin */
+} fm_undo;
+
 typedef struct fm_file {
   unsigned char *map;   /* the mapping, NULL when closed */
   uint64_t mapsize;     /* bytes mapped: the file's size */
@@ -53,6 +65,35 @@ typedef struct fm_file {
   uint64_t clean_from;  /* blocks from here on are zero: grown, never used */
   int faulted;          /* the map failed and fm_fault replaced it */
   uint64_t lost_size;   /* the file's size then, if fstat could tell */
+  uint32_t version;     /* the format version the file had at open */
+  /* Transactions and the journal: txn.c. */
+  unsigned char *bflag; /* FM_B_* of each block of the map */
+  uint64_t nbflag;      /* entries in bflag: mapsize / block size */
+  unsigned char need;   /* flags a stored-to block must have already for
+                        ** fm_touch to have nothing to do */
+  int bshift;           /* log2 of the block size, 0 if not a power of 2 */
+  uint64_t gen;         /* bumped by begin, commit and rollback */
+  uint64_t *dirty;      /* blocks with FM_B_DIRTY, in the order touched */
+  uint64_t ndirty, capdirty;
+  int txn;              /* in an explicit transaction */
+  fm_header txn_h;      /* the header, slot and clean_from at begin */
+  int txn_slot;
+  uint64_t txn_clean_from;
+  fm_undo *undo;        /* blocks with FM_B_SAVED */
+  uint64_t nundo, capundo;
+  unsigned char *undo_buf;   /* their saved bytes, a block each */
+  uint64_t nundo_buf, capundo_buf;   /* in blocks */
+  uint64_t *inwal;      /* blocks with FM_B_INWAL */
+  uint64_t ninwal, capinwal;
+  int wal_fd;           /* the journal, -1 when there is none */
+  uint64_t wal_end;     /* bytes of it in use: header and frames */
+  uint64_t wal_synced;  /* bytes of it known to be on disk */
+  uint64_t wal_salt;    /* this generation's salt, which its frames carry */
+  uint64_t wal_sum;     /* the checksum chain's last link */
+  uint64_t commits;     /* transactions committed since open */
+  uint64_t checkpoints; /* journals copied into the file since open */
+  uint64_t replayed;    /* frames a crashed writer's journal held at open:
+                        ** copied into the file, or laid over the map */
   char msg[192];        /* what went wrong, for FM_EMISUSE and friends */
 } fm_file;
 
@@ -66,6 +107,13 @@ typedef struct fm_stats {
   uint64_t tail_blocks;   /* never allocated, past top */
   uint64_t control_data;  /* bytes of control data */
   uint64_t remaps;
+  uint64_t dirty_blocks;  /* changed since the last commit */
+  uint64_t journal_bytes; /* of the journal in use, 0 if none */
+  uint64_t journal_blocks;/* distinct blocks with frames in the journal */
+  uint64_t commits;       /* since open */
+  uint64_t checkpoints;   /* since open */
+  uint64_t replayed;      /* journal frames recovered at open */
+  int in_transaction;
 } fm_stats;
 
 /* Creates (truncating) a file of one control block; block_size must be a
@@ -120,9 +168,11 @@ size_t fm_max_control_data (const fm_file *f);
 ** Returns 0, an errno value, or FM_EMISUSE (too long). */
 int fm_set_control_data (fm_file *f, const void *data, size_t len, int sync);
 
-/* msync(MS_ASYNC): soon on disk; and fm_flush: msync(MS_SYNC) and fsync,
-** on disk now. Both return FM_ELOST for a file cut short under the map,
-** whose cut pages no sync can write. */
+/* Outside an explicit transaction, commit what changed: fm_sync without
+** waiting for the disk, fm_flush durably. Inside one, fm_sync only checks
+** the map and fm_flush is FM_EMISUSE (the commit is the caller's). Both
+** return FM_ELOST for a file cut short under the map, whose cut pages no
+** sync can write. */
 int fm_sync (fm_file *f);
 int fm_flush (fm_file *f);
 
@@ -152,6 +202,72 @@ int fm_fault (fm_file *f);
 /* Why the map of a faulted f failed, in f->msg ("the file was truncated
 ** to N bytes under its map of M", or a failed page). Not for a handler. */
 const char *fm_fault_reason (fm_file *f);
+
+/* Transactions (txn.c). Every store into the map, by the core or by a
+** caller, is announced first with fm_touch; a block's first store since
+** the last commit puts it in the next commit, and its first store in an
+** explicit transaction saves its bytes for a rollback. Outside an explicit
+** transaction, changes are committed by fm_sync, fm_flush, fm_close and
+** fm_set_control_data with sync. */
+
+/* Announces a store into [off, off + len) of the map, which the caller
+** has checked is inside it. Returns 0, or ENOMEM (nothing was stored
+** yet, and the caller must not store). */
+int fm_touch_slow (fm_file *f, uint64_t first, uint64_t last);
+static inline int fm_touch (fm_file *f, uint64_t off, uint64_t len) {
+  uint64_t b, e;
+  if (len == 0) return 0;
+  if (f->bshift) { b = off >> f->bshift; e = (off + len - 1) >> f->bshift; }
+  else { b = off / f->h.block_size; e = (off + len - 1) / f->h.block_size; }
+  for (; b <= e; b++)
+    if ((f->bflag[b] & f->need) != f->need) return fm_touch_slow(f, b, e);
+  return 0;
+}
+
+/* Starts an explicit transaction. FM_EMISUSE if one is open already or
+** the file is read-only. Stores nothing. */
+int fm_begin (fm_file *f);
+
+/* Commits everything changed since the last commit, explicit transaction
+** or not: appends the changed blocks to the journal and, with sync,
+** waits until they are on disk. Returns 0, an errno value or FM_ELOST;
+** on failure the file on disk is as at the last commit, and the changes
+** stay in memory, uncommitted (an explicit transaction stays open). */
+int fm_commit (fm_file *f, int sync);
+
+/* Ends an explicit transaction, restoring every block it changed, the
+** header, the free list and the control data as they were at begin.
+** FM_EMISUSE outside a transaction. Never fails otherwise. */
+int fm_rollback (fm_file *f);
+
+/* Copies the journal into the file and empties it. 0 or an errno value. */
+int fm_checkpoint (fm_file *f);
+
+/* The journal's path for a file's path: malloc'd, NULL when out of
+** memory. */
+char *fm_journal_path (const char *path);
+
+/* Removes a file and its journal. 0 or an errno value. */
+int fm_unlink (const char *path);
+
+/* Reads the journal beside a file before fm_open maps it (fm_open calls
+** it). With apply, copies its committed frames into the file, syncs and
+** removes it; without, records them in *frames (malloc'd pairs of block
+** offset and journal position, latest last) for the caller to lay over
+** the map. *size is the file size the last commit had, 0 if none. */
+typedef struct fm_frame { uint64_t off, pos; } fm_frame;
+int fm__recover (fm_file *f, int apply, fm_frame **frames, uint64_t *n,
+                 uint64_t *size);
+
+/* Releases the transaction layer's memory and the journal's descriptor. */
+void fm__txn_free (fm_file *f);
+
+/* Sizes the per-block flags to the map (after it grows). 0 or ENOMEM. */
+int fm__txn_resize (fm_file *f);
+
+/* Walks the journal for fm_check. */
+void fm__check_journal (fm_file *f, void (*problem) (void *, const char *),
+                        void *ud);
 
 static inline unsigned char *fm_ptr (const fm_file *f, uint64_t off) {
   return f->map + off;

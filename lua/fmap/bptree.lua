@@ -1304,7 +1304,34 @@ local function setup (bf, off, ks, vs)
   return t
 end
 
+-- After a rollback of its BlockFile (bf:on_rollback): the cached views may
+-- be dead and the root, height and size stale. They are read again from
+-- the meta block; a tree the rollback took away (made in the transaction)
+-- is left dead, as a discarded one is.
+local function reload (t)
+  local views = t.views
+  if not views then return end        -- dead already
+  for k in pairs(views) do views[k] = nil end
+  t.sv[1], t.sv_off = nil, nil
+  -- blocks an interrupted split had reserved: the rollback gave them back
+  local spare = t.spare
+  for i = #spare, 1, -1 do spare[i] = nil end
+  local ok, v = pcall(t.bf.get, t.bf, t.meta)
+  if ok and vunpack(v, "c" .. #MAGIC, 0) == MAGIC then
+    t.root, t.height, t.nent = u64(v, M_ROOT), u64(v, M_HEIGHT),
+                               u64(v, M_SIZE)
+    v:release()
+    return
+  end
+  if ok then v:release() end
+  local reg = registry[t.bf]
+  if reg and reg[t.meta] == t then reg[t.meta] = nil end
+  for k in pairs(t) do t[k] = nil end
+  t.dead = "a B+tree its transaction made, and a rollback took away"
+end
+
 local function register (t)
+  t.bf:on_rollback(t, reload)
   local reg = registry[t.bf]
   if not reg then
     reg = {}
@@ -1499,8 +1526,8 @@ end
 local function bad_self (fname, self, level)
   level = 3 + (level or 1)
   if getmetatable(self) == Tree then   -- called with ':', on a dead tree
-    argerror(0, fname, "a discarded B+tree: another tree was made over its "
-             .. "meta block", level - 1)
+    argerror(0, fname, rawget(self, "dead") or "a discarded B+tree: another "
+             .. "tree was made over its meta block", level - 1)
   end
   guard.bad_self("B+tree", fname, self, nil, level)
 end

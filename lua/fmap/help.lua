@@ -25,7 +25,8 @@ local M = {}
 local BF, VIEW = "fmap.BlockFile", "fmap.View"
 
 --- The pages help reads, in the order help() lists their entries.
-M.PAGES = { "blocks.md", "bptree.md", "varchar.md", "mmlist.md", "codec.md",
+M.PAGES = { "blocks.md", "transactions.md", "bptree.md", "varchar.md",
+            "mmlist.md", "codec.md",
             "seeing-inside.md", "executable.md" }
 
 --- The folder of the reference; nil (the default) for the `doc/` folder

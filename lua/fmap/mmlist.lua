@@ -109,15 +109,24 @@ local function guard_of (bf, meta)
   return guard.of(bf, sformat("mmlist at %d", meta))
 end
 
+-- After a rollback of its BlockFile: the leaves checked and the views
+-- cached may be gone; they are found again when next needed.
+local function forget (l)
+  l.leaves = {}
+  for k in pairs(l.views) do l.views[k] = nil end
+end
+
 -- A handle on the list at meta, whose varchar is vc.
 local function handle (bf, meta, vc)
   local bs = bf:block_size()
-  return setmetatable({
+  local l = setmetatable({
     bf = bf, meta = meta, vc = vc, bs = bs, B = bs // 8, ro = bf:readonly(),
     leaves = {},     -- leaf k's offset, once checked (check_leaf)
     guard = guard_of(bf, meta),
     views = setmetatable({}, { __mode = "v" }),   -- meta_view's
   }, List)
+  bf:on_rollback(l, forget)
+  return l
 end
 
 --- Creates an empty list: allocates its meta block and its varchar.

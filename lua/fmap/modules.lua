@@ -1,5 +1,5 @@
 --- fmap.modules: the modules that are fields of the fmap table.
--- `fmap.NAME` requires "fmap.NAME" on first use and keeps it, for each
+-- `fmap.NAME` is `require "fmap.NAME"` (require keeps it), for each
 -- NAME here: so `fmap.audit(bf)` and `fmap.bptree.new(bf, 16, 16)` work
 -- after one `require "fmap"`. The engine's binding reads this set when a
 -- field of fmap is missing; a module joins by a line here, with no change

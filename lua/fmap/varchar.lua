@@ -213,6 +213,11 @@ local function check_bf (bf, fname, level)
   end
 end
 
+-- After a rollback of its BlockFile: a cached view may be dead.
+local function forget_views (self)
+  for k in pairs(self.views) do self.views[k] = nil end
+end
+
 local function new_handle (bf, meta)
   local bs = bf:block_size()
   local g = geometry(bs)
@@ -224,6 +229,7 @@ local function new_handle (bf, meta)
     guard = guard.of(bf, string.format("varchar at %d", meta)),
     views = setmetatable({}, WEAK),   -- [1]: meta_view's
   }, Varchar)
+  bf:on_rollback(self, forget_views)
   return self
 end
 

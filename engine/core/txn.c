@@ -1,0 +1,730 @@
+/*
+** txn.c: transactions and the journal of the fmap core. Plain C: no Lua
+** in this file; it returns codes and never prints or exits.
+**
+** Design: a private map and a redo journal of whole blocks.
+**
+** A writable file is mapped MAP_PRIVATE: a store through the map changes
+** this process's copy of the page and never the file, so the kernel can
+** write nothing back behind the engine's back. The file changes only by
+** pwrite, in the order below. Every store is announced first (fm_touch):
+** the block joins the dirty set, and inside an explicit transaction its
+** bytes at the first store are saved in memory (the undo copies; a block
+** that was tail at begin needs none: it rolls back to zeros).
+**
+**   commit    appends a frame per dirty block to the journal, the last
+**             one marked as the commit and carrying the file size; with
+**             sync, fdatasync(journal). The transaction is durable when
+**             that returns.
+**   rollback  copies the undo copies back and restores the header, the
+**             slot and the clean mark of begin; nothing is written.
+**   checkpoint  (when the journal passes JOURNAL_LIMIT, and at close)
+**             fdatasync(journal) if needed; pwrite each block the journal
+**             holds, from the map, into the file; fsync(file); then the
+**             journal restarts: a new salt in its header, fdatasync, and
+**             frames from the start again. The map's private copies of the
+**             written blocks are dropped (MADV_DONTNEED): the file holds
+**             the same bytes, and memory goes back to the page cache.
+**   close     commits with sync, checkpoints and removes the journal.
+**   open      finds a journal beside the file: a read-write open copies
+**             its committed frames into the file, fsyncs, removes it
+**             (recovery); a read-only open lays them over its private map.
+**
+** Why a crash at any instant leaves the last commit:
+**   - Before a checkpoint, the file holds the state of the last
+**     checkpoint, and the journal every commit since, each one valid only
+**     if its frames and its commit frame are whole: frames carry the
+**     generation's salt and a checksum chained from the previous frame's,
+**     so a torn or missing frame ends the journal there, and a commit
+**     whose commit frame is not reached is ignored, as are frames of an
+**     older generation left past the end.
+**   - A checkpoint writes the file only after the journal is on disk, so
+**     a crash in the middle is repaired by replaying the journal: the
+**     replay writes the same bytes the checkpoint was writing. It
+**     restarts the journal only after the file is on disk, and writes new
+**     frames only after the new header is, so no replay ever mixes old
+**     frames with the newer file.
+**   - Replay is idempotent: a crash during recovery is recovered again.
+**   - Growth extends the file (ftruncate) outside any commit: the space is
+**     zeros, past the committed top, and means nothing until a commit
+**     says so. Recovery extends a file shorter than its last commit said.
+**
+** Journal format, little-endian, at PATH-wal:
+**   OFFSET  SIZE  FIELD (header)
+**        0     8  magic "fmapWAL1"
+**        8     4  block size
+**       12     4  zero
+**       16     8  salt of this generation
+**       24     8  checksum of bytes 0..23
+**   then frames, each a 32-byte header and a block:
+**        0     8  the block's offset in the file
+**        8     8  salt
+**       16     8  0, or for the last frame of a commit: the file size
+**       24     8  checksum of the block's bytes and bytes 0..23, seeded
+**                 with the previous frame's (the header's for the first)
+** Invariants (fm_check verifies them):
+**   - frames from the header to wal_end chain, and end with a commit
+**   - a block that is not dirty holds the bytes of its latest frame
+*/
+#define _GNU_SOURCE
+#include "fm.h"
+#include "fmint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAL_HDR       32
+#define FRAME_HDR     32
+#define JOURNAL_LIMIT (4u << 20)   /* a checkpoint once past it */
+#define IOV_BATCH     512          /* frames a pwritev, two iovecs each */
+#define JOURNAL_SLACK (1ull << 30) /* see fm__recover */
+
+static const unsigned char WAL_MAGIC[8] =
+  { 'f', 'm', 'a', 'p', 'W', 'A', 'L', '1' };
+
+
+/* ---------------------------------------------------------------------- */
+/* Growable arrays                                                         */
+/* ---------------------------------------------------------------------- */
+
+/* Makes room for one more element of size sz in *a; 0 or ENOMEM. */
+static int reserve (void **a, uint64_t n, uint64_t *cap, size_t sz) {
+  void *p;
+  uint64_t c;
+  if (n < *cap) return 0;
+  c = *cap ? *cap * 2 : 64;
+  if (c > SIZE_MAX / sz) return ENOMEM;
+  p = realloc(*a, (size_t)(c * sz));
+  if (p == NULL) return ENOMEM;
+  *a = p;
+  *cap = c;
+  return 0;
+}
+
+int fm__txn_resize (fm_file *f) {
+  uint64_t n = f->mapsize / f->h.block_size;
+  unsigned char *p;
+  if (n <= f->nbflag) return 0;
+  p = realloc(f->bflag, (size_t)n);
+  if (p == NULL) return ENOMEM;
+  memset(p + f->nbflag, 0, (size_t)(n - f->nbflag));
+  f->bflag = p;
+  f->nbflag = n;
+  return 0;
+}
+
+void fm__txn_free (fm_file *f) {
+  free(f->bflag); free(f->dirty); free(f->undo); free(f->undo_buf);
+  free(f->inwal);
+  f->bflag = NULL; f->dirty = NULL; f->undo = NULL; f->undo_buf = NULL;
+  f->inwal = NULL;
+  f->nbflag = f->ndirty = f->capdirty = f->nundo = f->capundo = 0;
+  f->nundo_buf = f->capundo_buf = f->ninwal = f->capinwal = 0;
+  f->txn = 0;
+  if (f->wal_fd >= 0) close(f->wal_fd);
+  f->wal_fd = -1;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Touching blocks                                                         */
+/* ---------------------------------------------------------------------- */
+
+/* Announces the first store since the last commit (or in this
+** transaction) to each block of [first, last]. Everything that can fail
+** is reserved before any flag changes, so a failure leaves no trace. */
+int fm_touch_slow (fm_file *f, uint64_t first, uint64_t last) {
+  uint64_t bs = f->h.block_size, b;
+  for (b = first; b <= last; b++) {
+    unsigned char fl = f->bflag[b];
+    if ((fl & f->need) == f->need) continue;
+    if (!(fl & FM_B_DIRTY) &&
+        reserve((void **)&f->dirty, f->ndirty, &f->capdirty, 8) != 0)
+      return fail(f, ENOMEM, "out of memory for the list of changed "
+                  "blocks");
+    if (f->txn && !(fl & FM_B_SAVED)) {
+      int tail = b * bs >= f->txn_h.top;   /* zeros, as far as any
+                                           ** structure can tell */
+      fm_undo *u;
+      if (reserve((void **)&f->undo, f->nundo, &f->capundo,
+                  sizeof *f->undo) != 0)
+        return fail(f, ENOMEM, "out of memory for a transaction's undo "
+                    "list");
+      if (!tail && f->nundo_buf == f->capundo_buf) {
+        uint64_t c = f->capundo_buf ? f->capundo_buf * 2 : 16;
+        unsigned char *p = c <= SIZE_MAX / bs ?
+                           realloc(f->undo_buf, (size_t)(c * bs)) : NULL;
+        if (p == NULL)
+          return fail(f, ENOMEM, "out of memory for a transaction's undo "
+                      "copies (%llu blocks saved)",
+                      (unsigned long long)f->nundo_buf);
+        f->undo_buf = p;
+        f->capundo_buf = c;
+      }
+      u = &f->undo[f->nundo++];
+      u->block = b;
+      u->was_dirty = (fl & FM_B_DIRTY) != 0;
+      u->copy = tail ? UINT64_MAX : f->nundo_buf;
+      if (!tail)
+        memcpy(f->undo_buf + f->nundo_buf++ * bs, f->map + b * bs,
+               (size_t)bs);
+      fl |= FM_B_SAVED;
+    }
+    if (!(fl & FM_B_DIRTY)) {
+      f->dirty[f->ndirty++] = b;
+      fl |= FM_B_DIRTY;
+    }
+    f->bflag[b] = fl;
+  }
+  return 0;
+}
+
+/* The flags a store must find, so that fm_touch's fast path skips it:
+** none for an anonymous file outside a transaction (nothing to commit). */
+static void set_need (fm_file *f) {
+  if (f->txn) f->need = FM_B_DIRTY | FM_B_SAVED;
+  else f->need = f->fd >= 0 ? FM_B_DIRTY : 0;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Begin and rollback                                                      */
+/* ---------------------------------------------------------------------- */
+
+int fm_begin (fm_file *f) {
+  if (f->readonly)
+    return fail(f, FM_EMISUSE, "the BlockFile is read-only");
+  if (f->txn)
+    return fail(f, FM_EMISUSE, "a transaction is already open (they do "
+                "not nest)");
+  f->txn = 1;
+  f->txn_h = f->h;
+  f->txn_slot = f->slot;
+  f->txn_clean_from = f->clean_from;
+  f->nundo = f->nundo_buf = 0;
+  f->gen++;
+  set_need(f);
+  return 0;
+}
+
+/* Forgets the undo copies: the transaction ended. */
+static void end_txn (fm_file *f) {
+  uint64_t i;
+  for (i = 0; i < f->nundo; i++)
+    f->bflag[f->undo[i].block] &= (unsigned char)~FM_B_SAVED;
+  f->nundo = f->nundo_buf = 0;
+  f->txn = 0;
+  f->gen++;
+  set_need(f);
+  /* A big transaction's copies are given back, a small one's kept. */
+  if (f->capundo_buf > 256) {
+    free(f->undo_buf);
+    f->undo_buf = NULL;
+    f->capundo_buf = 0;
+  }
+}
+
+int fm_rollback (fm_file *f) {
+  uint64_t bs = f->h.block_size, i, k;
+  if (!f->txn)
+    return fail(f, FM_EMISUSE, "no transaction is open");
+  if (!f->faulted) {
+    for (i = f->nundo; i-- > 0; ) {
+      const fm_undo *u = &f->undo[i];
+      unsigned char *p = f->map + u->block * bs;
+      if (u->copy == UINT64_MAX) memset(p, 0, (size_t)bs);
+      else memcpy(p, f->undo_buf + u->copy * bs, (size_t)bs);
+      if (!u->was_dirty)
+        f->bflag[u->block] &= (unsigned char)~FM_B_DIRTY;
+    }
+  }
+  for (i = k = 0; i < f->ndirty; i++)   /* keep the still dirty, in order */
+    if (f->bflag[f->dirty[i]] & FM_B_DIRTY) f->dirty[k++] = f->dirty[i];
+  f->ndirty = k;
+  f->h = f->txn_h;
+  f->slot = f->txn_slot;
+  f->clean_from = f->txn_clean_from;
+  end_txn(f);
+  return 0;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* The journal                                                             */
+/* ---------------------------------------------------------------------- */
+
+char *fm_journal_path (const char *path) {
+  size_t n = strlen(path);
+  char *p = malloc(n + 5);
+  if (p != NULL) {
+    memcpy(p, path, n);
+    memcpy(p + n, "-wal", 5);
+  }
+  return p;
+}
+
+int fm_unlink (const char *path) {
+  char *j = fm_journal_path(path);
+  int rc = 0;
+  if (j == NULL) return ENOMEM;
+  if (unlink(path) != 0) rc = errno;
+  if (unlink(j) != 0 && errno != ENOENT && rc == 0) rc = errno;
+  free(j);
+  return rc;
+}
+
+/* fsyncs the folder holding path, so that a file created or removed in it
+** stays so. Errors are ignored: some file systems refuse it, and the data
+** itself is synced apart. */
+static void sync_dir (const char *path) {
+  const char *slash = strrchr(path, '/');
+  char *dir;
+  int fd;
+  if (slash == NULL) dir = strdup(".");
+  else if (slash == path) dir = strdup("/");
+  else dir = strndup(path, (size_t)(slash - path));
+  if (dir == NULL) return;
+  fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  free(dir);
+  if (fd < 0) return;
+  if (fsync(fd) != 0) { /* see above */ }
+  close(fd);
+}
+
+static uint64_t new_salt (fm_file *f) {
+  struct timespec ts;
+  uint64_t s;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+      ((uint64_t)getpid() << 48) ^ (f->wal_salt * 0x9E3779B97F4A7C15ull);
+  return s ? s : 1;
+}
+
+/* Writes a new journal header (a new generation) and syncs it; frames
+** start again after it. */
+static int restart_journal (fm_file *f) {
+  unsigned char h[WAL_HDR];
+  uint64_t i;
+  f->wal_salt = new_salt(f);
+  /* A journal a big commit grew gives its space back. */
+  if (f->wal_end > JOURNAL_LIMIT && ftruncate(f->wal_fd, 0) != 0)
+    return sysfail(f, errno);
+  memset(h, 0, sizeof h);
+  memcpy(h, WAL_MAGIC, 8);
+  put32(h + 8, f->h.block_size);
+  put64(h + 16, f->wal_salt);
+  put64(h + 24, checksum(h, 24, 3));
+  if (pwrite(f->wal_fd, h, sizeof h, 0) != (ssize_t)sizeof h)
+    return sysfail(f, errno ? errno : EIO);
+  if (fdatasync(f->wal_fd) != 0) return sysfail(f, errno);
+  f->wal_end = f->wal_synced = WAL_HDR;
+  f->wal_sum = get64(h + 24);
+  for (i = 0; i < f->ninwal; i++)
+    f->bflag[f->inwal[i]] &= (unsigned char)~FM_B_INWAL;
+  f->ninwal = 0;
+  return 0;
+}
+
+/* Creates the journal for the first commit that writes one. */
+static int open_journal (fm_file *f) {
+  char *j = fm_journal_path(f->path);
+  int rc;
+  if (j == NULL) return sysfail(f, ENOMEM);
+  f->wal_fd = open(j, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  rc = errno;
+  if (f->wal_fd < 0) {
+    fail(f, rc, "%s: %s", j, strerror(rc));
+    free(j);
+    return rc;
+  }
+  free(j);
+  if ((rc = restart_journal(f)) != 0) {
+    close(f->wal_fd);
+    f->wal_fd = -1;
+    return rc;
+  }
+  sync_dir(f->path);
+  return 0;
+}
+
+/* pwritev that goes on after a short write; 0 or an errno value. */
+static int writev_all (int fd, struct iovec *iov, int n, uint64_t pos) {
+  while (n > 0) {
+    ssize_t w = pwritev(fd, iov, n, (off_t)pos);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (w == 0) return EIO;
+    pos += (uint64_t)w;
+    while (n > 0 && (size_t)w >= iov->iov_len) {
+      w -= (ssize_t)iov->iov_len;
+      iov++;
+      n--;
+    }
+    if (n > 0) {
+      iov->iov_base = (char *)iov->iov_base + w;
+      iov->iov_len -= (size_t)w;
+    }
+  }
+  return 0;
+}
+
+/* Appends a frame per dirty block under top; the last one commits. */
+static int append_frames (fm_file *f) {
+  uint64_t bs = f->h.block_size, i, n = 0, pos = f->wal_end;
+  uint64_t sum = f->wal_sum;
+  unsigned char (*hdr)[FRAME_HDR];
+  struct iovec iov[2 * IOV_BATCH];
+  int k = 0, rc = 0;
+  for (i = 0; i < f->ndirty; i++)
+    if (f->dirty[i] * bs < f->h.top) n++;
+  if (n == 0) return 0;
+  hdr = malloc(IOV_BATCH * FRAME_HDR);
+  if (hdr == NULL) return sysfail(f, ENOMEM);
+  for (i = 0; i < f->ndirty; i++) {
+    uint64_t b = f->dirty[i];
+    unsigned char *h = hdr[k];
+    if (b * bs >= f->h.top) continue;
+    n--;
+    put64(h, b * bs);
+    put64(h + 8, f->wal_salt);
+    put64(h + 16, n == 0 ? f->mapsize : 0);
+    sum = checksum(f->map + b * bs, (size_t)bs, sum);
+    sum = checksum(h, 24, sum);
+    put64(h + 24, sum);
+    iov[2 * k].iov_base = h;
+    iov[2 * k].iov_len = FRAME_HDR;
+    iov[2 * k + 1].iov_base = f->map + b * bs;
+    iov[2 * k + 1].iov_len = (size_t)bs;
+    if (++k == IOV_BATCH || n == 0) {
+      if ((rc = writev_all(f->wal_fd, iov, 2 * k, pos)) != 0) break;
+      pos += (uint64_t)k * (FRAME_HDR + bs);
+      k = 0;
+    }
+  }
+  free(hdr);
+  if (rc != 0) {   /* wal_end stays: the next commit writes over them */
+    if (ftruncate(f->wal_fd, (off_t)f->wal_end) != 0) { /* rc stands */ }
+    return sysfail(f, rc);
+  }
+  f->wal_end = pos;
+  f->wal_sum = sum;
+  return 0;
+}
+
+static int sync_journal (fm_file *f) {
+  if (f->wal_fd < 0 || f->wal_synced == f->wal_end) return 0;
+  if (fdatasync(f->wal_fd) != 0) return sysfail(f, errno);
+  f->wal_synced = f->wal_end;
+  return 0;
+}
+
+int fm_commit (fm_file *f, int sync) {
+  uint64_t i, old_end = f->wal_end, old_sum = f->wal_sum;
+  int rc;
+  if (f->map == NULL) return fail(f, FM_EMISUSE, "the file is closed");
+  if (f->readonly) {
+    if (f->txn) end_txn(f);
+    return 0;
+  }
+  if (f->faulted) return FM_ELOST;
+  if (f->fd >= 0 && f->ndirty > 0) {
+    if (f->wal_fd < 0) {
+      if ((rc = open_journal(f)) != 0) return rc;
+      old_end = f->wal_end;
+      old_sum = f->wal_sum;
+    }
+    for (i = 0; i < f->ndirty; i++) {   /* room to record them first */
+      if (f->bflag[f->dirty[i]] & FM_B_INWAL) continue;
+      if (reserve((void **)&f->inwal, f->ninwal, &f->capinwal, 8) != 0)
+        return sysfail(f, ENOMEM);
+      f->inwal[f->ninwal++] = f->dirty[i];
+      f->bflag[f->dirty[i]] |= FM_B_INWAL;
+    }
+    if ((rc = append_frames(f)) != 0) return rc;
+  }
+  if (sync && (rc = sync_journal(f)) != 0) {
+    /* Frames the disk may not hold must not commit later either: a
+    ** rollback after this failure must stay a rollback after a crash. */
+    if (ftruncate(f->wal_fd, (off_t)old_end) == 0) {
+      f->wal_end = f->wal_synced = old_end;
+      f->wal_sum = old_sum;
+    }
+    return rc;
+  }
+  for (i = 0; i < f->ndirty; i++)
+    f->bflag[f->dirty[i]] &= (unsigned char)~FM_B_DIRTY;
+  f->ndirty = 0;
+  f->commits++;
+  if (f->txn) end_txn(f);
+  else f->gen++;
+  /* The commit stands whatever the checkpoint does: one that fails is
+  ** tried again at the next, and the journal keeps everything till then. */
+  if (f->wal_end > JOURNAL_LIMIT && fm_checkpoint(f) != 0)
+    f->msg[0] = '\0';
+  return 0;
+}
+
+static int cmp64 (const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Writes what the journal holds into the file, from the map, which holds
+** the same bytes: nothing is dirty at a checkpoint. */
+int fm_checkpoint (fm_file *f) {
+  uint64_t bs = f->h.block_size, i, j;
+  int rc;
+  if (f->wal_fd < 0 || f->faulted) return 0;
+  if (f->ndirty > 0)
+    return fail(f, FM_EMISUSE, "a checkpoint with uncommitted changes");
+  if ((rc = sync_journal(f)) != 0) return rc;
+  qsort(f->inwal, (size_t)f->ninwal, 8, cmp64);
+  for (i = 0; i < f->ninwal; i = j) {   /* runs of contiguous blocks */
+    uint64_t off, len, done = 0;
+    for (j = i + 1; j < f->ninwal && f->inwal[j] == f->inwal[j - 1] + 1;
+         j++) {}
+    off = f->inwal[i] * bs;
+    len = (j - i) * bs;
+    while (done < len) {
+      ssize_t w = pwrite(f->fd, f->map + off + done, (size_t)(len - done),
+                         (off_t)(off + done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return sysfail(f, w < 0 ? errno : EIO);
+      done += (uint64_t)w;
+    }
+  }
+  if (fsync(f->fd) != 0) return sysfail(f, errno);
+  for (i = 0; i < f->ninwal; i = j) {   /* the file has them now */
+    for (j = i + 1; j < f->ninwal && f->inwal[j] == f->inwal[j - 1] + 1;
+         j++) {}
+    if (!f->readonly)
+      madvise(f->map + f->inwal[i] * bs, (size_t)((j - i) * bs),
+              MADV_DONTNEED);
+  }
+  if ((rc = restart_journal(f)) != 0) return rc;
+  f->checkpoints++;
+  return 0;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Recovery                                                                */
+/* ---------------------------------------------------------------------- */
+
+/* Reads n bytes at pos; 0, or -1 when the journal ends before them. */
+static int readat (int fd, void *p, size_t n, uint64_t pos) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = pread(fd, (char *)p + got, n - got, (off_t)(pos + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    got += (size_t)r;
+  }
+  return 0;
+}
+
+/* Walks the frames of the journal open on fd: *frames gets the committed
+** ones (in order), *size the last commit's file size, *end where the
+** valid frames end, *tail how many valid frames follow the last commit.
+** Returns 0 or ENOMEM; a journal with no valid header has no frames. */
+static int scan (int fd, uint32_t *bs, fm_frame **frames, uint64_t *n,
+                 uint64_t *size, uint64_t *end, uint64_t *tail) {
+  unsigned char h[WAL_HDR], fh[FRAME_HDR];
+  unsigned char *blk;
+  uint64_t salt, sum, pos = WAL_HDR, cap = 0, total = 0;
+  *frames = NULL;
+  *n = *size = *tail = 0;
+  *end = 0;
+  if (readat(fd, h, WAL_HDR, 0) != 0 || memcmp(h, WAL_MAGIC, 8) != 0 ||
+      get64(h + 24) != checksum(h, 24, 3))
+    return 0;
+  *bs = get32(h + 8);
+  if (*bs < FM_BLOCKSIZE || *bs % FM_BLOCKSIZE != 0 ||
+      *bs > FM_MAX_BLOCKSIZE)
+    return 0;
+  salt = get64(h + 16);
+  sum = get64(h + 24);
+  *end = WAL_HDR;
+  if ((blk = malloc(*bs)) == NULL) return ENOMEM;
+  for (;;) {
+    uint64_t s;
+    if (readat(fd, fh, FRAME_HDR, pos) != 0 ||
+        readat(fd, blk, *bs, pos + FRAME_HDR) != 0)
+      break;
+    if (get64(fh + 8) != salt || get64(fh) % *bs != 0) break;
+    s = checksum(blk, *bs, sum);
+    s = checksum(fh, 24, s);
+    if (get64(fh + 24) != s) break;
+    sum = s;
+    if (reserve((void **)frames, total, &cap, sizeof **frames) != 0) {
+      free(blk);
+      free(*frames);
+      *frames = NULL;
+      return ENOMEM;
+    }
+    (*frames)[total].off = get64(fh);
+    (*frames)[total].pos = pos + FRAME_HDR;
+    total++;
+    pos += FRAME_HDR + *bs;
+    if (get64(fh + 16) != 0) {
+      *n = total;
+      *size = get64(fh + 16);
+      *end = pos;
+    }
+  }
+  *tail = total - *n;
+  free(blk);
+  return 0;
+}
+
+int fm__recover (fm_file *f, int apply, fm_frame **frames, uint64_t *n,
+                 uint64_t *size) {
+  char *j = fm_journal_path(f->path);
+  fm_frame *fr = NULL;
+  uint64_t nf = 0, sz = 0, end, tail, i;
+  uint32_t bs = 0;
+  unsigned char *blk = NULL;
+  int wfd, rc;
+  *frames = NULL;
+  *n = *size = 0;
+  if (j == NULL) return sysfail(f, ENOMEM);
+  wfd = open(j, O_RDONLY | O_CLOEXEC);
+  if (wfd < 0) {
+    rc = errno;
+    free(j);
+    return rc == ENOENT ? 0 : fail(f, rc, "journal: %s", strerror(rc));
+  }
+  rc = scan(wfd, &bs, &fr, &nf, &sz, &end, &tail);
+  if (rc != 0) goto done;
+  if (nf > 0) {
+    /* Checksums catch damage, not a forged journal: its claims are held
+    ** to what a real one can say before any of it is believed. A file
+    ** grows by a quarter at a time, so its last commit's size is at most
+    ** a few times what the file holds (a lost growth), never more. */
+    struct stat st;
+    if (fstat(f->fd, &st) != 0) { rc = errno; goto done; }
+    if (sz % bs != 0 || sz < bs || sz / 4 > (uint64_t)st.st_size +
+        JOURNAL_SLACK) {
+      rc = FM_ECORRUPT;
+      fail(f, rc, "corrupt journal %s: its last commit says the file has "
+           "%llu bytes (it has %llu)", j, (unsigned long long)sz,
+           (unsigned long long)st.st_size);
+      goto refused;
+    }
+    for (i = 0; i < nf; i++) {
+      if (fr[i].off > sz - bs) {
+        rc = FM_ECORRUPT;
+        fail(f, rc, "corrupt journal %s: a frame for offset %llu lies past "
+             "the %llu bytes of its commit", j,
+             (unsigned long long)fr[i].off, (unsigned long long)sz);
+        goto refused;
+      }
+    }
+  }
+  f->replayed = nf;
+  if (!apply) {
+    /* Read-only: the caller lays the frames over its map, and keeps the
+    ** descriptor to read them; with no whole commit, there is nothing to
+    ** lay, and the journal is left for a writer to remove. */
+    if (nf == 0) goto refused;   /* frees and closes; rc is 0 */
+    *frames = fr;
+    *n = nf;
+    *size = sz;
+    f->wal_fd = wfd;
+    free(j);
+    return 0;
+  }
+  if (nf > 0) {
+    struct stat st;
+    if ((blk = malloc(bs)) == NULL) { rc = ENOMEM; goto done; }
+    for (i = 0; i < nf; i++) {
+      if (readat(wfd, blk, bs, fr[i].pos) != 0) { rc = EIO; goto done; }
+      if (pwrite(f->fd, blk, bs, (off_t)fr[i].off) != (ssize_t)bs) {
+        rc = errno ? errno : EIO;
+        goto done;
+      }
+    }
+    if (fstat(f->fd, &st) != 0) { rc = errno; goto done; }
+    if ((uint64_t)st.st_size < sz && ftruncate(f->fd, (off_t)sz) != 0) {
+      rc = errno;
+      goto done;
+    }
+    if (fsync(f->fd) != 0) { rc = errno; goto done; }
+  }
+  if (unlink(j) != 0) { rc = errno; goto done; }
+  sync_dir(f->path);
+done:
+  if (rc != 0) fail(f, rc, "recovering from the journal %s: %s", j,
+                    strerror(rc));
+refused:
+  free(blk);
+  free(fr);
+  close(wfd);
+  free(j);
+  return rc;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Checking                                                                */
+/* ---------------------------------------------------------------------- */
+
+void fm__check_journal (fm_file *f, void (*problem) (void *, const char *),
+                        void *ud) {
+  fm_frame *fr = NULL;
+  uint64_t nf, sz, end, tail, i, bs = f->h.block_size;
+  uint32_t wbs = 0;
+  unsigned char *blk, *seen;
+  char buf[200];
+  uint64_t d, k = 0;
+  for (d = 0; d < f->ndirty; d++) {
+    if (!(f->bflag[f->dirty[d]] & FM_B_DIRTY)) k++;
+  }
+  if (k != 0) {
+    snprintf(buf, sizeof buf, "journal: %llu blocks listed as changed are "
+             "not marked so", (unsigned long long)k);
+    problem(ud, buf);
+  }
+  if (f->wal_fd < 0 || f->readonly) return;
+  if (scan(f->wal_fd, &wbs, &fr, &nf, &sz, &end, &tail) != 0) {
+    problem(ud, "journal: out of memory while checking");
+    return;
+  }
+  if (end != f->wal_end || wbs != bs) {
+    snprintf(buf, sizeof buf, "journal: its valid commits end at byte "
+             "%llu, the engine wrote them up to %llu",
+             (unsigned long long)end, (unsigned long long)f->wal_end);
+    problem(ud, buf);
+    free(fr);
+    return;
+  }
+  /* Each block's latest frame, walking back: a bit per block seen. */
+  blk = malloc(bs);
+  seen = calloc((size_t)(f->nbflag + 7) / 8, 1);
+  for (i = nf; blk != NULL && seen != NULL && i-- > 0; ) {
+    uint64_t b = fr[i].off / bs;
+    if (b >= f->nbflag || (seen[b / 8] & (1u << (b % 8)))) continue;
+    seen[b / 8] |= (unsigned char)(1u << (b % 8));
+    if (f->bflag[b] & FM_B_DIRTY) continue;
+    if (readat(f->wal_fd, blk, bs, fr[i].pos) != 0 ||
+        memcmp(blk, f->map + fr[i].off, bs) != 0) {
+      snprintf(buf, sizeof buf, "journal: block %llu differs from its "
+               "last committed frame", (unsigned long long)fr[i].off);
+      problem(ud, buf);
+    }
+  }
+  free(seen);
+  free(blk);
+  free(fr);
+}
