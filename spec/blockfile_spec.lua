@@ -1227,6 +1227,31 @@ describe("fmap module", function()
     assert.is_true(b > a and b - a < 60, "clock moved " .. (b - a))
   end)
 
+  it("tells whether a file is a terminal with fmap.isatty()", function()
+    local path = h.tmpname()
+    local f = assert(io.open(path, "w"))
+    assert.is_false(fmap.isatty(f))
+    f:close()
+    os.remove(path)
+    -- named 'fmap.isatty' or 'isatty', as Lua finds it in package.loaded
+    assert.matches("^bad argument #1 to '[%w.]*isatty' %(attempt to use a "
+                   .. "closed file%)$", h.errmsg(function() fmap.isatty(f) end))
+    assert.matches("^bad argument #1 to '[%w.]*isatty' %(FILE%* expected, "
+                   .. "got number%)$", h.errmsg(function() fmap.isatty(2) end))
+  end)
+
+  it("syncs a folder with fmap.sync_dir(), or says why not", function()
+    local path = h.tmpname()
+    assert.is_true(fmap.sync_dir(path:match("^(.*)/")))
+    assert.same({ nil, path .. ": No such file or directory", 2 },
+                { fmap.sync_dir(path) })
+    local f = assert(io.open(path, "w"))
+    f:close()
+    assert.same({ nil, path .. ": Not a directory", 20 },
+                { fmap.sync_dir(path) })
+    os.remove(path)
+  end)
+
   describe("fmap.batch_iterator()", function()
     -- fill hands out the numbers 1..total, batch at a time
     local function counter (total, batch)

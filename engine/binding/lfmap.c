@@ -18,6 +18,7 @@
 */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -360,6 +361,32 @@ static int mod_clock (lua_State *L) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
   return 1;
+}
+
+/* fmap.isatty(file): whether an io file (io.stderr) is a terminal, so
+** that the tools draw progress only where someone watches. */
+static int mod_isatty (lua_State *L) {
+  luaL_Stream *p = (luaL_Stream *)luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  luaL_argcheck(L, p->closef != NULL, 1, "attempt to use a closed file");
+  lua_pushboolean(L, isatty(fileno(p->f)));
+  return 1;
+}
+
+/* fmap.sync_dir(path): fsyncs the folder at path, so that a file created,
+** renamed or removed in it stays so after a power loss (what a rename
+** over a file needs to be durable). */
+static int mod_sync_dir (lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), en;
+  if (fd >= 0 && fsync(fd) == 0) {
+    close(fd);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  en = errno;
+  if (fd >= 0) close(fd);
+  errno = en;
+  return luaL_fileresult(L, 0, path);
 }
 
 static int doallocate (lua_State *L, BlockFile *bf, uint64_t n) {
@@ -748,7 +775,8 @@ static const luaL_Reg bf_meta[] = {
 
 static const luaL_Reg mod_funcs[] = {
   {"create", mod_create}, {"open", mod_open}, {"anonymous", mod_anonymous},
-  {"memclr", mod_memclr}, {"clock", mod_clock},
+  {"memclr", mod_memclr}, {"clock", mod_clock}, {"isatty", mod_isatty},
+  {"sync_dir", mod_sync_dir},
   {NULL, NULL}
 };
 
