@@ -70,6 +70,42 @@ describe("fmap.cli without FILE", function()
   end)
 end)
 
+describe("fmap.cli with operands and a help text", function()
+  local function run (args)
+    return h.run_lua([[
+      local cmd = require("fmap.cli").new("g", "usage: g FILE KEY [-v]", {
+        ["-v"] = { key = "verbose", kind = "flag" },
+      }, { operands = { "FILE", "KEY", "MORE" }, required = 2,
+           help = "usage: g FILE KEY [-v]\n\nGets KEY." })
+      local o = cmd:parse(arg)
+      print(o.path, table.concat(o.args, ","), o.verbose)
+    ]], args)
+  end
+
+  it("takes its operands in order, options anywhere", function()
+    assert.same({ "F\tF,K\ttrue\n", 0 }, { run("F -v K") })
+    assert.same({ "F\tF,K,M\tnil\n", 0 }, { run("F K M") })
+  end)
+
+  it("takes anything after -- as an operand", function()
+    assert.same({ "F\tF,-v,--x\tnil\n", 0 }, { run("F -- -v --x") })
+  end)
+
+  it("names the operand missing, and refuses one too many", function()
+    assert.same({ "g: no KEY\nusage: g FILE KEY [-v]\n", 2 }, { run("F") })
+    assert.same({ "g: no FILE\nusage: g FILE KEY [-v]\n", 2 }, { run("") })
+    assert.same({ 'g: unexpected argument "N"\nusage: g FILE KEY [-v]\n',
+                  2 }, { run("F K M N") })
+  end)
+
+  it("prints its help text for -h and --help", function()
+    assert.same({ "usage: g FILE KEY [-v]\n\nGets KEY.\n", 0 },
+                { run("-h") })
+    assert.same({ "usage: g FILE KEY [-v]\n\nGets KEY.\n", 0 },
+                { run("F --help") })
+  end)
+end)
+
 describe("fmap.cli's shared options and :open()", function()
   local function run (args)
     return h.run_lua([[

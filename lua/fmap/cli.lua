@@ -32,8 +32,13 @@ local SHARED = {
 -- collect every occurrence in a list; value = what the message calls its
 -- value ("a value" by default). The options' list part names options
 -- that scripts share: "output" (-o, --output PATH) and "modules" (-r,
--- --require MODULE, repeatable: see `require_all`). With settings.file =
--- false the command takes no FILE, only options (a benchmark's).
+-- --require MODULE, repeatable: see `require_all`). settings, optional:
+-- help, the text -h and --help print (the usage by default: a script's
+-- help says what it does, each option, an example and its exit
+-- statuses); operands, the names of the arguments other than options, in
+-- order ({"FILE"} by default; {"DUMP", "NEWFILE"}, say), of which the
+-- first `required` (all by default) must be there; file = false for a
+-- command of options alone (a benchmark's).
 function M.new (name, usage, options, settings)
   local all = {}
   for _, key in ipairs(options) do
@@ -50,9 +55,13 @@ function M.new (name, usage, options, settings)
       value = o.value or "a value",
     }
   end
-  local wants_file = not (settings and settings.file == false)
+  settings = settings or {}
+  local operands = settings.operands or { "FILE" }
+  if settings.file == false then operands = {} end
   return setmetatable({ name = name, usage = usage, options = opts,
-                        wants_file = wants_file }, Command)
+                        help = settings.help or usage, operands = operands,
+                        required = settings.required or #operands },
+                      Command)
 end
 
 --- Prints msg and the usage on stderr and exits with status 2.
@@ -89,22 +98,32 @@ local function convert (self, flag, o, s)
   return s
 end
 
---- Parses args: options (also as --name=value) before or after one FILE,
--- which may be "-" (or options alone, for a command made with file =
--- false). Returns the options by key, FILE as path.
+--- Parses args: options (also as --name=value) before, between or after
+-- the operands (one FILE, which may be "-", unless the command names
+-- others); after "--" every argument is an operand. Returns the options
+-- by key, the first operand as path and all of them as args.
 function Command:parse (args)
-  local r = {}
+  local r = { args = {} }
   for _, o in pairs(self.options) do
     if o.many then r[o.key] = {} end
   end
+  local ops, only_operands = self.operands, false
   local i = 1
   while i <= #args do
     local a = args[i]
     local flag, inline = a:match("^(%-%-[^=]+)=(.*)$")
     flag = flag or a
-    local o = self.options[flag]
-    if flag == "-h" or flag == "--help" then
-      print(self.usage)
+    local o = not only_operands and self.options[flag]
+    if only_operands or a == "-" or a:sub(1, 1) ~= "-" then
+      if #r.args == #ops then
+        if #ops == 1 then self:usage_error("one " .. ops[1] .. " only") end
+        self:usage_error(string.format("unexpected argument %q", a))
+      end
+      r.args[#r.args + 1] = a
+    elseif a == "--" then
+      only_operands = true
+    elseif flag == "-h" or flag == "--help" then
+      print(self.help)
       os.exit(0)
     elseif o then
       local v = true
@@ -120,18 +139,15 @@ function Command:parse (args)
         v = convert(self, flag, o, v)
       end
       if o.many then table.insert(r[o.key], v) else r[o.key] = v end
-    elseif a:sub(1, 1) == "-" and a ~= "-" then
-      self:usage_error(string.format("unknown option %q", a))
-    elseif not self.wants_file then
-      self:usage_error(string.format("unexpected argument %q", a))
-    elseif r.path then
-      self:usage_error("one FILE only")
     else
-      r.path = a
+      self:usage_error(string.format("unknown option %q", a))
     end
     i = i + 1
   end
-  if self.wants_file and not r.path then self:usage_error("no FILE") end
+  if #r.args < self.required then
+    self:usage_error("no " .. ops[#r.args + 1])
+  end
+  r.path = r.args[1]
   return r
 end
 
