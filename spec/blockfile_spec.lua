@@ -291,6 +291,137 @@ describe("fmap.BlockFile", function()
                       .. "it open", 11 }, { fmap.open(path) })
       end)
     end)
+
+    describe("with create", function()
+      local p2
+      before_each(function() p2 = h.tmpname() end)
+      after_each(function() os.remove(p2) end)
+
+      it("creates a missing file, of the block size asked", function()
+        local f <close> = assert(fmap.open(p2, { create = true }))
+        assert.equal(BS, f:size())
+        assert.equal(BS, f:block_size())
+        assert.equal(p2, f:path())
+        f:close()
+        local g <close> = assert(fmap.open(p2 .. "2", { create = true,
+                                                      block_size = 16384 }))
+        assert.equal(16384, g:block_size())
+        assert.equal(16384, g:allocate())
+        g:remove()
+      end)
+
+      it("opens an existing file as it is, never truncating it", function()
+        local off = bf:allocate()
+        bf:with(off, 1, function (v) v:write(0, "kept") end)
+        bf:set_control_data("root=" .. off)
+        bf:close()
+        -- an existing file keeps its own block size
+        bf = assert(fmap.open(path, { create = true, block_size = 16384 }))
+        assert.equal(BS, bf:block_size())
+        assert.equal("root=" .. off, bf:control_data())
+        assert.equal("kept", bf:with(off, 1, function (v)
+          return v:read(0, 4)
+        end))
+        assert.is_true(bf:check())
+      end)
+
+      it("refuses a file that is not fmap's, and leaves it alone", function()
+        h.writefile(p2, "short")
+        assert.same({ nil, p2 .. ": not an fmap file (shorter than one "
+                      .. "block)", 22 }, { fmap.open(p2, { create = true }) })
+        assert.equal("short", h.readfile(p2))
+      end)
+
+      it("makes an empty file one, as a creator that died leaves it",
+         function()
+        h.writefile(p2, "")
+        local f <close> = assert(fmap.open(p2, { create = true }))
+        assert.equal(BS, f:size())
+        assert.is_true(f:check())
+      end)
+
+      it("returns nil, message, errno for a missing directory, or a file "
+         .. "another BlockFile has open", function()
+        assert.same({ nil, "/nonexistent-dir/x.fmap: No such file or "
+                      .. "directory", 2 },
+                    { fmap.open("/nonexistent-dir/x.fmap", { create = true }) })
+        assert.same({ nil, path .. ": file is locked: another BlockFile has "
+                      .. "it open", 11 }, { fmap.open(path, { create = true }) })
+      end)
+
+      it("rejects read-only, a block size without create, and bad values",
+         function()
+        assert.equal("bad argument #2 to 'open' (a read-only open cannot "
+                     .. "create)", h.errmsg(function()
+                       fmap.open(p2, { create = true, readonly = true })
+                     end))
+        assert.equal("bad argument #2 to 'open' (option block_size is for a "
+                     .. "new file: add create = true)", h.errmsg(function()
+                       fmap.open(p2, { block_size = 8192 })
+                     end))
+        assert.equal("bad argument #2 to 'open' (option create must be true "
+                     .. "or false, not number)", h.errmsg(function()
+                       fmap.open(p2, { create = 1 })
+                     end))
+        assert.equal("bad argument #2 to 'open' (option block_size must be "
+                     .. "an integer, not string)", h.errmsg(function()
+                       fmap.open(p2, { create = true, block_size = "8192" })
+                     end))
+        assert.equal("bad argument #2 to 'open' (block size 5000 is not a "
+                     .. "multiple of 4096 up to 2^30)", h.errmsg(function()
+                       fmap.open(p2, { create = true, block_size = 5000 })
+                     end))
+        assert.equal("bad argument #2 to 'open' (unknown option creat)",
+                     h.errmsg(function() fmap.open(p2, { creat = true }) end))
+        assert.is_nil(io.open(p2))      -- none of them made the file
+      end)
+
+      it("lets processes that race to create one file agree on it",
+         function()
+        -- Two processes open with create the same 100 new paths, each
+        -- writing into it and closing. Each open either gets the file or
+        -- finds the other process holds it; no path is ever refused as
+        -- "not an fmap file", and every file ends whole.
+        local base = h.tmpname("")
+        local code = [[
+          local fmap = require "fmap"
+          local base, who = arg[1], arg[2]
+          local locked = 0
+          for i = 1, 100 do
+            local bf, msg, en = fmap.open(base .. i, { create = true })
+            if bf then
+              local off = bf:allocate()
+              bf:with(off, 1, function (v) v:write(0, who) end)
+              assert(bf:close())
+            elseif en == 11 then
+              locked = locked + 1
+            else
+              error(msg)
+            end
+          end
+          print("ok " .. locked)
+        ]]
+        local script = h.tmpname(".lua")
+        h.writefile(script, code)
+        local cmd = string.format("%s %s %s", h.bin(), script, base)
+        local out = h.run("(" .. cmd .. " a & " .. cmd .. " b & wait) 2>&1")
+        os.remove(script)
+        local done = 0
+        for locked in out:gmatch("ok (%d+)") do
+          done = done + 1
+          assert.is_true(tonumber(locked) <= 100)
+        end
+        assert.equal(2, done, out)
+        for i = 1, 100 do
+          local f = assert(fmap.open(base .. i, { readonly = true }))
+          assert.is_true(f:check())
+          local n = f:stats().used_blocks
+          assert.is_true(n == 1 or n == 2)
+          f:close()
+          os.remove(base .. i)
+        end
+      end)
+    end)
   end)
 
   describe(".anonymous()", function()

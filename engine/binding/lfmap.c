@@ -299,10 +299,12 @@ static int mod_create (lua_State *L) {
   return 1;
 }
 
-/* fmap.open(path [, {readonly = true} or {repair = true}]) */
+/* fmap.open(path [, {readonly = true, repair = true, create = true,
+** block_size = n}]) */
 static int mod_open (lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  int flags = 0, rc;
+  int flags = 0, create = 0, sized = 0, tries, rc;
+  lua_Integer bs = FM_BLOCKSIZE;
   BlockFile *bf;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -312,6 +314,22 @@ static int mod_open (lua_State *L) {
                       lua_tostring(L, -2) : NULL;
       int flag = k == NULL ? 0 : strcmp(k, "readonly") == 0 ? FM_READONLY
                  : strcmp(k, "repair") == 0 ? FM_REPAIR : 0;
+      if (k != NULL && strcmp(k, "block_size") == 0) {
+        int isint;
+        bs = lua_tointegerx(L, -1, &isint);
+        if (!isint || lua_type(L, -1) != LUA_TNUMBER)
+          return luaL_argerror(L, 2, lua_pushfstring(L, "option block_size "
+                               "must be an integer, not %s",
+                               luaL_typename(L, -1)));
+        luaL_argcheck(L, bs >= FM_BLOCKSIZE && bs % FM_BLOCKSIZE == 0 &&
+                      bs <= FM_MAX_BLOCKSIZE, 2,
+                      lua_pushfstring(L, "block size %I is not a multiple "
+                                      "of 4096 up to 2^30", bs));
+        sized = 1;
+        lua_pop(L, 1);
+        continue;
+      }
+      if (k != NULL && strcmp(k, "create") == 0) flag = -1;
       if (flag == 0)
         return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option %s",
                              k ? k : luaL_typename(L, -2)));
@@ -319,15 +337,33 @@ static int mod_open (lua_State *L) {
         return luaL_argerror(L, 2, lua_pushfstring(L, "option %s must be "
                              "true or false, not %s", k,
                              luaL_typename(L, -1)));
-      if (lua_toboolean(L, -1)) flags |= flag;
+      if (lua_toboolean(L, -1)) {
+        if (flag < 0) create = 1;
+        else flags |= flag;
+      }
       lua_pop(L, 1);
     }
-    luaL_argcheck(L, flags != (FM_READONLY | FM_REPAIR), 2,
+    luaL_argcheck(L, (flags & (FM_READONLY | FM_REPAIR)) !=
+                  (FM_READONLY | FM_REPAIR), 2,
                   "a read-only open cannot repair");
+    luaL_argcheck(L, !(create && (flags & FM_READONLY)), 2,
+                  "a read-only open cannot create");
+    luaL_argcheck(L, create || !sized, 2,
+                  "option block_size is for a new file: add create = true");
   }
   bf = newbf(L);
   mapped(bf, BF_OPENING);    /* a fault while it is read is onbus's */
-  rc = fm_open(path, flags, &bf->f);
+  /* With create, a file that is there is opened: fm_create_new makes
+  ** one only where none is, and fm_open opens what it found. A file
+  ** removed in between is made again, a few times at most. */
+  for (tries = 0; ; tries++) {
+    if (create) {
+      rc = fm_create_new(path, (uint32_t)bs, &bf->f);
+      if (rc != EEXIST) break;
+    }
+    rc = fm_open(path, flags, &bf->f);
+    if (!create || rc != ENOENT || tries == 3) break;
+  }
   if ((rc = opened(bf, rc)) != 0) return pushfail(L, bf, rc, path);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);

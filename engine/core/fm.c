@@ -472,14 +472,25 @@ syserr:
   return sysfail(f, rc);
 }
 
-int fm_create (const char *path, uint32_t bs, fm_file *f) {
+/* fm_create's work. With fresh, a file that has bytes already is left
+** alone (EEXIST); a missing one is made, and an empty one, which no
+** writer holds, is taken: a creator that died before its first write
+** leaves one, and a creator that is still at it holds the lock. The
+** size is read again under the lock, where no other creator can be. */
+static int create_file (fm_file *f, const char *path, uint32_t bs,
+                        int fresh) {
+  struct stat st;
   int rc;
   reset(f);
   if ((rc = check_block_size(f, bs)) != 0) return rc;
   if ((f->path = strdup(path)) == NULL) return sysfail(f, ENOMEM);
+  if ((rc = open_regular(f, path, O_RDWR | O_CREAT)) != 0) return rc;
+  if (fresh) {   /* before the lock: an open file is no creator's */
+    if (fstat(f->fd, &st) != 0) goto syserr;
+    if (st.st_size != 0) goto exists;
+  }
   /* Lock before truncating, so a file another process has open for
   ** writing is refused rather than emptied under it. */
-  if ((rc = open_regular(f, path, O_RDWR | O_CREAT)) != 0) return rc;
   if (flock(f->fd, LOCK_EX | LOCK_NB) != 0) {
     rc = errno;
     release_all(f);
@@ -487,7 +498,11 @@ int fm_create (const char *path, uint32_t bs, fm_file *f) {
       return fail(f, rc, "file is locked: another BlockFile has it open");
     return sysfail(f, rc);
   }
-  if (ftruncate(f->fd, 0) != 0) goto syserr;
+  if (fresh) {
+    if (fstat(f->fd, &st) != 0) goto syserr;
+    if (st.st_size != 0) goto exists;    /* another creator finished */
+  }
+  else if (ftruncate(f->fd, 0) != 0) goto syserr;
   {   /* a journal left beside the old file must not replay over this */
     char *j = fm_journal_path(path);
     if (j == NULL) { errno = ENOMEM; goto syserr; }
@@ -500,10 +515,21 @@ int fm_create (const char *path, uint32_t bs, fm_file *f) {
   if (rc != 0) { release_all(f); return sysfail(f, rc); }
   if ((rc = map_new(f, bs, 0)) != 0) { release_all(f); return rc; }
   return 0;
+exists:
+  release_all(f);
+  return fail(f, EEXIST, "the file exists");
 syserr:
   rc = errno;
   release_all(f);
   return sysfail(f, rc);
+}
+
+int fm_create (const char *path, uint32_t bs, fm_file *f) {
+  return create_file(f, path, bs, 0);
+}
+
+int fm_create_new (const char *path, uint32_t bs, fm_file *f) {
+  return create_file(f, path, bs, 1);
 }
 
 int fm_anonymous (uint32_t bs, fm_file *f) {

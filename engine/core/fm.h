@@ -120,6 +120,14 @@ typedef struct fm_stats {
 ** multiple of 4096. Returns 0 or an errno value; on failure f is closed. */
 int fm_create (const char *path, uint32_t block_size, fm_file *f);
 
+/* fm_create for a file that is not there: creates path, or takes it if it
+** is empty (what a creator that died before its first write leaves), and
+** returns EEXIST, with f closed and the file untouched, when it holds
+** bytes. Two processes creating one path race safely: one creates it,
+** the other gets EEXIST or "file is locked" (EWOULDBLOCK). The caller
+** opens the file with fm_open on EEXIST. */
+int fm_create_new (const char *path, uint32_t block_size, fm_file *f);
+
 /* Opens an existing file, validating its header; flags is 0 or a mix of
 ** FM_READONLY and FM_REPAIR. Read-only opens share the advisory lock,
 ** read-write opens hold it alone. A read-write open redoes the header's
