@@ -258,6 +258,14 @@ describe("fmap.dot", function()
       local text = t:dot { depth = 1, children = 2 }
       assert.equal(dot.tree(t, { depth = 1, children = 2 }), text)
       assert.matches("children not drawn", text, 1, true)
+      -- the text alone, so that f:write(t:dot()) writes it
+      assert.equal(1, select("#", t:dot()))
+      local out = h.tmpname(".dot")
+      local f = assert(io.open(out, "w"))
+      assert(f:write(t:dot()))
+      f:close()
+      assert.equal(t:dot(), h.readfile(out))
+      os.remove(out)
     end)
 
     it("rejects what is not a tree", function()

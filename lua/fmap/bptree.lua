@@ -1899,13 +1899,15 @@ end
 -- t:offset() (for `open_at`) and t:blockfile().
 accessors(Tree, check_self)
 
---- Graphviz DOT text of the tree, cut to a depth (fmap.dot.tree).
+--- Graphviz DOT text of the tree, cut to a depth (fmap.dot.tree, whose
+-- second result says which nodes were drawn).
 -- @param opts optional: `depth`, `children`, `keys` (fmap.dot.graph's),
 -- `key_text` (a function from a key to its label, as codec.decode's values
 -- joined, say; where it raises, the key is drawn as without it)
+-- @return the DOT text alone, so that `f:write(t:dot())` writes it
 function Tree:dot (opts)
   check_self(self, "dot")
-  return require("fmap.dot")._dot(self, opts)
+  return (require("fmap.dot")._dot(self, opts))
 end
 
 function Tree:__tostring ()
