@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -753,6 +754,83 @@ static void initreadline (void) {
 
 /*
 ** {==================================================================
+** The pager: fmap.repl pages help() and more() through it
+** ===================================================================
+*/
+
+/* page(command, text): when stdout is a terminal, runs command with
+** /bin/sh, its stdin a pipe that text is written to, and waits for it to
+** end; returns true, or false when stdout is not a terminal (the caller
+** prints), or nil and a message when the pager did not run. While it
+** runs the host ignores SIGINT and SIGPIPE: Ctrl-C is the pager's (two
+** of them would otherwise kill the host), and a pager that leaves before
+** reading everything must not end the host with the write. LESS is set
+** to FRX unless set, as git does, so that a PAGER=less leaves at once
+** when the text fits on the screen. */
+static int l_page (lua_State *L) {
+  size_t len, done = 0;
+  const char *cmd = luaL_checkstring(L, 1);
+  const char *text = luaL_checklstring(L, 2, &len);
+  struct sigaction ign, oldint, oldpipe;
+  int fds[2], status = 0, err = 0;
+  pid_t pid;
+  if (!isatty(STDOUT_FILENO)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  fflush(stdout);
+  if (pipe(fds) != 0)
+    return luaL_fileresult(L, 0, "pager");
+  ign.sa_handler = SIG_IGN;
+  ign.sa_flags = 0;
+  sigemptyset(&ign.sa_mask);
+  sigaction(SIGINT, &ign, &oldint);
+  sigaction(SIGPIPE, &ign, &oldpipe);
+  pid = fork();
+  if (pid == 0) {  /* the pager (the host has one thread: setenv is safe) */
+    setsignal(SIGINT, SIG_DFL);
+    setsignal(SIGPIPE, SIG_DFL);
+    dup2(fds[0], STDIN_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+    setenv("LESS", "FRX", 0);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  close(fds[0]);
+  if (pid < 0)
+    err = errno;
+  while (pid > 0 && done < len) {
+    ssize_t n = write(fds[1], text + done, len - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;  /* EPIPE: the pager has left */
+    done += (size_t)n;
+  }
+  close(fds[1]);
+  while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  sigaction(SIGINT, &oldint, NULL);
+  sigaction(SIGPIPE, &oldpipe, NULL);
+  if (err != 0) {
+    errno = err;
+    return luaL_fileresult(L, 0, "pager");
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "pager '%s' not found", cmd);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* }================================================================== */
+
+
+/*
+** {==================================================================
 ** Read-Eval-Print Loop
 ** ===================================================================
 */
@@ -921,7 +999,8 @@ static void l_print (lua_State *L) {
 }
 
 /* Loads fmap.repl (pretty printing, completion, help) and lets it set up
-** the REPL's globals. Without it the REPL still works, with print. */
+** the REPL's globals, handing it the pager (l_page). Without it the REPL
+** still works, with print. */
 static void loadrepl (lua_State *L) {
   int status;
   getglobalraw(L, "require");
@@ -936,7 +1015,8 @@ static void loadrepl (lua_State *L) {
     lua_setfield(L, LUA_REGISTRYINDEX, REPL_KEY);
     if (rawfield(L, -1, "start") == LUA_TFUNCTION) {
       lua_pushstring(L, FMAP_VERSION);
-      status = docall(L, 1, 0);
+      lua_pushcfunction(L, l_page);
+      status = docall(L, 2, 0);
     }
     else
       lua_pop(L, 1);

@@ -238,9 +238,10 @@ function M.tree (t, opts)
   return M.at(bf, meta, opts)
 end
 
--- t:dot(opts): M.tree, its options named as dot's.
+-- t:dot(opts): M.tree, its options named as dot's; called by the method
+-- (not as a tail call), so an error blames the method's caller.
 function M._dot (t, opts)
-  check_opts(opts, "dot", 1, 2)
+  check_opts(opts, "dot", 1, 3)
   return M.tree(t, opts)
 end
 
