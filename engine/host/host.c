@@ -1,8 +1,9 @@
 /*
 ** host.c: the fmap executable. A drop-in for the lua 5.4 standalone
-** interpreter (lua.c): the same options, messages (named "fmap"), exit
-** statuses and error reports, with the engine preloaded, the project's
-** lua/ folder on package.path, and a REPL with line editing.
+** interpreter (lua.c): the same options, messages (named after argv[0]),
+** exit statuses, error reports and package paths, with the engine
+** preloaded, a searcher for fmap's own Lua modules after lua's, and a REPL
+** with line editing.
 ** No engine logic here: the engine is reached only through luaopen_fmap,
 ** and the REPL's printing, completion and help live in Lua
 ** (lua/fmap/repl.lua, lua/fmap/help.lua); this file only drives them.
@@ -45,10 +46,11 @@
 #define LUADIR_DEPTH    4     /* the exe's directory and 3 parents */
 #define REPL_MODULE     "fmap.repl"
 #define REPL_KEY        "fmap.host.repl"  /* registry: the loaded module */
+#define PRINT_KEY       "fmap.host.print" /* registry: the standard print */
 
-/* Messages go out as "fmap: ..." whatever argv[0] is, so that reports
-** do not depend on how the host was reached (build/bin/fmap, a PATH). In
-** the REPL it is NULL: errors there are printed bare, as lua.c does. */
+/* The name messages begin with: argv[0], as lua.c's, so "fmap: ..." when
+** run as fmap and "build/bin/fmap: ..." when run by that path. In the
+** REPL it is NULL: errors there are printed bare, as lua.c does. */
 static const char *progname = PROGNAME;
 
 /* The state a SIGINT must interrupt (lua.c's one global), also the state
@@ -156,9 +158,15 @@ static void laction (int sig) {
   lua_sethook(globalL, lstop, flag, 1);
 }
 
-/* lua's usage, and -h: on stderr after a bad option, on stdout for -h. */
-static void usage (FILE *out) {
-  fprintf(out,
+/* lua's message for a bad option, and its usage, on stderr: -h and
+** --help are bad options too, as in lua. */
+static void print_usage (const char *badoption) {
+  lua_writestringerror("%s: ", progname);
+  if (badoption[1] == 'e' || badoption[1] == 'l')
+    lua_writestringerror("'%s' needs argument\n", badoption);
+  else
+    lua_writestringerror("unrecognized option '%s'\n", badoption);
+  lua_writestringerror(
     "usage: %s [options] [script [args]]\n"
     "Available options are:\n"
     "  -e stat   execute string 'stat'\n"
@@ -168,29 +176,8 @@ static void usage (FILE *out) {
     "  -v        show version information\n"
     "  -E        ignore environment variables\n"
     "  -W        turn warnings on\n"
-    "  -h        show this help (also --help)\n"
     "  --        stop handling options\n"
     "  -         stop handling options and execute stdin\n", progname);
-  fflush(out);
-}
-
-static void print_usage (const char *badoption) {
-  lua_writestringerror("%s: ", progname);
-  if (badoption[1] == 'e' || badoption[1] == 'l')
-    lua_writestringerror("'%s' needs argument\n", badoption);
-  else
-    lua_writestringerror("unrecognized option '%s'\n", badoption);
-  usage(stderr);
-}
-
-/* -h and --help: the usage, and where fmap's own help is. */
-static void print_help (void) {
-  usage(stdout);
-  printf("\nWith no script and a terminal, %s is a REPL with the fmap "
-         "module loaded:\nhelp() there lists the fmap API, help(x) "
-         "describes x. A script loads it\nwith require \"fmap\".\n",
-         progname);
-  fflush(stdout);
 }
 
 /* stdout goes first, so that with 2>&1 an error follows the output that
@@ -285,17 +272,19 @@ static int isdir (const char *path) {
 }
 
 /*
-** Finds the project's Lua modules from the executable's own location, so
-** that the host works from the build tree and from an installed prefix
+** Finds fmap's Lua modules from the executable's own location, so that
+** the host works from the build tree and from an installed prefix
 ** whatever the current directory. Rule: for DIR the executable's
 ** directory, then its parents (LUADIR_DEPTH directories in all), the
-** first of DIR/lua and DIR/share/fmap/lua that holds a folder fmap/.
+** first of DIR/lua and DIR/share/lua/5.4 that holds a folder fmap/.
 **   build/bin/fmap, build/sanitize/bin/fmap   ->  the checkout's lua/
-**   PREFIX/bin/fmap                           ->  PREFIX/share/fmap/lua
+**   PREFIX/bin/fmap                           ->  PREFIX/share/lua/5.4
 ** Leaves the directory in buf and returns 1, or returns 0.
 */
 static int findluadir (char *buf, size_t size) {
-  static const char *const places[] = { "/lua", "/share/fmap/lua" };
+  static const char *const places[] = {
+    "/lua", "/share/lua/" LUA_VERSION_MAJOR "." LUA_VERSION_MINOR
+  };
   char exe[4096];
   char probe[4096 + 32];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -322,18 +311,59 @@ static int findluadir (char *buf, size_t size) {
   return 0;
 }
 
-/* Puts the project's lua/ folder ahead of the standard paths (which
-** package has already set from LUA_PATH or its defaults). A folder whose
-** name has ';' or '?' cannot be written as a path template: skip it. */
-static void setluapath (lua_State *L) {
+static int readable (const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return 0;
+  fclose(f);
+  return 1;
+}
+
+/* The searcher addsearcher appends: a module fmap.NAME from the folder
+** findluadir found (its upvalue), as lua's own Lua searcher would find it
+** with the path DIR/?.lua;DIR/?/init.lua, and with the same messages. It
+** has nothing to say about other names, so that require's message for
+** them is lua's. */
+static int searcher_fmap (lua_State *L) {
+  static const char *const forms[] = { "%s/%s.lua", "%s/%s/init.lua" };
+  const char *name = luaL_checkstring(L, 1);
+  const char *dir = lua_tostring(L, lua_upvalueindex(1));
+  const char *files[2];
+  size_t i;
+  if (strncmp(name, "fmap.", 5) != 0)
+    return 0;
+  name = luaL_gsub(L, name, ".", LUA_DIRSEP);
+  for (i = 0; i < 2; i++) {
+    files[i] = lua_pushfstring(L, forms[i], dir, name);
+    if (readable(files[i])) {
+      if (luaL_loadfile(L, files[i]) != LUA_OK)
+        return luaL_error(L, "error loading module '%s' from file "
+                          "'%s':\n\t%s", lua_tostring(L, 1), files[i],
+                          lua_tostring(L, -1));
+      lua_pushstring(L, files[i]);  /* the module's second argument */
+      return 2;
+    }
+  }
+  lua_pushfstring(L, "no file '%s'\n\tno file '%s'", files[0], files[1]);
+  return 1;
+}
+
+/* package.path and package.cpath stay exactly lua's (LUA_PATH_5_4,
+** LUA_PATH or the defaults); fmap's own modules are found after them, by
+** a searcher appended to package.searchers. So a script sees the paths
+** it would see under lua, and lua's rules decide which file a name
+** loads; the host's folder only fills the gap when they find none. */
+static void addsearcher (lua_State *L) {
   char dir[4096];
-  if (!findluadir(dir, sizeof(dir)) || strpbrk(dir, ";?") != NULL)
+  if (!findluadir(dir, sizeof(dir)))
     return;
   lua_getglobal(L, "package");
-  lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir,
-                  lua_tostring(L, -1));
-  lua_setfield(L, -3, "path");
+  if (lua_getfield(L, -1, "searchers") == LUA_TTABLE) {
+    lua_Integer n = luaL_len(L, -1);
+    lua_pushstring(L, dir);
+    lua_pushcclosure(L, searcher_fmap, 1);
+    lua_rawseti(L, -2, n + 1);
+  }
   lua_pop(L, 2);
 }
 
@@ -416,7 +446,6 @@ static int handle_script (lua_State *L, char **argv) {
 #define has_v      4  /* -v */
 #define has_e      8  /* -e */
 #define has_E      16 /* -E */
-#define has_h      32 /* -h or --help: the usage, and nothing runs */
 
 /*
 ** Scans the options without running anything: returns the mask of those
@@ -435,8 +464,6 @@ static int collectargs (char **argv, int *first) {
       return args;
     switch (argv[i][1]) {
       case '-':  /* '--' */
-        if (strcmp(argv[i], "--help") == 0)
-          return args | has_h;
         if (argv[i][2] != '\0')
           return has_error;
         *first = (argv[i + 1] != NULL) ? i + 1 : 0;
@@ -452,10 +479,6 @@ static int collectargs (char **argv, int *first) {
         if (argv[i][2] != '\0')
           return has_error;
         break;
-      case 'h':
-        if (argv[i][2] != '\0')
-          return has_error;
-        return args | has_h;
       case 'i':
         args |= has_i;  /* -i implies -v */
         /* FALLTHROUGH */
@@ -576,8 +599,9 @@ static int ttyread (const char *prompt, char **line) {
 }
 
 /* Without a terminal: the prompt on stdout and a line of any length,
-** echoed after the prompt as Debian's lua5.4 does, so that the output of
-** 'fmap -i < file' reads as a transcript. */
+** echoed after the prompt as Debian's lua5.4 (readline) does, so that the
+** output of 'fmap -i < file' reads as a transcript: an empty line after
+** an empty prompt shows nothing, not even its newline. */
 static int plainread (const char *prompt, char **line) {
   size_t size = 0;
   ssize_t n;
@@ -592,8 +616,10 @@ static int plainread (const char *prompt, char **line) {
   }
   if (n > 0 && (*line)[n - 1] == '\n')
     (*line)[n - 1] = '\0';
-  fputs(*line, stdout);
-  fputs("\n", stdout);
+  if (prompt[0] != '\0' || (*line)[0] != '\0') {  /* readline's echo */
+    fputs(*line, stdout);
+    fputs("\n", stdout);
+  }
   return 1;
 }
 
@@ -963,16 +989,24 @@ static int loadline (lua_State *L) {
   return status;
 }
 
-/* Pushes the function that prints results: fmap.repl.show, else print. */
-static void pushprinter (lua_State *L) {
-  int top = lua_gettop(L);
-  if (lua_getfield(L, LUA_REGISTRYINDEX, REPL_KEY) == LUA_TTABLE &&
-      rawfield(L, -1, "show") == LUA_TFUNCTION) {
-    lua_remove(L, -2);
-    return;
-  }
-  lua_settop(L, top);
-  getglobalraw(L, "print");
+/* Prints its arguments, a chunk's results, through the global print as
+** lua's REPL does, so that a print of the script's own prints them (and
+** print = nil is an error calling 'print'). While print is still the
+** standard library's, fmap.repl.show prints them instead: that is where
+** the pretty-printing comes from. Run protected: an __index of _G that
+** raises is an error calling 'print' too, not the end of the REPL. */
+static int printresults (lua_State *L) {
+  int n = lua_gettop(L);
+  lua_getglobal(L, "print");
+  lua_getfield(L, LUA_REGISTRYINDEX, PRINT_KEY);
+  if (lua_rawequal(L, -1, -2) &&
+      lua_getfield(L, LUA_REGISTRYINDEX, REPL_KEY) == LUA_TTABLE &&
+      rawfield(L, -1, "show") == LUA_TFUNCTION)
+    lua_replace(L, n + 1);
+  lua_settop(L, n + 1);
+  lua_insert(L, 1);
+  lua_call(L, n, 0);
+  return 0;
 }
 
 /* Prints the results on the stack. Printing a huge table can be stopped
@@ -985,7 +1019,7 @@ static void l_print (lua_State *L) {
       lua_settop(L, 0);
       return;
     }
-    pushprinter(L);
+    lua_pushcfunction(L, printresults);
     lua_insert(L, 1);
     if (pcallint(L, n, 0, 0) != LUA_OK) {
       const char *msg = lua_tostring(L, -1);
@@ -1001,7 +1035,7 @@ static void l_print (lua_State *L) {
 /* Loads fmap.repl (pretty printing, completion, help) and lets it set up
 ** the REPL's globals, handing it the pager (l_page). Without it the REPL
 ** still works, with print. */
-static void loadrepl (lua_State *L) {
+static void loadrepl (lua_State *L, const char *pname) {
   int status;
   getglobalraw(L, "require");
   lua_pushliteral(L, REPL_MODULE);
@@ -1024,7 +1058,7 @@ static void loadrepl (lua_State *L) {
   if (status != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     lua_writestringerror("%s: the REPL's helpers did not load; printing "
-                         "with print\n", PROGNAME);
+                         "with print\n", pname);
     if (msg != NULL)
       lua_writestringerror("%s\n", msg);
     lua_pushnil(L);
@@ -1040,7 +1074,7 @@ static void doREPL (lua_State *L) {
   globalL = L;
   if (isatty(STDIN_FILENO))
     initreadline();
-  loadrepl(L);
+  loadrepl(L, oldprogname);
   while ((status = loadline(L)) != NO_INPUT) {
     if (status == INTERRUPTED)
       continue;
@@ -1076,11 +1110,6 @@ static int pmain (lua_State *L) {
     print_usage(argv[script]);
     return 0;
   }
-  if (args & has_h) {
-    print_help();
-    lua_pushboolean(L, 1);
-    return 1;
-  }
   if (args & has_v)
     print_version();
   if (args & has_E) {  /* libraries read this to ignore LUA_PATH etc. */
@@ -1088,8 +1117,10 @@ static int pmain (lua_State *L) {
     lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
   }
   luaL_openlibs(L);
+  lua_getglobal(L, "print");
+  lua_setfield(L, LUA_REGISTRYINDEX, PRINT_KEY);
   preloadfmap(L);
-  setluapath(L);
+  addsearcher(L);
   createargtable(L, argv, argc, script);
   lua_gc(L, LUA_GCRESTART);
   lua_gc(L, LUA_GCGEN, 0, 0);
@@ -1106,8 +1137,8 @@ static int pmain (lua_State *L) {
       print_version();
       doREPL(L);
     }
-    else if (dofile(L, NULL) != LUA_OK)
-      return 0;  /* lua ignores this failure; a script's error is one */
+    else
+      dofile(L, NULL);  /* as in lua, a failure is reported, status 0 */
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -1190,39 +1221,59 @@ static int anchorstrings (lua_State *L) {
   return 0;
 }
 
-/* FMAP_STRINGS: how many strings to anchor, or -1 if it is not a count. */
+/* A setting of the environment the host cannot use does not stop it:
+** it says so on stderr, once, as "PROGNAME: ...", and takes the default,
+** so that a script runs as it would under lua. */
+static void badsetting (const char *name, const char *value,
+                        const char *want, const char *dflt) {
+  fflush(stdout);
+  lua_writestringerror("%s: ", progname);
+  lua_writestringerror("%s", name);
+  lua_writestringerror("='%.64s' is not ", value);
+  lua_writestringerror("%s", want);
+  lua_writestringerror("; using %s\n", dflt);
+}
+
+/* FMAP_STRINGS: how many strings to anchor. */
 static long stringscount (void) {
   const char *v = getenv("FMAP_STRINGS");
   char *end;
   long n;
-  if (v == NULL || *v == '\0') return STRINGS_DEFAULT;
+  if (v == NULL || *v == '\0')
+    return STRINGS_DEFAULT;
   errno = 0;
   n = strtol(v, &end, 10);
-  if (*end != '\0' || errno != 0 || n < 0 || n > STRINGS_MAX) return -1;
+  if (*end != '\0' || errno != 0 || n < 0 || n > STRINGS_MAX) {
+    badsetting("FMAP_STRINGS", v, "a count from 0 to 1000000", "4096");
+    return STRINGS_DEFAULT;
+  }
   return n;
+}
+
+/* FMAP_ALLOC: whether to allocate from malloc alone ("system") rather
+** than from the pool ("pool", the default). */
+static int systemalloc (void) {
+  const char *v = getenv("FMAP_ALLOC");
+  if (v == NULL || *v == '\0' || strcmp(v, "pool") == 0)
+    return 0;
+  if (strcmp(v, "system") == 0)
+    return 1;
+  badsetting("FMAP_ALLOC", v, "'pool' or 'system'", "'pool'");
+  return 0;
 }
 
 /* A state whose small objects come from a pool (engine/host/alloc.c), or,
 ** with FMAP_ALLOC=system in the environment, from malloc as lua's are:
-** a memory checker such as valgrind then sees every Lua object. NULL
-** with *why set if the state cannot be made. */
-static lua_State *newstate (hoststate *hs, const char **why) {
-  const char *mode = getenv("FMAP_ALLOC");
+** a memory checker such as valgrind then sees every Lua object. NULL if
+** there is not enough memory. */
+static lua_State *newstate (hoststate *hs) {
+  int usemalloc = systemalloc();
   long strings = stringscount();
   lua_State *L;
   hs->pool = NULL;
   hs->warn = WARN_OFF;
-  *why = "cannot create state: not enough memory";
-  if (strings < 0) {
-    *why = "FMAP_STRINGS must be a count from 0 to 1000000";
-    return NULL;
-  }
-  if (mode != NULL && strcmp(mode, "system") == 0)
+  if (usemalloc)
     L = luaL_newstate();
-  else if (mode != NULL && *mode != '\0' && strcmp(mode, "pool") != 0) {
-    *why = "FMAP_ALLOC must be 'pool' or 'system'";
-    return NULL;
-  }
   else {
     if ((hs->pool = fm_pool_new()) == NULL)
       return NULL;
@@ -1244,18 +1295,30 @@ static lua_State *newstate (hoststate *hs, const char **why) {
 /* }================================================================== */
 
 
+/* SIGXFSZ's handler: nothing. The write or ftruncate that raised it
+** then fails with EFBIG, which allocate returns, instead of the signal
+** killing the process. A handler rather than SIG_IGN because exec resets
+** a handled signal to its default but keeps an ignored one ignored: the
+** children of os.execute and io.popen start with the default, as they do
+** under lua. */
+static void onxfsz (int sig) {
+  (void)sig;
+}
+
 int main (int argc, char **argv) {
   int status, result;
   hoststate hs;
-  const char *why;
   lua_State *L;
-  /* A growth past the file-size limit (ulimit -f) is then an error from
-  ** ftruncate (EFBIG), which allocate returns, instead of a SIGXFSZ that
-  ** kills the process. */
-  signal(SIGXFSZ, SIG_IGN);
-  L = newstate(&hs, &why);
+  struct sigaction sa;
+  if (argv[0] != NULL && argv[0][0] != '\0')
+    progname = argv[0];
+  sa.sa_handler = onxfsz;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGXFSZ, &sa, NULL);
+  L = newstate(&hs);
   if (L == NULL) {
-    l_message(PROGNAME, why);
+    l_message(progname, "cannot create state: not enough memory");
     fm_pool_delete(hs.pool);
     return EXIT_FAILURE;
   }
