@@ -29,8 +29,8 @@ M.PAGES = { "blocks.md", "transactions.md", "bptree.md", "varchar.md",
             "mmlist.md", "codec.md",
             "seeing-inside.md", "executable.md" }
 
---- The folder of the reference; nil (the default) for the `doc/` folder
--- beside the `lua/` folder this module was loaded from.
+--- The folder of the reference; nil (the default) to look for it where
+-- a checkout or an installation keeps it (see `doc_dir`).
 M.DOC_DIR = nil
 
 -- The overview's sections: the entries of each, and a line about it.
@@ -53,23 +53,44 @@ local STRUCTURES = {
 -- ---------------------------------------------------------------------
 -- The reference, read from doc/
 
+-- Whether dir holds the reference (its first page, at least).
+local function has_reference (dir)
+  local f = io.open(dir .. "/" .. M.PAGES[1], "r")
+  if f == nil then return false end
+  f:close()
+  return true
+end
+
 --- The folder help reads the reference from.
--- @return its path: `M.DOC_DIR`, else the `doc/` folder beside the
--- `lua/` folder that holds this module (`ROOT/lua/fmap/help.lua` reads
--- `ROOT/doc/`, `PREFIX/share/fmap/lua/...` reads `PREFIX/share/fmap/doc/`)
+-- @return its path: `M.DOC_DIR` if set, else the first of these that
+-- holds the reference, where DIR is the folder that holds `fmap/` (this
+-- module's own folder's parent): `ROOT/doc` for DIR = `ROOT/lua` (a
+-- checkout), `PREFIX/share/doc/fmap` for DIR = `PREFIX/share/lua/5.4`
+-- (scripts/install.sh), `DIR/fmap/doc` (a luarocks installation); if
+-- none does, the first of them
 function M.doc_dir ()
   if M.DOC_DIR then return M.DOC_DIR end
   local source = debug.getinfo(1, "S").source
   local lua_dir = source:match("^@(.-)/?fmap/help%.lua$")
   if lua_dir == nil then return "doc" end
-  if lua_dir == "" then return "../doc" end    -- loaded as fmap/help.lua
+  if lua_dir == "" then lua_dir = "." end      -- loaded as fmap/help.lua
+  local places = {}
   local root = lua_dir:match("^(.*)/[^/]+/*$")
   if root == nil then                    -- "lua": relative to the cwd
-    root = "."
+    root = lua_dir == "." and ".." or "."
   elseif root == "" then                 -- "/lua"
     root = "/"
   end
-  return root .. "/doc"
+  places[#places + 1] = root .. "/doc"
+  local prefix = lua_dir:match("^(.*)/share/lua/%d+%.%d+/*$")
+  if prefix then
+    places[#places + 1] = prefix .. "/share/doc/fmap"
+  end
+  places[#places + 1] = lua_dir .. "/fmap/doc"
+  for _, dir in ipairs(places) do
+    if has_reference(dir) then return dir end
+  end
+  return places[1]
 end
 
 local function strip_markdown (s)
