@@ -100,7 +100,7 @@ describe("fmap.help", function()
           local name = n.name
           local ok
           if name == "#v" or name == "#l" or name == "help"
-             or name == "show" then
+             or name == "show" or name == "more" then
             ok = true
           elseif n.sig == "" and name:match("^fmap%.[%l_]+$") then
             ok = (pcall(require, name))              -- a module

@@ -225,7 +225,9 @@ local function section_of (e)
   if name:match("^fmap%.[%w_]+$") then return "fmap" end
   if name:match("^bf:") then return "BlockFile" end
   if name:match("^v:") or name == "#v" then return "View" end
-  if name == "help" or name == "show" then return "REPL" end
+  if name == "help" or name == "show" or name == "more" then
+    return "REPL"
+  end
   return nil
 end
 
@@ -706,10 +708,11 @@ function M.text (...)
   return string.format("%s: a %s value", tostring(x), tx)
 end
 
---- Prints help: the API, or a description of x (see text).
+--- Prints help: the API, or a description of x (see text); through the
+-- REPL's pager when it runs on a terminal (fmap.repl.page).
 -- @param ... nothing, or the value or name to describe
 function M.help (...)
-  io.stdout:write(M.text(...), "\n")
+  require("fmap.repl").page(M.text(...) .. "\n")
 end
 
 return M

@@ -13,6 +13,10 @@ M.MAX_ITEMS = 50
 M.MAX_STRING = 120
 --- A table whose printed form fits in this many columns takes one line.
 M.WIDTH = 78
+--- Lines of a chunk's results printed before the rest is cut (`more()`
+-- prints them all); a line wider than `WIDTH + 2` columns counts as the
+-- rows it takes on such a screen.
+M.MAX_LINES = 30
 
 local KEYWORDS = {}
 for w in ([[and break do else elseif end false for function goto if in
@@ -26,29 +30,51 @@ local function is_name (s)
          and not KEYWORDS[s]
 end
 
--- The C escapes Lua reads back; other control bytes as \ddd.
-local ESCAPES = { ["\a"] = "\\a", ["\b"] = "\\b", ["\f"] = "\\f",
-                  ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
-                  ["\v"] = "\\v", ["\\"] = "\\\\", ['"'] = '\\"' }
+-- The escapes kept readable; any other control byte is written as its
+-- decimal code, as string.format's %q writes it.
+local ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
+                  ["\\"] = "\\\\", ['"'] = '\\"' }
 
 --- Quotes a string as a Lua literal that reads back to the same bytes,
--- cut after `limit` bytes. Valid UTF-8 stays readable; any other byte
--- above 127 (binary data from a view) is written as \xHH.
+-- cut after `limit` bytes. Newlines, returns and tabs are written `\n`,
+-- `\r`, `\t`, any other control byte as its decimal code (`\0`, `\7`,
+-- `\27`; three digits before a digit), as `%q` does. Bytes above 127
+-- stay as they are in UTF-8 text; in binary data (a string that is not
+-- UTF-8, or that holds a zero byte) they are written `\ddd` too.
 -- @param s the string
--- @param limit bytes kept, or nil for all
+-- @param limit optional: bytes kept, or nil for all
 -- @return the literal
 function M.quote (s, limit)
+  local binary = s:find("\0", 1, true) ~= nil or utf8.len(s) == nil
   local cut = ""
   if limit and #s > limit then
+    if not binary then  -- cut between two characters, not inside one
+      while limit > 0 and (s:byte(limit + 1) & 0xC0) == 0x80 do
+        limit = limit - 1
+      end
+    end
     cut = string.format("..(%d more bytes)", #s - limit)
     s = s:sub(1, limit)
   end
-  local high = utf8.len(s) and "" or "\128-\255"
-  s = s:gsub('[%c\\"' .. high .. "]", function (c)
-    return ESCAPES[c] or (c:byte() < 128 and string.format("\\%03d", c:byte())
-                          or string.format("\\x%02X", c:byte()))
+  local src = s
+  s = s:gsub(binary and '()([%c\\"\128-\255])' or '()([%c\\"])',
+             function (pos, c)
+    if ESCAPES[c] then return ESCAPES[c] end
+    local nextc = src:byte(pos + 1)
+    if nextc and nextc >= 48 and nextc <= 57 then  -- a digit follows
+      return string.format("\\%03d", c:byte())
+    end
+    return "\\" .. c:byte()
   end)
   return '"' .. s .. '"' .. cut
+end
+
+--- Whether the REPL prints a string as it is rather than quoted: UTF-8
+-- text with no control byte other than newlines and tabs.
+-- @param s the string
+-- @return a boolean
+function M.printable (s)
+  return not s:find("[\0-\8\11-\31\127]") and utf8.len(s) ~= nil
 end
 
 -- tostring, but a failing __tostring becomes part of the output rather
@@ -112,12 +138,12 @@ local function table_parts (t, ctx, depth)
   table.sort(keys, key_less)
   local total, shown = n + #keys, 0
   for i = 1, n do
-    if shown == M.MAX_ITEMS then break end
+    if shown == ctx.items then break end
     add(format_value(rawget(t, i), ctx, depth + 1))
     shown = shown + 1
   end
   for _, k in ipairs(keys) do
-    if shown == M.MAX_ITEMS then break end
+    if shown == ctx.items then break end
     add(format_key(k, ctx, depth + 1) .. " = "
         .. format_value(rawget(t, k), ctx, depth + 1))
     shown = shown + 1
@@ -131,7 +157,7 @@ end
 local function format_table (t, ctx, depth)
   if ctx.open[t] then return "<cycle>" end
   if next(t) == nil then return "{}" end
-  if depth >= M.MAX_DEPTH then return "{...}" end
+  if depth >= ctx.depth then return "{...}" end
   ctx.open[t] = true
   local parts, multiline = table_parts(t, ctx, depth)
   ctx.open[t] = nil
@@ -148,11 +174,20 @@ end
 function format_value (v, ctx, depth)
   local tv = type(v)
   if tv == "string" then
-    return M.quote(v, M.MAX_STRING)
+    return M.quote(v, ctx.string)
   elseif tv == "table" and not has_tostring(v) then
     return format_table(v, ctx, depth)
   end
   return safe_tostring(v)
+end
+
+-- The limits of what the REPL prints; with all, what more() prints: every
+-- entry and byte, and levels up to a bound that keeps a linked list of
+-- tables from exhausting the stack.
+local function limits (all)
+  if all then return { open = {}, depth = 100, items = math.huge } end
+  return { open = {}, depth = M.MAX_DEPTH, items = M.MAX_ITEMS,
+           string = M.MAX_STRING }
 end
 
 --- Formats a value for reading: tables nested over lines with their keys
@@ -162,20 +197,175 @@ end
 -- @param v any value
 -- @return a string
 function M.format (v)
-  return format_value(v, { open = {} }, 0)
+  return format_value(v, limits(false), 0)
 end
 
---- Prints the results of a REPL chunk, separated by tabs as `print` does.
--- A string result is printed as it is, less one final newline (so
--- `v:hex()` shows a hexdump); anything else through `format`.
+-- Printing results: what was printed last, whole, for more(); and the
+-- host's pager, which start receives.
+local last, host_page
+
+-- The text of one result for the REPL: a printable string as it is, less
+-- one final newline (so v:hex() is a hexdump); another string quoted, cut
+-- after top bytes unless top is nil; anything else through format_value.
+-- Also whether it is a summary (text, a scalar, a value printed through
+-- its __tostring) rather than a table laid out by format, a table's
+-- summary field when it is text, and how many bytes of a string were cut.
+local function piece (v, ctx, top)
+  local tv = type(v)
+  if tv == "string" then
+    if M.printable(v) then return (v:gsub("\n$", "")), true end
+    local cut = (top and #v > top) and #v - top or 0
+    return M.quote(v, top), true, nil, cut
+  end
+  if tv == "table" and not has_tostring(v) then
+    local summary = rawget(v, "summary")
+    if type(summary) == "string" then
+      summary = M.printable(summary) and summary:gsub("\n$", "")
+                or M.quote(summary, top)
+    else
+      summary = nil
+    end
+    return format_value(v, ctx, 0), false, summary
+  end
+  return format_value(v, ctx, 0), true
+end
+
+-- Lays results out: on one line separated by tabs, as print does, when
+-- each fits on one; else each on lines of its own, the summaries first
+-- (text, scalars, values with a __tostring, and a table's summary field),
+-- then the tables. Also how many bytes of top-level strings were cut.
+local function layout (ctx, top, ...)
+  local n = select("#", ...)
+  local texts, summary, heads, one_line, cut = {}, {}, {}, true, 0
+  for i = 1, n do
+    local c
+    texts[i], summary[i], heads[i], c = piece((select(i, ...)), ctx, top)
+    cut = cut + (c or 0)
+    if texts[i]:find("\n", 1, true) then one_line = false end
+  end
+  if one_line then return table.concat(texts, "\t", 1, n), cut end
+  local out = {}
+  for i = 1, n do
+    if summary[i] then out[#out + 1] = texts[i] end
+    if heads[i] then out[#out + 1] = heads[i] end
+  end
+  for i = 1, n do
+    if not summary[i] then out[#out + 1] = texts[i] end
+  end
+  return table.concat(out, "\n"), cut
+end
+
+-- The first rows lines of text, a line counting as the rows it takes on
+-- a screen of WIDTH + 2 columns; and, when that is not all of it, what is
+-- left out ("12 more lines", or "300 more bytes" of a last line cut).
+local function first_rows (text, rows)
+  local cols, used, pos = M.WIDTH + 2, 0, 1
+  while true do
+    local nl = text:find("\n", pos, true)
+    local stop = nl and nl - 1 or #text
+    local width = utf8.len(text, pos, stop) or (stop - pos + 1)
+    local need = math.max(1, (width + cols - 1) // cols)
+    if used + need > rows then
+      local room = (rows - used) * cols
+      local shown = text:sub(1, pos - 2)            -- the lines before
+      local left = 1 + select(2, text:sub(pos):gsub("\n", ""))
+      if room > 0 then                           -- the part that fits
+        local cut = utf8.len(text, pos, stop)
+                    and (utf8.offset(text, room + 1, pos) - 1)
+                    or (pos + room - 1)
+        shown = text:sub(1, cut)
+        if left == 1 then
+          return shown, string.format("%d more bytes", stop - cut)
+        end
+      end
+      return shown, string.format("%d more line%s", left,
+                                  left == 1 and "" or "s")
+    end
+    used = used + need
+    if nl == nil then return text, nil end
+    pos = nl + 1
+  end
+end
+
+--- Prints the results of a REPL chunk. A printable string (see
+-- `printable`) is printed as it is, less one final newline (so `v:hex()`
+-- shows a hexdump), another string as a literal (see `quote`); anything
+-- else through `format`. Results that each fit on a line are separated by
+-- tabs, as `print` does; otherwise each takes lines of its own, summaries
+-- first (text, scalars, values printed through a `__tostring`, a table's
+-- `summary` field when it is text) and tables after. What passes
+-- `MAX_LINES` is cut, and a last line says how much and that `more()`
+-- prints it all.
 -- @param ... the results
 function M.show (...)
-  local out = {}
-  for i = 1, select("#", ...) do
-    local v = select(i, ...)
-    out[i] = type(v) == "string" and v:gsub("\n$", "") or M.format(v)
+  -- a literal is cut short enough to fit the lines, so that it stays a
+  -- literal (a byte takes up to 4 columns)
+  local top = math.max(1, M.MAX_LINES * (M.WIDTH + 2) // 4)
+  local text, cut = layout(limits(false), top, ...)
+  last = cut > 0 and layout(limits(false), nil, ...) or text
+  local shown, left = first_rows(text, M.MAX_LINES)
+  if left == nil and cut > 0 then
+    left = string.format("%d more bytes", cut)
   end
-  io.stdout:write(table.concat(out, "\t"), "\n")
+  io.stdout:write(shown, "\n")
+  if left then
+    io.stdout:write("-- ", left, ": more() shows it all\n")
+  end
+end
+
+local function on_path (name)
+  for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
+    local f = io.open(dir .. "/" .. name, "r")
+    if f then
+      f:close()
+      return true
+    end
+  end
+  return false
+end
+
+--- The pager `page` runs: `$PAGER`, else `less -FRX` when less is on the
+-- PATH (it leaves at once when the text fits on the screen, and leaves
+-- it there).
+-- @return a shell command, or nil for none (also when PAGER is empty or
+-- `cat`)
+function M.pager ()
+  local pager = os.getenv("PAGER")
+  if pager then
+    if pager:match("^%s*$") or pager:match("^%s*cat%s*$") then return nil end
+    return pager
+  end
+  return on_path("less") and "less -FRX" or nil
+end
+
+--- Prints text, through the pager (see `pager`) when the REPL runs with
+-- its output on a terminal; printed as it is otherwise, or when the
+-- pager cannot run (with a line on stderr that says why).
+-- @param text the text
+function M.page (text)
+  local cmd = host_page and M.pager()
+  if cmd then
+    local ok, err = host_page(cmd, text)
+    if ok then return end
+    if ok == nil then
+      io.stderr:write("fmap: ", tostring(err), "; printing instead\n")
+    end
+  end
+  io.stdout:write(text)
+end
+
+--- Prints whole what the REPL cut: the results it printed last, or the
+-- values given, with every entry and level of their tables and every byte
+-- of their strings; through the pager (see `page`).
+-- @param ... nothing, or the values to print
+function M.more (...)
+  local text
+  if select("#", ...) == 0 then
+    text = last or "-- no results yet: more() prints the last ones whole"
+  else
+    text = layout(limits(true), nil, ...)
+  end
+  M.page(text .. "\n")
 end
 
 -- Field lookup without side effects: raw fields, then the tables of
@@ -258,12 +448,19 @@ function M.complete (text)
   return matches
 end
 
---- Sets up the REPL: the globals `help` and `fmap` (unless already set),
--- and the hint under the banner.
+--- Sets up the REPL: the globals `help`, `more`, `show` and `fmap`
+-- (unless already set), and the hint under the banner.
 -- @param version the host's version string, e.g. "fmap 0.1"
-function M.start (version)
+-- @param page optional: the host's pager, `page(command, text)` -> true
+-- when it paged, false when its output is not a terminal, nil and a
+-- message when the pager could not run
+function M.start (version, page)
+  host_page = type(page) == "function" and page or nil
   if rawget(_G, "help") == nil then
     _G.help = require("fmap.help").help
+  end
+  if rawget(_G, "more") == nil then
+    _G.more = M.more
   end
   if rawget(_G, "fmap") == nil then
     local ok, fmap = pcall(require, "fmap")

@@ -1,0 +1,236 @@
+--- spec/repl_spec.lua: how the REPL prints strings, cuts long results and
+-- puts summaries first, and pages help() and more() (lua/fmap/repl.lua,
+-- lua/fmap/help.lua, and the host's pager in engine/host/host.c). The
+-- host's options, its other REPL behaviour and the rest of help are in
+-- host_spec.lua.
+local repl = require "fmap.repl"
+local help = require "fmap.help"
+local tmux = require "tmux"
+
+local function q (s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function absolute (path)
+  if path:sub(1, 1) == "/" then return path end
+  return io.popen("pwd -P"):read("l") .. "/" .. path
+end
+
+local BIN = absolute(h.bin())
+
+-- A fresh temporary path, unique among processes (the release and the
+-- sanitize runs of the suite may run at once).
+local function tmppath (suffix)
+  local path = os.tmpname()
+  os.remove(path)
+  return path .. suffix
+end
+
+-- Every child starts without the caller's LUA_INIT, paths or pager.
+local ENV = "env -u LUA_INIT -u LUA_INIT_5_4 -u LUA_PATH -u LUA_PATH_5_4 "
+            .. "-u LUA_CPATH -u LUA_CPATH_5_4 -u PAGER -u LESS "
+
+-- The REPL through a pipe, fmap -i < input: its stdout (each line echoed
+-- after its prompt, so it reads as a transcript) and its stderr.
+local function session (input)
+  local inpath, errpath = tmppath(".in"), tmppath(".err")
+  h.writefile(inpath, input)
+  local out = h.run(ENV .. q(BIN) .. " -i <" .. q(inpath) .. " 2>"
+                    .. q(errpath))
+  local err = h.readfile(errpath)
+  os.remove(inpath)
+  os.remove(errpath)
+  return out, err
+end
+
+-- The lines a table of the integers 1..n prints as, nested over lines.
+local function column (n)
+  local lines = { "{" }
+  for i = 1, n do lines[#lines + 1] = "  " .. i .. "," end
+  lines[#lines + 1] = "}"
+  return lines
+end
+
+describe("fmap.repl", function()
+  describe(".quote()", function()
+    it("writes control bytes as %q does: decimal, three digits before a "
+       .. "digit", function()
+      assert.equal('"\\7\\0\\0\\0\\0\\0\\0\\0"',
+                   repl.quote(string.pack("<I8", 7)))
+      assert.equal('"\\0\\0\\0\\0\\0\\0\\0001"',
+                   repl.quote(string.pack(">I8", 49)))
+      assert.equal('"a\\"b\\\\c\\n\\r\\t\\27[0m\\127"',
+                   repl.quote('a"b\\c\n\r\t\27[0m\127'))
+    end)
+
+    it("keeps UTF-8 text readable, and writes the high bytes of binary "
+       .. "data as codes", function()
+      assert.equal('"héllo\\1"', repl.quote("héllo\1"))
+      assert.equal('"h\\195"', repl.quote("h\195"))           -- not UTF-8
+      assert.equal('"\\195\\169\\0"', repl.quote("é\0"))      -- a zero byte
+    end)
+
+    it("reads back to the same bytes", function()
+      local pieces = { "\0", "\1", "\7", "\n", "\r", "\t", "\\", '"', "'",
+                       "0", "1", "9", "a", " ", "é", "\195", "\255", "\127",
+                       "]]", "\27" }
+      for _ = 1, 500 do
+        local parts = {}
+        for i = 1, math.random(0, 12) do
+          parts[i] = math.random(2) == 1
+                     and pieces[math.random(#pieces)]
+                     or string.char(math.random(0, 255))
+        end
+        local s = table.concat(parts)
+        local literal = repl.quote(s)
+        assert.equal(s, assert(load("return " .. literal))(), literal)
+      end
+    end)
+
+    it("cuts after limit bytes, between two characters of UTF-8 text",
+       function()
+      assert.equal('"a"..(2 more bytes)', repl.quote("aé", 2))
+      assert.equal('"\\0"..(2 more bytes)', repl.quote("\0\0\0", 1))
+    end)
+  end)
+
+  describe(".printable()", function()
+    it("is true of UTF-8 text whose only control bytes are newlines and "
+       .. "tabs", function()
+      assert.is_true(repl.printable("two\nlines\tand é"))
+      assert.is_true(repl.printable(""))
+      assert.is_false(repl.printable("hello\1world"))
+      assert.is_false(repl.printable("crlf\r\n"))
+      assert.is_false(repl.printable("\0"))
+      assert.is_false(repl.printable("h\195"))
+    end)
+  end)
+end)
+
+describe("fmap.help", function()
+  it("lists more() with the REPL's globals", function()
+    assert.matches("\n  more%(%[%.%.%.%]%) +prints whole what the REPL cut\n",
+                   help.text())
+  end)
+end)
+
+describe("the REPL through a pipe (fmap -i < file)", function()
+  it("prints a string that is not text as a literal that reads back",
+     function()
+    local out, err = session('string.pack("<I8", 7)\n"hello\\1world"\n'
+      .. '"two\\nlines\\n"\n{ [string.pack(">I4", 3)] = "\\0" }\n')
+    assert.equal("", err)
+    assert.matches('\n> string.pack%("<I8", 7%)\n"\\7\\0\\0\\0\\0\\0\\0\\0"\n'
+                   .. '> "hello\\1world"\n"hello\\1world"\n'
+                   .. '> "two\\nlines\\n"\ntwo\nlines\n'
+                   .. '> { %[string.pack%(">I4", 3%)%] = "\\0" }\n'
+                   .. '{ %["\\0\\0\\0\\3"%] = "\\0" }\n> \n$', out)
+  end)
+
+  it("cuts a long result, says what it left out, and more() prints it "
+     .. "whole", function()
+    local out, err = session("t = {} for i = 1, 45 do t[i] = i end\nt\n"
+                             .. "more()\n1\nmore()\n")
+    assert.equal("", err)
+    local lines = column(45)
+    local cut = table.concat(lines, "\n", 1, repl.MAX_LINES)
+    local whole = table.concat(lines, "\n")
+    local expected = "\n> t\n" .. cut .. "\n-- " .. (#lines - repl.MAX_LINES)
+                     .. " more lines: more() shows it all\n> more()\n"
+                     .. whole .. "\n> 1\n1\n> more()\n1\n> \n"
+    assert.equal(expected, out:sub(-#expected))
+  end)
+
+  it("cuts a string's literal before it fills the lines, and more() prints "
+     .. "it whole", function()
+    local out = session('s = ("\\0"):rep(1000)\ns\nmore()\n')
+    local top = repl.MAX_LINES * (repl.WIDTH + 2) // 4
+    local expected = "\n> s\n" .. repl.quote(("\0"):rep(1000), top) .. "\n-- "
+                     .. (1000 - top) .. " more bytes: more() shows it all\n"
+                     .. "> more()\n" .. repl.quote(("\0"):rep(1000))
+                     .. "\n> \n"
+    assert.equal(expected, out:sub(-#expected))
+  end)
+
+  it("prints a summary before the table it sums up", function()
+    local out = session("bf = fmap.anonymous()\nfmap.audit(bf)\n"
+      .. '{ summary = "3 things", list = { ("x"):rep(70), ("y"):rep(70) } }\n'
+      .. '{ 1 }, "x", nil\n')
+    assert.matches("\n> fmap%.audit%(bf%)\naudit of an anonymous BlockFile: "
+                   .. "[^\n]*\n.-\nok: no problem found\n{\n  bad_refs = {},\n",
+                   out)
+    assert.matches('\n3 things\n{\n  list = {\n    "x+",\n    "y+",\n  },\n'
+                   .. '  summary = "3 things",\n}\n', out)
+    assert.matches('\n> { 1 }, "x", nil\n{ 1 }\tx\tnil\n', out)   -- in order
+  end)
+end)
+
+describe("the REPL in a terminal (tmux)", function()
+  local home, term
+
+  -- Starts the REPL in a terminal, with extra settings of the environment
+  -- ("PAGER=..."), and waits for its prompt.
+  local function start (extra)
+    term = tmux.start(ENV .. "HOME=" .. q(home) .. " "
+                      .. table.concat(extra or {}, " ") .. " " .. q(BIN))
+    term:wait_for("\n>\n")
+  end
+
+  before_each(function()
+    home = tmppath(".d")
+    assert(os.execute("mkdir -p " .. q(home)))
+  end)
+
+  after_each(function()
+    if term then term:close() end
+    term = nil
+    os.execute("rm -rf " .. q(home))
+  end)
+
+  local function tmux_it (name, f)
+    it(name, function()
+      if not tmux.available then
+        pending("tmux is not installed")
+        return
+      end
+      f()
+    end)
+  end
+
+  tmux_it("pages help and more() through $PAGER, and cuts a long result",
+          function()
+    local pager = home .. "/pager"
+    h.writefile(pager, "#!/bin/sh\nexec sed 's/^/paged| /'\n")
+    assert(os.execute("chmod +x " .. q(pager)))
+    start({ "PAGER=" .. q(pager) })
+    term:type_line('help "bf:get"')
+    term:wait_for("\npaged| bf:get(offset [, blocks]) -> view\n")
+    term:wait_for("\n>\n")
+    term:type_line("t = {} for i = 1, 45 do t[i] = i end")
+    term:wait_for("\n> t = {} for i = 1, 45 do t[i] = i end\n>\n")
+    term:type_line("t")
+    term:wait_for("\n  29,\n-- 17 more lines: more() shows it all\n>\n")
+    term:type_line("more()")
+    term:wait_for("\npaged|   45,\npaged| }\n>\n")
+  end)
+
+  tmux_it("pages help() through less, where Ctrl-C leaves the REPL be",
+          function()
+    if not os.execute("command -v less >/dev/null 2>&1") then
+      pending("less is not installed")
+      return
+    end
+    start()
+    term:type_line("help()")
+    -- less's prompt on the last row: the text does not fit the screen
+    term:wait_for("\n:\n$", true)
+    -- twice: once would stop the host's next Lua code, twice kill it,
+    -- if the host did not leave Ctrl-C to the pager
+    term:keys("C-c")
+    term:keys("C-c")
+    term:keys("q")
+    term:wait_for("\n>\n$", true)
+    term:type_line("6 * 7")
+    term:wait_for("\n> 6 * 7\n42\n>\n")
+  end)
+end)
