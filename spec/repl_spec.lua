@@ -1,5 +1,6 @@
 --- spec/repl_spec.lua: how the REPL prints strings, cuts long results and
--- puts summaries first, and pages help() and more() (lua/fmap/repl.lua,
+-- puts summaries first, pages help() and more(), and completes fmap's
+-- modules and an object's public methods (lua/fmap/repl.lua,
 -- lua/fmap/help.lua, and the host's pager in engine/host/host.c). The
 -- host's options, its other REPL behaviour and the rest of help are in
 -- host_spec.lua.
@@ -105,6 +106,57 @@ describe("fmap.repl", function()
       assert.is_false(repl.printable("h\195"))
     end)
   end)
+
+  describe(".complete()", function()
+    local bf
+    before_each(function()
+      bf = fmap.anonymous()
+      _G.zz_t = fmap.bptree.new(bf, 8, 8)
+      _G.zz_vc = fmap.varchar.new(bf)
+      _G.zz_l = fmap.mmlist.new(bf)
+    end)
+    after_each(function()
+      _G.zz_t, _G.zz_vc, _G.zz_l = nil, nil, nil
+      bf:close()
+    end)
+
+    it("offers fmap's modules after 'fmap.', and their functions", function()
+      local all = {}
+      for _, w in ipairs(repl.complete("fmap.")) do all[w] = true end
+      for name in pairs(require "fmap.modules") do
+        assert.is_true(all["fmap." .. name], name)
+      end
+      assert.is_true(all["fmap.open"])
+      assert.same({ "fmap.bptree" }, repl.complete("fmap.bp"))
+      assert.same({ "fmap.codec.decode" }, repl.complete("fmap.codec.dec"))
+    end)
+
+    it("offers an object's public methods only, after '.' as after ':'",
+       function()
+      local colon = repl.complete("zz_t:")
+      assert.is_true(#colon > 10)
+      for _, w in ipairs(colon) do
+        assert.matches("^zz_t:%l[%w_]*$", w)
+        assert.is_function(zz_t[w:match(":(.*)")], w)
+      end
+      local dot = repl.complete("zz_t.")
+      for i, w in ipairs(dot) do assert.equal(colon[i]:gsub(":", "."), w) end
+      assert.equal(#colon, #dot)
+      assert.same({}, repl.complete("zz_t.vie"))      -- its own fields
+      assert.same({}, repl.complete("zz_t.spa"))
+      assert.same({ "zz_vc:put" }, repl.complete("zz_vc:pu"))
+      assert.same({ "zz_l.append" }, repl.complete("zz_l.app"))
+    end)
+
+    it("offers private names only when the word starts with '_'", function()
+      assert.same({ "zz_vc:_put" }, repl.complete("zz_vc:_pu"))
+      local names = {}
+      for _, w in ipairs(repl.complete("fmap.bptree.")) do names[w] = true end
+      assert.is_nil(names["fmap.bptree._methods"])
+      assert.same({ "fmap.bptree._methods" },
+                  repl.complete("fmap.bptree._meth"))
+    end)
+  end)
 end)
 
 describe("fmap.help", function()
@@ -196,6 +248,34 @@ describe("the REPL in a terminal (tmux)", function()
       f()
     end)
   end
+
+  tmux_it("completes fmap's modules and an object's public methods",
+          function()
+    start()
+    term:type_text("fmap.bp")
+    term:keys("Tab")
+    term:wait_for("\n> fmap.bptree\n")
+    term:keys("C-u")
+    term:type_line("t = fmap.bptree.new(fmap.anonymous(), 8, 8)")
+    term:wait_for("\n> t = fmap.bptree.new(fmap.anonymous(), 8, 8)\n>\n")
+    term:type_text("t:")
+    term:keys("Tab", "Tab")     -- nothing in common: the second one lists
+    local s = term:wait_for("value_size")
+    assert.matches("\nadd +", s)
+    assert.not_matches("_search", s)
+    assert.not_matches("views", s)
+    term:keys("C-u")
+    term:type_line("'after'")
+    term:wait_for("\nafter\n>\n")
+    term:keys("C-l")                   -- a clear screen for the next list
+    term:wait_for("^>\n\n", true)
+    term:type_text("t.")
+    term:keys("Tab", "Tab")
+    s = term:wait_for("value_size")
+    assert.matches("\nadd +", s)
+    assert.not_matches("spare", s)
+    assert.not_matches("views", s)
+  end)
 
   tmux_it("pages help and more() through $PAGER, and cuts a long result",
           function()

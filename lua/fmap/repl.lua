@@ -368,9 +368,25 @@ function M.more (...)
   M.page(text .. "\n")
 end
 
+-- The fmap table's modules (fmap.modules): fields its __index loads.
+local function fmap_modules (v)
+  local loaded = rawget(package, "loaded")
+  if type(loaded) ~= "table" or v == nil or rawget(loaded, "fmap") ~= v then
+    return nil
+  end
+  local ok, mods = pcall(require, "fmap.modules")
+  return ok and type(mods) == "table" and mods or nil
+end
+
 -- Field lookup without side effects: raw fields, then the tables of
--- __index chains; an __index function is never called.
+-- __index chains; an __index function is never called. The one function
+-- stood in for is the fmap table's, which loads a module of its list.
 local function peek (v, key)
+  local mods = fmap_modules(v)
+  if mods and rawget(mods, key) and rawget(v, key) == nil then
+    local ok, mod = pcall(require, "fmap." .. key)
+    return ok and mod or nil
+  end
   for _ = 1, 16 do  -- a bound: __index chains may loop
     if type(v) == "table" then
       local got = rawget(v, key)
@@ -384,17 +400,20 @@ local function peek (v, key)
   return nil
 end
 
--- Every string key reachable from v by peek.
-local function fields (v)
+-- Every string key reachable from v by peek; with methods_only, only
+-- those of its class (the __index tables), not its own fields.
+local function fields (v, methods_only)
   local seen, names = {}, {}
-  for _ = 1, 16 do
-    if type(v) == "table" then
-      for k in next, v do
-        if is_name(k) and not seen[k] then
-          seen[k] = true
-          names[#names + 1] = k
-        end
-      end
+  local function add (k)
+    if is_name(k) and not seen[k] then
+      seen[k] = true
+      names[#names + 1] = k
+    end
+  end
+  for k in pairs(fmap_modules(v) or {}) do add(k) end
+  for level = 1, 16 do
+    if type(v) == "table" and not (methods_only and level == 1) then
+      for k in next, v do add(k) end
     end
     local mt = debug.getmetatable(v)
     local index = mt and rawget(mt, "__index")
@@ -410,11 +429,20 @@ local function callable (v)
   return mt ~= nil and rawget(mt, "__call") ~= nil
 end
 
+-- An object: a value whose metatable's __index is a table, its class.
+local function is_object (v)
+  local mt = debug.getmetatable(v)
+  return mt ~= nil and type(rawget(mt, "__index")) == "table"
+end
+
 --- Completes the word before the cursor: a global or keyword, or a field
 -- (after `.`) or method (after `:`) of the value a dotted name leads to,
--- looking through metatables' `__index` tables so that BlockFile and view
--- methods complete. Names that start with `__` (metamethods) are left out
--- unless the text asks for them.
+-- looking through metatables' `__index` tables, never calling one. After
+-- `fmap.` come its modules too (`fmap.bptree`, `fmap.audit`...). On an
+-- object (a value whose metatable's `__index` is a table: a BlockFile, a
+-- view, a B+tree) both `.` and `:` list its public methods only, not its
+-- own fields. Names that start with `_` (private ones, metamethods) are
+-- left out unless the text asks for them.
 -- @param text the word, e.g. `"bf:al"`, `"string.fo"`, `"pri"`
 -- @return a sorted array of whole words that may replace text
 function M.complete (text)
@@ -435,11 +463,12 @@ function M.complete (text)
       v = peek(v, name)
       if v == nil then return matches end
     end
-    local hidden = partial:sub(1, 1) ~= "_"  -- metamethods, unless asked
-    for _, name in ipairs(fields(v)) do
+    local private = partial:sub(1, 1) == "_"   -- asked for
+    local methods = not private and is_object(v)
+    for _, name in ipairs(fields(v, methods)) do
       if name:sub(1, #partial) == partial
-         and not (hidden and name:sub(1, 2) == "__")
-         and (sep == "." or callable(peek(v, name))) then
+         and (private or name:sub(1, 1) ~= "_")
+         and ((sep == "." and not methods) or callable(peek(v, name))) then
         matches[#matches + 1] = head .. sep .. name
       end
     end
