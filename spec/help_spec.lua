@@ -38,7 +38,8 @@ local function public_names ()
     add(getmetatable(o[3](mod)).__index, o[2] .. ":", true)
   end
   for _, m in ipairs({ "fmap.codec", "fmap.audit", "fmap.blockmap",
-                       "fmap.dot", "fmap.classify" }) do
+                       "fmap.dot", "fmap.classify", "fmap.dump",
+                       "fmap.progress" }) do
     add(require(m), m .. ".", true)
   end
   table.sort(names)

@@ -11,6 +11,7 @@ local M = {
   classify = true,   -- what each block is
   codec = true,      -- keys that sort as their values do
   dot = true,        -- B+tree pictures through Graphviz
+  dump = true,       -- the structures of a file as text, and back
   mmlist = true,     -- the persistent list
   varchar = true,    -- variable-size, reference-counted blobs
   workload = true,   -- the standard benchmark workload

@@ -44,10 +44,10 @@ local OFF = setmetatable({ enabled = false }, {
 --- Whether a bar on stream would be drawn: the stream is a terminal
 -- (`fmap.isatty`) and FMAP_PROGRESS is not "0".
 -- @param stream an io file (default io.stderr)
--- @param getenv the environment's lookup (default os.getenv), for specs
+-- @param _getenv the environment's lookup (default os.getenv), for specs
 -- @return boolean
-function M.enabled (stream, getenv)
-  if (getenv or os.getenv)("FMAP_PROGRESS") == "0" then return false end
+function M.enabled (stream, _getenv)
+  if (_getenv or os.getenv)("FMAP_PROGRESS") == "0" then return false end
   local ok, tty = pcall(fmap.isatty, stream or io.stderr)
   return ok and tty
 end
