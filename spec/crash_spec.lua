@@ -282,33 +282,33 @@ describe("two processes", function()
 
   it("refuses a second writer with a clear error", function()
     local size = #h.readfile(path)
+    local out = other([[
+print(fmap.open(path))
+print(fmap.create(path))
+print(fmap.open(path, { readonly = true }))
+]])
     assert.equal(table.concat({
       "nil\t" .. path .. ": file is locked: another BlockFile has it open"
         .. "\t11",
       "nil\t" .. path .. ": file is locked: another BlockFile has it open"
-        .. "\t11",
-      "nil\t" .. path .. ": file is locked: another BlockFile has it open "
-        .. "for writing\t11", "" }, "\n"), other([[
-print(fmap.open(path))
-print(fmap.create(path))
-print(fmap.open(path, { readonly = true }))
-]]))
+        .. "\t11", "" }, "\n"), out:match("^[^\n]*\n[^\n]*\n"))
+    -- a reader, though, comes in beside the writer
+    assert.matches("\nBlockFile %(.*, read%-only, ", out)
     assert.equal(size, #h.readfile(path))   -- create did not empty it
     assert.equal("shared", bf:with(4096, 1, function(v)
       return v:read(0, 6)
     end))
   end)
 
-  it("lets readers share, and keeps writers out while they read",
-     function()
+  it("lets readers share, and a writer in beside them", function()
     bf:close()
     bf = assert(fmap.open(path, { readonly = true }))
-    assert.equal(table.concat({ "shared\ttrue",
-      "nil\t" .. path .. ": file is locked: another BlockFile has it open"
-        .. "\t11", "" }, "\n"), other([[
+    assert.equal(table.concat({ "shared\ttrue", "true\ttrue", "" }, "\n"),
+                 other([[
 local ro = assert(fmap.open(path, { readonly = true }))
 print(ro:with(4096, 1, function(v) return v:read(0, 6) end), ro:check())
-print(fmap.open(path))
+local w = fmap.open(path)
+print(w ~= nil, w:stats().readers)
 ]]))
   end)
 

@@ -669,6 +669,11 @@ static int bf_stats (lua_State *L) {
   setint(L, "commits", st.commits);
   setint(L, "checkpoints", st.checkpoints);
   setint(L, "journal_replayed", st.replayed);
+  setint(L, "checkpoints_deferred", st.deferred);
+  lua_pushboolean(L, st.readers);
+  lua_setfield(L, -2, "readers");
+  lua_pushboolean(L, st.writer);
+  lua_setfield(L, -2, "writer");
   lua_pushboolean(L, st.in_transaction);
   lua_setfield(L, -2, "in_transaction");
   lua_pushboolean(L, bf->f.readonly);

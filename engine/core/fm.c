@@ -326,6 +326,46 @@ static int read_run (fm_file *f, uint64_t off, uint64_t *next,
 /* Mapping and growth                                                      */
 /* ---------------------------------------------------------------------- */
 
+/* An open file description lock on one byte of fd: type F_RDLCK,
+** F_WRLCK or F_UNLCK; with wait, waits for it. 0 or an errno value. */
+static int ofd_lock (int fd, short type, off_t byte, int wait) {
+  struct flock l;
+  memset(&l, 0, sizeof l);
+  l.l_type = type;
+  l.l_whence = SEEK_SET;
+  l.l_start = byte;
+  l.l_len = 1;
+  while (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &l) != 0) {
+    if (errno != EINTR) return errno;
+  }
+  return 0;
+}
+
+/* Whether another description holds a lock on byte that conflicts with
+** one of type. */
+static int ofd_held (int fd, short type, off_t byte) {
+  struct flock l;
+  memset(&l, 0, sizeof l);
+  l.l_type = type;
+  l.l_whence = SEEK_SET;
+  l.l_start = byte;
+  l.l_len = 1;
+  if (fcntl(fd, F_OFD_GETLK, &l) != 0) return 0;
+  return l.l_type != F_UNLCK;
+}
+
+int fm__gate (fm_file *f, int take) {
+  if (f->fd < 0 || f->readonly) return 1;
+  if (take) {
+    if (f->gate) return 1;
+    f->gate = ofd_lock(f->fd, F_WRLCK, FM_LOCK_READERS, 0) == 0;
+    return f->gate;
+  }
+  if (f->gate) ofd_lock(f->fd, F_UNLCK, FM_LOCK_READERS, 0);
+  f->gate = 0;
+  return 0;
+}
+
 static void reset (fm_file *f) {
   memset(f, 0, sizeof *f);
   f->fd = -1;
@@ -352,6 +392,7 @@ static void release_all (fm_file *f) {
   f->map = NULL;
   f->fd = -1;
   f->path = NULL;
+  f->gate = 0;   /* the descriptor's locks went with it */
 }
 
 static int cut_short (fm_file *f);
@@ -498,6 +539,12 @@ static int create_file (fm_file *f, const char *path, uint32_t bs,
       return fail(f, rc, "file is locked: another BlockFile has it open");
     return sysfail(f, rc);
   }
+  if (ofd_lock(f->fd, F_WRLCK, FM_LOCK_WRITER, 0) != 0) goto syserr;
+  if (!fresh && !fm__gate(f, 1)) {
+    release_all(f);
+    return fail(f, EWOULDBLOCK, "file is open for reading by another "
+                "BlockFile: it cannot be emptied under it");
+  }
   if (fresh) {
     if (fstat(f->fd, &st) != 0) goto syserr;
     if (st.st_size != 0) goto exists;    /* another creator finished */
@@ -514,6 +561,7 @@ static int create_file (fm_file *f, const char *path, uint32_t bs,
     rc = ftruncate(f->fd, bs) == 0 ? 0 : errno;
   if (rc != 0) { release_all(f); return sysfail(f, rc); }
   if ((rc = map_new(f, bs, 0)) != 0) { release_all(f); return rc; }
+  fm__gate(f, 0);   /* readers may come now: the file is whole */
   return 0;
 exists:
   release_all(f);
@@ -673,7 +721,7 @@ int fm_open (const char *path, int flags, fm_file *f) {
   ssize_t got;
   uint64_t size, nframes = 0, jsize = 0, i;
   fm_frame *frames = NULL;
-  int rc, readonly = (flags & FM_READONLY) != 0;
+  int rc, readonly = (flags & FM_READONLY) != 0, adopt;
   off_t before = -1;   /* the size before a repair extended the file */
   reset(f);
   if ((flags & ~(FM_READONLY | FM_REPAIR)) != 0 ||
@@ -683,27 +731,49 @@ int fm_open (const char *path, int flags, fm_file *f) {
   if ((f->path = strdup(path)) == NULL) return sysfail(f, ENOMEM);
   if ((rc = open_regular(f, path, readonly ? O_RDONLY : O_RDWR)) != 0)
     return rc;
-  if (flock(f->fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+  if (readonly) {
+    /* Beside a writer, a reader sees the last commit as of its open. It
+    ** waits only while the writer itself writes into the file (a
+    ** checkpoint, or the trim at close): a short write of what the
+    ** journal already holds, and two syncs. */
+    if ((rc = ofd_lock(f->fd, F_RDLCK, FM_LOCK_READERS, 1)) != 0) {
+      release_all(f);
+      return sysfail(f, rc);
+    }
+  } else if (flock(f->fd, LOCK_EX | LOCK_NB) != 0 ||
+             ofd_lock(f->fd, F_WRLCK, FM_LOCK_WRITER, 0) != 0) {
     rc = errno;
     release_all(f);
-    if (rc == EWOULDBLOCK)
-      return fail(f, rc, readonly ? "file is locked: another BlockFile has "
-                  "it open for writing" : "file is locked: another "
-                  "BlockFile has it open");
+    if (rc == EWOULDBLOCK || rc == EAGAIN || rc == EACCES)
+      return fail(f, EWOULDBLOCK, "file is locked: another BlockFile has "
+                  "it open");
     return sysfail(f, rc);
   }
-  /* A journal left by a crash: a writer copies its commits into the
-  ** file first; a reader lays them over its map (below). */
-  if ((rc = fm__recover(f, !readonly, &frames, &nframes, &jsize)) != 0) {
+  /* A journal left by a crash, or by a writer that closed beside
+  ** readers: a reader lays its commits over its map (below); a writer
+  ** copies them into the file, unless readers are mapped, whose view the
+  ** copy would change under them: then it adopts the journal, laying its
+  ** commits over its own map and appending after them. */
+  adopt = !readonly && !fm__gate(f, 1);
+  if ((rc = fm__recover(f, readonly ? FM_RECOVER_READ : adopt ?
+                        FM_RECOVER_ADOPT : FM_RECOVER_APPLY, &frames,
+                        &nframes, &jsize)) != 0) {
     release_all(f);
     return rc;
   }
+  fm__gate(f, 0);
   if (fstat(f->fd, &st) != 0) goto syserr;
   if (nframes > 0 && jsize > (uint64_t)st.st_size) {
-    free(frames);
-    release_all(f);
-    return fail(f, FM_ECORRUPT, "its journal holds a growth the file "
-                "lacks: open it for writing once to recover");
+    if (readonly) {
+      free(frames);
+      release_all(f);
+      return fail(f, FM_ECORRUPT, "its journal holds a growth the file "
+                  "lacks: open it for writing once to recover");
+    }
+    /* adopting: a growth a power loss lost; the space is past what any
+    ** reader maps */
+    if (ftruncate(f->fd, (off_t)jsize) != 0) goto syserr;
+    st.st_size = (off_t)jsize;
   }
   if ((uint64_t)st.st_size < FM_BLOCKSIZE) {
     free(frames);
@@ -781,17 +851,30 @@ int fm_open (const char *path, int flags, fm_file *f) {
                 (off_t)frames[i].pos) != (ssize_t)bs)
         goto syserr;
     }
-    free(frames);
-    frames = NULL;
-    close(f->wal_fd);
-    f->wal_fd = -1;
-    if (mprotect(f->map, f->mapsize, PROT_READ) != 0) goto syserr;
+    if (readonly) {
+      free(frames);
+      frames = NULL;
+      close(f->wal_fd);
+      f->wal_fd = -1;
+      if (mprotect(f->map, f->mapsize, PROT_READ) != 0) goto syserr;
+    }
   }
   if (txn_init(f) != 0) {
     unextend(f, before);
     free(frames);
     release_all(f);
     return ENOMEM;
+  }
+  if (frames != NULL) {
+    /* adopted: the journal holds these blocks, for the next checkpoint */
+    uint64_t bs = f->h.block_size;
+    for (i = 0; i < nframes; i++) {
+      uint64_t b = frames[i].off / bs;
+      if (f->bflag[b] & FM_B_INWAL) continue;
+      if (fm__txn_inwal(f, b) != 0) goto nomem;
+    }
+    free(frames);
+    frames = NULL;
   }
   /* A tail left by a crash may hold old bytes; growth from here on
   ** (posix_fallocate, ftruncate) reads as zeros. */
@@ -844,8 +927,19 @@ int fm_close (fm_file *f) {
   if (f->fd >= 0 && !f->readonly && !f->faulted) {
     /* What changed since the last commit commits now, durably; then the
     ** journal goes into the file, and away. On failure the file is as
-    ** at the last commit, and its journal stays for the next open. */
-    if ((rc = fm_commit(f, 1)) != 0 || (rc = fm_checkpoint(f)) != 0) {
+    ** at the last commit, and its journal stays for the next open. With
+    ** readers mapped, the journal stays too (the next writer's open
+    ** copies it in), and the file keeps its tail. */
+    if ((rc = fm_commit(f, 1)) != 0) {
+      release_all(f);
+      return rc;
+    }
+    if (!fm__gate(f, 1)) {
+      release_all(f);
+      f->msg[0] = '\0';
+      return 0;
+    }
+    if ((rc = fm_checkpoint(f)) != 0) {
       release_all(f);
       return rc;
     }
@@ -1163,6 +1257,11 @@ void fm_get_stats (const fm_file *f, fm_stats *st) {
   st->commits = f->commits;
   st->checkpoints = f->checkpoints;
   st->replayed = f->replayed;
+  st->deferred = f->deferred;
+  st->readers = f->fd >= 0 && (f->readonly ? 0 : ofd_held(f->fd, F_WRLCK,
+                                                  FM_LOCK_READERS));
+  st->writer = f->fd >= 0 && f->readonly &&
+               ofd_held(f->fd, F_RDLCK, FM_LOCK_WRITER);
   st->in_transaction = f->txn;
 }
 

@@ -92,6 +92,9 @@ typedef struct fm_file {
   uint64_t wal_sum;     /* the checksum chain's last link */
   uint64_t commits;     /* transactions committed since open */
   uint64_t checkpoints; /* journals copied into the file since open */
+  int gate;             /* holds the readers' byte write-locked: no
+                        ** reader is mapped while the file changes */
+  uint64_t deferred;    /* checkpoints put off because readers were open */
   uint64_t replayed;    /* frames a crashed writer's journal held at open:
                         ** copied into the file, or laid over the map */
   char msg[192];        /* what went wrong, for FM_EMISUSE and friends */
@@ -113,7 +116,10 @@ typedef struct fm_stats {
   uint64_t commits;       /* since open */
   uint64_t checkpoints;   /* since open */
   uint64_t replayed;      /* journal frames recovered at open */
+  uint64_t deferred;      /* checkpoints put off for readers */
   int in_transaction;
+  int readers;            /* other BlockFiles have it open read-only */
+  int writer;             /* another BlockFile has it open for writing */
 } fm_stats;
 
 /* Creates (truncating) a file of one control block; block_size must be a
@@ -259,16 +265,37 @@ char *fm_journal_path (const char *path);
 int fm_unlink (const char *path);
 
 /* Reads the journal beside a file before fm_open maps it (fm_open calls
-** it). With apply, copies its committed frames into the file, syncs and
-** removes it; without, records them in *frames (malloc'd pairs of block
-** offset and journal position, latest last) for the caller to lay over
-** the map. *size is the file size the last commit had, 0 if none. */
+** it). FM_RECOVER_APPLY copies its committed frames into the file, syncs
+** and removes it. FM_RECOVER_READ records them in *frames (malloc'd pairs
+** of block offset and journal position, latest last) for the caller to
+** lay over the map; FM_RECOVER_ADOPT too, and keeps the journal open for
+** writing after its last commit: a writer beside readers, which must not
+** change the file under them. *size is the file size the last commit
+** had, 0 if none. */
 typedef struct fm_frame { uint64_t off, pos; } fm_frame;
-int fm__recover (fm_file *f, int apply, fm_frame **frames, uint64_t *n,
+#define FM_RECOVER_READ   0
+#define FM_RECOVER_APPLY  1
+#define FM_RECOVER_ADOPT  2
+int fm__recover (fm_file *f, int mode, fm_frame **frames, uint64_t *n,
                  uint64_t *size);
+
+/* Readers beside a writer. A writer holds flock(LOCK_EX) and a write
+** lock on byte FM_LOCK_WRITER of the file; a reader a read lock on byte
+** FM_LOCK_READERS (open file description locks: a process's own
+** BlockFiles count as others). Whatever writes into the file itself (a
+** checkpoint, the trim at close, create's truncation) first takes the
+** readers' byte for writing, without waiting: with readers mapped, it is
+** put off. fm__gate takes it (1) or gives it back (0); taking returns 1
+** when held. */
+#define FM_LOCK_WRITER   0
+#define FM_LOCK_READERS  1
+int fm__gate (fm_file *f, int take);
 
 /* Releases the transaction layer's memory and the journal's descriptor. */
 void fm__txn_free (fm_file *f);
+
+/* Records that the journal holds block b (FM_B_INWAL). 0 or ENOMEM. */
+int fm__txn_inwal (fm_file *f, uint64_t b);
 
 /* Sizes the per-block flags to the map (after it grows). 0 or ENOMEM. */
 int fm__txn_resize (fm_file *f);

@@ -446,10 +446,7 @@ int fm_commit (fm_file *f, int sync) {
     }
     for (i = 0; i < f->ndirty; i++) {   /* room to record them first */
       if (f->bflag[f->dirty[i]] & FM_B_INWAL) continue;
-      if (reserve((void **)&f->inwal, f->ninwal, &f->capinwal, 8) != 0)
-        return sysfail(f, ENOMEM);
-      f->inwal[f->ninwal++] = f->dirty[i];
-      f->bflag[f->dirty[i]] |= FM_B_INWAL;
+      if (fm__txn_inwal(f, f->dirty[i]) != 0) return sysfail(f, ENOMEM);
     }
     if ((rc = append_frames(f)) != 0) return rc;
   }
@@ -475,6 +472,16 @@ int fm_commit (fm_file *f, int sync) {
   return 0;
 }
 
+static int checkpoint (fm_file *f);
+
+int fm__txn_inwal (fm_file *f, uint64_t b) {
+  if (reserve((void **)&f->inwal, f->ninwal, &f->capinwal, 8) != 0)
+    return ENOMEM;
+  f->inwal[f->ninwal++] = b;
+  f->bflag[b] |= FM_B_INWAL;
+  return 0;
+}
+
 static int cmp64 (const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
@@ -483,11 +490,23 @@ static int cmp64 (const void *a, const void *b) {
 /* Writes what the journal holds into the file, from the map, which holds
 ** the same bytes: nothing is dirty at a checkpoint. */
 int fm_checkpoint (fm_file *f) {
-  uint64_t bs = f->h.block_size, i, j;
-  int rc;
+  int held = f->gate, rc;
   if (f->wal_fd < 0 || f->faulted) return 0;
   if (f->ndirty > 0)
     return fail(f, FM_EMISUSE, "a checkpoint with uncommitted changes");
+  if (!fm__gate(f, 1)) {   /* readers are mapped: the journal grows */
+    f->deferred++;
+    return 0;
+  }
+  rc = checkpoint(f);
+  if (!held) fm__gate(f, 0);
+  return rc;
+}
+
+/* fm_checkpoint, the readers' byte held. */
+static int checkpoint (fm_file *f) {
+  uint64_t bs = f->h.block_size, i, j;
+  int rc;
   if ((rc = sync_journal(f)) != 0) return rc;
   qsort(f->inwal, (size_t)f->ninwal, 8, cmp64);
   for (i = 0; i < f->ninwal; i = j) {   /* runs of contiguous blocks */
@@ -539,7 +558,8 @@ static int readat (int fd, void *p, size_t n, uint64_t pos) {
 ** valid frames end, *tail how many valid frames follow the last commit.
 ** Returns 0 or ENOMEM; a journal with no valid header has no frames. */
 static int scan (int fd, uint32_t *bs, fm_frame **frames, uint64_t *n,
-                 uint64_t *size, uint64_t *end, uint64_t *tail) {
+                 uint64_t *size, uint64_t *end, uint64_t *tail,
+                 uint64_t *salt_out, uint64_t *sum_out) {
   unsigned char h[WAL_HDR], fh[FRAME_HDR];
   unsigned char *blk;
   uint64_t salt, sum, pos = WAL_HDR, cap = 0, total = 0;
@@ -556,6 +576,8 @@ static int scan (int fd, uint32_t *bs, fm_frame **frames, uint64_t *n,
   salt = get64(h + 16);
   sum = get64(h + 24);
   *end = WAL_HDR;
+  *salt_out = salt;
+  *sum_out = sum;
   if ((blk = malloc(*bs)) == NULL) return ENOMEM;
   for (;;) {
     uint64_t s;
@@ -581,6 +603,7 @@ static int scan (int fd, uint32_t *bs, fm_frame **frames, uint64_t *n,
       *n = total;
       *size = get64(fh + 16);
       *end = pos;
+      *sum_out = sum;
     }
   }
   *tail = total - *n;
@@ -588,24 +611,24 @@ static int scan (int fd, uint32_t *bs, fm_frame **frames, uint64_t *n,
   return 0;
 }
 
-int fm__recover (fm_file *f, int apply, fm_frame **frames, uint64_t *n,
+int fm__recover (fm_file *f, int mode, fm_frame **frames, uint64_t *n,
                  uint64_t *size) {
   char *j = fm_journal_path(f->path);
   fm_frame *fr = NULL;
-  uint64_t nf = 0, sz = 0, end, tail, i;
+  uint64_t nf = 0, sz = 0, end, tail, i, salt = 0, sum = 0;
   uint32_t bs = 0;
   unsigned char *blk = NULL;
-  int wfd, rc;
+  int wfd, rc, apply = mode == FM_RECOVER_APPLY;
   *frames = NULL;
   *n = *size = 0;
   if (j == NULL) return sysfail(f, ENOMEM);
-  wfd = open(j, O_RDONLY | O_CLOEXEC);
+  wfd = open(j, (mode == FM_RECOVER_ADOPT ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (wfd < 0) {
     rc = errno;
     free(j);
     return rc == ENOENT ? 0 : fail(f, rc, "journal: %s", strerror(rc));
   }
-  rc = scan(wfd, &bs, &fr, &nf, &sz, &end, &tail);
+  rc = scan(wfd, &bs, &fr, &nf, &sz, &end, &tail, &salt, &sum);
   if (rc != 0) goto done;
   if (nf > 0) {
     /* Checksums catch damage, not a forged journal: its claims are held
@@ -637,11 +660,23 @@ int fm__recover (fm_file *f, int apply, fm_frame **frames, uint64_t *n,
     /* Read-only: the caller lays the frames over its map, and keeps the
     ** descriptor to read them; with no whole commit, there is nothing to
     ** lay, and the journal is left for a writer to remove. */
-    if (nf == 0) goto refused;   /* frees and closes; rc is 0 */
+    if (nf == 0) {
+      if (mode == FM_RECOVER_ADOPT) {   /* no commit to keep: start anew */
+        free(fr);
+        close(wfd);
+        free(j);
+        return 0;
+      }
+      goto refused;   /* frees and closes; rc is 0 */
+    }
     *frames = fr;
     *n = nf;
     *size = sz;
     f->wal_fd = wfd;
+    /* A writer adopting the journal appends after its last commit. */
+    f->wal_salt = salt;
+    f->wal_sum = sum;
+    f->wal_end = f->wal_synced = end;
     free(j);
     return 0;
   }
@@ -683,7 +718,7 @@ refused:
 void fm__check_journal (fm_file *f, void (*problem) (void *, const char *),
                         void *ud) {
   fm_frame *fr = NULL;
-  uint64_t nf, sz, end, tail, i, bs = f->h.block_size;
+  uint64_t nf, sz, end, tail, i, bs = f->h.block_size, salt, sum;
   uint32_t wbs = 0;
   unsigned char *blk, *seen;
   char buf[200];
@@ -697,7 +732,7 @@ void fm__check_journal (fm_file *f, void (*problem) (void *, const char *),
     problem(ud, buf);
   }
   if (f->wal_fd < 0 || f->readonly) return;
-  if (scan(f->wal_fd, &wbs, &fr, &nf, &sz, &end, &tail) != 0) {
+  if (scan(f->wal_fd, &wbs, &fr, &nf, &sz, &end, &tail, &salt, &sum) != 0) {
     problem(ud, "journal: out of memory while checking");
     return;
   }
