@@ -15,12 +15,43 @@ local classify = require "fmap.classify"
 local cli = require "fmap.cli"
 
 local USAGE = "usage: fmap scripts/blockmap.lua FILE -o OUT.png|OUT.svg "
-              .. "[-r MODULE] [--cols N] [--cell N]"
+              .. "[-r MODULE]\n"
+              .. "                                [--cols N] [--cell N]"
+
+local HELP = USAGE .. [[
+
+
+Draws every block of an fmap file, one cell each in file order, coloured
+by kind: the control block, free blocks, the never-allocated tail, each
+structure's header, B+tree internal nodes and leaves, overflow runs, blob
+store runs and reserve, list index, and the blocks no structure owns.
+Prints the file's figures and the blocks of each kind. FILE is opened
+read-only; the structures are found by their classifiers (fmap's own,
+and those -r loads). Files of more than 512K blocks get a cell per
+several blocks, showing the kind most of them have.
+
+Options:
+  -o, --output OUT   the picture, OUT.png or OUT.svg (required); an SVG
+                     cell's tooltip names its blocks, kind and owner
+  -r, --require MOD  load MOD first: a module that registers the
+                     classifier of your own structure (repeatable;
+                     fmap -l MOD scripts/blockmap.lua ... works too)
+  --cols N           blocks per row of the grid, up to 4096 (default: by
+                     the file's size)
+  --cell N           pixels per cell, up to 64 (default: by the columns)
+  -h, --help         print this help
+
+Example:
+  fmap scripts/blockmap.lua store.fmap -o map.png
+  fmap scripts/blockmap.lua proto.fmap -r myproto --cols 64 -o map.svg
+
+Exit status: 0 when the picture is written, 1 when FILE cannot be opened
+or the picture cannot be written, 2 on a usage error.]]
 
 local cmd = cli.new("blockmap", USAGE, { "output", "modules",
   ["--cols"] = { key = "cols", kind = "integer", min = 1 },
   ["--cell"] = { key = "cell", kind = "integer", min = 1 },
-})
+}, { help = HELP })
 
 local function parse (args)
   local opts = cmd:parse(args)

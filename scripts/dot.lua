@@ -19,14 +19,46 @@ local dot = require "fmap.dot"
 local cli = require "fmap.cli"
 
 local USAGE = "usage: fmap scripts/dot.lua FILE -o OUT.svg|OUT.dot "
-              .. "[--at OFFSET] [--depth N] [--children N] [--keys N]"
+              .. "[--at OFFSET]\n"
+              .. "                           [--depth N] [--children N] "
+              .. "[--keys N]"
+
+local HELP = USAGE .. [[
+
+
+Draws a B+tree of an fmap file through Graphviz: each node a box with its
+offset, kind and first keys (printable keys as they are, others in hex),
+edges to its children, dashed links from leaf to leaf. A large tree is
+cut: what is not drawn is one box per node saying how many children it
+stands for. Prints which tree it drew and the other trees in the file.
+FILE is opened read-only. Graphviz's dot program draws the picture
+(apt-get install graphviz; $FMAP_DOT names another); OUT.dot is the DOT
+text, with no Graphviz needed.
+
+Options:
+  -o, --output OUT  the picture; its extension names the format (.svg,
+                    .png, .pdf, any that dot -T knows, or .dot for the
+                    text); required
+  --at OFFSET       the tree whose meta block is at OFFSET (default: the
+                    tree in the control data, else the first found)
+  --depth N         levels drawn below the root (default 3)
+  --children N      children drawn per node, at least 2 (default 8)
+  --keys N          keys shown per node (default 6)
+  -h, --help        print this help
+
+Example:
+  fmap scripts/dot.lua store.fmap -o tree.svg
+  fmap scripts/dot.lua store.fmap --at 8192 --depth 1 -o tree.dot
+
+Exit status: 0 when the picture is written, 1 when FILE cannot be opened,
+holds no tree, or Graphviz fails or is missing, 2 on a usage error.]]
 
 local cmd = cli.new("dot", USAGE, { "output",
   ["--at"] = { key = "at", kind = "integer", min = 1 },
   ["--depth"] = { key = "depth", kind = "integer", min = 0 },
   ["--children"] = { key = "children", kind = "integer", min = 2 },
   ["--keys"] = { key = "keys", kind = "integer", min = 0 },
-})
+}, { help = HELP })
 
 local function parse (args)
   local opts = cmd:parse(args)

@@ -1,22 +1,53 @@
 --- scripts/inspect.lua: what is in an fmap file, and is it sound.
 -- Run it as: fmap scripts/inspect.lua [--free] [--block OFFSET] [--stats]
---                                     [--audit] [-r MODULE] FILE
--- Prints the header (format version, block size, size, blocks, free
--- blocks, control data) and the result of bf:check(); --free lists the
--- free list, --block hexdumps the block at OFFSET (decimal or 0x hex),
--- --stats prints blocks by kind and each structure's figures
--- (fmap.classify.stats), --audit the audit of the structures in the file
--- (fmap.audit); -r MODULE (or --require, repeatable) loads a module that
--- registers a classifier of your own structure first. Opens the file
--- read-only. Exits 0 when the file is sound, 1 when it cannot be opened
--- or check() (or --audit) finds problems, 2 on a usage error (an OFFSET
--- that is no block of the file is one, reported before anything else).
+--                                     [--audit] [--verify] [-r MODULE] FILE
+-- (--help says more.) Opens the file read-only.
 local fmap = require "fmap"
 local repl = require "fmap.repl"
 local cli = require "fmap.cli"
+local progress = require "fmap.progress"
 
 local USAGE = "usage: fmap scripts/inspect.lua [--free] [--block OFFSET] "
-              .. "[--stats] [--audit] [-r MODULE] FILE"
+              .. "[--stats] [--audit]\n"
+              .. "                               [--verify] [-r MODULE] FILE"
+
+local HELP = USAGE .. [[
+
+
+Prints the header of an fmap file (format version, block size, size,
+blocks used, free and never allocated, the control data, the journal
+beside it) and what bf:check() finds: the free list and the header
+against the file. The options add more; the structures are found by
+their classifiers (fmap's own, and those -r loads). FILE is opened
+read-only: inspect changes neither it nor its journal. The audit and
+the verify show a spinner on stderr while they run, when stderr is a
+terminal and they take longer than a second.
+
+Options:
+  --free             list the free list, run by run
+  --block OFFSET     hexdump the block at OFFSET (decimal or 0x hex),
+                     headed by what it is (free, the control block, or the
+                     structure that owns it); repeatable
+  --stats            blocks by kind, the free list's figures
+                     (fragmentation), each structure's figures (a tree's
+                     height and fill, a store's blobs, a list's items)
+  --audit            walk every structure: blocks leaked (owned by none
+                     and not free), owned twice, free blocks still pointed
+                     at, pointers outside the file
+  --verify           run each structure's own verify() (every invariant
+                     of a B+tree, a blob store, a list, a hash table)
+  -r, --require MOD  load MOD first: a module that registers the
+                     classifier of your own structure (repeatable)
+  -h, --help         print this help
+
+Example:
+  fmap scripts/inspect.lua store.fmap
+  fmap scripts/inspect.lua --stats --audit --verify store.fmap
+
+Exit status: 0 when the file is sound, 1 when it cannot be opened or
+check() (or --audit, or --verify) finds problems, which it prints, 2 on
+a usage error (an OFFSET that is no block of the file is one, said
+before anything is printed).]]
 
 local cmd = cli.new("inspect", USAGE, { "modules",
   ["--block"] = { key = "blocks", kind = "offset", many = true,
@@ -24,7 +55,8 @@ local cmd = cli.new("inspect", USAGE, { "modules",
   ["--free"] = { key = "free", kind = "flag" },
   ["--stats"] = { key = "stats", kind = "flag" },
   ["--audit"] = { key = "audit", kind = "flag" },
-})
+  ["--verify"] = { key = "verify", kind = "flag" },
+}, { help = HELP })
 
 local function row (name, fmt, ...)
   print(string.format("  %-14s " .. fmt, name, ...))
@@ -155,6 +187,37 @@ local function block (bf, off)
   io.write(dump)
 end
 
+-- Runs the verify() of every structure the classifiers find: a line
+-- each. Returns whether all passed.
+local function verify (bf)
+  local classify = require "fmap.classify"
+  local dump = require "fmap.dump"
+  local bar = progress.new("inspect --verify", nil)
+  local r = bar:during(classify.scan, bf)
+  local sound = true
+  if #r.structures == 0 then print("verify: no structure found") end
+  for i, s in ipairs(r.structures) do
+    bar:label(string.format("inspect --verify %s (%d of %d)", s.label, i,
+                            #r.structures))
+    local obj, why = dump.open(bf, s.name, s.root)
+    local result
+    if obj then
+      local good, msg = bar:during(obj.verify, obj)
+      result = good and "ok" or "FAILED: " .. tostring(msg)
+      sound = sound and good
+    elseif why:match("^a dump holds no ") then
+      result = "not verified (no verify known for " .. s.name .. ")"
+    else
+      result = "FAILED: " .. why
+      sound = false
+    end
+    bar:clear()
+    print(string.format("verify %s: %s", s.label, result))
+  end
+  bar:done()
+  return sound
+end
+
 local opts = cmd:parse(arg)
 cmd:require_all(opts.modules)
 local bf <close> = cmd:open(opts.path)
@@ -169,12 +232,17 @@ else
 end
 if opts.free then free_list(bf) end
 for _, off in ipairs(opts.blocks) do block(bf, off) end
-if opts.stats then io.write((require("fmap.classify").stats(bf))) end
+if opts.stats then
+  io.write((progress.during("inspect --stats",
+                            require("fmap.classify").stats, bf)))
+end
 if opts.audit then
-  local report, summary = require("fmap.audit")(bf)
+  local report, summary = progress.during("inspect --audit",
+                                          require("fmap.audit"), bf)
   print(summary)
   ok = ok and report.ok
 end
+if opts.verify then ok = verify(bf) and ok end
 if not ok then
   bf:close()
   os.exit(1)

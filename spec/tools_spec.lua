@@ -1,6 +1,6 @@
 -- Specs of the tools users run from the shell: scripts/dump.lua,
--- load.lua, compact.lua, keys.lua and get.lua (fmap.dump under them):
--- their --help and their usage errors.
+-- load.lua, compact.lua, keys.lua and get.lua (fmap.dump under them), and
+-- the --help and usage errors of every script.
 local dump = require "fmap.dump"
 local bptree = require "fmap.bptree"
 local varchar = require "fmap.varchar"
@@ -630,6 +630,49 @@ describe("scripts/keys.lua and scripts/get.lua", function()
   end)
 end)
 
+describe("scripts/inspect.lua --verify", function()
+  local path
+  before_each(function() path = h.tmpname() end)
+  after_each(function() remove(path) end)
+
+  it("runs the verify of every structure, a line each", function()
+    build(path)
+    local out, err, status = tool("inspect", "--verify", path)
+    assert.equal(0, status, err)
+    assert.matches("\n  check          ok\nverify bptree@%d+: ok\nverify "
+                   .. "bptree@%d+: ok\nverify mmlist@%d+: ok\nverify "
+                   .. "varchar@%d+: ok\n$", out)
+  end)
+
+  it("exits 1 when one fails, saying why", function()
+    build(path)
+    local bf = assert(fmap.open(path, { readonly = true }))
+    local meta = bptree.open(bf):offset()
+    bf:close()
+    local f = assert(io.open(path, "r+b"))
+    f:seek("set", meta + 48)            -- the meta block's entry count
+    f:write(string.pack("<I8", 7))
+    f:close()
+    local out, _, status = tool("inspect", "--verify", path)
+    assert.equal(1, status)
+    assert.matches("\nverify bptree@" .. meta .. ": FAILED: [^\n]+\n", out)
+    assert.matches("\nverify mmlist@%d+: ok\n", out)
+  end)
+
+  it("says which structures it has no verify for", function()
+    local bf = assert(fmap.create(path))
+    local off = bf:allocate()
+    bf:set_control_data("toy=" .. off)
+    bf:close()
+    local out, status = h.run("LUA_PATH='spec/?.lua;;' " .. h.bin()
+                              .. " scripts/inspect.lua --verify -r toychain "
+                              .. q(path) .. " 2>&1")
+    assert.equal(0, status, out)
+    assert.matches("\nverify toy@" .. off .. ": not verified %(no verify "
+                   .. "known for toy%)\n$", out)
+  end)
+end)
+
 describe("every script", function()
   -- Each script, and the options its help must name.
   local SCRIPTS = {
@@ -642,6 +685,13 @@ describe("every script", function()
     keys = { "--prefix", "--from", "--to", "--hex", "--tree", "-h",
              "--help" },
     get = { "--hex", "--all", "--blob", "--tree", "-h", "--help" },
+    inspect = { "--free", "--block", "--stats", "--audit", "--verify", "-r",
+                "--require", "-h", "--help" },
+    blockmap = { "-o", "--output", "-r", "--require", "--cols", "--cell",
+                 "-h", "--help" },
+    dot = { "-o", "--output", "--at", "--depth", "--children", "--keys",
+            "-h", "--help" },
+    demo = { "--n", "-h", "--help" },
   }
 
   it("prints a help text for --help and -h, and exits 0", function()
@@ -693,6 +743,7 @@ describe("every script", function()
       { "keys", { "F", "--tree", "-1" }, '%-%-tree: "%-1" is not an offset' },
       { "get", { "F" }, "no KEY" },
       { "get", { "F", "K", "--hex" }, 'KEY "K" is not hex' },
+      { "demo", { "--n", "5" }, '%-%-n: "5" is not an integer >= 10' },
     }
     for _, c in ipairs(cases) do
       local _, err, status = tool(c[1], table.unpack(c[2]))
