@@ -21,9 +21,10 @@ control data rewritten. Each structure of the copy is verified, then the
 copy, written as FILE.compact-tmp in one transaction and flushed, is
 renamed over FILE and the folder synced: a crash at any point leaves
 either the old file or the new one. FILE is opened for writing first,
-which copies a journal a crashed writer left into it (so none is left to
-replay over the new file) and keeps other writers out until the end.
-Prints the sizes before and after. A progress bar shows on stderr when it
+which copies a journal a crashed writer left into it and keeps other
+writers out until the end; readers go on reading the old file, but a
+journal they keep out of the file makes compact refuse until they close
+it. Prints the sizes before and after. A progress bar shows on stderr when it
 is a terminal and the copy runs longer than a second.
 
 Compact refuses a file holding blocks no structure owns (a structure of
@@ -48,10 +49,10 @@ Example:
   fmap scripts/compact.lua store.fmap --out /tmp/store-compact.fmap
 
 Exit status: 0 when the compacted file is in place, 1 when FILE cannot be
-opened (another process has it open, say), a structure cannot be read or
-does not verify in the copy, blocks no structure owns would be dropped,
-or the copy cannot be written (FILE is then unchanged), 2 on a usage
-error.]]
+opened (another process has it open for writing, say) or its journal is
+kept by readers, a structure cannot be read or does not verify in the
+copy, blocks no structure owns would be dropped, or the copy cannot be
+written (FILE is then unchanged), 2 on a usage error.]]
 
 local cmd = cli.new("compact", USAGE, { "modules",
   ["--out"] = { key = "out", value = "a NEWFILE" },

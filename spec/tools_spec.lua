@@ -508,6 +508,34 @@ describe("scripts/compact.lua", function()
     assert.matches("^compact: 1 block no structure owns", err)
   end)
 
+  it("refuses a FILE whose journal readers keep, until they close it",
+     function()
+    local want = build(path)
+    local reader = assert(fmap.open(path, { readonly = true }))
+    local bf = assert(fmap.open(path))
+    local t = bptree.open(bf)
+    local vc = varchar.open(bf, tonumber(bf:control_data():match("vc@(%d+)")))
+    t:add("key\0" .. "999", string.pack("<i8", vc:put("new")))
+    bf:close()                       -- the reader keeps the commit out
+    assert.is_true(exists(path .. "-wal"))
+    local original = h.readfile(path)
+    local out, err, status = tool("compact", path)
+    assert.equal(1, status)
+    assert.equal("", out)
+    assert.equal("compact: " .. path .. ": its journal holds commits not "
+                 .. "yet in the file, kept there by a process that has it "
+                 .. "open read-only; a journal left beside the new file "
+                 .. "would replay over it: run again once no process has "
+                 .. "the file open\n", err)
+    assert.equal(original, h.readfile(path))
+    reader:close()
+    _, err, status = tool("compact", path)
+    assert.equal(0, status, err)
+    assert.is_false(exists(path .. "-wal"))
+    want.blobs["key\0" .. "999"] = { "new" }
+    same_content(path, want)
+  end)
+
   it("fails, and leaves FILE alone, when another process has it open",
      function()
     build(path)

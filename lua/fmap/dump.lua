@@ -1011,23 +1011,44 @@ local function exists (path)
   return f ~= nil
 end
 
+-- Raises unless the journal beside bf's file is empty: a journal whose
+-- commits readers keep out of the file (a writer that opens beside
+-- readers adopts the journal rather than copy it in under them) would
+-- replay over the file that takes the path's name.
+local function no_journal (bf)
+  local st = bf:stats()
+  if st.journal_bytes > 0 then
+    fail("%s: its journal holds commits not yet in the file, kept there "
+         .. "by a process that has it open read-only; a journal left "
+         .. "beside the new file would replay over it: run again once no "
+         .. "process has the file open", st.path)
+  end
+end
+
 -- Makes the file at path anew, atomically: fill(bf) writes the new
 -- file, named path .. suffix while it is made, in one transaction; then
 -- it is closed (durably, its tail trimmed), renamed over path and the
 -- folder synced. An fmap file at path is held open for writing until
--- then (which copies a journal beside it into it, so none is left to
--- replay over the new file, and keeps other writers out), unless `held`
--- says the caller holds it. On failure the new file is removed and path
--- is untouched. Returns what fill returns, or raises.
+-- then (which copies a crashed writer's journal into it, and keeps other
+-- writers out), or `held` is the caller's BlockFile open for writing on
+-- it; its journal must be empty. On failure the new file is removed and
+-- path is untouched. Returns what fill returns, or raises.
 local function make_file (path, bs, suffix, opts, fill)
   local old
-  if exists(path) and not opts.held then
+  if opts.held then
+    no_journal(opts.held)
+  elseif exists(path) then
     if not opts.force then
       fail("%s exists; --force replaces it", path)
     end
     local bf, err = fmap.open(path)
     if bf then
       old = bf
+      local ok, why = pcall(no_journal, bf)
+      if not ok then
+        bf:close()
+        error(why, 0)
+      end
     elseif err:find("locked", 1, true) then
       fail("%s", err)
     end
@@ -1134,7 +1155,7 @@ end
 -- the file takes its name.
 -- @param bf an open BlockFile (read-only is enough; to replace bf's own
 --   file, open it for writing and pass its path: it is held open until
---   the copy has taken its place)
+--   the copy has taken its place, and its journal must be empty)
 -- @param path the new file; refused if it exists, unless `opts.force` or
 --   it is bf's own file
 -- @param opts optional: `force`, `raw_values` (as for `plan`), `strict`
@@ -1153,7 +1174,7 @@ function M.copy (bf, path, opts)
     end
     bar:total(total_of(plan))
     local tick = bar.enabled and function () bar:add() end or nil
-    local held = bf:path() == path
+    local held = bf:path() == path and bf
     local made
     local done, res = pcall(make_file, path, plan.block_size,
       opts.suffix or ".compact-tmp",
