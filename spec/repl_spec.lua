@@ -294,8 +294,7 @@ describe("the REPL in a terminal (tmux)", function()
     term:wait_for("\npaged|   45,\npaged| }\n>\n")
   end)
 
-  tmux_it("pages help() through less, where Ctrl-C leaves the REPL be",
-          function()
+  tmux_it("pages help() through less -FRX when PAGER is not set", function()
     if not os.execute("command -v less >/dev/null 2>&1") then
       pending("less is not installed")
       return
@@ -304,12 +303,32 @@ describe("the REPL in a terminal (tmux)", function()
     term:type_line("help()")
     -- less's prompt on the last row: the text does not fit the screen
     term:wait_for("\n:\n$", true)
-    -- twice: once would stop the host's next Lua code, twice kill it,
-    -- if the host did not leave Ctrl-C to the pager
-    term:keys("C-c")
-    term:keys("C-c")
     term:keys("q")
-    term:wait_for("\n>\n$", true)
+    term:wait_for("\n>\n*$", true)
+    term:type_line("6 * 7")
+    term:wait_for("\n> 6 * 7\n42\n>\n")
+  end)
+
+  tmux_it("leaves Ctrl-C to the pager, and goes on when it ends", function()
+    -- a pager that reads the text, says so, and ends after two Ctrl-C,
+    -- saying when it gets each
+    local pager = home .. "/pager"
+    h.writefile(pager, table.concat({
+      "#!/bin/sh", "cat >/dev/null", "n=0",
+      "trap 'n=$((n + 1)); echo \"interrupt $n\"' INT", "echo ready",
+      "while [ $n -lt 2 ]; do sleep 0.05; done", "" }, "\n"))
+    assert(os.execute("chmod +x " .. q(pager)))
+    start({ "PAGER=" .. q(pager) })
+    term:type_line("help()")
+    term:wait_for("\nready\n")
+    -- one at a time, each once the pager got it (and so the host, which
+    -- is in the same process group): if the host did not leave Ctrl-C to
+    -- the pager, the first would arm its hook and the second kill it
+    term:keys("C-c")
+    term:wait_for("interrupt 1\n")
+    term:keys("C-c")
+    term:wait_for("interrupt 2\n")
+    term:wait_for("\n>\n*$", true)
     term:type_line("6 * 7")
     term:wait_for("\n> 6 * 7\n42\n>\n")
   end)
