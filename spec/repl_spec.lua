@@ -1,9 +1,9 @@
 --- spec/repl_spec.lua: how the REPL prints strings, cuts long results and
--- puts summaries first, pages help() and more(), and completes fmap's
--- modules and an object's public methods (lua/fmap/repl.lua,
--- lua/fmap/help.lua, and the host's pager in engine/host/host.c). The
--- host's options, its other REPL behaviour and the rest of help are in
--- host_spec.lua.
+-- puts summaries first, pages help() and more(), completes fmap's modules
+-- and an object's public methods, and describes a method by the kind of
+-- its object (lua/fmap/repl.lua, lua/fmap/help.lua, and the host's pager
+-- in engine/host/host.c). The host's options, its other REPL behaviour and
+-- the rest of help are in host_spec.lua.
 local repl = require "fmap.repl"
 local help = require "fmap.help"
 local tmux = require "tmux"
@@ -160,6 +160,59 @@ describe("fmap.repl", function()
 end)
 
 describe("fmap.help", function()
+  local bf, v, tree, vc, l
+  before_each(function()
+    bf = fmap.anonymous()
+    v = bf:get(bf:allocate())
+    tree = fmap.bptree.new(bf, 8, 8)
+    vc = fmap.varchar.new(bf)
+    l = fmap.mmlist.new(bf)
+  end)
+  after_each(function()
+    _G.zz_thing = nil
+    v:release()
+    bf:close()
+  end)
+
+  it("describes a method by the kind of its object, whatever its name",
+     function()
+    assert.equal(help.text("t:get"), help.text(tree, "get"))
+    assert.equal(help.text("vc:get"), help.text(vc, "get"))
+    assert.equal(help.text("l:get"), help.text(l, "get"))
+    assert.equal(help.text("bf:get"), help.text(bf, "get"))
+    assert.equal(help.text("v:read"), help.text(v, "read"))
+    _G.zz_thing = vc                     -- a variable the REPL knows
+    assert.equal(help.text("vc:put"), help.text("zz_thing:put"))
+    _G.zz_thing = l
+    assert.equal(help.text("l:get"), help.text("zz_thing:get"))
+    _G.zz_thing = "text"
+    assert.matches("^string%.upper: a built%-in function",
+                   help.text("zz_thing:upper"))
+  end)
+
+  it("says that an object has no method of that name", function()
+    assert.equal("a B+tree has no method 'ref'", help.text(tree, "ref"))
+    assert.equal("a blob store has no method 'add'", help.text(vc, "add"))
+    assert.equal("a blob store has no method '_put'", help.text(vc, "_put"))
+    assert.equal("a list has no method 'put'", help.text(l, "put"))
+    assert.equal("a BlockFile has no method 'nope'", help.text(bf, "nope"))
+    assert.equal("a view has no method 'nope'", help.text(v, "nope"))
+    assert.equal("a number has no method 'get'", help.text(5, "get"))
+    _G.zz_thing = tree
+    assert.equal("a B+tree has no method 'ref'; help(zz_thing) lists its "
+                 .. "methods", help.text("zz_thing:ref"))
+    _G.zz_thing = 5
+    assert.equal("zz_thing is a number, with no method 'get'",
+                 help.text("zz_thing:get"))
+  end)
+
+  it("rejects a method name that is not a string", function()
+    assert.equal("bad argument #2 to 'text' (string expected, got number)",
+                 h.errmsg(function() help.text(bf, 3) end))
+    assert.equal("bad argument #2 to 'help' (string expected, got nil)",
+                 h.errmsg(function() help.help(bf, nil) end))
+  end)
+
   it("lists more() with the REPL's globals", function()
     assert.matches("\n  more%(%[%.%.%.%]%) +prints whole what the REPL cut\n",
                    help.text())
@@ -209,11 +262,26 @@ describe("the REPL through a pipe (fmap -i < file)", function()
       .. '{ summary = "3 things", list = { ("x"):rep(70), ("y"):rep(70) } }\n'
       .. '{ 1 }, "x", nil\n')
     assert.matches("\n> fmap%.audit%(bf%)\naudit of an anonymous BlockFile: "
-                   .. "[^\n]*\n.-\nok: no problem found\n{\n  bad_refs = {},\n",
-                   out)
+                   .. "[^\n]*\n.-\nok: no problem found\n"
+                   .. "{\n  bad_refs = {},\n", out)
     assert.matches('\n3 things\n{\n  list = {\n    "x+",\n    "y+",\n  },\n'
                    .. '  summary = "3 things",\n}\n', out)
     assert.matches('\n> { 1 }, "x", nil\n{ 1 }\tx\tnil\n', out)   -- in order
+  end)
+
+  it("describes a method by what the variable holds", function()
+    local out = session("t = fmap.bptree.new(fmap.anonymous(), 8, 8)\n"
+                        .. 'help "t:ref"\n'
+                        .. "store = fmap.varchar.new(t:blockfile())\n"
+                        .. 'help "store:put"\nhelp(t, "get")\nx = 5\n'
+                        .. 'help "x:get"\n')
+    assert.matches("\n> help \"t:ref\"\na B%+tree has no method 'ref'; "
+                   .. "help%(t%) lists its methods\n", out)
+    assert.matches('\n> help "store:put"\nvc:put%(data%) %-> [^\n]*  %-%- a '
+                   .. "method of fmap%.varchar\n", out)
+    assert.matches('\n> help%(t, "get"%)\nt:get%(key%) %-> ', out)
+    assert.matches("\n> help \"x:get\"\nx is a number, with no method 'get'\n",
+                   out)
   end)
 end)
 

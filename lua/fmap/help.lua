@@ -20,6 +20,8 @@
 -- `t:add`), `#v`, or one of the REPL's globals (`help`, `show`); a name
 -- with no signature and a module's name (`fmap.bptree`) is the module.
 -- Other headings (levels 1, 2 and 4) are prose and end an entry.
+local argcheck = require "fmap.argcheck"
+
 local M = {}
 
 local BF, VIEW = "fmap.BlockFile", "fmap.View"
@@ -43,11 +45,13 @@ local SECTIONS = {
 }
 
 -- The structures written in Lua, by module; the name help gives an object
--- of each in a method's name ("t:add"), and other names it takes for it.
+-- of each in a method's name ("t:add"), what it calls one in a sentence,
+-- and other names it takes for it.
 local STRUCTURES = {
-  { "fmap.bptree", "t", tree = true, bptree = true },
-  { "fmap.varchar", "vc", s = true, varchar = true, store = true },
-  { "fmap.mmlist", "l", list = true, mmlist = true },
+  { "fmap.bptree", "t", kind = "a B+tree", tree = true, bptree = true },
+  { "fmap.varchar", "vc", kind = "a blob store", s = true, varchar = true,
+    store = true },
+  { "fmap.mmlist", "l", kind = "a list", list = true, mmlist = true },
 }
 
 -- ---------------------------------------------------------------------
@@ -612,6 +616,67 @@ local function describe_method (prefix, field)
   return nil
 end
 
+-- The kind of object x is, when help knows it: the name the reference
+-- gives one in a method's name ("bf", "t") and what a sentence calls it
+-- ("a BlockFile", "a B+tree"); nil for any other value.
+local function kind_of (x)
+  local mt = debug.getmetatable(x)
+  if mt == nil then return nil end
+  local typename = rawget(mt, "__name")
+  if typename == BF then return "bf", "a BlockFile" end
+  if typename == VIEW then return "v", "a view" end
+  for _, st in ipairs(STRUCTURES) do
+    local mod = rawget(package.loaded, st[1])
+    if type(mod) == "table" and rawget(mod, "_methods") == mt then
+      return st[2], st.kind
+    end
+  end
+  return nil
+end
+
+-- x's field name as a method call finds it, through raw fields and the
+-- tables of __index chains, never calling an __index function.
+local function method_of (x, name)
+  for _ = 1, 16 do  -- a bound: __index chains may loop
+    if type(x) == "table" then
+      local got = rawget(x, name)
+      if got ~= nil then return got end
+    end
+    local mt = debug.getmetatable(x)
+    local index = mt and rawget(mt, "__index")
+    if type(index) ~= "table" then return nil end
+    x = index
+  end
+  return nil
+end
+
+-- The description of method field of the object x, by x's kind: a B+tree's
+-- "get" is t:get whatever x is called. label is what the user called x (a
+-- variable's name), or nil.
+local function describe_method_of (x, field, label)
+  local prefix, kind = kind_of(x)
+  local f = field:sub(1, 1) ~= "_" and method_of(x, field) or nil
+  local callable = type(f) == "function"
+    or (debug.getmetatable(f) ~= nil
+        and rawget(debug.getmetatable(f), "__call") ~= nil)
+  if not callable then
+    if kind == nil and label then
+      return string.format("%s is a %s, with no method '%s'", label,
+                           type(x), field)
+    end
+    return string.format("%s has no method '%s'%s", kind or ("a " .. type(x)),
+                         field, (kind and label)
+                         and ("; help(" .. label .. ") lists its methods")
+                         or "")
+  end
+  if prefix then
+    local e, i = M.entry(prefix .. ":" .. field)
+    if e then return describe_entry(e, i, method_suffix(e, i)) end
+  end
+  if type(f) == "function" then return describe_function(f) end
+  return M.text(f)
+end
+
 local function describe_table (t)
   local name = find_name(t)
   if name == "fmap" then
@@ -656,6 +721,9 @@ end
 local function describe_name (name)
   local e, i = M.entry(name)
   local prefix, method = name:match("^([%w_]+):([%w_]+)$")
+  -- "t:put" where t is a variable: by what t is, not by its name
+  local var = prefix and rawget(_G, prefix)
+  if var ~= nil then return describe_method_of(var, method, prefix) end
   if e == nil and prefix then
     -- "tree:add", "s:put": a structure's method by another name of its
     -- object, before the engine's "bf:get"
@@ -690,13 +758,21 @@ local function describe_name (name)
          .. (note and ("\n" .. note) or "")
 end
 
---- Describes x, or lists the whole API when x is absent.
+--- Describes x, or lists the whole API when x is absent; with a method
+-- name, describes x's method of that name, by x's kind (a B+tree's, a
+-- BlockFile's), or says that x has none.
 -- @param x a function, module, BlockFile, view or other value; or a name
--- ("bf:get", "fmap.open", "fmap.bptree")
+-- ("bf:get", "fmap.open", "fmap.bptree"; "t:put", where t is a global,
+-- describes the method of what t is)
+-- @param method optional: the name of a method of x
 -- @return the description
 function M.text (...)
-  if select("#", ...) == 0 then return overview() end
-  local x = ...
+  local n, x, method = select("#", ...), ...
+  if n == 0 then return overview() end
+  if n > 1 then
+    argcheck.checktype(method, 2, "text", "string")
+    return describe_method_of(x, method, nil)
+  end
   local mt = debug.getmetatable(x)
   local typename = mt and rawget(mt, "__name")
   if typename == BF then return describe_typed(x, BF, "BlockFile") end
@@ -710,8 +786,12 @@ end
 
 --- Prints help: the API, or a description of x (see text); through the
 -- REPL's pager when it runs on a terminal (fmap.repl.page).
--- @param ... nothing, or the value or name to describe
+-- @param ... nothing, or the value or name to describe, and optionally
+-- the name of a method of it
 function M.help (...)
+  if select("#", ...) > 1 then
+    argcheck.checktype(select(2, ...), 2, "help", "string")
+  end
   require("fmap.repl").page(M.text(...) .. "\n")
 end
 
