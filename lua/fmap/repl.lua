@@ -35,6 +35,17 @@ end
 local ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
                   ["\\"] = "\\\\", ['"'] = '\\"' }
 
+-- What string.gsub puts for an escaped byte, alone or followed by a digit
+-- (before which its code takes three digits), looked up without a call.
+local QUOTED = {}
+for b = 0, 255 do
+  local c = string.char(b)
+  QUOTED[c] = ESCAPES[c] or ("\\" .. b)
+  for d = 0, 9 do
+    QUOTED[c .. d] = (ESCAPES[c] or string.format("\\%03d", b)) .. d
+  end
+end
+
 --- Quotes a string as a Lua literal that reads back to the same bytes,
 -- cut after `limit` bytes. Newlines, returns and tabs are written `\n`,
 -- `\r`, `\t`, any other control byte as its decimal code (`\0`, `\7`,
@@ -56,16 +67,7 @@ function M.quote (s, limit)
     cut = string.format("..(%d more bytes)", #s - limit)
     s = s:sub(1, limit)
   end
-  local src = s
-  s = s:gsub(binary and '()([%c\\"\128-\255])' or '()([%c\\"])',
-             function (pos, c)
-    if ESCAPES[c] then return ESCAPES[c] end
-    local nextc = src:byte(pos + 1)
-    if nextc and nextc >= 48 and nextc <= 57 then  -- a digit follows
-      return string.format("\\%03d", c:byte())
-    end
-    return "\\" .. c:byte()
-  end)
+  s = s:gsub(binary and '[%c\\"\128-\255]%d?' or '[%c\\"]%d?', QUOTED)
   return '"' .. s .. '"' .. cut
 end
 
@@ -200,59 +202,71 @@ function M.format (v)
   return format_value(v, limits(false), 0)
 end
 
--- Printing results: what was printed last, whole, for more(); and the
--- host's pager, which start receives.
+-- Printing results: the pieces of the results printed last, for more();
+-- and the host's pager, which start receives.
 local last, host_page
 
--- The text of one result for the REPL: a printable string as it is, less
--- one final newline (so v:hex() is a hexdump); another string quoted, cut
--- after top bytes unless top is nil; anything else through format_value.
--- Also whether it is a summary (text, a scalar, a value printed through
--- its __tostring) rather than a table laid out by format, a table's
--- summary field when it is text, and how many bytes of a string were cut.
+-- One result as the REPL lays it out: its text (a printable string as it
+-- is, less one final newline, so that v:hex() is a hexdump; another string
+-- quoted, cut after top bytes unless top is nil; anything else through
+-- format_value); whether it is a summary (text, a scalar, a value printed
+-- through its __tostring) rather than a table laid out by format; a
+-- table's summary field when it is text; and, for a string cut, the
+-- string itself and how many bytes were left out.
 local function piece (v, ctx, top)
   local tv = type(v)
   if tv == "string" then
-    if M.printable(v) then return (v:gsub("\n$", "")), true end
-    local cut = (top and #v > top) and #v - top or 0
-    return M.quote(v, top), true, nil, cut
+    if M.printable(v) then
+      return { text = (v:gsub("\n$", "")), summary = true }
+    end
+    local p = { text = M.quote(v, top), summary = true }
+    if top and #v > top then p.whole, p.cut = v, #v - top end
+    return p
   end
   if tv == "table" and not has_tostring(v) then
-    local summary = rawget(v, "summary")
-    if type(summary) == "string" then
-      summary = M.printable(summary) and summary:gsub("\n$", "")
-                or M.quote(summary, top)
+    local head = rawget(v, "summary")
+    if type(head) == "string" then
+      head = M.printable(head) and head:gsub("\n$", "")
+             or M.quote(head, top)
     else
-      summary = nil
+      head = nil
     end
-    return format_value(v, ctx, 0), false, summary
+    return { text = format_value(v, ctx, 0), head = head }
   end
-  return format_value(v, ctx, 0), true
+  return { text = format_value(v, ctx, 0), summary = true }
 end
 
--- Lays results out: on one line separated by tabs, as print does, when
--- each fits on one; else each on lines of its own, the summaries first
--- (text, scalars, values with a __tostring, and a table's summary field),
--- then the tables. Also how many bytes of top-level strings were cut.
-local function layout (ctx, top, ...)
-  local n = select("#", ...)
-  local texts, summary, heads, one_line, cut = {}, {}, {}, true, 0
-  for i = 1, n do
-    local c
-    texts[i], summary[i], heads[i], c = piece((select(i, ...)), ctx, top)
-    cut = cut + (c or 0)
+-- The pieces of results, and how many bytes of their strings were cut.
+local function pieces (ctx, top, ...)
+  local list, cut = { n = select("#", ...) }, 0
+  for i = 1, list.n do
+    list[i] = piece((select(i, ...)), ctx, top)
+    cut = cut + (list[i].cut or 0)
+  end
+  return list, cut
+end
+
+-- Lays pieces out: on one line separated by tabs, as print does, when each
+-- fits on one; else each on lines of its own, the summaries first (text,
+-- scalars, values with a __tostring, and a table's summary field), then
+-- the tables. With whole, the strings that were cut are quoted whole.
+local function arrange (list, whole)
+  local texts, one_line = {}, true
+  for i = 1, list.n do
+    local p = list[i]
+    texts[i] = (whole and p.whole) and M.quote(p.whole) or p.text
     if texts[i]:find("\n", 1, true) then one_line = false end
   end
-  if one_line then return table.concat(texts, "\t", 1, n), cut end
+  if one_line then return table.concat(texts, "\t", 1, list.n) end
   local out = {}
-  for i = 1, n do
-    if summary[i] then out[#out + 1] = texts[i] end
-    if heads[i] then out[#out + 1] = heads[i] end
+  for i = 1, list.n do
+    if list[i].summary then out[#out + 1] = texts[i] end
+    if list[i].head then out[#out + 1] = list[i].head end
   end
-  for i = 1, n do
-    if not summary[i] then out[#out + 1] = texts[i] end
+  for i = 1, list.n do
+    if not list[i].summary then out[#out + 1] = texts[i] end
   end
-  return table.concat(out, "\n"), cut
+  return table.concat(out, "\n")
 end
 
 -- The first rows lines of text, a line counting as the rows it takes on
@@ -301,8 +315,11 @@ function M.show (...)
   -- a literal is cut short enough to fit the lines, so that it stays a
   -- literal (a byte takes up to 4 columns)
   local top = math.max(1, M.MAX_LINES * (M.WIDTH + 2) // 4)
-  local text, cut = layout(limits(false), top, ...)
-  last = cut > 0 and layout(limits(false), nil, ...) or text
+  local list, cut = pieces(limits(false), top, ...)
+  local text = arrange(list)
+  -- more() lays them out again with the cut strings whole: the pieces
+  -- keep texts and strings, nothing that could hold a view alive
+  last = list
   local shown, left = first_rows(text, M.MAX_LINES)
   if left == nil and cut > 0 then
     left = string.format("%d more bytes", cut)
@@ -360,10 +377,12 @@ end
 -- @param ... nothing, or the values to print
 function M.more (...)
   local text
-  if select("#", ...) == 0 then
-    text = last or "-- no results yet: more() prints the last ones whole"
+  if select("#", ...) > 0 then
+    text = arrange((pieces(limits(true), nil, ...)))
+  elseif last then
+    text = arrange(last, true)
   else
-    text = layout(limits(true), nil, ...)
+    text = "-- no results yet: more() prints the last ones whole"
   end
   M.page(text .. "\n")
 end
