@@ -43,6 +43,7 @@ local VIEW_METHODS = {
   insert = { "pos", "len", "str", "str" },
   remove_key = { "pos", "pos", "stride", "str" },
   insert_key = { "pos", "pos", "stride", "count", "str", "str" },
+  put_key = { "pos", "pos", "stride", "count", "str", "str", "pos" },
 }
 for _, n in ipairs({ 8, 16, 32, 64 }) do
   VIEW_METHODS["u" .. n] = { "pos" }

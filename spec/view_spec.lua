@@ -582,6 +582,117 @@ describe("fmap.View", function()
     end)
   end)
 
+  describe(":put_key()", function()
+    local function key (k) return string.pack(">I4", k) end
+    local function entries ()
+      local r = {}
+      for i = 0, v:u32(60) - 1 do
+        local k, val = string.unpack(">I4c4", v:read(64 + i * 8, 8))
+        r[#r + 1] = k .. ":" .. val
+      end
+      return r
+    end
+    -- the statuses (see node.c)
+    local INSERTED, REPLACED, FULL, SEVERAL, EDGE_FOUND, EDGE_NEW =
+      0, 1, 2, 3, 4, 5
+
+    it("puts a new key in order, or replaces the value of a key's entry",
+       function()
+      v:set_u32(60, 0)
+      assert.same({ 0, 1, INSERTED },
+                  { v:put_key(60, 64, 8, 4, key(20), "b___") })
+      assert.same({ 0, 2, INSERTED },
+                  { v:put_key(60, 64, 8, 4, key(10), "a___") })
+      assert.same({ 1, 2, REPLACED, "b___" },
+                  { v:put_key(60, 64, 8, 4, key(20), "B___") })
+      assert.same({ 2, 3, INSERTED },
+                  { v:put_key(60, 64, 8, 4, key(30), "c___") })
+      assert.same({ "10:a___", "20:B___", "30:c___" }, entries())
+      -- a key with two entries: nothing done
+      v:insert_key(60, 64, 8, 4, key(20), "b2__")
+      assert.same({ 1, 4, SEVERAL },
+                  { v:put_key(60, 64, 8, 4, key(20), "x___") })
+      -- full: a new key stays out, a key's value is still replaced
+      assert.same({ 1, 4, FULL },
+                  { v:put_key(60, 64, 8, 4, key(15), "x___") })
+      assert.same({ 3, 4, REPLACED, "c___" },
+                  { v:put_key(60, 64, 8, 4, key(30), "C___") })
+      assert.same({ "10:a___", "20:B___", "20:b2__", "30:C___" }, entries())
+      v:set_u32(60, 0)
+    end)
+
+    it("leaves the run's end to the next leaf the link names", function()
+      v:set_u32(60, 0)
+      v:set_u64(48, 0)                      -- the link: no next leaf
+      assert.same({ 0, 1, INSERTED },
+                  { v:put_key(60, 64, 8, 4, key(20), "b___", 48) })
+      assert.same({ 0, 1, REPLACED, "b___" },
+                  { v:put_key(60, 64, 8, 4, key(20), "B___", 48) })
+      v:set_u64(48, 4096)                   -- a next leaf
+      assert.same({ 0, 1, EDGE_FOUND },
+                  { v:put_key(60, 64, 8, 4, key(20), "x___", 48) })
+      assert.same({ 1, 1, EDGE_NEW },
+                  { v:put_key(60, 64, 8, 4, key(30), "x___", 48) })
+      assert.same({ 0, 2, INSERTED },     -- not at the end: no matter
+                  { v:put_key(60, 64, 8, 4, key(10), "a___", 48) })
+      assert.same({ "10:a___", "20:B___" }, entries())
+      v:set_u32(60, 0)
+      v:set_u64(48, 0)
+    end)
+
+    it("returns an old value larger than a Lua buffer", function()
+      v:set_u32(60, 0)
+      local big, big2 = ("v"):rep(3000), ("w"):rep(3000)
+      assert.same({ 0, 1, INSERTED },
+                  { v:put_key(60, 64, 3004, 2, key(1), big) })
+      assert.same({ 0, 1, REPLACED, big },
+                  { v:put_key(60, 64, 3004, 2, key(1), big2) })
+      assert.equal(big2, v:read(68, 3000))
+      v:set_u32(60, 0)
+    end)
+
+    it("refuses misuse and damage, changing nothing", function()
+      v:set_u32(60, 2)
+      v:write(64, ("\0"):rep(16))
+      local before = v:read(60, 24)
+      assert.equal("bad argument #5 to 'put_key' (a key of 4 bytes and a "
+                   .. "value of 3 make no entry of 8)", h.errmsg(function()
+                     v:put_key(60, 64, 8, 4, "abcd", "xyz")
+                   end))
+      assert.equal("bad argument #5 to 'put_key' (an empty key would match "
+                   .. "every entry)", h.errmsg(function()
+                     v:put_key(60, 64, 8, 4, "", "abcdefgh")
+                   end))
+      assert.equal("bad argument #6 to 'put_key' (string expected, got no "
+                   .. "value)", h.errmsg(function()
+                     v:put_key(60, 64, 8, 4, "abcdefgh")
+                   end))
+      assert.equal("bad argument #4 to 'put_key' (the node holds 2 "
+                   .. "entries, more than its capacity 1)", h.errmsg(function()
+                     v:put_key(60, 64, 8, 1, "abcd", "wxyz")
+                   end))
+      assert.equal("bad argument #2 to 'put_key' (1024 entries of 8 "
+                   .. "bytes, 8 apart from position 64, pass the view (8192 "
+                   .. "bytes))", h.errmsg(function()
+                     v:put_key(60, 64, 8, 1024, "abcd", "wxyz")
+                   end))
+      assert.equal("bad argument #7 to 'put_key' (link position 8188 leaves "
+                   .. "no u64 in the view (8192 bytes))", h.errmsg(function()
+                     v:put_key(60, 64, 8, 4, "abcd", "wxyz", #v - 4)
+                   end))
+      assert.equal("bad argument #4 to 'put_key' (capacity must be 1 to "
+                   .. "4294967295)", h.errmsg(function()
+                     v:put_key(60, 64, 8, 0, "abcd", "wxyz")
+                   end))
+      assert.equal("bad argument #3 to 'put_key' (stride must be positive)",
+                   h.errmsg(function()
+                     v:put_key(60, 64, 0, 4, "abcd", "")
+                   end))
+      assert.equal(before, v:read(60, 24))
+      v:set_u32(60, 0)
+    end)
+  end)
+
   describe(":insert()", function()
     it("opens a gap and writes the strings into it", function()
       v:write(300, "aabbcc")

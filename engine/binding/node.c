@@ -307,6 +307,100 @@ static int view_insert_key (lua_State *L) {
   return 3;
 }
 
+/* put_key(countpos, pos, stride, capacity, key, value [, linkpos]): a
+** B+tree leaf's put in one call: one entry a key. In a node's sorted run
+** as insert_key's, finds key's first entry. If there is one, its value is
+** replaced, unless the entry after it has key too; if there is none, the
+** entry goes in there, unless the node is full. With linkpos, the node is
+** a leaf whose next leaf's offset is the u64 at linkpos: when key's entry
+** is the run's last, or key would go at its end, and there is a next
+** leaf, nothing is done, for the next leaf decides (it may hold key).
+** Returns the index of key's entry (or where it would go), the count
+** after, and a status: PK_INSERTED, PK_REPLACED (then the old value, a
+** fourth result), PK_FULL, PK_SEVERAL, PK_EDGE_FOUND (the entry is the
+** run's last) or PK_EDGE_NEW (key would go at the end); nothing is stored
+** but with the first two. */
+enum { PK_INSERTED, PK_REPLACED, PK_FULL, PK_SEVERAL, PK_EDGE_FOUND,
+       PK_EDGE_NEW };
+
+static int view_put_key (lua_State *L) {
+  View *v = checkwritable(L, 1);
+  lua_Integer cpos = luaL_checkinteger(L, 2);
+  lua_Integer pos = luaL_checkinteger(L, 3);
+  uint64_t stride = checkcount(L, 4, "stride");
+  uint64_t cap = checkcount(L, 5, "capacity");
+  size_t kl, vl;
+  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 6,
+                                                                      &kl);
+  const char *val = luaL_checklstring(L, 7, &vl);
+  int linked = !lua_isnoneornil(L, 8), found, st;
+  lua_Integer lpos = linked ? luaL_checkinteger(L, 8) : 0;
+  unsigned char *base, *p;
+  uint64_t count, lo;
+  luaL_Buffer b;
+  char *old;
+  luaL_argcheck(L, stride > 0, 4, "stride must be positive");
+  luaL_argcheck(L, cap >= 1 && cap <= UINT32_MAX, 5,
+                "capacity must be 1 to 4294967295");
+  luaL_argcheck(L, kl > 0, 6, "an empty key would match every entry");
+  if (kl + vl != stride)
+    luaL_argerror(L, 6, lua_pushfstring(L, "a key of %I byte%s and a value "
+                  "of %I make no entry of %I", (lua_Integer)kl, plural(kl),
+                  (lua_Integer)vl, (lua_Integer)stride));
+  /* Room for the old value, made before anything is read: a box for a
+  ** large one is an allocation, which may run a finalizer that changes
+  ** the node. The string is made from it once the node is written. */
+  old = luaL_buffinitsize(L, &b, vl);
+  if (v->state != LIVE) checkwritable(L, 1);   /* a finalizer ran */
+  count = nodecount(L, v, cpos, 2);
+  if (count > cap)
+    luaL_argerror(L, 5, lua_pushfstring(L, "the node holds %I entries, more "
+                  "than its capacity %I", (lua_Integer)count,
+                  (lua_Integer)cap));
+  checkentries(L, v, pos, cap, stride, stride, 0, 4);
+  if (linked && (lpos < 0 || (uint64_t)lpos > v->len ||
+                 v->len - (uint64_t)lpos < 8))
+    luaL_argerror(L, 8, lua_pushfstring(L, "link position %I leaves no u64 "
+                  "in the view (%I bytes)", lpos, (lua_Integer)v->len));
+  base = vptr(v) + pos;
+#ifndef FMAP_NO_PREFETCH
+  prefetch_run(base, count * stride);
+#endif
+  lo = lowerbound(base, count, stride, key, kl, 0, &found);
+  p = base + lo * stride;
+  if (found) {
+    if (lo + 1 < count && keycmp(p + stride, key, kl) == 0) st = PK_SEVERAL;
+    else if (lo + 1 == count && linked &&
+             load_le(vptr(v) + lpos, 8) != 0) st = PK_EDGE_FOUND;
+    else {
+      st = PK_REPLACED;
+      touch(L, v, (uint64_t)pos + lo * stride + kl, vl);
+      memcpy(old, p + kl, vl);
+      memcpy(p + kl, val, vl);
+    }
+  }
+  else if (lo == count && linked && load_le(vptr(v) + lpos, 8) != 0)
+    st = PK_EDGE_NEW;
+  else if (count == cap) st = PK_FULL;
+  else {
+    st = PK_INSERTED;
+    touch(L, v, 0, v->len);
+    memmove(p + stride, p, (size_t)((count - lo) * stride));
+    memcpy(p, key, kl);
+    if (vl > 0) memcpy(p + kl, val, vl);
+    store_le(vptr(v) + cpos, ++count, 4);
+  }
+  CHECKLOST(L, v);
+  /* the buffer's slot, on top, becomes the old value or stays below */
+  if (st == PK_REPLACED) luaL_pushresultsize(&b, vl);
+  lua_pushinteger(L, (lua_Integer)lo);
+  lua_pushinteger(L, (lua_Integer)count);
+  lua_pushinteger(L, st);
+  if (st != PK_REPLACED) return 3;
+  lua_rotate(L, -4, -1);
+  return 4;
+}
+
 /* read_entries(t, pos, count, stride, len [, len2]): stores in t[1],
 ** t[2], ... the len bytes of each of count entries stride bytes apart
 ** from pos, as strings; with len2, each followed by the len2 bytes after
@@ -970,6 +1064,7 @@ LUAI_DDEF const luaL_Reg node_view_methods[] = {
   {"bsearch", view_bsearch}, {"bsearch_slots", view_bsearch_slots},
   {"read_entries", view_read_entries}, {"search", view_search},
   {"remove_key", view_remove_key}, {"insert_key", view_insert_key},
+  {"put_key", view_put_key},
   {NULL, NULL}
 };
 
