@@ -71,11 +71,28 @@ local function exercise (env, ops, keyspace, mkkey, mkval, check)
     local t = env.t
     local r = math.random(100)
     local k = mkkey(math.random(0, keyspace))
-    if r <= 50 then
+    if r <= 42 then
       seq = seq + 1
       local v = mkval(seq)
       assert.is_true(t:add(k, v))
       m:add(k, v)
+    elseif r <= 50 then
+      seq = seq + 1
+      local v = mkval(seq)
+      local lo, hi = m:lower(k), m:upper(k)
+      if hi - lo > 1 then
+        assert.matches("key has more than one entry", h.errmsg(function()
+          t:put(k, v)
+        end), 1, true)
+      elseif hi > lo then
+        assert.equal(m[lo][2], t:put(k, v))
+        m[lo][2] = v
+      else
+        local old, err = t:put(k, v)
+        assert.is_nil(old)
+        assert.is_nil(err)
+        m:add(k, v)
+      end
     elseif r <= 62 then
       local lo, hi = m:lower(k), m:upper(k)
       assert.equal(hi - lo, t:remove(k))
@@ -470,6 +487,204 @@ describe("fmap.bptree", function()
                    h.errmsg(function() t:add("abcd", "efgh") end))
       assert.equal("attempt to use a closed BlockFile",
                    h.errmsg(function() for _ in t:iterate() do end end))
+    end)
+  end)
+
+  describe(":put()", function()
+    -- The entries of each leaf of t, in key order.
+    local function leaf_counts (t)
+      local L = bptree.layout
+      local fixed = t:stats().layout == "fixed"
+      local off = rawget(t, "root")
+      local counts = {}
+      while bf:with(off, 1, function (v) return v:u8(L.N_KIND) end)
+            == L.INTERNAL do
+        off = bf:with(off, 1, function (v)
+          return v:u64(fixed and L.FI_C0 or L.SI_C0)
+        end)
+      end
+      while off ~= 0 do
+        counts[#counts + 1], off = bf:with(off, 1, function (v)
+          return v:u32(L.N_COUNT), v:u64(L.L_NEXT)
+        end)
+      end
+      return counts
+    end
+
+    it("adds a new key, or replaces a key's value and returns the old one",
+       function()
+      for _, sizes in ipairs({ { 8, 8 }, { -1, -1 } }) do
+        local t = bptree.new_at(bf, nil, sizes[1], sizes[2])
+        for i = 1, 3000, 2 do assert.is_nil(t:put(be(i), be(i))) end
+        for i = 1, 3000 do
+          local old, err = t:put(be(i), be(i * 10))
+          assert.is_nil(err)
+          assert.equal(i % 2 == 1 and be(i) or nil, old)
+        end
+        assert.equal(3000, t:size())
+        for i = 1, 3000 do assert.equal(be(i * 10), t:get(be(i))) end
+        assert.is_true(t:verify())
+      end
+    end)
+
+    it("replaces the value of a key that starts a leaf, and refuses a key "
+       .. "with more than one entry, also across two leaves", function()
+      local t = bptree.new(bf, 8, 8)
+      for i = 1, 1000 do t:add(be(i), be(i)) end
+      local c = leaf_counts(t)[1]
+      assert.is_true(c > 100)
+      -- be(c + 1) starts the second leaf, and is its separator
+      assert.equal(be(c + 1), t:put(be(c + 1), be(0)))
+      assert.equal(be(0), t:get(be(c + 1)))
+      -- a separator with no key: put inserts at the end of the first
+      -- leaf, add at the start of the second
+      assert.equal(1, t:remove(be(c)))
+      assert.equal(1, t:remove(be(c + 1)))
+      assert.is_nil(t:put(be(c + 1), be(1)))
+      assert.equal(c, leaf_counts(t)[1])
+      assert.is_true(t:add(be(c + 1), be(2)))
+      assert.equal(c, leaf_counts(t)[1])
+      local msg = "bad argument #1 to 'put' (key has more than one entry: "
+                  .. "put replaces the value of a key's only entry; "
+                  .. "remove(key) first to replace them all)"
+      assert.equal(msg, h.errmsg(function() t:put(be(c + 1), be(3)) end))
+      assert.same({ { be(c + 1), be(1) }, { be(c + 1), be(2) } },
+                  collect(t:find(be(c + 1))))
+      t:add(be(7), be(7))
+      assert.equal(msg, h.errmsg(function() t:put(be(7), be(3)) end))
+      assert.equal(1001, t:size())
+      assert.is_true(t:verify())
+      -- remove, then put: the key's only value
+      assert.equal(2, t:remove(be(7)))
+      assert.is_nil(t:put(be(7), be(3)))
+      assert.equal(1, t:count(be(7)))
+    end)
+
+    it("grows and shrinks a slotted value in place, by splitting its "
+       .. "leaf, and through a run", function()
+      local t = bptree.new(bf, -1, -1)
+      for i = 1, 400 do t:add(be(i), ("v"):rep(100)) end
+      local c = leaf_counts(t)
+      local a, b = c[1] + 1, c[1] + c[2] + 5  -- starts a leaf, or not
+      local blocks = bf:stats().used_blocks
+      for _, k in ipairs({ be(a), be(b) }) do
+        local leaves = #leaf_counts(t)
+        assert.equal(("v"):rep(100), t:put(k, ("w"):rep(900)))
+        assert.equal(leaves + 1, #leaf_counts(t))        -- a full leaf split
+        assert.is_true(t:verify())
+        assert.equal(("w"):rep(900), t:put(k, ("x"):rep(9000)))
+        assert.equal(1, t:stats().overflow_runs)
+        assert.equal(("x"):rep(9000), t:put(k, "y"))
+        assert.equal(0, t:stats().overflow_runs)
+        assert.equal("y", t:put(k, ""))
+        assert.equal("", t:get(k))
+        assert.is_true(t:verify())
+      end
+      assert.equal(blocks + 2, bf:stats().used_blocks)  -- the two splits
+      assert.equal(400, t:size())
+      for i = 1, 400 do
+        assert.equal((i == a or i == b) and "" or ("v"):rep(100),
+                     t:get(be(i)))
+      end
+    end)
+
+    it("lets a loop over the tree replace values, and raises when it adds "
+       .. "a key", function()
+      for _, sizes in ipairs({ { 8, 8 }, { -1, -1 } }) do
+        local t = bptree.new_at(bf, nil, sizes[1], sizes[2])
+        for i = 1, 3000 do t:add(be(i), be(i)) end
+        local n = 0
+        for k, v in t:iterate() do
+          n = n + 1
+          assert.equal(be(n), v)
+          assert.equal(be(n), t:put(k, be(n * 10)))
+        end
+        assert.equal(3000, n)
+        -- a value replaced ahead of the loop shows when it gets there
+        n = 0
+        for k, v in t:range(be(100), be(3000)) do
+          n = n + 1
+          if n == 1 then t:put(be(200), be(7)) end
+          if k == be(200) then assert.equal(be(7), v) end
+        end
+        assert.equal(2901, n)
+        assert.equal("B+tree modified during iteration", h.errmsg(function ()
+          for _ in t:iterate() do t:put(be(5000), be(1)) end
+        end))
+        assert.is_true(t:verify())
+      end
+    end)
+
+    it("changes nothing when an error stops it in a transaction", function()
+      -- Every store of the puts, in turn, raises inside a transaction,
+      -- which is rolled back: the tree must be as before. The last run,
+      -- which stores fewer times, is rolled back too.
+      local function every_store (t, op)
+        assert(bf:flush())
+        local before = collect(t:iterate())
+        local used = bf:stats().used_blocks
+        for n = 1, 100000 do
+          bf:begin()
+          bf:fail_after(n)
+          local ok, err = pcall(op, t)
+          bf:fail_after(nil)
+          bf:rollback()
+          assert.same(before, collect(t:iterate()))
+          assert.equal(used, bf:stats().used_blocks)
+          assert.is_true(t:verify())
+          if ok then return n - 1 end
+          assert.matches("store refused by fail_after", err, 1, true)
+        end
+      end
+      local t = bptree.new_at(bf, nil, 8, 8)
+      for i = 2, 1200, 2 do t:add(be(i), be(i)) end
+      local stores = every_store(t, function (t)
+        t:put(be(100), be(1))             -- a value replaced
+        for i = 51, 81, 2 do t:put(be(i), be(i)) end    -- a full leaf splits
+      end)
+      assert.is_true(stores > 20)
+      local s = bptree.new_at(bf, nil, -1, -1)
+      for i = 1, 400 do s:add(be(i), ("v"):rep(100)) end
+      local c = leaf_counts(s)[1]
+      every_store(s, function (s)
+        s:put(be(c + 1), ("w"):rep(900))  -- a split, from the leaf before
+        s:put(be(5), ("x"):rep(9000))     -- a run
+        s:put(be(6), "")                  -- shorter
+        s:put(be(401), ("n"):rep(50))     -- new
+      end)
+    end)
+
+    it("rejects keys and values of the wrong type or size, a read-only "
+       .. "tree, and a call from remove's where", function()
+      local t = bptree.new(bf, 4, 2)
+      assert.equal("bad argument #1 to 'put' (string expected, got number)",
+                   h.errmsg(function() t:put(1234, "ab") end))
+      assert.equal("bad argument #1 to 'put' (key of 3 bytes, the tree's "
+                   .. "keys have 4)", h.errmsg(function() t:put("abc", "ab")
+                   end))
+      assert.equal("bad argument #2 to 'put' (value of 3 bytes, the tree's "
+                   .. "values have 2)", h.errmsg(function()
+                   t:put("abcd", "abc") end))
+      assert.equal("bad argument #2 to 'put' (string expected, got nil)",
+                   h.errmsg(function() t:put("abcd") end))
+      assert.equal("bad argument #0 to 'put' (B+tree expected, got string; "
+                   .. "call it with ':')", h.errmsg(function()
+                   t.put("abcd", "ab") end))
+      t:put("abcd", "ab")
+      assert.equal("B+tree at " .. t:offset() .. ": put called while its "
+                   .. "remove runs (from a finalizer, a hook, a callback, or "
+                   .. "a coroutine suspended in it: coroutine.close ends "
+                   .. "that); one operation of a structure at a time",
+                   h.errmsg(function ()
+                     t:remove("abcd", function () t:put("abcd", "cd") end)
+                   end))
+      assert.equal("ab", t:get("abcd"))
+      bf:close()
+      bf = assert(fmap.open(path, { readonly = true }))
+      t = bptree.open(bf)
+      assert.equal("attempt to put in a B+tree of a read-only BlockFile",
+                   h.errmsg(function() t:put("abcd", "cd") end))
+      assert.equal("ab", t:get("abcd"))
     end)
   end)
 

@@ -52,6 +52,18 @@ describe("errors of misuse", function()
       find_key = function () t:find(true) end,
       range_from = function () t:range(1, "abcd") end,
       range_to = function () t:range("abcd", "a") end,
+      put_key = function () t:put("abc", "ab") end,
+      put_value = function () t:put("abcd", 5) end,
+      put_several = function ()           -- a key with two entries
+        t:add("dupe", "ab")
+        t:add("dupe", "ab")
+        t:put("dupe", "cd")
+      end,
+      put_several_slotted = function ()
+        v:add("dupe", "ab")
+        v:add("dupe", "ab")
+        v:put("dupe", "cd")
+      end,
       remove_key = function () t:remove(5) end,
       remove_where = function () t:remove("abcd", 5) end,
       dot_opts = function () t:dot({ depth = -1 }) end,
@@ -73,6 +85,7 @@ describe("errors of misuse", function()
     local ro = bptree.open_at(bf, off)
     raised_here {
       add_ro = function () ro:add("abcd", "ab") end,
+      put_ro = function () ro:put("abcd", "ab") end,
       remove_ro = function () ro:remove("abcd") end,
       new_ro = function () bptree.new_at(bf, nil, 4, 2) end,
     }

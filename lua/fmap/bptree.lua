@@ -7,7 +7,8 @@
 -- through views and writes them in place.
 --
 --   local t = bptree.new(bf, 16, 16)      -- or bptree.open(bf)
---   t:add(k, v); t:get(k); t:has(k); t:count(k); t:remove(k [, where])
+--   t:add(k, v); t:put(k, v); t:get(k); t:has(k); t:count(k)
+--   t:remove(k [, where])
 --   for k, v in t:range(from, to) do ... end
 --
 -- On-disk layout. Integers are little-endian; a block offset of 0 means
@@ -161,7 +162,7 @@ local vcompare, vbsearch, vunpack = VM.compare, VM.bsearch, VM.unpack
 local vpack, vretarget = VM.pack, VM.retarget
 local vbsearch_slots = VM.bsearch_slots
 local vsearch, vremove_key = VM.search, VM.remove_key
-local vinsert_key = VM.insert_key
+local vinsert_key, vput_key = VM.insert_key, VM.put_key
 
 -- Constants (<const>: the compiler folds them into the instructions that
 -- use them, where a plain local is an upvalue fetched at each use).
@@ -210,6 +211,11 @@ M.layout = {
 }
 
 local MODIFIED <const> = "B+tree modified during iteration"
+
+-- What v:put_key did (see node.c): the statuses it returns.
+local PUT_INSERTED <const>, PUT_REPLACED <const>, PUT_FULL <const> = 0, 1, 2
+local PUT_SEVERAL <const>, PUT_EDGE_FOUND <const>, PUT_EDGE_NEW <const> =
+  3, 4, 5
 
 -- registry[bf][meta offset] = the tree: opening a tree twice gives the
 -- same object, so its cached state is never stale.
@@ -620,8 +626,9 @@ local function linsert (t, v, n, i, a, b)
   set_u32(v, N_COUNT, n + 1)
 end
 
--- Deletes cnt entries from i of a leaf with n entries, freeing their runs.
-local function ldelete (t, v, n, i, cnt)
+-- Deletes cnt entries from i of a leaf with n entries, freeing their runs
+-- unless keep (the cells were read to go back in, or elsewhere).
+local function ldelete (t, v, n, i, cnt, keep)
   if t.fixed then
     local LS = t.LS
     local pos = FL_ENT + i * LS
@@ -633,8 +640,10 @@ local function ldelete (t, v, n, i, cnt)
     for j = i, i + cnt - 1 do
       local cell = u32(v, SL_SLOTS + 4 * j)
       local ksz = field_size(v, cell)
-      field_free(t, v, cell)
-      field_free(t, v, cell + ksz)
+      if not keep then
+        field_free(t, v, cell)
+        field_free(t, v, cell + ksz)
+      end
       dead = dead + ksz + field_size(v, cell + ksz)
     end
     if n == cnt then
@@ -1573,6 +1582,52 @@ end
 -- Trees: changes
 ---------------------------------------------------------------------------
 
+-- Inserts key..value in a slotted tree after key's entries, splitting the
+-- leaf if it is full; the caller holds the guard and counts the entry.
+-- Returns true, or nil, message, errno with the tree unchanged.
+local function slotted_insert (t, key, value)
+  local cell, err, en
+  local csz = 8 + #key + #value
+  if csz > t.lmax then               -- a run for the value, or the key
+    cell, err, en = make_cell(t, key, value)
+    if not cell then return nil, err, en end
+    csz = #cell
+  end
+  local v = descend(t, key, true)
+  local x = u64(v, 0)                -- kind, flags and count
+  local n = x >> 32
+  local i = slot_search(t, v, SL_SLOTS, 4, n, key, true, x >> 8)
+  local y = u64(v, SL_LO)            -- heap start and dead bytes
+  local lo = y & 0xFFFFFFFF
+  if 4 * n + t.bs - lo - (y >> 32) + 4 + csz <= t.lcapb then
+    if lo - (SL_SLOTS + 4 * n) < 4 + csz then
+      compact(t, v, n, true)
+      lo = u32(v, SL_LO)
+    end
+    lo = lo - csz
+    if cell then
+      vwrite(v, lo, cell)
+      if u32(v, lo) >= OVF then set_u8(v, N_FLAGS, 1) end
+    else
+      vpack(v, lo, "<s4s4", key, value)
+    end
+    set_u32(v, SL_LO, lo)
+    local pos = SL_SLOTS + 4 * i
+    if i < n then vcopy(v, pos + 4, v, pos, 4 * (n - i)) end
+    set_u32(v, pos, lo)
+    set_u32(v, N_COUNT, n + 1)
+    return true
+  end
+  cell = cell or pack("<s4s4", key, value)
+  local ok
+  ok, err, en = split_leaf(t, v, n, i, key, cell, nil, 4 + csz)
+  if not ok then
+    free_cell_runs(t, cell, true)
+    return nil, err, en
+  end
+  return true
+end
+
 --- Adds an entry; a key may have any number of entries.
 -- @param key a string (of the tree's key size, if fixed)
 -- @param value a string (of the tree's value size, if fixed)
@@ -1621,51 +1676,175 @@ function Tree:add (key, value)
     end
   else
     local _ <close> = enter(g, "add")
-    local cell, err, en
-    local csz = 8 + #key + #value
-    if csz > self.lmax then          -- a run for the value, or the key
-      cell, err, en = make_cell(self, key, value)
-      if not cell then return nil, err, en end
-      csz = #cell
-    end
-    local v = descend(self, key, true)
-    local x = u64(v, 0)              -- kind, flags and count
-    local n = x >> 32
-    local i = slot_search(self, v, SL_SLOTS, 4, n, key, true, x >> 8)
-    local y = u64(v, SL_LO)          -- heap start and dead bytes
-    local lo = y & 0xFFFFFFFF
-    local bs = self.bs
-    if 4 * n + bs - lo - (y >> 32) + 4 + csz <= self.lcapb then
-      if lo - (SL_SLOTS + 4 * n) < 4 + csz then
-        compact(self, v, n, true)
-        lo = u32(v, SL_LO)
-      end
-      lo = lo - csz
-      if cell then
-        vwrite(v, lo, cell)
-        if u32(v, lo) >= OVF then set_u8(v, N_FLAGS, 1) end
-      else
-        vpack(v, lo, "<s4s4", key, value)
-      end
-      set_u32(v, SL_LO, lo)
-      local pos = SL_SLOTS + 4 * i
-      if i < n then vcopy(v, pos + 4, v, pos, 4 * (n - i)) end
-      set_u32(v, pos, lo)
-      set_u32(v, N_COUNT, n + 1)
-    else
-      cell = cell or pack("<s4s4", key, value)
-      local ok
-      ok, err, en = split_leaf(self, v, n, i, key, cell, nil, 4 + csz)
-      if not ok then
-        free_cell_runs(self, cell, true)
-        return nil, err, en
-      end
-    end
+    local ok, err, en = slotted_insert(self, key, value)
+    if not ok then return nil, err, en end
   end
   self.nent, self.mods = self.nent + 1, self.mods + 1
   -- the count is read after node(), which may run a finalizer's add
   set_u64(views[self.meta] or node(self, self.meta), M_SIZE, self.nent)
   return true
+end
+
+-- Raises put's error for a key with more than one entry.
+local function put_several (lvl)
+  argerror(1, "put", "key has more than one entry: put replaces the value "
+           .. "of a key's only entry; remove(key) first to replace them "
+           .. "all", lvl + 1)
+end
+
+-- Whether the entry after entry i of the leaf off (n entries, seen
+-- through v, which is left on off) has key: the next one in the leaf, or
+-- the first of the next leaf.
+local function next_has (t, v, off, i, n, key)
+  if i + 1 < n then return lcmp(t, v, i + 1, key) == 0 end
+  local nx = u64(v, L_NEXT)
+  if nx == 0 then return false end
+  local w = leaf_view(t, nx)
+  local same = u32(w, N_COUNT) > 0 and lcmp(t, w, 0, key) == 0
+  leaf_view(t, off)
+  return same
+end
+
+-- put in a slotted tree, the guard held: see Tree:put.
+local function slotted_put (t, key, value)
+  local v, n, i, off, found = lower_leaf(t, key)
+  local first = off                  -- the leaf lower descents reach
+  if not found and i == n then       -- key may start the next leaf
+    local nx = u64(v, L_NEXT)
+    if nx ~= 0 then
+      local w = leaf_view(t, nx)
+      local c = u32(w, N_COUNT)
+      if c > 0 and lcmp(t, w, 0, key) == 0 then
+        v, n, i, off, found = w, c, 0, nx, true
+      else
+        v = leaf_view(t, off)
+      end
+    end
+  end
+  if not found then
+    local ok, err, en = slotted_insert(t, key, value)
+    if not ok then return nil, err, en end
+    t.nent, t.mods = t.nent + 1, t.mods + 1
+    set_u64(node(t, t.meta), M_SIZE, t.nent)
+    return nil
+  end
+  if next_has(t, v, off, i, n, key) then put_several(3) end
+  local old = lvalue(t, v, i)
+  local cell, err, en = make_cell(t, key, value)
+  if not cell then return nil, err, en end
+  -- views are fetched again after each string made: a finalizer's read
+  -- of the tree may have moved the leaf view
+  v = leaf_view(t, off)
+  local at = u32(v, SL_SLOTS + 4 * i)
+  local ksz = field_size(v, at)
+  local osz = ksz + field_size(v, at + ksz)
+  if lused(t, v, n) - osz + #cell <= t.lcapb then
+    ldelete(t, v, n, i, 1)           -- frees the old value's run
+    linsert(t, v, n - 1, i, cell)
+    return old
+  end
+  -- The leaf splits. The old cell comes out with its runs, which are
+  -- freed once the split has been made: a split that fails puts it back.
+  path_to(t, key, false, first)
+  if off ~= first and not (path_next(t) and t.pp[1] == off) then
+    error(sformat("B+tree at %d is corrupt: the leaf after %d is not %d",
+                  t.meta, first, off), 0)
+  end
+  v = leaf_view(t, off)
+  local oldcell = vread(v, at, osz)
+  v = leaf_view(t, off)
+  ldelete(t, v, n, i, 1, true)
+  local ok
+  ok, err, en = split_leaf(t, v, n - 1, i, key, cell, nil, 4 + #cell)
+  if not ok then
+    linsert(t, leaf_view(t, off), n - 1, i, oldcell)
+    free_cell_runs(t, cell, true)
+    return nil, err, en
+  end
+  free_cell_runs(t, oldcell, true)
+  t.mods = t.mods + 1
+  return old
+end
+
+--- Sets key's value: adds the entry if key has none, else replaces the
+-- value of its entry. A key with more than one entry (made by add) is
+-- refused: remove(key) first. Replacing a value leaves the tree's shape
+-- as it is, except when a longer value splits a slotted leaf: an iterator
+-- running over the tree goes on, and shows the new value if it reaches
+-- the entry later; adding a key makes its next step raise.
+-- @param key a string (of the tree's key size, if fixed)
+-- @param value a string (of the tree's value size, if fixed)
+-- @return the old value, or nil if key was new; nil, message, errno if
+-- the file cannot grow (the tree is then unchanged): tell them apart by
+-- the second result
+function Tree:put (key, value)
+  local views = self.views
+  if not views then bad_self("put", self) end
+  local ks, vs = self.ks, self.vs
+  if type(key) ~= "string" or (#key ~= ks and ks ~= -1) then
+    check_key(self, key, "put", 1)
+  end
+  if type(value) ~= "string" or (#value ~= vs and vs ~= -1) then
+    check_value(self, value, "put", 2)
+  end
+  if self.readonly then check_writable(self, "put") end
+  local g = self.guard
+  if g.busy then enter(g, "put") end           -- raises
+  local search_child = self._search_child
+  if not search_child then
+    local _ <close> = enter(g, "put")
+    return slotted_put(self, key, value)
+  end
+  -- Fixed: add's descent, to the leaf where key's first entry is or would
+  -- be (lower), and a leaf's put in one engine call.
+  local off, h = self.root, self.height
+  local sv = self.sv
+  local v = sv[1]
+  if v == nil then        -- before the descent: a new view may run a
+    v = self.bf:get(off)  -- finalizer, which may change the tree
+    sv[1], self.sv_off = v, off
+  end
+  if h > 1 then
+    local _, _, c = search_child(off, key, false, h - 1)
+    off = c
+  end
+  if self.sv_off ~= off then vretarget(v, off) end
+  self.sv_off = off
+  local LS, LCAP = self.LS, self.LCAP
+  local i, n, st, old = vput_key(v, N_COUNT, FL_ENT, LS, LCAP, key, value,
+                                 L_NEXT)
+  if st == PUT_REPLACED then return old end
+  if st ~= PUT_INSERTED then
+    if st == PUT_SEVERAL then put_several(2) end
+    local _ <close> = enter(g, "put")
+    -- At the leaf's end, the next leaf decides: it may start with key.
+    while st >= PUT_EDGE_FOUND do
+      local nx = u64(v, L_NEXT)
+      v = leaf_view(self, nx)
+      local there = u32(v, N_COUNT) > 0 and vcompare(v, FL_ENT, key) == 0
+      if there and st == PUT_EDGE_NEW then   -- key's entry starts nx
+        off = nx
+        i, n, st, old = vput_key(v, N_COUNT, FL_ENT, LS, LCAP, key, value,
+                                 L_NEXT)
+      elseif there then                       -- in both leaves
+        st = PUT_SEVERAL
+      else                                    -- the end is key's place
+        v = leaf_view(self, off)
+        i, n, st, old = vput_key(v, N_COUNT, FL_ENT, LS, LCAP, key, value)
+      end
+    end
+    if st == PUT_REPLACED then return old end
+    if st == PUT_SEVERAL then put_several(2) end
+    if st == PUT_FULL then
+      path_to(self, key, false, off)   -- the same leaf, with its path
+      local ok, err, en = split_leaf(self, v, n, i, key, key, value, LS)
+      if not ok then return nil, err, en end
+    end
+  end
+  self.nent, self.mods = self.nent + 1, self.mods + 1
+  -- the count is read after node(), which may run a finalizer's add
+  set_u64(views[self.meta] or node(self, self.meta), M_SIZE, self.nent)
+  return nil
 end
 
 --- Removes the entries of key, or those whose value satisfies where.
