@@ -108,6 +108,15 @@ local function exercise (env, ops, keyspace, mkkey, mkval, check)
       assert.equal(want, t:remove(k, where))
     elseif r <= 80 then
       local lo, hi = m:lower(k), m:upper(k)
+      local fk, fv = t:first()
+      local lk, lv = t:last()
+      if #m == 0 then
+        assert.is_nil(fk)
+        assert.is_nil(lk)
+      else
+        assert.same({ m[1][1], m[1][2], m[#m][1], m[#m][2] },
+                    { fk, fv, lk, lv })
+      end
       assert.equal(hi - lo, t:count(k))
       assert.equal(hi > lo, t:has(k))
       assert.equal(hi > lo and m[lo][2] or nil, t:get(k))
@@ -117,6 +126,46 @@ local function exercise (env, ops, keyspace, mkkey, mkval, check)
         j = j + 1
       end
       assert.equal(hi, j)
+    elseif r <= 91 then
+      -- an open end, by range or seek: from j on, by step, while j
+      -- is in [1, #m] and j ~= stop
+      local back = math.random(0, 1) == 1
+      local which = math.random(1, 4)
+      local it, j, stop
+      if which == 1 then            -- from the open end up (down) to k
+        it = { t:range(nil, k, back or nil) }
+        if back then j, stop = #m, m:lower(k) - 1
+        else j, stop = 1, m:upper(k) end
+      elseif which == 2 then        -- from k to the open end
+        it = { t:range(k, nil, back or nil) }
+        if back then j, stop = m:upper(k) - 1, 0
+        else j, stop = m:lower(k), #m + 1 end
+      elseif which == 3 then        -- seek is range(k, nil)
+        it = { t:seek(k, back) }
+        if back then j, stop = m:upper(k) - 1, 0
+        else j, stop = m:lower(k), #m + 1 end
+      else
+        it = { t:range(nil, nil, back) }
+        if back then j, stop = #m, 0 else j, stop = 1, #m + 1 end
+      end
+      local step, stop_after, got = back and -1 or 1, math.random(0, 40), 0
+      for kk, vv in table.unpack(it, 1, 4) do
+        if j == stop or m[j][1] ~= kk or m[j][2] ~= vv then
+          error("an open range differs (" .. which .. ")")
+        end
+        j, got = j + step, got + 1
+        if got == stop_after then break end
+      end
+      if got < stop_after then assert.equal(stop, j) end
+    elseif r <= 94 then
+      -- a prefix of k: the entries whose keys start with it
+      local p = k:sub(1, math.random(0, #k))
+      local j = p == "" and 1 or m:lower(p)
+      for kk, vv in t:prefix(p) do
+        if m[j][1] ~= kk or m[j][2] ~= vv then error("prefix differs") end
+        j = j + 1
+      end
+      assert.is_true(j > #m or m[j][1]:sub(1, #p) ~= p)
     elseif r <= 97 then
       local k2 = mkkey(math.random(0, keyspace))
       local stop_after = math.random(0, 40)
@@ -746,6 +795,10 @@ describe("fmap.bptree", function()
       for _ in t:backward() do break end
       for _ in t:range(be(10, 4), be(20, 4)) do break end
       for _ in t:range(be(20, 4), be(10, 4)) do break end
+      for _ in t:range(nil, be(10, 4), true) do break end
+      for _ in t:seek(be(10, 4)) do break end
+      for _ in t:seek(be(10, 4), true) do break end
+      for _ in t:prefix("\0\0") do break end
       local ok = pcall(function ()
         for _ in t:keys() do error("stop") end
       end)
@@ -771,6 +824,131 @@ describe("fmap.bptree", function()
       for _ in t:find(be(8, 4)) do end
       t:add(be(8, 4), "again")
       assert.is_true(t:verify())
+      for _, it in ipairs({ function () return t:seek(be(100, 4)) end,
+                            function () return t:seek(be(100, 4), true) end,
+                            function () return t:range(nil, be(50, 4)) end,
+                            function () return t:prefix("\0") end }) do
+        assert.equal("B+tree modified during iteration", h.errmsg(function ()
+          for _ in it() do t:add(be(3, 4), "x") end
+        end))
+      end
+    end)
+
+    it("take an open end, either way", function()
+      local function keys (...)
+        local out = {}
+        for k in ... do out[#out + 1] = string.unpack(">I4", k) end
+        return out
+      end
+      assert.same({ 2, 4, 6 }, keys(t:range(nil, be(6, 4))))
+      assert.same({ 3996, 3998, 4000 }, keys(t:range(be(3995, 4), nil)))
+      assert.same({ 4000, 3998, 3996 },
+                  keys(t:range(nil, be(3995, 4), true)))
+      assert.same({ 4, 2 }, keys(t:range(be(5, 4), nil, true)))
+      assert.equal(2000, #keys(t:range(nil, nil)))
+      assert.same(collect(t:backward()), collect(t:range(nil, nil, true)))
+      assert.same({}, keys(t:range(nil, be(1, 4))))
+      assert.same({}, keys(t:range(be(4001, 4), nil)))
+      assert.same({}, keys(t:range(nil, be(4001, 4), true)))
+      assert.same({}, keys(t:range(be(1, 4), nil, true)))
+      -- false is said aloud: forward
+      assert.same({ 2, 4 }, keys(t:range(nil, be(4, 4), false)))
+    end)
+
+    it("seek from a key on, forward or backward", function()
+      local got = collect(t:seek(be(7, 4)))
+      assert.equal(1997, #got)
+      assert.same({ be(8, 4), "4" }, got[1])
+      assert.same({ be(4000, 4), "2000" }, got[1997])
+      got = collect(t:seek(be(7, 4), true))
+      assert.same({ { be(6, 4), "3" }, { be(4, 4), "2" }, { be(2, 4), "1" } },
+                  got)
+      assert.same({ be(8, 4), "4" }, collect(t:seek(be(8, 4), true))[1])
+      assert.same({ be(8, 4), "4" }, collect(t:seek(be(8, 4)))[1])
+      assert.equal(0, #collect(t:seek(be(4001, 4))))
+      assert.equal(0, #collect(t:seek(be(1, 4), true)))
+      assert.equal(2000, #collect(t:seek(be(0, 4))))
+      assert.equal(2000, #collect(t:seek(be(9999, 4), true)))
+    end)
+
+    it("give the first and the last entry, or nil", function()
+      assert.same({ be(2, 4), "1" }, { t:first() })
+      assert.same({ be(4000, 4), "2000" }, { t:last() })
+      local e = bptree.new_at(bf, nil, -1, -1)
+      assert.same({}, { e:first() })
+      assert.same({}, { e:last() })
+      -- equal keys: the first added of the least, the last of the greatest
+      for _, kv in ipairs({ { "b", "3" }, { "a", "1" }, { "b", "4" },
+                            { "a", "2" } }) do
+        e:add(kv[1], kv[2])
+      end
+      assert.same({ "a", "1" }, { e:first() })
+      assert.same({ "b", "4" }, { e:last() })
+      assert.same({ "b", "4" }, collect(e:backward())[1])
+    end)
+
+    it("iterate over the keys that start with a prefix", function()
+      local s = bptree.new_at(bf, nil, -1, -1)
+      for _, k in ipairs({ "", "a", "ab", "abc", "abd", "ac", "b", "a\xff",
+                           "a\xff\xff", "a\xffb", "\xff", "\xff\xff" }) do
+        s:add(k, "v" .. k)
+      end
+      local function keys (...)
+        local out = {}
+        for k, v in ... do
+          assert.equal("v" .. k, v)
+          out[#out + 1] = k
+        end
+        return out
+      end
+      assert.same({ "a", "ab", "abc", "abd", "ac", "a\xff", "a\xffb",
+                    "a\xff\xff" }, keys(s:prefix("a")))
+      assert.same({ "ab", "abc", "abd" }, keys(s:prefix("ab")))
+      assert.same({ "a\xff", "a\xffb", "a\xff\xff" },
+                  keys(s:prefix("a\xff")))
+      assert.same({ "\xff", "\xff\xff" }, keys(s:prefix("\xff")))
+      assert.same({}, keys(s:prefix("abcd")))
+      assert.same({}, keys(s:prefix("z")))
+      assert.equal(12, #keys(s:prefix("")))
+      -- fixed keys: a prefix of up to the key size
+      local n = 0
+      for k in t:prefix("\0\0\0") do
+        n = n + 1
+        assert.equal(be(n * 2, 4), k)
+      end
+      assert.equal(127, n)                 -- 2, 4, ... 254
+      assert.same({ { be(256, 4), "128" } }, collect(t:prefix(be(256, 4))))
+      assert.equal(2000, #collect(t:prefix("")))
+    end)
+
+    it("reject bad bounds, directions and prefixes", function()
+      assert.equal("bad argument #3 to 'range' (boolean expected, got "
+                   .. "string)", h.errmsg(function()
+                   t:range(nil, nil, "yes") end))
+      assert.equal("bad argument #3 to 'range' (backward is for a range "
+                   .. "with an open end; with both ends, from > to walks "
+                   .. "backward)", h.errmsg(function()
+                   t:range(be(1, 4), be(9, 4), true) end))
+      assert.equal("bad argument #1 to 'range' (key of 2 bytes, the tree's "
+                   .. "keys have 4)", h.errmsg(function()
+                   t:range("ab", nil) end))
+      assert.equal("bad argument #1 to 'seek' (string expected, got "
+                   .. "number)", h.errmsg(function() t:seek(1) end))
+      assert.equal("bad argument #1 to 'seek' (key of 3 bytes, the tree's "
+                   .. "keys have 4)", h.errmsg(function() t:seek("abc") end))
+      assert.equal("bad argument #2 to 'seek' (boolean expected, got "
+                   .. "number)", h.errmsg(function() t:seek(be(1, 4), 1) end))
+      assert.equal("bad argument #1 to 'prefix' (string expected, got nil)",
+                   h.errmsg(function() t:prefix() end))
+      assert.equal("bad argument #1 to 'prefix' (prefix of 5 bytes, the "
+                   .. "tree's keys have 4)", h.errmsg(function()
+                   t:prefix("abcde") end))
+      assert.equal("bad argument #0 to 'first' (B+tree expected, got nil; "
+                   .. "call it with ':')", h.errmsg(function()
+                   t.first() end))
+      assert.equal("bad argument #0 to 'seek' (B+tree expected, got "
+                   .. "string; call it with ':')", h.errmsg(function()
+                   t.seek(be(1, 4)) end))
     end)
   end)
 

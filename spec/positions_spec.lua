@@ -64,6 +64,12 @@ describe("errors of misuse", function()
         v:add("dupe", "ab")
         v:put("dupe", "cd")
       end,
+      range_backward = function () t:range("abcd", "abce", true) end,
+      seek_key = function () t:seek("a") end,
+      seek_backward = function () t:seek("abcd", 1) end,
+      prefix_type = function () t:prefix(5) end,
+      prefix_long = function () t:prefix("abcde") end,
+      self_first = function () t.first() end,
       remove_key = function () t:remove(5) end,
       remove_where = function () t:remove("abcd", 5) end,
       dot_opts = function () t:dot({ depth = -1 }) end,

@@ -8,8 +8,8 @@
 --
 --   local t = bptree.new(bf, 16, 16)      -- or bptree.open(bf)
 --   t:add(k, v); t:put(k, v); t:get(k); t:has(k); t:count(k)
---   t:remove(k [, where])
---   for k, v in t:range(from, to) do ... end
+--   t:remove(k [, where]); t:first(); t:last()
+--   for k, v in t:range(from, to) do ... end   -- also seek, prefix
 --
 -- On-disk layout. Integers are little-endian; a block offset of 0 means
 -- none. B = block size.
@@ -2142,18 +2142,18 @@ local function leaf_run (n, pos, bound, back)
 end
 
 -- An iterator over the entries of the leaves from leaf off on: forward
--- (back false) from entry pos up to the last entry <= to, or backward
--- (back true) from entry pos down to the first entry >= to; pos nil: from
--- the leaf's first in that direction, to nil: to the end or the start.
--- what: nil (key, value), 1 (key), 2 (value). Over fixed entries, its fill
--- runs once per leaf and each step reads one entry from the file
--- (bf:entry_iterator); over slotted ones, each step is a call of a
--- closure.
-local function iterator (t, back, what, off, pos, to)
+-- (back false) from entry pos up to the last entry <= to (< to with
+-- excl), or backward (back true) from entry pos down to the first entry
+-- >= to; pos nil: from the leaf's first in that direction, to nil: to the
+-- end or the start. what: nil (key, value), 1 (key), 2 (value). Over
+-- fixed entries, its fill runs once per leaf and each step reads one
+-- entry from the file (bf:entry_iterator); over slotted ones, each step
+-- is a call of a closure.
+local function iterator (t, back, what, off, pos, to, excl)
   local mods = t.mods
   -- the link to the next leaf, and whether the end key is searched as an
-  -- upper bound (forward)
-  local link, upper = back and L_PREV or L_NEXT, not back
+  -- upper bound (forward, to included)
+  local link, upper = back and L_PREV or L_NEXT, not back and not excl
   local visited = 0
   if t.fixed then
     local LS = t.LS
@@ -2241,14 +2241,31 @@ local function bytecmp (a, b)
   return #a < #b and -1 or 1
 end
 
--- The iterator over [from, to], backward when from > to.
-local function range (t, from, to, what)
-  if bytecmp(from, to) <= 0 then
-    local _, _, pos, off = lower_leaf(t, from)
-    return iterator(t, false, what, off, pos, to), nil, nil, nil
+-- The iterator from the first entry >= from up to the last <= to (< to
+-- with excl), or with back from the last entry <= from down to the first
+-- >= to; a bound nil is the open end.
+local function scan (t, from, to, back, what, excl)
+  local off, pos
+  if back then
+    if from == nil then off = edge_leaf(t, true)
+    else
+      local _, o, _, ub = upper_leaf(t, from)
+      off, pos = o, ub - 1
+    end
+  elseif from == nil then off = edge_leaf(t, false)
+  else
+    local _, _, p, o = lower_leaf(t, from)
+    off, pos = o, p
   end
-  local _, off, _, ub = upper_leaf(t, from)
-  return iterator(t, true, what, off, ub - 1, to), nil, nil, nil
+  return iterator(t, back, what, off, pos, to, excl), nil, nil, nil
+end
+
+-- The least string greater than every string that starts with p, or nil
+-- if there is none (p empty or all 0xFF bytes).
+local function successor (p)
+  local s = p:gsub("\xff+$", "")
+  if s == "" then return nil end
+  return s:sub(1, -2) .. string.char(s:byte(-1) + 1)
 end
 
 --- Iterates over the entries of key, in insertion order:
@@ -2280,20 +2297,102 @@ function Tree:find (key)
       end
     end
   end
-  return range(self, key, key, nil)
+  return scan(self, key, key, false, nil)
 end
 
 --- Iterates over the entries with keys in [from, to], both included, in
 -- key order; backward (from the last entry <= from down to the first >=
--- to) when from > to.
--- @param from a string
--- @param to a string
+-- to) when from > to. A bound nil is an open end: range(nil, to) from
+-- the first entry, range(from, nil) to the last; with an open end,
+-- backward walks the other way: range(nil, to, true) from the last entry
+-- down to to, range(from, nil, true) from from down to the first.
+-- @param from a string, or nil
+-- @param to a string, or nil
+-- @param backward optional, with an open end only: walk backward
 -- @return a generic-for iterator yielding key, value
-function Tree:range (from, to)
+function Tree:range (from, to, backward)
   if not self.views then bad_self("range", self) end
-  check_key(self, from, "range", 1)
-  check_key(self, to, "range", 2)
-  return range(self, from, to, nil)
+  if from ~= nil then check_key(self, from, "range", 1) end
+  if to ~= nil then check_key(self, to, "range", 2) end
+  if backward ~= nil then
+    if type(backward) ~= "boolean" then
+      typeerror(3, "range", "boolean", backward)
+    end
+    if from ~= nil and to ~= nil then
+      argerror(3, "range", "backward is for a range with an open end; "
+               .. "with both ends, from > to walks backward")
+    end
+  end
+  if from ~= nil and to ~= nil then backward = bytecmp(from, to) > 0 end
+  return scan(self, from, to, backward, nil)
+end
+
+--- Iterates from key on to the end: forward from the first entry >= key,
+-- or backward from the last entry <= key.
+-- @param key a string
+-- @param backward optional: walk backward
+-- @return a generic-for iterator yielding key, value
+function Tree:seek (key, backward)
+  if not self.views then bad_self("seek", self) end
+  if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
+    check_key(self, key, "seek", 1)
+  end
+  if backward ~= nil and type(backward) ~= "boolean" then
+    typeerror(2, "seek", "boolean", backward)
+  end
+  return scan(self, key, nil, backward, nil)
+end
+
+--- Iterates in key order over the entries whose keys start with the
+-- bytes p (every entry when p is empty).
+-- @param p a string, at most the key size of a tree of fixed keys
+-- @return a generic-for iterator yielding key, value
+function Tree:prefix (p)
+  if not self.views then bad_self("prefix", self) end
+  if type(p) ~= "string" then typeerror(1, "prefix", "string", p) end
+  local ks = self.ks
+  if ks ~= -1 and #p > ks then
+    argerror(1, "prefix", sformat("prefix of %d bytes, the tree's keys "
+             .. "have %d", #p, ks))
+  end
+  if p == "" then return scan(self, nil, nil, false, nil) end
+  -- A fixed node compares the first #p bytes of its keys with p, so the
+  -- descent needs no full key.
+  return scan(self, p, successor(p), false, nil, true)
+end
+
+-- The entry at i of the leaf off: its key and value.
+local function entry_at (t, off, i)
+  local v = leaf_view(t, off)
+  if t.fixed then
+    local k, val = vunpack(v, t.entry_fmt, FL_ENT + i * t.LS)
+    return k, val
+  end
+  local k = lkey(t, v, i)
+  return k, lvalue(t, leaf_view(t, off), i)   -- k may have moved the view
+end
+
+--- The first entry in key order (the first added of the least key).
+-- @return its key and value, or nil if the tree is empty
+function Tree:first ()
+  check_self(self, "first")
+  local off = edge_leaf(self, false)
+  local v = leaf_view(self, off)
+  local n = self.fixed and leaf_count(self, v, off) or u32(v, N_COUNT)
+  if n == 0 then return nil end
+  return entry_at(self, off, 0)
+end
+
+--- The last entry in key order (the last added of the greatest key), the
+-- first that `backward` yields.
+-- @return its key and value, or nil if the tree is empty
+function Tree:last ()
+  check_self(self, "last")
+  local off = edge_leaf(self, true)
+  local v = leaf_view(self, off)
+  local n = self.fixed and leaf_count(self, v, off) or u32(v, N_COUNT)
+  if n == 0 then return nil end
+  return entry_at(self, off, n - 1)
 end
 
 --- Iterates over every entry in key order.
