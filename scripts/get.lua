@@ -15,9 +15,9 @@ newline, or in hex with --hex (KEY is then read as hex too). A key with
 several entries prints the first one's, or with --all each one's, a line
 each, in insertion order. With --blob the value is the 8-byte offset of a
 blob (a store of key -> blob built with fmap.varchar) and the blob's
-bytes are printed. The tree is the one the control data names
-(bptree@OFFSET), else the only one in the file, else the one --tree
-names. FILE is opened read-only. A KEY that starts with - goes after --.
+bytes are printed. The tree is the one --tree names, else the one the
+control data names (bptree@OFFSET), else the only one in the file. FILE
+is opened read-only. A KEY that starts with - goes after --.
 
 Options:
   --hex          print the value in hex, and read KEY as hex

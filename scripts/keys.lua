@@ -15,8 +15,9 @@ does), one a line, a key once per entry it has: those that start with P,
 or lie between --from and --to (both included), or both. Keys are
 printed as their bytes, as bbolt keys does; with --hex as hex, and P and
 the bounds are read as hex too: the way for keys that are not text. The
-tree is the one the control data names (bptree@OFFSET), else the only
-one in the file, else the one --tree names. FILE is opened read-only.
+tree is the one --tree names, else the one the control data names
+(bptree@OFFSET), else the only one in the file. FILE is opened
+read-only.
 
 Options:
   --prefix P     only the keys that start with P
