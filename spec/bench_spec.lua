@@ -3,10 +3,12 @@
 -- are never asserted, only that the work was done and checked.
 local N = 2001   -- odd, so the counts of the delete phase differ
 
-local PEERS = { fmap = "fmap bptree", table = "lua table",
-                luasql = "sqlite luasql", dbi = "sqlite dbi",
-                lmdb = "lmdb (C)", tarantool = "tarantool" }
-local ORDER = { "fmap", "table", "luasql", "dbi", "lmdb", "tarantool" }
+local PEERS = { fmap = "fmap bptree", ["fmap-tx"] = "fmap tx/phase",
+                table = "lua table", luasql = "sqlite luasql",
+                dbi = "sqlite dbi", lmdb = "lmdb (C)",
+                tarantool = "tarantool" }
+local ORDER = { "fmap", "fmap-tx", "table", "luasql", "dbi", "lmdb",
+                "tarantool" }
 
 local function bench (args)
   return h.run(h.bin() .. " bench/bench.lua " .. args .. " 2>&1")
@@ -25,9 +27,10 @@ local function child (name, extra)
     "%s bench/bench.lua --peer %s --n %d%s 2>&1", h.bin(), name, N,
     extra or ""))
   assert.equal(0, status, out)
-  local why = out:match("fmap%-bench peer=" .. name .. " skipped: ([^\n]*)")
+  local pat = name:gsub("%p", "%%%0")
+  local why = out:match("fmap%-bench peer=" .. pat .. " skipped: ([^\n]*)")
   if why then return nil, why end
-  local line = assert(out:match("fmap%-bench peer=" .. name .. " ([^\n]*)"),
+  local line = assert(out:match("fmap%-bench peer=" .. pat .. " ([^\n]*)"),
                       out)
   local r = {}
   for k, v in line:gmatch("(%S+)=(%S+)") do r[k] = tonumber(v) end
@@ -102,6 +105,27 @@ describe("bench/bench.lua", function()
                              .. "[%d,]+/s\n"), out)
     end)
 
+    it("prints what a transaction per phase costs, and its targets",
+       function()
+      assert.equal("ok", row_of(out, "fmap tx/phase"):match("(%S+)$"), out)
+      assert.truthy(out:find("\ntransactions cost: fmap%-tx / fmap per phase "
+                             .. "%(time%)  insert [%d.]+x  get [%d.]+x  "
+                             .. "scan [%d.]+x  delete [%d.]+x\n"), out)
+      local tx = assert(out:match("\ntargets %(fmap tx/phase%)\n(.*)$"), out)
+      for _, ph in ipairs { "insert", "delete" } do
+        assert.truthy(tx:find("  " .. ph .. ": tx / fmap <= 1.15 %(within "
+                              .. "15%%%) +[%d.]+x +%a+\n"), tx)
+        local line = assert(tx:match("\n  (" .. ph .. " >= 3x the faster "
+                                     .. "SQLite binding[^\n]*)"), tx)
+        assert.truthy(line:match(" [%d.]+x %((%a+)%) ")
+                      or line:match("no SQLite peer ran"), line)
+      end
+      assert.truthy(tx:find("\n  file after insert <= 1.5x raw %([%d.]+ MiB%)"
+                            .. " +[%d.]+ MiB %([%d.]+x raw%) +%a+\n"
+                            .. "    %(of which the journal; checkpoints: "
+                            .. "%d+%) +[%d.]+ MiB\n"), tx)
+    end)
+
     it("prints the block-layer micro-benchmarks with their targets",
        function()
       for _, what in ipairs { "allocate + free of one block",
@@ -137,12 +161,13 @@ describe("bench/bench.lua", function()
   end)
 
   describe("--peer", function()
-    for _, name in ipairs { "fmap", "table", "luasql", "dbi" } do
+    for _, name in ipairs { "fmap", "fmap-tx", "table", "luasql", "dbi" } do
       it("verifies every phase of " .. name, function()
         local r, why = child(name)
         if not r then
           -- only a peer outside the project may be missing
-          assert.is_true(name ~= "fmap" and name ~= "table", why)
+          assert.is_true(name ~= "fmap" and name ~= "fmap-tx"
+                         and name ~= "table", why)
           assert.truthy(why:find("install_peers.sh", 1, true), why)
           return
         end
@@ -152,6 +177,12 @@ describe("bench/bench.lua", function()
         else
           -- 32 bytes of data per record at the very least
           assert.is_true(r.file_bytes >= 32 * N, tostring(r.file_bytes))
+        end
+        if name:match("^fmap") then
+          -- the journal is counted in the file, and said apart
+          assert.is_true(r.journal_bytes >= 0
+                         and r.journal_bytes < r.file_bytes)
+          assert.is_true(r.checkpoints >= 0)
         end
       end)
     end
@@ -173,7 +204,7 @@ describe("bench/bench.lua", function()
       local dir = os.tmpname()
       os.remove(dir)
       assert.equal(0, select(2, h.run("mkdir " .. dir)))
-      for _, name in ipairs { "fmap", "luasql", "dbi" } do
+      for _, name in ipairs { "fmap", "fmap-tx", "luasql", "dbi" } do
         child(name, " --dir " .. dir)
       end
       local out = h.run("ls -A " .. dir)
