@@ -381,3 +381,117 @@ describe("bench/bench.lua", function()
     end)
   end)
 end)
+
+describe("bench/bench_txn.lua", function()
+  local TN = 200
+  local LABELS = { "fmap bptree", "lmdb (C)", "sqlite luasql WAL",
+                   "sqlite luasql DELETE", "sqlite dbi WAL",
+                   "sqlite dbi DELETE" }
+
+  -- Runs it; stderr (a "running ..." line for each peer) goes with
+  -- stdout, unless quiet.
+  local function txn (args, quiet)
+    return h.run(h.bin() .. " bench/bench_txn.lua " .. args
+                 .. (quiet and " 2>/dev/null" or " 2>&1"))
+  end
+
+  describe("the whole run", function()
+    local out, status, dir, left
+    setup(function()
+      dir = h.tmpname(".d")
+      assert(os.execute("mkdir -p " .. dir))
+      out, status = txn(string.format("--n %d --dir %s", TN, dir), true)
+      left = h.run("ls -A " .. dir)
+      os.execute("rm -rf " .. dir)
+    end)
+
+    it("exits 0 with every peer verified or skipped, and leaves no file",
+       function()
+      assert.equal(0, status, out)
+      assert.is_nil(out:find("FAILED"), out)
+      assert.equal("", left)
+    end)
+
+    it("prints the workload, the machine, its temp dir and the command",
+       function()
+      assert.truthy(out:find("N = 200 inserts per batch size", 1, true), out)
+      assert.truthy(out:find("machine: %d+ cores, [^\n]*; temp dir "
+                             .. "[^\n]* %(%S+ on [^\n]*%)\n"), out)
+      assert.truthy(out:find("command: .*bench/bench_txn.lua %-%-n 200 "
+                             .. "%-%-per 1,100\n"), out)
+    end)
+
+    it("prints a table for each batch size: a row for every peer with "
+       .. "its rates and latencies, or why it was skipped", function()
+      for k, head in pairs {
+        [1] = "transactions of 1 insert: 200 commits, each durable",
+        [100] = "transactions of 100 inserts: 2 commits, each durable" } do
+        local tbl = assert(out:match("\n" .. head:gsub("%p", "%%%0")
+                                     .. "\n(.-)\n\n"), out)
+        assert.truthy(tbl:find("^peer +commits/s +inserts/s +p50 ms +p99 ms"
+                               .. " +checks\n"), tbl)
+        for _, label in ipairs(LABELS) do
+          local row = assert(tbl:match("\n" .. label:gsub("%p", "%%%0")
+                                       .. "( [^\n]*)"), label .. ":\n" .. tbl)
+          if row:find("skipped: ", 1, true) then
+            assert.truthy(row:find("install_peers.sh", 1, true), row)
+            assert.is_true(label ~= "fmap bptree", row)
+          else
+            assert.truthy(row:match("^ +[%d,]+ +[%d,]+ +[%d.]+ +[%d.]+  ok$"),
+                          row)
+          end
+        end
+        local ran_peer = tbl:find("\nlmdb %(C%) +[%d,]")
+                         or tbl:find("\nsqlite [^\n]* +[%d,]+ ")
+        if ran_peer then
+          assert.truthy(tbl:find("\nfmap / best peer: [%d.]+x commits/s "
+                                 .. "%(.+%)$"), tbl)
+          assert.truthy(out:find("\n  commits/s at " .. k .. " a transaction "
+                                 .. ">= best peer +[%d.]+x %(.+%) +"
+                                 .. "%a+\n"), out)
+        end
+      end
+    end)
+  end)
+
+  describe("--peer", function()
+    it("prints one line for fmap with the count it read back", function()
+      local dir = h.tmpname(".d")
+      assert(os.execute("mkdir -p " .. dir))
+      local out, status = txn(string.format("--peer fmap --n %d --per 7 "
+                                            .. "--dir %s", TN, dir))
+      local left = h.run("ls -A " .. dir)
+      os.execute("rm -rf " .. dir)
+      assert.equal(0, status, out)
+      assert.truthy(out:match("^fmap%-bench%-txn peer=fmap n=200 per=7 "
+                              .. "commits=29 secs=[%d.]+ p50=[%d.]+ "
+                              .. "p99=[%d.]+ count=200\n$"), out)
+      assert.equal("", left)
+    end)
+  end)
+
+  describe("misuse", function()
+    it("prints its usage with --help and exits 0", function()
+      local out, status = txn("--help")
+      assert.equal(0, status, out)
+      assert.truthy(out:find("^usage: fmap bench/bench_txn.lua %[%-%-n N%]"),
+                    out)
+      assert.truthy(out:find("\n  --per K,...", 1, true), out)
+    end)
+
+    for args, msg in pairs {
+      ["--fast"] = "unknown argument '--fast'",
+      ["--n 0"] = "--n wants a positive integer",
+      ["--per 1,x"] = "--per wants positive integers",
+      ["--rounds 0"] = "--rounds wants a positive integer",
+      ["--only fmap,bogus"] = "unknown name 'bogus' in --only",
+    } do
+      it("rejects " .. args .. " with its usage and exits 2", function()
+        local out, status = txn(args)
+        assert.equal(2, status, out)
+        assert.truthy(out:find("^bench_txn.lua: " .. msg:gsub("%p", "%%%0")
+                               .. "\nusage: fmap bench/bench_txn.lua"), out)
+      end)
+    end
+  end)
+end)
