@@ -1,7 +1,8 @@
 /*
-** bench_lmdb.c: the LMDB peer of bench/bench.lua, the standard workload
-** of the benchmark suite as a plain C program against liblmdb.
-**   fmap_bench_lmdb PATH N
+** bench_lmdb.c: the LMDB peer of bench/bench.lua and bench/bench_txn.lua,
+** as a plain C program against liblmdb.
+**   fmap_bench_lmdb PATH N            the standard workload (bench.lua)
+**   fmap_bench_lmdb --txn PATH N K    durable transactions (bench_txn.lua)
 ** Runs the four phases on a fresh single-file environment at PATH (PATH and
 ** PATH-lock are removed at the end) and prints the one machine-readable
 ** line every peer prints (see bench/bench.lua):
@@ -18,6 +19,14 @@
 **   get     i = (j * 7919) % N for j = 0..N-1, each value checked
 **   scan    a cursor over the whole tree, order and count checked
 **   delete  every even i in one write transaction, commit, mdb_env_sync
+** With --txn, inserts i = 0..N-1 into a fresh environment opened with
+** default flags (every commit synced), K puts a write transaction: each
+** mdb_txn_begin .. mdb_txn_commit timed, keys and values made inside;
+** then reopens the environment and counts the records. It prints
+**   fmap-bench-txn peer=lmdb n=N per=K commits=C secs=S p50=S p99=S
+**     count=M
+** secs the whole loop, p50 and p99 the nearest-rank percentiles of the
+** C transactions' times, count the records found after the reopen.
 ** No Lua in this file.
 */
 #define _POSIX_C_SOURCE 200809L
@@ -74,6 +83,87 @@ static long peak_rss_kb (void) {
   return kb;
 }
 
+static int cmp_double (const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* The nearest-rank pct-th percentile of n sorted times: the one of rank
+** ceil(n * pct / 100). */
+static double percentile (const double *sorted, uint64_t n, unsigned pct) {
+  uint64_t r = (n * pct + 99) / 100;
+  return sorted[(r < 1 ? 1 : r) - 1];
+}
+
+static MDB_env *open_env (const char *path, size_t mapsize) {
+  MDB_env *env;
+  check(mdb_env_create(&env), "env_create");
+  check(mdb_env_set_mapsize(env, mapsize), "env_set_mapsize");
+  check(mdb_env_open(env, path, MDB_NOSUBDIR, 0644), "env_open");
+  return env;
+}
+
+/* --txn: N inserts, K to a durable write transaction. */
+static int run_txn (const char *path, long long n, long long k) {
+  char lock[4096], val[16];
+  unsigned char key[16];
+  uint64_t i = 0, c, commits = (uint64_t)((n + k - 1) / k);
+  size_t mapsize = (size_t)n * 256 + ((size_t)64 << 20);
+  double *lat, t0, t, secs;
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  MDB_val mk, mv;
+  MDB_stat st;
+
+  snprintf(lock, sizeof lock, "%s-lock", path);
+  unlink(path);
+  unlink(lock);
+  lat = malloc((size_t)commits * sizeof *lat);
+  if (lat == NULL) { perror("bench_lmdb"); return 1; }
+  env = open_env(path, mapsize);
+  check(mdb_txn_begin(env, NULL, 0, &txn), "txn_begin");
+  check(mdb_dbi_open(txn, NULL, 0, &dbi), "dbi_open");
+  check(mdb_txn_commit(txn), "commit");
+
+  mk.mv_size = 16; mk.mv_data = key;
+  mv.mv_size = 16; mv.mv_data = val;
+  t0 = now();
+  for (c = 0; c < commits; c++) {
+    long long j;
+    t = now();
+    check(mdb_txn_begin(env, NULL, 0, &txn), "txn_begin");
+    for (j = 0; j < k && i < (uint64_t)n; j++, i++) {
+      make_key(key, i);
+      make_value(val, i);
+      check(mdb_put(txn, dbi, &mk, &mv, 0), "put");
+    }
+    check(mdb_txn_commit(txn), "commit");
+    lat[c] = now() - t;
+  }
+  secs = now() - t0;
+  mdb_env_close(env);
+
+  /* what a reopen finds */
+  env = open_env(path, mapsize);
+  check(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), "txn_begin");
+  check(mdb_dbi_open(txn, NULL, 0, &dbi), "dbi_open");
+  check(mdb_stat(txn, dbi, &st), "stat");
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+
+  qsort(lat, (size_t)commits, sizeof *lat, cmp_double);
+  printf("fmap-bench-txn peer=lmdb n=%lld per=%lld commits=%llu secs=%.9f "
+         "p50=%.9f p99=%.9f count=%llu\n",
+         n, k, (unsigned long long)commits, secs,
+         percentile(lat, commits, 50), percentile(lat, commits, 99),
+         (unsigned long long)st.ms_entries);
+  free(lat);
+  unlink(path);
+  unlink(lock);
+  return 0;
+}
+
 int main (int argc, char **argv) {
   const char *path;
   long long n;
@@ -91,8 +181,13 @@ int main (int argc, char **argv) {
   size_t mapsize;
   int rc;
 
+  if (argc == 5 && strcmp(argv[1], "--txn") == 0) {
+    long long k = atoll(argv[4]);
+    if ((n = atoll(argv[3])) > 0 && k > 0) return run_txn(argv[2], n, k);
+  }
   if (argc != 3 || (n = atoll(argv[2])) <= 0) {
-    fprintf(stderr, "usage: fmap_bench_lmdb PATH N\n");
+    fprintf(stderr, "usage: fmap_bench_lmdb PATH N\n"
+            "       fmap_bench_lmdb --txn PATH N K\n");
     return 2;
   }
   path = argv[1];

@@ -3,10 +3,12 @@
 -- are never asserted, only that the work was done and checked.
 local N = 2001   -- odd, so the counts of the delete phase differ
 
-local PEERS = { fmap = "fmap bptree", table = "lua table",
-                luasql = "sqlite luasql", dbi = "sqlite dbi",
-                lmdb = "lmdb (C)", tarantool = "tarantool" }
-local ORDER = { "fmap", "table", "luasql", "dbi", "lmdb", "tarantool" }
+local PEERS = { fmap = "fmap bptree", ["fmap-tx"] = "fmap tx/phase",
+                table = "lua table", luasql = "sqlite luasql",
+                dbi = "sqlite dbi", lmdb = "lmdb (C)",
+                tarantool = "tarantool" }
+local ORDER = { "fmap", "fmap-tx", "table", "luasql", "dbi", "lmdb",
+                "tarantool" }
 
 local function bench (args)
   return h.run(h.bin() .. " bench/bench.lua " .. args .. " 2>&1")
@@ -25,9 +27,10 @@ local function child (name, extra)
     "%s bench/bench.lua --peer %s --n %d%s 2>&1", h.bin(), name, N,
     extra or ""))
   assert.equal(0, status, out)
-  local why = out:match("fmap%-bench peer=" .. name .. " skipped: ([^\n]*)")
+  local pat = name:gsub("%p", "%%%0")
+  local why = out:match("fmap%-bench peer=" .. pat .. " skipped: ([^\n]*)")
   if why then return nil, why end
-  local line = assert(out:match("fmap%-bench peer=" .. name .. " ([^\n]*)"),
+  local line = assert(out:match("fmap%-bench peer=" .. pat .. " ([^\n]*)"),
                       out)
   local r = {}
   for k, v in line:gmatch("(%S+)=(%S+)") do r[k] = tonumber(v) end
@@ -102,6 +105,27 @@ describe("bench/bench.lua", function()
                              .. "[%d,]+/s\n"), out)
     end)
 
+    it("prints what a transaction per phase costs, and its targets",
+       function()
+      assert.equal("ok", row_of(out, "fmap tx/phase"):match("(%S+)$"), out)
+      assert.truthy(out:find("\ntransactions cost: fmap%-tx / fmap per phase "
+                             .. "%(time%)  insert [%d.]+x  get [%d.]+x  "
+                             .. "scan [%d.]+x  delete [%d.]+x\n"), out)
+      local tx = assert(out:match("\ntargets %(fmap tx/phase%)\n(.*)$"), out)
+      for _, ph in ipairs { "insert", "delete" } do
+        assert.truthy(tx:find("  " .. ph .. ": tx / fmap <= 1.15 %(within "
+                              .. "15%%%) +[%d.]+x +%a+\n"), tx)
+        local line = assert(tx:match("\n  (" .. ph .. " >= 3x the faster "
+                                     .. "SQLite binding[^\n]*)"), tx)
+        assert.truthy(line:match(" [%d.]+x %((%a+)%) ")
+                      or line:match("no SQLite peer ran"), line)
+      end
+      assert.truthy(tx:find("\n  file after insert <= 1.5x raw %([%d.]+ MiB%)"
+                            .. " +[%d.]+ MiB %([%d.]+x raw%) +%a+\n"
+                            .. "    %(of which the journal; checkpoints: "
+                            .. "%d+%) +[%d.]+ MiB\n"), tx)
+    end)
+
     it("prints the block-layer micro-benchmarks with their targets",
        function()
       for _, what in ipairs { "allocate + free of one block",
@@ -137,12 +161,13 @@ describe("bench/bench.lua", function()
   end)
 
   describe("--peer", function()
-    for _, name in ipairs { "fmap", "table", "luasql", "dbi" } do
+    for _, name in ipairs { "fmap", "fmap-tx", "table", "luasql", "dbi" } do
       it("verifies every phase of " .. name, function()
         local r, why = child(name)
         if not r then
           -- only a peer outside the project may be missing
-          assert.is_true(name ~= "fmap" and name ~= "table", why)
+          assert.is_true(name ~= "fmap" and name ~= "fmap-tx"
+                         and name ~= "table", why)
           assert.truthy(why:find("install_peers.sh", 1, true), why)
           return
         end
@@ -152,6 +177,12 @@ describe("bench/bench.lua", function()
         else
           -- 32 bytes of data per record at the very least
           assert.is_true(r.file_bytes >= 32 * N, tostring(r.file_bytes))
+        end
+        if name:match("^fmap") then
+          -- the journal is counted in the file, and said apart
+          assert.is_true(r.journal_bytes >= 0
+                         and r.journal_bytes < r.file_bytes)
+          assert.is_true(r.checkpoints >= 0)
         end
       end)
     end
@@ -173,7 +204,7 @@ describe("bench/bench.lua", function()
       local dir = os.tmpname()
       os.remove(dir)
       assert.equal(0, select(2, h.run("mkdir " .. dir)))
-      for _, name in ipairs { "fmap", "luasql", "dbi" } do
+      for _, name in ipairs { "fmap", "fmap-tx", "luasql", "dbi" } do
         child(name, " --dir " .. dir)
       end
       local out = h.run("ls -A " .. dir)
@@ -348,5 +379,119 @@ describe("bench/bench.lua", function()
       assert.truthy(out:find("bench.lua: unknown argument '--fast'", 1,
                              true), out)
     end)
+  end)
+end)
+
+describe("bench/bench_txn.lua", function()
+  local TN = 200
+  local LABELS = { "fmap bptree", "lmdb (C)", "sqlite luasql WAL",
+                   "sqlite luasql DELETE", "sqlite dbi WAL",
+                   "sqlite dbi DELETE" }
+
+  -- Runs it; stderr (a "running ..." line for each peer) goes with
+  -- stdout, unless quiet.
+  local function txn (args, quiet)
+    return h.run(h.bin() .. " bench/bench_txn.lua " .. args
+                 .. (quiet and " 2>/dev/null" or " 2>&1"))
+  end
+
+  describe("the whole run", function()
+    local out, status, dir, left
+    setup(function()
+      dir = h.tmpname(".d")
+      assert(os.execute("mkdir -p " .. dir))
+      out, status = txn(string.format("--n %d --dir %s", TN, dir), true)
+      left = h.run("ls -A " .. dir)
+      os.execute("rm -rf " .. dir)
+    end)
+
+    it("exits 0 with every peer verified or skipped, and leaves no file",
+       function()
+      assert.equal(0, status, out)
+      assert.is_nil(out:find("FAILED"), out)
+      assert.equal("", left)
+    end)
+
+    it("prints the workload, the machine, its temp dir and the command",
+       function()
+      assert.truthy(out:find("N = 200 inserts per batch size", 1, true), out)
+      assert.truthy(out:find("machine: %d+ cores, [^\n]*; temp dir "
+                             .. "[^\n]* %(%S+ on [^\n]*%)\n"), out)
+      assert.truthy(out:find("command: .*bench/bench_txn.lua %-%-n 200 "
+                             .. "%-%-per 1,100\n"), out)
+    end)
+
+    it("prints a table for each batch size: a row for every peer with "
+       .. "its rates and latencies, or why it was skipped", function()
+      for k, head in pairs {
+        [1] = "transactions of 1 insert: 200 commits, each durable",
+        [100] = "transactions of 100 inserts: 2 commits, each durable" } do
+        local tbl = assert(out:match("\n" .. head:gsub("%p", "%%%0")
+                                     .. "\n(.-)\n\n"), out)
+        assert.truthy(tbl:find("^peer +commits/s +inserts/s +p50 ms +p99 ms"
+                               .. " +checks\n"), tbl)
+        for _, label in ipairs(LABELS) do
+          local row = assert(tbl:match("\n" .. label:gsub("%p", "%%%0")
+                                       .. "( [^\n]*)"), label .. ":\n" .. tbl)
+          if row:find("skipped: ", 1, true) then
+            assert.truthy(row:find("install_peers.sh", 1, true), row)
+            assert.is_true(label ~= "fmap bptree", row)
+          else
+            assert.truthy(row:match("^ +[%d,]+ +[%d,]+ +[%d.]+ +[%d.]+  ok$"),
+                          row)
+          end
+        end
+        local ran_peer = tbl:find("\nlmdb %(C%) +[%d,]")
+                         or tbl:find("\nsqlite [^\n]* +[%d,]+ ")
+        if ran_peer then
+          assert.truthy(tbl:find("\nfmap / best peer: [%d.]+x commits/s "
+                                 .. "%(.+%)$"), tbl)
+          assert.truthy(out:find("\n  commits/s at " .. k .. " a transaction "
+                                 .. ">= best peer +[%d.]+x %(.+%) +"
+                                 .. "%a+\n"), out)
+        end
+      end
+    end)
+  end)
+
+  describe("--peer", function()
+    it("prints one line for fmap with the count it read back", function()
+      local dir = h.tmpname(".d")
+      assert(os.execute("mkdir -p " .. dir))
+      local out, status = txn(string.format("--peer fmap --n %d --per 7 "
+                                            .. "--dir %s", TN, dir))
+      local left = h.run("ls -A " .. dir)
+      os.execute("rm -rf " .. dir)
+      assert.equal(0, status, out)
+      assert.truthy(out:match("^fmap%-bench%-txn peer=fmap n=200 per=7 "
+                              .. "commits=29 secs=[%d.]+ p50=[%d.]+ "
+                              .. "p99=[%d.]+ count=200\n$"), out)
+      assert.equal("", left)
+    end)
+  end)
+
+  describe("misuse", function()
+    it("prints its usage with --help and exits 0", function()
+      local out, status = txn("--help")
+      assert.equal(0, status, out)
+      assert.truthy(out:find("^usage: fmap bench/bench_txn.lua %[%-%-n N%]"),
+                    out)
+      assert.truthy(out:find("\n  --per K,...", 1, true), out)
+    end)
+
+    for args, msg in pairs {
+      ["--fast"] = "unknown argument '--fast'",
+      ["--n 0"] = "--n wants a positive integer",
+      ["--per 1,x"] = "--per wants positive integers",
+      ["--rounds 0"] = "--rounds wants a positive integer",
+      ["--only fmap,bogus"] = "unknown name 'bogus' in --only",
+    } do
+      it("rejects " .. args .. " with its usage and exits 2", function()
+        local out, status = txn(args)
+        assert.equal(2, status, out)
+        assert.truthy(out:find("^bench_txn.lua: " .. msg:gsub("%p", "%%%0")
+                               .. "\nusage: fmap bench/bench_txn.lua"), out)
+      end)
+    end
   end)
 end)

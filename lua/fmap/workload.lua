@@ -1,5 +1,5 @@
---- fmap.workload: the standard benchmark workload of issue 6, over any
--- store, so that every benchmark script runs exactly the same work.
+--- fmap.workload: the standard benchmark workload, over any store, so
+-- that every benchmark script runs exactly the same work.
 --
 --   key i   = string.pack(">I8I8", i * 0x9E3779B97F4A7C15, i), i = 0..N-1
 --             (the multiplication wraps mod 2^64); value i = "val:%012d"
@@ -14,6 +14,9 @@
 --   scan() -> iterator  a generic-for iterator of k, v in key order
 --   delete(k) -> n      removes k, returning how many records went
 --   flush()             makes the store durable (nil: nothing to do)
+--   begin()             optional: opens a transaction at the start of the
+--                       insert and the delete phase (timed), which their
+--                       flush commits; nil: no transaction
 --   count() -> n        records in the store (optional; checked after
 --                       delete, untimed)
 --
@@ -47,12 +50,14 @@ local function result (ops, secs, extra)
   return extra
 end
 
---- Inserts records 0..n-1, then flushes.
+--- Inserts records 0..n-1, then flushes; in one transaction if the store
+-- has begin.
 -- @return {ops, secs, ops_s, ok}
 function M.insert (store, n)
   local insert, key, value = store.insert, M.key, M.value
   collectgarbage()
   local t = clock()
+  if store.begin then store.begin() end
   for i = 0, n - 1 do insert(key(i), value(i)) end
   if store.flush then store.flush() end
   return result(n, clock() - t)
@@ -90,14 +95,16 @@ function M.scan (store, n)
                                ok = count == n and unsorted == 0 })
 end
 
---- Deletes every even record, then flushes; checks the removals and,
--- if the store can count, what is left.
+--- Deletes every even record, then flushes, in one transaction if the
+-- store has begin; checks the removals and, if the store can count, what
+-- is left.
 -- @return {ops, secs, ops_s, removed, remaining, ok}
 function M.delete (store, n)
   local delete, key = store.delete, M.key
   local removed = 0
   collectgarbage()
   local t = clock()
+  if store.begin then store.begin() end
   for i = 0, n - 1, 2 do removed = removed + delete(key(i)) end
   if store.flush then store.flush() end
   local secs = clock() - t
@@ -176,10 +183,14 @@ function M.table_store ()
 end
 
 --- A store over an fmap.bptree of 16-byte keys and values.
+-- Its flush is bf:flush(), which commits durably what the phase changed;
+-- with opts.transactions, each write phase runs inside bf:begin() and its
+-- flush is bf:commit() (durable). The reads run outside any transaction.
 -- @param t the tree
-function M.bptree_store (t)
+-- @param opts optional: {transactions = true}
+function M.bptree_store (t, opts)
   local bf = t:blockfile()
-  return {
+  local store = {
     insert = function (k, v) t:add(k, v) end,
     get = function (k) return t:get(k) end,
     scan = function () return t:iterate() end,
@@ -187,6 +198,11 @@ function M.bptree_store (t)
     flush = function () assert(bf:flush()) end,
     count = function () return t:size() end,
   }
+  if opts and opts.transactions then
+    store.begin = function () bf:begin() end
+    store.flush = function () assert(bf:commit()) end
+  end
+  return store
 end
 
 return M
