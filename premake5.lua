@@ -56,7 +56,7 @@ workspace "fmap"
 project "fmapcore"
   kind "StaticLib"
   files { "engine/core/fm.h", "engine/core/fmint.h", "engine/core/fm.c",
-          "engine/core/txn.c" }
+          "engine/core/txn.c", "engine/core/mrc.h", "engine/core/mrc.c" }
   per_config "lib"
 
 -- The Lua binding, a file per seam (binding.h says which holds what):
@@ -66,6 +66,7 @@ local BINDING = {
   "engine/binding/lfmap.c", "engine/binding/view.c",
   "engine/binding/node.c", "engine/binding/pack.c",
   "engine/binding/fault.c", "engine/binding/txn.c",
+  "engine/binding/profile.c",
 }
 
 -- The engine as a Lua C module, for a plain lua5.4: require "fmap".

@@ -7,7 +7,9 @@
 ** The files: lfmap.c (the module, the metatables, the BlockFile methods),
 ** view.c (views and their byte methods), node.c (node primitives,
 ** searchers, iterators), pack.c (view:pack and view:unpack), fault.c (map
-** faults: the SIGBUS handler and the list of open BlockFiles).
+** faults: the SIGBUS handler and the list of open BlockFiles), txn.c
+** (transactions, and what every store does first), profile.c (the
+** counts of fmap.profile, which the hot paths call only when it is on).
 **
 ** The helpers of the hot paths are static inline here, so that a fixed-
 ** width getter or a searcher compiles into one unit with all it calls;
@@ -30,6 +32,7 @@
 
 typedef struct View View;
 typedef struct BlockFile BlockFile;
+typedef struct Prof Prof;
 
 /* The first field of each of the module's userdata: the address of one of
 ** these. A method checks it, with the userdata's size, instead of fetching
@@ -42,6 +45,9 @@ LUAI_DDEC(const char BF_TAG[]);
 
 struct BlockFile {
   const char *tag;   /* BF_TAG */
+  Prof *prof;        /* fmap.profile's counts (profile.c), NULL when off:
+                     ** beside the tag, in the cache line every method
+                     ** reads */
   fm_file f;
   int open;          /* BF_OPEN, BF_CLOSED, BF_LOST (written by onbus) or
                      ** BF_OPENING */
@@ -124,10 +130,35 @@ LUAI_FUNC void installbus (void);
 ** for the stores that are not through a view (allocate, free, control
 ** data). */
 LUAI_FUNC void touchslow (lua_State *L, View *v, uint64_t pos,
-                          uint64_t len);
+                          uint64_t len, uint64_t bytes);
 LUAI_FUNC void trapped (lua_State *L, BlockFile *bf);
 #define COUNTSTORE(L, bf) \
   if ((bf)->trap != 0 && --(bf)->trap == 0) trapped(L, bf)
+
+/* profile.c: the counts of fmap.profile, kept while bf->prof is set.
+** The hot paths test that pointer and call these only when it is: a read
+** or a store of len bytes from file offset off, counted as bytes (what
+** the call returned, compared or stored); the blocks of [off, off + len)
+** are the ones it touched. */
+LUAI_FUNC void profread (BlockFile *bf, uint64_t off, uint64_t len,
+                         uint64_t bytes);
+LUAI_FUNC void profwrite (BlockFile *bf, uint64_t off, uint64_t len,
+                          uint64_t bytes);
+enum { PROF_ALLOC, PROF_FREE, PROF_VIEW, PROF_DESCENT };
+LUAI_FUNC void profcount (BlockFile *bf, int what);
+LUAI_FUNC void profclosed (BlockFile *bf);      /* before bf closes */
+LUAI_FUNC void profopened (lua_State *L);       /* a new BlockFile on top */
+LUAI_DDEC(const luaL_Reg profile_mod_funcs[]);
+#define PROFILING(bf)  luai_unlikely((bf)->prof != NULL)
+/* A read of len bytes at pos of the view v. */
+#define PROFREAD(v, pos, len) do { \
+    if (PROFILING((v)->bf)) \
+      profread((v)->bf, (v)->off + (uint64_t)(pos), (uint64_t)(len), \
+               (uint64_t)(len)); \
+  } while (0)
+#define PROFCOUNT(bf, what) do { \
+    if (PROFILING(bf)) profcount(bf, what); \
+  } while (0)
 
 /* The methods each file registers, closed over the two metatables. */
 LUAI_DDEC(const luaL_Reg view_methods[]);       /* view.c */
@@ -204,13 +235,21 @@ static inline View *checkwritable (lua_State *L, int i) {
 }
 
 /* Before a store into [pos, pos + len) of v, checked to lie in it: the
-** transaction layer learns of it (fm_touch), and fail_after counts it. A
-** view whose blocks are all known to be touched since the last commit,
-** begin or rollback skips the call: one compare on the hot path. */
+** transaction layer learns of it (fm_touch), fail_after counts it, and so
+** does fmap.profile, as bytes stored (the store's own, when it announces
+** more than it changes). A view whose blocks are all known to be touched
+** since the last commit, begin or rollback skips the call: one compare on
+** the hot path. */
+static inline void touchn (lua_State *L, View *v, uint64_t pos,
+                           uint64_t len, uint64_t bytes) {
+  BlockFile *bf = v->bf;
+  if (v->wgen != bf->f.gen || bf->trap != 0 || PROFILING(bf))
+    touchslow(L, v, pos, len, bytes);
+}
+
 static inline void touch (lua_State *L, View *v, uint64_t pos,
                           uint64_t len) {
-  if (v->wgen != v->bf->f.gen || v->bf->trap != 0)
-    touchslow(L, v, pos, len);
+  touchn(L, v, pos, len, len);
 }
 
 static inline unsigned char *vptr (const View *v) {

@@ -211,6 +211,7 @@ static int doclose (lua_State *L, BlockFile *bf, int strict) {
       }
     }
   }
+  if (bf->prof != NULL) profclosed(bf);
   kill_views(bf);
   unmapped(bf);
   bf->open = BF_CLOSED;
@@ -225,6 +226,7 @@ static int doclose (lua_State *L, BlockFile *bf, int strict) {
 static int bf_gc (lua_State *L) {
   BlockFile *bf = tobf(L, 1);
   if (bf != NULL && bf->open != BF_CLOSED) {
+    if (bf->prof != NULL) profclosed(bf);
     kill_views(bf);
     unmapped(bf);
     bf->open = BF_CLOSED;
@@ -296,6 +298,7 @@ static int mod_create (lua_State *L) {
   if ((rc = opened(bf, rc)) != 0) return pushfail(L, bf, rc, path);
   lua_pushvalue(L, 1);       /* the path outlives close, for remove */
   lua_setiuservalue(L, -2, 1);
+  profopened(L);
   return 1;
 }
 
@@ -367,6 +370,7 @@ static int mod_open (lua_State *L) {
   if ((rc = opened(bf, rc)) != 0) return pushfail(L, bf, rc, path);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
+  profopened(L);
   return 1;
 }
 
@@ -378,6 +382,7 @@ static int mod_anonymous (lua_State *L) {
   mapped(bf, BF_OPENING);
   rc = fm_anonymous(bs, &bf->f);
   if ((rc = opened(bf, rc)) != 0) return pushfail(L, bf, rc, NULL);
+  profopened(L);
   return 1;
 }
 
@@ -435,6 +440,7 @@ static int doallocate (lua_State *L, BlockFile *bf, uint64_t n) {
   if (rc == FM_ECORRUPT) return corefail(L, bf, 0);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
   if (LOSTMAP(bf)) notopen(L, bf);
+  PROFCOUNT(bf, PROF_ALLOC);
   lua_pushinteger(L, (lua_Integer)off);
   return 1;
 }
@@ -472,6 +478,7 @@ static int bf_free (lua_State *L) {
   if (rc == FM_ECORRUPT) return corefail(L, bf, 0);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
   if (LOSTMAP(bf)) notopen(L, bf);
+  PROFCOUNT(bf, PROF_FREE);
   end = off + (uint64_t)n * bs;
   for (v = bf->views; v != NULL; v = next) {
     next = v->next;
@@ -490,6 +497,7 @@ static int bf_get (lua_State *L) {
   if (fm_check_range(&bf->f, off, (uint64_t)n) != 0)
     return corefail(L, bf, 2);
   newview(L, 1, bf, off, (uint64_t)n * bf->f.h.block_size);
+  PROFCOUNT(bf, PROF_VIEW);
   return 1;
 }
 
@@ -533,6 +541,7 @@ static int bf_with (lua_State *L) {
     return corefail(L, bf, 2);
   lua_settop(L, 4);
   newview(L, 1, bf, off, (uint64_t)n * bf->f.h.block_size);   /* 5 */
+  PROFCOUNT(bf, PROF_VIEW);
   lua_toclose(L, 5);
   lua_pushvalue(L, 4);
   lua_pushvalue(L, 5);
@@ -927,6 +936,7 @@ LUAMOD_API int luaopen_fmap (lua_State *L) {
   lua_newtable(L);
   setfuncs(L, mod_funcs, vmt, bmt);
   setfuncs(L, node_mod_funcs, vmt, bmt);
+  setfuncs(L, profile_mod_funcs, vmt, bmt);
   lua_pushinteger(L, FM_BLOCKSIZE);
   lua_setfield(L, -2, "BLOCKSIZE");
   lua_pushliteral(L, FMAP_VERSION);

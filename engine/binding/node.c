@@ -52,6 +52,24 @@ static inline int keycmp (const unsigned char *a, const unsigned char *b,
   return n == 0 ? 0 : memcmp(a, b, n);
 }
 
+/* The key bytes a binary search of count entries compares, as
+** fmap.profile counts them: a probe per halving, keys of kl bytes. */
+static uint64_t probebytes (uint64_t count, size_t kl) {
+  uint64_t probes = 0;
+  for (; count > 0; count >>= 1) probes++;
+  return probes * kl;
+}
+
+/* For fmap.profile: a search of count entries of stride bytes from pos
+** of v (keys of kl bytes), whose count is the u32 at cpos (-1: none). */
+static void profsearch (const View *v, lua_Integer cpos, lua_Integer pos,
+                        uint64_t count, uint64_t stride, size_t kl) {
+  if (cpos >= 0) profread(v->bf, v->off + (uint64_t)cpos, 4, 4);
+  if (count > 0)
+    profread(v->bf, v->off + (uint64_t)pos, (count - 1) * stride + kl,
+             probebytes(count, kl));
+}
+
 /* Pushes the field beside a search's hit: the bytes at at + index *
 ** stride, a little-endian u64 when len is negative, else a string of len
 ** bytes; nil when the field passes the view. */
@@ -62,6 +80,7 @@ static void pushbeside (lua_State *L, const View *v, lua_Integer at,
       (stride == 0 || index <= (v->len - (uint64_t)at) / stride) &&
       n <= v->len - (uint64_t)at - index * stride) {
     const unsigned char *p = vptr(v) + (uint64_t)at + index * stride;
+    PROFREAD(v, (uint64_t)at + index * stride, n);
     if (len < 0) lua_pushinteger(L, (lua_Integer)load_le(p, 8));
     else lua_pushlstring(L, (const char *)p, (size_t)n);
   }
@@ -162,6 +181,8 @@ static int dosearch (lua_State *L, int counted) {
   if (counted) count = nodecount(L, v, cpos, 2);
   base = searchrun(L, v, counted ? 3 : 2, pos, count, stride, kl, kl);
   lo = lowerbound(base, count, stride, key, kl, upper, &found);
+  if (PROFILING(v->bf))
+    profsearch(v, counted ? cpos : -1, pos, count, stride, kl);
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
   if (at >= 0) pushbeside(L, v, at, lo, stride, len);
@@ -198,10 +219,12 @@ static int view_remove_key (lua_State *L) {
   base = searchrun(L, v, 3, pos, count, stride, kl, kl > stride ? UINT64_MAX
                                                                 : stride);
   lo = lowerbound(base, count, stride, key, kl, 0, &found);
+  if (PROFILING(v->bf)) profsearch(v, cpos, pos, count, stride, kl);
   e = lo;
   while (found && e < count && keycmp(base + e * stride, key, kl) == 0) e++;
   if (e > lo) {
-    touch(L, v, 0, v->len);
+    /* the whole view is announced; what moves is what the call stores */
+    touchn(L, v, 0, v->len, (count - e) * stride + 4);
     memmove(base + lo * stride, base + e * stride,
             (size_t)((count - e) * stride));
     store_le(vptr(v) + cpos, count - (e - lo), 4);
@@ -291,10 +314,12 @@ static int view_insert_key (lua_State *L) {
   prefetch_run(base, count * stride);
 #endif
   lo = lowerbound(base, count, stride, key, kl, 1, &found);
+  if (PROFILING(v->bf)) profsearch(v, cpos, pos, count, stride, kl);
   in = count < cap;
   if (in) {
     unsigned char *p = base + lo * stride;
-    touch(L, v, 0, v->len);
+    /* the whole view is announced; what moves is what the call stores */
+    touchn(L, v, 0, v->len, (count - lo + 1) * stride + 4);
     memmove(p + stride, p, (size_t)((count - lo) * stride));
     memcpy(p, key, kl);
     if (vl > 0) memcpy(p + kl, val, vl);
@@ -367,6 +392,7 @@ static int view_put_key (lua_State *L) {
   prefetch_run(base, count * stride);
 #endif
   lo = lowerbound(base, count, stride, key, kl, 0, &found);
+  if (PROFILING(v->bf)) profsearch(v, cpos, pos, count, stride, kl);
   p = base + lo * stride;
   if (found) {
     if (lo + 1 < count && keycmp(p + stride, key, kl) == 0) st = PK_SEVERAL;
@@ -384,7 +410,8 @@ static int view_put_key (lua_State *L) {
   else if (count == cap) st = PK_FULL;
   else {
     st = PK_INSERTED;
-    touch(L, v, 0, v->len);
+    /* the whole view is announced; what moves is what the call stores */
+    touchn(L, v, 0, v->len, (count - lo + 1) * stride + 4);
     memmove(p + stride, p, (size_t)((count - lo) * stride));
     memcpy(p, key, kl);
     if (vl > 0) memcpy(p + kl, val, vl);
@@ -439,6 +466,9 @@ static int view_read_entries (lua_State *L) {
     lua_rawseti(L, 2, ++k);
   }
   CHECKLOST(L, v);
+  if (count > 0 && PROFILING(v->bf))
+    profread(v->bf, v->off + (uint64_t)pos, (count - 1) * stride + len +
+             len2, count * (len + len2));
   lua_pushinteger(L, k);
   return 1;
 }
@@ -500,6 +530,9 @@ static int view_bsearch_slots (lua_State *L) {
   if (!upper && lo < count)
     found = slotcmp(L, v, (uint64_t)pos + lo * stride, lo, key, kl) == 0;
   CHECKLOST(L, v);
+  if (count > 0 && PROFILING(v->bf))   /* a probe: slot, length and key */
+    profread(v->bf, v->off + (uint64_t)pos, (count - 1) * stride + 4,
+             probebytes(count, kl + 8));
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
   return 2;
@@ -671,6 +704,10 @@ static int searcher_call (lua_State *L) {
   st = searchnode(bf, follow > 0 ? s : cur, at, key, kl, upper, &lo, &found,
                   &count);
   if (st != 0) nodefail(L, bf, follow > 0 ? s : cur, st, at, count, kl, 0, 0);
+  if (PROFILING(bf)) {
+    profcount(bf, PROF_DESCENT);
+    profread(bf, at, 4, 4 + probebytes(count, kl));
+  }
   for (; follow > 0; follow--) {   /* to the node beside the hit */
     uint64_t from = at, fromi = lo, f = (uint64_t)s->at + lo * s->stride;
     const Searcher *next = follow > 1 ? s : cur;
@@ -681,8 +718,10 @@ static int searcher_call (lua_State *L) {
                  "pass the block (%I bytes)", (lua_Integer)at,
                  (lua_Integer)lo, (lua_Integer)bs);
     at = load_le(bf->f.map + at + f, 8);
+    if (PROFILING(bf)) profread(bf, from + f, 8, 8);   /* the child */
     st = searchnode(bf, next, at, key, kl, upper, &lo, &found, &count);
     if (st != 0) nodefail(L, bf, next, st, at, count, kl, from, fromi);
+    if (PROFILING(bf)) profread(bf, at, 4, 4 + probebytes(count, kl));
   }
   lua_pushinteger(L, (lua_Integer)lo);
   lua_pushboolean(L, found);
@@ -1026,6 +1065,7 @@ static int entries_step (lua_State *L) {
   two = e->two;
   e->pos += (uint64_t)e->stride;         /* wraps harmlessly past the end */
   e->left--;
+  if (PROFILING(bf)) profread(bf, at, len + len2, len + len2);
   lua_pushlstring(L, (const char *)bf->f.map + at, len);
   if (!two) {
     if (LOSTMAP(bf)) notopen(L, bf);

@@ -353,6 +353,7 @@ static int view_unpack (lua_State *L) {
     pos += (uint64_t)size;
   }
   CHECKLOST(L, v);
+  PROFREAD(v, ipos, pos - (uint64_t)ipos);
   lua_pushinteger(L, (lua_Integer)pos);
   return n + 1;
 }

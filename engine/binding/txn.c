@@ -30,12 +30,14 @@ void trapped (lua_State *L, BlockFile *bf) {
   luaL_error(L, "store refused by fail_after (a test of recovery code)");
 }
 
-void touchslow (lua_State *L, View *v, uint64_t pos, uint64_t len) {
+void touchslow (lua_State *L, View *v, uint64_t pos, uint64_t len,
+                uint64_t bytes) {
   BlockFile *bf = v->bf;
   COUNTSTORE(L, bf);
   if (len == 0) return;   /* stores nothing, and touches no block */
   if (fm_touch(&bf->f, v->off + pos, len) != 0)
     luaL_error(L, "%s", bf->f.msg);
+  if (PROFILING(bf)) profwrite(bf, v->off + pos, len, bytes);
   /* A one-block view has had its block touched: until the generation
   ** changes, its stores need not ask again. */
   if (v->len <= bf->f.h.block_size) v->wgen = bf->f.gen;

@@ -142,6 +142,7 @@ static int view_retarget (lua_State *L) {
   v->off = off;
   v->len = (uint64_t)n * bf->f.h.block_size;
   v->wgen = 0;   /* other blocks: the next store looks again */
+  PROFCOUNT(bf, PROF_VIEW);
   lua_settop(L, 1);
   return 1;
 }
@@ -200,6 +201,7 @@ static int view_read (lua_State *L) {
   if (lua_isnoneornil(L, 3) && pos >= 0 && (uint64_t)pos <= v->len)
     len = (lua_Integer)(v->len - (uint64_t)pos);
   checkspan(L, v, 2, pos, len);
+  PROFREAD(v, pos, len);
   lua_pushlstring(L, (const char *)vptr(v) + pos, (size_t)len);
   CHECKLOST(L, v);
   return 1;
@@ -279,9 +281,11 @@ static int view_compare (lua_State *L) {
   checkspan(L, v, 2, pos, len);
   c = memcmp(vptr(v) + pos, o + opos, (size_t)len);
   CHECKLOST(L, v);
+  PROFREAD(v, pos, len);
   if (lua_type(L, 3) != LUA_TSTRING) {   /* the other view's map too */
     View *ov = toview(L, 3);
     CHECKLOST(L, ov);
+    PROFREAD(ov, opos, len);
   }
   lua_pushinteger(L, (c > 0) - (c < 0));
   return 1;
@@ -296,6 +300,7 @@ static int view_copy (lua_State *L) {
   lua_Integer len = luaL_checkinteger(L, 5);
   checkspan(L, src, 4, spos, len);
   checkspan(L, v, 2, pos, len);
+  PROFREAD(src, spos, len);
   touch(L, v, (uint64_t)pos, (uint64_t)len);
   memmove(vptr(v) + pos, vptr(src) + spos, (size_t)len);
   CHECKLOST(L, src);
@@ -360,6 +365,7 @@ static int view_hex (lua_State *L) {
   out = luaL_buffinitsize(L, &b, ((size_t)len / 16 + 2) * 96);
   if (v->state != LIVE) checkview(L, 1);
   checkspan(L, v, 2, pos, len);
+  PROFREAD(v, pos, len);
   p = vptr(v) + pos;
   for (i = 0; i < len; i += 16) {
     char line[96];
@@ -408,6 +414,7 @@ static inline const unsigned char *intspan (lua_State *L, View **vp,
     luaL_argerror(L, 2, lua_pushfstring(L, "position %I + %d bytes is "
                   "outside the view (%I bytes)", pos, n,
                   (lua_Integer)v->len));
+  if (!write) PROFREAD(v, pos, n);   /* a store counts in touch */
   *vp = v;
   return vptr(v) + pos;
 }
