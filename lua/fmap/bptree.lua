@@ -132,6 +132,9 @@ local fmap = require "fmap"
 local guard = require "fmap.guard"
 local argcheck = require "fmap.argcheck"
 local accessors = require("fmap.handle").accessors
+local opmark = require "fmap.opmark"
+local mark   -- fmap.profile's operation mark while a profile runs, else nil
+opmark.watch(function (f) mark = f end)
 local enter = guard.enter
 local argerror, typeerror = argcheck.argerror, argcheck.typeerror
 
@@ -1634,6 +1637,7 @@ end
 -- @return true, or nil, message, errno if the file cannot grow (the tree
 -- is then unchanged)
 function Tree:add (key, value)
+  if mark then mark("bptree.add", key, value) end
   local views = self.views
   if not views then bad_self("add", self) end
   local ks, vs = self.ks, self.vs
@@ -1778,6 +1782,7 @@ end
 -- the file cannot grow (the tree is then unchanged): tell them apart by
 -- the second result
 function Tree:put (key, value)
+  if mark then mark("bptree.put", key, value) end
   local views = self.views
   if not views then bad_self("put", self) end
   local ks, vs = self.ks, self.vs
@@ -1855,6 +1860,7 @@ end
 -- must not change the tree
 -- @return how many entries were removed
 function Tree:remove (key, where)
+  if mark then mark("bptree.remove") end
   if not self.views then bad_self("remove", self) end
   if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
     check_key(self, key, "remove", 1)
@@ -1983,6 +1989,7 @@ end
 --- The value of key's first entry, or nil.
 -- @param key a string
 function Tree:get (key)
+  if mark then mark("bptree.get") end
   local views = self.views
   if not views then bad_self("get", self) end
   if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
@@ -2020,6 +2027,7 @@ end
 --- Whether key has an entry.
 -- @param key a string
 function Tree:has (key)
+  if mark then mark("bptree.has") end
   if not self.views then bad_self("has", self) end
   if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
     check_key(self, key, "has", 1)
@@ -2036,6 +2044,7 @@ end
 --- How many entries key has.
 -- @param key a string
 function Tree:count (key)
+  if mark then mark("bptree.count") end
   if not self.views then bad_self("count", self) end
   check_key(self, key, "count", 1)
   local v, n, pos = lower_leaf(self, key)
@@ -2149,7 +2158,7 @@ end
 -- fixed entries, its fill runs once per leaf and each step reads one
 -- entry from the file (bf:entry_iterator); over slotted ones, each step
 -- is a call of a closure.
-local function iterator (t, back, what, off, pos, to, excl)
+local function iterator_of (t, back, what, off, pos, to, excl)
   local mods = t.mods
   -- the link to the next leaf, and whether the end key is searched as an
   -- upper bound (forward, to included)
@@ -2211,6 +2220,13 @@ local function iterator (t, back, what, off, pos, to, excl)
   end
 end
 
+-- iterator_of's iterator, whose every step is an operation while a
+-- profile runs (fmap.opmark).
+local function iterator (...)
+  if mark then return (opmark.steps("bptree.step", iterator_of(...))) end
+  return iterator_of(...)
+end
+
 -- An iterator over nothing.
 local function nothing () return nil end
 
@@ -2218,6 +2234,7 @@ local function nothing () return nil end
 -- count then, the index of the last key returned, the index of the last
 -- value, key 1, value 1, key 2, ... } (one table, no closure).
 local function step_buffer (st)
+  if mark then mark("bptree.step") end
   if st[1].mods ~= st[2] then error(MODIFIED, 2) end
   local i = st[3] + 2
   if i > st[4] then return nil end
@@ -2275,6 +2292,7 @@ end
 -- @param key a string
 -- @return a generic-for iterator yielding key, value
 function Tree:find (key)
+  if mark then mark("bptree.find") end
   if not self.views then bad_self("find", self) end
   if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
     check_key(self, key, "find", 1)
@@ -2311,6 +2329,7 @@ end
 -- @param backward optional, with an open end only: walk backward
 -- @return a generic-for iterator yielding key, value
 function Tree:range (from, to, backward)
+  if mark then mark("bptree.range") end
   if not self.views then bad_self("range", self) end
   if from ~= nil then check_key(self, from, "range", 1) end
   if to ~= nil then check_key(self, to, "range", 2) end
@@ -2333,6 +2352,7 @@ end
 -- @param backward optional: walk backward
 -- @return a generic-for iterator yielding key, value
 function Tree:seek (key, backward)
+  if mark then mark("bptree.seek") end
   if not self.views then bad_self("seek", self) end
   if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
     check_key(self, key, "seek", 1)
@@ -2348,6 +2368,7 @@ end
 -- @param p a string, at most the key size of a tree of fixed keys
 -- @return a generic-for iterator yielding key, value
 function Tree:prefix (p)
+  if mark then mark("bptree.prefix") end
   if not self.views then bad_self("prefix", self) end
   if type(p) ~= "string" then typeerror(1, "prefix", "string", p) end
   local ks = self.ks
@@ -2375,6 +2396,7 @@ end
 --- The first entry in key order (the first added of the least key).
 -- @return its key and value, or nil if the tree is empty
 function Tree:first ()
+  if mark then mark("bptree.first") end
   check_self(self, "first")
   local off = edge_leaf(self, false)
   local v = leaf_view(self, off)
@@ -2387,6 +2409,7 @@ end
 -- first that `backward` yields.
 -- @return its key and value, or nil if the tree is empty
 function Tree:last ()
+  if mark then mark("bptree.last") end
   check_self(self, "last")
   local off = edge_leaf(self, true)
   local v = leaf_view(self, off)
@@ -2398,6 +2421,7 @@ end
 --- Iterates over every entry in key order.
 -- @return a generic-for iterator yielding key, value
 function Tree:iterate ()
+  if mark then mark("bptree.iterate") end
   check_self(self, "iterate")
   return iterator(self, false, nil, edge_leaf(self, false)), nil, nil, nil
 end
@@ -2406,6 +2430,7 @@ end
 -- inserted first).
 -- @return a generic-for iterator yielding key, value
 function Tree:backward ()
+  if mark then mark("bptree.backward") end
   check_self(self, "backward")
   return iterator(self, true, nil, edge_leaf(self, true)), nil, nil, nil
 end
@@ -2413,6 +2438,7 @@ end
 --- Iterates over every key in order, once per entry.
 -- @return a generic-for iterator yielding keys
 function Tree:keys ()
+  if mark then mark("bptree.keys") end
   check_self(self, "keys")
   return iterator(self, false, 1, edge_leaf(self, false)), nil, nil, nil
 end
@@ -2420,6 +2446,7 @@ end
 --- Iterates over every value, in the order of their keys.
 -- @return a generic-for iterator yielding values
 function Tree:values ()
+  if mark then mark("bptree.values") end
   check_self(self, "values")
   return iterator(self, false, 2, edge_leaf(self, false)), nil, nil, nil
 end

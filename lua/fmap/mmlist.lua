@@ -57,6 +57,9 @@ local varchar = require "fmap.varchar"
 local guard = require "fmap.guard"
 local argcheck = require "fmap.argcheck"
 local accessors = require("fmap.handle").accessors
+local opmark = require "fmap.opmark"
+local mark   -- fmap.profile's operation mark while a profile runs, else nil
+opmark.watch(function (f) mark = f end)
 
 local M = {}
 
@@ -414,6 +417,7 @@ end
 -- @return the new item's index (the new size), or nil, message, errno when
 -- the BlockFile cannot grow
 function List:append (s)
+  if mark then mark("mmlist.append", s) end
   check_self(self, "append")
   check_string(s, 1, "append")
   check_writable(self, "append")
@@ -456,6 +460,7 @@ end
 
 --- The item at index i (1..#l).
 function List:get (i)
+  if mark then mark("mmlist.get") end
   check_self(self, "get")
   local _ <close> = enter(self.guard, "get")
   local v = meta_view(self)
@@ -467,6 +472,7 @@ end
 --- Replaces the item at index i with s.
 -- @return true, or nil, message, errno when the BlockFile cannot grow
 function List:set (i, s)
+  if mark then mark("mmlist.set", s) end
   check_self(self, "set")
   check_string(s, 2, "set")
   check_writable(self, "set")
@@ -483,6 +489,7 @@ end
 
 --- Exchanges the items at indices i and j.
 function List:swap (i, j)
+  if mark then mark("mmlist.swap") end
   check_self(self, "swap", true)
   local _ <close> = enter(self.guard, "swap")
   local v = meta_view(self)
@@ -502,6 +509,7 @@ end
 --- Removes the last item.
 -- @return it, or nil when the list is empty
 function List:pop ()
+  if mark then mark("mmlist.pop") end
   check_self(self, "pop", true)
   local _ <close> = enter(self.guard, "pop")
   local v = meta_view(self)
@@ -530,6 +538,7 @@ end
 --- Removes the item at index i, moving the last item into its place.
 -- @return the removed item
 function List:swap_delete (i)
+  if mark then mark("mmlist.swap_delete") end
   check_self(self, "swap_delete", true)
   local _ <close> = enter(self.guard, "swap_delete")
   local v = meta_view(self)
@@ -554,6 +563,7 @@ end
 -- step reads, not while the loop's body runs. It stops after the item
 -- that was last when the loop began, or at the list's end if it shrank.
 local function step (it, i)
+  if mark then mark("mmlist.step") end
   local self = it[1]
   local _ <close> = enter(self.guard, "iterate")
   i = i + 1
@@ -574,6 +584,7 @@ end
 -- visited (so a loop that appends ends), and it stops early if the list
 -- shrinks below the next index.
 function List:iterate ()
+  if mark then mark("mmlist.iterate") end
   check_self(self, "iterate")
   local v <close> = own_view(self)
   return step, { self, check_count(self, v:u64(M_COUNT)) }, 0

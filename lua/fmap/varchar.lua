@@ -125,6 +125,9 @@ local setmetatable = setmetatable
 local guard = require "fmap.guard"
 local argcheck = require "fmap.argcheck"
 local accessors = require("fmap.handle").accessors
+local opmark = require "fmap.opmark"
+local mark   -- fmap.profile's operation mark while a profile runs, else nil
+opmark.watch(function (f) mark = f end)
 local enter = guard.enter
 local argerror, typeerror = argcheck.argerror, argcheck.typeerror
 local checkinteger = argcheck.checkinteger
@@ -812,6 +815,7 @@ end
 -- @param length bytes, >= 0
 -- @return its offset, or nil, message, errno when the BlockFile cannot grow
 function Varchar:alloc (length)
+  if mark then mark("varchar.alloc") end
   check_self(self, "alloc")
   length = check_length(length, "alloc")
   check_writable(self, "alloc")
@@ -823,6 +827,7 @@ end
 --- Stores a copy of the string data as a new blob with one reference.
 -- @return its offset, or nil, message, errno when the BlockFile cannot grow
 function Varchar:put (data)
+  if mark then mark("varchar.put", data) end
   check_self(self, "put")
   if type(data) ~= "string" then typeerror(1, "put", "string", data) end
   check_writable(self, "put")
@@ -833,6 +838,7 @@ end
 
 --- The bytes of the blob at offset, as a string.
 function Varchar:get (offset)
+  if mark then mark("varchar.get") end
   check_self(self, "get")
   if math_type(offset) ~= "integer" then offset = toint(offset, "get") end
   local _ <close> = enter(self.guard, "get")
@@ -843,6 +849,7 @@ end
 
 --- The length in bytes of the blob at offset.
 function Varchar:size (offset)
+  if mark then mark("varchar.size") end
   check_self(self, "size")
   if math_type(offset) ~= "integer" then offset = toint(offset, "size") end
   local _ <close> = enter(self.guard, "size")
@@ -853,6 +860,7 @@ end
 
 --- The references to the blob at offset (1 after put or alloc).
 function Varchar:refs (offset)
+  if mark then mark("varchar.refs") end
   check_self(self, "refs")
   if math_type(offset) ~= "integer" then offset = toint(offset, "refs") end
   local _ <close> = enter(self.guard, "refs")
@@ -868,6 +876,7 @@ end
 -- store (the guard is left before fn runs).
 -- @return fn's results
 function Varchar:with (offset, fn)
+  if mark then mark("varchar.with") end
   check_self(self, "with")
   if math_type(offset) ~= "integer" then offset = toint(offset, "with") end
   if type(fn) ~= "function" then typeerror(2, "with", "function", fn) end
@@ -883,6 +892,7 @@ end
 
 --- Frees the blob at offset, whatever its references.
 function Varchar:free (offset)
+  if mark then mark("varchar.free") end
   check_self(self, "free")
   if math_type(offset) ~= "integer" then offset = toint(offset, "free") end
   check_writable(self, "free")
@@ -896,6 +906,7 @@ end
 --- Adds a reference to the blob at offset.
 -- @return the references it has now
 function Varchar:ref (offset)
+  if mark then mark("varchar.ref") end
   check_self(self, "ref")
   if math_type(offset) ~= "integer" then offset = toint(offset, "ref") end
   check_writable(self, "ref")
@@ -913,6 +924,7 @@ end
 --- Drops a reference to the blob at offset; frees it at zero.
 -- @return the references it has now (0: freed)
 function Varchar:deref (offset)
+  if mark then mark("varchar.deref") end
   check_self(self, "deref")
   if math_type(offset) ~= "integer" then offset = toint(offset, "deref") end
   check_writable(self, "deref")
@@ -933,6 +945,7 @@ end
 -- run, to the block) the bytes are overwritten where they are.
 -- @return the offset of s (maybe offset itself), or nil, message, errno
 function Varchar:replace (offset, s)
+  if mark then mark("varchar.replace", s) end
   check_self(self, "replace")
   if math_type(offset) ~= "integer" then offset = toint(offset, "replace") end
   if type(s) ~= "string" then typeerror(2, "replace", "string", s) end
