@@ -56,6 +56,7 @@ struct BlockFile {
   uint64_t serial;   /* its number among the BlockFiles made, from 1 */
   uint64_t trap;     /* stores left before fail_after's trap, 0: none */
   int trap_kill;     /* the trap kills the process, rather than raise */
+  struct Rec *rec;   /* bf:record's recording (txn.c), NULL when off */
   BlockFile *mprev, *mnext;   /* in the list of open BlockFiles (maps) */
 };
 
@@ -132,8 +133,17 @@ LUAI_FUNC void installbus (void);
 LUAI_FUNC void touchslow (lua_State *L, View *v, uint64_t pos,
                           uint64_t len, uint64_t bytes);
 LUAI_FUNC void trapped (lua_State *L, BlockFile *bf);
-#define COUNTSTORE(L, bf) \
-  if ((bf)->trap != 0 && --(bf)->trap == 0) trapped(L, bf)
+/* bf:record's hook, while bf->rec is set: before each store (kind
+** "write"; off and len in the file), each allocate, free or change of
+** the control data (kind NULL) and each event that ends or starts a
+** transaction ("begin", "flush"...). It never raises but on a store made
+** by the recorder itself. */
+LUAI_FUNC void recorded (lua_State *L, BlockFile *bf, const char *kind,
+                         uint64_t off, uint64_t len);
+#define COUNTSTORE(L, bf) do { \
+    if ((bf)->trap != 0 && --(bf)->trap == 0) trapped(L, bf); \
+    if ((bf)->rec != NULL) recorded(L, bf, NULL, 0, 0); \
+  } while (0)
 
 /* profile.c: the counts of fmap.profile, kept while bf->prof is set.
 ** The hot paths test that pointer and call these only when it is: a read

@@ -615,7 +615,10 @@ static int bf_valid (lua_State *L) {
 /* sync() and flush(): true, or nil, message, errno. */
 static int dosync (lua_State *L, int (*fn) (fm_file *)) {
   BlockFile *bf = checkbf(L, 1);
-  int rc = fn(&bf->f);
+  int rc;
+  if (bf->rec != NULL)
+    recorded(L, bf, fn == fm_flush ? "flush" : "sync", 0, 0);
+  rc = fn(&bf->f);
   if (rc == FM_ELOST) return lostfail(L, bf);
   if (rc == FM_EMISUSE) return luaL_error(L, "%s", bf->f.msg);
   if (rc != 0) return pushfail(L, bf, rc, bf->f.path);
