@@ -28,7 +28,7 @@ local BF, VIEW = "fmap.BlockFile", "fmap.View"
 
 --- The pages help reads, in the order help() lists their entries.
 M.PAGES = { "blocks.md", "transactions.md", "bptree.md", "varchar.md",
-            "mmlist.md", "codec.md",
+            "mmlist.md", "codec.md", "crashtest.md",
             "seeing-inside.md", "tools.md", "executable.md" }
 
 --- The folder of the reference; nil (the default) to look for it where

@@ -10,6 +10,7 @@ local M = {
   bptree = true,     -- the B+tree
   classify = true,   -- what each block is
   codec = true,      -- keys that sort as their values do
+  crashtest = true,  -- every state a crash could leave, checked
   dot = true,        -- B+tree pictures through Graphviz
   dump = true,       -- the structures of a file as text, and back
   mmlist = true,     -- the persistent list

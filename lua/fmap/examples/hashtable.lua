@@ -393,4 +393,29 @@ M.classifier = {
 }
 classify.register("hashtable", M.classifier)
 
+--- The table's crash test, for `fmap.crashtest` and
+-- `fmap scripts/crashtest.lua fmap.examples.hashtable`: puts that chain
+-- overflow blocks, replace values and remove keys, each operation in a
+-- transaction; every state a crash could leave must verify.
+M.crashtest = {
+  setup = function (bf)                  -- the state before: 40 entries
+    local h = assert(M.create(bf, 4))
+    for i = 1, 40 do h:put("k" .. i, ("v"):rep(100)) end
+  end,
+  run = function (bf)                    -- the operations under test
+    local h = assert(M.open(bf))
+    for i = 1, 60 do
+      bf:transaction(function ()
+        if i % 3 == 0 then h:remove("k" .. i)
+        else h:put("k" .. i // 2, ("w"):rep(i * 10)) end
+      end)
+    end
+  end,
+  check = function (bf)                  -- is this state sound?
+    local h, why = M.open(bf)
+    if not h then return nil, why end
+    return h:verify()
+  end,
+}
+
 return M
