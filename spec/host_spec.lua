@@ -790,9 +790,9 @@ describe("the REPL through a pipe (fmap -i < file)", function()
   it("has help() listing the API and help(x) describing x", function()
     local out = session("help()\nhelp(fmap.open)\n")
     assert.matches("\n  bf:allocate%(%) %-> offset +allocates one", out)
-    assert.matches("\nfmap%.open%(path %[, {readonly = true | repair = "
-                   .. "true}%]%) %-> bf | nil, msg, errno\n  opens an "
-                   .. "existing block file\n", out)
+    assert.matches("\nfmap%.open%(path %[, opts%]%) %-> bf | nil, msg, "
+                   .. "errno\n  opens an existing block file, or with create "
+                   .. "makes it if it is missing\n", out)
   end)
 
   it("runs a script first with -i, then keeps its globals", function()
