@@ -39,7 +39,7 @@ local function public_names ()
   end
   for _, m in ipairs({ "fmap.codec", "fmap.audit", "fmap.blockmap",
                        "fmap.dot", "fmap.classify", "fmap.dump",
-                       "fmap.progress" }) do
+                       "fmap.progress", "fmap.profile", "fmap.opmark" }) do
     add(require(m), m .. ".", true)
   end
   table.sort(names)

@@ -29,7 +29,8 @@ local BF, VIEW = "fmap.BlockFile", "fmap.View"
 --- The pages help reads, in the order help() lists their entries.
 M.PAGES = { "blocks.md", "transactions.md", "bptree.md", "varchar.md",
             "mmlist.md", "codec.md", "crashtest.md",
-            "seeing-inside.md", "tools.md", "executable.md" }
+            "seeing-inside.md", "tools.md", "profiling.md",
+            "executable.md" }
 
 --- The folder of the reference; nil (the default) to look for it where
 -- a checkout or an installation keeps it (see `doc_dir`).

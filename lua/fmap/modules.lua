@@ -14,6 +14,7 @@ local M = {
   dot = true,        -- B+tree pictures through Graphviz
   dump = true,       -- the structures of a file as text, and back
   mmlist = true,     -- the persistent list
+  profile = true,    -- what a structure costs in blocks
   progress = true,   -- the tools' progress bar on stderr
   varchar = true,    -- variable-size, reference-counted blobs
   workload = true,   -- the standard benchmark workload
