@@ -62,7 +62,11 @@ print(string.format("N = %d keys of 16 bytes, values of 16; the B+tree: "
                     .. "table: %d buckets", N, st.height, st.internals,
                     st.leaves, BUCKETS))
 local I = st.internals
-local sizes = { 1, I, I + 4, 2 * I + 4, 4 * I, 8 * I }
+local sizes, seen = {}, {}
+for _, c in ipairs({ 1, I, I + 4, 2 * I + 4, 4 * I, 8 * I }) do
+  if not seen[c] then sizes[#sizes + 1], seen[c] = c, true end
+end
+table.sort(sizes)
 local row = { "misses per get, cache of" }
 local bt, hs = { "  B+tree" }, { "  hash table" }
 for _, c in ipairs(sizes) do

@@ -556,6 +556,31 @@ describe("fmap.profile", function()
     end)
   end)
 
+  describe("the benchmarks", function()
+    it("bench_profile.lua prints the ratio of on to off and the curve's "
+       .. "time", function()
+      local out, status = h.run(h.bin() .. " bench/bench_profile.lua --n "
+                                .. "2000 --ops 5000 --rounds 1 2>&1")
+      assert.equal(0, status, out)
+      assert.matches("\non / off +%d+%.%d+x %(target: at most 3x%)\n", out)
+      assert.matches("\nmiss curve of 5000 gets +%d+%.%d+ s  %(target: at "
+                     .. "most 2 s%)\n", out)
+    end)
+
+    it("profile_compare.lua prints both structures' reports and draws "
+       .. "four curves", function()
+      local svg = h.tmpname(".svg")
+      local out, status = h.run(string.format("%s bench/profile_compare.lua "
+        .. "--n 3000 -o %s 2>&1", h.bin(), q(svg)))
+      assert.equal(0, status, out)
+      assert.matches("\n  bptree%.get +3,000 +2%.", out)     -- height 2
+      assert.matches("\n  hashtable%.get +3,000 +1%.00 +1 ", out)
+      local _, lines = h.readfile(svg):gsub("<polyline ", "")
+      os.remove(svg)
+      assert.equal(4, lines)
+    end)
+  end)
+
   describe("scripts/profile.lua", function()
     local script, svg
     before_each(function()
