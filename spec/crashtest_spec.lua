@@ -725,3 +725,24 @@ return { crashtest = {
     assert.matches("^crashtest: fmap.codec gives no crash test", out)
   end)
 end)
+
+describe("bench/bench_crashtest.lua", function()
+  it("times the states of a small run", function()
+    local out, status = h.run(h.bin() .. " bench/bench_crashtest.lua "
+                              .. "--adds 100 --rounds 1 2>&1")
+    assert.equal(0, status, out)
+    assert.matches("^fmap%.crashtest on a B%+tree of 40000 entries %(%d+ "
+                   .. "blocks%), 100 adds, best of 1 rounds\n", out)
+    assert.matches("\nprocess    201 states: %d+ states/s %(check: true%)",
+                   out)
+    assert.matches("\npower      %d+ states at 1 flushes: ", out)
+  end)
+
+  it("says what is wrong with its arguments", function()
+    local out, status = h.run(h.bin() .. " bench/bench_crashtest.lua "
+                              .. "--adds 0 2>&1")
+    assert.equal(2, status)
+    assert.matches("^bench_crashtest: %-%-adds: \"0\" is not a positive "
+                   .. "integer\n", out)
+  end)
+end)
