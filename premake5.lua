@@ -56,7 +56,8 @@ workspace "fmap"
 project "fmapcore"
   kind "StaticLib"
   files { "engine/core/fm.h", "engine/core/fmint.h", "engine/core/fm.c",
-          "engine/core/txn.c", "engine/core/mrc.h", "engine/core/mrc.c" }
+          "engine/core/txn.c", "engine/core/check.c", "engine/core/lock.c",
+          "engine/core/mrc.h", "engine/core/mrc.c" }
   per_config "lib"
 
 -- The Lua binding, a file per seam (binding.h says which holds what):

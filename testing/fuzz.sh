@@ -14,7 +14,9 @@ mkdir -p "$out/corpus"
 cc="${CC_FUZZ:-clang}"
 "$cc" -g -O1 -std=c99 -Wall -Wextra -fno-omit-frame-pointer \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -Iengine/core testing/fuzz_open.c engine/core/txn.c -o "$out/fuzz_open"
+  -Iengine/core testing/fuzz_open.c engine/core/txn.c engine/core/check.c \
+  engine/core/lock.c \
+  -o "$out/fuzz_open"
 if [ -z "$(ls -A spec/corpus 2>/dev/null)" ]; then
   mkdir -p spec/corpus
   FMAP_FUZZ_MKSEEDS=spec/corpus "$out/fuzz_open"

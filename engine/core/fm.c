@@ -88,6 +88,13 @@
 #include "fm.h"
 #include "fmint.h"
 
+#define validate_header fm__validate_header
+#define ctl_ptr fm__ctl_ptr
+#define marked fm__marked
+#define read_run fm__read_run
+#define ofd_lock fm__ofd_lock
+#define ofd_held fm__ofd_held
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -176,7 +183,7 @@ static void decode_slot (const unsigned char *s, fm_header *h) {
 static void put_mark (fm_file *f, uint64_t off, uint64_t next,
                       uint64_t blocks);
 
-void fm__put_header (fm_file *f);
+
 
 /* Commits the live header: writes it into the slot not written last, then
 ** writes its pending mark. The fences keep the compiler from moving
@@ -203,7 +210,7 @@ static int link_ok (const fm_header *h, uint64_t off) {
 }
 
 /* Checks a decoded header against the file's size; 0 or FM_ECORRUPT. */
-static int validate_header (fm_file *f, const fm_header *h, uint64_t size) {
+int fm__validate_header (fm_file *f, const fm_header *h, uint64_t size) {
   uint64_t bs = h->block_size;
   if (bs < FM_BLOCKSIZE || bs % FM_BLOCKSIZE != 0 || bs > FM_MAX_BLOCKSIZE)
     return fail(f, FM_ECORRUPT, "bad block size %llu (not a multiple of "
@@ -242,7 +249,7 @@ static int validate_header (fm_file *f, const fm_header *h, uint64_t size) {
   return 0;
 }
 
-static const unsigned char *ctl_ptr (const fm_file *f, uint32_t area) {
+const unsigned char *fm__ctl_ptr (const fm_file *f, uint32_t area) {
   return f->map + CTL_START + area * ctl_area_size(f->h.block_size);
 }
 
@@ -273,7 +280,7 @@ int fm_is_free (const fm_file *f, uint64_t off) {
 ** count there instead). A hint is followed at most a few hops and then
 ** validated, so a stale one only costs a merge. Returns the run's head,
 ** or 0 when none can be trusted. */
-static int read_run (fm_file *f, uint64_t off, uint64_t *next,
+int fm__read_run (fm_file *f, uint64_t off, uint64_t *next,
                      uint64_t *blocks);
 
 static uint64_t run_ending_at (fm_file *f, uint64_t end, uint64_t *next,
@@ -293,7 +300,7 @@ static uint64_t run_ending_at (fm_file *f, uint64_t end, uint64_t *next,
 }
 
 /* Reads the run at off, validating it; 0 or FM_ECORRUPT. */
-static int read_run (fm_file *f, uint64_t off, uint64_t *next,
+int fm__read_run (fm_file *f, uint64_t off, uint64_t *next,
                      uint64_t *blocks) {
   uint64_t bs = f->h.block_size;
   const unsigned char *p;
@@ -325,46 +332,6 @@ static int read_run (fm_file *f, uint64_t off, uint64_t *next,
 /* ---------------------------------------------------------------------- */
 /* Mapping and growth                                                      */
 /* ---------------------------------------------------------------------- */
-
-/* An open file description lock on one byte of fd: type F_RDLCK,
-** F_WRLCK or F_UNLCK; with wait, waits for it. 0 or an errno value. */
-static int ofd_lock (int fd, short type, off_t byte, int wait) {
-  struct flock l;
-  memset(&l, 0, sizeof l);
-  l.l_type = type;
-  l.l_whence = SEEK_SET;
-  l.l_start = byte;
-  l.l_len = 1;
-  while (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &l) != 0) {
-    if (errno != EINTR) return errno;
-  }
-  return 0;
-}
-
-/* Whether another description holds a lock on byte that conflicts with
-** one of type. */
-static int ofd_held (int fd, short type, off_t byte) {
-  struct flock l;
-  memset(&l, 0, sizeof l);
-  l.l_type = type;
-  l.l_whence = SEEK_SET;
-  l.l_start = byte;
-  l.l_len = 1;
-  if (fcntl(fd, F_OFD_GETLK, &l) != 0) return 0;
-  return l.l_type != F_UNLCK;
-}
-
-int fm__gate (fm_file *f, int take) {
-  if (f->fd < 0 || f->readonly) return 1;
-  if (take) {
-    if (f->gate) return 1;
-    f->gate = ofd_lock(f->fd, F_WRLCK, FM_LOCK_READERS, 0) == 0;
-    return f->gate;
-  }
-  if (f->gate) ofd_lock(f->fd, F_UNLCK, FM_LOCK_READERS, 0);
-  f->gate = 0;
-  return 0;
-}
 
 static void reset (fm_file *f) {
   memset(f, 0, sizeof *f);
@@ -659,7 +626,7 @@ static int read_header (fm_file *f, const unsigned char *blk,
 
 /* Whether the block at off carries a free mark, intact or torn: the magic
 ** and its own offset, whatever the checksum says. */
-static int marked (const fm_file *f, uint64_t off) {
+int fm__marked (const fm_file *f, uint64_t off) {
   const unsigned char *p = f->map + off;
   return memcmp(p, FREE_MAGIC, 8) == 0 && get64(p + 8) == off;
 }
@@ -1263,118 +1230,4 @@ void fm_get_stats (const fm_file *f, fm_stats *st) {
   st->writer = f->fd >= 0 && f->readonly &&
                ofd_held(f->fd, F_RDLCK, FM_LOCK_WRITER);
   st->in_transaction = f->txn;
-}
-
-
-/* ---------------------------------------------------------------------- */
-/* Checking                                                                */
-/* ---------------------------------------------------------------------- */
-
-typedef struct Checker {
-  fm_reporter report;
-  void *ud;
-  uint64_t count, max;
-} Checker;
-
-static void problem (Checker *c, const char *fmt, ...) {
-  c->count++;
-  if (c->count <= c->max && c->report != NULL) {
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    c->report(c->ud, buf);
-  }
-}
-
-static void journal_problem (void *ud, const char *what) {
-  problem((Checker *)ud, "%s", what);
-}
-
-uint64_t fm_check (fm_file *f, fm_reporter report, void *ud,
-                   uint64_t max_reports) {
-  Checker c = { report, ud, 0, max_reports };
-  uint64_t bs = f->h.block_size;
-  uint64_t nblocks, run, runs = 0, blocks = 0, b;
-  unsigned char *seen;
-  char saved[sizeof f->msg];
-  memcpy(saved, f->msg, sizeof saved);
-  if (validate_header(f, &f->h, f->mapsize) != 0) {
-    problem(&c, "header: %s", f->msg);
-    memcpy(f->msg, saved, sizeof saved);
-    return c.count;   /* nothing below can be trusted */
-  }
-  if (checksum(ctl_ptr(f, f->h.ctl_area), f->h.ctl_len, 2) != f->h.ctl_sum)
-    problem(&c, "control data: checksum mismatch");
-  nblocks = f->h.top / bs;
-  seen = calloc((size_t)(nblocks + 7) / 8, 1);
-  if (seen == NULL) {
-    problem(&c, "out of memory while checking");
-    return c.count;
-  }
-  for (run = f->h.free_head; run != 0; ) {
-    uint64_t next, n, i;
-    int twice = 0;
-    if (runs >= f->h.free_runs) {
-      problem(&c, "free list: more runs than the %llu the header counts "
-              "(a cycle?) at block %llu", (unsigned long long)f->h.free_runs,
-              (unsigned long long)run);
-      break;
-    }
-    if (read_run(f, run, &next, &n) != 0) {
-      problem(&c, "%s", f->msg);
-      break;
-    }
-    runs++;
-    for (i = 0; i < n; i++) {
-      uint64_t blk = run / bs + i;
-      if (seen[blk / 8] & (1u << (blk % 8))) {
-        /* Overlapping runs: stop here, or a hostile list of long runs
-        ** that all overlap would take quadratic time. */
-        problem(&c, "free list: block %llu is on the list twice",
-                (unsigned long long)(blk * bs));
-        twice = 1;
-        break;
-      }
-      seen[blk / 8] |= (unsigned char)(1u << (blk % 8));
-      blocks++;
-      if (i > 0 && !fm_is_free(f, blk * bs))
-        problem(&c, "free list: block %llu of the run at %llu is not "
-                "marked free", (unsigned long long)(blk * bs),
-                (unsigned long long)run);
-    }
-    if (twice) break;
-    run = next;
-  }
-  if (runs != f->h.free_runs || blocks != f->h.free_blocks)
-    problem(&c, "free list: header counts %llu blocks in %llu runs, the "
-            "list holds %llu in %llu", (unsigned long long)f->h.free_blocks,
-            (unsigned long long)f->h.free_runs, (unsigned long long)blocks,
-            (unsigned long long)runs);
-  for (b = 1; b < nblocks; b++) {
-    if (seen[b / 8] & (1u << (b % 8))) continue;
-    if (fm_is_free(f, b * bs))
-      problem(&c, "block %llu is marked free but is not on the free list "
-              "(leaked)", (unsigned long long)(b * bs));
-    else if (marked(f, b * bs))
-      problem(&c, "block %llu carries a torn free mark (leaked)",
-              (unsigned long long)(b * bs));
-  }
-  free(seen);
-  fm__check_journal(f, journal_problem, &c);
-  memcpy(f->msg, saved, sizeof saved);
-  return c.count;
-}
-
-int fm_free_runs (fm_file *f, fm_run_visitor fn, void *ud) {
-  uint64_t run = f->h.free_head, i;
-  for (i = 0; run != 0 && i < f->h.free_runs; i++) {
-    uint64_t next, blocks;
-    int rc = read_run(f, run, &next, &blocks);
-    if (rc != 0) return rc;
-    if (fn(ud, run, blocks) != 0) break;
-    run = next;
-  }
-  return 0;
 }

@@ -8,6 +8,7 @@
 #define FMINT_H
 
 #include <string.h>
+#include <sys/types.h>
 #include "fm.h"
 
 static inline uint64_t get64 (const unsigned char *p) {
@@ -62,7 +63,19 @@ int fm__sysfail (fm_file *f, int err);
 #define fail fm__fail
 #define sysfail fm__sysfail
 
-/* The header slot writer and growth of fm.c, which txn.c calls. */
-void fm__put_header (fm_file *f);
+/* fm.c's readers of the header and the free list, which check.c's walks
+** share: 0 or FM_ECORRUPT with f->msg saying why; marked: whether a block
+** carries a free mark, intact or torn. */
+int fm__validate_header (fm_file *f, const fm_header *h, uint64_t size);
+const unsigned char *fm__ctl_ptr (const fm_file *f, uint32_t area);
+int fm__read_run (fm_file *f, uint64_t off, uint64_t *next,
+                  uint64_t *blocks);
+int fm__marked (const fm_file *f, uint64_t off);
+
+/* lock.c: an open file description lock on one byte of fd (type F_RDLCK,
+** F_WRLCK or F_UNLCK; with wait, waiting for it): 0 or an errno value;
+** and whether another description holds one that conflicts with type. */
+int fm__ofd_lock (int fd, short type, off_t byte, int wait);
+int fm__ofd_held (int fd, short type, off_t byte);
 
 #endif
