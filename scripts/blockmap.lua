@@ -27,8 +27,10 @@ structure's header, B+tree internal nodes and leaves, overflow runs, blob
 store runs and reserve, list index, and the blocks no structure owns.
 Prints the file's figures and the blocks of each kind. FILE is opened
 read-only; the structures are found by their classifiers (fmap's own,
-and those -r loads). Files of more than 512K blocks get a cell per
-several blocks, showing the kind most of them have.
+and those -r loads); beside a writer (another BlockFile has FILE open)
+it draws the writer's last commit as of its open, and says so. Files of
+more than 512K blocks get a cell per several blocks, showing the kind
+most of them have.
 
 Options:
   -o, --output OUT   the picture, OUT.png or OUT.svg (required); an SVG
@@ -73,6 +75,7 @@ end
 local opts = parse(arg)
 cmd:require_all(opts.modules)
 local bf = cmd:open(opts.path)
+local note = cli.writer_note(bf)
 local t0 = os.clock()
 local r, werr = blockmap.write(bf, opts.output,
                                { cols = opts.cols, cell = opts.cell })
@@ -85,6 +88,7 @@ print(string.format("%s: %d blocks of %d bytes, %.1f%% free in %d runs, "
                     .. "fragmentation %.2f", opts.path, f.blocks,
                     f.block_size, 100 * f.free_share, f.free_runs,
                     f.fragmentation))
+if note then print("  writer: " .. note) end
 local kinds = {}
 for k, n in pairs(r.counts) do kinds[#kinds + 1] = { k, n } end
 table.sort(kinds, function (a, b) return a[2] > b[2] end)

@@ -31,9 +31,11 @@ offset, kind and first keys (printable keys as they are, others in hex),
 edges to its children, dashed links from leaf to leaf. A large tree is
 cut: what is not drawn is one box per node saying how many children it
 stands for. Prints which tree it drew and the other trees in the file.
-FILE is opened read-only. Graphviz's dot program draws the picture
-(apt-get install graphviz; $FMAP_DOT names another); OUT.dot is the DOT
-text, with no Graphviz needed.
+FILE is opened read-only; beside a writer (another BlockFile has it
+open) the picture is of the writer's last commit as of the open, and it
+says so. Graphviz's dot program draws the picture (apt-get install
+graphviz; $FMAP_DOT names another); OUT.dot is the DOT text, with no
+Graphviz needed.
 
 Options:
   -o, --output OUT  the picture; its extension names the format (.svg,
@@ -73,6 +75,7 @@ end
 
 local opts = parse(arg)
 local bf = cmd:open(opts.path)
+local note = cli.writer_note(bf)
 
 -- The trees in the file, as the bptree classifier detects them.
 local r = classify.scan(bf, { only = { bptree = true } })
@@ -92,6 +95,7 @@ if not done then cmd:fail(err) end
 print(string.format("wrote %s: the B+tree at offset %d, %d node%s drawn, %d "
                     .. "not drawn", opts.output, at, #info.nodes,
                     #info.nodes == 1 and "" or "s", info.summarised))
+if note then print("writer: " .. note) end
 local others = {}
 for _, t in ipairs(trees) do
   if t ~= at then others[#others + 1] = tostring(t) end

@@ -22,7 +22,9 @@ number in the control data that names a structure is written as a
 reference to it (#N), and a B+tree whose values are all offsets of blobs
 of one store in the file has them written as references to the blobs
 (@N); a load writes the new offsets there. FILE is opened read-only;
-blocks no structure owns are left out, with a warning on stderr. A
+beside a writer (another BlockFile has it open) the dump is of the
+writer's last commit as of the open, and says so in a comment line.
+Blocks no structure owns are left out, with a warning on stderr. A
 progress bar shows on stderr when it is a terminal and the dump runs
 longer than a second.
 
@@ -64,6 +66,7 @@ if opts.output and opts.output == opts.path then
 end
 cmd:require_all(opts.modules)
 local bf = cmd:open(opts.path)
+local note = cli.writer_note(bf)
 local out = io.stdout
 if opts.output then
   local err
@@ -88,4 +91,5 @@ if opts.output then
                       .. "bytes", opts.output, r.structures,
                       r.structures == 1 and "" or "s", r.records, r.lines,
                       r.bytes))
+  if note then print("writer: " .. note) end
 end

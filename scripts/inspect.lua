@@ -19,9 +19,11 @@ blocks used, free and never allocated, the control data, the journal
 beside it) and what bf:check() finds: the free list and the header
 against the file. The options add more; the structures are found by
 their classifiers (fmap's own, and those -r loads). FILE is opened
-read-only: inspect changes neither it nor its journal. The audit and
-the verify show a spinner on stderr while they run, when stderr is a
-terminal and they take longer than a second.
+read-only: inspect changes neither it nor its journal. Beside a writer
+(another BlockFile has FILE open) it shows the writer's last commit as
+of its open, and says so on a line of its own. The audit and the verify
+show a spinner on stderr while they run, when stderr is a terminal and
+they take longer than a second.
 
 Options:
   --free             list the free list, run by run
@@ -72,7 +74,14 @@ local function journal (bf, st)
   local f = st.path and io.open(st.path .. "-wal", "rb")
   local size = f and f:seek("end")
   if f then f:close() end
-  if st.journal_replayed > 0 then
+  if st.writer and st.journal_replayed > 0 then
+    return string.format("%s of the writer's commits since its last "
+      .. "checkpoint, %s: shown as committed", plural(st.journal_replayed,
+      "block"), plural(size or 0, "byte"))
+  elseif st.writer and size then
+    return string.format("%s, the writer's, no commit since its last "
+                         .. "checkpoint", plural(size, "byte"))
+  elseif st.journal_replayed > 0 then
     return string.format("%s of a crashed writer's commits, %s: shown "
       .. "as committed (%s)", plural(st.journal_replayed, "block"),
       plural(size or 0, "byte"), st.readonly and "an open for writing "
@@ -97,6 +106,8 @@ local function header (bf)
   row("control data", "%d of %d bytes%s", #cd, st.max_control_data,
       #cd > 0 and (": " .. repl.quote(cd, 64)) or "")
   row("journal", "%s", journal(bf, st))
+  local note = cli.writer_note(bf)
+  if note then row("writer", "%s", note) end
 end
 
 local function free_list (bf)

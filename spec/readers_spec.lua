@@ -11,7 +11,8 @@
 -- again. Then, each in its own process or not: a reader killed with
 -- SIGKILL holds no checkpoint up; a writer opening beside readers adopts
 -- the journal the last writer left; two readers, or a reader and a
--- writer, in one process. Children wait on a fifo, never on a timer.
+-- writer, in one process; and the tools, run beside a writer, say that
+-- they read a snapshot. Children wait on a fifo, never on a timer.
 -- FMAP_SEED=n replays the transactions and the readers' draws;
 -- FMAP_FUZZ_SCALE=x multiplies the readers' checks.
 local W = require "txn_workload"
@@ -138,6 +139,29 @@ print("still " .. t:size() .. " " .. tostring(t:verify() and bf:check()))
 t = nil
 collectgarbage()
 assert(bf:close())
+]]
+
+-- A child that opens path for writing, adds a record with key
+-- "from the writer" to the tree in the control data, commits it (into
+-- the journal: no checkpoint), says "ready", waits on fifo and closes.
+local HOLD_WRITER = [[
+local fmap = require "fmap"
+local bptree = require "fmap.bptree"
+local path, fifo = arg[1], arg[2]
+local bf = assert(fmap.open(path))
+local t = bptree.open(bf)
+assert(t:add("from the writer", "a commit in its journal"))
+assert(bf:flush())
+assert(bf:stats().checkpoints == 0)
+print("ready")
+io.stdout:flush()
+local f = assert(io.open(fifo, "r"))
+f:read("a")
+f:close()
+t = nil
+collectgarbage()
+assert(bf:close())
+print("closed")
 ]]
 
 describe("readers beside a writer", function()
@@ -445,6 +469,129 @@ describe("readers beside a writer", function()
       assert(r2:close())
       t, l = nil, nil
       assert(w:close())
+    end)
+  end)
+
+  describe("the tools beside a writer", function()
+    local path, gate, writer
+    local NOTE = "another BlockFile has it open: this is its last commit "
+                 .. "as of this open"
+    before_each(function()
+      path = h.shm_tmpname()
+      local bf = assert(fmap.create(path))
+      local t = assert(bptree.new(bf, -1, -1))
+      for i = 1, 40 do t:add(string.format("key %02d", i), "value") end
+      local l = assert(mmlist.new(bf))
+      for i = 1, 10 do l:append("item " .. i) end
+      t, l = nil, nil
+      assert(bf:close())
+      gate = fifo()
+      writer = spawn(HOLD_WRITER, path .. " " .. gate)
+      assert.equal("ready", writer.p:read("l"))
+    end)
+    after_each(function()
+      if writer then
+        release(gate)
+        local out, how, code = finish(writer)
+        assert.same({ "exit", 0 }, { how, code }, out)
+        assert.equal("closed\n", out)
+      end
+      os.remove(gate)
+      remove(path)
+    end)
+    local function stop_writer ()
+      release(gate)
+      local out = finish(writer)
+      writer = nil
+      assert.equal("closed\n", out)
+    end
+    local function tool (name, args)
+      return h.run(string.format("%s scripts/%s.lua %s 2>&1", h.bin(), name,
+                                 args))
+    end
+
+    it("inspect shows the writer's last commit and says so; with no "
+       .. "writer, it says nothing of one", function()
+      local out, status = tool("inspect", path .. " --verify")
+      assert.equal(0, status, out)
+      assert.truthy(out:find("\n  writer         " .. NOTE .. "\n", 1,
+                             true), out)
+      assert.matches("\n  journal +%d+ blocks? of the writer's commits "
+                     .. "since its last checkpoint, %d+ bytes: shown as "
+                     .. "committed\n", out)
+      assert.matches("\n  check +ok\n", out)
+      assert.matches("\nverify bptree@%d+: ok\n", out)
+      stop_writer()
+      out, status = tool("inspect", path)
+      assert.equal(0, status, out)
+      assert.falsy(out:find("writer", 1, true), out)
+      assert.matches("\n  journal +none %(every commit is in the file%)\n",
+                     out)
+    end)
+
+    it("blockmap says so", function()
+      local svg = h.tmpname(".svg")
+      local out, status = tool("blockmap", path .. " -o " .. svg)
+      os.remove(svg)
+      assert.equal(0, status, out)
+      assert.truthy(out:find("\n  writer: " .. NOTE .. "\n", 1, true), out)
+    end)
+
+    it("dot draws the writer's last commit and says so", function()
+      local dotf = h.tmpname(".dot")
+      local out, status = tool("dot", path .. " -o " .. dotf)
+      local text = h.readfile(dotf)
+      os.remove(dotf)
+      assert.equal(0, status, out)
+      assert.truthy(out:find("\nwriter: " .. NOTE .. "\n", 1, true), out)
+      assert.truthy(text:find("from the writer", 1, true), text)
+    end)
+
+    it("dump says so in a comment line, which a load skips", function()
+      local out, status = tool("dump", path)
+      assert.equal(0, status, out)
+      local lines = {}
+      for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      assert.equal("fmap-dump 1", lines[1])
+      assert.equal("# writer: another BlockFile had it open: this dump is "
+                   .. "its last commit as of the dump's open", lines[2])
+      assert.equal("block-size 4096", lines[3])
+      assert.truthy(out:find('\nrecord "from the writer" "a commit in its '
+                             .. 'journal"\n', 1, true), out)
+      local dumpf, copy = h.tmpname(".dump"), h.tmpname()
+      out, status = tool("dump", path .. " -o " .. dumpf)
+      assert.equal(0, status, out)
+      assert.truthy(out:find("\nwriter: " .. NOTE .. "\n", 1, true), out)
+      out, status = h.run(string.format("%s scripts/load.lua %s %s 2>&1",
+                                        h.bin(), dumpf, copy))
+      os.remove(dumpf)
+      assert.equal(0, status, out)
+      local bf = assert(fmap.open(copy, { readonly = true }))
+      local t = bptree.open(bf)
+      assert.equal(41, t:size())
+      assert.equal("a commit in its journal", t:get("from the writer"))
+      t = nil
+      collectgarbage()
+      assert(bf:close())
+      os.remove(copy)
+    end)
+
+    it("fmap.audit says so in its summary and its report", function()
+      local bf = assert(fmap.open(path, { readonly = true }))
+      local report, summary = fmap.audit(bf)
+      collectgarbage()
+      assert(bf:close())
+      assert.is_true(report.ok, summary)
+      assert.is_true(report.writer)
+      assert.truthy(summary:find("\n  writer: " .. NOTE .. "\n", 1, true),
+                    summary)
+      stop_writer()
+      bf = assert(fmap.open(path, { readonly = true }))
+      report, summary = fmap.audit(bf)
+      collectgarbage()
+      assert(bf:close())
+      assert.is_false(report.writer)
+      assert.falsy(summary:find("writer", 1, true), summary)
     end)
   end)
 end)

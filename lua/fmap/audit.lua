@@ -53,6 +53,10 @@ function M.summary (rep)
   add("audit of %s: %s of %d bytes, %s",
       r.path or "an anonymous BlockFile", plural(r.blocks, "block"),
       r.block_size, plural(#r.structures, "structure"))
+  if rep.writer then
+    add("  writer: another BlockFile has it open: this is its last commit "
+        .. "as of this open")
+  end
   if #r.structures == 0 then
     add("  no registered structure found (registered: %s); every "
         .. "allocated block counts as leaked",
@@ -116,6 +120,8 @@ end
 --   (`{{offset, by, from, reason}}`), `errors` (`{{label, message}}`),
 --   `engine` (the messages of `bf:check()`), `structures`, `counts`,
 --   `figures` (`classify.figures`), `classifiers` (names registered),
+--   `writer` (true when bf is read-only and another BlockFile has the file
+--   open for writing: the audit is of its last commit as of bf's open),
 --   `scan`; and the printable summary
 function M.audit (bf, opts)
   local bs, why = classify._block_size_of(bf)
@@ -136,7 +142,7 @@ function M.audit (bf, opts)
     bad_refs = r.bad_refs, errors = r.errors, engine = engine,
     structures = r.structures, counts = r.counts,
     figures = classify.figures(r), classifiers = classify.registered(),
-    scan = r,
+    writer = bf:stats().writer, scan = r,
   }
   rep.problems = #leaked + #r.doubles + #r.free_referenced + #r.bad_refs
                  + #r.errors + #engine

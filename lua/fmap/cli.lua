@@ -175,6 +175,18 @@ function Command:open (path)
   return bf
 end
 
+--- What a tool says of a file a writer has open: its read-only open sees
+-- the writer's last commit as of the open, not what the writer commits
+-- while the tool runs.
+-- @param bf a BlockFile open read-only
+-- @return the sentence, or nil when no writer has the file
+function M.writer_note (bf)
+  if bf:stats().writer then
+    return "another BlockFile has it open: this is its last commit as of "
+           .. "this open"
+  end
+end
+
 --- A fresh temporary path ending in suffix, not created: os.tmpname()
 -- makes a file of a unique name, which goes; the path is that name plus
 -- the suffix, so no placeholder is left behind.

@@ -42,6 +42,10 @@ word says what the line is, fields are separated by one space.
   end 4
   end-of-dump checksum=9a3c1d0e5b7f2a61
 
+A line that starts with "#" is a comment, after the first line: a load
+skips it (the checksum covers it). A dump of a file another BlockFile had
+open for writing says so in one, after the first line.
+
 Strings: "..." holds the bytes 0x20 to 0x7e as they are, but for `"` and
 `\`, and every other byte as \xHH; x"..." holds every byte as two hex
 digits, and is written instead when it is shorter (mostly binary bytes).
@@ -562,8 +566,14 @@ end
 -- The text
 ---------------------------------------------------------------------------
 
--- A sink that writes the dump's lines to out, hashing them.
-local function text_sink (out)
+-- The comment a dump holds when another BlockFile had the file open for
+-- writing.
+local WRITER = "# writer: another BlockFile had it open: this dump is its "
+                 .. "last commit as of the dump's open"
+
+-- A sink that writes the dump's lines to out, hashing them; comments
+-- (lines starting with "#") follow the first line.
+local function text_sink (out, comments)
   local h, lines, bytes = BASIS, 0, 0
   local quote = M.quote
   local function put (line)
@@ -575,6 +585,7 @@ local function text_sink (out)
   local sink = {}
   function sink.header (_, bs, control, n)
     put(M.FORMAT .. " " .. M.VERSION)
+    for _, c in ipairs(comments or {}) do put(c) end
     put("block-size " .. bs)
     put("structures " .. n)
     local parts = {}
@@ -627,7 +638,7 @@ function M.write (bf, out, opts)
     local plan = bar:during(M.plan, bf, opts)
     local total = total_of(plan)
     bar:total(total)
-    local sink = text_sink(out)
+    local sink = text_sink(out, bf:stats().writer and { WRITER } or nil)
     emit(plan, sink, bar.enabled and function () bar:add() end or nil)
     local lines, bytes = sink.figures()
     return { structures = #plan.sections, records = total, lines = lines,
@@ -662,13 +673,17 @@ local function reader (inp, name, opts)
     end
     return line:sub(1, -2)
   end
-  -- the next line, hashed; nil at the end of the input
+  -- the next line, hashed; nil at the end of the input. Comments are
+  -- hashed and skipped.
   local function next_line ()
-    local line = lines()
-    if line == nil then return nil end
-    n, bytes = n + 1, bytes + #line + 1
-    if line:find("^end%-of%-dump") then return line, true end
-    h = hash_line(h, line)
+    local line
+    repeat
+      line = lines()
+      if line == nil then return nil end
+      n, bytes = n + 1, bytes + #line + 1
+      if line:find("^end%-of%-dump") then return line, true end
+      h = hash_line(h, line)
+    until line:byte(1) ~= 35   -- "#"
     return line
   end
   local function need ()
