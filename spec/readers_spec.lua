@@ -594,4 +594,34 @@ describe("readers beside a writer", function()
       assert.falsy(summary:find("writer", 1, true), summary)
     end)
   end)
+
+  describe("bench/bench_readers.lua", function()
+    it("measures a reader's get and the writer's commits, each alone and "
+       .. "beside the other, and finds every value", function()
+      local out, status = h.run(string.format(
+        "%s bench/bench_readers.lua --n 2000 --rounds 1 --commits 20 "
+        .. "--readers 2 --dir %s 2>&1", h.bin(),
+        (h.shm_tmpname():gsub("/[^/]*$", ""))))
+      assert.equal(0, status, out)
+      for _, row in ipairs({ "reader get/s, alone",
+                             "reader get/s, beside a writer of the file",
+                             "reader get/s, beside a writer of another",
+                             "writer commits/s, alone",
+                             "writer commits/s, 2 readers of the file",
+                             "writer commits/s, 2 readers of another" }) do
+        assert.matches("\n" .. row:gsub("[%-%.]", "%%%0") .. " +[%d,]+ ",
+                       out)
+      end
+      assert.matches("alone / beside a writer: [%d.]+x", out)
+      assert.matches("alone / with readers: [%d.]+x", out)
+      assert.matches("\nchecks: 0 mismatches\n", out)
+    end)
+
+    it("says what it does with --help", function()
+      local out, status = h.run(h.bin() .. " bench/bench_readers.lua --help")
+      assert.equal(0, status)
+      assert.matches("^usage: fmap bench/bench_readers.lua ", out)
+      assert.truthy(out:find("Exit status:", 1, true), out)
+    end)
+  end)
 end)
