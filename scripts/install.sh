@@ -13,6 +13,7 @@
 # MANIFEST lists every file installed; --uninstall removes those files and
 # the folders they leave empty, and nothing else.
 set -euo pipefail
+here=$(pwd -P)
 cd "$(dirname "$0")/.."
 
 usage () {
@@ -49,7 +50,7 @@ done
 prefix=${prefix:-/usr/local}
 case "$prefix" in
   /*) ;;
-  *) prefix="$(pwd -P)/$prefix" ;;  # the host finds its files from itself
+  *) prefix="$here/$prefix" ;;  # the host finds its files from itself
 esac
 prefix=${prefix%/}
 root="${DESTDIR:-}$prefix"

@@ -245,6 +245,18 @@ describe("scripts/install.sh", function()
     os.execute("rm -rf " .. q(stage))
   end)
 
+  it("takes a PREFIX relative to the directory it is run from", function()
+    local dir = tmpdir()
+    local out, err, status = sh("cd " .. q(dir) .. " && bash "
+      .. q(ROOT .. "/scripts/install.sh") .. " --no-build here")
+    local installed = exists(dir .. "/here/bin/fmap")
+    os.execute("rm -rf " .. q(dir))
+    assert.equal(0, status, err)
+    assert.matches("^installed fmap in " .. dir:gsub("%p", "%%%0")
+                   .. "/here:", out)
+    assert.is_true(installed)
+  end)
+
   it("refuses an unknown option with its usage, status 2", function()
     local out, err, status = install("--bogus")
     assert.equal("", out)
