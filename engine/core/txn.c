@@ -315,8 +315,12 @@ static int restart_journal (fm_file *f) {
   unsigned char h[WAL_HDR];
   uint64_t i;
   f->wal_salt = new_salt(f);
-  /* A journal a big commit grew gives its space back. */
-  if (f->wal_end > JOURNAL_LIMIT && ftruncate(f->wal_fd, 0) != 0)
+  /* The next generation writes over this one's bytes: an fdatasync of a
+  ** write inside the file need not write its inode too, as one that grows
+  ** it does (half a small commit's time). Only a journal a big commit
+  ** grew past four times the limit gives its space back. */
+  if (f->wal_end > 4 * (uint64_t)JOURNAL_LIMIT &&
+      ftruncate(f->wal_fd, 0) != 0)
     return sysfail(f, errno);
   memset(h, 0, sizeof h);
   memcpy(h, WAL_MAGIC, 8);
