@@ -371,9 +371,9 @@ describe("fmap.profile", function()
                    h.errmsg(function () profile.op("x", 1) end))
       assert.equal("bad argument #1 to 'stored' (integer expected, got "
                    .. "string)", h.errmsg(function () profile.stored("x") end))
-      assert.equal("bad argument #1 to '_profiler' (the BlockFile is "
-                   .. "profiled already)", h.errmsg(function ()
-                     profile.run(bf, function () fmap._profiler(bf) end)
+      assert.equal("bad argument #1 to 'start' (the BlockFile is profiled "
+                   .. "already)", h.errmsg(function ()
+                     profile.run(bf, function () fmap._profile.start(bf) end)
                    end))
     end)
 

@@ -158,7 +158,7 @@ enum { PROF_ALLOC, PROF_FREE, PROF_VIEW, PROF_DESCENT };
 LUAI_FUNC void profcount (BlockFile *bf, int what);
 LUAI_FUNC void profclosed (BlockFile *bf);      /* before bf closes */
 LUAI_FUNC void profopened (lua_State *L);       /* a new BlockFile on top */
-LUAI_DDEC(const luaL_Reg profile_mod_funcs[]);
+LUAI_DDEC(const luaL_Reg profile_mod_funcs[]);   /* fmap._profile */
 #define PROFILING(bf)  luai_unlikely((bf)->prof != NULL)
 /* A read of len bytes at pos of the view v. */
 #define PROFREAD(v, pos, len) do { \

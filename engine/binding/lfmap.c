@@ -939,7 +939,9 @@ LUAMOD_API int luaopen_fmap (lua_State *L) {
   lua_newtable(L);
   setfuncs(L, mod_funcs, vmt, bmt);
   setfuncs(L, node_mod_funcs, vmt, bmt);
+  lua_newtable(L);                   /* fmap.profile's: profile.c */
   setfuncs(L, profile_mod_funcs, vmt, bmt);
+  lua_setfield(L, -2, "_profile");
   lua_pushinteger(L, FM_BLOCKSIZE);
   lua_setfield(L, -2, "BLOCKSIZE");
   lua_pushliteral(L, FMAP_VERSION);

@@ -266,7 +266,7 @@ void profclosed (BlockFile *bf) {
 
 
 /* ---------------------------------------------------------------------- */
-/* The state, a userdata: fmap._profiler(bf)                               */
+/* The state, a userdata: fmap._profile.start(bf)                         */
 /* ---------------------------------------------------------------------- */
 
 static Prof *checkprof (lua_State *L) {
@@ -495,11 +495,12 @@ static const luaL_Reg prof_methods[] = {
   {NULL, NULL}
 };
 
-/* fmap._profiler(bf) -> state: counting starts on bf, in a gap of group
-** 0. For fmap.profile only (the leading underscore keeps it out of the
-** reference). Raises if bf is profiled already. The state does not keep
-** bf alive: a BlockFile closed or collected detaches it (profclosed). */
-static int mod_profiler (lua_State *L) {
+/* fmap._profile.start(bf) -> state: counting starts on bf, in a gap of
+** group 0. For fmap.profile only: fmap._profile, whose name the leading
+** underscore keeps out of the reference, holds what it needs of the
+** engine. Raises if bf is profiled already. The state does not keep bf
+** alive: a BlockFile closed or collected detaches it (profclosed). */
+static int prof_start (lua_State *L) {
   BlockFile *bf = checkbf(L, 1);
   Prof *p;
   if (bf->prof != NULL)
@@ -536,9 +537,9 @@ void profopened (lua_State *L) {
   lua_call(L, 1, 0);
 }
 
-/* fmap._stack_distances(list) -> list: fm_stack_distances of a list of
-** block numbers (0 to 2^32 - 2), 0 for a cold access. */
-static int mod_stack_distances (lua_State *L) {
+/* fmap._profile.stack_distances(list) -> list: fm_stack_distances of a
+** list of block numbers (0 to 2^32 - 2), 0 for a cold access. */
+static int prof_stack_distances (lua_State *L) {
   lua_Integer n, i;
   uint32_t *trace, *dist;
   int rc;
@@ -568,7 +569,8 @@ static int mod_stack_distances (lua_State *L) {
   return 1;
 }
 
+/* The functions of fmap._profile. */
 LUAI_DDEF const luaL_Reg profile_mod_funcs[] = {
-  {"_profiler", mod_profiler}, {"_stack_distances", mod_stack_distances},
+  {"start", prof_start}, {"stack_distances", prof_stack_distances},
   {NULL, NULL}
 };

@@ -131,7 +131,7 @@ end
 
 -- Counts bf from now on; given says whether run's caller named it.
 local function attach (bf, given)
-  local st = fmap._profiler(bf)
+  local st = fmap._profile.start(bf)
   if BEGIN == nil then
     local m = getmetatable(st).__index
     BEGIN, FINISH = m.begin, m.finish
@@ -236,7 +236,7 @@ function M.stack_distances (trace)
   if type(trace) ~= "table" then
     typeerror(1, "stack_distances", "table", trace)
   end
-  local ok, d = pcall(fmap._stack_distances, trace)
+  local ok, d = pcall(fmap._profile.stack_distances, trace)
   if not ok then argerror(1, "stack_distances", argcheck.reason(d)) end
   return d
 end
