@@ -553,6 +553,42 @@ describe("fmap.crashtest", function()
                    end))
     end)
 
+    it("raises when setup or run leave the file in a state to refuse",
+       function()
+      assert.equal("crashtest: setup closed the BlockFile (leave it open: "
+                   .. "crashtest closes it)",
+                   h.errmsg(function()
+                     crashtest{ setup = function (bf) bf:close() end,
+                                run = ok, check = ok }
+                   end))
+      assert.equal("crashtest: setup left a transaction open",
+                   h.errmsg(function()
+                     crashtest{ setup = function (bf) bf:begin() end,
+                                run = ok, check = ok }
+                   end))
+      local kept
+      assert.matches("^crashtest: setup left a view live: cannot close a "
+                     .. "BlockFile with 1 live view: offset 4096",
+                     h.errmsg(function()
+                       crashtest{
+                         setup = function (bf)
+                           kept = bf:get(bf:allocate())
+                         end,
+                         run = ok, check = ok,
+                       }
+                     end))
+      assert.matches("^crashtest: run left a view live: cannot close a "
+                     .. "BlockFile with 1 live view: offset 4096",
+                     h.errmsg(function()
+                       crashtest{
+                         setup = function (bf) bf:allocate() end,
+                         run = function (bf) kept = bf:get(4096) end,
+                         check = ok,
+                       }
+                     end))
+      kept = nil
+    end)
+
     it("ends the views check keeps, with the state", function()
       local kept
       local report = crashtest{
@@ -649,6 +685,21 @@ describe("bf:record()", function()
     assert.equal(3, v:u8(0))
     assert.equal("record: the recorder changed the BlockFile it records",
                  h.errmsg(function() bf:record() end))
+  end)
+
+  it("refuses the change under way when the recorder closes the file",
+     function()
+    local v = bf:get(bf:allocate())
+    -- close() refuses while v lives; as a <close> variable on an error,
+    -- a BlockFile closes anyway
+    local close = debug.getmetatable(bf).__close
+    bf:record(function () close(bf, "an error") end)
+    v:set_u8(0, 1)
+    assert.equal("record: the recorder closed the BlockFile it records",
+                 h.errmsg(function() v:set_u8(0, 2) end))
+    assert.equal("attempt to use a closed BlockFile",
+                 h.errmsg(function() bf:allocate() end))
+    bf:record()
   end)
 
   it("stops on a BlockFile closed while recording", function()

@@ -334,6 +334,9 @@ void recorded (lua_State *L, BlockFile *bf, const char *kind, uint64_t off,
   lua_pushboolean(L, 0);
   if (lua_pcall(L, 5, 0, 0) != LUA_OK) recfailed(L, bf);
   lua_settop(L, top);
+  /* The change under way would store into a map that is gone. */
+  if (bf->open != BF_OPEN)
+    luaL_error(L, "record: the recorder closed the BlockFile it records");
 }
 
 /* record(): delivers the last event, ends the recording, and raises the

@@ -191,6 +191,17 @@ local function where (tb)
   return concat(lines, "\n")
 end
 
+-- Closes bf as a <close> variable is closed on an error: at once, ending
+-- any view still live (close() refuses while one is, after collecting
+-- garbage).
+local close_now
+do
+  local scratch = fmap.anonymous()
+  local tbclose = debug.getmetatable(scratch).__close
+  scratch:close()
+  close_now = function (bf) tbclose(bf, true) end
+end
+
 local function errtext (e)
   return type(e) == "string" and e or tostring(e)
 end
@@ -207,7 +218,7 @@ local function make_base (t, rpath, level)
   if t.setup then
     local ok, e = pcall(t.setup, bf)
     if not ok then
-      if not is_closed(bf) then pcall(bf.close, bf, true) end
+      if not is_closed(bf) then close_now(bf) end
       error(format("crashtest: setup raised an error: %s", errtext(e)),
             level + 1)
     end
@@ -216,12 +227,14 @@ local function make_base (t, rpath, level)
             .. "crashtest closes it)", level + 1)
     end
     if bf:in_transaction() then
+      close_now(bf)
       error("crashtest: setup left a transaction open", level + 1)
     end
   end
   local bs = bf:block_size()
   local ok, e = pcall(bf.close, bf)
   if not ok then
+    close_now(bf)
     error(format("crashtest: setup left a view live: %s", errtext(e)),
           level + 1)
   end
@@ -253,7 +266,7 @@ local function record (t, rpath, level)
   local stopped, serr = pcall(bf.record, bf)
   if bf:in_transaction() then bf:rollback() end
   local closed, cerr = pcall(bf.close, bf)
-  if not closed then pcall(bf.close, bf, true) end
+  if not closed then close_now(bf) end
   if not ok then
     error(format("crashtest: run raised an error: %s", errtext(e)),
           level + 1)
@@ -277,13 +290,6 @@ end
 -- Trying a state
 ---------------------------------------------------------------------------
 
-local close_now
-do
-  local scratch = fmap.anonymous()
-  local tbclose = debug.getmetatable(scratch).__close
-  scratch:close()
-  close_now = function (bf) tbclose(bf, true) end
-end
 
 -- Opens the working copy, as it is, read-only, and checks it; describe()
 -- says what the state is, and is called for the failures a report keeps.
