@@ -653,6 +653,11 @@ static int bf_remove (lua_State *L) {
   return 1;
 }
 
+static void setbool (lua_State *L, const char *k, int b) {
+  lua_pushboolean(L, b);
+  lua_setfield(L, -2, k);
+}
+
 static void setint (lua_State *L, const char *k, uint64_t v) {
   lua_pushinteger(L, (lua_Integer)v);
   lua_setfield(L, -2, k);
@@ -682,16 +687,11 @@ static int bf_stats (lua_State *L) {
   setint(L, "checkpoints", st.checkpoints);
   setint(L, "journal_replayed", st.replayed);
   setint(L, "checkpoints_deferred", st.deferred);
-  lua_pushboolean(L, st.readers);
-  lua_setfield(L, -2, "readers");
-  lua_pushboolean(L, st.writer);
-  lua_setfield(L, -2, "writer");
-  lua_pushboolean(L, st.in_transaction);
-  lua_setfield(L, -2, "in_transaction");
-  lua_pushboolean(L, bf->f.readonly);
-  lua_setfield(L, -2, "readonly");
-  lua_pushboolean(L, bf->f.path == NULL);
-  lua_setfield(L, -2, "anonymous");
+  setbool(L, "readers", st.readers);
+  setbool(L, "writer", st.writer);
+  setbool(L, "in_transaction", st.in_transaction);
+  setbool(L, "readonly", bf->f.readonly);
+  setbool(L, "anonymous", bf->f.path == NULL);
   if (bf->f.path) {
     lua_pushstring(L, bf->f.path);
     lua_setfield(L, -2, "path");
