@@ -88,7 +88,8 @@ project "fmap_module"
 project "fmap"
   kind "ConsoleApp"
   files (BINDING)
-  files { "engine/host/alloc.h", "engine/host/alloc.c", "engine/host/host.c" }
+  files { "engine/host/alloc.h", "engine/host/alloc.c", "engine/host/host.h",
+          "engine/host/host.c", "engine/host/repl.c" }
   links { "fmapcore", "lua5.4", "readline", "m", "dl" }
   linkoptions { "-Wl,-E" }
   per_config "bin"

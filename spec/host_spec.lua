@@ -1,4 +1,4 @@
---- spec/host_spec.lua: the fmap executable (engine/host/host.c), its REPL
+--- spec/host_spec.lua: the fmap executable (engine/host/), its REPL
 -- (lua/fmap/repl.lua, lua/fmap/help.lua) and scripts/inspect.lua.
 -- The host under test is $FMAP_BIN, else build/bin/fmap; it runs as a
 -- child process, in batch, through a pipe, and in a terminal (tmux).

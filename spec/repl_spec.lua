@@ -2,7 +2,7 @@
 -- puts summaries first, pages help() and more(), completes fmap's modules
 -- and an object's public methods, and describes a method by the kind of
 -- its object (lua/fmap/repl.lua, lua/fmap/help.lua, and the host's pager
--- in engine/host/host.c). The host's options, its other REPL behaviour and
+-- in engine/host/repl.c). The host's options, its other REPL behaviour and
 -- the rest of help are in host_spec.lua.
 local repl = require "fmap.repl"
 local help = require "fmap.help"

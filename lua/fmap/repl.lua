@@ -1,5 +1,5 @@
 --- fmap.repl: what the fmap REPL prints and completes.
--- The host (engine/host/host.c) calls `start` once when the REPL begins, `show`
+-- The host (engine/host/repl.c) calls `start` once when the REPL begins, `show`
 -- with the results of each chunk, and `complete` when Tab is pressed. All
 -- of it reads values with raw access and never calls a metamethod other
 -- than `__tostring`, so looking at a value cannot change it.
