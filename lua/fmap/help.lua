@@ -635,28 +635,13 @@ local function kind_of (x)
   return nil
 end
 
--- x's field name as a method call finds it, through raw fields and the
--- tables of __index chains, never calling an __index function.
-local function method_of (x, name)
-  for _ = 1, 16 do  -- a bound: __index chains may loop
-    if type(x) == "table" then
-      local got = rawget(x, name)
-      if got ~= nil then return got end
-    end
-    local mt = debug.getmetatable(x)
-    local index = mt and rawget(mt, "__index")
-    if type(index) ~= "table" then return nil end
-    x = index
-  end
-  return nil
-end
-
 -- The description of method field of the object x, by x's kind: a B+tree's
 -- "get" is t:get whatever x is called. label is what the user called x (a
 -- variable's name), or nil.
 local function describe_method_of (x, field, label)
   local prefix, kind = kind_of(x)
-  local f = field:sub(1, 1) ~= "_" and method_of(x, field) or nil
+  local f = field:sub(1, 1) ~= "_" and require("fmap.repl").lookup(x, field)
+            or nil
   local callable = type(f) == "function"
     or (debug.getmetatable(f) ~= nil
         and rawget(debug.getmetatable(f), "__call") ~= nil)

@@ -397,16 +397,12 @@ local function fmap_modules (v)
   return ok and type(mods) == "table" and mods or nil
 end
 
--- Field lookup without side effects: raw fields, then the tables of
--- __index chains; an __index function is never called. The one function
--- stood in for is the fmap table's, which loads a module of its list.
-local function peek (v, key)
-  local mods = fmap_modules(v)
-  if mods and rawget(mods, key) and rawget(v, key) == nil then
-    local ok, mod = pcall(require, "fmap." .. key)
-    return ok and mod or nil
-  end
-  for _ = 1, 16 do  -- a bound: __index chains may loop
+--- v[key] without side effects, as a method call would find it: raw
+-- fields, then the tables of __index chains; an __index function is never
+-- called, and a chain longer than 16 tables (it may loop) finds nothing.
+-- help() reads methods through it too.
+function M.lookup (v, key)
+  for _ = 1, 16 do
     if type(v) == "table" then
       local got = rawget(v, key)
       if got ~= nil then return got end
@@ -417,6 +413,17 @@ local function peek (v, key)
     v = index
   end
   return nil
+end
+
+-- M.lookup, and the one __index function it stands in for: the fmap
+-- table's, which loads a module of its list.
+local function peek (v, key)
+  local mods = fmap_modules(v)
+  if mods and rawget(mods, key) and rawget(v, key) == nil then
+    local ok, mod = pcall(require, "fmap." .. key)
+    return ok and mod or nil
+  end
+  return M.lookup(v, key)
 end
 
 -- Every string key reachable from v by peek; with methods_only, only
