@@ -79,11 +79,7 @@ local READERS = opts.readers or 4
 local KEYS = 10      -- records a writer's transaction adds
 local LOOKUPS = 1000 -- keys a looping reader looks up per open
 
-local function exists (path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = cli.exists
 
 local function say (...)
   io.write(table.concat({ ... }, " "), "\n")

@@ -17,11 +17,7 @@ local function tmpdir ()
   return path
 end
 
-local function exists (path)
-  local f = io.open(path, "r")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = require("fmap.cli").exists
 
 local function has (program)
   return os.execute("command -v " .. program .. " >/dev/null 2>&1") == true

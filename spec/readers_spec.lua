@@ -31,11 +31,7 @@ local COMMITS = 5
 local CAP = 8 << 20
 local LIMIT = 4 << 20   -- a checkpoint once the journal passes it
 
-local function exists (path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = require("fmap.cli").exists
 
 local function size_of (path)
   local f = io.open(path, "rb")

@@ -22,11 +22,7 @@ local function say (...)
   io.flush()
 end
 
-local function exists (path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = require("fmap.cli").exists
 
 -- A pause of a few milliseconds, while another process gets on.
 local function nap ()

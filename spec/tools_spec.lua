@@ -26,11 +26,7 @@ local function remove (path)
   os.remove(path .. "-wal")
 end
 
-local function exists (path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = require("fmap.cli").exists
 
 -- A file with the three structures and what makes a dump hard: binary
 -- keys and values, empty values, duplicate keys, large blobs, shared

@@ -15,11 +15,7 @@ local function read_all (path)
   return s
 end
 
-local function exists (path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = require("fmap.cli").exists
 
 -- The block at off, as a string.
 local function block (bf, off)

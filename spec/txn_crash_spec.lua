@@ -40,11 +40,7 @@ local tally = { kills = 0, timed = 0, early = 0, stored = 0, tags = {},
                 commits = 0, further = 0, ro_child = 0, ro_checker = 0,
                 ro_refused = 0, txns = 0, started = 0 }
 
-local function exists (path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = require("fmap.cli").exists
 
 local function size_of (path)
   local f = io.open(path, "rb")

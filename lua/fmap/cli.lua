@@ -187,6 +187,13 @@ function M.writer_note (bf)
   end
 end
 
+--- Whether a file is at path: one that opens for reading.
+function M.exists (path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
 --- A fresh temporary path ending in suffix, not created: os.tmpname()
 -- makes a file of a unique name, which goes; the path is that name plus
 -- the suffix, so no placeholder is left behind.

@@ -59,6 +59,7 @@ local bptree = require "fmap.bptree"
 local varchar = require "fmap.varchar"
 local mmlist = require "fmap.mmlist"
 local progress = require "fmap.progress"
+local cli = require "fmap.cli"
 
 local M = {}
 
@@ -1019,13 +1020,6 @@ local function folder (path)
   return d == "" and "/" or d
 end
 
--- Whether a file exists at path.
-local function exists (path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
 -- Raises unless the journal beside bf's file is empty: a journal whose
 -- commits readers keep out of the file (a writer that opens beside
 -- readers adopts the journal rather than copy it in under them) would
@@ -1052,7 +1046,7 @@ local function make_file (path, bs, suffix, opts, fill)
   local old
   if opts.held then
     no_journal(opts.held)
-  elseif exists(path) then
+  elseif cli.exists(path) then
     if not opts.force then
       fail("%s exists; --force replaces it", path)
     end
@@ -1135,7 +1129,7 @@ function M.load (input, path, opts)
       if not inp then fail("%s", err) end
       name = input
     end
-    if exists(path) and not opts.force then
+    if cli.exists(path) and not opts.force then
       fail("%s exists; --force replaces it", path)
     end
     local total = type(input) == "string" and inp:seek("end") or nil
