@@ -204,15 +204,23 @@ local function blob_offsets (bf, vc, meta)
   local function damaged (what, b)
     fail("varchar at %d is damaged: %s at %d", meta, what, b)
   end
+  -- Walks the list of blocks that starts at b, through their H_NEXT
+  -- links: visit(b) with w on each block. list names it in messages.
+  local function walk (b, list, visit)
+    while b ~= 0 do
+      if seen[b] then damaged(list .. " reaches a block twice", b) end
+      seen[b] = true
+      if not pcall(w.retarget, w, b) then
+        damaged(list .. " names no allocated block", b)
+      end
+      visit(b)
+      b = w:u64(L.H_NEXT)
+    end
+  end
   for c = 1, g.classes do
     for list = 0, 1 do                -- partial blocks, then full ones
-      local b = v:u64(L.M_CLASS + 16 * (c - 1) + 8 * list)
-      while b ~= 0 do
-        if seen[b] then damaged("a class list reaches a block twice", b) end
-        seen[b] = true
-        if not pcall(w.retarget, w, b) then
-          damaged("a class list names no allocated block", b)
-        end
+      walk(v:u64(L.M_CLASS + 16 * (c - 1) + 8 * list), "a class list",
+           function (b)
         local tag = w:u64(0)
         if tag & 0xffffffff ~= L.SLAB or tag >> 32 ~= c
            or w:u64(L.H_OWNER) ~= meta then
@@ -228,24 +236,16 @@ local function blob_offsets (bf, vc, meta)
             out[#out + 1], refs[x] = x, n
           end
         end
-        b = w:u64(L.H_NEXT)
-      end
+      end)
     end
   end
-  local b = v:u64(L.M_LHEAD)
-  while b ~= 0 do
-    if seen[b] then damaged("the large list reaches a block twice", b) end
-    seen[b] = true
-    if not pcall(w.retarget, w, b) then
-      damaged("the large list names no allocated block", b)
-    end
+  walk(v:u64(L.M_LHEAD), "the large list", function (b)
     if w:u32(0) ~= L.LARGE or w:u64(L.H_OWNER) ~= meta then
       damaged("the large list names a block not its own", b)
     end
     local x = b + L.LHDR
     out[#out + 1], refs[x] = x, w:u32(4)
-    b = w:u64(L.H_NEXT)
-  end
+  end)
   table.sort(out)
   if #out ~= vc:count() then
     fail("varchar at %d is damaged: it counts %d blobs, its lists hold %d",
@@ -530,6 +530,17 @@ local function bar_for (label, total, unit)
   return progress.new(label, total, { unit = unit })
 end
 
+-- Runs f(bar) in protected mode, bar a progress bar of items labelled
+-- label (see bar_for), cleared at the end: what f returns, or nil and
+-- the message of what it raised.
+local function with_bar (label, f)
+  local bar = bar_for(label, nil, "items")
+  local ok, r = pcall(f, bar)
+  bar:done()
+  if not ok then return nil, tostring(r) end
+  return r
+end
+
 local function total_of (plan)
   local n = 0
   for _, s in ipairs(plan.sections) do n = n + s.count end
@@ -634,8 +645,7 @@ end
 --   out cannot be written
 function M.write (bf, out, opts)
   opts = opts or {}
-  local bar = bar_for(opts.progress, nil, "items")
-  local ok, r = pcall(function ()
+  return with_bar(opts.progress, function (bar)
     local plan = bar:during(M.plan, bf, opts)
     local total = total_of(plan)
     bar:total(total)
@@ -645,9 +655,6 @@ function M.write (bf, out, opts)
     return { structures = #plan.sections, records = total, lines = lines,
              bytes = bytes, warnings = plan.warnings }
   end)
-  bar:done()
-  if not ok then return nil, tostring(r) end
-  return r
 end
 
 -- The first word of the lines of a section's items, by kind.
@@ -1094,6 +1101,16 @@ local function make_file (path, bs, suffix, opts, fill)
   return r
 end
 
+-- The structures that a file sink made, as load and copy return them:
+-- {kind, offset, count} each.
+local function made_list (made)
+  local out = {}
+  for i, m in ipairs(made) do
+    out[i] = { kind = m.kind, offset = m.offset, count = m.count }
+  end
+  return out
+end
+
 -- Verifies each structure that sink made, and that it holds what the
 -- dump said.
 local function verify_made (made)
@@ -1149,11 +1166,7 @@ function M.load (input, path, opts)
     bar:done()
     if type(input) == "string" then inp:close() end
     if not done then error(res, 0) end
-    local out = {}
-    for i, m in ipairs(made) do
-      out[i] = { kind = m.kind, offset = m.offset, count = m.count }
-    end
-    return { structures = out, block_size = bs }
+    return { structures = made_list(made), block_size = bs }
   end)
   if not ok then return nil, tostring(r) end
   return r
@@ -1175,8 +1188,7 @@ end
 --   or nil and a message
 function M.copy (bf, path, opts)
   opts = opts or {}
-  local bar = bar_for(opts.progress, nil, "items")
-  local ok, r = pcall(function ()
+  return with_bar(opts.progress, function (bar)
     local plan = bar:during(M.plan, bf, { raw_values = opts.raw_values })
     if opts.strict and #plan.warnings > 0 then
       fail("%s", concat(plan.warnings, "; "))
@@ -1199,16 +1211,9 @@ function M.copy (bf, path, opts)
         return true
       end)
     if not done then error(res, 0) end
-    local out = {}
-    for i, m in ipairs(made) do
-      out[i] = { kind = m.kind, offset = m.offset, count = m.count }
-    end
-    return { structures = out, records = total_of(plan),
+    return { structures = made_list(made), records = total_of(plan),
              warnings = plan.warnings }
   end)
-  bar:done()
-  if not ok then return nil, tostring(r) end
-  return r
 end
 
 return M
