@@ -24,13 +24,9 @@ local cli = require "fmap.cli"
 local sformat = string.format
 local clock = fmap.clock
 
-local USAGE = "usage: fmap bench/bench_readers.lua [--n N] [--rounds R] "
-              .. "[--commits C]\n"
-              .. "                                   [--readers K] "
-              .. "[--dir DIR]"
-
-local HELP = USAGE .. [[
-
+local HELP = [[
+usage: fmap bench/bench_readers.lua [--n N] [--rounds R] [--commits C]
+                                   [--readers K] [--dir DIR]
 
 Measures readers beside a writer, each side alone and beside the other,
 in child processes, the rounds interleaved, and prints each measure's
@@ -60,7 +56,7 @@ Example:
 Exit status: 0 when every get found its value, 1 otherwise or when a
 child failed, 2 on a usage error.]]
 
-local cmd = cli.new("bench_readers", USAGE, {
+local cmd = cli.new("bench_readers", HELP, {
   ["--n"] = { key = "n", kind = "integer", min = 1 },
   ["--rounds"] = { key = "rounds", kind = "integer", min = 1 },
   ["--commits"] = { key = "commits", kind = "integer", min = 1 },
@@ -70,7 +66,7 @@ local cmd = cli.new("bench_readers", USAGE, {
   ["--role"] = "role",
   ["--file"] = "file",
   ["--stop"] = "stop",
-}, { file = false, help = HELP })
+}, { file = false })
 local opts = cmd:parse(arg)
 local N = opts.n or 1000000
 local ROUNDS = opts.rounds or 3

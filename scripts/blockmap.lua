@@ -14,12 +14,9 @@ local blockmap = require "fmap.blockmap"
 local classify = require "fmap.classify"
 local cli = require "fmap.cli"
 
-local USAGE = "usage: fmap scripts/blockmap.lua FILE -o OUT.png|OUT.svg "
-              .. "[-r MODULE]\n"
-              .. "                                [--cols N] [--cell N]"
-
-local HELP = USAGE .. [[
-
+local HELP = [[
+usage: fmap scripts/blockmap.lua FILE -o OUT.png|OUT.svg [-r MODULE]
+                                [--cols N] [--cell N]
 
 Draws every block of an fmap file, one cell each in file order, coloured
 by kind: the control block, free blocks, the never-allocated tail, each
@@ -50,10 +47,10 @@ Example:
 Exit status: 0 when the picture is written, 1 when FILE cannot be opened
 or the picture cannot be written, 2 on a usage error.]]
 
-local cmd = cli.new("blockmap", USAGE, { "output", "modules",
+local cmd = cli.new("blockmap", HELP, { "output", "modules",
   ["--cols"] = { key = "cols", kind = "integer", min = 1 },
   ["--cell"] = { key = "cell", kind = "integer", min = 1 },
-}, { help = HELP })
+})
 
 local function parse (args)
   local opts = cmd:parse(args)

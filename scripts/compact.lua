@@ -5,13 +5,9 @@ local dump = require "fmap.dump"
 local fmap = require "fmap"
 local cli = require "fmap.cli"
 
-local USAGE = "usage: fmap scripts/compact.lua FILE [--out NEWFILE] "
-              .. "[--force]\n"
-              .. "                               [--drop-unknown] [-r MODULE] "
-              .. "[--raw-values]"
-
-local HELP = USAGE .. [[
-
+local HELP = [[
+usage: fmap scripts/compact.lua FILE [--out NEWFILE] [--force]
+                               [--drop-unknown] [-r MODULE] [--raw-values]
 
 Copies every structure of FILE into a new file, as scripts/dump.lua and
 scripts/load.lua would but without the text: each structure made anew
@@ -54,12 +50,12 @@ kept by readers, a structure cannot be read or does not verify in the
 copy, blocks no structure owns would be dropped, or the copy cannot be
 written (FILE is then unchanged), 2 on a usage error.]]
 
-local cmd = cli.new("compact", USAGE, { "modules",
+local cmd = cli.new("compact", HELP, { "modules",
   ["--out"] = { key = "out", value = "a NEWFILE" },
   ["--force"] = { key = "force", kind = "flag" },
   ["--drop-unknown"] = { key = "drop_unknown", kind = "flag" },
   ["--raw-values"] = { key = "raw_values", kind = "flag" },
-}, { help = HELP })
+})
 
 local opts = cmd:parse(arg)
 if opts.force and not opts.out then

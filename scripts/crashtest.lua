@@ -6,12 +6,9 @@
 local crashtest = require "fmap.crashtest"
 local cli = require "fmap.cli"
 
-local USAGE = "usage: fmap scripts/crashtest.lua [--mode process|power] "
-              .. "[--limit N] [--seed S]\n"
-              .. "                                  [--replay PATH] MODULE"
-
-local HELP = USAGE .. [[
-
+local HELP = [[
+usage: fmap scripts/crashtest.lua [--mode process|power] [--limit N] [--seed S]
+                                  [--replay PATH] MODULE
 
 Runs the crash test of a structure (fmap.crashtest, doc/crashtest.md)
 and prints its report: how many states a crash could leave were tried,
@@ -49,12 +46,12 @@ Example:
 Exit status: 0 when every state passed, 1 when some failed (or the test
 could not run: the module, a file), 2 on a usage error.]]
 
-local cmd = cli.new("crashtest", USAGE, {
+local cmd = cli.new("crashtest", HELP, {
   ["--mode"] = { key = "mode", value = "a MODE" },
   ["--limit"] = { key = "limit", kind = "integer", min = 1, value = "an N" },
   ["--seed"] = { key = "seed", kind = "integer", value = "an S" },
   ["--replay"] = { key = "replay", value = "a PATH" },
-}, { help = HELP, operands = { "MODULE" } })
+}, { operands = { "MODULE" } })
 
 local opts = cmd:parse(arg)
 if opts.mode and opts.mode ~= "process" and opts.mode ~= "power" then

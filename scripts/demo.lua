@@ -6,10 +6,8 @@ local bptree = require "fmap.bptree"
 local codec = require "fmap.codec"
 local cli = require "fmap.cli"
 
-local USAGE = "usage: fmap scripts/demo.lua [FILE] [--n N]"
-
-local HELP = USAGE .. [[
-
+local HELP = [[
+usage: fmap scripts/demo.lua [FILE] [--n N]
 
 A first tour of fmap, printed as it goes: a block allocated, written
 through a view and read back, a read past the view's end refused; then a
@@ -30,9 +28,9 @@ Example:
 Exit status: 0 when the tour ran, 1 when the file cannot be made, 2 on
 a usage error or a FILE that exists.]]
 
-local cmd = cli.new("demo", USAGE, {
+local cmd = cli.new("demo", HELP, {
   ["--n"] = { key = "n", kind = "integer", min = 10 },
-}, { help = HELP, required = 0 })
+}, { required = 0 })
 local opts = cmd:parse(arg or {})
 local path, N = opts.path, opts.n or 300000
 do

@@ -18,13 +18,9 @@ local classify = require "fmap.classify"
 local dot = require "fmap.dot"
 local cli = require "fmap.cli"
 
-local USAGE = "usage: fmap scripts/dot.lua FILE -o OUT.svg|OUT.dot "
-              .. "[--at OFFSET]\n"
-              .. "                           [--depth N] [--children N] "
-              .. "[--keys N]"
-
-local HELP = USAGE .. [[
-
+local HELP = [[
+usage: fmap scripts/dot.lua FILE -o OUT.svg|OUT.dot [--at OFFSET]
+                           [--depth N] [--children N] [--keys N]
 
 Draws a B+tree of an fmap file through Graphviz: each node a box with its
 offset, kind and first keys (printable keys as they are, others in hex),
@@ -55,12 +51,12 @@ Example:
 Exit status: 0 when the picture is written, 1 when FILE cannot be opened,
 holds no tree, or Graphviz fails or is missing, 2 on a usage error.]]
 
-local cmd = cli.new("dot", USAGE, { "output",
+local cmd = cli.new("dot", HELP, { "output",
   ["--at"] = { key = "at", kind = "integer", min = 1 },
   ["--depth"] = { key = "depth", kind = "integer", min = 0 },
   ["--children"] = { key = "children", kind = "integer", min = 2 },
   ["--keys"] = { key = "keys", kind = "integer", min = 0 },
-}, { help = HELP })
+})
 
 local function parse (args)
   local opts = cmd:parse(args)

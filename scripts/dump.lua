@@ -5,12 +5,9 @@
 local dump = require "fmap.dump"
 local cli = require "fmap.cli"
 
-local USAGE = "usage: fmap scripts/dump.lua FILE [--structure OFFSET | "
-              .. "--all] [-o OUT]\n"
-              .. "                            [-r MODULE] [--raw-values]"
-
-local HELP = USAGE .. [[
-
+local HELP = [[
+usage: fmap scripts/dump.lua FILE [--structure OFFSET | --all] [-o OUT]
+                            [-r MODULE] [--raw-values]
 
 Writes the structures of an fmap file as text that scripts/load.lua
 makes a new file from, in any block size: B+tree records, blobs with
@@ -50,12 +47,12 @@ Exit status: 0 when the dump is written, 1 when FILE cannot be opened, a
 structure cannot be read (damaged) or OUT cannot be written, 2 on a usage
 error.]]
 
-local cmd = cli.new("dump", USAGE, { "output", "modules",
+local cmd = cli.new("dump", HELP, { "output", "modules",
   ["--structure"] = { key = "structure", kind = "offset",
                       value = "an OFFSET" },
   ["--all"] = { key = "all", kind = "flag" },
   ["--raw-values"] = { key = "raw_values", kind = "flag" },
-}, { help = HELP })
+})
 
 local opts = cmd:parse(arg)
 if opts.structure and opts.all then

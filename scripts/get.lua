@@ -4,11 +4,8 @@ local dump = require "fmap.dump"
 local varchar = require "fmap.varchar"
 local cli = require "fmap.cli"
 
-local USAGE = "usage: fmap scripts/get.lua FILE KEY [--hex] [--all] "
-              .. "[--blob] [--tree OFFSET]"
-
-local HELP = USAGE .. [[
-
+local HELP = [[
+usage: fmap scripts/get.lua FILE KEY [--hex] [--all] [--blob] [--tree OFFSET]
 
 Prints the value of KEY in a B+tree, as bbolt get does: its bytes and a
 newline, or in hex with --hex (KEY is then read as hex too). A key with
@@ -36,12 +33,12 @@ Exit status: 0 when KEY is found and printed, 1 when it is not found (the
 message says so on stderr), FILE cannot be opened or holds no such tree,
 or with --blob a value names no blob, 2 on a usage error.]]
 
-local cmd = cli.new("get", USAGE, {
+local cmd = cli.new("get", HELP, {
   ["--hex"] = { key = "hex", kind = "flag" },
   ["--all"] = { key = "all", kind = "flag" },
   ["--blob"] = { key = "blob", kind = "flag" },
   ["--tree"] = { key = "tree", kind = "offset", value = "an OFFSET" },
-}, { help = HELP, operands = { "FILE", "KEY" } })
+}, { operands = { "FILE", "KEY" } })
 
 local opts = cmd:parse(arg)
 local key = opts.args[2]

@@ -7,12 +7,9 @@ local repl = require "fmap.repl"
 local cli = require "fmap.cli"
 local progress = require "fmap.progress"
 
-local USAGE = "usage: fmap scripts/inspect.lua [--free] [--block OFFSET] "
-              .. "[--stats] [--audit]\n"
-              .. "                               [--verify] [-r MODULE] FILE"
-
-local HELP = USAGE .. [[
-
+local HELP = [[
+usage: fmap scripts/inspect.lua [--free] [--block OFFSET] [--stats] [--audit]
+                               [--verify] [-r MODULE] FILE
 
 Prints the header of an fmap file (format version, block size, size,
 blocks used, free and never allocated, the control data, the journal
@@ -51,14 +48,14 @@ check() (or --audit, or --verify) finds problems, which it prints, 2 on
 a usage error (an OFFSET that is no block of the file is one, said
 before anything is printed).]]
 
-local cmd = cli.new("inspect", USAGE, { "modules",
+local cmd = cli.new("inspect", HELP, { "modules",
   ["--block"] = { key = "blocks", kind = "offset", many = true,
                   value = "an OFFSET" },
   ["--free"] = { key = "free", kind = "flag" },
   ["--stats"] = { key = "stats", kind = "flag" },
   ["--audit"] = { key = "audit", kind = "flag" },
   ["--verify"] = { key = "verify", kind = "flag" },
-}, { help = HELP })
+})
 
 local function row (name, fmt, ...)
   print(string.format("  %-14s " .. fmt, name, ...))

@@ -3,12 +3,9 @@
 local dump = require "fmap.dump"
 local cli = require "fmap.cli"
 
-local USAGE = "usage: fmap scripts/keys.lua FILE [--prefix P] [--from K] "
-              .. "[--to K]\n"
-              .. "                            [--hex] [--tree OFFSET]"
-
-local HELP = USAGE .. [[
-
+local HELP = [[
+usage: fmap scripts/keys.lua FILE [--prefix P] [--from K] [--to K]
+                            [--hex] [--tree OFFSET]
 
 Prints the keys of a B+tree in key order (bytes compared as memcmp
 does), one a line, a key once per entry it has: those that start with P,
@@ -36,13 +33,13 @@ Exit status: 0 when the keys are printed (none may match), 1 when FILE
 cannot be opened or holds no such tree, 2 on a usage error (a bad hex
 string included).]]
 
-local cmd = cli.new("keys", USAGE, {
+local cmd = cli.new("keys", HELP, {
   ["--prefix"] = { key = "prefix", value = "a prefix" },
   ["--from"] = { key = "from", value = "a key" },
   ["--to"] = { key = "to", value = "a key" },
   ["--hex"] = { key = "hex", kind = "flag" },
   ["--tree"] = { key = "tree", kind = "offset", value = "an OFFSET" },
-}, { help = HELP })
+})
 
 local opts = cmd:parse(arg)
 local function unhex (s, flag)

@@ -4,12 +4,9 @@ local dump = require "fmap.dump"
 local fmap = require "fmap"
 local cli = require "fmap.cli"
 
-local USAGE = "usage: fmap scripts/load.lua DUMP NEWFILE [--block-size N] "
-              .. "[--force]\n"
-              .. "                            [--ignore-checksum]"
-
-local HELP = USAGE .. [[
-
+local HELP = [[
+usage: fmap scripts/load.lua DUMP NEWFILE [--block-size N] [--force]
+                            [--ignore-checksum]
 
 Makes NEWFILE from a dump that scripts/dump.lua wrote: each structure is
 made anew through its own module (a blob store, a list, a B+tree, the
@@ -39,11 +36,11 @@ Exit status: 0 when NEWFILE is made, 1 when DUMP cannot be read or is no
 sound dump (the message names its line), NEWFILE exists, or the new file
 cannot be written, 2 on a usage error.]]
 
-local cmd = cli.new("load", USAGE, {
+local cmd = cli.new("load", HELP, {
   ["--block-size"] = { key = "block_size", kind = "integer", min = 1 },
   ["--force"] = { key = "force", kind = "flag" },
   ["--ignore-checksum"] = { key = "ignore_checksum", kind = "flag" },
-}, { help = HELP, operands = { "DUMP", "NEWFILE" } })
+}, { operands = { "DUMP", "NEWFILE" } })
 
 local opts = cmd:parse(arg)
 local input, newfile = opts.args[1], opts.args[2]

@@ -19,10 +19,8 @@
 local profile = require "fmap.profile"
 local cli = require "fmap.cli"
 
-local USAGE = "usage: fmap scripts/profile.lua [-o CURVES.svg] [--file PATH] "
-              .. "[--phase NAME] SCRIPT [ARGS]"
-local HELP = USAGE .. [[
-
+local HELP = [[
+usage: fmap scripts/profile.lua [-o CURVES.svg] [--file PATH] [--phase NAME] SCRIPT [ARGS]
 
 Runs SCRIPT under fmap.profile and prints, per phase and operation, the
 distinct blocks read and written per operation (mean and p99), the write
@@ -47,10 +45,10 @@ Example:
 Exits with the script's status (1 if it raised, after the report), 1 when
 the picture cannot be written, 2 on a usage error.]]
 
-local cmd = cli.new("profile", USAGE, { "output",
+local cmd = cli.new("profile", HELP, { "output",
   ["--file"] = "file",
   ["--phase"] = "phase",
-}, { help = HELP, operands = { "SCRIPT" } })
+}, { operands = { "SCRIPT" } })
 
 -- The options are those before SCRIPT: split the arguments there.
 local TAKES_VALUE = { ["-o"] = true, ["--output"] = true, ["--file"] = true,

@@ -73,10 +73,10 @@ end)
 describe("fmap.cli with operands and a help text", function()
   local function run (args)
     return h.run_lua([[
-      local cmd = require("fmap.cli").new("g", "usage: g FILE KEY [-v]", {
-        ["-v"] = { key = "verbose", kind = "flag" },
-      }, { operands = { "FILE", "KEY", "MORE" }, required = 2,
-           help = "usage: g FILE KEY [-v]\n\nGets KEY." })
+      local cmd = require("fmap.cli").new("g",
+        "usage: g FILE KEY [-v]\n\nGets KEY.", {
+          ["-v"] = { key = "verbose", kind = "flag" },
+        }, { operands = { "FILE", "KEY", "MORE" }, required = 2 })
       local o = cmd:parse(arg)
       print(o.path, table.concat(o.args, ","), o.verbose)
     ]], args)

@@ -4,7 +4,7 @@
 -- 1 on a failure, 0 after printing the usage for -h or --help.
 --
 --   local cli = require "fmap.cli"
---   local cmd = cli.new("blockmap", USAGE, { "output", "modules",
+--   local cmd = cli.new("blockmap", HELP, { "output", "modules",
 --     ["--cols"] = { key = "cols", kind = "integer", min = 1 },
 --     ["--free"] = { key = "free", kind = "flag" },
 --   })
@@ -25,21 +25,23 @@ local SHARED = {
   },
 }
 
---- A command: its name (the prefix of its messages), its usage line, and
--- its options. An option maps to a key (a string) or to a table: key;
--- kind "string" (the default), "integer" (with min), "offset" (a
--- non-negative integer, decimal or 0x hex) or "flag"; many = true to
--- collect every occurrence in a list; value = what the message calls its
--- value ("a value" by default). The options' list part names options
--- that scripts share: "output" (-o, --output PATH) and "modules" (-r,
--- --require MODULE, repeatable: see `require_all`). settings, optional:
--- help, the text -h and --help print (the usage by default: a script's
--- help says what it does, each option, an example and its exit
--- statuses); operands, the names of the arguments other than options, in
--- order ({"FILE"} by default; {"DUMP", "NEWFILE"}, say), of which the
--- first `required` (all by default) must be there; file = false for a
--- command of options alone (a benchmark's).
-function M.new (name, usage, options, settings)
+--- A command: its name (the prefix of its messages), its help, and its
+-- options. help is what -h and --help print: the usage (a line, or lines
+-- that continue it), then, after a blank line, what a script's help says:
+-- what it does, each option, an example and its exit statuses. The usage
+-- alone is what a usage error prints; a benchmark's help may be no more.
+-- An option maps to a key (a string) or to a table: key; kind "string"
+-- (the default), "integer" (with min), "offset" (a non-negative integer,
+-- decimal or 0x hex) or "flag"; many = true to collect every occurrence
+-- in a list; value = what the message calls its value ("a value" by
+-- default). The options' list part names options that scripts share:
+-- "output" (-o, --output PATH) and "modules" (-r, --require MODULE,
+-- repeatable: see `require_all`). settings, optional: operands, the names
+-- of the arguments other than options, in order ({"FILE"} by default;
+-- {"DUMP", "NEWFILE"}, say), of which the first `required` (all by
+-- default) must be there; file = false for a command of options alone (a
+-- benchmark's).
+function M.new (name, help, options, settings)
   local all = {}
   for _, key in ipairs(options) do
     for flag, o in pairs(assert(SHARED[key], key)) do all[flag] = o end
@@ -58,8 +60,9 @@ function M.new (name, usage, options, settings)
   settings = settings or {}
   local operands = settings.operands or { "FILE" }
   if settings.file == false then operands = {} end
-  return setmetatable({ name = name, usage = usage, options = opts,
-                        help = settings.help or usage, operands = operands,
+  return setmetatable({ name = name, usage = help:match("^(.-)\n\n") or help,
+                        options = opts, help = help,
+                        operands = operands,
                         required = settings.required or #operands },
                       Command)
 end
