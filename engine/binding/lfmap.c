@@ -842,6 +842,21 @@ static void setfuncs (lua_State *L, const luaL_Reg *funcs, int mt_view,
   luaL_setfuncs(L, funcs, 2);
 }
 
+/* Fills the metatable at mt: the metamethods meta, and as __index a table
+** of the methods of each list in methods (a NULL-ended array of lists,
+** one per file that adds some). */
+static void fillmeta (lua_State *L, int mt, const luaL_Reg *meta,
+                      const luaL_Reg *const *methods, int mt_view,
+                      int mt_bf) {
+  lua_pushvalue(L, mt);
+  setfuncs(L, meta, mt_view, mt_bf);
+  lua_newtable(L);
+  for (; *methods != NULL; methods++)
+    setfuncs(L, *methods, mt_view, mt_bf);
+  lua_setfield(L, mt, "__index");
+  lua_pop(L, 1);
+}
+
 /* The modules written in Lua that are fields of this one, so that
 ** fmap.audit(bf) and fmap.bptree.new(...) work: each is required on first
 ** use ("fmap.NAME", found on package.path) and then kept. The module
@@ -910,6 +925,12 @@ static void protect (lua_State *L, int mt, const char *name) {
 }
 
 LUAMOD_API int luaopen_fmap (lua_State *L) {
+  static const luaL_Reg *const vmethods[] = {
+    view_methods, node_view_methods, pack_view_methods, NULL
+  };
+  static const luaL_Reg *const bmethods[] = {
+    bf_methods, node_bf_methods, txn_bf_methods, NULL
+  };
   int vmt, bmt;
   installbus();
   luaL_getsubtable(L, LUA_REGISTRYINDEX, FMAP_STRUCTURES);  /* for guard */
@@ -918,22 +939,8 @@ LUAMOD_API int luaopen_fmap (lua_State *L) {
   vmt = lua_gettop(L);
   luaL_newmetatable(L, FMAP_BF);
   bmt = lua_gettop(L);
-  lua_pushvalue(L, vmt);
-  setfuncs(L, view_meta, vmt, bmt);
-  lua_newtable(L);
-  setfuncs(L, view_methods, vmt, bmt);
-  setfuncs(L, node_view_methods, vmt, bmt);
-  setfuncs(L, pack_view_methods, vmt, bmt);
-  lua_setfield(L, vmt, "__index");
-  lua_pop(L, 1);
-  lua_pushvalue(L, bmt);
-  setfuncs(L, bf_meta, vmt, bmt);
-  lua_newtable(L);
-  setfuncs(L, bf_methods, vmt, bmt);
-  setfuncs(L, node_bf_methods, vmt, bmt);
-  setfuncs(L, txn_bf_methods, vmt, bmt);
-  lua_setfield(L, bmt, "__index");
-  lua_pop(L, 1);
+  fillmeta(L, vmt, view_meta, vmethods, vmt, bmt);
+  fillmeta(L, bmt, bf_meta, bmethods, vmt, bmt);
   protect(L, vmt, FMAP_VIEW);
   protect(L, bmt, FMAP_BF);
   lua_newtable(L);
