@@ -146,38 +146,37 @@ static size_t ctl_area_size (uint32_t bs) {
   return (bs - CTL_START) / 2;
 }
 
+/* The fields of a header slot after its magic and version, as the table
+** at the top of this file lists them: X(offset, width in bits, field of
+** fm_header). encode_slot and decode_slot both walk this one list. */
+#define SLOT_FIELDS(X) \
+  X(12, 32, block_size) \
+  X(16, 64, seq) \
+  X(24, 64, top) \
+  X(32, 64, free_head) \
+  X(40, 64, free_blocks) \
+  X(48, 64, free_runs) \
+  X(56, 32, ctl_len) \
+  X(60, 32, ctl_area) \
+  X(64, 64, ctl_sum) \
+  X(72, 64, pend_off) \
+  X(80, 64, pend_next) \
+  X(88, 64, pend_blocks)
+
 static void encode_slot (const fm_header *h, unsigned char *s) {
+#define PUT_FIELD(at, bits, field)  put##bits(s + (at), h->field);
   memset(s, 0, SLOT_SIZE);
   memcpy(s, HDR_MAGIC, 8);
   put32(s + 8, FM_VERSION);
-  put32(s + 12, h->block_size);
-  put64(s + 16, h->seq);
-  put64(s + 24, h->top);
-  put64(s + 32, h->free_head);
-  put64(s + 40, h->free_blocks);
-  put64(s + 48, h->free_runs);
-  put32(s + 56, h->ctl_len);
-  put32(s + 60, h->ctl_area);
-  put64(s + 64, h->ctl_sum);
-  put64(s + 72, h->pend_off);
-  put64(s + 80, h->pend_next);
-  put64(s + 88, h->pend_blocks);
+  SLOT_FIELDS(PUT_FIELD)
   put64(s + HDR_SUMMED, checksum(s, HDR_SUMMED, 0));
+#undef PUT_FIELD
 }
 
 static void decode_slot (const unsigned char *s, fm_header *h) {
-  h->block_size = get32(s + 12);
-  h->seq = get64(s + 16);
-  h->top = get64(s + 24);
-  h->free_head = get64(s + 32);
-  h->free_blocks = get64(s + 40);
-  h->free_runs = get64(s + 48);
-  h->ctl_len = get32(s + 56);
-  h->ctl_area = get32(s + 60);
-  h->ctl_sum = get64(s + 64);
-  h->pend_off = get64(s + 72);
-  h->pend_next = get64(s + 80);
-  h->pend_blocks = get64(s + 88);
+#define GET_FIELD(at, bits, field)  h->field = get##bits(s + (at));
+  SLOT_FIELDS(GET_FIELD)
+#undef GET_FIELD
 }
 
 static void put_mark (fm_file *f, uint64_t off, uint64_t next,

@@ -13,15 +13,21 @@
 #include <string.h>
 #include <unistd.h>
 
-/* An open file description lock on one byte of fd: type F_RDLCK,
-** F_WRLCK or F_UNLCK; with wait, waits for it. 0 or an errno value. */
-int fm__ofd_lock (int fd, short type, off_t byte, int wait) {
+/* The lock of type on one byte, as fcntl takes it. */
+static struct flock onebyte (short type, off_t byte) {
   struct flock l;
   memset(&l, 0, sizeof l);
   l.l_type = type;
   l.l_whence = SEEK_SET;
   l.l_start = byte;
   l.l_len = 1;
+  return l;
+}
+
+/* An open file description lock on one byte of fd: type F_RDLCK,
+** F_WRLCK or F_UNLCK; with wait, waits for it. 0 or an errno value. */
+int fm__ofd_lock (int fd, short type, off_t byte, int wait) {
+  struct flock l = onebyte(type, byte);
   while (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &l) != 0) {
     if (errno != EINTR) return errno;
   }
@@ -31,12 +37,7 @@ int fm__ofd_lock (int fd, short type, off_t byte, int wait) {
 /* Whether another description holds a lock on byte that conflicts with
 ** one of type. */
 int fm__ofd_held (int fd, short type, off_t byte) {
-  struct flock l;
-  memset(&l, 0, sizeof l);
-  l.l_type = type;
-  l.l_whence = SEEK_SET;
-  l.l_start = byte;
-  l.l_len = 1;
+  struct flock l = onebyte(type, byte);
   if (fcntl(fd, F_OFD_GETLK, &l) != 0) return 0;
   return l.l_type != F_UNLCK;
 }
