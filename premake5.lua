@@ -117,7 +117,7 @@ end
 -- for spec/faults_spec.lua (see testing/faultinject.c). Nothing links it.
 project "faultinject"
   kind "SharedLib"
-  files { "testing/faultinject.c" }
+  files { "testing/shim.h", "testing/faultinject.c" }
   links { "dl" }
   per_config "lib"
 
@@ -126,6 +126,6 @@ project "faultinject"
 -- testing/iorecord.c). Nothing links it.
 project "iorecord"
   kind "SharedLib"
-  files { "testing/iorecord.c" }
+  files { "testing/shim.h", "testing/iorecord.c" }
   links { "dl" }
   per_config "lib"

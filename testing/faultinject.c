@@ -22,7 +22,6 @@
 ** Built by premake (project faultinject) into build/lib/libfaultinject.so.
 */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -35,6 +34,8 @@
 #include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include "shim.h"
 
 static const char *target;       /* the call to fail, NULL for none */
 static long after, times = 1;
@@ -81,11 +82,6 @@ static int fault (const char *name) {
   return err;
 }
 
-#define REAL(name) \
-  static __typeof__(name) *real_##name; \
-  if (real_##name == NULL) \
-    real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
-
 /* The file mappings the engine made: mremap is counted on those only
 ** (malloc uses mremap too). */
 #define MAXMAPS 64
@@ -106,33 +102,16 @@ static int matches (const char *path) {
   return path != NULL && strstr(path, match) != NULL;
 }
 
-static mode_t modearg (int flags, va_list ap) {
-  return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
+/* open and open64 (SHIM_OPEN): both count as "open". */
+static int shim_open (openfn *real, const char *path, int flags,
+                      mode_t mode) {
+  int e;
+  if (matches(path) && (e = fault("open")) != 0) { errno = e; return -1; }
+  return real(path, flags, mode);
 }
 
-int open (const char *path, int flags, ...) {
-  va_list ap;
-  mode_t mode;
-  int e;
-  REAL(open);
-  va_start(ap, flags);
-  mode = modearg(flags, ap);
-  va_end(ap);
-  if (matches(path) && (e = fault("open")) != 0) { errno = e; return -1; }
-  return real_open(path, flags, mode);
-}
-
-int open64 (const char *path, int flags, ...) {
-  va_list ap;
-  mode_t mode;
-  int e;
-  REAL(open64);
-  va_start(ap, flags);
-  mode = modearg(flags, ap);
-  va_end(ap);
-  if (matches(path) && (e = fault("open")) != 0) { errno = e; return -1; }
-  return real_open64(path, flags, mode);
-}
+SHIM_OPEN(open)
+SHIM_OPEN(open64)
 
 int ftruncate (int fd, off_t len) {
   int e;

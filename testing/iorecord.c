@@ -21,7 +21,6 @@
 ** Built by premake (project iorecord) into build/lib/libiorecord.so.
 */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,16 +30,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "shim.h"
+
 #define MAXFD 1024
 
 static int logfd = -1;
 static const char *match = ".fmap";
 static char *paths[MAXFD];       /* the recorded path of each fd, or NULL */
-
-#define REAL(name) \
-  static __typeof__(name) *real_##name; \
-  if (real_##name == NULL) \
-    real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
 
 __attribute__((constructor)) static void setup (void) {
   const char *log = getenv("FMAP_RECORD"), *m = getenv("FMAP_RECORD_MATCH");
@@ -87,35 +83,16 @@ static void opened (int fd, const char *path, int flags) {
   if (flags & O_TRUNC) line("C %s\n", path);
 }
 
-static mode_t modearg (int flags, va_list ap) {
-  return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
-}
-
-int open (const char *path, int flags, ...) {
-  va_list ap;
-  mode_t mode;
-  int fd;
-  REAL(open);
-  va_start(ap, flags);
-  mode = modearg(flags, ap);
-  va_end(ap);
-  fd = real_open(path, flags, mode);
+/* open and open64 (SHIM_OPEN). */
+static int shim_open (openfn *real, const char *path, int flags,
+                      mode_t mode) {
+  int fd = real(path, flags, mode);
   opened(fd, path, flags);
   return fd;
 }
 
-int open64 (const char *path, int flags, ...) {
-  va_list ap;
-  mode_t mode;
-  int fd;
-  REAL(open64);
-  va_start(ap, flags);
-  mode = modearg(flags, ap);
-  va_end(ap);
-  fd = real_open64(path, flags, mode);
-  opened(fd, path, flags);
-  return fd;
-}
+SHIM_OPEN(open)
+SHIM_OPEN(open64)
 
 int close (int fd) {
   REAL(close);
@@ -126,23 +103,11 @@ int close (int fd) {
   return real_close(fd);
 }
 
-ssize_t pwrite (int fd, const void *buf, size_t n, off_t off) {
+/* Records a write of fd that returned w, from the n buffers of iov, at
+** off: its line, then the bytes written. Returns w. */
+static ssize_t written (int fd, const struct iovec *iov, int n, off_t off,
+                        ssize_t w) {
   const char *p = pathof(fd);
-  ssize_t w;
-  REAL(pwrite);
-  w = real_pwrite(fd, buf, n, off);
-  if (p != NULL && w > 0) {
-    line("W %s %lld %lld\n", p, (long long)off, (long long)w);
-    put(buf, (size_t)w);
-  }
-  return w;
-}
-
-ssize_t pwritev (int fd, const struct iovec *iov, int n, off_t off) {
-  const char *p = pathof(fd);
-  ssize_t w;
-  REAL(pwritev);
-  w = real_pwritev(fd, iov, n, off);
   if (p != NULL && w > 0) {
     size_t left = (size_t)w;
     int i;
@@ -156,6 +121,19 @@ ssize_t pwritev (int fd, const struct iovec *iov, int n, off_t off) {
   return w;
 }
 
+ssize_t pwrite (int fd, const void *buf, size_t n, off_t off) {
+  struct iovec one;
+  REAL(pwrite);
+  one.iov_base = (void *)buf;
+  one.iov_len = n;
+  return written(fd, &one, 1, off, real_pwrite(fd, buf, n, off));
+}
+
+ssize_t pwritev (int fd, const struct iovec *iov, int n, off_t off) {
+  REAL(pwritev);
+  return written(fd, iov, n, off, real_pwritev(fd, iov, n, off));
+}
+
 int ftruncate (int fd, off_t len) {
   const char *p = pathof(fd);
   int rc;
@@ -165,22 +143,22 @@ int ftruncate (int fd, off_t len) {
   return rc;
 }
 
-int fsync (int fd) {
+/* Records a sync of fd that returned rc (fsync and fdatasync alike).
+** Returns rc. */
+static int synced (int fd, int rc) {
   const char *p = pathof(fd);
-  int rc;
-  REAL(fsync);
-  rc = real_fsync(fd);
   if (p != NULL && rc == 0) line("S %s\n", p);
   return rc;
 }
 
+int fsync (int fd) {
+  REAL(fsync);
+  return synced(fd, real_fsync(fd));
+}
+
 int fdatasync (int fd) {
-  const char *p = pathof(fd);
-  int rc;
   REAL(fdatasync);
-  rc = real_fdatasync(fd);
-  if (p != NULL && rc == 0) line("S %s\n", p);
-  return rc;
+  return synced(fd, real_fdatasync(fd));
 }
 
 int unlink (const char *path) {
