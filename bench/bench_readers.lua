@@ -368,6 +368,17 @@ local function mark (ratio)
   return ratio <= 1.5 and "met" or "MISSED"
 end
 
+-- The closing lines of a measure t, whose rounds are t.alone, t[near]
+-- (beside this file's other side) and t.control (beside another file's):
+-- the ratio of alone to near against the target, and of control to near.
+local function compare (t, near, label, control_label)
+  local x = best(t.alone) / best(t[near])
+  print(sformat("  alone / %s: %.2fx (rounds: %s)   target <= 1.5x   %s",
+                label, x, ratios(t.alone, t[near]), mark(x)))
+  print(sformat("  %s: %.2fx (rounds: %s)", control_label,
+                best(t.control) / best(t[near]), ratios(t.control, t[near])))
+end
+
 local function commas (x)
   local s, k = sformat("%d", math.floor(x + 0.5)), 0
   repeat s, k = s:gsub("^(%d+)(%d%d%d)", "%1,%2") until k == 0
@@ -391,12 +402,8 @@ print(sformat(row, "reader get/s, beside a writer of another",
               sformat("CPU %.0f ns a get", least(get_cpu.control) * 1e9)))
 print(sformat("  (the writers: up to %s commits/s of %d records, durable)",
               commas(busy_rate), KEYS))
-local g = best(get.alone) / best(get.beside)
-print(sformat("  alone / beside a writer: %.2fx (rounds: %s)   target <= "
-              .. "1.5x   %s", g, ratios(get.alone, get.beside), mark(g)))
-print(sformat("  beside another file's writer / beside this file's: %.2fx "
-              .. "(rounds: %s)", best(get.control) / best(get.beside),
-              ratios(get.control, get.beside)))
+compare(get, "beside", "beside a writer",
+        "beside another file's writer / beside this file's")
 print(sformat(row, "writer commits/s, alone", commas(best(rate.alone)),
               sformat("CPU %.0f us a commit", least(rate_cpu.alone) * 1e6)))
 print(sformat(row, sformat("writer commits/s, %d readers of the file",
@@ -408,12 +415,8 @@ print(sformat(row, sformat("writer commits/s, %d readers of another",
                       least(rate_cpu.control) * 1e6)))
 print(sformat("  (the readers of the file: %s opens, %s gets in all)",
               commas(loops_done.opens), commas(loops_done.gets)))
-local c = best(rate.alone) / best(rate.with)
-print(sformat("  alone / with readers: %.2fx (rounds: %s)   target <= 1.5x"
-              .. "   %s", c, ratios(rate.alone, rate.with), mark(c)))
-print(sformat("  with another file's readers / with this file's: %.2fx "
-              .. "(rounds: %s)", best(rate.control) / best(rate.with),
-              ratios(rate.control, rate.with)))
+compare(rate, "with", "with readers",
+        "with another file's readers / with this file's")
 print(sformat("beside its readers the writer put off %d checkpoints and "
               .. "made %d; its journal ended at %.1f MiB",
               last_with.deferred, last_with.checkpoints,
