@@ -16,6 +16,7 @@
 local classify = require "fmap.classify"
 local png = require "fmap.png"
 local argcheck = require "fmap.argcheck"
+local cli = require "fmap.cli"
 local argerror = argcheck.argerror
 
 local M = {}
@@ -347,11 +348,8 @@ function M.write (src, path, opts)
              .. "'")
   end
   local data, r = M[ext](src, opts, "write", 1)
-  local f, msg, code = io.open(path, "wb")
-  if not f then return nil, msg, code end
-  local ok, wmsg, wcode = f:write(data)
-  f:close()
-  if not ok then return nil, wmsg, wcode end
+  local ok, msg, code = cli.writefile(path, data)
+  if not ok then return nil, msg, code end
   return r
 end
 

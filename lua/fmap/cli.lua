@@ -197,6 +197,18 @@ function M.exists (path)
   return f ~= nil
 end
 
+--- Writes data to the file at path, made or replaced.
+-- @return true, or nil, a message and an errno when the file cannot be
+--   opened or written
+function M.writefile (path, data)
+  local f, msg, code = io.open(path, "wb")
+  if not f then return nil, msg, code end
+  local ok, wmsg, wcode = f:write(data)
+  f:close()
+  if not ok then return nil, wmsg, wcode end
+  return true
+end
+
 --- A fresh temporary path ending in suffix, not created: os.tmpname()
 -- makes a file of a unique name, which goes; the path is that name plus
 -- the suffix, so no placeholder is left behind.

@@ -47,6 +47,7 @@ local fmap = require "fmap"
 local opmark = require "fmap.opmark"
 local svg = require "fmap.svg"
 local argcheck = require "fmap.argcheck"
+local cli = require "fmap.cli"
 
 local argerror, typeerror = argcheck.argerror, argcheck.typeerror
 local sformat, concat = string.format, table.concat
@@ -795,13 +796,7 @@ end
 -- @return true, or nil, message, errno when the file cannot be written
 function Report:write_svg (path, opts)
   if type(path) ~= "string" then typeerror(1, "write_svg", "string", path) end
-  local text = M.svg(self, opts)
-  local f, msg, errno = io.open(path, "w")
-  if not f then return nil, msg, errno end
-  local ok, wmsg, werrno = f:write(text)
-  f:close()
-  if not ok then return nil, wmsg, werrno end
-  return true
+  return cli.writefile(path, M.svg(self, opts))
 end
 
 return M
