@@ -41,6 +41,7 @@ workspace "fmap"
   when "release"
     buildoptions { "-O2" }
     defines { "NDEBUG" }
+    debug_symbols()       -- for perf and callgrind; -O2 code is the same
   when "debug"
     buildoptions { "-O0" }
     debug_symbols()
