@@ -1755,6 +1755,144 @@ describe("fmap module", function()
     end)
   end)
 
+  describe("v:descend_insert() and v:descend_remove()", function()
+    -- A two-level tree by hand. Internal: u32 count at 4, C0 at 8, then
+    -- entries of a 4-byte key and the u64 child to its right, 12 bytes
+    -- apart from 16. Leaves: u32 count at 4, entries of a 4-byte key and
+    -- a 4-byte value, 8 bytes apart from 16, 4 at most. The entry count
+    -- is the u64 at 0 of a third block.
+    local bf, root, a, b, meta, child, v, mv
+    local function key (k) return string.pack(">I4", k) end
+    local function val (k) return ("v%03d"):format(k) end
+    local function keys (o)
+      return bf:with(o, 1, function (w)
+        local r = {}
+        for i = 0, w:u32(4) - 1 do
+          r[#r + 1] = (string.unpack(">I4", w:read(16 + 8 * i, 4)))
+        end
+        return r
+      end)
+    end
+    before_each(function()
+      bf = assert(fmap.anonymous())
+      root, a, b, meta = bf:allocate(), bf:allocate(), bf:allocate(),
+                         bf:allocate()
+      bf:with(root, 1, function (w)
+        w:set_u32(4, 1)
+        w:set_u64(8, a)
+        w:pack(16, "c4<I8", key(20), b)
+      end)
+      child = bf:searcher(4, 16, 12, 8)
+      v = bf:get(root)
+      mv = bf:get(meta)
+    end)
+    after_each(function()
+      v:release()
+      mv:release()
+      if not tostring(bf):match("closed") then bf:close() end
+    end)
+    local function ins (k, vv)
+      return v:descend_insert(child, root, 1, 4, 4, 16, 8, 4, k, vv, mv, 0)
+    end
+
+    it("inserts into the leaf the descent reaches, and counts", function()
+      assert.same({ 0, 1, true, a }, { ins(key(15), val(15)) })
+      assert.same({ 0, 1, true, b }, { ins(key(25), val(25)) })
+      assert.same({ 0, 2, true, a }, { ins(key(5), val(5)) })
+      -- an equal key goes after its equals, on the right of the separator
+      assert.same({ 0, 2, true, b }, { ins(key(20), val(20)) })
+      assert.same({ 5, 15 }, keys(a))
+      assert.same({ 20, 25 }, keys(b))
+      assert.equal(4, mv:u64(0))
+      assert.equal(b, v:offset())      -- the view is on the last leaf
+      -- a full leaf is left as it is, and not counted
+      assert.same({ 2, 3, true, a }, { ins(key(17), val(17)) })
+      assert.same({ 2, 4, true, a }, { ins(key(16), val(16)) })
+      assert.same({ 4, 4, false, a }, { ins(key(18), val(18)) })
+      assert.same({ 5, 15, 16, 17 }, keys(a))
+      assert.equal(6, mv:u64(0))
+      -- without a counter, nothing is counted; depth 0 is the root itself
+      local w = bf:get(a)
+      assert.same({ 3, 5, true, a }, { w:descend_insert(child, a, 0, 4, 4,
+        16, 8, 5, key(16), val(16)) })
+      assert.equal(6, mv:u64(0))
+      w:release()
+    end)
+
+    it("removes a key's entries from the leaf reached, and counts", function()
+      for _, k in ipairs({ 5, 15, 15, 25, 30 }) do ins(key(k), val(k)) end
+      assert.equal(5, mv:u64(0))
+      local function rem (k)
+        return v:descend_remove(child, root, 1, 4, 4, 16, 8, k, mv, 0)
+      end
+      assert.same({ 1, 2, 1, a }, { rem(key(15)) })
+      assert.same({ 0, 0, 2, b }, { rem(key(21)) })
+      assert.same({ 0, 1, 1, b }, { rem(key(25)) })
+      assert.same({ 5 }, keys(a))
+      assert.same({ 30 }, keys(b))
+      assert.equal(2, mv:u64(0))
+    end)
+
+    it("returns nil for a key or value not of the sizes, and changes "
+       .. "nothing", function()
+      for _, bad in ipairs({ { 1234, val(1) }, { "abc", val(1) },
+                             { key(1) .. "x", val(1) }, { key(1), "vv" },
+                             { key(1), nil }, { {}, val(1) } }) do
+        assert.equal(0, select("#", ins(bad[1], bad[2])))
+      end
+      assert.equal(0, select("#", v:descend_remove(child, root, 1, 4, 4, 16,
+                                                    8, 15, mv, 0)))
+      assert.same({}, keys(a))
+      assert.same({}, keys(b))
+      assert.equal(0, mv:u64(0))
+      assert.equal(root, v:offset())
+    end)
+
+    it("raises on misuse and on a damaged tree", function()
+      assert.matches("bad argument #1 to 'descend_insert' %(searcher "
+                     .. "expected", h.errmsg(function()
+        v:descend_insert(print, root, 1, 4, 4, 16, 8, 4, key(1), val(1))
+      end))
+      local other = assert(fmap.anonymous())
+      local theirs = other:searcher(4, 16, 12, 8)
+      assert.matches("a searcher of another BlockFile", h.errmsg(function()
+        v:descend_insert(theirs, root, 1, 4, 4, 16, 8, 4, key(1), val(1))
+      end))
+      other:close()
+      assert.matches("depth %-1 is not 0 to", h.errmsg(function()
+        v:descend_insert(child, root, -1, 4, 4, 16, 8, 4, key(1), val(1))
+      end))
+      assert.matches("has no u64 there", h.errmsg(function()
+        v:descend_insert(bf:searcher(4, 16, 12), root, 1, 4, 4, 16, 8, 4,
+                         key(1), val(1))
+      end))
+      assert.matches("key size must be positive", h.errmsg(function()
+        v:descend_remove(child, root, 1, 0, 4, 16, 8, key(1))
+      end))
+      -- a child that is free is named with its parent
+      bf:free(b)
+      assert.matches("the child beside entry 1 of the node at " .. root
+                     .. ":", h.errmsg(function()
+        v:descend_insert(child, root, 1, 4, 4, 16, 8, 4, key(30), val(30))
+      end))
+      assert.equal(root, v:offset())   -- the view did not move
+      -- a read-only file's view refuses before anything is read
+      local path = os.tmpname()
+      local w = assert(fmap.create(path))
+      local o = w:allocate()
+      w:close()
+      w = assert(fmap.open(path, { readonly = true }))
+      local rv = w:get(o)
+      assert.matches("read%-only", h.errmsg(function()
+        rv:descend_insert(w:searcher(4, 16, 12, 8), o, 0, 4, 4, 16, 8, 4,
+                          key(1), val(1))
+      end))
+      rv:release()
+      w:close()
+      os.remove(path)
+    end)
+  end)
+
   describe("bf:searcher()", function()
     -- a node's shape: a u32 count at 4, then entries of a 4-byte key and
     -- a 4-byte value, 8 bytes apart from 16
@@ -1804,6 +1942,22 @@ describe("fmap module", function()
       -- a number key is a string of its digits, as for v:search
       node(off, { 0x31323334 })
       assert.same({ 0, true, nil, 1, off }, { search(off, 1234) })
+    end)
+
+    it("takes whole keys only with a key size", function()
+      node(off, { 10, 20, 30 })
+      local search = bf:searcher(4, 16, 8, 20, 4, 4)
+      assert.same({ 1, true, "v020", 3, off }, { search(off, key(20)) })
+      for _, bad in ipairs({ 1234, "abc", key(1) .. "x", {}, false }) do
+        assert.equal(0, select("#", search(off, bad)))
+      end
+      assert.matches("bad argument #6 to 'searcher' %(key size 9 is not "
+                     .. "1 to the stride %(8%)%)", h.errmsg(function()
+        bf:searcher(4, 16, 8, 20, 4, 9)
+      end))
+      assert.matches("key size 0", h.errmsg(function()
+        bf:searcher(4, 16, 8, nil, nil, 0)
+      end))
     end)
 
     it("agrees with v:search over random nodes", function()

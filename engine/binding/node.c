@@ -102,12 +102,12 @@ static uint64_t nodecount (lua_State *L, const View *v, lua_Integer cpos,
 ** entry's first last bytes must lie in the view. Raises otherwise; NULL
 ** for an empty run. Asks for the run's cache lines. */
 static unsigned char *searchrun (lua_State *L, const View *v, int arg,
-                                 lua_Integer pos, uint64_t count,
+                                 int sarg, lua_Integer pos, uint64_t count,
                                  uint64_t stride, size_t kl, uint64_t last) {
   unsigned char *base;
   if (count == 0) return NULL;
-  if (stride == 0)   /* the stride is argument 4 of each caller */
-    luaL_argerror(L, 4, "stride 0: a sorted run's entries are at least a "
+  if (stride == 0)   /* the stride is argument sarg */
+    luaL_argerror(L, sarg, "stride 0: a sorted run's entries are at least a "
                   "byte apart");
   if (pos < 0 || (uint64_t)pos > v->len ||
       count - 1 > (v->len - (uint64_t)pos) / stride ||
@@ -179,7 +179,7 @@ static int dosearch (lua_State *L, int counted) {
   if (v->state != LIVE) checkview(L, 1);   /* the key's conversion ran a
                                            ** finalizer that retired it */
   if (counted) count = nodecount(L, v, cpos, 2);
-  base = searchrun(L, v, counted ? 3 : 2, pos, count, stride, kl, kl);
+  base = searchrun(L, v, counted ? 3 : 2, 4, pos, count, stride, kl, kl);
   lo = lowerbound(base, count, stride, key, kl, upper, &found);
   if (PROFILING(v->bf))
     profsearch(v, counted ? cpos : -1, pos, count, stride, kl);
@@ -200,24 +200,25 @@ static int dosearch (lua_State *L, int counted) {
 ** them down and storing the new count. Returns the index where they were
 ** (or would be), how many it removed and the count left: a B+tree leaf's
 ** delete in one call. */
-static int view_remove_key (lua_State *L) {
-  View *v = checkwritable(L, 1);
-  lua_Integer cpos = luaL_checkinteger(L, 2);
-  lua_Integer pos = luaL_checkinteger(L, 3);
-  uint64_t stride = checkcount(L, 4, "stride");
+/* remove_key's work, its arguments (countpos, pos, stride, key) from a;
+** the view at 1. */
+static int doremove (lua_State *L, View *v, int a) {
+  lua_Integer cpos = luaL_checkinteger(L, a);
+  lua_Integer pos = luaL_checkinteger(L, a + 1);
+  uint64_t stride = checkcount(L, a + 2, "stride");
   size_t kl;
-  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 5,
-                                                                      &kl);
+  const unsigned char *key = (const unsigned char *)luaL_checklstring(L,
+                                                              a + 3, &kl);
   unsigned char *base;
   uint64_t count, lo, e;
   int found;
   if (v->state != LIVE) checkwritable(L, 1);   /* the key's conversion ran
                                                ** a finalizer */
-  luaL_argcheck(L, kl > 0, 5, "an empty key would remove every entry");
-  count = nodecount(L, v, cpos, 2);
+  luaL_argcheck(L, kl > 0, a + 3, "an empty key would remove every entry");
+  count = nodecount(L, v, cpos, a);
   /* whole entries move, so the last one must fit, and hold a key */
-  base = searchrun(L, v, 3, pos, count, stride, kl, kl > stride ? UINT64_MAX
-                                                                : stride);
+  base = searchrun(L, v, a + 1, a + 2, pos, count, stride, kl,
+                   kl > stride ? UINT64_MAX : stride);
   lo = lowerbound(base, count, stride, key, kl, 0, &found);
   if (PROFILING(v->bf)) profsearch(v, cpos, pos, count, stride, kl);
   e = lo;
@@ -234,6 +235,10 @@ static int view_remove_key (lua_State *L) {
   lua_pushinteger(L, (lua_Integer)(e - lo));
   lua_pushinteger(L, (lua_Integer)(count - (e - lo)));
   return 3;
+}
+
+static int view_remove_key (lua_State *L) {
+  return doremove(L, checkwritable(L, 1), 2);
 }
 
 /* bsearch(pos, count, stride, key [, upper [, at [, len]]]): binary
@@ -254,7 +259,7 @@ static int view_search (lua_State *L) { return dosearch(L, 1); }
 ** from pos, lie in the view. */
 static void checkentries (lua_State *L, const View *v, lua_Integer pos,
                           uint64_t count, uint64_t stride, uint64_t len,
-                          uint64_t len2, int sarg) {
+                          uint64_t len2, int parg, int sarg) {
   if (count > 1 && stride == 0)
     luaL_argerror(L, sarg, lua_pushfstring(L, "stride 0 puts %I entries at "
                   "one place", (lua_Integer)count));
@@ -263,7 +268,7 @@ static void checkentries (lua_State *L, const View *v, lua_Integer pos,
        (count > 1 && count - 1 > (v->len - (uint64_t)pos) / stride) ||
        len > v->len || len2 > v->len - len ||
        len + len2 > v->len - (uint64_t)pos - (count - 1) * stride))
-    luaL_argerror(L, 3, lua_pushfstring(L, "%I entr%s of %I byte%s, %I "
+    luaL_argerror(L, parg, lua_pushfstring(L, "%I entr%s of %I byte%s, %I "
                   "apart from position %I, pass the view (%I bytes)",
                   (lua_Integer)count, count == 1 ? "y" : "ies",
                   (lua_Integer)(len + len2), plural(len + len2),
@@ -279,36 +284,37 @@ static void checkentries (lua_State *L, const View *v, lua_Integer pos,
 ** in the view. A node that holds capacity entries already is left as it
 ** is. Returns the index where the entry went (or would go), the count
 ** after, and whether it went in. */
-static int view_insert_key (lua_State *L) {
-  View *v = checkwritable(L, 1);
-  lua_Integer cpos = luaL_checkinteger(L, 2);
-  lua_Integer pos = luaL_checkinteger(L, 3);
-  uint64_t stride = checkcount(L, 4, "stride");
-  uint64_t cap = checkcount(L, 5, "capacity");
+/* insert_key's work, its arguments (countpos, pos, stride, capacity,
+** key [, value]) from a; the view at 1. */
+static int doinsert (lua_State *L, View *v, int a) {
+  lua_Integer cpos = luaL_checkinteger(L, a);
+  lua_Integer pos = luaL_checkinteger(L, a + 1);
+  uint64_t stride = checkcount(L, a + 2, "stride");
+  uint64_t cap = checkcount(L, a + 3, "capacity");
   size_t kl, vl = 0;
-  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 6,
-                                                                      &kl);
-  const char *val = lua_isnoneornil(L, 7) ? NULL : luaL_checklstring(L, 7,
-                                                                     &vl);
+  const unsigned char *key = (const unsigned char *)luaL_checklstring(L,
+                                                              a + 4, &kl);
+  const char *val = lua_isnoneornil(L, a + 5) ? NULL
+                    : luaL_checklstring(L, a + 5, &vl);
   unsigned char *base;
   uint64_t count, lo;
   int found, in;
-  luaL_argcheck(L, stride > 0, 4, "stride must be positive");
+  luaL_argcheck(L, stride > 0, a + 2, "stride must be positive");
   /* the count is a u32: a larger capacity would let it wrap */
-  luaL_argcheck(L, cap >= 1 && cap <= UINT32_MAX, 5,
+  luaL_argcheck(L, cap >= 1 && cap <= UINT32_MAX, a + 3,
                 "capacity must be 1 to 4294967295");
   if (kl + vl != stride)
-    luaL_argerror(L, 6, lua_pushfstring(L, "a key of %I byte%s and a value "
-                  "of %I make no entry of %I", (lua_Integer)kl, plural(kl),
-                  (lua_Integer)vl, (lua_Integer)stride));
+    luaL_argerror(L, a + 4, lua_pushfstring(L, "a key of %I byte%s and a "
+                  "value of %I make no entry of %I", (lua_Integer)kl,
+                  plural(kl), (lua_Integer)vl, (lua_Integer)stride));
   if (v->state != LIVE) checkwritable(L, 1);   /* a conversion ran a
                                                ** finalizer */
-  count = nodecount(L, v, cpos, 2);
+  count = nodecount(L, v, cpos, a);
   if (count > cap)
-    luaL_argerror(L, 5, lua_pushfstring(L, "the node holds %I entries, more "
-                  "than its capacity %I", (lua_Integer)count,
+    luaL_argerror(L, a + 3, lua_pushfstring(L, "the node holds %I entries, "
+                  "more than its capacity %I", (lua_Integer)count,
                   (lua_Integer)cap));
-  checkentries(L, v, pos, cap, stride, stride, 0, 4);
+  checkentries(L, v, pos, cap, stride, stride, 0, a + 1, a + 2);
   base = vptr(v) + pos;
 #ifndef FMAP_NO_PREFETCH
   prefetch_run(base, count * stride);
@@ -330,6 +336,10 @@ static int view_insert_key (lua_State *L) {
   lua_pushinteger(L, (lua_Integer)(count + (uint64_t)in));
   lua_pushboolean(L, in);
   return 3;
+}
+
+static int view_insert_key (lua_State *L) {
+  return doinsert(L, checkwritable(L, 1), 2);
 }
 
 /* put_key(countpos, pos, stride, capacity, key, value [, linkpos]): a
@@ -382,7 +392,7 @@ static int view_put_key (lua_State *L) {
     luaL_argerror(L, 5, lua_pushfstring(L, "the node holds %I entries, more "
                   "than its capacity %I", (lua_Integer)count,
                   (lua_Integer)cap));
-  checkentries(L, v, pos, cap, stride, stride, 0, 4);
+  checkentries(L, v, pos, cap, stride, stride, 0, 3, 4);
   if (linked && (lpos < 0 || (uint64_t)lpos > v->len ||
                  v->len - (uint64_t)lpos < 8))
     luaL_argerror(L, 8, lua_pushfstring(L, "link position %I leaves no u64 "
@@ -454,7 +464,7 @@ static int view_read_entries (lua_State *L) {
     if (v->state != LIVE || v->bf->f.map != map || v->off != off ||
         v->len != vlen) {
       if (v->state != LIVE) checkview(L, 1);
-      checkentries(L, v, pos, count, stride, len, len2, 5);
+      checkentries(L, v, pos, count, stride, len, len2, 3, 5);
       map = v->bf->f.map;
       off = v->off;
       vlen = v->len;
@@ -563,6 +573,7 @@ typedef struct Searcher {
   uint64_t serial;      /* bf's */
   uint64_t cpos, pos, stride;
   lua_Integer at, len;  /* at < 0: no field beside; len < 0: a u64 */
+  lua_Integer ks;       /* keys of ks bytes only, or any (-1) */
 } Searcher;
 
 static const char SEARCHER_TAG[] = "fmap searcher";
@@ -657,17 +668,30 @@ static int nodefail (lua_State *L, BlockFile *bf, const Searcher *s, int st,
                     (lua_Integer)fromi, (lua_Integer)from, bf->f.msg);
 }
 
+/* Whether the searcher at index i is one of keys of one size (made with
+** keysize) and the key at k is not a string of that size: its caller
+** then returns nil, for the structure to raise its own error. Read before
+** the key, so no conversion has run. */
+static HOT_INLINE int wrongkey (lua_State *L, int i, int k) {
+  const Searcher *s = (const Searcher *)lua_touserdata(L, i);
+  return s != NULL && lua_rawlen(L, i) == sizeof *s &&
+         s->tag == SEARCHER_TAG && s->ks >= 0 &&
+         (lua_type(L, k) != LUA_TSTRING ||
+          lua_rawlen(L, k) != (size_t)s->ks);
+}
+
 static int searcher_call (lua_State *L) {
   lua_Integer off = luaL_checkinteger(L, 1);
   size_t kl;
-  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 2,
-                                                                      &kl);
+  const unsigned char *key = wrongkey(L, SR_STATE, 2) ? NULL
+    : (const unsigned char *)luaL_checklstring(L, 2, &kl);
   int upper = lua_toboolean(L, 3), found = 0, below = 0, st;
   lua_Integer depth = 1, follow;
   uint64_t count = 0, lo = 0, bs, at;
   BlockFile *bf;
   const Searcher *s, *cur;
   View v;              /* only what pushbeside reads */
+  if (key == NULL) return 0;
   if (lua_gettop(L) > 3) {
     depth = luaL_optinteger(L, 4, 1);
     below = !lua_isnoneornil(L, 5);
@@ -735,6 +759,138 @@ static int searcher_call (lua_State *L) {
   return 5;
 }
 
+/* The descent of descend_insert and descend_remove, whose arguments are
+** view, searcher, root, depth, keysize, then remove_key's or insert_key's
+** (the stride at 8, the key at k, an insert's value after it). Returns 0
+** when the key is not a string of keysize bytes, or an insert's value
+** not one of stride - keysize: the caller then returns nil, for the
+** structure to raise its own error. Else descends depth levels from the
+** node at root with the searcher, as searcher(root, key, upper, depth)
+** does, moves the view to the node reached (as retarget), and returns
+** 1. */
+static int descendview (lua_State *L, View *v, int upper, int k,
+                        int insert) {
+  BlockFile *bf = v->bf;
+  const Searcher *s = checksearcher(L, 2, bf);
+  uint64_t at = checkoffset(L, 3), bs = bf->f.h.block_size, from = 0;
+  uint64_t fromi = 0;
+  lua_Integer depth = luaL_checkinteger(L, 4);
+  lua_Integer ks = luaL_checkinteger(L, 5);
+  size_t kl;
+  const unsigned char *key;
+  luaL_argcheck(L, ks >= 1, 5, "key size must be positive");
+  if (lua_type(L, k) != LUA_TSTRING || lua_rawlen(L, k) != (size_t)ks)
+    return 0;
+  if (insert && (lua_type(L, k + 1) != LUA_TSTRING ||
+                 (lua_Integer)lua_rawlen(L, k + 1) !=
+                 luaL_checkinteger(L, 8) - ks))
+    return 0;
+  key = (const unsigned char *)lua_tolstring(L, k, &kl);
+  if (depth < 0 || (uint64_t)depth > bf->f.h.top / bs)
+    luaL_argerror(L, 4, lua_pushfstring(L, "depth %I is not 0 to the "
+                  "file's blocks (%I)", depth,
+                  (lua_Integer)(bf->f.h.top / bs)));
+  if (depth > 0 && (s->at < 0 || s->len >= 0 || (uint64_t)s->at > bs - 8))
+    luaL_argerror(L, 2, "a descent follows the u64 beside each hit; this "
+                  "searcher has no u64 there");
+  if (depth > 0 && PROFILING(bf)) profcount(bf, PROF_DESCENT);
+  for (; depth > 0; depth--) {
+    uint64_t lo = 0, count = 0, f;
+    int found, st = searchnode(bf, s, at, key, kl, upper, &lo, &found,
+                               &count);
+    if (st == 1 && from == 0) corefail(L, bf, 3);
+    if (st != 0) nodefail(L, bf, s, st, at, count, kl, from, fromi);
+    if (PROFILING(bf)) profread(bf, at, 4, 4 + probebytes(count, kl));
+    f = (uint64_t)s->at + lo * s->stride;
+    if (lo > (bs - (uint64_t)s->at) / s->stride || f > bs - 8)
+      luaL_error(L, "the node at %I has no child beside entry %I: it would "
+                 "pass the block (%I bytes)", (lua_Integer)at,
+                 (lua_Integer)lo, (lua_Integer)bs);
+    from = at;
+    fromi = lo;
+    at = load_le(bf->f.map + at + f, 8);
+    if (PROFILING(bf)) profread(bf, from + f, 8, 8);   /* the child */
+  }
+  if (at != v->off || v->len != bs) {
+#ifndef FMAP_NO_PREFETCH
+    if (at < bf->f.h.top && bf->f.h.top - at >= bs)
+      prefetch_run(bf->f.map + at, bs);
+#endif
+    if (fm_check_range(&bf->f, at, 1) != 0) {
+      if (from == 0) corefail(L, bf, 3);
+      luaL_error(L, "the child beside entry %I of the node at %I: %s",
+                 (lua_Integer)fromi, (lua_Integer)from, bf->f.msg);
+    }
+    v->off = at;
+    v->len = bs;
+    v->wgen = 0;   /* another block: the next store looks again */
+    PROFCOUNT(bf, PROF_VIEW);
+  }
+  CHECKLOST(L, v);   /* the descent read the file */
+  return 1;
+}
+
+/* The optional counter of descend_insert and descend_remove: a view at
+** argument c and the position of a u64 in it at c + 1, checked before
+** the node changes. Returns the view, or NULL without one. */
+static View *checkcounter (lua_State *L, int c, lua_Integer *pos) {
+  View *cv;
+  if (lua_isnoneornil(L, c)) return NULL;
+  cv = checkwritable(L, c);
+  *pos = luaL_checkinteger(L, c + 1);
+  checkspan(L, cv, c + 1, *pos, 8);
+  return cv;
+}
+
+/* Adds d to the counter (a u64 that counts a structure's entries). */
+static void addcount (lua_State *L, View *cv, int c, lua_Integer pos,
+                      int64_t d) {
+  unsigned char *p;
+  if (cv == NULL || d == 0) return;
+  if (cv->state != LIVE) cv = checkwritable(L, c);  /* the insert's store
+                                                    ** ran a finalizer */
+  touch(L, cv, (uint64_t)pos, 8);
+  p = vptr(cv) + (uint64_t)pos;
+  store_le(p, load_le(p, 8) + (uint64_t)d, 8);
+  CHECKLOST(L, cv);
+}
+
+/* descend_insert(searcher, root, depth, keysize, countpos, pos, stride,
+** capacity, key, value [, counter, cpos]): a B+tree's insert in one call.
+** Descends depth levels from the node at root with searcher (past the
+** entries equal to key), moves the view to the node reached, and does
+** insert_key there; if the entry went in, adds 1 to the u64 at cpos of
+** the view counter (the tree's entry count). Returns insert_key's results
+** and the node's offset; nil, and nothing done, when key is not a string
+** of keysize bytes or value one of stride - keysize. */
+static int view_descend_insert (lua_State *L) {
+  View *v = checkwritable(L, 1), *cv;
+  lua_Integer cpos = 0;
+  if (!descendview(L, v, 1, 10, 1)) return 0;
+  cv = checkcounter(L, 12, &cpos);
+  doinsert(L, v, 6);
+  addcount(L, cv, 12, cpos, lua_toboolean(L, -1));
+  lua_pushinteger(L, (lua_Integer)v->off);
+  return 4;
+}
+
+/* descend_remove(searcher, root, depth, keysize, countpos, pos, stride,
+** key [, counter, cpos]): a B+tree's removal in one call, as
+** descend_insert (the descent to the first entry >= key), then
+** remove_key; subtracts the entries removed from the counter. Returns
+** remove_key's results and the node's offset; nil when key is not a
+** string of keysize bytes. */
+static int view_descend_remove (lua_State *L) {
+  View *v = checkwritable(L, 1), *cv;
+  lua_Integer cpos = 0;
+  if (!descendview(L, v, 0, 9, 0)) return 0;
+  cv = checkcounter(L, 10, &cpos);
+  doremove(L, v, 6);
+  addcount(L, cv, 10, cpos, -(int64_t)lua_tointeger(L, -2));
+  lua_pushinteger(L, (lua_Integer)v->off);
+  return 4;
+}
+
 static int bf_searcher (lua_State *L) {
   BlockFile *bf = checkbf(L, 1);
   lua_Integer cpos = luaL_checkinteger(L, 2);
@@ -742,6 +898,7 @@ static int bf_searcher (lua_State *L) {
   lua_Integer stride = luaL_checkinteger(L, 4);
   lua_Integer at, len;
   int sized = optfield(L, 5, &at, &len);
+  lua_Integer ks = luaL_optinteger(L, 7, -1);
   lua_Integer bs = (lua_Integer)bf->f.h.block_size;
   Searcher *s;
   if (cpos < 0 || cpos > bs - 4)
@@ -752,6 +909,9 @@ static int bf_searcher (lua_State *L) {
                   "(%I bytes)", pos, bs));
   luaL_argcheck(L, stride > 0, 4, "stride must be positive");
   if (sized && at < 0) luaL_argerror(L, 5, "a length wants a position");
+  if (!lua_isnoneornil(L, 7) && (ks < 1 || ks > stride))
+    luaL_argerror(L, 7, lua_pushfstring(L, "key size %I is not 1 to the "
+                  "stride (%I)", ks, stride));
   lua_settop(L, 1);                              /* the BlockFile */
   s = (Searcher *)lua_newuserdatauv(L, sizeof *s, 0);
   s->tag = SEARCHER_TAG;
@@ -762,6 +922,7 @@ static int bf_searcher (lua_State *L) {
   s->stride = (uint64_t)stride;
   s->at = at;
   s->len = len;
+  s->ks = ks;
   lua_pushcclosure(L, searcher_call, 2);
   return 1;
 }
@@ -1104,7 +1265,8 @@ LUAI_DDEF const luaL_Reg node_view_methods[] = {
   {"bsearch", view_bsearch}, {"bsearch_slots", view_bsearch_slots},
   {"read_entries", view_read_entries}, {"search", view_search},
   {"remove_key", view_remove_key}, {"insert_key", view_insert_key},
-  {"put_key", view_put_key},
+  {"put_key", view_put_key}, {"descend_insert", view_descend_insert},
+  {"descend_remove", view_descend_remove},
   {NULL, NULL}
 };
 

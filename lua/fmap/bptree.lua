@@ -166,6 +166,7 @@ local vpack, vretarget = VM.pack, VM.retarget
 local vbsearch_slots = VM.bsearch_slots
 local vsearch, vremove_key = VM.search, VM.remove_key
 local vinsert_key, vput_key = VM.insert_key, VM.put_key
+local vdescend_insert, vdescend_remove = VM.descend_insert, VM.descend_remove
 
 -- Constants (<const>: the compiler folds them into the instructions that
 -- use them, where a plain local is an upvalue fetched at each use).
@@ -319,7 +320,9 @@ end
 
 local function free_node (t, off)
   t.views[off] = nil
-  if t.sv_off == off then          -- the free retires the leaf view
+  -- the free retires the leaf view; so does one of any block while the
+  -- view's block is not known (a descent that moved it raised)
+  if t.sv_off == off or t.sv_off == nil then
     t.sv[1], t.sv_off = nil, nil
   end
   t.bf:free(off)
@@ -1304,6 +1307,10 @@ local function setup (bf, off, ks, vs)
       t.imaxentry = IS
       -- the descents' searches, with the node layouts fixed in them
       t._search_child = bf:searcher(N_COUNT, FI_ENT, IS, FI_C0)
+      -- the same for whole keys only: get, add and remove call it (or
+      -- descend with it) before checking their key, as it returns nil
+      -- for any other argument
+      t._search_key = bf:searcher(N_COUNT, FI_ENT, IS, FI_C0, nil, ks)
       t._search_value = bf:searcher(N_COUNT, FL_ENT, LS, FL_ENT + ks, vs)
       return t
     end
@@ -1640,12 +1647,15 @@ function Tree:add (key, value)
   if mark then mark("bptree.add", key, value) end
   local views = self.views
   if not views then bad_self("add", self) end
-  local ks, vs = self.ks, self.vs
-  if type(key) ~= "string" or (#key ~= ks and ks ~= -1) then
-    check_key(self, key, "add", 1)
-  end
-  if type(value) ~= "string" or (#value ~= vs and vs ~= -1) then
-    check_value(self, value, "add", 2)
+  local fixed = self.fixed
+  if not fixed then   -- a fixed tree's descent checks them, in C
+    local ks, vs = self.ks, self.vs
+    if type(key) ~= "string" or (#key ~= ks and ks ~= -1) then
+      check_key(self, key, "add", 1)
+    end
+    if type(value) ~= "string" or (#value ~= vs and vs ~= -1) then
+      check_value(self, value, "add", 2)
+    end
   end
   if self.readonly then check_writable(self, "add") end
   -- The guard (fmap.guard) is held where the tree changes in steps that
@@ -1653,26 +1663,33 @@ function Tree:add (key, value)
   -- leaf. The common insert's writes are one engine call.
   local g = self.guard
   if g.busy then enter(g, "add") end           -- raises
-  if self.fixed then
-    -- leaf_view(self, <key's last leaf>), inlined; the path, which only a
-    -- split wants, is recorded then
-    local off, h = self.root, self.height
+  if fixed then
+    -- The descent to key's last leaf and the insert there are one call,
+    -- through the tree's leaf view (sv[1]); the path, which only a split
+    -- wants, is recorded then.
+    -- The call also counts the entry in the meta block.
+    local mv = views[self.meta] or node(self, self.meta)
     local sv = self.sv
     local v = sv[1]
     if v == nil then      -- before the descent: a new view may run a
-      v = self.bf:get(off)  -- finalizer, which may change the tree
-      sv[1], self.sv_off = v, off
+      v = self.bf:get(self.root)  -- finalizer, which may change the tree
+      sv[1], self.sv_off = v, self.root
     end
-    if h > 1 then
-      local _, _, c = self._search_child(off, key, true, h - 1)
-      off = c
-    end
-    if self.sv_off ~= off then vretarget(v, off) end
-    self.sv_off = off
     local LS = self.LS
-    local i, n, done = vinsert_key(v, N_COUNT, FL_ENT, LS, self.LCAP, key,
-                                   value)
-    if not done then                 -- a full leaf
+    self.sv_off = nil     -- until the call returns: it may raise midway
+    local i, n, done, off = vdescend_insert(v, self._search_key, self.root,
+                                            self.height - 1, self.ks,
+                                            N_COUNT, FL_ENT, LS, self.LCAP,
+                                            key, value, mv, M_SIZE)
+    if i == nil then                 -- not a key and value of the sizes
+      check_key(self, key, "add", 1)
+      check_value(self, value, "add", 2)
+    end
+    self.sv_off = off
+    if done then
+      self.nent, self.mods = self.nent + 1, self.mods + 1
+      return true
+    else                             -- a full leaf
       local _ <close> = enter(g, "add")
       path_to(self, key, true, off)  -- the same leaf, with its path
       local ok, err, en = split_leaf(self, v, n, i, key, key, value, LS)
@@ -1862,8 +1879,10 @@ end
 function Tree:remove (key, where)
   if mark then mark("bptree.remove") end
   if not self.views then bad_self("remove", self) end
-  if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
-    check_key(self, key, "remove", 1)
+  if not (self.fixed and where == nil) then  -- else the descent checks
+    if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
+      check_key(self, key, "remove", 1)
+    end
   end
   if where ~= nil and type(where) ~= "function" then
     typeerror(2, "remove", "function", where)
@@ -1875,29 +1894,28 @@ function Tree:remove (key, where)
   if g.busy then enter(g, "remove") end        -- raises
   local pp, done = self.pp, 0
   if self.fixed and where == nil then
-    -- The common case inlined: every entry of key in one leaf. The path,
-    -- which only a rebalance wants, is recorded then.
-    local views = self.views
-    local off, h = self.root, self.height
+    -- The common case in one call, as in add: every entry of key in one
+    -- leaf. The path, which only a rebalance wants, is recorded then.
+    local h = self.height
+    -- the meta block's view first, as in add: the call counts there
+    local mv = self.views[self.meta] or node(self, self.meta)
     local sv = self.sv
     local v = sv[1]
     if v == nil then      -- before the descent, as in add
-      v = self.bf:get(off)
-      sv[1], self.sv_off = v, off
+      v = self.bf:get(self.root)
+      sv[1], self.sv_off = v, self.root
     end
-    if h > 1 then
-      local _, _, c = self._search_child(off, key, false, h - 1)
-      off = c
-    end
-    if self.sv_off ~= off then vretarget(v, off) end
+    self.sv_off = nil
+    local pos, r, left, off = vdescend_remove(v, self._search_key,
+                                              self.root, h - 1, self.ks,
+                                              N_COUNT, FL_ENT, self.LS, key,
+                                              mv, M_SIZE)
+    if pos == nil then check_key(self, key, "remove", 1) end
     self.sv_off = off
-    local pos, r, left = vremove_key(v, N_COUNT, FL_ENT, self.LS, key)
     if r == 0 then
       if pos < left then return 0 end  -- else key may start the next leaf
     else
       self.nent, self.mods = self.nent - r, self.mods + 1
-      -- the count is read after node(), which may run a finalizer
-      set_u64(views[self.meta] or node(self, self.meta), M_SIZE, self.nent)
       if pos < left then               -- every entry of key was here
         if 4 * left * self.LS < self.lcapb and h > 1 then
           local _ <close> = enter(g, "remove")
@@ -1992,15 +2010,14 @@ function Tree:get (key)
   if mark then mark("bptree.get") end
   local views = self.views
   if not views then bad_self("get", self) end
-  if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
-    check_key(self, key, "get", 1)
-  end
-  local search_child = self._search_child
-  if search_child then                        -- fixed: the fast path
-    local i, found, val, n, off = search_child(self.root, key, false,
-                                               self.height - 1,
-                                               self._search_value)
+  local search_key = self._search_key
+  if search_key then                          -- fixed: the fast path
+    -- the searcher checks the key: nil for anything but one of ks bytes
+    local i, found, val, n, off = search_key(self.root, key, false,
+                                             self.height - 1,
+                                             self._search_value)
     if found then return val end
+    if i == nil then check_key(self, key, "get", 1) end
     if i < n then return nil end
     local v = leaf_view(self, off)
     off = u64(v, L_NEXT)                -- key may start the next leaf
@@ -2010,6 +2027,9 @@ function Tree:get (key)
       return nil
     end
     return vread(v, FL_ENT + self.ks, self.vs)
+  end
+  if type(key) ~= "string" or (#key ~= self.ks and self.ks ~= -1) then
+    check_key(self, key, "get", 1)
   end
   local v, n, i, _, found = lower_leaf(self, key)
   if not found then
