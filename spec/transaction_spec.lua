@@ -73,6 +73,53 @@ describe("transactions", function()
       assert.equal("after!", bf:with(a, function (v) return v:read(0, 6) end))
     end)
 
+    it("copies for a rollback only what the file does not hold", function()
+      local offs = {}
+      for i = 1, 8 do
+        offs[i] = bf:allocate()
+        bf:with(offs[i], function (v) v:write(0, ("block %d"):format(i)) end)
+      end
+      -- reopened: checkpointed, so the file holds every block
+      bf:close()
+      bf = assert(fmap.open(path))
+      local function text (i)
+        return bf:with(offs[i], function (v) return v:read(0, 7) end)
+      end
+      bf:begin()
+      for i = 1, 8 do
+        bf:with(offs[i], function (v) v:write(0, ("BLOCK %d"):format(i)) end)
+      end
+      assert.equal(0, bf:stats().undo_copies)
+      bf:rollback()
+      for i = 1, 8 do assert.equal(("block %d"):format(i), text(i)) end
+      -- a commit puts block 1 in the journal: the file's bytes are older,
+      -- so the next transaction copies it, and rolls back to the commit
+      bf:begin()
+      bf:with(offs[1], function (v) v:write(0, "commit1") end)
+      assert.is_true(bf:commit())
+      bf:begin()
+      bf:with(offs[1], function (v) v:write(0, "rolled1") end)
+      bf:with(offs[2], function (v) v:write(0, "rolled2") end)
+      assert.equal(1, bf:stats().undo_copies)
+      bf:rollback()
+      assert.equal("commit1", text(1))
+      assert.equal("block 2", text(2))
+      -- a change made before begin (not committed) is copied too
+      bf:with(offs[3], function (v) v:write(0, "implied") end)
+      bf:begin()
+      bf:with(offs[3], function (v) v:write(0, "rolled3") end)
+      assert.equal(1, bf:stats().undo_copies)
+      bf:rollback()
+      assert.equal("implied", text(3))
+      assert.equal(0, bf:stats().undo_copies)
+      -- and what the rollbacks left is what a reopen finds
+      bf:close()
+      bf = assert(fmap.open(path))
+      assert.equal("commit1", text(1))
+      assert.equal("implied", text(3))
+      for i = 4, 8 do assert.equal(("block %d"):format(i), text(i)) end
+    end)
+
     it("rollback restores bytes, allocations, frees, control data and size",
        function()
       local offs = {}

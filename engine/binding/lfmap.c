@@ -683,6 +683,7 @@ static int bf_stats (lua_State *L) {
   setint(L, "dirty_blocks", st.dirty_blocks);
   setint(L, "journal_bytes", st.journal_bytes);
   setint(L, "journal_blocks", st.journal_blocks);
+  setint(L, "undo_copies", st.undo_copies);
   setint(L, "commits", st.commits);
   setint(L, "checkpoints", st.checkpoints);
   setint(L, "journal_replayed", st.replayed);

@@ -1220,6 +1220,7 @@ void fm_get_stats (const fm_file *f, fm_stats *st) {
   st->dirty_blocks = f->ndirty;
   st->journal_bytes = f->wal_fd >= 0 ? f->wal_end : 0;
   st->journal_blocks = f->ninwal;
+  st->undo_copies = f->txn ? f->nundo_buf : 0;
   st->commits = f->commits;
   st->checkpoints = f->checkpoints;
   st->replayed = f->replayed;

@@ -46,10 +46,13 @@ typedef struct fm_header {
 #define FM_B_SAVED  2   /* its state at begin is kept for a rollback */
 #define FM_B_INWAL  4   /* has a frame in the journal since its restart */
 
+#define FM_UNDO_TAIL  UINT64_MAX
+#define FM_UNDO_FILE  (UINT64_MAX - 1)
 typedef struct fm_undo {
   uint64_t block;       /* block number */
   uint64_t copy;        /* index of its saved bytes in undo_buf, or
-                        ** UINT64_MAX: it was tail, and rolls back to 0s */
+                        ** FM_UNDO_TAIL: it was tail, and rolls back to
+                        ** 0s; FM_UNDO_FILE: the file holds its bytes */
   int was_dirty;        /* it had changes of its own before begin */
 } fm_undo;
 
@@ -76,6 +79,7 @@ typedef struct fm_file {
   uint64_t *dirty;      /* blocks with FM_B_DIRTY, in the order touched */
   uint64_t ndirty, capdirty;
   int txn;              /* in an explicit transaction */
+  int txn_discard;      /* its rollback may drop private pages (below) */
   fm_header txn_h;      /* the header, slot and clean_from at begin */
   int txn_slot;
   uint64_t txn_clean_from;
@@ -113,6 +117,8 @@ typedef struct fm_stats {
   uint64_t dirty_blocks;  /* changed since the last commit */
   uint64_t journal_bytes; /* of the journal in use, 0 if none */
   uint64_t journal_blocks;/* distinct blocks with frames in the journal */
+  uint64_t undo_copies;   /* blocks copied for the open transaction's
+                          ** rollback */
   uint64_t commits;       /* since open */
   uint64_t checkpoints;   /* since open */
   uint64_t replayed;      /* journal frames recovered at open */

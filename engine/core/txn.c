@@ -9,14 +9,20 @@
 ** write nothing back behind the engine's back. The file changes only by
 ** pwrite, in the order below. Every store is announced first (fm_touch):
 ** the block joins the dirty set, and inside an explicit transaction its
-** bytes at the first store are saved in memory (the undo copies; a block
-** that was tail at begin needs none: it rolls back to zeros).
+** bytes at the first store are saved in memory (the undo copies). Two
+** kinds of block need none: one that was tail at begin rolls back to
+** zeros, and one unchanged since the journal last restarted (neither
+** dirty nor in the journal) has the same bytes in the file, which is not
+** written during a transaction: its rollback drops the map's private page
+** (MADV_DONTNEED), and the file's comes back. A transaction over a file
+** just checkpointed copies nothing.
 **
 **   commit    appends a frame per dirty block to the journal, the last
 **             one marked as the commit and carrying the file size; with
 **             sync, fdatasync(journal). The transaction is durable when
 **             that returns.
-**   rollback  copies the undo copies back and restores the header, the
+**   rollback  copies the undo copies back (or drops the private pages of
+**             the blocks the file holds) and restores the header, the
 **             slot and the clean mark of begin; nothing is written.
 **   checkpoint  (when the journal passes JOURNAL_LIMIT, and at close)
 **             fdatasync(journal) if needed; pwrite each block the journal
@@ -154,12 +160,16 @@ int fm_touch_slow (fm_file *f, uint64_t first, uint64_t last) {
     if (f->txn && !(fl & FM_B_SAVED)) {
       int tail = b * bs >= f->txn_h.top;   /* zeros, as far as any
                                            ** structure can tell */
+      /* Unchanged since the journal restarted: the file holds the same
+      ** bytes, and a rollback takes them back from it. */
+      int infile = !tail && f->txn_discard &&
+                   !(fl & (FM_B_DIRTY | FM_B_INWAL));
       fm_undo *u;
       if (reserve((void **)&f->undo, f->nundo, &f->capundo,
                   sizeof *f->undo) != 0)
         return fail(f, ENOMEM, "out of memory for a transaction's undo "
                     "list");
-      if (!tail && f->nundo_buf == f->capundo_buf) {
+      if (!tail && !infile && f->nundo_buf == f->capundo_buf) {
         uint64_t c = f->capundo_buf ? f->capundo_buf * 2 : 16;
         unsigned char *p = c <= SIZE_MAX / bs ?
                            realloc(f->undo_buf, (size_t)(c * bs)) : NULL;
@@ -173,8 +183,8 @@ int fm_touch_slow (fm_file *f, uint64_t first, uint64_t last) {
       u = &f->undo[f->nundo++];
       u->block = b;
       u->was_dirty = (fl & FM_B_DIRTY) != 0;
-      u->copy = tail ? UINT64_MAX : f->nundo_buf;
-      if (!tail)
+      u->copy = tail ? FM_UNDO_TAIL : infile ? FM_UNDO_FILE : f->nundo_buf;
+      if (!tail && !infile)
         memcpy(f->undo_buf + f->nundo_buf++ * bs, f->map + b * bs,
                (size_t)bs);
       fl |= FM_B_SAVED;
@@ -211,6 +221,10 @@ int fm_begin (fm_file *f) {
   f->txn_slot = f->slot;
   f->txn_clean_from = f->clean_from;
   f->nundo = f->nundo_buf = 0;
+  /* A private map of a file, in whole pages: dropping a block's pages
+  ** brings back the file's bytes. */
+  f->txn_discard = f->fd >= 0 && !f->readonly &&
+                   f->h.block_size % (uint64_t)sysconf(_SC_PAGESIZE) == 0;
   f->gen++;
   set_need(f);
   return 0;
@@ -233,15 +247,37 @@ static void end_txn (fm_file *f) {
   }
 }
 
+/* Brings back the file's bytes of block b into the map: drops the map's
+** private page (the file has not changed since the transaction began: it
+** is written only by a checkpoint), or reads them. 0 or an errno value. */
+static int from_file (fm_file *f, uint64_t b) {
+  uint64_t bs = f->h.block_size, done = 0;
+  unsigned char *p = f->map + b * bs;
+  if (madvise(p, (size_t)bs, MADV_DONTNEED) == 0) return 0;
+  while (done < bs) {
+    ssize_t r = pread(f->fd, p + done, (size_t)(bs - done),
+                      (off_t)(b * bs + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return r < 0 ? errno : EIO;
+    done += (uint64_t)r;
+  }
+  return 0;
+}
+
 int fm_rollback (fm_file *f) {
   uint64_t bs = f->h.block_size, i, k;
+  int rc = 0;
   if (!f->txn)
     return fail(f, FM_EMISUSE, "no transaction is open");
   if (!f->faulted) {
     for (i = f->nundo; i-- > 0; ) {
       const fm_undo *u = &f->undo[i];
       unsigned char *p = f->map + u->block * bs;
-      if (u->copy == UINT64_MAX) memset(p, 0, (size_t)bs);
+      if (u->copy == FM_UNDO_TAIL) memset(p, 0, (size_t)bs);
+      else if (u->copy == FM_UNDO_FILE) {
+        int e = from_file(f, u->block);
+        if (e != 0 && rc == 0) rc = e;
+      }
       else memcpy(p, f->undo_buf + u->copy * bs, (size_t)bs);
       if (!u->was_dirty)
         f->bflag[u->block] &= (unsigned char)~FM_B_DIRTY;
@@ -254,7 +290,7 @@ int fm_rollback (fm_file *f) {
   f->slot = f->txn_slot;
   f->clean_from = f->txn_clean_from;
   end_txn(f);
-  return 0;
+  return rc == 0 ? 0 : sysfail(f, rc);
 }
 
 
