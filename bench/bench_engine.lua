@@ -4,7 +4,9 @@
 -- Prints ns per operation for C and Lua, their ratio, and what the Lua
 -- path costs per call beyond C; then the floor of any operation from Lua,
 -- a call into C that does nothing but check its view (v:offset()), which
--- has no C loop to compare with.
+-- has no C loop to compare with, and the floor of a loop that makes two
+-- empty calls from Lua into C (type(v) twice), which bench/bench.lua
+-- holds the two-call operations to.
 local fmap = require "fmap"
 
 local cli = require "fmap.cli"
@@ -93,6 +95,15 @@ timed("call", n, function ()
   for _ = 1, n do acc = acc + v:offset() end
   return acc
 end)
+-- The floor of two calls: a loop that calls a C function that does
+-- nothing (type) twice, as get + release and u64 write + read each call
+-- the engine twice.
+timed("call2", n, function ()
+  for _ = 1, n do
+    type(v)
+    type(v)
+  end
+end)
 v:release()
 bf:close()
 os.remove(path)
@@ -120,4 +131,7 @@ for _, r in ipairs(rows) do
 end
 print(string.format("%-40s %10s %10.1f", "floor: one call of v:offset()", "-",
                     results.call))
+print(string.format("%-40s %10s %10.1f",
+                    "floor: two empty calls, type(v) twice", "-",
+                    results.call2))
 if not c then print("C loop skipped: " .. err) end

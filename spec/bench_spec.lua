@@ -139,18 +139,84 @@ describe("bench/bench.lua", function()
       assert.is_nil(out:find("not in the output", 1, true), out)
     end)
 
-    it("prints the floor of a call from Lua into C under each block-layer "
-       .. "target", function()
+    it("holds get + release and a u64 write + read to the floor of two "
+       .. "empty calls from Lua, timed in the same run", function()
       assert.truthy(out:find("\nfloor: one call of v:offset%(%) +%- +[%d.]+\n"),
                     out)
-      local floors = 0
-      for calls, ns, x in out:gmatch("%(floor: (%d+) empty calls from Lua, "
-                                     .. "([%d.]+) ns%) +([%d.]+)x") do
-        assert.equal("2", calls)
-        assert.is_true(tonumber(ns) > 0 and tonumber(x) > 0, out)
-        floors = floors + 1
+      local floor = tonumber(out:match("\nfloor: two empty calls, type%(v%) "
+                                       .. "twice +%- +([%d.]+)\n"))
+      assert.is_true(floor and floor > 0, out)
+      local t = assert(out:match("\ntargets %(block layer%)\n(.-)\n\n")
+                       or out:match("\ntargets %(block layer%)\n(.*)$"), out)
+      assert.truthy(t:find("^  allocate %+ free of one block Lua <= 3x C +"
+                           .. "[%d.]+x +%a+\n"), t)
+      for _, what in ipairs { "get + release", "u64 write + read" } do
+        local x, ns, f = t:match("\n  " .. what:gsub("%p", "%%%0")
+                                 .. " <= 2x two empty calls +([%d.]+)x "
+                                 .. "%(([%d.]+) ns / ([%d.]+) ns%) +%a+\n")
+        assert.truthy(x, t)
+        assert.equal(floor, tonumber(f))
+        -- the multiple is the row's Lua time over the floor, to a tenth
+        assert.is_true(math.abs(tonumber(ns) / floor - tonumber(x)) < 0.06,
+                       t)
       end
-      assert.equal(3, floors, out)
+      assert.truthy(t:find("\n    %(floor: two empty calls from Lua, "
+                           .. "type%(v%)%) +[%d.]+ ns"), t)
+      -- the C loops stay in the table, but are no target
+      assert.is_nil(t:find("Lua <= 3x C", 40, true), t)
+    end)
+
+    it("prints the blob store's and the list's sections, each peer's row, "
+       .. "fmap's ratios and a target per operation", function()
+      local labels = { blobs = { "fmap varchar", "sqlite dbi",
+                                 "sqlite luasql" },
+                       list = { "fmap mmlist", "sqlite dbi",
+                                "sqlite luasql" } }
+      for _, sec in ipairs {
+        { "blobs", "blob store: fmap.varchar beside SQLite's blobs", "put",
+          { "put", "get" } },
+        { "list", "list: fmap.mmlist beside SQLite's list", "append",
+          { "append", "get", "set", "pop" } } } do
+        local name, title, first, ops = sec[1], sec[2], sec[3], sec[4]
+        local body = assert(out:match("\n" .. title:gsub("%p", "%%%0")
+                                      .. "[^\n]*, N = 2,001\n(.-)\n\n"),
+                            out)
+        local head = "^peer"
+        for _, op in ipairs(ops) do head = head .. " +" .. op .. "/s" end
+        assert.truthy(body:find(head .. " +file MiB +RSS MiB  checks\n"),
+                      body)
+        for k, label in ipairs(labels[name]) do
+          local line = assert(body:match("\n" .. label:gsub("%p", "%%%0")
+                                         .. " ([^\n]*)"), body)
+          if line:find("skipped: ", 1, true) then
+            assert.is_true(k > 1, line)      -- fmap itself always runs
+            assert.truthy(line:find("install_peers.sh", 1, true), line)
+          else
+            local cells = {}
+            for c in line:gmatch("%S+") do cells[#cells + 1] = c end
+            assert.equal("ok", cells[#cells], line)
+            for i = 1, #ops do
+              assert.truthy(cells[i]:match("^[%d,]+$"), line)
+            end
+          end
+        end
+        assert.truthy(body:find("(ops/s per operation; ratios are fmap's "
+                                .. "speed over the peer's, and fmap's file "
+                                .. "and RSS over the peer's; file size after "
+                                .. "the " .. first, 1, true), body)
+        local t = assert(out:match("\ntargets %(" .. (name == "blobs"
+                                   and "blob store" or "list")
+                                   .. "%)\n(.-)\n\n")
+                         or out:match("\ntargets %(" .. (name == "blobs"
+                                      and "blob store" or "list")
+                                      .. "%)\n(.*)$"), out)
+        for _, op in ipairs(ops) do
+          local line = assert(t:match("  (" .. op .. ": fmap >= 2x SQLite"
+                                      .. "[^\n]*)"), t)
+          assert.truthy(line:match(" [%d.]+x %((%a+)%) +%a+$")
+                        or line:match("no SQLite peer ran"), line)
+        end
+      end
     end)
 
     it("prints no table of peers when only the block layer runs", function()
@@ -161,6 +227,36 @@ describe("bench/bench.lua", function()
   end)
 
   describe("--peer", function()
+    -- A store peer's line: the time of each operation, what it checked.
+    for _, name in ipairs { "blobs-fmap", "blobs-dbi", "blobs-luasql",
+                            "list-fmap", "list-dbi", "list-luasql" } do
+      it("runs and checks " .. name, function()
+        local r, why = child(name)
+        if not r then
+          assert.is_nil(name:find("fmap", 1, true), why)
+          assert.truthy(why:find("install_peers.sh", 1, true), why)
+          return
+        end
+        assert.equal(N, r.n)
+        assert.is_true(r.file_bytes > 0 and r.rss_kb > 0)
+        if name:match("^blobs") then
+          assert.equal(0, r.bad)
+          assert.equal(N, r.count)
+          -- sizes 16 B to 4 KB, 736 B on average: the bytes read back
+          assert.is_true(r.bytes >= 16 * N and r.bytes <= 4096 * N)
+          assert.is_true(r.put > 0 and r.get > 0)
+        else
+          assert.equal(0, r.bad_get)
+          assert.equal(0, r.bad_pop)
+          assert.equal(N, r.count)
+          assert.equal(0, r.left)
+          for _, op in ipairs { "append", "get", "set", "pop" } do
+            assert.is_true(r[op] > 0, op)
+          end
+        end
+      end)
+    end
+
     for _, name in ipairs { "fmap", "fmap-tx", "table", "luasql", "dbi" } do
       it("verifies every phase of " .. name, function()
         local r, why = child(name)
@@ -204,7 +300,9 @@ describe("bench/bench.lua", function()
       local dir = os.tmpname()
       os.remove(dir)
       assert.equal(0, select(2, h.run("mkdir " .. dir)))
-      for _, name in ipairs { "fmap", "fmap-tx", "luasql", "dbi" } do
+      for _, name in ipairs { "fmap", "fmap-tx", "luasql", "dbi",
+                              "blobs-fmap", "blobs-dbi", "blobs-luasql",
+                              "list-fmap", "list-dbi", "list-luasql" } do
         child(name, " --dir " .. dir)
       end
       local out = h.run("ls -A " .. dir)
@@ -227,6 +325,17 @@ describe("bench/bench.lua", function()
       assert.equal("FAILED: fault: exiting before the scan (round 1, exit 1)",
                    row_of(out, "lua table"):match("FAILED: .*$"))
       assert.equal("ok", row_of(out, "fmap bptree"):match("(%S+)$"), out)
+    end)
+
+    it("catch a blob store or a list that reads one record wrong",
+       function()
+      local out, status = bench(string.format(
+        "--n %d --only blobs-fmap,list-fmap --fault store-get", N))
+      assert.equal(1, status, out)
+      assert.equal("FAILED: get: 1 mismatches",
+                   row_of(out, "fmap varchar"):match("FAILED: .*$"))
+      assert.equal("FAILED: get: 1 mismatches",
+                   row_of(out, "fmap mmlist"):match("FAILED: .*$"))
     end)
 
     for fault, want in pairs(cases) do
@@ -369,8 +478,8 @@ describe("bench/bench.lua", function()
     it("rejects an unknown --fault", function()
       local out, status = bench("--fault insert")
       assert.equal(2, status)
-      assert.truthy(out:find("bench.lua: --fault wants get, scan, delete "
-                             .. "or exit", 1, true), out)
+      assert.truthy(out:find("bench.lua: --fault wants get, scan, delete, "
+                             .. "exit or store-get", 1, true), out)
     end)
 
     it("rejects an unknown argument", function()
