@@ -275,6 +275,71 @@ static void checkentries (lua_State *L, const View *v, lua_Integer pos,
                   (lua_Integer)stride, pos, (lua_Integer)v->len));
 }
 
+/* An insert's run, as insert_key and put_key take it: arguments
+** (countpos, pos, stride, capacity, key [, value]) from a. */
+typedef struct Ins {
+  lua_Integer cpos, pos;
+  uint64_t stride, cap, count, lo;
+  const unsigned char *key;
+  const char *val;       /* NULL: no value */
+  size_t kl, vl;
+  unsigned char *base;   /* the run's start in the view */
+  int found;
+} Ins;
+
+/* Reads and checks an insert's arguments from a (no node is read yet);
+** val says whether the value is required. */
+static void insargs (lua_State *L, int a, int val, Ins *r) {
+  r->cpos = luaL_checkinteger(L, a);
+  r->pos = luaL_checkinteger(L, a + 1);
+  r->stride = checkcount(L, a + 2, "stride");
+  r->cap = checkcount(L, a + 3, "capacity");
+  r->key = (const unsigned char *)luaL_checklstring(L, a + 4, &r->kl);
+  r->vl = 0;
+  r->val = (val || !lua_isnoneornil(L, a + 5))
+           ? luaL_checklstring(L, a + 5, &r->vl) : NULL;
+  luaL_argcheck(L, r->stride > 0, a + 2, "stride must be positive");
+  /* the count is a u32: a larger capacity would let it wrap */
+  luaL_argcheck(L, r->cap >= 1 && r->cap <= UINT32_MAX, a + 3,
+                "capacity must be 1 to 4294967295");
+  if (r->kl + r->vl != r->stride)
+    luaL_argerror(L, a + 4, lua_pushfstring(L, "a key of %I byte%s and a "
+                  "value of %I make no entry of %I", (lua_Integer)r->kl,
+                  plural(r->kl), (lua_Integer)r->vl,
+                  (lua_Integer)r->stride));
+}
+
+/* Checks the node in the view (its count against the capacity, the room
+** for capacity entries) and searches it for the key: past its equal
+** entries with upper. */
+static void inssearch (lua_State *L, View *v, int a, int upper, Ins *r) {
+  r->count = nodecount(L, v, r->cpos, a);
+  if (r->count > r->cap)
+    luaL_argerror(L, a + 3, lua_pushfstring(L, "the node holds %I entries, "
+                  "more than its capacity %I", (lua_Integer)r->count,
+                  (lua_Integer)r->cap));
+  checkentries(L, v, r->pos, r->cap, r->stride, r->stride, 0, a + 1, a + 2);
+  r->base = vptr(v) + r->pos;
+#ifndef FMAP_NO_PREFETCH
+  prefetch_run(r->base, r->count * r->stride);
+#endif
+  r->lo = lowerbound(r->base, r->count, r->stride, r->key, r->kl, upper,
+                     &r->found);
+  if (PROFILING(v->bf))
+    profsearch(v, r->cpos, r->pos, r->count, r->stride, r->kl);
+}
+
+/* Puts the entry at r->lo, moving the run's rest up, and counts it. */
+static void insput (lua_State *L, View *v, Ins *r) {
+  unsigned char *p = r->base + r->lo * r->stride;
+  /* the whole view is announced; what moves is what the call stores */
+  touchn(L, v, 0, v->len, (r->count - r->lo + 1) * r->stride + 4);
+  memmove(p + r->stride, p, (size_t)((r->count - r->lo) * r->stride));
+  memcpy(p, r->key, r->kl);
+  if (r->vl > 0) memcpy(p + r->kl, r->val, r->vl);
+  store_le(vptr(v) + r->cpos, ++r->count, 4);
+}
+
 /* insert_key(countpos, pos, stride, capacity, key [, value]): a B+tree
 ** leaf's insert in one call. In a node's sorted run of entries of stride
 ** bytes from pos (key, then value; the entry count is the little-endian
@@ -283,57 +348,19 @@ static void checkentries (lua_State *L, const View *v, lua_Integer pos,
 ** plus one. #key + #value must be stride, and capacity entries must fit
 ** in the view. A node that holds capacity entries already is left as it
 ** is. Returns the index where the entry went (or would go), the count
-** after, and whether it went in. */
-/* insert_key's work, its arguments (countpos, pos, stride, capacity,
-** key [, value]) from a; the view at 1. */
+** after, and whether it went in. Its arguments from a; the view at 1. */
 static int doinsert (lua_State *L, View *v, int a) {
-  lua_Integer cpos = luaL_checkinteger(L, a);
-  lua_Integer pos = luaL_checkinteger(L, a + 1);
-  uint64_t stride = checkcount(L, a + 2, "stride");
-  uint64_t cap = checkcount(L, a + 3, "capacity");
-  size_t kl, vl = 0;
-  const unsigned char *key = (const unsigned char *)luaL_checklstring(L,
-                                                              a + 4, &kl);
-  const char *val = lua_isnoneornil(L, a + 5) ? NULL
-                    : luaL_checklstring(L, a + 5, &vl);
-  unsigned char *base;
-  uint64_t count, lo;
-  int found, in;
-  luaL_argcheck(L, stride > 0, a + 2, "stride must be positive");
-  /* the count is a u32: a larger capacity would let it wrap */
-  luaL_argcheck(L, cap >= 1 && cap <= UINT32_MAX, a + 3,
-                "capacity must be 1 to 4294967295");
-  if (kl + vl != stride)
-    luaL_argerror(L, a + 4, lua_pushfstring(L, "a key of %I byte%s and a "
-                  "value of %I make no entry of %I", (lua_Integer)kl,
-                  plural(kl), (lua_Integer)vl, (lua_Integer)stride));
+  Ins r;
+  int in;
+  insargs(L, a, 0, &r);
   if (v->state != LIVE) checkwritable(L, 1);   /* a conversion ran a
                                                ** finalizer */
-  count = nodecount(L, v, cpos, a);
-  if (count > cap)
-    luaL_argerror(L, a + 3, lua_pushfstring(L, "the node holds %I entries, "
-                  "more than its capacity %I", (lua_Integer)count,
-                  (lua_Integer)cap));
-  checkentries(L, v, pos, cap, stride, stride, 0, a + 1, a + 2);
-  base = vptr(v) + pos;
-#ifndef FMAP_NO_PREFETCH
-  prefetch_run(base, count * stride);
-#endif
-  lo = lowerbound(base, count, stride, key, kl, 1, &found);
-  if (PROFILING(v->bf)) profsearch(v, cpos, pos, count, stride, kl);
-  in = count < cap;
-  if (in) {
-    unsigned char *p = base + lo * stride;
-    /* the whole view is announced; what moves is what the call stores */
-    touchn(L, v, 0, v->len, (count - lo + 1) * stride + 4);
-    memmove(p + stride, p, (size_t)((count - lo) * stride));
-    memcpy(p, key, kl);
-    if (vl > 0) memcpy(p + kl, val, vl);
-    store_le(vptr(v) + cpos, count + 1, 4);
-  }
+  inssearch(L, v, a, 1, &r);
+  in = r.count < r.cap;
+  if (in) insput(L, v, &r);
   CHECKLOST(L, v);
-  lua_pushinteger(L, (lua_Integer)lo);
-  lua_pushinteger(L, (lua_Integer)(count + (uint64_t)in));
+  lua_pushinteger(L, (lua_Integer)r.lo);
+  lua_pushinteger(L, (lua_Integer)r.count);
   lua_pushboolean(L, in);
   return 3;
 }
@@ -360,78 +387,49 @@ enum { PK_INSERTED, PK_REPLACED, PK_FULL, PK_SEVERAL, PK_EDGE_FOUND,
 
 static int view_put_key (lua_State *L) {
   View *v = checkwritable(L, 1);
-  lua_Integer cpos = luaL_checkinteger(L, 2);
-  lua_Integer pos = luaL_checkinteger(L, 3);
-  uint64_t stride = checkcount(L, 4, "stride");
-  uint64_t cap = checkcount(L, 5, "capacity");
-  size_t kl, vl;
-  const unsigned char *key = (const unsigned char *)luaL_checklstring(L, 6,
-                                                                      &kl);
-  const char *val = luaL_checklstring(L, 7, &vl);
-  int linked = !lua_isnoneornil(L, 8), found, st;
+  Ins r;
+  int linked = !lua_isnoneornil(L, 8), st;
   lua_Integer lpos = linked ? luaL_checkinteger(L, 8) : 0;
-  unsigned char *base, *p;
-  uint64_t count, lo;
+  unsigned char *p;
   luaL_Buffer b;
   char *old;
-  luaL_argcheck(L, stride > 0, 4, "stride must be positive");
-  luaL_argcheck(L, cap >= 1 && cap <= UINT32_MAX, 5,
-                "capacity must be 1 to 4294967295");
-  luaL_argcheck(L, kl > 0, 6, "an empty key would match every entry");
-  if (kl + vl != stride)
-    luaL_argerror(L, 6, lua_pushfstring(L, "a key of %I byte%s and a value "
-                  "of %I make no entry of %I", (lua_Integer)kl, plural(kl),
-                  (lua_Integer)vl, (lua_Integer)stride));
+  insargs(L, 2, 1, &r);
+  luaL_argcheck(L, r.kl > 0, 6, "an empty key would match every entry");
   /* Room for the old value, made before anything is read: a box for a
   ** large one is an allocation, which may run a finalizer that changes
   ** the node. The string is made from it once the node is written. */
-  old = luaL_buffinitsize(L, &b, vl);
+  old = luaL_buffinitsize(L, &b, r.vl);
   if (v->state != LIVE) checkwritable(L, 1);   /* a finalizer ran */
-  count = nodecount(L, v, cpos, 2);
-  if (count > cap)
-    luaL_argerror(L, 5, lua_pushfstring(L, "the node holds %I entries, more "
-                  "than its capacity %I", (lua_Integer)count,
-                  (lua_Integer)cap));
-  checkentries(L, v, pos, cap, stride, stride, 0, 3, 4);
   if (linked && (lpos < 0 || (uint64_t)lpos > v->len ||
                  v->len - (uint64_t)lpos < 8))
     luaL_argerror(L, 8, lua_pushfstring(L, "link position %I leaves no u64 "
                   "in the view (%I bytes)", lpos, (lua_Integer)v->len));
-  base = vptr(v) + pos;
-#ifndef FMAP_NO_PREFETCH
-  prefetch_run(base, count * stride);
-#endif
-  lo = lowerbound(base, count, stride, key, kl, 0, &found);
-  if (PROFILING(v->bf)) profsearch(v, cpos, pos, count, stride, kl);
-  p = base + lo * stride;
-  if (found) {
-    if (lo + 1 < count && keycmp(p + stride, key, kl) == 0) st = PK_SEVERAL;
-    else if (lo + 1 == count && linked &&
+  inssearch(L, v, 2, 0, &r);
+  p = r.base + r.lo * r.stride;
+  if (r.found) {
+    if (r.lo + 1 < r.count && keycmp(p + r.stride, r.key, r.kl) == 0)
+      st = PK_SEVERAL;
+    else if (r.lo + 1 == r.count && linked &&
              load_le(vptr(v) + lpos, 8) != 0) st = PK_EDGE_FOUND;
     else {
       st = PK_REPLACED;
-      touch(L, v, (uint64_t)pos + lo * stride + kl, vl);
-      memcpy(old, p + kl, vl);
-      memcpy(p + kl, val, vl);
+      touch(L, v, (uint64_t)r.pos + r.lo * r.stride + r.kl, r.vl);
+      memcpy(old, p + r.kl, r.vl);
+      memcpy(p + r.kl, r.val, r.vl);
     }
   }
-  else if (lo == count && linked && load_le(vptr(v) + lpos, 8) != 0)
+  else if (r.lo == r.count && linked && load_le(vptr(v) + lpos, 8) != 0)
     st = PK_EDGE_NEW;
-  else if (count == cap) st = PK_FULL;
+  else if (r.count == r.cap) st = PK_FULL;
   else {
     st = PK_INSERTED;
-    /* the whole view is announced; what moves is what the call stores */
-    touchn(L, v, 0, v->len, (count - lo + 1) * stride + 4);
-    memmove(p + stride, p, (size_t)((count - lo) * stride));
-    memcpy(p, key, kl);
-    if (vl > 0) memcpy(p + kl, val, vl);
-    store_le(vptr(v) + cpos, ++count, 4);
+    insput(L, v, &r);
   }
   CHECKLOST(L, v);
   /* the buffer's slot, on top, becomes the old value or stays below */
-  if (st == PK_REPLACED) luaL_pushresultsize(&b, vl);
-  lua_pushinteger(L, (lua_Integer)lo);
-  lua_pushinteger(L, (lua_Integer)count);
+  if (st == PK_REPLACED) luaL_pushresultsize(&b, r.vl);
+  lua_pushinteger(L, (lua_Integer)r.lo);
+  lua_pushinteger(L, (lua_Integer)r.count);
   lua_pushinteger(L, st);
   if (st != PK_REPLACED) return 3;
   lua_rotate(L, -4, -1);

@@ -126,8 +126,17 @@
 -- releases them (bf:close() collects garbage first; they may show in
 -- bf:live_views() until then). Iterators hold no view between steps.
 --
--- Not crash-safe: a process killed in the middle of an operation may leave
--- the tree inconsistent. Durability is the BlockFile's: bf:flush().
+-- Crash safety is the BlockFile's: every store goes through its journal,
+-- so a process killed in the middle of an operation (a split, say) leaves
+-- the file as its last commit left it (bf:flush(), bf:commit(), close),
+-- and bf:begin() ... bf:commit() makes several operations one.
+--
+-- Search in one call. get, add and remove on fixed nodes are each one
+-- engine call when no split or rebalance follows: the searcher made with
+-- the key size (t._search_key) returns nil for a key of another type or
+-- size, and v:descend_insert / v:descend_remove do the descent, the
+-- leaf's change and the count in the meta block at once; the Lua side
+-- raises its own error when they return nil.
 local fmap = require "fmap"
 local guard = require "fmap.guard"
 local argcheck = require "fmap.argcheck"
@@ -229,12 +238,13 @@ local registry = setmetatable({}, { __mode = "k" })
 -- Views, blocks and runs
 ---------------------------------------------------------------------------
 
--- The view of a node: from the weak cache, or acquired and cached.
-local function node (t, off)
+-- The view of a node (or of blocks blocks from off): from the weak
+-- cache, or acquired and cached.
+local function node (t, off, blocks)
   local views = t.views
   local v = views[off]
   if v == nil then
-    v = t.bf:get(off)
+    v = t.bf:get(off, blocks)
     views[off] = v
   end
   return v
@@ -293,14 +303,7 @@ end
 
 -- The view of an overflow run of len bytes.
 local function run_view (t, off, len)
-  local views = t.views
-  local v = views[off]
-  if v == nil then
-    local bs = t.bs
-    v = t.bf:get(off, (len + bs - 1) // bs)
-    views[off] = v
-  end
-  return v
+  return node(t, off, (len + t.bs - 1) // t.bs)
 end
 
 -- Writes s to a new run; returns its offset, or nil, message, errno.
@@ -606,6 +609,26 @@ local function iused (t, v, n)
   return 12 * n + t.bs - u32(v, SI_LO) - u32(v, SI_DEAD)
 end
 
+-- Writes cell into the heap of a slotted node of n entries (a leaf, or
+-- internal), compacting the heap first if the cell and its slot lack
+-- room, and sets the flag if its key overflows. Returns its position;
+-- the caller makes its slot.
+local function heap_add (t, v, n, leaf, cell)
+  local LO, SLOTS, w = SL_LO, SL_SLOTS, 4
+  if not leaf then LO, SLOTS, w = SI_LO, SI_SLOTS, 12 end
+  local csz = #cell
+  local lo = u32(v, LO)
+  if lo - (SLOTS + w * n) < w + csz then
+    compact(t, v, n, leaf)
+    lo = u32(v, LO)
+  end
+  lo = lo - csz
+  vwrite(v, lo, cell)
+  set_u32(v, LO, lo)
+  if u32(v, lo) >= OVF then set_u8(v, N_FLAGS, 1) end
+  return lo
+end
+
 -- Inserts an entry at i of a leaf with n entries and room for it: a key
 -- and a value (fixed), or a cell (slotted).
 local function linsert (t, v, n, i, a, b)
@@ -615,19 +638,10 @@ local function linsert (t, v, n, i, a, b)
     if i < n then vcopy(v, pos + LS, v, pos, (n - i) * LS) end
     vpack(v, pos, t.entry_fmt, a, b)
   else
-    local csz = #a
-    local lo = u32(v, SL_LO)
-    if lo - (SL_SLOTS + 4 * n) < 4 + csz then
-      compact(t, v, n, true)
-      lo = u32(v, SL_LO)
-    end
-    lo = lo - csz
-    vwrite(v, lo, a)
-    set_u32(v, SL_LO, lo)
+    local lo = heap_add(t, v, n, true, a)
     local pos = SL_SLOTS + 4 * i
     if i < n then vcopy(v, pos + 4, v, pos, 4 * (n - i)) end
     set_u32(v, pos, lo)
-    if u32(v, lo) >= OVF then set_u8(v, N_FLAGS, 1) end
   end
   set_u32(v, N_COUNT, n + 1)
 end
@@ -729,20 +743,11 @@ local function iinsert (t, v, n, i, token, child)
     vwrite(v, pos, token)
     set_u64(v, pos + t.ks, child)
   else
-    local csz = #token
-    local lo = u32(v, SI_LO)
-    if lo - (SI_SLOTS + 12 * n) < 12 + csz then
-      compact(t, v, n, false)
-      lo = u32(v, SI_LO)
-    end
-    lo = lo - csz
-    vwrite(v, lo, token)
-    set_u32(v, SI_LO, lo)
+    local lo = heap_add(t, v, n, false, token)
     local pos = SI_SLOTS + 12 * i
     if i < n then vcopy(v, pos + 12, v, pos, 12 * (n - i)) end
     set_u32(v, pos, lo)
     set_u64(v, pos + 4, child)
-    if u32(v, lo) >= OVF then set_u8(v, N_FLAGS, 1) end
   end
   set_u32(v, N_COUNT, n + 1)
 end
