@@ -36,29 +36,48 @@ build () {
   done
 }
 
-# Runs busted under one build of the host; adds its counts to the totals.
-# A run whose exit status is not 0 although every spec passed (a leak that
-# LeakSanitizer reports at exit, a crash after the summary) counts as one
-# failure more.
+# The checks run two at a time, one per core of a small machine, each
+# into a log of its own that is printed whole when it ends; the totals
+# are added up after.
+LOGS=$(mktemp -d)
+trap 'rm -rf "$LOGS"' EXIT
 PASSED=0
 FAILED=0
-run_specs () {
-  local bin=$1 label=$2 out status
+
+# Starts busted under one build of the host, in the background.
+start_specs () {
+  local bin=$1 label=$2
   shift 2
-  echo "== specs under $bin ($label)"
-  out=$(mktemp)
-  set +e
-  env "$@" FMAP_BIN="$bin" busted --lua="$bin" -o utfTerminal 2>&1 \
-    | tee "$out"
-  status=${PIPESTATUS[0]}
-  set -e
+  ( set +e
+    env "$@" FMAP_BIN="$bin" busted --lua="$bin" -o utfTerminal \
+      >"$LOGS/$label.log" 2>&1
+    echo $? >"$LOGS/$label.status" ) &
+}
+
+# Starts a check that is not a busted suite, in the background; it counts
+# as one spec.
+start_check () {
+  local label=$1
+  shift
+  ( set +e
+    "$@" >"$LOGS/$label.log" 2>&1
+    echo $? >"$LOGS/$label.status" ) &
+}
+
+# Prints a suite's log and adds its counts to the totals. A run whose
+# exit status is not 0 although every spec passed (a leak that
+# LeakSanitizer reports at exit, a crash after the summary) counts as one
+# failure more.
+tally_specs () {
+  local label=$1 status line s f e
+  echo "== specs under the $label build"
+  cat "$LOGS/$label.log"
+  status=$(cat "$LOGS/$label.status" 2>/dev/null || echo 1)
   # busted's closing line: "N successes / N failures / N errors / N pending"
-  local line s f e
   line=$(grep -E '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' \
-         "$out" | tail -n 1 || true)
-  rm -f "$out"
+         "$LOGS/$label.log" | tail -n 1 || true)
   if [ -z "$line" ]; then
-    echo "busted did not finish under $bin"
+    echo "busted did not finish under the $label build"
     FAILED=$((FAILED + 1))
     return
   fi
@@ -68,17 +87,19 @@ run_specs () {
   PASSED=$((PASSED + s))
   FAILED=$((FAILED + f + e))
   if [ "$status" -ne 0 ] && [ $((f + e)) -eq 0 ]; then
-    echo "busted under $bin exited with status $status after its specs"
+    echo "busted under the $label build exited with status $status after" \
+         "its specs"
     FAILED=$((FAILED + 1))
   fi
 }
 
-# Runs a check that is not a busted suite; it counts as one spec.
-run_check () {
-  local label=$1
-  shift
-  echo "== $label: $*"
-  if "$@"; then
+# Prints a check's log and counts it.
+tally_check () {
+  local label=$1 status
+  echo "== $label"
+  cat "$LOGS/$label.log"
+  status=$(cat "$LOGS/$label.status" 2>/dev/null || echo 1)
+  if [ "$status" -eq 0 ]; then
     PASSED=$((PASSED + 1))
   else
     echo "FAILED: $label"
@@ -100,17 +121,23 @@ case "${1:-}" in
     # libFuzzer comes with clang's runtime; valgrind checks for leaks.
     install_missing clang libclang-rt-14-dev valgrind
     build release sanitize
-    run_specs build/bin/fmap release
-    # ASan and UBSan watch every access the suite makes, and
-    # LeakSanitizer every allocation left when the Lua state closes. The
-    # randomized specs run half their cases there (the release run did
-    # them all), to keep CI within its time on two cores.
-    run_specs build/sanitize/bin/fmap sanitize \
+    # The release build, and beside it the sanitizer build: ASan and
+    # UBSan watch every access the suite makes, and LeakSanitizer every
+    # allocation left when the Lua state closes. The randomized specs run
+    # half their cases there (the release run does them all).
+    start_specs build/bin/fmap release
+    start_specs build/sanitize/bin/fmap sanitize \
       FMAP_FUZZ_SCALE="${FMAP_FUZZ_SCALE:-0.5}" \
       ASAN_OPTIONS=detect_leaks=1 \
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-    run_check "valgrind leak check" bash testing/memcheck.sh valgrind
-    run_check "libFuzzer on the file-open path" bash testing/fuzz.sh 60
+    wait
+    tally_specs release
+    tally_specs sanitize
+    start_check "valgrind leak check" bash testing/memcheck.sh valgrind
+    start_check "libFuzzer on the file-open path" bash testing/fuzz.sh 60
+    wait
+    tally_check "valgrind leak check"
+    tally_check "libFuzzer on the file-open path"
     echo "specs: $PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
     ;;

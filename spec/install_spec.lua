@@ -283,9 +283,17 @@ describe("rockspec/fmap-0.1-1.rockspec", function()
     end
     local out, err, status = sh("luarocks lint " .. q(ROCKSPEC))
     assert.same({ "", "", 0 }, { out, err, status })
-    local tree = tmpdir()
-    out, err, status = sh("luarocks --lua-version=5.4 --tree=" .. q(tree)
-                          .. " make " .. q(ROCKSPEC) .. " 2>&1")
+    -- luarocks make builds in the directory it runs from: a copy of the
+    -- checkout's sources, so that two runs of the suite at once (CI runs
+    -- the release and sanitizer builds side by side) never write the same
+    -- files
+    local tree, src = tmpdir(), tmpdir()
+    assert.equal(0, select(3, sh("cp -r engine lua doc rockspec "
+                                 .. q(src))))
+    out, err, status = sh("cd " .. q(src) .. " && luarocks --lua-version=5.4"
+                          .. " --tree=" .. q(tree) .. " make "
+                          .. q(ROCKSPEC) .. " 2>&1")
+    os.execute("rm -rf " .. q(src))
     assert.equal(0, status, out)
     local lua_dir = tree .. "/share/lua/5.4"
     out, err, status = sh("cd / && LUA_PATH=" .. q(lua_dir .. "/?.lua;;")
