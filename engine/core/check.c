@@ -3,11 +3,13 @@
 ** with a file rather than trust it: the header, the free list, every
 ** block's mark, and the journal (txn.c's part). Plain C: no Lua in this
 ** file; it reports through the caller's function and never prints.
+** fm_get_stats, the counts the header and the journal keep, is here too.
 */
 #define _GNU_SOURCE
 #include "fm.h"
 #include "fmint.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,4 +131,35 @@ int fm_free_runs (fm_file *f, fm_run_visitor fn, void *ud) {
     run = next;
   }
   return 0;
+}
+
+
+/* ---------------------------------------------------------------------- */
+/* Stats: what the header and the transaction layer say, read as they are */
+/* ---------------------------------------------------------------------- */
+
+void fm_get_stats (const fm_file *f, fm_stats *st) {
+  uint64_t bs = f->h.block_size;
+  st->size = f->mapsize;
+  st->block_size = bs;
+  st->blocks = f->mapsize / bs;
+  st->free_blocks = f->h.free_blocks;
+  st->free_runs = f->h.free_runs;
+  st->used_blocks = f->h.top / bs - 1 - f->h.free_blocks;
+  st->tail_blocks = (f->mapsize - f->h.top) / bs;
+  st->control_data = f->h.ctl_len;
+  st->remaps = f->remaps;
+  st->dirty_blocks = f->ndirty;
+  st->journal_bytes = f->wal_fd >= 0 ? f->wal_end : 0;
+  st->journal_blocks = f->ninwal;
+  st->undo_copies = f->txn ? f->nundo_buf : 0;
+  st->commits = f->commits;
+  st->checkpoints = f->checkpoints;
+  st->replayed = f->replayed;
+  st->deferred = f->deferred;
+  st->readers = f->fd >= 0 && !f->readonly &&
+                fm__ofd_held(f->fd, F_WRLCK, FM_LOCK_READERS);
+  st->writer = f->fd >= 0 && f->readonly &&
+               fm__ofd_held(f->fd, F_RDLCK, FM_LOCK_WRITER);
+  st->in_transaction = f->txn;
 }

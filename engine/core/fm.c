@@ -1153,7 +1153,7 @@ int fm_free (fm_file *f, uint64_t off, uint64_t n) {
 
 
 /* ---------------------------------------------------------------------- */
-/* Control data, sync, stats                                               */
+/* Control data and sync                                                  */
 /* ---------------------------------------------------------------------- */
 
 const unsigned char *fm_control_data (const fm_file *f, size_t *len) {
@@ -1204,30 +1204,4 @@ int fm_flush (fm_file *f) {
   if ((rc = cut_short(f)) != 0) return rc;
   if ((rc = fm_commit(f, 1)) != 0) return rc;
   return cut_short(f);
-}
-
-void fm_get_stats (const fm_file *f, fm_stats *st) {
-  uint64_t bs = f->h.block_size;
-  st->size = f->mapsize;
-  st->block_size = bs;
-  st->blocks = f->mapsize / bs;
-  st->free_blocks = f->h.free_blocks;
-  st->free_runs = f->h.free_runs;
-  st->used_blocks = f->h.top / bs - 1 - f->h.free_blocks;
-  st->tail_blocks = (f->mapsize - f->h.top) / bs;
-  st->control_data = f->h.ctl_len;
-  st->remaps = f->remaps;
-  st->dirty_blocks = f->ndirty;
-  st->journal_bytes = f->wal_fd >= 0 ? f->wal_end : 0;
-  st->journal_blocks = f->ninwal;
-  st->undo_copies = f->txn ? f->nundo_buf : 0;
-  st->commits = f->commits;
-  st->checkpoints = f->checkpoints;
-  st->replayed = f->replayed;
-  st->deferred = f->deferred;
-  st->readers = f->fd >= 0 && (f->readonly ? 0 : ofd_held(f->fd, F_WRLCK,
-                                                  FM_LOCK_READERS));
-  st->writer = f->fd >= 0 && f->readonly &&
-               ofd_held(f->fd, F_RDLCK, FM_LOCK_WRITER);
-  st->in_transaction = f->txn;
 }
