@@ -861,15 +861,28 @@ static void addcount (lua_State *L, View *cv, int c, lua_Integer pos,
 ** the view counter (the tree's entry count). Returns insert_key's results
 ** and the node's offset; nil, and nothing done, when key is not a string
 ** of keysize bytes or value one of stride - keysize. */
-static int view_descend_insert (lua_State *L) {
+/* descend_insert (insert) and descend_remove: the counter follows the
+** key (and an insert's value). */
+static int descend_change (lua_State *L, int insert) {
   View *v = checkwritable(L, 1), *cv;
+  int c = insert ? 12 : 10;
   lua_Integer cpos = 0;
-  if (!descendview(L, v, 1, 10, 1)) return 0;
-  cv = checkcounter(L, 12, &cpos);
-  doinsert(L, v, 6);
-  addcount(L, cv, 12, cpos, lua_toboolean(L, -1));
+  if (!descendview(L, v, insert, insert ? 10 : 9, insert)) return 0;
+  cv = checkcounter(L, c, &cpos);
+  if (insert) {
+    doinsert(L, v, 6);
+    addcount(L, cv, c, cpos, lua_toboolean(L, -1));
+  }
+  else {
+    doremove(L, v, 6);
+    addcount(L, cv, c, cpos, -(int64_t)lua_tointeger(L, -2));
+  }
   lua_pushinteger(L, (lua_Integer)v->off);
   return 4;
+}
+
+static int view_descend_insert (lua_State *L) {
+  return descend_change(L, 1);
 }
 
 /* descend_remove(searcher, root, depth, keysize, countpos, pos, stride,
@@ -879,14 +892,7 @@ static int view_descend_insert (lua_State *L) {
 ** remove_key's results and the node's offset; nil when key is not a
 ** string of keysize bytes. */
 static int view_descend_remove (lua_State *L) {
-  View *v = checkwritable(L, 1), *cv;
-  lua_Integer cpos = 0;
-  if (!descendview(L, v, 0, 9, 0)) return 0;
-  cv = checkcounter(L, 10, &cpos);
-  doremove(L, v, 6);
-  addcount(L, cv, 10, cpos, -(int64_t)lua_tointeger(L, -2));
-  lua_pushinteger(L, (lua_Integer)v->off);
-  return 4;
+  return descend_change(L, 0);
 }
 
 static int bf_searcher (lua_State *L) {
