@@ -1564,25 +1564,37 @@ local function check_self (self, fname)
   end
 end
 
-local function check_key (t, key, fname, arg)
+local function check_key (t, key, fname, arg, level)
   if type(key) ~= "string" then
-    typeerror(arg, fname, "string", key, 3)
+    typeerror(arg, fname, "string", key, level or 3)
   end
   local ks = t.ks
   if ks ~= -1 and #key ~= ks then
     argerror(arg, fname, sformat("key of %d byte%s, the tree's keys have %d",
-             #key, #key == 1 and "" or "s", ks), 3)
+             #key, #key == 1 and "" or "s", ks), level or 3)
   end
 end
 
-local function check_value (t, value, fname, arg)
+local function check_value (t, value, fname, arg, level)
   if type(value) ~= "string" then
-    typeerror(arg, fname, "string", value, 3)
+    typeerror(arg, fname, "string", value, level or 3)
   end
   local vs = t.vs
   if vs ~= -1 and #value ~= vs then
     argerror(arg, fname, sformat("value of %d byte%s, the tree's values "
-             .. "have %d", #value, #value == 1 and "" or "s", vs), 3)
+             .. "have %d", #value, #value == 1 and "" or "s", vs), level or 3)
+  end
+end
+
+-- Raises unless key (argument 1) and value (2) are strings of the tree's
+-- sizes, as check_key and check_value do for the caller of fname.
+local function check_entry (t, key, value, fname)
+  local ks, vs = t.ks, t.vs
+  if type(key) ~= "string" or (#key ~= ks and ks ~= -1) then
+    check_key(t, key, fname, 1, 4)
+  end
+  if type(value) ~= "string" or (#value ~= vs and vs ~= -1) then
+    check_value(t, value, fname, 2, 4)
   end
 end
 
@@ -1654,13 +1666,7 @@ function Tree:add (key, value)
   if not views then bad_self("add", self) end
   local fixed = self.fixed
   if not fixed then   -- a fixed tree's descent checks them, in C
-    local ks, vs = self.ks, self.vs
-    if type(key) ~= "string" or (#key ~= ks and ks ~= -1) then
-      check_key(self, key, "add", 1)
-    end
-    if type(value) ~= "string" or (#value ~= vs and vs ~= -1) then
-      check_value(self, value, "add", 2)
-    end
+    check_entry(self, key, value, "add")
   end
   if self.readonly then check_writable(self, "add") end
   -- The guard (fmap.guard) is held where the tree changes in steps that
@@ -1807,13 +1813,7 @@ function Tree:put (key, value)
   if mark then mark("bptree.put", key, value) end
   local views = self.views
   if not views then bad_self("put", self) end
-  local ks, vs = self.ks, self.vs
-  if type(key) ~= "string" or (#key ~= ks and ks ~= -1) then
-    check_key(self, key, "put", 1)
-  end
-  if type(value) ~= "string" or (#value ~= vs and vs ~= -1) then
-    check_value(self, value, "put", 2)
-  end
+  check_entry(self, key, value, "put")
   if self.readonly then check_writable(self, "put") end
   local g = self.guard
   if g.busy then enter(g, "put") end           -- raises
