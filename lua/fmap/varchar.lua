@@ -100,26 +100,45 @@ local Varchar = {}
 Varchar.__index = Varchar
 Varchar.__name = "varchar"   -- what errors and help call it
 
-local MAGIC = "fmapVCHR"
-local VERSION = 1
-local SLAB = 0x62734356     -- "VCsb" as a little-endian u32
-local LARGE = 0x676c4356    -- "VClg"
-local FREED = 0x72664356    -- "VCfr"
-local U32 = 0xffffffff
-local REF1 = 1 << 32        -- one reference, in a slot or large header word
+-- Constants are <const>: the compiler folds them into the instructions
+-- that use them, where a plain local is an upvalue fetched at each use.
+local MAGIC <const> = "fmapVCHR"
+local VERSION <const> = 1
+local SLAB <const> = 0x62734356     -- "VCsb" as a little-endian u32
+local LARGE <const> = 0x676c4356    -- "VClg"
+local FREED <const> = 0x72664356    -- "VCfr"
+local U32 <const> = 0xffffffff
+local REF1 <const> = 1 << 32  -- one reference, in a slot or large header word
 --- Blocks the reserve may hold whatever the live size.
 M.RESERVE_MIN = 16
 
 -- Meta block fields.
-local M_VERSION, M_CLASSES, M_BS, M_SELF = 8, 12, 16, 24
-local M_BLOBS, M_SLABS, M_LBLOCKS, M_LHEAD = 32, 40, 48, 56
-local M_RBLOCKS, M_RRUNS, M_CLASS = 64, 72, 128
+local M_VERSION <const>, M_CLASSES <const>, M_BS <const> = 8, 12, 16
+local M_SELF <const>, M_BLOBS <const>, M_SLABS <const> = 24, 32, 40
+local M_LBLOCKS <const>, M_LHEAD <const>, M_RBLOCKS <const> = 48, 56, 64
+local M_RRUNS <const>, M_CLASS <const> = 72, 128
 -- Slab and large headers (shared fields first).
-local H_OWNER, H_SELF, H_NEXT, H_PREV = 8, 16, 24, 32
-local S_USED, S_FREE, S_CARVED, SLAB_HDR = 40, 44, 48, 56
-local L_LEN, L_BLOCKS, LHDR = 40, 48, 64
+local H_OWNER <const>, H_SELF <const>, H_NEXT <const>, H_PREV <const> =
+  8, 16, 24, 32
+local S_USED <const>, S_FREE <const>, S_CARVED <const>, SLAB_HDR <const> =
+  40, 44, 48, 56
+local L_LEN <const>, L_BLOCKS <const>, LHDR <const> = 40, 48, 64
 
 local math_type, spack = math.type, string.pack
+
+-- The view methods, called as plain functions (no method lookup), as
+-- fmap.bptree calls them on its hot paths.
+local VM
+do
+  local bf = assert(require("fmap").anonymous())
+  local v = bf:get(bf:allocate())
+  VM = getmetatable(v).__index
+  v:release()
+  bf:close()
+end
+local u32, u64, set_u32, set_u64 = VM.u32, VM.u64, VM.set_u32, VM.set_u64
+local vread, vwrite, vretarget, vlive = VM.read, VM.write, VM.retarget,
+  VM.live
 local pcall, type, error, tostring = pcall, type, error, tostring
 local setmetatable = setmetatable
 local guard = require "fmap.guard"
@@ -368,11 +387,9 @@ local function notblob (self, fname, x, why)
                                    why), 4)
 end
 
--- Points the view v at the block(s) of blob x and validates the blob.
--- Returns its data position in v, its length, its references, its class
--- (0 for a large blob) and, for a large blob, its blocks.
-local function locate (self, v, x, fname)
-  if math_type(x) ~= "integer" then x = checkinteger(x, 1, fname, 3) end
+-- What locate finds out when find has found no live blob: why, raised in
+-- the caller's words (x is an integer).
+local function locate_slow (self, v, x, fname)
   local bs = self.bs
   local r = x % bs
   local block = x - r
@@ -430,6 +447,58 @@ local function locate (self, v, x, fname)
     return LHDR, len, refs, 0, n
   end
   notblob(self, fname, x, "freed already")
+end
+
+-- Points the view v at the block(s) of blob x (an integer) and returns
+-- what locate returns for a live blob, or nil, with v anywhere, for
+-- anything else: it raises nothing and writes nothing, and checks all
+-- that locate checks (and that the slot lies in its block), in fewer
+-- calls. The fast path of every operation.
+local function find_blob (self, v, x)
+  local bs = self.bs
+  local r = x % bs
+  local block = x - r
+  if not pcall(vretarget, v, block) then return nil end
+  local w = u64(v, 0)
+  if u64(v, H_SELF) ~= block or u64(v, H_OWNER) ~= self.meta then
+    return nil
+  end
+  local magic = w & U32
+  if magic == SLAB then
+    local size = self.sizes[w >> 32]
+    if not size or r < SLAB_HDR + 8 or r + size - 8 > bs
+       or (r - SLAB_HDR - 8) % size ~= 0
+       or (r - SLAB_HDR - 8) // size >= u32(v, S_CARVED) then
+      return nil
+    end
+    local h = u64(v, r - 8)
+    local len = h & U32
+    if h >> 32 == 0 or len > size - 8 then return nil end
+    return r, len, h >> 32, w >> 32, 1
+  elseif magic == LARGE then
+    local refs = w >> 32
+    if r ~= LHDR or refs == 0 then return nil end
+    local len, n = u64(v, L_LEN), u64(v, L_BLOCKS)
+    if len <= self.small_max or len > self.bf:size()
+       or n ~= large_blocks(bs, len)
+       or n > 1 and not pcall(vretarget, v, block, n) then
+      return nil
+    end
+    return LHDR, len, refs, 0, n
+  end
+  return nil
+end
+
+-- Points the view v at the block(s) of blob x and validates the blob.
+-- Returns its data position in v, its length, its references, its class
+-- (0 for a large blob) and, for a large blob, its blocks; raises, at the
+-- caller of the method that called it, when x is no live blob. (The
+-- methods pass x as an integer; locate_slow is a tail call, so that its
+-- errors are one level below the method, as locate's.)
+local function locate (self, v, x, fname)
+  local pos, len, refs, c, n = find_blob(self, v, x)
+  if pos then return pos, len, refs, c, n end
+  return locate_slow(self, v, x, fname)
 end
 
 -- Points v at block b, which the store's own links name, after checking
@@ -654,10 +723,10 @@ end
 local function store (self, v, s, len)
   local c = class_of(self, len)
   local meta = self.meta
-  v:retarget(meta)
+  vretarget(v, meta)
   if c ~= 0 then
     local hp = M_CLASS + 16 * (c - 1)
-    local block = v:u64(hp)
+    local block = u64(v, hp)
     local size, slots = self.sizes[c], self.slots[c]
     local fresh = true
     if block == 0 then
@@ -675,34 +744,38 @@ local function store (self, v, s, len)
       v:set_u64(H_PREV, 0)
       v:set_u64(S_USED, 0)
       v:set_u64(S_CARVED, 0)
-    else     -- checked before anything is written
-      follow(self, v, block, SLAB, "a class list head")
-      if v:u32(4) ~= c then
+    else     -- checked before anything is written (follow's checks)
+      local w = pcall(vretarget, v, block) and u64(v, 0)
+      if not w or w & U32 ~= SLAB or u64(v, H_SELF) ~= block
+         or u64(v, H_OWNER) ~= meta then
+        follow(self, v, block, SLAB, "a class list head")   -- raises
+      end
+      if w >> 32 ~= c then
         corrupt(self, "the class %d list names block %d, of class %d", c,
-                block, v:u32(4))
+                block, w >> 32)
       end
       fresh = false
     end
-    local uf = v:u64(S_USED)          -- used slots | first free << 32
+    local uf = u64(v, S_USED)          -- used slots | first free << 32
     local used, k = (uf & U32) + 1, uf >> 32
     if k ~= 0 then
       k = k - 1
-      v:set_u64(S_USED, used | v:u32(SLAB_HDR + k * size) << 32)
+      set_u64(v, S_USED, used | u32(v, SLAB_HDR + k * size) << 32)
     else
-      k = v:u32(S_CARVED)
-      v:set_u32(S_CARVED, k + 1)
-      v:set_u32(S_USED, used)
+      k = u32(v, S_CARVED)
+      set_u32(v, S_CARVED, k + 1)
+      set_u32(v, S_USED, used)
     end
     local sp = SLAB_HDR + k * size
-    v:set_u64(sp, len | REF1)
-    if s then v:write(sp + 8, s) else v:fill(0, sp + 8, len) end
+    set_u64(v, sp, len | REF1)
+    if s then vwrite(v, sp + 8, s) else v:fill(0, sp + 8, len) end
     if used == slots then   -- full: from the partial list to the full one
-      unlink(self, v, hp, v:u64(H_NEXT), 0, SLAB)
+      unlink(self, v, hp, u64(v, H_NEXT), 0, SLAB)
       push(self, v, hp + 8, block, SLAB)
     end
     if not fresh then
-      v:retarget(meta)
-      v:set_u64(M_BLOBS, v:u64(M_BLOBS) + 1)
+      vretarget(v, meta)
+      set_u64(v, M_BLOBS, u64(v, M_BLOBS) + 1)
     end
     return block + sp + 8
   end
@@ -740,26 +813,26 @@ local function release (self, v, x, pos, c, n)
   if c ~= 0 then
     local sp = pos - 8
     local k = (sp - SLAB_HDR) // self.sizes[c]
-    local uf = v:u64(S_USED)          -- used slots | first free << 32
+    local uf = u64(v, S_USED)          -- used slots | first free << 32
     local used = (uf & U32) - 1
-    v:set_u64(sp, uf >> 32)
-    v:set_u64(S_USED, used | (k + 1) << 32)
+    set_u64(v, sp, uf >> 32)
+    set_u64(v, S_USED, used | (k + 1) << 32)
     local slots = self.slots[c]
     local hp = M_CLASS + 16 * (c - 1)
     if used == 0 or used == slots - 1 then
-      local next, prev = v:u64(H_NEXT), v:u64(H_PREV)
+      local next, prev = u64(v, H_NEXT), u64(v, H_PREV)
       unlink(self, v, used == slots - 1 and hp + 8 or hp, next, prev, SLAB)
       if used == 0 then
-        v:retarget(self.meta)
-        v:set_u64(M_SLABS, v:u64(M_SLABS) - 1)
-        v:set_u64(M_BLOBS, v:u64(M_BLOBS) - 1)
+        vretarget(v, self.meta)
+        set_u64(v, M_SLABS, u64(v, M_SLABS) - 1)
+        set_u64(v, M_BLOBS, u64(v, M_BLOBS) - 1)
         pfree(self, v, block, 1)
         return
       end
       push(self, v, hp, block, SLAB)
     end
-    v:retarget(self.meta)
-    v:set_u64(M_BLOBS, v:u64(M_BLOBS) - 1)
+    vretarget(v, self.meta)
+    set_u64(v, M_BLOBS, u64(v, M_BLOBS) - 1)
     return
   end
   v:retarget(block)
@@ -778,8 +851,8 @@ local function replace_on (self, v, x, s, fname, pos, refs, c, n)
   local len = #s
   if refs == 1 then
     if c ~= 0 and class_of(self, len) == c then
-      v:set_u32(pos - 8, len)
-      v:write(pos, s)
+      set_u32(v, pos - 8, len)
+      vwrite(v, pos, s)
       return x
     elseif c == 0 and len > self.small_max
            and large_blocks(self.bs, len) == n then
@@ -828,23 +901,39 @@ end
 -- @return its offset, or nil, message, errno when the BlockFile cannot grow
 function Varchar:put (data)
   if mark then mark("varchar.put", data) end
-  check_self(self, "put")
+  -- check_self, check_writable, enter and meta_view, inline
+  if getmetatable(self) ~= Varchar then
+    bad_self("varchar", "put", self, nil, 3)
+  end
   if type(data) ~= "string" then typeerror(1, "put", "string", data) end
-  check_writable(self, "put")
-  local _ <close> = enter(self.guard, "put")
-  local v = meta_view(self)
-  return store(self, v, data, #data)
+  if self.ro then error("cannot put: the BlockFile is read-only", 2) end
+  local g = self.guard
+  if g.busy then enter(g, "put") end
+  g.busy = "put"
+  local _ <close> = g
+  local v = self.views[1]
+  if v == nil or not vlive(v) then v = meta_view(self) end
+  return store(self, v, data, #data)    -- store points v at the meta block
 end
 
 --- The bytes of the blob at offset, as a string.
 function Varchar:get (offset)
   if mark then mark("varchar.get") end
-  check_self(self, "get")
+  -- check_self, enter and meta_view, inline; find points the view at the
+  -- blob, wherever it was
+  if getmetatable(self) ~= Varchar then
+    bad_self("varchar", "get", self, nil, 3)
+  end
   if math_type(offset) ~= "integer" then offset = toint(offset, "get") end
-  local _ <close> = enter(self.guard, "get")
-  local v = meta_view(self)
-  local pos, len = locate(self, v, offset, "get")
-  return v:read(pos, len)
+  local g = self.guard
+  if g.busy then enter(g, "get") end
+  g.busy = "get"
+  local _ <close> = g
+  local v = self.views[1]
+  if v == nil or not vlive(v) then v = meta_view(self) end
+  local pos, len = find_blob(self, v, offset)
+  if not pos then pos, len = locate_slow(self, v, offset, "get") end
+  return vread(v, pos, len)
 end
 
 --- The length in bytes of the blob at offset.
@@ -984,15 +1073,39 @@ end
 -- v is a live view of the caller's, left pointing anywhere.
 -------------------------------------------------------------------------
 
---- Internal: get on the caller's view v.
-function Varchar:_get (v, x, fname)
+-- Each has a fast form, which returns false having done nothing (no
+-- write, no error) where the checked form (the same name with
+-- "_checked") would raise or meet the guard of an operation that runs:
+-- the caller then calls the checked form, which raises as the method
+-- would. A fast form enters the store's guard before it writes, as the
+-- checked one does.
+
+--- Internal: get on the caller's view v; false when x is no live blob.
+function Varchar:_get (v, x)
+  if self.guard.busy then return false end
+  local pos, len = find_blob(self, v, x)
+  if pos then return vread(v, pos, len) end
+  return false
+end
+
+--- Internal: get on the caller's view v, checked.
+function Varchar:_get_checked (v, x, fname)
   local _ <close> = enter(self.guard, fname or "get")
   local pos, len = locate(self, v, x, fname or "get")
   return v:read(pos, len)
 end
 
---- Internal: put on the caller's view v.
+--- Internal: put on the caller's view v; false when the guard is held.
 function Varchar:_put (v, s)
+  local g = self.guard
+  if g.busy then return false end
+  g.busy = "put"
+  local _ <close> = g
+  return store(self, v, s, #s)
+end
+
+--- Internal: put on the caller's view v, checked.
+function Varchar:_put_checked (v, s)
   local _ <close> = enter(self.guard, "put")
   return store(self, v, s, #s)
 end
@@ -1004,8 +1117,22 @@ function Varchar:_free (v, x, fname)
   release(self, v, x, pos, c, n)
 end
 
---- Internal: the blob's string, then the blob freed, on the caller's v.
+--- Internal: the blob's string, then the blob freed, on the caller's v;
+-- false when x is no live blob.
 function Varchar:_take (v, x, fname)
+  local g = self.guard
+  if g.busy then return false end
+  local pos, len, _, c, n = find_blob(self, v, x)
+  if not pos then return false end
+  g.busy = fname or "free"
+  local _ <close> = g
+  local s = vread(v, pos, len)
+  release(self, v, x, pos, c, n)
+  return s
+end
+
+--- Internal: _take, checked.
+function Varchar:_take_checked (v, x, fname)
   local _ <close> = enter(self.guard, fname or "free")
   local pos, len, _, c, n = locate(self, v, x, fname or "free")
   local s = v:read(pos, len)
@@ -1013,8 +1140,20 @@ function Varchar:_take (v, x, fname)
   return s
 end
 
---- Internal: replace on the caller's view v.
+--- Internal: replace on the caller's view v; false when x is no live
+-- blob.
 function Varchar:_replace (v, x, s, fname)
+  local g = self.guard
+  if g.busy then return false end
+  local pos, _, refs, c, n = find_blob(self, v, x)
+  if not pos then return false end
+  g.busy = fname or "replace"
+  local _ <close> = g
+  return replace_on(self, v, x, s, fname, pos, refs, c, n)
+end
+
+--- Internal: replace on the caller's view v, checked.
+function Varchar:_replace_checked (v, x, s, fname)
   local _ <close> = enter(self.guard, fname or "replace")
   local pos, _, refs, c, n = locate(self, v, x, fname or "replace")
   return replace_on(self, v, x, s, fname, pos, refs, c, n)
