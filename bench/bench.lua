@@ -802,6 +802,9 @@ if f then
     print(sformat("  %-44s %s%s", "  (floor: the scan loop over a sorted "
                   .. "array)", thousands(floor.ops_s) .. "/s",
                   floor.ok and "" or " FAILED"))
+    local share = scan_rate / floor.ops_s
+    line("scan >= 50% of the floor", sformat("%.0f%%", 100 * share),
+         floor.ok and share >= 0.5)
   end
   file_line("", f)
   local rss = f.rss_kb * 1024
@@ -814,6 +817,17 @@ end
 if ftx then
   print()
   print("targets (fmap tx/phase)")
+  -- LMDB in C, one write transaction per phase as fmap-tx
+  local lm = ran "lmdb"
+  for _, ph in ipairs { "insert", "get", "delete" } do
+    local what = sformat("%s >= lmdb (C)", ph)
+    if lm then
+      local x = lm[ph] / ftx[ph]
+      line(what, sformat("%.2fx", x), x >= 1)
+    else
+      line(what, "lmdb did not run")
+    end
+  end
   for _, ph in ipairs { "insert", "delete" } do
     local what = sformat("%s: tx / fmap <= 1.15 (within 15%%)", ph)
     if f then
