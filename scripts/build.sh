@@ -125,6 +125,8 @@ case "${1:-}" in
     # UBSan watch every access the suite makes, and LeakSanitizer every
     # allocation left when the Lua state closes. The randomized specs run
     # half their cases there (the release run does them all).
+    echo "== the spec suite under the release and the sanitizer builds," \
+         "side by side (their logs follow when both end)"
     start_specs build/bin/fmap release
     start_specs build/sanitize/bin/fmap sanitize \
       FMAP_FUZZ_SCALE="${FMAP_FUZZ_SCALE:-0.5}" \
@@ -133,6 +135,7 @@ case "${1:-}" in
     wait
     tally_specs release
     tally_specs sanitize
+    echo "== the valgrind leak check beside 60 s of libFuzzer"
     start_check "valgrind leak check" bash testing/memcheck.sh valgrind
     start_check "libFuzzer on the file-open path" bash testing/fuzz.sh 60
     wait
