@@ -119,22 +119,36 @@ static int view_release (lua_State *L) {
   return 0;
 }
 
-/* Asks for the cache lines of a node about to be searched, all at once.
-** allocated blocks and returns it. A structure walking many nodes reuses
-** one view instead of acquiring one per node; where it was acquired
-** stays as it was. */
+/* retarget(offset [, blocks [, at]]): points the live view at another run
+** of allocated blocks and returns it. A structure walking many nodes
+** reuses one view instead of acquiring one per node; where it was
+** acquired stays as it was. at says which cache lines to ask for while
+** the check reads the block's mark: by default all of the first block's
+** (a node about to be searched), false none (a block already in the
+** cache), a position the line there (the word read next). */
 static int view_retarget (lua_State *L) {
   View *v = checkview(L, 1);
   BlockFile *bf = v->bf;
   uint64_t off = checkoffset(L, 2);
   lua_Integer n = luaL_optinteger(L, 3, 1);
+  int at = lua_type(L, 4);
+  lua_Integer pos = 0;
   luaL_argcheck(L, n >= 1, 3,
                 lua_pushfstring(L, "block count %I is not positive", n));
+  if (at == LUA_TNUMBER) pos = luaL_checkinteger(L, 4);
+  else if (at > LUA_TNIL && at != LUA_TBOOLEAN)
+    luaL_typeerror(L, 4, "boolean or integer");
 #ifndef FMAP_NO_PREFETCH
   /* A walk retargets to the node it reads next: its lines are fetched
   ** while the check below waits for the first. */
-  if (off < bf->f.h.top && bf->f.h.top - off >= bf->f.h.block_size)
-    prefetch_run(bf->f.map + off, bf->f.h.block_size);
+  if (at <= LUA_TNIL || (at == LUA_TBOOLEAN && lua_toboolean(L, 4))) {
+    if (off < bf->f.h.top && bf->f.h.top - off >= bf->f.h.block_size)
+      prefetch_run(bf->f.map + off, bf->f.h.block_size);
+  } else if (at == LUA_TNUMBER && pos >= 0 && off < bf->f.h.top &&
+             (uint64_t)pos < bf->f.h.top - off &&
+             (uint64_t)pos < (uint64_t)n * bf->f.h.block_size) {
+    __builtin_prefetch(bf->f.map + off + (uint64_t)pos);
+  }
 #endif
   if (fm_check_range(&bf->f, off, (uint64_t)n) != 0)
     return corefail(L, bf, 2);
