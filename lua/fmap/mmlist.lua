@@ -448,7 +448,9 @@ end
 -- check_index, entry and at do inline, in the same order and raising at
 -- the same level: a call less for each, which is most of what they
 -- cost. Their item goes through the varchar's fast primitive, then,
--- where that returns false, through its checked form, as before.
+-- where that returns false, through its checked form, as before. A
+-- retarget asks for the one cache line it reads next (the entry), or for
+-- none (the meta block, in the cache), not for the whole block.
 
 --- Appends s.
 -- @return the new item's index (the new size), or nil, message, errno when
@@ -465,7 +467,7 @@ function List:append (s)
   g.busy = "append"
   local _ <close> = g
   local v = self.views[1]
-  if v ~= nil and vlive(v) then vretarget(v, self.meta)
+  if v ~= nil and vlive(v) then vretarget(v, self.meta, 1, false)
   else v = meta_view(self) end
   local n, B = u64(v, M_COUNT), self.B
   local L, grown
@@ -503,7 +505,7 @@ function List:append (s)
       ok, x, msg, errno = pcall(vc_put_checked, vc, v, s)
     end
     if not (ok and x) then  -- the list as it was: no leaf for no item
-      vretarget(v, self.meta)
+      vretarget(v, self.meta, 1, false)
       set_u64(v, M_LEAF + 8 * L, 0)
       set_u64(v, M_LEAVES, L)
       self.leaves[L] = nil
@@ -513,9 +515,9 @@ function List:append (s)
   end
   if not x then return nil, msg, errno end
   local r = e % self.bs
-  vretarget(v, e - r)
+  vretarget(v, e - r, 1, r)
   set_u64(v, r, x)
-  vretarget(v, self.meta)
+  vretarget(v, self.meta, 1, false)
   set_u64(v, M_COUNT, n + 1)
   return n + 1
 end
@@ -531,7 +533,7 @@ function List:get (i)
   g.busy = "get"
   local _ <close> = g
   local v = self.views[1]
-  if v ~= nil and vlive(v) then vretarget(v, self.meta)
+  if v ~= nil and vlive(v) then vretarget(v, self.meta, 1, false)
   else v = meta_view(self) end
   local n = u64(v, M_COUNT)
   if math_type(i) ~= "integer" or i < 1 or i > n then
@@ -543,7 +545,7 @@ function List:get (i)
   if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
   local e = off + 8 * (j - B * ((1 << k) - 1))
   local r = e % self.bs
-  vretarget(v, e - r)
+  vretarget(v, e - r, 1, r)
   local x = u64(v, r)
   local s = vc_get(self.vc, v, x)
   if not s then s = on_item(self, i, vc_get_checked, v, x, "get") end
@@ -564,7 +566,7 @@ function List:set (i, s)
   g.busy = "set"
   local _ <close> = g
   local v = self.views[1]
-  if v ~= nil and vlive(v) then vretarget(v, self.meta)
+  if v ~= nil and vlive(v) then vretarget(v, self.meta, 1, false)
   else v = meta_view(self) end
   local n = u64(v, M_COUNT)
   if math_type(i) ~= "integer" or i < 1 or i > n then
@@ -576,7 +578,7 @@ function List:set (i, s)
   if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
   local e = off + 8 * (j - B * ((1 << k) - 1))
   local r = e % self.bs
-  vretarget(v, e - r)
+  vretarget(v, e - r, 1, r)
   local x = u64(v, r)
   local vc = self.vc
   local ok, y, msg, errno = pcall(vc_replace, vc, v, x, s, "set")
@@ -586,7 +588,7 @@ function List:set (i, s)
   end
   if not y then return nil, msg, errno end
   if y ~= x then
-    vretarget(v, e - r)
+    vretarget(v, e - r, 1, r)
     set_u64(v, r, y)
   end
   return true
@@ -624,7 +626,7 @@ function List:pop ()
   g.busy = "pop"
   local _ <close> = g
   local v = self.views[1]
-  if v ~= nil and vlive(v) then vretarget(v, self.meta)
+  if v ~= nil and vlive(v) then vretarget(v, self.meta, 1, false)
   else v = meta_view(self) end
   local n = u64(v, M_COUNT)
   if n <= 0 then
@@ -640,18 +642,18 @@ function List:pop ()
   if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
   local e = off + 8 * (j - B * ((1 << k) - 1))
   local r = e % self.bs
-  vretarget(v, e - r)
+  vretarget(v, e - r, 1, r)
   local x = u64(v, r)
   set_u64(v, r, 0)      -- vacated: it names no blob (see the invariants)
   local vc = self.vc
   local ok, s = pcall(vc_take, vc, v, x, "pop")
   if ok and s == false then ok, s = pcall(vc_take_checked, vc, v, x, "pop") end
   if not ok then        -- x is not taken: the entry as it was
-    vretarget(v, e - r)
+    vretarget(v, e - r, 1, r)
     set_u64(v, r, x)
     item_error(self, n, x, s)
   end
-  vretarget(v, self.meta)
+  vretarget(v, self.meta, 1, false)
   set_u64(v, M_COUNT, n - 1)
   if shrinks then shrink(self, v, n - 1) end
   return s

@@ -458,7 +458,10 @@ local function find_blob (self, v, x)
   local bs = self.bs
   local r = x % bs
   local block = x - r
-  if not pcall(vretarget, v, block) then return nil end
+  -- the line of the slot's header comes with the check of the block
+  if not pcall(vretarget, v, block, 1, r >= 8 and r - 8 or 0) then
+    return nil
+  end
   local w = u64(v, 0)
   if u64(v, H_SELF) ~= block or u64(v, H_OWNER) ~= self.meta then
     return nil
@@ -723,7 +726,7 @@ end
 local function store (self, v, s, len)
   local c = class_of(self, len)
   local meta = self.meta
-  vretarget(v, meta)
+  vretarget(v, meta, 1, false)   -- the meta block: in the cache
   if c ~= 0 then
     local hp = M_CLASS + 16 * (c - 1)
     local block = u64(v, hp)
@@ -745,7 +748,7 @@ local function store (self, v, s, len)
       v:set_u64(S_USED, 0)
       v:set_u64(S_CARVED, 0)
     else     -- checked before anything is written (follow's checks)
-      local w = pcall(vretarget, v, block) and u64(v, 0)
+      local w = pcall(vretarget, v, block, 1, false) and u64(v, 0)
       if not w or w & U32 ~= SLAB or u64(v, H_SELF) ~= block
          or u64(v, H_OWNER) ~= meta then
         follow(self, v, block, SLAB, "a class list head")   -- raises
@@ -774,7 +777,7 @@ local function store (self, v, s, len)
       push(self, v, hp + 8, block, SLAB)
     end
     if not fresh then
-      vretarget(v, meta)
+      vretarget(v, meta, 1, false)
       set_u64(v, M_BLOBS, u64(v, M_BLOBS) + 1)
     end
     return block + sp + 8
@@ -823,7 +826,7 @@ local function release (self, v, x, pos, c, n)
       local next, prev = u64(v, H_NEXT), u64(v, H_PREV)
       unlink(self, v, used == slots - 1 and hp + 8 or hp, next, prev, SLAB)
       if used == 0 then
-        vretarget(v, self.meta)
+        vretarget(v, self.meta, 1, false)
         set_u64(v, M_SLABS, u64(v, M_SLABS) - 1)
         set_u64(v, M_BLOBS, u64(v, M_BLOBS) - 1)
         pfree(self, v, block, 1)
@@ -831,7 +834,7 @@ local function release (self, v, x, pos, c, n)
       end
       push(self, v, hp, block, SLAB)
     end
-    vretarget(v, self.meta)
+    vretarget(v, self.meta, 1, false)
     set_u64(v, M_BLOBS, u64(v, M_BLOBS) - 1)
     return
   end
