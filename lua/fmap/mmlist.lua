@@ -132,6 +132,12 @@ local function leaf_of (j, B)
   return k
 end
 
+-- floor(log2(q)) for q = 1..4096, by lookup: the leaf of entry j is
+-- LOG2[j // B + 1] for the first 4096 * B entries (two million with
+-- 4096-byte blocks), leaf_of's loop past them.
+local LOG2 = {}
+for q = 1, 4096 do LOG2[q] = leaf_of((q - 1) * 8, 8) end
+
 -- Entries that leaves 0..L-1 hold.
 local function capacity (L, B)
   return B * ((1 << L) - 1)
@@ -380,7 +386,7 @@ end
 -- the meta block, and does after.
 local function entry (self, v, j)
   local B = self.B
-  local k = j < B and 0 or leaf_of(j, B)
+  local k = LOG2[j // B + 1] or leaf_of(j, B)
   local off = v:u64(M_LEAF + 8 * k)
   if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
   return off + 8 * (j - capacity(k, B))
@@ -485,7 +491,7 @@ function List:append (s)
       grown = off
     end
   end
-  local k = n < B and 0 or leaf_of(n, B)
+  local k = LOG2[n // B + 1] or leaf_of(n, B)
   local off = u64(v, M_LEAF + 8 * k)
   if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
   local e = off + 8 * (n - B * ((1 << k) - 1))
@@ -540,7 +546,7 @@ function List:get (i)
     i = check_index(self, i, n, 1, "get")
   end
   local j, B = i - 1, self.B
-  local k = j < B and 0 or leaf_of(j, B)
+  local k = LOG2[j // B + 1] or leaf_of(j, B)
   local off = u64(v, M_LEAF + 8 * k)
   if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
   local e = off + 8 * (j - B * ((1 << k) - 1))
@@ -573,7 +579,7 @@ function List:set (i, s)
     i = check_index(self, i, n, 1, "set")
   end
   local j, B = i - 1, self.B
-  local k = j < B and 0 or leaf_of(j, B)
+  local k = LOG2[j // B + 1] or leaf_of(j, B)
   local off = u64(v, M_LEAF + 8 * k)
   if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
   local e = off + 8 * (j - B * ((1 << k) - 1))
@@ -637,7 +643,7 @@ function List:pop ()
   local shrinks = (n - 1) % B == 0
   if shrinks then check_shrink(self, v, n) end
   local j = n - 1
-  local k = j < B and 0 or leaf_of(j, B)
+  local k = LOG2[j // B + 1] or leaf_of(j, B)
   local off = u64(v, M_LEAF + 8 * k)
   if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
   local e = off + 8 * (j - B * ((1 << k) - 1))
