@@ -149,7 +149,8 @@ describe("fmap.repl", function()
     end)
 
     it("offers private names only when the word starts with '_'", function()
-      assert.same({ "zz_vc:_put" }, repl.complete("zz_vc:_pu"))
+      assert.same({ "zz_vc:_put", "zz_vc:_put_checked" },
+                  repl.complete("zz_vc:_pu"))
       local names = {}
       for _, w in ipairs(repl.complete("fmap.bptree.")) do names[w] = true end
       assert.is_nil(names["fmap.bptree._methods"])
