@@ -455,8 +455,10 @@ end
 -- the same level: a call less for each, which is most of what they
 -- cost. Their item goes through the varchar's fast primitive, then,
 -- where that returns false, through its checked form, as before. A
--- retarget asks for the one cache line it reads next (the entry), or for
--- none (the meta block, in the cache), not for the whole block.
+-- retarget asks for the one cache line it reads next (the entry), not
+-- for the whole block. They read and write the meta block through a
+-- second view of the list's, kept on it (views[2], weakly, as views[1]),
+-- and move only the first.
 
 --- Appends s.
 -- @return the new item's index (the new size), or nil, message, errno when
@@ -472,28 +474,29 @@ function List:append (s)
   if g.busy then enter(g, "append") end
   g.busy = "append"
   local _ <close> = g
-  local v = self.views[1]
-  if v ~= nil and vlive(v) then vretarget(v, self.meta, 1, false)
-  else v = meta_view(self) end
-  local n, B = u64(v, M_COUNT), self.B
+  local views = self.views
+  local v, mv = views[1], views[2]
+  if v == nil or not vlive(v) then v = meta_view(self) end
+  if mv == nil or not vlive(mv) then mv = own_view(self, 2); views[2] = mv end
+  local n, B = u64(mv, M_COUNT), self.B
   local L, grown
   if n % B == 0 or n < 0 then   -- maybe the first entry of a new leaf
-    L = check_leaves(self, v, n)
+    L = check_leaves(self, mv, n)
     if n == capacity(L, B) then   -- a new leaf, 2^L blocks
       if L >= MAXLEAF then error("the list is full", 2) end
       local off, msg, errno
       if L == 0 then off, msg, errno = self.bf:allocate()
       else off, msg, errno = self.bf:allocate_blocks(1 << L) end
       if not off then return nil, msg, errno end
-      set_u64(v, M_LEAF + 8 * L, off)
-      set_u64(v, M_LEAVES, L + 1)
+      set_u64(mv, M_LEAF + 8 * L, off)
+      set_u64(mv, M_LEAVES, L + 1)
       self.leaves[L] = off
       grown = off
     end
   end
   local k = LOG2[n // B + 1] or leaf_of(n, B)
-  local off = u64(v, M_LEAF + 8 * k)
-  if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
+  local off = u64(mv, M_LEAF + 8 * k)
+  if off ~= self.leaves[k] then off = check_leaf(self, mv, k, off) end
   local e = off + 8 * (n - B * ((1 << k) - 1))
   local vc = self.vc
   local x, msg, errno
@@ -511,9 +514,8 @@ function List:append (s)
       ok, x, msg, errno = pcall(vc_put_checked, vc, v, s)
     end
     if not (ok and x) then  -- the list as it was: no leaf for no item
-      vretarget(v, self.meta, 1, false)
-      set_u64(v, M_LEAF + 8 * L, 0)
-      set_u64(v, M_LEAVES, L)
+      set_u64(mv, M_LEAF + 8 * L, 0)
+      set_u64(mv, M_LEAVES, L)
       self.leaves[L] = nil
       self.bf:free(grown, 1 << L)
       if not ok then error(x, 0) end
@@ -523,8 +525,7 @@ function List:append (s)
   local r = e % self.bs
   vretarget(v, e - r, 1, r)
   set_u64(v, r, x)
-  vretarget(v, self.meta, 1, false)
-  set_u64(v, M_COUNT, n + 1)
+  set_u64(mv, M_COUNT, n + 1)
   return n + 1
 end
 
@@ -538,17 +539,18 @@ function List:get (i)
   if g.busy then enter(g, "get") end
   g.busy = "get"
   local _ <close> = g
-  local v = self.views[1]
-  if v ~= nil and vlive(v) then vretarget(v, self.meta, 1, false)
-  else v = meta_view(self) end
-  local n = u64(v, M_COUNT)
+  local views = self.views
+  local v, mv = views[1], views[2]
+  if v == nil or not vlive(v) then v = meta_view(self) end
+  if mv == nil or not vlive(mv) then mv = own_view(self, 2); views[2] = mv end
+  local n = u64(mv, M_COUNT)
   if math_type(i) ~= "integer" or i < 1 or i > n then
     i = check_index(self, i, n, 1, "get")
   end
   local j, B = i - 1, self.B
   local k = LOG2[j // B + 1] or leaf_of(j, B)
-  local off = u64(v, M_LEAF + 8 * k)
-  if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
+  local off = u64(mv, M_LEAF + 8 * k)
+  if off ~= self.leaves[k] then off = check_leaf(self, mv, k, off) end
   local e = off + 8 * (j - B * ((1 << k) - 1))
   local r = e % self.bs
   vretarget(v, e - r, 1, r)
@@ -571,24 +573,28 @@ function List:set (i, s)
   if g.busy then enter(g, "set") end
   g.busy = "set"
   local _ <close> = g
-  local v = self.views[1]
-  if v ~= nil and vlive(v) then vretarget(v, self.meta, 1, false)
-  else v = meta_view(self) end
-  local n = u64(v, M_COUNT)
+  local views = self.views
+  local v, mv = views[1], views[2]
+  if v == nil or not vlive(v) then v = meta_view(self) end
+  if mv == nil or not vlive(mv) then mv = own_view(self, 2); views[2] = mv end
+  local n = u64(mv, M_COUNT)
   if math_type(i) ~= "integer" or i < 1 or i > n then
     i = check_index(self, i, n, 1, "set")
   end
   local j, B = i - 1, self.B
   local k = LOG2[j // B + 1] or leaf_of(j, B)
-  local off = u64(v, M_LEAF + 8 * k)
-  if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
+  local off = u64(mv, M_LEAF + 8 * k)
+  if off ~= self.leaves[k] then off = check_leaf(self, mv, k, off) end
   local e = off + 8 * (j - B * ((1 << k) - 1))
   local r = e % self.bs
   vretarget(v, e - r, 1, r)
   local x = u64(v, r)
   local vc = self.vc
   local ok, y, msg, errno = pcall(vc_replace, vc, v, x, s, "set")
-  if not ok then item_error(self, i, x, y) end
+  if not ok then
+    vc.guard.busy = false                    -- _replace raised: its guard
+    item_error(self, i, x, y)
+  end
   if y == false then
     y, msg, errno = on_item(self, i, vc_replace_checked, v, x, s, "set")
   end
@@ -631,21 +637,22 @@ function List:pop ()
   if g.busy then enter(g, "pop") end
   g.busy = "pop"
   local _ <close> = g
-  local v = self.views[1]
-  if v ~= nil and vlive(v) then vretarget(v, self.meta, 1, false)
-  else v = meta_view(self) end
-  local n = u64(v, M_COUNT)
+  local views = self.views
+  local v, mv = views[1], views[2]
+  if v == nil or not vlive(v) then v = meta_view(self) end
+  if mv == nil or not vlive(mv) then mv = own_view(self, 2); views[2] = mv end
+  local n = u64(mv, M_COUNT)
   if n <= 0 then
     check_count(self, n)
     return nil
   end
   local B = self.B
   local shrinks = (n - 1) % B == 0
-  if shrinks then check_shrink(self, v, n) end
+  if shrinks then check_shrink(self, mv, n) end
   local j = n - 1
   local k = LOG2[j // B + 1] or leaf_of(j, B)
-  local off = u64(v, M_LEAF + 8 * k)
-  if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
+  local off = u64(mv, M_LEAF + 8 * k)
+  if off ~= self.leaves[k] then off = check_leaf(self, mv, k, off) end
   local e = off + 8 * (j - B * ((1 << k) - 1))
   local r = e % self.bs
   vretarget(v, e - r, 1, r)
@@ -653,15 +660,15 @@ function List:pop ()
   set_u64(v, r, 0)      -- vacated: it names no blob (see the invariants)
   local vc = self.vc
   local ok, s = pcall(vc_take, vc, v, x, "pop")
-  if ok and s == false then ok, s = pcall(vc_take_checked, vc, v, x, "pop") end
+  if not ok then vc.guard.busy = false      -- _take raised: its guard
+  elseif s == false then ok, s = pcall(vc_take_checked, vc, v, x, "pop") end
   if not ok then        -- x is not taken: the entry as it was
     vretarget(v, e - r, 1, r)
     set_u64(v, r, x)
     item_error(self, n, x, s)
   end
-  vretarget(v, self.meta, 1, false)
-  set_u64(v, M_COUNT, n - 1)
-  if shrinks then shrink(self, v, n - 1) end
+  set_u64(mv, M_COUNT, n - 1)
+  if shrinks then shrink(self, mv, n - 1) end
   return s
 end
 
@@ -679,7 +686,8 @@ function List:swap_delete (i)
   local ei, elast = entry(self, v, i - 1), entry(self, v, n - 1)
   local x = v:u64(at(self, v, ei))
   local ok, s = pcall(vc_take, self.vc, v, x, "swap_delete")
-  if ok and s == false then
+  if not ok then self.vc.guard.busy = false  -- _take raised: its guard
+  elseif s == false then
     ok, s = pcall(vc_take_checked, self.vc, v, x, "swap_delete")
   end
   if not ok then item_error(self, i, x, s) end

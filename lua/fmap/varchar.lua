@@ -1081,7 +1081,9 @@ end
 -- "_checked") would raise or meet the guard of an operation that runs:
 -- the caller then calls the checked form, which raises as the method
 -- would. A fast form enters the store's guard before it writes, as the
--- checked one does.
+-- checked one does; _take and _replace leave it when they return, and
+-- are called in pcall, whose caller leaves it when they raise (the
+-- guard is theirs then: they raise only after they entered it).
 
 --- Internal: get on the caller's view v; false when x is no live blob.
 function Varchar:_get (v, x)
@@ -1128,9 +1130,9 @@ function Varchar:_take (v, x, fname)
   local pos, len, _, c, n = find_blob(self, v, x)
   if not pos then return false end
   g.busy = fname or "free"
-  local _ <close> = g
   local s = vread(v, pos, len)
   release(self, v, x, pos, c, n)
+  g.busy = false
   return s
 end
 
@@ -1151,8 +1153,9 @@ function Varchar:_replace (v, x, s, fname)
   local pos, _, refs, c, n = find_blob(self, v, x)
   if not pos then return false end
   g.busy = fname or "replace"
-  local _ <close> = g
-  return replace_on(self, v, x, s, fname, pos, refs, c, n)
+  local y, msg, errno = replace_on(self, v, x, s, fname, pos, refs, c, n)
+  g.busy = false
+  return y, msg, errno
 end
 
 --- Internal: replace on the caller's view v, checked.
