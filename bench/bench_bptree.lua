@@ -14,13 +14,13 @@ local cli = require "fmap.cli"
 
 local sformat = string.format
 
-local cmd = cli.new("bench_bptree",
+local cmd = cli.benchmark("bench_bptree",
   "usage: fmap bench/bench_bptree.lua [--n N] [--runs R] [--dir DIR]", {
-    ["--n"] = { key = "n", kind = "integer", min = 1 },
+    "n",
     ["--runs"] = { key = "runs", kind = "integer", min = 1 },
     ["--dir"] = { key = "dir", value = "a directory" },
     ["--store"] = "store",     -- internal: the store this process runs
-  }, { file = false })
+  })
 local opts = cmd:parse(arg)
 opts.runs = opts.runs or 1
 opts.dir = opts.dir or os.getenv("TMPDIR") or "/tmp"

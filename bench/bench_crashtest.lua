@@ -24,11 +24,11 @@ local HELP = [[
 usage: fmap bench/bench_crashtest.lua [--adds N] [--rounds R]
 
 Times fmap.crashtest on a B+tree of a few hundred blocks (see the top of the file).]]
-local cmd = cli.new("bench_crashtest", HELP, {
+local cmd = cli.benchmark("bench_crashtest", HELP, {
   ["--adds"] = { key = "adds", kind = "integer", min = 1, value = "an N" },
   ["--rounds"] = { key = "rounds", kind = "integer", min = 1,
                    value = "an R" },
-}, { file = false })
+})
 local opts = cmd:parse(arg)
 local ADDS, ROUNDS, BASE = opts.adds or 5000, opts.rounds or 3, 40000
 

@@ -10,11 +10,10 @@
 local fmap = require "fmap"
 
 local cli = require "fmap.cli"
-local cmd = cli.new("bench_engine",
-  "usage: fmap bench/bench_engine.lua [--n N] [--file PATH]", {
+local cmd = cli.benchmark("bench_engine",
+  "usage: fmap bench/bench_engine.lua [--n N] [--file PATH]", { "file",
     ["--n"] = { key = "n", kind = "integer", min = 10 },
-    ["--file"] = "file",
-  }, { file = false })
+  })
 local opts = cmd:parse(arg)
 local n = opts.n or 1000000
 local path = opts.file or cli.tmppath("-bench-engine.fmap")

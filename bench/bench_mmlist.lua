@@ -8,12 +8,9 @@ local fmap = require "fmap"
 local mmlist = require "fmap.mmlist"
 
 local cli = require "fmap.cli"
-local cmd = cli.new("bench_mmlist",
-  "usage: fmap bench/bench_mmlist.lua [--n N] [--file PATH]", {
-    ["--n"] = { key = "n", kind = "integer", min = 1 },
-    ["--file"] = "file",
-  }, { file = false })
-local opts = cmd:parse(arg)
+local opts = cli.benchmark("bench_mmlist",
+  "usage: fmap bench/bench_mmlist.lua [--n N] [--file PATH]",
+  { "n", "file" }):parse(arg)
 local n = opts.n or 1000000
 local path = opts.file or cli.tmppath("-bench-mmlist.fmap")
 

@@ -12,13 +12,11 @@ local W = require "fmap.workload"
 local profile = require "fmap.profile"
 local cli = require "fmap.cli"
 
-local cmd = cli.new("bench_profile",
+local opts = cli.benchmark("bench_profile",
   "usage: fmap bench/bench_profile.lua [--n N] [--ops M] [--rounds R]", {
-    ["--n"] = { key = "n", kind = "integer", min = 1 },
+    "n", "rounds",
     ["--ops"] = { key = "ops", kind = "integer", min = 1 },
-    ["--rounds"] = { key = "rounds", kind = "integer", min = 1 },
-  }, { file = false })
-local opts = cmd:parse(arg)
+  }):parse(arg)
 local N, M, R = opts.n or 200000, opts.ops or 1000000, opts.rounds or 3
 local clock = fmap.clock
 

@@ -56,17 +56,16 @@ Example:
 Exit status: 0 when every get found its value, 1 otherwise or when a
 child failed, 2 on a usage error.]]
 
-local cmd = cli.new("bench_readers", HELP, {
-  ["--n"] = { key = "n", kind = "integer", min = 1 },
-  ["--rounds"] = { key = "rounds", kind = "integer", min = 1 },
+local cmd = cli.benchmark("bench_readers", HELP, {
+  "n", "rounds",
   ["--commits"] = { key = "commits", kind = "integer", min = 1 },
   ["--readers"] = { key = "readers", kind = "integer", min = 1 },
   ["--dir"] = { key = "dir", value = "a directory" },
   -- internal: what a child process does, on which file
+  "file",
   ["--role"] = "role",
-  ["--file"] = "file",
   ["--stop"] = "stop",
-}, { file = false })
+})
 local opts = cmd:parse(arg)
 local N = opts.n or 1000000
 local ROUNDS = opts.rounds or 3

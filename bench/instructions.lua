@@ -14,11 +14,11 @@
 -- and a view's u32, against an empty loop, each over at least 100,000
 -- calls.
 local cli = require "fmap.cli"
-local cmd = cli.new("instructions",
+local cmd = cli.benchmark("instructions",
   "usage: fmap bench/instructions.lua [--n N]", {
     ["--n"] = { key = "n", kind = "integer", min = 100 },
     ["--phase"] = "phase",     -- internal: what this process runs
-  }, { file = false })
+  })
 local opts = cmd:parse(arg)
 local N = opts.n or 50000
 

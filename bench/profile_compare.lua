@@ -13,11 +13,9 @@ local W = require "fmap.workload"
 local ht = require "fmap.examples.hashtable"
 local cli = require "fmap.cli"
 
-local cmd = cli.new("profile_compare",
-  "usage: fmap bench/profile_compare.lua [--n N] [-o CURVES.svg]", {
-    "output",
-    ["--n"] = { key = "n", kind = "integer", min = 1 },
-  }, { file = false })
+local cmd = cli.benchmark("profile_compare",
+  "usage: fmap bench/profile_compare.lua [--n N] [-o CURVES.svg]",
+  { "output", "n" })
 local opts = cmd:parse(arg)
 local N = opts.n or 100000
 

@@ -23,6 +23,10 @@ local SHARED = {
     ["-r"] = { key = "modules", many = true, value = "a MODULE" },
     ["--require"] = { key = "modules", many = true, value = "a MODULE" },
   },
+  -- a benchmark's: how many operations, how many timed rounds, its file
+  n = { ["--n"] = { key = "n", kind = "integer", min = 1 } },
+  rounds = { ["--rounds"] = { key = "rounds", kind = "integer", min = 1 } },
+  file = { ["--file"] = "file" },
 }
 
 --- A command: its name (the prefix of its messages), its help, and its
@@ -35,12 +39,14 @@ local SHARED = {
 -- decimal or 0x hex) or "flag"; many = true to collect every occurrence
 -- in a list; value = what the message calls its value ("a value" by
 -- default). The options' list part names options that scripts share:
--- "output" (-o, --output PATH) and "modules" (-r, --require MODULE,
--- repeatable: see `require_all`). settings, optional: operands, the names
--- of the arguments other than options, in order ({"FILE"} by default;
--- {"DUMP", "NEWFILE"}, say), of which the first `required` (all by
--- default) must be there; file = false for a command of options alone (a
--- benchmark's).
+-- "output" (-o, --output PATH), "modules" (-r, --require MODULE,
+-- repeatable: see `require_all`), and a benchmark's "n" (--n N) and
+-- "rounds" (--rounds R), positive integers, and "file" (--file PATH); a
+-- flag the options give as well is theirs instead (--n with another min,
+-- say). settings, optional: operands, the names of the arguments other
+-- than options, in order ({"FILE"} by default; {"DUMP", "NEWFILE"}, say),
+-- of which the first `required` (all by default) must be there; file =
+-- false for a command of options alone (a benchmark's: see `benchmark`).
 function M.new (name, help, options, settings)
   local all = {}
   for _, key in ipairs(options) do
@@ -65,6 +71,11 @@ function M.new (name, help, options, settings)
                         operands = operands,
                         required = settings.required or #operands },
                       Command)
+end
+
+--- A command of options alone, a benchmark's: `new` with file = false.
+function M.benchmark (name, help, options)
+  return M.new(name, help, options, { file = false })
 end
 
 --- Prints msg and the usage on stderr and exits with status 2.
