@@ -26,7 +26,7 @@ local BF_METHODS = {
   valid = { "int" }, sync = {}, flush = {}, close = {}, remove = {},
   stats = {}, check = {}, live_views = {}, free_list = {},
   is_free = { "off" }, entry_iterator = { "fill" },
-  searcher = { "pos", "pos", "stride", "pos", "len" },
+  searcher = { "pos", "pos", "stride", "pos", "len", "stride" },
 }
 local VIEW_METHODS = {
   release = {}, retarget = { "off", "count" }, offset = {}, blocks = {},
@@ -44,6 +44,10 @@ local VIEW_METHODS = {
   remove_key = { "pos", "pos", "stride", "str" },
   insert_key = { "pos", "pos", "stride", "count", "str", "str" },
   put_key = { "pos", "pos", "stride", "count", "str", "str", "pos" },
+  descend_insert = { "searcher", "off", "int", "stride", "pos", "pos",
+                     "stride", "count", "str", "str", "view", "pos" },
+  descend_remove = { "searcher", "off", "int", "stride", "pos", "pos",
+                     "stride", "str", "view", "pos" },
 }
 for _, n in ipairs({ 8, 16, 32, 64 }) do
   VIEW_METHODS["u" .. n] = { "pos" }
@@ -274,6 +278,11 @@ describe("API fuzzer", function()
         if math.random() < 0.7 then return math.random(0, 64) end
         return hostile()
       elseif kind == "view" then return some_view() or {}
+      elseif kind == "searcher" then   -- one made so far, or anything
+        if #W.searchers > 0 and math.random() < 0.8 then
+          return W.searchers[math.random(#W.searchers)]
+        end
+        return pick(FNS)
       elseif kind == "other" then
         return math.random() < 0.5 and rand_string(20) or some_view()
       elseif kind == "fn" then return pick(FNS)
