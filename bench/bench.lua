@@ -49,8 +49,11 @@
 -- and the clean-up work.
 local fmap = require "fmap"
 local W = require "fmap.workload"
--- The blob store's and the list's sections, beside this script.
-local STORES = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/stores.lua")
+-- What the bench scripts share, and the blob store's and the list's
+-- sections, beside this script.
+local HERE = arg[0]:match("^(.*)/[^/]*$") or "."
+local C = dofile(HERE .. "/common.lua")
+local STORES = dofile(HERE .. "/stores.lua")
 local STORE_NAMES = STORES.names()
 
 local sformat = string.format
@@ -210,13 +213,7 @@ end
 local HEX16 = ("%02x"):rep(16)
 local function hex16 (s) return sformat(HEX16, s:byte(1, 16)) end
 
-local function sqlite_files (path)
-  return { path, path .. "-wal", path .. "-shm", path .. "-journal" }
-end
-
-local function remove_files (paths)
-  for _, p in ipairs(paths) do os.remove(p) end
-end
+local sqlite_remove = C.sqlite_remove
 
 -- The durable flush of SQLite in WAL mode with synchronous=NORMAL: commits
 -- are not synced; a checkpoint syncs the WAL, copies it into the database
@@ -227,28 +224,8 @@ local SQL_SETUP = {
   "PRAGMA synchronous=NORMAL",
   "CREATE TABLE kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID",
 }
-local SQL_CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"
-
--- f(sql), raising where f returns nil and a message, with the statement
--- and the message, at the caller's line.
-local function or_raise (f)
-  return function (sql)
-    local r, err = f(sql)
-    if not r then error(sql .. ": " .. tostring(err), 2) end
-    return r
-  end
-end
-
--- The Lua module of a peer's driver, or nil and why not: not installed,
--- naming the Debian package that has it.
-local function driver (name, package)
-  local ok, mod = pcall(require, name)
-  if not ok then
-    return nil, sformat("%s not installed (%s; bash bench/install_peers.sh)",
-                        name, package)
-  end
-  return mod
-end
+local SQL_CHECKPOINT = C.SQL_CHECKPOINT
+local or_raise = C.or_raise
 
 -- What the two SQLite stores share, added to store: the phases'
 -- transactions (before: BEGIN; flush commits, then checkpoints the WAL into the
@@ -274,11 +251,8 @@ end
 -- and values written as blob literals x'...'. Rows come back as strings
 -- with their length, so the scan sees the raw keys.
 function open.luasql (path)
-  local luasql, why = driver("luasql.sqlite3", "lua-sql-sqlite3")
-  if not luasql then return nil, why end
-  remove_files(sqlite_files(path))
-  local env = assert(luasql.sqlite3())
-  local con = assert(env:connect(path))
+  local con, env = C.luasql_open(path)
+  if not con then return nil, env end
   local exec = or_raise(function (sql) return con:execute(sql) end)
   local function exec_row (sql)
     local cur = exec(sql)
@@ -317,7 +291,7 @@ function open.luasql (path)
     close = function ()
       con:close()
       env:close()
-      remove_files(sqlite_files(path))
+      sqlite_remove(path)
     end,
   }, path, exec, exec_row)
 end
@@ -328,14 +302,8 @@ end
 -- (cut at the first zero byte, and keys hold zero bytes), so the scan reads
 -- hex(k), whose order is the keys' order.
 function open.dbi (path)
-  local DBI, why = driver("DBI", "lua-dbi-sqlite3")
-  if not DBI then return nil, why end
-  remove_files(sqlite_files(path))
-  local db, err = DBI.Connect("SQLite3", path)
-  if not db then
-    return nil, "DBD.SQLite3 not available: " .. tostring(err)
-  end
-  db:autocommit(true)           -- transactions are the phases' own BEGINs
+  local db, DBI = C.dbi_open(path)
+  if not db then return nil, DBI end
   local prepare = or_raise(function (sql) return db:prepare(sql) end)
   local function exec_row (sql)
     local st = prepare(sql)
@@ -375,7 +343,7 @@ function open.dbi (path)
     close = function ()
       for _, st in ipairs(stmts) do st:close() end
       db:close()
-      remove_files(sqlite_files(path))
+      sqlite_remove(path)
     end,
   }, path, exec_row, exec_row)
 end
@@ -435,17 +403,13 @@ end
 ------------------------------------------------------------------------------
 -- Parent mode: one child per peer, one after the other, then the table.
 
-local function shell_quote (s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-local HOST = arg[-1] or "build/bin/fmap"
+local shell_quote, capture = C.shell_quote, C.capture
+local HOST, BIN_DIR = C.HOST, C.BIN_DIR
 local SCRIPT = arg[0]
-local BIN_DIR = HOST:match("^(.*)/[^/]*$") or "."
-local SCRIPT_DIR = SCRIPT:match("^(.*)/[^/]*$") or "."
+local SCRIPT_DIR = HERE
 
 local function have_command (name)
-  local p = io.popen("command -v " .. name .. " 2>/dev/null")
-  local out = p:read("a")
-  p:close()
-  return out:match("%S") ~= nil
+  return capture("command -v " .. name .. " 2>/dev/null"):match("%S") ~= nil
 end
 
 local function executable (path)
@@ -505,19 +469,7 @@ local function run (cmd)
   return out, err, ok, how, code
 end
 
-local function parse (peer, out)
-  local name = peer.name:gsub("%p", "%%%0")
-  local why = out:match("fmap%-bench peer=" .. name .. " skipped: ([^\n]*)")
-  if why then return { skipped = why } end
-  local line = out:match("fmap%-bench peer=" .. name .. " ([^\n]*)")
-  if not line then return nil end
-  local r = {}
-  for k, v in line:gmatch("(%S+)=(%S+)") do r[k] = tonumber(v) end
-  for _, f in ipairs(RESULT_FIELDS) do
-    if r[f] == nil then return nil end
-  end
-  return r
-end
+local function parse (peer, out) return C.parse(peer.name, out, RESULT_FIELDS) end
 
 -- What went wrong in a result, or nil when every check passed.
 local function problems (r)
@@ -562,18 +514,10 @@ local function mem_total ()
 end
 
 local function nproc ()
-  local p = io.popen("nproc 2>/dev/null")
-  local s = p:read("a")
-  p:close()
-  return s:match("%d+") or "?"
+  return capture("nproc 2>/dev/null"):match("%d+") or "?"
 end
 
--- 1234567.8 -> "1,234,568"
-local function thousands (x)
-  local s = sformat("%d", math.floor(x + 0.5))
-  local out = s:reverse():gsub("(%d%d%d)", "%1,"):reverse()
-  return (out:gsub("^,", ""))
-end
+local thousands = C.thousands
 
 local function mib (bytes) return sformat("%.1f", bytes / 1048576) end
 

@@ -32,6 +32,7 @@
 -- it wrote, 1 when one did not, 2 for a bad command line.
 local fmap = require "fmap"
 local W = require "fmap.workload"
+local C = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/common.lua")
 
 local sformat = string.format
 local clock = fmap.clock
@@ -128,12 +129,7 @@ local DIR = opts.dir or os.getenv("TMPDIR") or "/tmp"
 --                                     closes it
 --   remove()                          removes its files
 
-local function sqlite_remove (path)
-  for _, p in ipairs { path, path .. "-wal", path .. "-shm",
-                       path .. "-journal" } do
-    os.remove(p)
-  end
-end
+local sqlite_remove = C.sqlite_remove
 
 local open = {}
 
@@ -171,19 +167,9 @@ local function hex16 (s) return sformat(HEX16, s:byte(1, 16)) end
 -- SQLite through LuaSQL: no parameter binding, so each insert is an SQL
 -- text with the key and value as blob literals x'...'.
 local function luasql_store (path, mode)
-  local ok, luasql = pcall(require, "luasql.sqlite3")
-  if not ok then
-    return nil, "luasql.sqlite3 not installed (lua-sql-sqlite3; "
-                .. "bash bench/install_peers.sh)"
-  end
-  sqlite_remove(path)
-  local env = assert(luasql.sqlite3())
-  local con = assert(env:connect(path))
-  local function exec (sql)
-    local res, err = con:execute(sql)
-    if not res then error(sql .. ": " .. tostring(err), 2) end
-    return res
-  end
+  local con, env = C.luasql_open(path)
+  if not con then return nil, env end
+  local exec = C.or_raise(function (sql) return con:execute(sql) end)
   local function first (c, sql)
     local cur = assert(c:execute(sql))
     local v = cur:fetch()
@@ -220,17 +206,8 @@ end
 -- SQLite through LuaDBI: prepared statements, BEGIN and COMMIT too, each
 -- reused; keys and values bound as CAST(? AS BLOB).
 local function dbi_store (path, mode)
-  local ok, DBI = pcall(require, "DBI")
-  if not ok then
-    return nil, "DBI not installed (lua-dbi-sqlite3; "
-                .. "bash bench/install_peers.sh)"
-  end
-  sqlite_remove(path)
-  local db, err = DBI.Connect("SQLite3", path)
-  if not db then
-    return nil, "DBD.SQLite3 not available: " .. tostring(err)
-  end
-  db:autocommit(true)           -- the transactions are our BEGINs
+  local db, DBI = C.dbi_open(path)
+  if not db then return nil, DBI end
   local function prepare (d, sql)
     local st, perr = d:prepare(sql)
     if not st then error(sql .. ": " .. tostring(perr), 2) end
@@ -324,18 +301,9 @@ end
 ------------------------------------------------------------------------------
 -- Parent mode: each peer in a child, for each batch size, then the tables.
 
-local function shell_quote (s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-local HOST = arg[-1] or "build/bin/fmap"
+local shell_quote, capture = C.shell_quote, C.capture
+local HOST, BIN_DIR = C.HOST, C.BIN_DIR
 local SCRIPT = arg[0]
-local BIN_DIR = HOST:match("^(.*)/[^/]*$") or "."
-
--- Runs a shell command; its stdout, and its exit status (true on 0).
-local function capture (cmd)
-  local p = io.popen(cmd, "r")
-  local out = p:read("a")
-  local ok = p:close()
-  return out, ok
-end
 
 local RUN_DIR = capture("mktemp -d " .. shell_quote(DIR .. "/fmap-bench-txn."
                         .. "XXXXXX") .. " 2>/dev/null"):match("[^\n]+")
@@ -404,12 +372,7 @@ local function first_line (cmd, default)
   return out:match("[^\n]*%S[^\n]*") or default
 end
 
--- 1234567.8 -> "1,234,568"
-local function thousands (x)
-  local s = sformat("%d", math.floor(x + 0.5))
-  local out = s:reverse():gsub("(%d%d%d)", "%1,"):reverse()
-  return (out:gsub("^,", ""))
-end
+local thousands = C.thousands
 
 local cpuinfo = io.open("/proc/cpuinfo", "r")
 local cpu = cpuinfo and cpuinfo:read("a"):match("model name%s*:%s*([^\n]+)")

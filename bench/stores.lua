@@ -45,6 +45,8 @@
 -- RETURNING; LuaSQL, whose execute runs a RETURNING statement twice, a
 -- SELECT of the last row and a DELETE of it).
 local fmap = require "fmap"
+local W = require "fmap.workload"
+local C = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/common.lua")
 
 local S = {}
 
@@ -131,45 +133,15 @@ local function hex (s) return (s:gsub(".", HEX)) end
 ------------------------------------------------------------------------------
 -- Files and drivers.
 
-local function file_size (path)
-  local f = io.open(path, "rb")
-  if not f then return 0 end
-  local size = f:seek("end")
-  f:close()
-  return size
-end
-
-local function peak_rss_kb ()
-  local f = io.open("/proc/self/status", "r")
-  if not f then return -1 end
-  local s = f:read("a")
-  f:close()
-  return math.tointeger(tonumber(s:match("VmHWM:%s*(%d+) kB"))) or -1
-end
-
-local function sqlite_files (path)
-  return { path, path .. "-wal", path .. "-shm", path .. "-journal" }
-end
-
-local function remove_files (path)
-  for _, p in ipairs(sqlite_files(path)) do os.remove(p) end
-end
-
-local function driver (name, package)
-  local ok, mod = pcall(require, name)
-  if not ok then
-    return nil, sformat("%s not installed (%s; bash bench/install_peers.sh)",
-                        name, package)
-  end
-  return mod
-end
+local file_size = W.file_size
+local remove_files = C.sqlite_remove
 
 local SQL_SETUP = { "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL" }
 local SQL_TABLE = {
   blobs = "CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB)",
   list = "CREATE TABLE list(id INTEGER PRIMARY KEY, v BLOB)",
 }
-local SQL_CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"
+local SQL_CHECKPOINT = C.SQL_CHECKPOINT
 
 ------------------------------------------------------------------------------
 -- The peers. An opener(section, path, fault) returns an adapter, or nil and
@@ -244,19 +216,9 @@ end
 -- SQLite through LuaDBI: prepared statements, blobs bound as text with
 -- their length and cast to blobs in the SQL.
 function open.dbi (section, path)
-  local DBI, why = driver("DBI", "lua-dbi-sqlite3")
-  if not DBI then return nil, why end
-  remove_files(path)
-  local db, err = DBI.Connect("SQLite3", path)
-  if not db then
-    return nil, "DBD.SQLite3 not available: " .. tostring(err)
-  end
-  db:autocommit(true)       -- transactions are the phases' own BEGINs
-  local function prepare (sql)
-    local st, e = db:prepare(sql)
-    if not st then error(sql .. ": " .. tostring(e), 2) end
-    return st
-  end
+  local db, DBI = C.dbi_open(path)
+  if not db then return nil, DBI end
+  local prepare = C.or_raise(function (sql) return db:prepare(sql) end)
   local function row (sql)
     local st = prepare(sql)
     assert(st:execute())
@@ -315,16 +277,9 @@ end
 -- SQLite through LuaSQL: SQL text, blobs as x'..' literals (the pool's hex
 -- made before any timing: hexes[s] is the literal of the string s).
 function open.luasql (section, path, _, hexes)
-  local luasql, why = driver("luasql.sqlite3", "lua-sql-sqlite3")
-  if not luasql then return nil, why end
-  remove_files(path)
-  local env = assert(luasql.sqlite3())
-  local con = assert(env:connect(path))
-  local function exec (sql)
-    local r, e = con:execute(sql)
-    if not r then error(sql .. ": " .. tostring(e), 2) end
-    return r
-  end
+  local con, env = C.luasql_open(path)
+  if not con then return nil, env end
+  local exec = C.or_raise(function (sql) return con:execute(sql) end)
   local function row (sql)
     local cur = exec(sql)
     local r = { cur:fetch() }
@@ -495,7 +450,7 @@ function S.child (name, n, dir, fault)
   if sec.name == "blobs" then r, fields = run_blobs(a, n)
   else r, fields = run_list(a, n) end
   a.close()
-  r.rss_kb = peak_rss_kb()
+  r.rss_kb = W.peak_rss_kb() or -1
   local out = { "fmap-bench", "peer=" .. name, "n=" .. n }
   fields[#fields + 1] = "file_bytes"
   fields[#fields + 1] = "rss_kb"
@@ -543,19 +498,7 @@ local function problems (sec, r, n)
   if #p > 0 then return table.concat(p, "; ") end
 end
 
-local function parse (name, out, fields)
-  local pat = name:gsub("%p", "%%%0")
-  local why = out:match("fmap%-bench peer=" .. pat .. " skipped: ([^\n]*)")
-  if why then return { skipped = why } end
-  local line = out:match("fmap%-bench peer=" .. pat .. " ([^\n]*)")
-  if not line then return nil end
-  local r = {}
-  for k, v in line:gmatch("(%S+)=(%S+)") do r[k] = tonumber(v) end
-  for _, f in ipairs(fields) do
-    if r[f] == nil then return nil end
-  end
-  return r
-end
+local parse = C.parse
 
 --- Runs the selected sections and prints them. ctx has: n, rounds,
 -- selected(name), run(cmd) -> out, err, ok, how, code (bench.lua's),
