@@ -281,9 +281,18 @@ static inline void checkspan (lua_State *L, const View *v, int arg,
                   (lua_Integer)v->len));
 }
 
+/* luaL_checkinteger with its common case inline: an integer argument
+** costs one API call (the hot primitives take a dozen). Anything else goes
+** to luaL_checkinteger, which converts or raises as ever. */
+static inline lua_Integer intarg (lua_State *L, int i) {
+  int isint;
+  lua_Integer n = lua_tointegerx(L, i, &isint);
+  return isint ? n : luaL_checkinteger(L, i);
+}
+
 /* The file offset argument: a non-negative integer. */
 static inline uint64_t checkoffset (lua_State *L, int i) {
-  lua_Integer off = luaL_checkinteger(L, i);
+  lua_Integer off = intarg(L, i);
   if (off < 0)
     luaL_argerror(L, i, lua_pushfstring(L, "offset %I is negative", off));
   return (uint64_t)off;

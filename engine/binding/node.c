@@ -24,7 +24,7 @@
 
 /* A non-negative integer argument. */
 static uint64_t checkcount (lua_State *L, int i, const char *what) {
-  lua_Integer n = luaL_checkinteger(L, i);
+  lua_Integer n = intarg(L, i);
   if (n < 0)
     luaL_argerror(L, i, lua_pushfstring(L, "%s %I is negative", what, n));
   return (uint64_t)n;
@@ -163,8 +163,8 @@ static int optfield (lua_State *L, int a, lua_Integer *at,
 /* The search of bsearch (counted: 0) and search (1); see them. */
 static int dosearch (lua_State *L, int counted) {
   View *v = checkview(L, 1);
-  lua_Integer pos = luaL_checkinteger(L, counted ? 3 : 2);
-  lua_Integer cpos = counted ? luaL_checkinteger(L, 2) : 0;
+  lua_Integer pos = intarg(L, counted ? 3 : 2);
+  lua_Integer cpos = counted ? intarg(L, 2) : 0;
   uint64_t count = counted ? 0 : checkcount(L, 3, "count");
   uint64_t stride = checkcount(L, 4, "stride");
   size_t kl;
@@ -203,8 +203,8 @@ static int dosearch (lua_State *L, int counted) {
 /* remove_key's work, its arguments (countpos, pos, stride, key) from a;
 ** the view at 1. */
 static int doremove (lua_State *L, View *v, int a) {
-  lua_Integer cpos = luaL_checkinteger(L, a);
-  lua_Integer pos = luaL_checkinteger(L, a + 1);
+  lua_Integer cpos = intarg(L, a);
+  lua_Integer pos = intarg(L, a + 1);
   uint64_t stride = checkcount(L, a + 2, "stride");
   size_t kl;
   const unsigned char *key = (const unsigned char *)luaL_checklstring(L,
@@ -290,8 +290,8 @@ typedef struct Ins {
 /* Reads and checks an insert's arguments from a (no node is read yet);
 ** val says whether the value is required. */
 static void insargs (lua_State *L, int a, int val, Ins *r) {
-  r->cpos = luaL_checkinteger(L, a);
-  r->pos = luaL_checkinteger(L, a + 1);
+  r->cpos = intarg(L, a);
+  r->pos = intarg(L, a + 1);
   r->stride = checkcount(L, a + 2, "stride");
   r->cap = checkcount(L, a + 3, "capacity");
   r->key = (const unsigned char *)luaL_checklstring(L, a + 4, &r->kl);
@@ -389,7 +389,7 @@ static int view_put_key (lua_State *L) {
   View *v = checkwritable(L, 1);
   Ins r;
   int linked = !lua_isnoneornil(L, 8), st;
-  lua_Integer lpos = linked ? luaL_checkinteger(L, 8) : 0;
+  lua_Integer lpos = linked ? intarg(L, 8) : 0;
   unsigned char *p;
   luaL_Buffer b;
   char *old;
@@ -444,7 +444,7 @@ static int view_put_key (lua_State *L) {
 ** table is the caller's to reuse. */
 static int view_read_entries (lua_State *L) {
   View *v = checkview(L, 1);
-  lua_Integer pos = luaL_checkinteger(L, 3);
+  lua_Integer pos = intarg(L, 3);
   uint64_t count = checkcount(L, 4, "count");
   uint64_t stride = checkcount(L, 5, "stride");
   uint64_t len = checkcount(L, 6, "length");
@@ -507,7 +507,7 @@ static int slotcmp (lua_State *L, const View *v, uint64_t slot, uint64_t i,
 ** and whether one equals key. */
 static int view_bsearch_slots (lua_State *L) {
   View *v = checkview(L, 1);
-  lua_Integer pos = luaL_checkinteger(L, 2);
+  lua_Integer pos = intarg(L, 2);
   uint64_t count = checkcount(L, 3, "count");
   uint64_t stride = checkcount(L, 4, "stride");
   size_t kl;
@@ -679,7 +679,7 @@ static HOT_INLINE int wrongkey (lua_State *L, int i, int k) {
 }
 
 static int searcher_call (lua_State *L) {
-  lua_Integer off = luaL_checkinteger(L, 1);
+  lua_Integer off = intarg(L, 1);
   size_t kl;
   const unsigned char *key = wrongkey(L, SR_STATE, 2) ? NULL
     : (const unsigned char *)luaL_checklstring(L, 2, &kl);
@@ -772,8 +772,8 @@ static int descendview (lua_State *L, View *v, int upper, int k,
   const Searcher *s = checksearcher(L, 2, bf);
   uint64_t at = checkoffset(L, 3), bs = bf->f.h.block_size, from = 0;
   uint64_t fromi = 0;
-  lua_Integer depth = luaL_checkinteger(L, 4);
-  lua_Integer ks = luaL_checkinteger(L, 5);
+  lua_Integer depth = intarg(L, 4);
+  lua_Integer ks = intarg(L, 5);
   size_t kl;
   const unsigned char *key;
   luaL_argcheck(L, ks >= 1, 5, "key size must be positive");
@@ -781,7 +781,7 @@ static int descendview (lua_State *L, View *v, int upper, int k,
     return 0;
   if (insert && (lua_type(L, k + 1) != LUA_TSTRING ||
                  (lua_Integer)lua_rawlen(L, k + 1) !=
-                 luaL_checkinteger(L, 8) - ks))
+                 intarg(L, 8) - ks))
     return 0;
   key = (const unsigned char *)lua_tolstring(L, k, &kl);
   if (depth < 0 || (uint64_t)depth > bf->f.h.top / bs)
@@ -835,7 +835,7 @@ static View *checkcounter (lua_State *L, int c, lua_Integer *pos) {
   View *cv;
   if (lua_isnoneornil(L, c)) return NULL;
   cv = checkwritable(L, c);
-  *pos = luaL_checkinteger(L, c + 1);
+  *pos = intarg(L, c + 1);
   checkspan(L, cv, c + 1, *pos, 8);
   return cv;
 }
@@ -897,9 +897,9 @@ static int view_descend_remove (lua_State *L) {
 
 static int bf_searcher (lua_State *L) {
   BlockFile *bf = checkbf(L, 1);
-  lua_Integer cpos = luaL_checkinteger(L, 2);
-  lua_Integer pos = luaL_checkinteger(L, 3);
-  lua_Integer stride = luaL_checkinteger(L, 4);
+  lua_Integer cpos = intarg(L, 2);
+  lua_Integer pos = intarg(L, 3);
+  lua_Integer stride = intarg(L, 4);
   lua_Integer at, len;
   int sized = optfield(L, 5, &at, &len);
   lua_Integer ks = luaL_optinteger(L, 7, -1);
@@ -1070,7 +1070,7 @@ static int batch_step (lua_State *L) {
 }
 
 static int mod_batch_iterator (lua_State *L) {
-  lua_Integer w = luaL_checkinteger(L, 2);
+  lua_Integer w = intarg(L, 2);
   Batch *b;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   luaL_argcheck(L, w != 0 && w >= -16 && w <= 16, 2,
