@@ -66,7 +66,8 @@ project "fmapcore"
 local BINDING = {
   "engine/binding/lfmap.h", "engine/binding/binding.h",
   "engine/binding/lfmap.c", "engine/binding/view.c",
-  "engine/binding/node.c", "engine/binding/pack.c",
+  "engine/binding/node.c", "engine/binding/iter.c",
+  "engine/binding/pack.c",
   "engine/binding/fault.c", "engine/binding/txn.c",
   "engine/binding/profile.c",
 }

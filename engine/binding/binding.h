@@ -5,9 +5,10 @@
 ** it; lfmap.h is the binding's interface.
 **
 ** The files: lfmap.c (the module, the metatables, the BlockFile methods),
-** view.c (views and their byte methods), node.c (node primitives,
-** searchers, iterators), pack.c (view:pack and view:unpack), fault.c (map
-** faults: the SIGBUS handler and the list of open BlockFiles), txn.c
+** view.c (views and their byte methods), node.c (node primitives and
+** searchers), iter.c (iterators), pack.c (view:pack and view:unpack),
+** fault.c (map faults: the SIGBUS handler and the list of open
+** BlockFiles), txn.c
 ** (transactions, and what every store does first), profile.c (the
 ** counts of fmap.profile, which the hot paths call only when it is on).
 **
@@ -175,7 +176,8 @@ LUAI_DDEC(const luaL_Reg view_methods[]);       /* view.c */
 LUAI_DDEC(const luaL_Reg view_meta[]);
 LUAI_DDEC(const luaL_Reg node_view_methods[]);  /* node.c */
 LUAI_DDEC(const luaL_Reg node_bf_methods[]);
-LUAI_DDEC(const luaL_Reg node_mod_funcs[]);
+LUAI_DDEC(const luaL_Reg iter_bf_methods[]);  /* iter.c */
+LUAI_DDEC(const luaL_Reg iter_mod_funcs[]);
 LUAI_DDEC(const luaL_Reg pack_view_methods[]);  /* pack.c */
 LUAI_DDEC(const luaL_Reg txn_bf_methods[]);     /* txn.c */
 

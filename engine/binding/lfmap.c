@@ -930,7 +930,7 @@ LUAMOD_API int luaopen_fmap (lua_State *L) {
     view_methods, node_view_methods, pack_view_methods, NULL
   };
   static const luaL_Reg *const bmethods[] = {
-    bf_methods, node_bf_methods, txn_bf_methods, NULL
+    bf_methods, node_bf_methods, iter_bf_methods, txn_bf_methods, NULL
   };
   int vmt, bmt;
   installbus();
@@ -946,7 +946,7 @@ LUAMOD_API int luaopen_fmap (lua_State *L) {
   protect(L, bmt, FMAP_BF);
   lua_newtable(L);
   setfuncs(L, mod_funcs, vmt, bmt);
-  setfuncs(L, node_mod_funcs, vmt, bmt);
+  setfuncs(L, iter_mod_funcs, vmt, bmt);
   lua_newtable(L);                   /* fmap.profile's: profile.c */
   setfuncs(L, profile_mod_funcs, vmt, bmt);
   lua_setfield(L, -2, "_profile");
