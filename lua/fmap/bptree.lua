@@ -173,8 +173,8 @@ local vread, vwrite, vcopy = VM.read, VM.write, VM.copy
 local vcompare, vbsearch, vunpack = VM.compare, VM.bsearch, VM.unpack
 local vpack, vretarget = VM.pack, VM.retarget
 local vbsearch_slots = VM.bsearch_slots
-local vsearch, vremove_key = VM.search, VM.remove_key
-local vinsert_key, vput_key = VM.insert_key, VM.put_key
+local vsearch = VM.search
+local vput_key = VM.put_key
 local vdescend_insert, vdescend_remove = VM.descend_insert, VM.descend_remove
 
 -- Constants (<const>: the compiler folds them into the instructions that
