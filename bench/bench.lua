@@ -225,7 +225,6 @@ local SQL_SETUP = {
   "CREATE TABLE kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID",
 }
 local SQL_CHECKPOINT = C.SQL_CHECKPOINT
-local or_raise = C.or_raise
 
 -- What the two SQLite stores share, added to store: the phases'
 -- transactions (before: BEGIN; flush commits, then checkpoints the WAL into the
@@ -251,19 +250,9 @@ end
 -- and values written as blob literals x'...'. Rows come back as strings
 -- with their length, so the scan sees the raw keys.
 function open.luasql (path)
-  local con, env = C.luasql_open(path)
+  local con, env, exec, row = C.luasql_open(path)
   if not con then return nil, env end
-  local exec = or_raise(function (sql) return con:execute(sql) end)
-  local function exec_row (sql)
-    local cur = exec(sql)
-    local row = { cur:fetch() }
-    cur:close()
-    return row
-  end
-  for _, sql in ipairs(SQL_SETUP) do
-    local res = exec(sql)
-    if type(res) == "userdata" then res:close() end
-  end
+  for _, sql in ipairs(SQL_SETUP) do row(sql) end
   local cursor
   return sqlite_store({
     insert = function (k, v)
@@ -293,7 +282,7 @@ function open.luasql (path)
       env:close()
       sqlite_remove(path)
     end,
-  }, path, exec, exec_row)
+  }, path, exec, row)
 end
 
 -- SQLite through LuaDBI (lua-dbi-sqlite3): prepared statements, reused.
@@ -302,17 +291,9 @@ end
 -- (cut at the first zero byte, and keys hold zero bytes), so the scan reads
 -- hex(k), whose order is the keys' order.
 function open.dbi (path)
-  local db, DBI = C.dbi_open(path)
+  local db, DBI, prepare, row = C.dbi_open(path)
   if not db then return nil, DBI end
-  local prepare = or_raise(function (sql) return db:prepare(sql) end)
-  local function exec_row (sql)
-    local st = prepare(sql)
-    assert(st:execute())
-    local row = st:fetch(false)
-    st:close()
-    return row
-  end
-  for _, sql in ipairs(SQL_SETUP) do exec_row(sql) end
+  for _, sql in ipairs(SQL_SETUP) do row(sql) end
   local ins = prepare("INSERT INTO kv VALUES (CAST(? AS BLOB), "
                       .. "CAST(? AS BLOB))")
   local sel = prepare("SELECT v FROM kv WHERE k = CAST(? AS BLOB)")
@@ -323,14 +304,14 @@ function open.dbi (path)
     insert = function (k, v) assert(ins:execute(k, v)) end,
     get = function (k)
       assert(sel:execute(k))
-      local row = sel:fetch(false)
-      return row and row[1]
+      local r = sel:fetch(false)
+      return r and r[1]
     end,
     scan = function ()
       assert(all:execute())
       return function ()
-        local row = all:fetch(false)
-        if row then return row[1], row[2] end
+        local r = all:fetch(false)
+        if r then return r[1], r[2] end
       end
     end,
     delete = function (k)
@@ -338,14 +319,14 @@ function open.dbi (path)
       return del:affected()
     end,
     done = function (phase)
-      if phase == "get" or phase == "scan" then exec_row("COMMIT") end
+      if phase == "get" or phase == "scan" then row("COMMIT") end
     end,
     close = function ()
       for _, st in ipairs(stmts) do st:close() end
       db:close()
       sqlite_remove(path)
     end,
-  }, path, exec_row, exec_row)
+  }, path, row, row)
 end
 
 local RESULT_FIELDS = { "insert", "get", "scan", "delete", "get_mismatches",
@@ -560,16 +541,9 @@ end
 local results, failed = {}, false
 for round = 1, opts.rounds do
   for _, peer in ipairs(PEERS) do
-    local best = results[peer.name]
-    if selected(peer.name) and not (best and (best.skipped or best.failed
-                                              or best.problems)) then
+    if selected(peer.name) and not C.stopped(results[peer.name]) then
       local r = run_peer(peer, round)
-      if best and not (r.skipped or r.failed or r.problems) then
-        for _, ph in ipairs(PHASES) do best[ph] = math.min(best[ph], r[ph]) end
-        best.rss_kb = math.max(best.rss_kb, r.rss_kb)
-      else
-        results[peer.name] = r
-      end
+      C.keep_best(results, peer.name, r, PHASES)
       if r.failed or r.problems then failed = true end
     end
   end
@@ -614,10 +588,7 @@ for _, peer in ipairs(PEERS) do
   end
 end
 
-local function ran (name)
-  local r = results[name]
-  return r and not r.skipped and not r.failed and not r.problems and r
-end
+local function ran (name) return C.ran(results, name) end
 
 local f = ran "fmap"
 if f then

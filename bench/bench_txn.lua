@@ -154,11 +154,22 @@ function open.fmap (path)
   }
 end
 
--- The table and the settings of both bindings; mode is "wal" or "delete".
-local function sqlite_setup (mode)
-  return { "PRAGMA journal_mode=" .. mode:upper(),
-           "PRAGMA synchronous=FULL",
-           "CREATE TABLE kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID" }
+-- The table and the settings of both bindings, made through row(sql) (a
+-- binding's, of bench/common.lua); mode is "wal" or "delete", which the
+-- journal_mode pragma answers.
+local function sqlite_setup (row, mode)
+  for _, sql in ipairs { "PRAGMA journal_mode=" .. mode:upper(),
+                         "PRAGMA synchronous=FULL",
+                         "CREATE TABLE kv(k BLOB PRIMARY KEY, v BLOB) "
+                         .. "WITHOUT ROWID" } do
+    local got = (row(sql) or {})[1]
+    assert(got == nil or got == mode, sql .. " gave " .. tostring(got))
+  end
+end
+
+-- The number of rows of kv, counted on a connection of its own.
+local function sqlite_count (row)
+  return math.tointeger(tonumber(row("SELECT count(*) FROM kv")[1]))
 end
 
 local HEX16 = ("%02x"):rep(16)
@@ -167,23 +178,9 @@ local function hex16 (s) return sformat(HEX16, s:byte(1, 16)) end
 -- SQLite through LuaSQL: no parameter binding, so each insert is an SQL
 -- text with the key and value as blob literals x'...'.
 local function luasql_store (path, mode)
-  local con, env = C.luasql_open(path)
+  local con, env, exec, row = C.luasql_open(path)
   if not con then return nil, env end
-  local exec = C.or_raise(function (sql) return con:execute(sql) end)
-  local function first (c, sql)
-    local cur = assert(c:execute(sql))
-    local v = cur:fetch()
-    cur:close()
-    return v
-  end
-  for _, sql in ipairs(sqlite_setup(mode)) do
-    local res = exec(sql)
-    if type(res) == "userdata" then
-      local got = res:fetch()
-      res:close()
-      assert(got == mode, sql .. " gave " .. tostring(got))
-    end
-  end
+  sqlite_setup(row, mode)
   return {
     begin = function () exec("BEGIN") end,
     insert = function (k, v)
@@ -194,7 +191,7 @@ local function luasql_store (path, mode)
     close = function () con:close() end,
     count = function ()
       local c = assert(env:connect(path))
-      local n = math.tointeger(tonumber(first(c, "SELECT count(*) FROM kv")))
+      local n = sqlite_count(select(2, C.luasql_runner(c)))
       c:close()
       env:close()
       return n
@@ -206,28 +203,13 @@ end
 -- SQLite through LuaDBI: prepared statements, BEGIN and COMMIT too, each
 -- reused; keys and values bound as CAST(? AS BLOB).
 local function dbi_store (path, mode)
-  local db, DBI = C.dbi_open(path)
+  local db, DBI, prepare, row = C.dbi_open(path)
   if not db then return nil, DBI end
-  local function prepare (d, sql)
-    local st, perr = d:prepare(sql)
-    if not st then error(sql .. ": " .. tostring(perr), 2) end
-    return st
-  end
-  local function first (d, sql)
-    local st = prepare(d, sql)
-    assert(st:execute())
-    local row = st:fetch(false)
-    st:close()
-    return row and row[1]
-  end
-  for _, sql in ipairs(sqlite_setup(mode)) do
-    local got = first(db, sql)
-    assert(got == nil or got == mode, sql .. " gave " .. tostring(got))
-  end
-  local b = prepare(db, "BEGIN")
-  local ins = prepare(db, "INSERT INTO kv VALUES (CAST(? AS BLOB), "
-                          .. "CAST(? AS BLOB))")
-  local c = prepare(db, "COMMIT")
+  sqlite_setup(row, mode)
+  local b = prepare("BEGIN")
+  local ins = prepare("INSERT INTO kv VALUES (CAST(? AS BLOB), "
+                      .. "CAST(? AS BLOB))")
+  local c = prepare("COMMIT")
   return {
     begin = function () assert(b:execute()) end,
     insert = function (k, v) assert(ins:execute(k, v)) end,
@@ -238,7 +220,7 @@ local function dbi_store (path, mode)
     end,
     count = function ()
       local d = assert(DBI.Connect("SQLite3", path))
-      local n = math.tointeger(tonumber(first(d, "SELECT count(*) FROM kv")))
+      local n = sqlite_count(select(2, C.dbi_runner(d)))
       d:close()
       return n
     end,

@@ -1,6 +1,7 @@
 --- bench/common.lua: what bench.lua, stores.lua and bench_txn.lua share:
 -- the host and its directory, shell quoting and a popen wrapper, the
--- drivers of the SQLite peers and their files. A script loads it with
+-- drivers of the SQLite peers, their connections, statements and files,
+-- and the best of a peer's rounds. A script loads it with
 --   dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/common.lua")
 local C = {}
 
@@ -50,30 +51,75 @@ function C.sqlite_remove (path)
   for _, p in ipairs(C.sqlite_files(path)) do os.remove(p) end
 end
 
---- A fresh SQLite database at path through LuaDBI (its old files
--- removed), in autocommit mode: the connection and the DBI module, or nil
--- and why not.
-function C.dbi_open (path)
-  local DBI, why = C.driver("DBI", "lua-dbi-sqlite3")
-  if not DBI then return nil, why end
+--- The statements of a connection: start(sql), f(sql) raising where it
+-- fails, and row(sql), read(start(sql)): the statement's first row, the
+-- statement closed.
+local function runner (f, read)
+  local start = C.or_raise(f)
+  return start, function (sql) return read(start(sql)) end
+end
+
+--- The statements of a LuaDBI connection: prepare(sql), and row(sql),
+-- which prepares and runs a statement and returns its first row (an
+-- array, or nil where it has none).
+function C.dbi_runner (db)
+  return runner(function (sql) return db:prepare(sql) end, function (st)
+    assert(st:execute())
+    local r = st:fetch(false)
+    st:close()
+    return r
+  end)
+end
+
+--- The statements of a LuaSQL connection: exec(sql), returning what
+-- con:execute does (a cursor, or a count of rows), and row(sql), which runs
+-- a statement and returns its first row as an array ({} where it has
+-- none).
+function C.luasql_runner (con)
+  return runner(function (sql) return con:execute(sql) end, function (cur)
+    if type(cur) ~= "userdata" then return {} end
+    local r = { cur:fetch() }
+    cur:close()
+    return r
+  end)
+end
+
+--- A fresh SQLite database at path through the driver module name, from
+-- the Debian package: its old files removed, connect(module) -> the
+-- connection and a handle, or nil and why not; then the connection, the
+-- handle and the statements of the connection by runner(connection).
+local function sqlite_open (path, name, package, connect, runner_of)
+  local mod, why = C.driver(name, package)
+  if not mod then return nil, why end
   C.sqlite_remove(path)
-  local db, err = DBI.Connect("SQLite3", path)
-  if not db then
-    return nil, "DBD.SQLite3 not available: " .. tostring(err)
-  end
-  db:autocommit(true)       -- transactions are the callers' own BEGINs
-  return db, DBI
+  local con, handle = connect(mod)
+  if not con then return nil, handle end
+  return con, handle, runner_of(con)
+end
+
+--- A fresh SQLite database at path through LuaDBI (its old files
+-- removed), in autocommit mode: the connection, the DBI module and the
+-- connection's prepare and row (C.dbi_runner), or nil and why not.
+function C.dbi_open (path)
+  return sqlite_open(path, "DBI", "lua-dbi-sqlite3", function (DBI)
+    local db, err = DBI.Connect("SQLite3", path)
+    if not db then
+      return nil, "DBD.SQLite3 not available: " .. tostring(err)
+    end
+    db:autocommit(true)     -- transactions are the callers' own BEGINs
+    return db, DBI
+  end, C.dbi_runner)
 end
 
 --- A fresh SQLite database at path through LuaSQL (its old files
--- removed): the connection and its environment, or nil and why not.
+-- removed): the connection, its environment and the connection's exec and
+-- row (C.luasql_runner), or nil and why not.
 function C.luasql_open (path)
-  local luasql, why = C.driver("luasql.sqlite3", "lua-sql-sqlite3")
-  if not luasql then return nil, why end
-  C.sqlite_remove(path)
-  local env = assert(luasql.sqlite3())
-  local con = assert(env:connect(path))
-  return con, env
+  return sqlite_open(path, "luasql.sqlite3", "lua-sql-sqlite3",
+                     function (luasql)
+    local env = assert(luasql.sqlite3())
+    return assert(env:connect(path)), env
+  end, C.luasql_runner)
 end
 
 --- The fields of a child's line "fmap-bench peer=NAME k=v ...", numbers;
@@ -91,6 +137,32 @@ function C.parse (name, out, fields)
     if r[f] == nil then return nil end
   end
   return r
+end
+
+--- Whether a peer's result r (nil before its first round) stops its
+-- rounds: skipped, failed, or with problems.
+function C.stopped (r)
+  return r and (r.skipped or r.failed or r.problems)
+end
+
+--- A peer's result in results, where it ran clean (not stopped); else
+-- nil or false.
+function C.ran (results, name)
+  local r = results[name]
+  return r and not C.stopped(r) and r
+end
+
+--- Adds a round's result r of a peer to results[name]: the first, or one
+-- that stops the peer, stands whole; otherwise each of ops keeps its best
+-- (lowest) time and rss_kb its highest peak.
+function C.keep_best (results, name, r, ops)
+  local best = results[name]
+  if best and not C.stopped(r) then
+    for _, op in ipairs(ops) do best[op] = math.min(best[op], r[op]) end
+    best.rss_kb = math.max(best.rss_kb, r.rss_kb)
+  else
+    results[name] = r
+  end
 end
 
 --- 1234567.8 -> "1,234,568"

@@ -216,16 +216,8 @@ end
 -- SQLite through LuaDBI: prepared statements, blobs bound as text with
 -- their length and cast to blobs in the SQL.
 function open.dbi (section, path)
-  local db, DBI = C.dbi_open(path)
+  local db, DBI, prepare, row = C.dbi_open(path)
   if not db then return nil, DBI end
-  local prepare = C.or_raise(function (sql) return db:prepare(sql) end)
-  local function row (sql)
-    local st = prepare(sql)
-    assert(st:execute())
-    local r = st:fetch(false)
-    st:close()
-    return r
-  end
   for _, sql in ipairs(SQL_SETUP) do row(sql) end
   row(SQL_TABLE[section])
   local stmts, a = {}, {}
@@ -277,19 +269,9 @@ end
 -- SQLite through LuaSQL: SQL text, blobs as x'..' literals (the pool's hex
 -- made before any timing: hexes[s] is the literal of the string s).
 function open.luasql (section, path, _, hexes)
-  local con, env = C.luasql_open(path)
+  local con, env, exec, row = C.luasql_open(path)
   if not con then return nil, env end
-  local exec = C.or_raise(function (sql) return con:execute(sql) end)
-  local function row (sql)
-    local cur = exec(sql)
-    local r = { cur:fetch() }
-    cur:close()
-    return r
-  end
-  for _, sql in ipairs(SQL_SETUP) do
-    local r = exec(sql)
-    if type(r) == "userdata" then r:close() end
-  end
+  for _, sql in ipairs(SQL_SETUP) do row(sql) end
   exec(SQL_TABLE[section])
   local function one (sql)
     local cur = exec(sql)
@@ -521,9 +503,7 @@ function S.report (ctx)
       local results = {}
       for round = 1, ctx.rounds do
         for _, p in ipairs(peers) do
-          local best = results[p.name]
-          if not (best and (best.skipped or best.failed or best.problems))
-          then
+          if not C.stopped(results[p.name]) then
             io.stdout:flush()       -- the tables printed so far come first
             io.stderr:write(sformat("running %s %s%s ...\n", sec.key,
                                     p.label, ctx.rounds > 1
@@ -542,14 +522,7 @@ function S.report (ctx)
                 r.problems = "exit status " .. tostring(code)
               end
             end
-            if best and not (r.skipped or r.failed or r.problems) then
-              for _, op in ipairs(sec.ops) do
-                best[op] = math.min(best[op], r[op])
-              end
-              best.rss_kb = math.max(best.rss_kb, r.rss_kb)
-            else
-              results[p.name] = r
-            end
+            C.keep_best(results, p.name, r, sec.ops)
             if r.failed or r.problems then failed = true end
           end
         end
@@ -589,10 +562,7 @@ function S.print_section (ctx, sec, peers, results)
       print(table.concat(cells, " "))
     end
   end
-  local function ran (name)
-    local r = results[name]
-    return r and not r.skipped and not r.failed and not r.problems and r
-  end
+  local function ran (name) return C.ran(results, name) end
   local f = ran(sec.peers[1].name)
   if not f then return end
   -- fmap's speed over each SQLite peer's, per operation; the faster
