@@ -254,31 +254,16 @@ local function blob_offsets (bf, vc, meta)
   return out, refs
 end
 
--- What each kind of structure needs from a file: open it at an offset,
--- count its items, and the name of that count in the dump.
+-- What each kind of structure needs from a file: open(bf, offset), the
+-- method that counts its items, and the name of that count in the dump.
 local SOURCES = {
-  varchar = {
-    count = "blobs",
-    open = function (bf, off) return varchar.open(bf, off) end,
-    size = function (vc) return vc:count() end,
-  },
-  mmlist = {
-    count = "items",
-    open = function (bf, off) return mmlist.open(bf, off) end,
-    size = function (l) return l:size() end,
-  },
-  bptree = {
-    count = "records",
-    open = function (bf, off) return bptree.open_at(bf, off) end,
-    size = function (t) return t:size() end,
-  },
-  hashtable = {
-    count = "records",
-    open = function (bf, off)
-      return require(M.HASHTABLE).open(bf, off)
-    end,
-    size = function (h) return h:count() end,
-  },
+  varchar = { open = varchar.open, size = "count", count = "blobs" },
+  mmlist = { open = mmlist.open, size = "size", count = "items" },
+  bptree = { open = bptree.open_at, size = "size", count = "records" },
+  hashtable = { size = "count", count = "records",
+                open = function (bf, off)
+                  return require(M.HASHTABLE).open(bf, off)
+                end },
 }
 
 --- Opens a structure of a kind a dump holds.
@@ -363,7 +348,7 @@ function M.plan (bf, opts)
     local obj, why = SOURCES[s.kind].open(bf, s.offset)
     if not obj then fail("%s@%d cannot be read: %s", s.kind, s.offset, why) end
     s.obj = obj
-    s.count = SOURCES[s.kind].size(obj)
+    s.count = obj[SOURCES[s.kind].size](obj)
     by_offset[s.offset] = s
   end
 
