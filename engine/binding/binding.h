@@ -111,6 +111,14 @@ LUAI_FUNC int lostfail (lua_State *L, BlockFile *bf);
 
 
 /* ---------------------------------------------------------------------- */
+/* Results as tables                                                       */
+/* ---------------------------------------------------------------------- */
+
+/* lfmap.c: t[k] = v, an integer, for the table t on top of the stack. */
+LUAI_FUNC void setint (lua_State *L, const char *k, uint64_t v);
+
+
+/* ---------------------------------------------------------------------- */
 /* Views and BlockFiles across files                                       */
 /* ---------------------------------------------------------------------- */
 

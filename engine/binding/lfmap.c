@@ -168,12 +168,9 @@ static int listviews (lua_State *L, BlockFile *bf) {
   lua_createtable(L, (int)n, 0);
   for (i = 0; i < n; i++) {
     lua_createtable(L, 0, 4);
-    lua_pushinteger(L, (lua_Integer)vi[i].off);
-    lua_setfield(L, -2, "offset");
-    lua_pushinteger(L, (lua_Integer)(vi[i].len / bf->f.h.block_size));
-    lua_setfield(L, -2, "blocks");
-    lua_pushinteger(L, (lua_Integer)vi[i].len);
-    lua_setfield(L, -2, "bytes");
+    setint(L, "offset", vi[i].off);
+    setint(L, "blocks", vi[i].len / bf->f.h.block_size);
+    setint(L, "bytes", vi[i].len);
     if (vi[i].line >= 0) lua_pushfstring(L, "%s:%d", vi[i].src, vi[i].line);
     else lua_pushstring(L, vi[i].src[0] ? vi[i].src : "?");
     lua_setfield(L, -2, "where");
@@ -658,7 +655,7 @@ static void setbool (lua_State *L, const char *k, int b) {
   lua_setfield(L, -2, k);
 }
 
-static void setint (lua_State *L, const char *k, uint64_t v) {
+void setint (lua_State *L, const char *k, uint64_t v) {
   lua_pushinteger(L, (lua_Integer)v);
   lua_setfield(L, -2, k);
 }
@@ -950,12 +947,10 @@ LUAMOD_API int luaopen_fmap (lua_State *L) {
   lua_newtable(L);                   /* fmap.profile's: profile.c */
   setfuncs(L, profile_mod_funcs, vmt, bmt);
   lua_setfield(L, -2, "_profile");
-  lua_pushinteger(L, FM_BLOCKSIZE);
-  lua_setfield(L, -2, "BLOCKSIZE");
+  setint(L, "BLOCKSIZE", FM_BLOCKSIZE);
   lua_pushliteral(L, FMAP_VERSION);
   lua_setfield(L, -2, "VERSION");
-  lua_pushinteger(L, FM_VERSION);
-  lua_setfield(L, -2, "FORMAT_VERSION");
+  setint(L, "FORMAT_VERSION", FM_VERSION);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, mod_index);
   lua_setfield(L, -2, "__index");

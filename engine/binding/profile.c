@@ -357,11 +357,6 @@ static int prof_stop (lua_State *L) {
   return 0;
 }
 
-static void setint (lua_State *L, const char *k, uint64_t x) {
-  lua_pushinteger(L, (lua_Integer)x);
-  lua_setfield(L, -2, k);
-}
-
 static void setcounts (lua_State *L, const Counts *c) {
   setint(L, "bytes_read", c->rbytes);
   setint(L, "bytes_written", c->wbytes);
