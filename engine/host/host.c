@@ -452,23 +452,15 @@ static int collectargs (char **argv, int *first) {
         return args;
       case '\0':  /* '-': the script is stdin */
         return args;
-      case 'E':
+      case 'E': case 'W': case 'i': case 'v': {  /* nothing may follow */
+        int c = argv[i][1];
         if (argv[i][2] != '\0')
           return has_error;
-        args |= has_E;
+        args |= (c == 'E') ? has_E
+              : (c == 'i') ? has_i | has_v  /* -i implies -v */
+              : (c == 'v') ? has_v : 0;     /* -W: run by runargs */
         break;
-      case 'W':
-        if (argv[i][2] != '\0')
-          return has_error;
-        break;
-      case 'i':
-        args |= has_i;  /* -i implies -v */
-        /* FALLTHROUGH */
-      case 'v':
-        if (argv[i][2] != '\0')
-          return has_error;
-        args |= has_v;
-        break;
+      }
       case 'e':
         args |= has_e;
         /* FALLTHROUGH */
