@@ -1114,7 +1114,7 @@ describe("fmap.help", function()
                          "fmap.classify", "fmap.audit", "fmap.repl",
                          "fmap.guard", "fmap.cli", "fmap.workload",
                          "fmap.png", "fmap.help", "fmap.argcheck",
-                         "fmap.handle", "fmap.dump", "fmap.progress" }) do
+                         "fmap.kit", "fmap.dump", "fmap.progress" }) do
       local mod = require(m)
       check(mod, m .. ".")
       if type(rawget(mod, "_methods")) == "table" then

@@ -138,14 +138,11 @@
 -- leaf's change and the count in the meta block at once; the Lua side
 -- raises its own error when they return nil.
 local fmap = require "fmap"
-local guard = require "fmap.guard"
-local argcheck = require "fmap.argcheck"
-local accessors = require("fmap.handle").accessors
-local opmark = require "fmap.opmark"
+local kit = require "fmap.kit"
 local mark   -- fmap.profile's operation mark while a profile runs, else nil
-opmark.watch(function (f) mark = f end)
-local enter = guard.enter
-local argerror, typeerror = argcheck.argerror, argcheck.typeerror
+kit.watch(function (f) mark = f end)
+local guard, argcheck = kit.guard, kit.argcheck
+local enter, argerror, typeerror = kit.enter, kit.argerror, kit.typeerror
 
 local M = {}
 local Tree = {}
@@ -158,15 +155,7 @@ local type, mtype, setmetatable, getmetatable = type, math.type,
   setmetatable, getmetatable
 local error, pcall, tostring = error, pcall, tostring
 
--- The view methods, called as plain functions (no method lookup).
-local VM
-do
-  local bf = assert(fmap.anonymous())
-  local v = bf:get(bf:allocate())
-  VM = getmetatable(v).__index
-  v:release()
-  bf:close()
-end
+local VM = kit.view_methods   -- called as plain functions: no lookup
 local u8, u32, u64 = VM.u8, VM.u32, VM.u64
 local set_u8, set_u32, set_u64 = VM.set_u8, VM.set_u32, VM.set_u64
 local vread, vwrite, vcopy = VM.read, VM.write, VM.copy
@@ -2110,7 +2099,7 @@ function Tree:value_size ()
 end
 
 -- t:offset() (for `open_at`) and t:blockfile().
-accessors(Tree, check_self)
+kit.accessors(Tree, check_self)
 
 --- Graphviz DOT text of the tree, cut to a depth (fmap.dot.tree, whose
 -- second result says which nodes were drawn).
@@ -2248,7 +2237,7 @@ end
 -- iterator_of's iterator, whose every step is an operation while a
 -- profile runs (fmap.opmark).
 local function iterator (...)
-  if mark then return (opmark.steps("bptree.step", iterator_of(...))) end
+  if mark then return (kit.steps("bptree.step", iterator_of(...))) end
   return iterator_of(...)
 end
 

@@ -110,14 +110,16 @@ end
 
 --- Enters g for the operation fname, or raises at the caller's caller
 -- (the script that called the operation) if another operation runs.
+-- @param level the level to raise at, from enter (3 by default: enter,
+--   the operation, its caller)
 -- @return g, to be held in a to-be-closed variable
-function M.enter (g, fname)
+function M.enter (g, fname, level)
   local busy = g.busy
   if busy then
     error(sformat("%s: %s called while its %s runs (from a finalizer, a "
                   .. "hook, a callback, or a coroutine suspended in it: "
                   .. "coroutine.close ends that); one operation of a "
-                  .. "structure at a time", g.what, fname, busy), 3)
+                  .. "structure at a time", g.what, fname, busy), level or 3)
   end
   g.busy = fname
   return g

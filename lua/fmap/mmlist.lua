@@ -54,12 +54,10 @@ written, and mmlist.open returns nil and that message.
 ]]
 
 local varchar = require "fmap.varchar"
-local guard = require "fmap.guard"
-local argcheck = require "fmap.argcheck"
-local accessors = require("fmap.handle").accessors
-local opmark = require "fmap.opmark"
+local kit = require "fmap.kit"
 local mark   -- fmap.profile's operation mark while a profile runs, else nil
-opmark.watch(function (f) mark = f end)
+kit.watch(function (f) mark = f end)
+local guard, argcheck, accessors = kit.guard, kit.argcheck, kit.accessors
 
 local M = {}
 
@@ -89,22 +87,11 @@ M.layout = {
 
 local math_type, type, error = math.type, type, error
 local pcall, tostring, sformat = pcall, tostring, string.format
-local enter = guard.enter
-local getmetatable, bad_self = getmetatable, guard.bad_self
-local argerror, typeerror = argcheck.argerror, argcheck.typeerror
-local checkinteger, check_bf = argcheck.checkinteger, varchar._check_bf
+local enter, getmetatable, bad_self = kit.enter, getmetatable, kit.bad_self
+local argerror, typeerror = kit.argerror, kit.typeerror
+local checkinteger, check_bf = kit.checkinteger, varchar._check_bf
 local meta_view, own_view = varchar._meta_view, varchar._own_view
-
--- The view methods, called as plain functions (no method lookup), as
--- fmap.bptree calls them on its hot paths.
-local VM
-do
-  local bf = assert(require("fmap").anonymous())
-  local v = bf:get(bf:allocate())
-  VM = getmetatable(v).__index
-  v:release()
-  bf:close()
-end
+local VM = kit.view_methods   -- called as plain functions: no lookup
 local u64, set_u64, vretarget, vlive = VM.u64, VM.set_u64, VM.retarget,
   VM.live
 
@@ -371,13 +358,14 @@ end
 
 -- i as an index in 1..n (argument arg of fname), or raises; n is the
 -- count of the list self.
-local function check_index (self, i, n, arg, fname)
-  if math_type(i) ~= "integer" then i = checkinteger(i, arg, fname, 3) end
+local function check_index (self, i, n, arg, fname, level)
+  level = level or 3
+  if math_type(i) ~= "integer" then i = checkinteger(i, arg, fname, level) end
   if i < 1 or i > n then
     check_count(self, n)
     argerror(arg, fname, n == 0
              and sformat("index %d out of range: the list is empty", i)
-             or sformat("index %d out of range 1..%d", i, n), 3)
+             or sformat("index %d out of range 1..%d", i, n), level)
   end
   return i
 end
@@ -387,9 +375,9 @@ end
 local function entry (self, v, j)
   local B = self.B
   local k = LOG2[j // B + 1] or leaf_of(j, B)
-  local off = v:u64(M_LEAF + 8 * k)
+  local off = u64(v, M_LEAF + 8 * k)
   if off ~= self.leaves[k] then off = check_leaf(self, v, k, off) end
-  return off + 8 * (j - capacity(k, B))
+  return off + 8 * (j - B * ((1 << k) - 1))   -- capacity(k, B), inline
 end
 
 -- Points v at the block of the entry at file offset e (in a leaf checked
@@ -449,35 +437,63 @@ local function shrink (self, v, n)
   end
 end
 
--- The operations that every benchmark runs (append, get, set, pop and a
--- step of iterate) do what check_self, check_writable, enter, meta_view,
--- check_index, entry and at do inline, in the same order and raising at
--- the same level: a call less for each, which is most of what they
--- cost. Their item goes through the varchar's fast primitive, then,
--- where that returns false, through its checked form, as before. A
--- retarget asks for the one cache line it reads next (the entry), not
--- for the whole block. They read and write the meta block through a
--- second view of the list's, kept on it (views[2], weakly, as views[1]),
--- and move only the first.
+-- The operations that every benchmark runs (append, get, set and pop)
+-- start with begin, which does what enter and meta_view do, and get and
+-- set go on with item, which does what check_index, entry and at do. Their
+-- item goes through the varchar's fast primitive, then, where that
+-- returns false, through its checked form. A retarget asks for the one
+-- cache line it reads next (the entry), not for the whole block. They
+-- read and write the meta block through a second view of the list's, kept
+-- on it (views[2], weakly, as views[1]), and move only the first.
+
+-- Checks self, the method fname's item s (argument sarg, when given) and,
+-- for a method that writes, that the file is writable, as check_self and
+-- check_writable do. Then makes the list's two views before the guard is
+-- taken (so nothing raises while it is held but not yet closed): v, which
+-- may point anywhere, and mv, on the meta block; and enters the guard for
+-- fname. Returns the guard, for the method's to-be-closed variable, v and
+-- mv; raises at the method's caller.
+local function begin (self, fname, writes, s, sarg)
+  if getmetatable(self) ~= List then
+    bad_self("mmlist", fname, self, nil, 4)
+  end
+  if sarg and type(s) ~= "string" then
+    typeerror(sarg, fname, "string", s, 3)
+  end
+  if writes and self.ro then
+    error(sformat("cannot %s: the BlockFile is read-only", fname), 3)
+  end
+  local views = self.views
+  local v, mv = views[1], views[2]
+  if v == nil or not vlive(v) then v = own_view(self, 3); views[1] = v end
+  if mv == nil or not vlive(mv) then mv = own_view(self, 3); views[2] = mv end
+  local g = self.guard
+  if g.busy then enter(g, fname, 4) end
+  g.busy = fname
+  return g, v, mv
+end
+
+-- The 1-based index i (argument 1 of fname) checked against the count in
+-- mv; points v at the cache line of item i's entry. Returns the entry's
+-- position in v, its file offset and i as an integer. Raises at the
+-- method's caller.
+local function item (self, v, mv, i, fname)
+  local n = u64(mv, M_COUNT)
+  if math_type(i) ~= "integer" or i < 1 or i > n then
+    i = check_index(self, i, n, 1, fname, 4)
+  end
+  local e = entry(self, mv, i - 1)
+  local r = e % self.bs
+  vretarget(v, e - r, 1, r)
+  return r, e, i
+end
 
 --- Appends s.
 -- @return the new item's index (the new size), or nil, message, errno when
 -- the BlockFile cannot grow
 function List:append (s)
   if mark then mark("mmlist.append", s) end
-  if getmetatable(self) ~= List then
-    bad_self("mmlist", "append", self, nil, 3)
-  end
-  if type(s) ~= "string" then typeerror(1, "append", "string", s) end
-  if self.ro then error("cannot append: the BlockFile is read-only", 2) end
-  local g = self.guard
-  if g.busy then enter(g, "append") end
-  g.busy = "append"
-  local _ <close> = g
-  local views = self.views
-  local v, mv = views[1], views[2]
-  if v == nil or not vlive(v) then v = meta_view(self) end
-  if mv == nil or not vlive(mv) then mv = own_view(self, 2); views[2] = mv end
+  local _ <close>, v, mv = begin(self, "append", true, s, 1)
   local n, B = u64(mv, M_COUNT), self.B
   local L, grown
   if n % B == 0 or n < 0 then   -- maybe the first entry of a new leaf
@@ -494,10 +510,7 @@ function List:append (s)
       grown = off
     end
   end
-  local k = LOG2[n // B + 1] or leaf_of(n, B)
-  local off = u64(mv, M_LEAF + 8 * k)
-  if off ~= self.leaves[k] then off = check_leaf(self, mv, k, off) end
-  local e = off + 8 * (n - B * ((1 << k) - 1))
+  local e = entry(self, mv, n)
   local vc = self.vc
   local x, msg, errno
   if not grown then
@@ -532,31 +545,11 @@ end
 --- The item at index i (1..#l).
 function List:get (i)
   if mark then mark("mmlist.get") end
-  if getmetatable(self) ~= List then
-    bad_self("mmlist", "get", self, nil, 3)
-  end
-  local g = self.guard
-  if g.busy then enter(g, "get") end
-  g.busy = "get"
-  local _ <close> = g
-  local views = self.views
-  local v, mv = views[1], views[2]
-  if v == nil or not vlive(v) then v = meta_view(self) end
-  if mv == nil or not vlive(mv) then mv = own_view(self, 2); views[2] = mv end
-  local n = u64(mv, M_COUNT)
-  if math_type(i) ~= "integer" or i < 1 or i > n then
-    i = check_index(self, i, n, 1, "get")
-  end
-  local j, B = i - 1, self.B
-  local k = LOG2[j // B + 1] or leaf_of(j, B)
-  local off = u64(mv, M_LEAF + 8 * k)
-  if off ~= self.leaves[k] then off = check_leaf(self, mv, k, off) end
-  local e = off + 8 * (j - B * ((1 << k) - 1))
-  local r = e % self.bs
-  vretarget(v, e - r, 1, r)
+  local _ <close>, v, mv = begin(self, "get")
+  local r, _, j = item(self, v, mv, i, "get")
   local x = u64(v, r)
   local s = vc_get(self.vc, v, x)
-  if not s then s = on_item(self, i, vc_get_checked, v, x, "get") end
+  if not s then s = on_item(self, j, vc_get_checked, v, x, "get") end
   return s
 end
 
@@ -564,39 +557,17 @@ end
 -- @return true, or nil, message, errno when the BlockFile cannot grow
 function List:set (i, s)
   if mark then mark("mmlist.set", s) end
-  if getmetatable(self) ~= List then
-    bad_self("mmlist", "set", self, nil, 3)
-  end
-  if type(s) ~= "string" then typeerror(2, "set", "string", s) end
-  if self.ro then error("cannot set: the BlockFile is read-only", 2) end
-  local g = self.guard
-  if g.busy then enter(g, "set") end
-  g.busy = "set"
-  local _ <close> = g
-  local views = self.views
-  local v, mv = views[1], views[2]
-  if v == nil or not vlive(v) then v = meta_view(self) end
-  if mv == nil or not vlive(mv) then mv = own_view(self, 2); views[2] = mv end
-  local n = u64(mv, M_COUNT)
-  if math_type(i) ~= "integer" or i < 1 or i > n then
-    i = check_index(self, i, n, 1, "set")
-  end
-  local j, B = i - 1, self.B
-  local k = LOG2[j // B + 1] or leaf_of(j, B)
-  local off = u64(mv, M_LEAF + 8 * k)
-  if off ~= self.leaves[k] then off = check_leaf(self, mv, k, off) end
-  local e = off + 8 * (j - B * ((1 << k) - 1))
-  local r = e % self.bs
-  vretarget(v, e - r, 1, r)
+  local _ <close>, v, mv = begin(self, "set", true, s, 2)
+  local r, e, j = item(self, v, mv, i, "set")
   local x = u64(v, r)
   local vc = self.vc
   local ok, y, msg, errno = pcall(vc_replace, vc, v, x, s, "set")
   if not ok then
     vc.guard.busy = false                    -- _replace raised: its guard
-    item_error(self, i, x, y)
+    item_error(self, j, x, y)
   end
   if y == false then
-    y, msg, errno = on_item(self, i, vc_replace_checked, v, x, s, "set")
+    y, msg, errno = on_item(self, j, vc_replace_checked, v, x, s, "set")
   end
   if not y then return nil, msg, errno end
   if y ~= x then
@@ -609,14 +580,12 @@ end
 --- Exchanges the items at indices i and j.
 function List:swap (i, j)
   if mark then mark("mmlist.swap") end
-  check_self(self, "swap", true)
-  local _ <close> = enter(self.guard, "swap")
-  local v = meta_view(self)
-  local n = v:u64(M_COUNT)
+  local _ <close>, v, mv = begin(self, "swap", true)
+  local n = u64(mv, M_COUNT)
   i = check_index(self, i, n, 1, "swap")
   j = check_index(self, j, n, 2, "swap")
   if i == j then return end
-  local ei, ej = entry(self, v, i - 1), entry(self, v, j - 1)
+  local ei, ej = entry(self, mv, i - 1), entry(self, mv, j - 1)
   local pi = at(self, v, ei)
   local xi = v:u64(pi)
   local pj = at(self, v, ej)
@@ -629,18 +598,7 @@ end
 -- @return it, or nil when the list is empty
 function List:pop ()
   if mark then mark("mmlist.pop") end
-  if getmetatable(self) ~= List then
-    bad_self("mmlist", "pop", self, nil, 3)
-  end
-  if self.ro then error("cannot pop: the BlockFile is read-only", 2) end
-  local g = self.guard
-  if g.busy then enter(g, "pop") end
-  g.busy = "pop"
-  local _ <close> = g
-  local views = self.views
-  local v, mv = views[1], views[2]
-  if v == nil or not vlive(v) then v = meta_view(self) end
-  if mv == nil or not vlive(mv) then mv = own_view(self, 2); views[2] = mv end
+  local _ <close>, v, mv = begin(self, "pop", true)
   local n = u64(mv, M_COUNT)
   if n <= 0 then
     check_count(self, n)
@@ -649,11 +607,7 @@ function List:pop ()
   local B = self.B
   local shrinks = (n - 1) % B == 0
   if shrinks then check_shrink(self, mv, n) end
-  local j = n - 1
-  local k = LOG2[j // B + 1] or leaf_of(j, B)
-  local off = u64(mv, M_LEAF + 8 * k)
-  if off ~= self.leaves[k] then off = check_leaf(self, mv, k, off) end
-  local e = off + 8 * (j - B * ((1 << k) - 1))
+  local e = entry(self, mv, n - 1)
   local r = e % self.bs
   vretarget(v, e - r, 1, r)
   local x = u64(v, r)
@@ -676,14 +630,12 @@ end
 -- @return the removed item
 function List:swap_delete (i)
   if mark then mark("mmlist.swap_delete") end
-  check_self(self, "swap_delete", true)
-  local _ <close> = enter(self.guard, "swap_delete")
-  local v = meta_view(self)
-  local n = v:u64(M_COUNT)
+  local _ <close>, v, mv = begin(self, "swap_delete", true)
+  local n = u64(mv, M_COUNT)
   i = check_index(self, i, n, 1, "swap_delete")
   local shrinks = (n - 1) % self.B == 0
-  if shrinks then check_shrink(self, v, n) end
-  local ei, elast = entry(self, v, i - 1), entry(self, v, n - 1)
+  if shrinks then check_shrink(self, mv, n) end
+  local ei, elast = entry(self, mv, i - 1), entry(self, mv, n - 1)
   local x = v:u64(at(self, v, ei))
   local ok, s = pcall(vc_take, self.vc, v, x, "swap_delete")
   if not ok then self.vc.guard.busy = false  -- _take raised: its guard
@@ -695,9 +647,8 @@ function List:swap_delete (i)
   local last = v:u64(pl)
   v:set_u64(pl, 0)
   if i ~= n then v:set_u64(at(self, v, ei), last) end
-  v:retarget(self.meta)
-  v:set_u64(M_COUNT, n - 1)
-  if shrinks then shrink(self, v, n - 1) end
+  set_u64(mv, M_COUNT, n - 1)
+  if shrinks then shrink(self, mv, n - 1) end
   return s
 end
 

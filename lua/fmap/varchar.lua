@@ -126,32 +126,20 @@ local L_LEN <const>, L_BLOCKS <const>, LHDR <const> = 40, 48, 64
 
 local math_type, spack = math.type, string.pack
 
--- The view methods, called as plain functions (no method lookup), as
--- fmap.bptree calls them on its hot paths.
-local VM
-do
-  local bf = assert(require("fmap").anonymous())
-  local v = bf:get(bf:allocate())
-  VM = getmetatable(v).__index
-  v:release()
-  bf:close()
-end
+local kit = require "fmap.kit"
+local mark   -- fmap.profile's operation mark while a profile runs, else nil
+kit.watch(function (f) mark = f end)
+local VM = kit.view_methods   -- called as plain functions: no lookup
 local u32, u64, set_u32, set_u64 = VM.u32, VM.u64, VM.set_u32, VM.set_u64
 local vread, vwrite, vretarget, vlive = VM.read, VM.write, VM.retarget,
   VM.live
 local pcall, type, error, tostring = pcall, type, error, tostring
 local setmetatable = setmetatable
-local guard = require "fmap.guard"
-local argcheck = require "fmap.argcheck"
-local accessors = require("fmap.handle").accessors
-local opmark = require "fmap.opmark"
-local mark   -- fmap.profile's operation mark while a profile runs, else nil
-opmark.watch(function (f) mark = f end)
-local enter = guard.enter
-local argerror, typeerror = argcheck.argerror, argcheck.typeerror
-local checkinteger = argcheck.checkinteger
+local guard, argcheck, accessors = kit.guard, kit.argcheck, kit.accessors
+local enter, argerror, typeerror = kit.enter, kit.argerror, kit.typeerror
+local checkinteger, bad_self = kit.checkinteger, kit.bad_self
+local getmetatable = getmetatable
 local WEAK = { __mode = "v" }
-local getmetatable, bad_self = getmetatable, guard.bad_self
 
 -- The blocks of a large blob of len bytes: its header and its bytes,
 -- rounded up to whole blocks (without overflow, whatever len).
@@ -939,13 +927,36 @@ function Varchar:get (offset)
   return vread(v, pos, len)
 end
 
+-- The start of size, refs, free, ref and deref: checks self, offset
+-- (argument 1) and, for a method that writes, that the file is writable,
+-- as check_self, toint and check_writable do; then enters the guard for
+-- fname and points the store's view at its meta block. Returns the guard,
+-- for the method's to-be-closed variable, offset as an integer and the
+-- view; raises at the method's caller.
+local function begin (self, offset, fname, writes)
+  if getmetatable(self) ~= Varchar then
+    bad_self("varchar", fname, self, nil, 4)
+  end
+  if math_type(offset) ~= "integer" then
+    offset = checkinteger(offset, 1, fname, 3)
+  end
+  if writes and self.ro then
+    error(string.format("cannot %s: the BlockFile is read-only", fname), 3)
+  end
+  local v = self.views[1]  -- on the meta block before the guard is held:
+  if v ~= nil and vlive(v) then                   -- nothing raises then
+    vretarget(v, self.meta)
+  else
+    v = own_view(self, 3)
+    self.views[1] = v
+  end
+  return enter(self.guard, fname, 4), offset, v
+end
+
 --- The length in bytes of the blob at offset.
 function Varchar:size (offset)
   if mark then mark("varchar.size") end
-  check_self(self, "size")
-  if math_type(offset) ~= "integer" then offset = toint(offset, "size") end
-  local _ <close> = enter(self.guard, "size")
-  local v = meta_view(self)
+  local _ <close>, offset, v = begin(self, offset, "size")
   local _, len = locate(self, v, offset, "size")
   return len
 end
@@ -953,10 +964,7 @@ end
 --- The references to the blob at offset (1 after put or alloc).
 function Varchar:refs (offset)
   if mark then mark("varchar.refs") end
-  check_self(self, "refs")
-  if math_type(offset) ~= "integer" then offset = toint(offset, "refs") end
-  local _ <close> = enter(self.guard, "refs")
-  local v = meta_view(self)
+  local _ <close>, offset, v = begin(self, offset, "refs")
   local _, _, refs = locate(self, v, offset, "refs")
   return refs
 end
@@ -985,11 +993,7 @@ end
 --- Frees the blob at offset, whatever its references.
 function Varchar:free (offset)
   if mark then mark("varchar.free") end
-  check_self(self, "free")
-  if math_type(offset) ~= "integer" then offset = toint(offset, "free") end
-  check_writable(self, "free")
-  local _ <close> = enter(self.guard, "free")
-  local v = meta_view(self)
+  local _ <close>, offset, v = begin(self, offset, "free", true)
   runs(self, v)                 -- the reserve is sound before any write
   local pos, _, _, c, n = locate(self, v, offset, "free")
   release(self, v, offset, pos, c, n)
@@ -999,11 +1003,7 @@ end
 -- @return the references it has now
 function Varchar:ref (offset)
   if mark then mark("varchar.ref") end
-  check_self(self, "ref")
-  if math_type(offset) ~= "integer" then offset = toint(offset, "ref") end
-  check_writable(self, "ref")
-  local _ <close> = enter(self.guard, "ref")
-  local v = meta_view(self)
+  local _ <close>, offset, v = begin(self, offset, "ref", true)
   local pos, _, refs, c = locate(self, v, offset, "ref")
   if refs >= U32 then
     argerror(1, "ref", string.format("offset %d has the most references a "
@@ -1017,11 +1017,7 @@ end
 -- @return the references it has now (0: freed)
 function Varchar:deref (offset)
   if mark then mark("varchar.deref") end
-  check_self(self, "deref")
-  if math_type(offset) ~= "integer" then offset = toint(offset, "deref") end
-  check_writable(self, "deref")
-  local _ <close> = enter(self.guard, "deref")
-  local v = meta_view(self)
+  local _ <close>, offset, v = begin(self, offset, "deref", true)
   runs(self, v)                 -- the reserve is sound before any write
   local pos, _, refs, c, n = locate(self, v, offset, "deref")
   if refs == 1 then
