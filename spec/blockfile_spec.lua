@@ -1755,7 +1755,8 @@ describe("fmap module", function()
     end)
   end)
 
-  describe("v:descend_insert() and v:descend_remove()", function()
+  describe("v:descend_insert(), v:descend_remove() and v:descend_put()",
+           function()
     -- A two-level tree by hand. Internal: u32 count at 4, C0 at 8, then
     -- entries of a 4-byte key and the u64 child to its right, 12 bytes
     -- apart from 16. Leaves: u32 count at 4, entries of a 4-byte key and
@@ -1831,6 +1832,48 @@ describe("fmap module", function()
       assert.same({ 5 }, keys(a))
       assert.same({ 30 }, keys(b))
       assert.equal(2, mv:u64(0))
+    end)
+
+    it("puts into the leaf the lower descent reaches, and counts",
+       function()
+      local function put (k, vv, link)
+        return v:descend_put(child, root, 1, 4, 4, 16, 8, 4, k, vv,
+                             link or 8, mv, 0)
+      end
+      local function link (to)
+        bf:with(a, 1, function (w) w:set_u64(8, to) end)
+      end
+      assert.same({ 0, 1, 0, a }, { put(key(15), val(15)) })  -- inserted
+      assert.same({ 0, 1, 0, b }, { put(key(25), val(25)) })
+      assert.same({ 0, 1, 1, a, val(15) }, { put(key(15), "new!") })
+      assert.equal("new!", bf:with(a, 1, function (w)
+        return w:read(20, 4)
+      end))
+      assert.equal(2, mv:u64(0))        -- a replace is not counted
+      -- a leaf with a next one: at its end, the next leaf decides
+      link(b)
+      assert.same({ 1, 1, 5, a }, { put(key(18), val(18)) })  -- edge, new
+      assert.same({ 0, 1, 4, a }, { put(key(15), "xxxx") })   -- edge, found
+      assert.equal("new!", bf:with(a, 1, function (w)
+        return w:read(20, 4)
+      end))
+      link(0)
+      assert.same({ 1, 2, 0, a }, { put(key(18), val(18)) })
+      -- a key of two entries, and a full leaf, are left as they are
+      ins(key(18), val(18))
+      assert.same({ 1, 3, 3, a }, { put(key(18), "yyyy") })   -- several
+      ins(key(1), val(1))
+      assert.same({ 2, 4, 2, a }, { put(key(16), val(16)) })  -- full
+      assert.same({ 1, 15, 18, 18 }, keys(a))
+      assert.equal(5, mv:u64(0))
+      assert.equal(a, v:offset())
+      -- arguments
+      assert.equal(0, select("#", put("abc", val(1))))
+      assert.equal(0, select("#", put(key(1), "too long")))
+      assert.matches("link position 4096 leaves no u64", h.errmsg(function()
+        put(key(2), val(2), 4096)
+      end))
+      assert.equal(5, mv:u64(0))
     end)
 
     it("returns nil for a key or value not of the sizes, and changes "

@@ -48,6 +48,8 @@ local VIEW_METHODS = {
                      "stride", "count", "str", "str", "view", "pos" },
   descend_remove = { "searcher", "off", "int", "stride", "pos", "pos",
                      "stride", "str", "view", "pos" },
+  descend_put = { "searcher", "off", "int", "stride", "pos", "pos",
+                  "stride", "count", "str", "str", "pos", "view", "pos" },
 }
 for _, n in ipairs({ 8, 16, 32, 64 }) do
   VIEW_METHODS["u" .. n] = { "pos" }

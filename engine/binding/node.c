@@ -386,55 +386,64 @@ static int view_insert_key (lua_State *L) {
 enum { PK_INSERTED, PK_REPLACED, PK_FULL, PK_SEVERAL, PK_EDGE_FOUND,
        PK_EDGE_NEW };
 
-static int view_put_key (lua_State *L) {
-  View *v = checkwritable(L, 1);
-  Ins r;
-  int linked = !lua_isnoneornil(L, 8), st;
-  lua_Integer lpos = linked ? intarg(L, 8) : 0;
+/* put_key's work on the node in the view at 1: its arguments (countpos,
+** pos, stride, capacity, key, value [, linkpos]) from a, read into r by
+** insargs; b and old the room for the old value, made before the node
+** is read (a box for a large value is an allocation, which may run a
+** finalizer that changes the node). Pushes the index, the count and the
+** status, then the old value after a replace; returns how many. */
+static int doput (lua_State *L, View *v, int a, Ins *r, luaL_Buffer *b,
+                  char *old) {
+  int linked = !lua_isnoneornil(L, a + 6), st;
+  lua_Integer lpos = linked ? intarg(L, a + 6) : 0;
   unsigned char *p;
-  luaL_Buffer b;
-  char *old;
-  insargs(L, 2, 1, &r);
-  luaL_argcheck(L, r.kl > 0, 6, "an empty key would match every entry");
-  /* Room for the old value, made before anything is read: a box for a
-  ** large one is an allocation, which may run a finalizer that changes
-  ** the node. The string is made from it once the node is written. */
-  old = luaL_buffinitsize(L, &b, r.vl);
+  luaL_argcheck(L, r->kl > 0, a + 4, "an empty key would match every entry");
   if (v->state != LIVE) checkwritable(L, 1);   /* a finalizer ran */
   if (linked && (lpos < 0 || (uint64_t)lpos > v->len ||
                  v->len - (uint64_t)lpos < 8))
-    luaL_argerror(L, 8, lua_pushfstring(L, "link position %I leaves no u64 "
-                  "in the view (%I bytes)", lpos, (lua_Integer)v->len));
-  inssearch(L, v, 2, 0, &r);
-  p = r.base + r.lo * r.stride;
-  if (r.found) {
-    if (r.lo + 1 < r.count && keycmp(p + r.stride, r.key, r.kl) == 0)
+    luaL_argerror(L, a + 6, lua_pushfstring(L, "link position %I leaves no "
+                  "u64 in the view (%I bytes)", lpos, (lua_Integer)v->len));
+  inssearch(L, v, a, 0, r);
+  p = r->base + r->lo * r->stride;
+  if (r->found) {
+    if (r->lo + 1 < r->count && keycmp(p + r->stride, r->key, r->kl) == 0)
       st = PK_SEVERAL;
-    else if (r.lo + 1 == r.count && linked &&
+    else if (r->lo + 1 == r->count && linked &&
              load_le(vptr(v) + lpos, 8) != 0) st = PK_EDGE_FOUND;
     else {
       st = PK_REPLACED;
-      touch(L, v, (uint64_t)r.pos + r.lo * r.stride + r.kl, r.vl);
-      memcpy(old, p + r.kl, r.vl);
-      memcpy(p + r.kl, r.val, r.vl);
+      touch(L, v, (uint64_t)r->pos + r->lo * r->stride + r->kl, r->vl);
+      memcpy(old, p + r->kl, r->vl);
+      memcpy(p + r->kl, r->val, r->vl);
     }
   }
-  else if (r.lo == r.count && linked && load_le(vptr(v) + lpos, 8) != 0)
+  else if (r->lo == r->count && linked && load_le(vptr(v) + lpos, 8) != 0)
     st = PK_EDGE_NEW;
-  else if (r.count == r.cap) st = PK_FULL;
+  else if (r->count == r->cap) st = PK_FULL;
   else {
     st = PK_INSERTED;
-    insput(L, v, &r);
+    insput(L, v, r);
   }
   CHECKLOST(L, v);
   /* the buffer's slot, on top, becomes the old value or stays below */
-  if (st == PK_REPLACED) luaL_pushresultsize(&b, r.vl);
-  lua_pushinteger(L, (lua_Integer)r.lo);
-  lua_pushinteger(L, (lua_Integer)r.count);
+  if (st == PK_REPLACED) luaL_pushresultsize(b, r->vl);
+  lua_pushinteger(L, (lua_Integer)r->lo);
+  lua_pushinteger(L, (lua_Integer)r->count);
   lua_pushinteger(L, st);
   if (st != PK_REPLACED) return 3;
   lua_rotate(L, -4, -1);
   return 4;
+}
+
+static int view_put_key (lua_State *L) {
+  View *v = checkwritable(L, 1);
+  Ins r;
+  luaL_Buffer b;
+  char *old;
+  insargs(L, 2, 1, &r);
+  lua_settop(L, 8);               /* the buffer's slot above linkpos */
+  old = luaL_buffinitsize(L, &b, r.vl);
+  return doput(L, v, 2, &r, &b, old);
 }
 
 /* read_entries(t, pos, count, stride, len [, len2]): stores in t[1],
@@ -896,6 +905,38 @@ static int view_descend_remove (lua_State *L) {
   return descend_change(L, 0);
 }
 
+/* descend_put(searcher, root, depth, keysize, countpos, pos, stride,
+** capacity, key, value, linkpos [, counter, cpos]): a B+tree's put in
+** one call. Descends depth levels from the node at root with searcher to
+** the leaf where key's first entry is or would be, moves the view there,
+** and does put_key there (linkpos: the u64 that links the leaf to the
+** next); if the entry went in, adds 1 to the u64 at cpos of the view
+** counter. Returns put_key's index, count and status, the node's offset,
+** and the old value after a replace; nil, and nothing done, when key is
+** not a string of keysize bytes or value one of stride - keysize. */
+static int view_descend_put (lua_State *L) {
+  View *v, *cv;
+  Ins r;
+  luaL_Buffer b;
+  lua_Integer cpos = 0;
+  int k;
+  /* the old value's room first: it may run a finalizer, which may move
+  ** the view; nothing allocates after the descent */
+  char *old;
+  lua_settop(L, 14);              /* the buffer's slot above cpos */
+  old = luaL_buffinitsize(L, &b, lua_type(L, 11) == LUA_TSTRING
+                                 ? lua_rawlen(L, 11) : 0);
+  v = checkwritable(L, 1);
+  if (!descendview(L, v, 0, 10, 1)) return 0;
+  insargs(L, 6, 1, &r);
+  cv = checkcounter(L, 13, &cpos);
+  k = doput(L, v, 6, &r, &b, old);
+  if (lua_tointeger(L, -k + 2) == PK_INSERTED) addcount(L, cv, 13, cpos, 1);
+  lua_pushinteger(L, (lua_Integer)v->off);
+  if (k == 4) lua_rotate(L, -2, 1);   /* the offset before the old value */
+  return k + 1;
+}
+
 static int bf_searcher (lua_State *L) {
   BlockFile *bf = checkbf(L, 1);
   lua_Integer cpos = intarg(L, 2);
@@ -941,6 +982,7 @@ LUAI_DDEF const luaL_Reg node_view_methods[] = {
   {"remove_key", view_remove_key}, {"insert_key", view_insert_key},
   {"put_key", view_put_key}, {"descend_insert", view_descend_insert},
   {"descend_remove", view_descend_remove},
+  {"descend_put", view_descend_put},
   {NULL, NULL}
 };
 

@@ -131,12 +131,12 @@
 -- the file as its last commit left it (bf:flush(), bf:commit(), close),
 -- and bf:begin() ... bf:commit() makes several operations one.
 --
--- Search in one call. get, add and remove on fixed nodes are each one
--- engine call when no split or rebalance follows: the searcher made with
--- the key size (t._search_key) returns nil for a key of another type or
--- size, and v:descend_insert / v:descend_remove do the descent, the
--- leaf's change and the count in the meta block at once; the Lua side
--- raises its own error when they return nil.
+-- Search in one call. get, add, put and remove on fixed nodes are each
+-- one engine call when no split or rebalance follows: the searcher made
+-- with the key size (t._search_key) returns nil for a key of another type
+-- or size, and v:descend_insert / v:descend_put / v:descend_remove do the
+-- descent, the leaf's change and the count in the meta block at once; the
+-- Lua side raises its own error when they return nil.
 local fmap = require "fmap"
 local kit = require "fmap.kit"
 local mark   -- fmap.profile's operation mark while a profile runs, else nil
@@ -165,6 +165,7 @@ local vbsearch_slots = VM.bsearch_slots
 local vsearch = VM.search
 local vput_key = VM.put_key
 local vdescend_insert, vdescend_remove = VM.descend_insert, VM.descend_remove
+local vdescend_put = VM.descend_put
 
 -- Constants (<const>: the compiler folds them into the instructions that
 -- use them, where a plain local is an upvalue fetched at each use).
@@ -1576,21 +1577,22 @@ local function check_value (t, value, fname, arg, level)
 end
 
 -- Raises unless key (argument 1) and value (2) are strings of the tree's
--- sizes, as check_key and check_value do for the caller of fname.
-local function check_entry (t, key, value, fname)
+-- sizes, as check_key and check_value do for the caller of fname (level
+-- as check_key's, from check_entry's caller: 3 by default).
+local function check_entry (t, key, value, fname, level)
   local ks, vs = t.ks, t.vs
   if type(key) ~= "string" or (#key ~= ks and ks ~= -1) then
-    check_key(t, key, fname, 1, 4)
+    check_key(t, key, fname, 1, (level or 3) + 1)
   end
   if type(value) ~= "string" or (#value ~= vs and vs ~= -1) then
-    check_value(t, value, fname, 2, 4)
+    check_value(t, value, fname, 2, (level or 3) + 1)
   end
 end
 
-local function check_writable (t, fname)
+local function check_writable (t, fname, level)
   if t.readonly then
     error(sformat("attempt to %s in a B+tree of a read-only BlockFile",
-          fname), 3)
+          fname), level or 3)
   end
 end
 
@@ -1802,60 +1804,65 @@ function Tree:put (key, value)
   if mark then mark("bptree.put", key, value) end
   local views = self.views
   if not views then bad_self("put", self) end
-  check_entry(self, key, value, "put")
+  if not self.fixed then
+    check_entry(self, key, value, "put")
+    if self.readonly then check_writable(self, "put") end
+    local _ <close> = enter(self.guard, "put")
+    return slotted_put(self, key, value)
+  end
   if self.readonly then check_writable(self, "put") end
   local g = self.guard
   if g.busy then enter(g, "put") end           -- raises
-  local search_child = self._search_child
-  if not search_child then
-    local _ <close> = enter(g, "put")
-    return slotted_put(self, key, value)
-  end
-  -- Fixed: add's descent, to the leaf where key's first entry is or would
-  -- be (lower), and a leaf's put in one engine call.
-  local off, h = self.root, self.height
+  -- Fixed: the descent to the leaf where key's first entry is or would be
+  -- (lower) and the leaf's put in one engine call, through the tree's
+  -- leaf view (sv[1]); the call also counts a new entry in the meta block.
+  local mv = views[self.meta] or node(self, self.meta)
   local sv = self.sv
   local v = sv[1]
   if v == nil then        -- before the descent: a new view may run a
-    v = self.bf:get(off)  -- finalizer, which may change the tree
-    sv[1], self.sv_off = v, off
+    v = self.bf:get(self.root)  -- finalizer, which may change the tree
+    sv[1], self.sv_off = v, self.root
   end
-  if h > 1 then
-    local _, _, c = search_child(off, key, false, h - 1)
-    off = c
-  end
-  if self.sv_off ~= off then vretarget(v, off) end
-  self.sv_off = off
   local LS, LCAP = self.LS, self.LCAP
-  local i, n, st, old = vput_key(v, N_COUNT, FL_ENT, LS, LCAP, key, value,
-                                 L_NEXT)
+  self.sv_off = nil       -- until the call returns: it may raise midway
+  local i, n, st, off, old = vdescend_put(v, self._search_key, self.root,
+                                          self.height - 1, self.ks, N_COUNT,
+                                          FL_ENT, LS, LCAP, key, value,
+                                          L_NEXT, mv, M_SIZE)
+  if i == nil then                   -- not a key and value of the sizes
+    check_key(self, key, "put", 1)
+    check_value(self, value, "put", 2)
+  end
+  self.sv_off = off
   if st == PUT_REPLACED then return old end
-  if st ~= PUT_INSERTED then
-    if st == PUT_SEVERAL then put_several(2) end
-    local _ <close> = enter(g, "put")
-    -- At the leaf's end, the next leaf decides: it may start with key.
-    while st >= PUT_EDGE_FOUND do
-      local nx = u64(v, L_NEXT)
-      v = leaf_view(self, nx)
-      local there = u32(v, N_COUNT) > 0 and vcompare(v, FL_ENT, key) == 0
-      if there and st == PUT_EDGE_NEW then   -- key's entry starts nx
-        off = nx
-        i, n, st, old = vput_key(v, N_COUNT, FL_ENT, LS, LCAP, key, value,
-                                 L_NEXT)
-      elseif there then                       -- in both leaves
-        st = PUT_SEVERAL
-      else                                    -- the end is key's place
-        v = leaf_view(self, off)
-        i, n, st, old = vput_key(v, N_COUNT, FL_ENT, LS, LCAP, key, value)
-      end
+  if st == PUT_INSERTED then
+    self.nent, self.mods = self.nent + 1, self.mods + 1
+    return nil
+  end
+  if st == PUT_SEVERAL then put_several(2) end
+  local _ <close> = enter(g, "put")
+  -- At the leaf's end, the next leaf decides: it may start with key.
+  while st >= PUT_EDGE_FOUND do
+    local nx = u64(v, L_NEXT)
+    v = leaf_view(self, nx)
+    local there = u32(v, N_COUNT) > 0 and vcompare(v, FL_ENT, key) == 0
+    if there and st == PUT_EDGE_NEW then   -- key's entry starts nx
+      off = nx
+      i, n, st, old = vput_key(v, N_COUNT, FL_ENT, LS, LCAP, key, value,
+                               L_NEXT)
+    elseif there then                       -- in both leaves
+      st = PUT_SEVERAL
+    else                                    -- the end is key's place
+      v = leaf_view(self, off)
+      i, n, st, old = vput_key(v, N_COUNT, FL_ENT, LS, LCAP, key, value)
     end
-    if st == PUT_REPLACED then return old end
-    if st == PUT_SEVERAL then put_several(2) end
-    if st == PUT_FULL then
-      path_to(self, key, false, off)   -- the same leaf, with its path
-      local ok, err, en = split_leaf(self, v, n, i, key, key, value, LS)
-      if not ok then return nil, err, en end
-    end
+  end
+  if st == PUT_REPLACED then return old end
+  if st == PUT_SEVERAL then put_several(2) end
+  if st == PUT_FULL then
+    path_to(self, key, false, off)   -- the same leaf, with its path
+    local ok, err, en = split_leaf(self, v, n, i, key, key, value, LS)
+    if not ok then return nil, err, en end
   end
   self.nent, self.mods = self.nent + 1, self.mods + 1
   -- the count is read after node(), which may run a finalizer's add
