@@ -29,7 +29,8 @@ local BF_METHODS = {
   searcher = { "pos", "pos", "stride", "pos", "len", "stride" },
 }
 local VIEW_METHODS = {
-  release = {}, retarget = { "off", "count" }, offset = {}, blocks = {},
+  release = {}, retarget = { "off", "count" },
+  try_retarget = { "off", "count" }, offset = {}, blocks = {},
   live = {}, blockfile = {}, read = { "pos", "len" },
   write = { "pos", "str" }, fill = { "byte", "pos", "len" },
   compare = { "pos", "other", "pos", "len" },

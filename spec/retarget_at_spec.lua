@@ -67,6 +67,39 @@ describe("fmap.View :retarget(offset, blocks, at)", function()
     assert.equal(111, v:u64(8))
   end)
 
+  it("try_retarget returns nil and why where retarget raises, and leaves "
+     .. "the view where it was", function()
+    assert.equal(v, v:try_retarget(b, 2, 8))
+    assert.equal(b, v:offset())
+    assert.equal(222, v:u64(BS + 16))
+    assert.equal(v, v:try_retarget(a))
+    bf:free(b, 2)
+    local top = bf:size()
+    for _, case in ipairs({
+      { b, "block at offset " .. b .. " is free" },
+      { -BS, "offset " .. -BS .. " is negative" },
+      { a + 1, "offset " .. (a + 1) .. " is not block-aligned" },
+      { 0, "offset 0 is the control block" },
+      { 1 << 40, "passes the allocated area" },
+    }) do
+      local r, msg = v:try_retarget(case[1], 1, false)
+      assert.is_nil(r)
+      assert.matches(case[2], msg, 1, true)
+      assert.equal(a, v:offset())
+      assert.equal(111, v:u64(8))
+    end
+    assert.equal(top, bf:size())
+    -- misuse still raises
+    assert.matches("block count 0 is not positive",
+                   h.errmsg(function () v:try_retarget(a, 0) end))
+    assert.matches("boolean or integer expected",
+                   h.errmsg(function () v:try_retarget(a, 1, "8") end))
+    assert.matches("number has no integer representation",
+                   h.errmsg(function () v:try_retarget(1.5) end))
+    v:release()
+    assert.matches("released", h.errmsg(function () v:try_retarget(a) end))
+  end)
+
   it("is what help says", function()
     local help = require "fmap.help"
     assert.matches("^v:retarget%(offset %[, blocks %[, at%]%]%) %-> v",

@@ -785,6 +785,32 @@ describe("fmap.varchar", function()
   end)
 
   describe("one operation at a time", function()
+    it("a call refused while another runs leaves that one's view where "
+       .. "it was", function()
+      -- A hook every few instructions calls size (a read) and ref (a
+      -- write) on the store: between two operations they run, inside one
+      -- they are refused, at every point of it.
+      local x0 = vc:put("first")
+      local refused, xs = 0, {}
+      debug.sethook(function ()
+        if not pcall(vc.size, vc, x0) then refused = refused + 1 end
+        if not pcall(vc.refs, vc, x0) then refused = refused + 1 end
+      end, "", 7)
+      local function blob (i) return ("blob %d "):format(i):rep(i % 7 + 1) end
+      for i = 1, 300 do xs[i] = vc:put(blob(i)) end
+      for i = 1, 300, 3 do vc:free(xs[i]) end
+      debug.sethook()
+      assert.is_true(refused > 100)
+      for i = 1, 300 do
+        if i % 3 ~= 1 then
+          assert.equal(blob(i), vc:get(xs[i]))
+        end
+      end
+      assert.equal("first", vc:get(x0))
+      assert.equal(1, vc:refs(x0))
+      assert.is_true(vc:verify())
+    end)
+
     -- Runs fn from a call hook the first time the operation under way
     -- calls a view's retarget: in the middle of it, as a finalizer may.
     local function inside (fn)

@@ -126,10 +126,14 @@ static int view_release (lua_State *L) {
 ** the check reads the block's mark: by default all of the first block's
 ** (a node about to be searched), false none (a block already in the
 ** cache), a position the line there (the word read next). */
-static int view_retarget (lua_State *L) {
+/* retarget, and try_retarget (quiet): a run that the file does not hold
+** (a negative or unaligned offset, past the allocated area, a free block)
+** returns nil and why, where retarget raises. */
+static int doretarget (lua_State *L, int quiet) {
   View *v = checkview(L, 1);
   BlockFile *bf = v->bf;
-  uint64_t off = checkoffset(L, 2);
+  lua_Integer o = quiet ? intarg(L, 2) : (lua_Integer)checkoffset(L, 2);
+  uint64_t off = (uint64_t)o;
   lua_Integer n = luaL_optinteger(L, 3, 1);
   int at = lua_type(L, 4);
   lua_Integer pos = 0;
@@ -138,6 +142,11 @@ static int view_retarget (lua_State *L) {
   if (at == LUA_TNUMBER) pos = luaL_checkinteger(L, 4);
   else if (at > LUA_TNIL && at != LUA_TBOOLEAN)
     luaL_typeerror(L, 4, "boolean or integer");
+  if (o < 0) {                                    /* quiet: a nil */
+    lua_pushnil(L);
+    lua_pushfstring(L, "offset %I is negative", o);
+    return 2;
+  }
 #ifndef FMAP_NO_PREFETCH
   /* A walk retargets to the node it reads next: its lines are fetched
   ** while the check below waits for the first. */
@@ -150,8 +159,12 @@ static int view_retarget (lua_State *L) {
     __builtin_prefetch(bf->f.map + off + (uint64_t)pos);
   }
 #endif
-  if (fm_check_range(&bf->f, off, (uint64_t)n) != 0)
-    return corefail(L, bf, 2);
+  if (fm_check_range(&bf->f, off, (uint64_t)n) != 0) {
+    if (!quiet || LOSTMAP(bf)) return corefail(L, bf, 2);
+    lua_pushnil(L);
+    lua_pushstring(L, bf->f.msg);
+    return 2;
+  }
   CHECKLOST(L, v);   /* the check read the block's mark */
   v->off = off;
   v->len = (uint64_t)n * bf->f.h.block_size;
@@ -160,6 +173,13 @@ static int view_retarget (lua_State *L) {
   lua_settop(L, 1);
   return 1;
 }
+
+static int view_retarget (lua_State *L) { return doretarget(L, 0); }
+
+/* try_retarget(off [, blocks [, at]]): retarget, or nil and why when the
+** file holds no such run: for an offset read from the file, which a
+** damaged file may make anything, with no pcall. */
+static int view_try_retarget (lua_State *L) { return doretarget(L, 1); }
 
 static int view_len (lua_State *L) {
   View *v = checkview(L, 1);
@@ -492,6 +512,7 @@ SETTER(u64, 8)
 ** node primitives (node.c) and pack (pack.c) join the methods. */
 LUAI_DDEF const luaL_Reg view_methods[] = {
   {"release", view_release}, {"retarget", view_retarget},
+  {"try_retarget", view_try_retarget},
   {"offset", view_offset},
   {"blocks", view_blocks}, {"live", view_live},
   {"blockfile", view_blockfile},

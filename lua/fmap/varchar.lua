@@ -133,6 +133,7 @@ local VM = kit.view_methods   -- called as plain functions: no lookup
 local u32, u64, set_u32, set_u64 = VM.u32, VM.u64, VM.set_u32, VM.set_u64
 local vread, vwrite, vretarget, vlive = VM.read, VM.write, VM.retarget,
   VM.live
+local vtry_retarget = VM.try_retarget
 local pcall, type, error, tostring = pcall, type, error, tostring
 local setmetatable = setmetatable
 local guard, argcheck, accessors = kit.guard, kit.argcheck, kit.accessors
@@ -439,15 +440,15 @@ end
 
 -- Points the view v at the block(s) of blob x (an integer) and returns
 -- what locate returns for a live blob, or nil, with v anywhere, for
--- anything else: it raises nothing and writes nothing, and checks all
--- that locate checks (and that the slot lies in its block), in fewer
--- calls. The fast path of every operation.
+-- anything else: it raises nothing (but for a lost map) and writes
+-- nothing, and checks all that locate checks (and that the slot lies in
+-- its block), in fewer calls. The fast path of every operation.
 local function find_blob (self, v, x)
   local bs = self.bs
   local r = x % bs
   local block = x - r
   -- the line of the slot's header comes with the check of the block
-  if not pcall(vretarget, v, block, 1, r >= 8 and r - 8 or 0) then
+  if not vtry_retarget(v, block, 1, r >= 8 and r - 8 or 0) then
     return nil
   end
   local w = u64(v, 0)
@@ -472,7 +473,7 @@ local function find_blob (self, v, x)
     local len, n = u64(v, L_LEN), u64(v, L_BLOCKS)
     if len <= self.small_max or len > self.bf:size()
        or n ~= large_blocks(bs, len)
-       or n > 1 and not pcall(vretarget, v, block, n) then
+       or n > 1 and not vtry_retarget(v, block, n) then
       return nil
     end
     return LHDR, len, refs, 0, n
@@ -736,7 +737,7 @@ local function store (self, v, s, len)
       v:set_u64(S_USED, 0)
       v:set_u64(S_CARVED, 0)
     else     -- checked before anything is written (follow's checks)
-      local w = pcall(vretarget, v, block, 1, false) and u64(v, 0)
+      local w = vtry_retarget(v, block, 1, false) and u64(v, 0)
       if not w or w & U32 ~= SLAB or u64(v, H_SELF) ~= block
          or u64(v, H_OWNER) ~= meta then
         follow(self, v, block, SLAB, "a class list head")   -- raises
@@ -929,10 +930,12 @@ end
 
 -- The start of size, refs, free, ref and deref: checks self, offset
 -- (argument 1) and, for a method that writes, that the file is writable,
--- as check_self, toint and check_writable do; then enters the guard for
--- fname and points the store's view at its meta block. Returns the guard,
--- for the method's to-be-closed variable, offset as an integer and the
--- view; raises at the method's caller.
+-- as check_self, toint and check_writable do; then, unless another
+-- operation runs (which raises before the store's view is touched),
+-- makes the store's view if it has none and enters the guard for fname.
+-- Returns the guard, for the method's to-be-closed variable, offset as an
+-- integer and the view, which the method points at the meta block once
+-- the guard is held; raises at the method's caller.
 local function begin (self, offset, fname, writes)
   if getmetatable(self) ~= Varchar then
     bad_self("varchar", fname, self, nil, 4)
@@ -943,20 +946,19 @@ local function begin (self, offset, fname, writes)
   if writes and self.ro then
     error(string.format("cannot %s: the BlockFile is read-only", fname), 3)
   end
-  local v = self.views[1]  -- on the meta block before the guard is held:
-  if v ~= nil and vlive(v) then                   -- nothing raises then
-    vretarget(v, self.meta)
-  else
-    v = own_view(self, 3)
-    self.views[1] = v
-  end
-  return enter(self.guard, fname, 4), offset, v
+  local g = self.guard
+  if g.busy then enter(g, fname, 4) end
+  local v = self.views[1]
+  if v == nil or not vlive(v) then v = own_view(self, 3); self.views[1] = v end
+  g.busy = fname
+  return g, offset, v
 end
 
 --- The length in bytes of the blob at offset.
 function Varchar:size (offset)
   if mark then mark("varchar.size") end
   local _ <close>, offset, v = begin(self, offset, "size")
+  vretarget(v, self.meta, 1, false)
   local _, len = locate(self, v, offset, "size")
   return len
 end
@@ -965,6 +967,7 @@ end
 function Varchar:refs (offset)
   if mark then mark("varchar.refs") end
   local _ <close>, offset, v = begin(self, offset, "refs")
+  vretarget(v, self.meta, 1, false)
   local _, _, refs = locate(self, v, offset, "refs")
   return refs
 end
@@ -994,6 +997,7 @@ end
 function Varchar:free (offset)
   if mark then mark("varchar.free") end
   local _ <close>, offset, v = begin(self, offset, "free", true)
+  vretarget(v, self.meta, 1, false)
   runs(self, v)                 -- the reserve is sound before any write
   local pos, _, _, c, n = locate(self, v, offset, "free")
   release(self, v, offset, pos, c, n)
@@ -1004,6 +1008,7 @@ end
 function Varchar:ref (offset)
   if mark then mark("varchar.ref") end
   local _ <close>, offset, v = begin(self, offset, "ref", true)
+  vretarget(v, self.meta, 1, false)
   local pos, _, refs, c = locate(self, v, offset, "ref")
   if refs >= U32 then
     argerror(1, "ref", string.format("offset %d has the most references a "
@@ -1018,6 +1023,7 @@ end
 function Varchar:deref (offset)
   if mark then mark("varchar.deref") end
   local _ <close>, offset, v = begin(self, offset, "deref", true)
+  vretarget(v, self.meta, 1, false)
   runs(self, v)                 -- the reserve is sound before any write
   local pos, _, refs, c, n = locate(self, v, offset, "deref")
   if refs == 1 then
