@@ -735,6 +735,46 @@ describe("fmap.bptree", function()
                    h.errmsg(function() t:put("abcd", "cd") end))
       assert.equal("ab", t:get("abcd"))
     end)
+
+    it("stays sound when finalizers add while puts of large values split "
+       .. "leaves", function()
+      -- Values larger than the engine's buffer: the room for a put's old
+      -- value is an allocation, made before the descent.
+      local t = bptree.new(bf, 8, 1100)
+      local val = ("v"):rep(1100)
+      local ran, refused, armed, inside = 0, 0, true, 0
+      local descend_put = require("fmap.kit").view_methods.descend_put
+      local function arm ()
+        setmetatable({}, { __gc = function ()
+          if not armed then return end
+          -- none runs inside a put of a new key (a replace makes the
+          -- old value's string after the change, where one may)
+          for level = 2, 6 do
+            local info = debug.getinfo(level, "f")
+            if info and info.func == descend_put then inside = inside + 1 end
+          end
+          local k = string.pack(">I8", 2 * (ran + refused + 1))
+          if pcall(t.add, t, k, val) then ran = ran + 1
+          else refused = refused + 1 end
+          arm()
+        end })
+      end
+      arm()
+      local mode = collectgarbage("incremental", 1, 1000)
+      for i = 1, 800 do
+        assert.is_nil(t:put(string.pack(">I8", 1000001 - 2 * i), val))
+      end
+      armed = false
+      collectgarbage("incremental", 200, 100)
+      collectgarbage(mode)
+      assert.is_true(ran > 0)
+      assert.equal(0, inside)
+      assert.equal(800 + ran, t:size())
+      assert.is_true(t:verify())
+      for i = 1, 800 do
+        assert.equal(val, t:get(string.pack(">I8", 1000001 - 2 * i)))
+      end
+    end)
   end)
 
   it("keeps a fixed tree of 8192-byte blocks, three levels deep, and "

@@ -923,9 +923,18 @@ static int view_descend_put (lua_State *L) {
   /* the old value's room first: it may run a finalizer, which may move
   ** the view; nothing allocates after the descent */
   char *old;
+  size_t vl = lua_type(L, 11) == LUA_TSTRING ? lua_rawlen(L, 11) : 0;
+  int stopped = 0;
   lua_settop(L, 14);              /* the buffer's slot above cpos */
-  old = luaL_buffinitsize(L, &b, lua_type(L, 11) == LUA_TSTRING
-                                 ? lua_rawlen(L, 11) : 0);
+  /* A value larger than the buffer's own array is boxed: an allocation,
+  ** whose collection step could run a finalizer that changes the tree
+  ** after the caller read its root. The collector waits for it. */
+  if (vl > LUAL_BUFFERSIZE && lua_gc(L, LUA_GCISRUNNING)) {
+    lua_gc(L, LUA_GCSTOP);
+    stopped = 1;
+  }
+  old = luaL_buffinitsize(L, &b, vl);
+  if (stopped) lua_gc(L, LUA_GCRESTART);
   v = checkwritable(L, 1);
   if (!descendview(L, v, 0, 10, 1)) return 0;
   insargs(L, 6, 1, &r);

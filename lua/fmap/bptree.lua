@@ -1804,18 +1804,23 @@ function Tree:put (key, value)
   if mark then mark("bptree.put", key, value) end
   local views = self.views
   if not views then bad_self("put", self) end
-  if not self.fixed then
+  local fixed = self.fixed
+  if not fixed or self.readonly then   -- else the descent checks them
     check_entry(self, key, value, "put")
     if self.readonly then check_writable(self, "put") end
-    local _ <close> = enter(self.guard, "put")
+  end
+  local g = self.guard
+  if not fixed then
+    local _ <close> = enter(g, "put")
     return slotted_put(self, key, value)
   end
-  if self.readonly then check_writable(self, "put") end
-  local g = self.guard
   if g.busy then enter(g, "put") end           -- raises
   -- Fixed: the descent to the leaf where key's first entry is or would be
   -- (lower) and the leaf's put in one engine call, through the tree's
   -- leaf view (sv[1]); the call also counts a new entry in the meta block.
+  -- (It makes the room for the old value before it descends, with the
+  -- collector stopped: no finalizer runs between the descent from the
+  -- root read here and the leaf's change.)
   local mv = views[self.meta] or node(self, self.meta)
   local sv = self.sv
   local v = sv[1]

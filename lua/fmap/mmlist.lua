@@ -482,7 +482,11 @@ local function item (self, v, mv, i, fname)
   if math_type(i) ~= "integer" or i < 1 or i > n then
     i = check_index(self, i, n, 1, fname, 4)
   end
-  local e = entry(self, mv, i - 1)
+  local j, B = i - 1, self.B                  -- entry(self, mv, i - 1)
+  local k = LOG2[j // B + 1] or leaf_of(j, B)
+  local off = u64(mv, M_LEAF + 8 * k)
+  if off ~= self.leaves[k] then off = check_leaf(self, mv, k, off) end
+  local e = off + 8 * (j - B * ((1 << k) - 1))
   local r = e % self.bs
   vretarget(v, e - r, 1, r)
   return r, e, i
