@@ -352,10 +352,6 @@ function List:__tostring ()
                  or "unreadable")
 end
 
-local function check_string (s, n, fname)
-  if type(s) ~= "string" then typeerror(n, fname, "string", s, 3) end
-end
-
 -- i as an index in 1..n (argument arg of fname), or raises; n is the
 -- count of the list self.
 local function check_index (self, i, n, arg, fname, level)
