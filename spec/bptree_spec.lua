@@ -13,6 +13,31 @@ end
 
 local function be (i, n) return string.pack(">I" .. (n or 8), i) end
 
+-- Runs body with the collector at its most eager and, armed all the
+-- while, finalizers that each add key(n), value(n) to t (n = 1, 2, ...)
+-- and arm the next; each, when given, runs first in every one. Returns
+-- how many entries they added and how many adds t refused.
+local function finalizers_adding (t, key, value, body, each)
+  local ran, refused, armed = 0, 0, true
+  local function arm ()
+    setmetatable({}, { __gc = function ()
+      if not armed then return end
+      if each then each() end
+      local n = ran + refused + 1
+      if pcall(t.add, t, key(n), value(n)) then ran = ran + 1
+      else refused = refused + 1 end
+      arm()
+    end })
+  end
+  arm()
+  local mode = collectgarbage("incremental", 1, 1000)
+  body()
+  armed = false
+  collectgarbage("incremental", 200, 100)
+  collectgarbage(mode)
+  return ran, refused
+end
+
 local function collect (...)
   local out = {}
   for k, v in ... do out[#out + 1] = { k, v } end
@@ -742,31 +767,22 @@ describe("fmap.bptree", function()
       -- value is an allocation, made before the descent.
       local t = bptree.new(bf, 8, 1100)
       local val = ("v"):rep(1100)
-      local ran, refused, armed, inside = 0, 0, true, 0
+      local inside = 0
       local descend_put = require("fmap.kit").view_methods.descend_put
-      local function arm ()
-        setmetatable({}, { __gc = function ()
-          if not armed then return end
-          -- none runs inside a put of a new key (a replace makes the
-          -- old value's string after the change, where one may)
-          for level = 2, 6 do
-            local info = debug.getinfo(level, "f")
-            if info and info.func == descend_put then inside = inside + 1 end
-          end
-          local k = string.pack(">I8", 2 * (ran + refused + 1))
-          if pcall(t.add, t, k, val) then ran = ran + 1
-          else refused = refused + 1 end
-          arm()
-        end })
-      end
-      arm()
-      local mode = collectgarbage("incremental", 1, 1000)
-      for i = 1, 800 do
-        assert.is_nil(t:put(string.pack(">I8", 1000001 - 2 * i), val))
-      end
-      armed = false
-      collectgarbage("incremental", 200, 100)
-      collectgarbage(mode)
+      local ran = finalizers_adding(t, function (n)
+        return string.pack(">I8", 2 * n)
+      end, function () return val end, function ()
+        for i = 1, 800 do
+          assert.is_nil(t:put(string.pack(">I8", 1000001 - 2 * i), val))
+        end
+      end, function ()
+        -- none runs inside a put of a new key (a replace makes the old
+        -- value's string after the change, where one may)
+        for level = 3, 7 do
+          local info = debug.getinfo(level, "f")
+          if info and info.func == descend_put then inside = inside + 1 end
+        end
+      end)
       assert.is_true(ran > 0)
       assert.equal(0, inside)
       assert.equal(800 + ran, t:size())
@@ -1061,28 +1077,16 @@ describe("fmap.bptree", function()
     it("stays sound when finalizers add at random through splits and "
        .. "merges", function()
       local t = bptree.new(bf, 8, 8)
-      local refused, ran, armed = 0, 0, true
-      local function arm ()
-        setmetatable({}, { __gc = function ()
-          if not armed then return end
-          local k = string.pack(">I8", 1000000 + ran + refused)
-          if pcall(t.add, t, k, k) then ran = ran + 1
-          else refused = refused + 1 end
-          arm()
-        end })
-      end
-      arm()
-      local mode = collectgarbage("incremental", 1, 1000)
-      for i = 1, 3000 do
-        local k = string.pack(">I8", (i * 7919) % 3001)
-        t:add(k, k)
-      end
-      for i = 1, 3000, 2 do
-        assert.equal(1, t:remove(string.pack(">I8", (i * 7919) % 3001)))
-      end
-      armed = false
-      collectgarbage("incremental", 200, 100)
-      collectgarbage(mode)
+      local function key (n) return string.pack(">I8", 999999 + n) end
+      local ran = finalizers_adding(t, key, key, function ()
+        for i = 1, 3000 do
+          local k = string.pack(">I8", (i * 7919) % 3001)
+          t:add(k, k)
+        end
+        for i = 1, 3000, 2 do
+          assert.equal(1, t:remove(string.pack(">I8", (i * 7919) % 3001)))
+        end
+      end)
       -- (whether a finalizer runs inside a split depends on the
       -- collector's state; the where spec above refuses for certain)
       assert.equal(1500 + ran, t:size())
