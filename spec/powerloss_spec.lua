@@ -56,6 +56,7 @@ package.path = arg[4]
 local fmap = require "fmap"
 ]] .. DIGEST .. [[
 local path, seed, txns = arg[1], tonumber(arg[2]), tonumber(arg[3])
+local big = arg[5] == "big"   -- one transaction grows the file by 1.2 MiB
 math.randomseed(seed)
 local bf = assert(fmap.open(path))
 local t, l, h = open_all(bf)
@@ -71,8 +72,12 @@ end
 reload_keys()
 local function value () return string.rep(string.char(math.random(97, 122)),
                                           math.random(0, 300)) end
-for _ = 1, txns do
+for txn = 1, txns do
   bf:begin()
+  local bulk = big and txn == txns // 2
+  if bulk then   -- past the size a durable commit writes straight in
+    l:append(string.rep(string.char(math.random(97, 122)), 1200 * 1024))
+  end
   for _ = 1, math.random(1, 10) do
     local r = math.random()
     if r < 0.3 or #keys == 0 then
@@ -100,14 +105,15 @@ for _ = 1, txns do
   t:add(string.pack(">I8", next_key), "every transaction changes")
   keys[#keys + 1] = string.pack(">I8", next_key)
   next_key = next_key + 1
-  if math.random() < 0.1 then
+  if not bulk and math.random() < 0.1 then
     bf:rollback()
     reload_keys()
   else
-    assert(bf:commit({ sync = math.random() < 0.8 }))
+    assert(bf:commit({ sync = bulk or math.random() < 0.8 }))
     print("COMMIT " .. digest(t, l, h))
   end
 end
+print("DIRECT " .. bf:stats().direct_blocks)
 assert(bf:close())
 ]]
 
@@ -259,10 +265,14 @@ describe("power loss at any point of a run of transactions", function()
       h.writefile(script, CHILD)
       local out, status = h.run(string.format(
         "env LD_PRELOAD=%s ASAN_OPTIONS=verify_asan_link_order=0:"
-        .. "detect_leaks=0 FMAP_RECORD=%s %s %s %s %d %d %q 2>&1", SHIM, log,
-        h.bin(), script, path, seed, run % 3 == 0 and 150 or 50,
-        package.path))
+        .. "detect_leaks=0 FMAP_RECORD=%s %s %s %s %d %d %q %s 2>&1", SHIM,
+        log, h.bin(), script, path, seed, run % 3 == 0 and 150 or 50,
+        package.path, run % 3 == 1 and "big" or "small"))
       assert.equal(0, status, out)
+      -- a run with a bulk transaction writes its blocks past the journal
+      local direct = tonumber(out:match("DIRECT (%d+)"))
+      if run % 3 == 1 then assert.is_true(direct >= 256, out)
+      else assert.equal(0, direct) end
       for d in out:gmatch("COMMIT (%S+)") do digests[#digests + 1] = d end
       tally.runs = tally.runs + 1
       tally.commits = tally.commits + #digests

@@ -402,6 +402,147 @@ describe("transactions", function()
     end)
   end)
 
+  describe("a durable commit of 1 MiB or more of new blocks", function()
+    local N = 300   -- blocks: past the 1 MiB a commit writes straight in
+
+    -- Allocates n blocks in a transaction, each holding its own offset
+    -- and tag; returns their offsets.
+    local function bulk (n, tag)
+      local offs = {}
+      bf:begin()
+      for i = 1, n do
+        offs[i] = bf:allocate()
+        bf:with(offs[i], function (v) v:write(0, tag .. offs[i]) end)
+      end
+      return offs
+    end
+
+    local function holds (f, offs, tag)
+      for _, o in ipairs(offs) do
+        local want = tag .. o
+        assert.equal(want, f:with(o, function (v) return v:read(0, #want) end))
+      end
+    end
+
+    it("writes them straight into the file, past the journal", function()
+      local offs = bulk(N, "bulk")
+      assert(bf:commit())
+      local st = bf:stats()
+      assert.equal(N, st.direct_blocks)
+      assert.is_true(st.journal_blocks < 4, st.journal_blocks)
+      holds(bf, offs, "bulk")
+      assert.is_true(bf:check())
+      -- the file alone holds them: a copy of it without its journal
+      -- misses only the header's commit, which the journal holds
+      bf:close()
+      bf = assert(fmap.open(path))
+      holds(bf, offs, "bulk")
+      assert.equal(N, bf:stats().used_blocks)
+      assert.is_true(bf:check())
+    end)
+
+    it("journals fewer, and a commit that does not wait for the disk",
+       function()
+      bulk(200, "few")
+      assert(bf:commit())
+      assert.equal(0, bf:stats().direct_blocks)
+      local offs = bulk(N, "nosync")
+      assert(bf:commit({ sync = false }))
+      assert.equal(0, bf:stats().direct_blocks)
+      holds(bf, offs, "nosync")
+    end)
+
+    it("journals later changes to them, and a rollback keeps the commit",
+       function()
+      local offs = bulk(N, "bulk")
+      assert(bf:commit())
+      bf:begin()
+      for i = 1, N, 7 do
+        bf:with(offs[i], function (v) v:write(0, "next" .. offs[i]) end)
+      end
+      assert(bf:commit())
+      assert.equal(N, bf:stats().direct_blocks)
+      bf:begin()
+      for i = 2, N, 7 do
+        bf:with(offs[i], function (v) v:write(0, "undo" .. offs[i]) end)
+      end
+      bf:rollback()
+      for i, o in ipairs(offs) do
+        local want = ((i - 1) % 7 == 0 and "next" or "bulk") .. o
+        assert.equal(want, bf:with(o, function (v)
+          return v:read(0, #want) end))
+      end
+      bf:close()
+      bf = assert(fmap.open(path))
+      for i, o in ipairs(offs) do
+        local want = ((i - 1) % 7 == 0 and "next" or "bulk") .. o
+        assert.equal(want, bf:with(o, function (v)
+          return v:read(0, #want) end))
+      end
+      assert.is_true(bf:check())
+    end)
+
+    it("survives a kill after the commit, and loses all of one before it",
+       function()
+      bf:close()
+      bf = nil
+      local out = h.run_lua([[
+local fmap = require "fmap"
+local bf = assert(fmap.open(arg[1]))
+bf:begin()
+local offs = {}
+for i = 1, 300 do
+  offs[i] = bf:allocate()
+  bf:with(offs[i], function (v) v:write(0, "kept" .. offs[i]) end)
+end
+local nums = {}
+for i, o in ipairs(offs) do nums[i] = string.pack("<I4", o // fmap.BLOCKSIZE) end
+bf:set_control_data(table.concat(nums))
+assert(bf:commit())
+print("DIRECT " .. bf:stats().direct_blocks)
+bf:begin()
+for i = 1, 300 do
+  bf:with(bf:allocate(), function (v) v:write(0, "lost") end)
+end
+bf:fail_after(1, "kill")
+bf:allocate()
+print("not reached")
+]], path)
+      assert.matches("DIRECT 300", out)
+      assert.is_nil(out:find("not reached", 1, true), out)
+      bf = assert(fmap.open(path))
+      local offs = {}
+      local cd = bf:control_data()
+      for i = 1, #cd, 4 do offs[#offs + 1] = string.unpack("<I4", cd, i) * BS end
+      assert.equal(N, #offs)
+      holds(bf, offs, "kept")
+      assert.equal(N, bf:stats().used_blocks)
+      assert.is_true(bf:check())
+      -- the killed transaction's blocks are tail again, handed out zeroed
+      local o = bf:allocate()
+      assert.equal(("\0"):rep(BS), bf:with(o, function (v)
+        return v:read(0, BS) end))
+    end)
+
+    it("leaves a reader opened before it on its snapshot", function()
+      local a = bf:allocate()
+      bf:with(a, function (v) v:write(0, "old") end)
+      assert(bf:flush())
+      local r = assert(fmap.open(path, { readonly = true }))
+      local offs = bulk(N, "bulk")
+      bf:with(a, function (v) v:write(0, "new") end)
+      assert(bf:commit())
+      assert.equal(N, bf:stats().direct_blocks)
+      assert.equal("old", r:with(a, function (v) return v:read(0, 3) end))
+      assert.equal(1, r:stats().used_blocks)
+      assert.is_true(r:check())
+      r:close()
+      r = assert(fmap.open(path, { readonly = true }))
+      holds(r, offs, "bulk")
+      r:close()
+    end)
+  end)
+
   describe("the journal", function()
     it("is removed at close and replayed at open after a crash", function()
       local a = bf:allocate()

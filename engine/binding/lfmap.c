@@ -683,6 +683,7 @@ static int bf_stats (lua_State *L) {
   setint(L, "undo_copies", st.undo_copies);
   setint(L, "commits", st.commits);
   setint(L, "checkpoints", st.checkpoints);
+  setint(L, "direct_blocks", st.direct_blocks);
   setint(L, "journal_replayed", st.replayed);
   setint(L, "checkpoints_deferred", st.deferred);
   setbool(L, "readers", st.readers);

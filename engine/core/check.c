@@ -154,6 +154,7 @@ void fm_get_stats (const fm_file *f, fm_stats *st) {
   st->journal_blocks = f->ninwal;
   st->undo_copies = f->txn ? f->nundo_buf : 0;
   st->commits = f->commits;
+  st->direct_blocks = f->direct;
   st->checkpoints = f->checkpoints;
   st->replayed = f->replayed;
   st->deferred = f->deferred;

@@ -431,6 +431,7 @@ static int map_new (fm_file *f, uint32_t bs, int anonymous) {
   f->map = p;
   f->mapsize = bs;
   f->clean_from = bs;
+  f->ctop = bs;
   f->version = FM_VERSION;
   if (txn_init(f) != 0) return ENOMEM;
   f->need = 0;     /* block 0 is written to the file directly, below */
@@ -845,6 +846,7 @@ int fm_open (const char *path, int flags, fm_file *f) {
   /* A tail left by a crash may hold old bytes; growth from here on
   ** (posix_fallocate, ftruncate) reads as zeros. */
   f->clean_from = f->mapsize;
+  f->ctop = f->h.top;
   if (checksum(ctl_ptr(f, f->h.ctl_area), f->h.ctl_len, 2) != f->h.ctl_sum) {
     unextend(f, before);
     free(frames);

@@ -99,6 +99,9 @@ typedef struct fm_file {
   int gate;             /* holds the readers' byte write-locked: no
                         ** reader is mapped while the file changes */
   uint64_t deferred;    /* checkpoints put off because readers were open */
+  uint64_t ctop;        /* top as of the last commit: the file's committed
+                        ** state allocates nothing from here on */
+  uint64_t direct;      /* blocks commits wrote straight into the file */
   uint64_t replayed;    /* frames a crashed writer's journal held at open:
                         ** copied into the file, or laid over the map */
   char msg[192];        /* what went wrong, for FM_EMISUSE and friends */
@@ -123,6 +126,8 @@ typedef struct fm_stats {
   uint64_t checkpoints;   /* since open */
   uint64_t replayed;      /* journal frames recovered at open */
   uint64_t deferred;      /* checkpoints put off for readers */
+  uint64_t direct_blocks; /* blocks commits wrote straight into the file,
+                          ** past the last commit's top: not journaled */
   int in_transaction;
   int readers;            /* other BlockFiles have it open read-only */
   int writer;             /* another BlockFile has it open for writing */

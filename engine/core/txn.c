@@ -17,10 +17,13 @@
 ** (MADV_DONTNEED), and the file's comes back. A transaction over a file
 ** just checkpointed copies nothing.
 **
-**   commit    appends a frame per dirty block to the journal, the last
-**             one marked as the commit and carrying the file size; with
-**             sync, fdatasync(journal). The transaction is durable when
-**             that returns.
+**   commit    with sync, and DIRECT_MIN bytes or more of blocks allocated
+**             since the last commit (past ctop): pwrites those into the
+**             file and fdatasync(file) first (write_direct). Then appends
+**             a frame per other dirty block to the journal, the last one
+**             marked as the commit and carrying the file size; with sync,
+**             fdatasync(journal). The transaction is durable when that
+**             returns.
 **   rollback  copies the undo copies back (or drops the private pages of
 **             the blocks the file holds) and restores the header, the
 **             slot and the clean mark of begin; nothing is written.
@@ -50,6 +53,12 @@
 **     restarts the journal only after the file is on disk, and writes new
 **     frames only after the new header is, so no replay ever mixes old
 **     frames with the newer file.
+**   - Blocks a commit writes straight into the file lie past the top of
+**     the file's committed state, which allocates nothing there, and
+**     have no frame in the journal's generation to write over them: until
+**     the commit frame is on disk they are tail, which open treats as
+**     unclean (zeroed before allocation); the fdatasync before any frame
+**     puts them on disk first.
 **   - Replay is idempotent: a crash during recovery is recovered again.
 **   - Growth extends the file (ftruncate) outside any commit: the space is
 **     zeros, past the committed top, and means nothing until a commit
@@ -93,6 +102,8 @@
 #define JOURNAL_LIMIT (4u << 20)   /* a checkpoint once past it */
 #define IOV_BATCH     512          /* frames a pwritev, two iovecs each */
 #define JOURNAL_SLACK (1ull << 30) /* see fm__recover */
+#define DIRECT_MIN    (1u << 20)   /* bytes a commit writes past the journal
+                                   ** at least, or none: see write_direct */
 
 static const unsigned char WAL_MAGIC[8] =
   { 'f', 'm', 'a', 'p', 'W', 'A', 'L', '1' };
@@ -419,6 +430,97 @@ static int writev_all (int fd, struct iovec *iov, int n, uint64_t pos) {
   return 0;
 }
 
+static int cmp64 (const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Sorts the n blocks of b and pwrites each run of contiguous ones from the
+** map into the file. 0 or an errno value. */
+static int write_runs (fm_file *f, uint64_t *b, uint64_t n) {
+  uint64_t bs = f->h.block_size, i, j;
+  qsort(b, (size_t)n, 8, cmp64);
+  for (i = 0; i < n; i = j) {
+    uint64_t off, len, done = 0;
+    for (j = i + 1; j < n && b[j] == b[j - 1] + 1; j++) {}
+    off = b[i] * bs;
+    len = (j - i) * bs;
+    while (done < len) {
+      ssize_t w = pwrite(f->fd, f->map + off + done, (size_t)(len - done),
+                         (off_t)(off + done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return w < 0 ? errno : EIO;
+      done += (uint64_t)w;
+    }
+  }
+  return 0;
+}
+
+/* Drops the map's private pages of the n sorted blocks of b, which the
+** file holds: memory goes back to the page cache. */
+static void drop_runs (fm_file *f, const uint64_t *b, uint64_t n) {
+  uint64_t bs = f->h.block_size, i, j;
+  if (f->readonly || bs % (uint64_t)sysconf(_SC_PAGESIZE) != 0) return;
+  for (i = 0; i < n; i = j) {
+    for (j = i + 1; j < n && b[j] == b[j - 1] + 1; j++) {}
+    madvise(f->map + b[i] * bs, (size_t)((j - i) * bs), MADV_DONTNEED);
+  }
+}
+
+/* A block a durable commit may write straight into the file: allocated
+** since the last commit (the committed state reaches nothing from ctop
+** on), and with no frame in the journal, which a replay would write over
+** it. */
+#define DIRECT(f, b) ((b) * (f)->h.block_size >= (f)->ctop && \
+                      (b) * (f)->h.block_size < (f)->h.top && \
+                      !((f)->bflag[b] & FM_B_INWAL))
+
+/* A durable commit's first step, when the blocks allocated since the last
+** commit come to DIRECT_MIN bytes or more: writes them straight into the
+** file and fdatasyncs it, so that the journal carries only the rest (the
+** header among them) and no checkpoint copies them again. Half the bytes
+** written, and the map's copies of them go back to the page cache.
+**
+** Why a crash cannot show them early: the file's committed state (its
+** header, and the journal's last commit) allocates nothing from ctop on,
+** so until the commit frame that follows is on disk they are tail bytes
+** that mean nothing; open treats such a tail as unclean, and allocation
+** zeroes a block of it before handing it out. The fdatasync comes first,
+** so a commit frame on disk finds them on disk too. Readers never map a
+** top above ctop: they see nothing of it either.
+**
+** On success the blocks are clean (no frame follows for them); on failure
+** nothing is, the commit fails, and the blocks of the file that may hold
+** new bytes are kept out of clean_from's reach, even after a rollback. */
+static int write_direct (fm_file *f) {
+  uint64_t bs = f->h.block_size, i, k, n = 0, hi = 0, *b;
+  int rc;
+  if (f->h.top <= f->ctop || !(f->bflag[0] & FM_B_DIRTY)) return 0;
+  for (i = 0; i < f->ndirty; i++)
+    if (DIRECT(f, f->dirty[i])) n++;
+  if (n * bs < DIRECT_MIN) return 0;
+  if ((b = malloc((size_t)(n * 8))) == NULL) return 0;   /* journaled */
+  for (i = k = 0; i < f->ndirty; i++)
+    if (DIRECT(f, f->dirty[i])) b[k++] = f->dirty[i];
+  rc = write_runs(f, b, n);
+  if (rc == 0 && fdatasync(f->fd) != 0) rc = errno;
+  if (rc != 0) {
+    hi = (b[n - 1] + 1) * bs;   /* sorted: the highest block written */
+    if (f->txn && f->txn_clean_from < hi) f->txn_clean_from = hi;
+    free(b);
+    return sysfail(f, rc);
+  }
+  for (i = 0; i < n; i++)
+    f->bflag[b[i]] &= (unsigned char)~FM_B_DIRTY;
+  for (i = k = 0; i < f->ndirty; i++)   /* keep the rest, in order */
+    if (f->bflag[f->dirty[i]] & FM_B_DIRTY) f->dirty[k++] = f->dirty[i];
+  f->ndirty = k;
+  drop_runs(f, b, n);
+  f->direct += n;
+  free(b);
+  return 0;
+}
+
 /* Appends a frame per dirty block under top; the last one commits. */
 static int append_frames (fm_file *f) {
   uint64_t bs = f->h.block_size, i, n = 0, pos = f->wal_end;
@@ -484,6 +586,7 @@ int fm_commit (fm_file *f, int sync) {
       old_end = f->wal_end;
       old_sum = f->wal_sum;
     }
+    if (sync && (rc = write_direct(f)) != 0) return rc;
     for (i = 0; i < f->ndirty; i++) {   /* room to record them first */
       if (f->bflag[f->dirty[i]] & FM_B_INWAL) continue;
       if (fm__txn_inwal(f, f->dirty[i]) != 0) return sysfail(f, ENOMEM);
@@ -502,6 +605,7 @@ int fm_commit (fm_file *f, int sync) {
   for (i = 0; i < f->ndirty; i++)
     f->bflag[f->dirty[i]] &= (unsigned char)~FM_B_DIRTY;
   f->ndirty = 0;
+  f->ctop = f->h.top;
   f->commits++;
   if (f->txn) end_txn(f);
   else f->gen++;
@@ -522,11 +626,6 @@ int fm__txn_inwal (fm_file *f, uint64_t b) {
   return 0;
 }
 
-static int cmp64 (const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* Writes what the journal holds into the file, from the map, which holds
 ** the same bytes: nothing is dirty at a checkpoint. */
 int fm_checkpoint (fm_file *f) {
@@ -545,32 +644,11 @@ int fm_checkpoint (fm_file *f) {
 
 /* fm_checkpoint, the readers' byte held. */
 static int checkpoint (fm_file *f) {
-  uint64_t bs = f->h.block_size, i, j;
   int rc;
   if ((rc = sync_journal(f)) != 0) return rc;
-  qsort(f->inwal, (size_t)f->ninwal, 8, cmp64);
-  for (i = 0; i < f->ninwal; i = j) {   /* runs of contiguous blocks */
-    uint64_t off, len, done = 0;
-    for (j = i + 1; j < f->ninwal && f->inwal[j] == f->inwal[j - 1] + 1;
-         j++) {}
-    off = f->inwal[i] * bs;
-    len = (j - i) * bs;
-    while (done < len) {
-      ssize_t w = pwrite(f->fd, f->map + off + done, (size_t)(len - done),
-                         (off_t)(off + done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return sysfail(f, w < 0 ? errno : EIO);
-      done += (uint64_t)w;
-    }
-  }
+  if ((rc = write_runs(f, f->inwal, f->ninwal)) != 0) return sysfail(f, rc);
   if (fsync(f->fd) != 0) return sysfail(f, errno);
-  for (i = 0; i < f->ninwal; i = j) {   /* the file has them now */
-    for (j = i + 1; j < f->ninwal && f->inwal[j] == f->inwal[j - 1] + 1;
-         j++) {}
-    if (!f->readonly)
-      madvise(f->map + f->inwal[i] * bs, (size_t)((j - i) * bs),
-              MADV_DONTNEED);
-  }
+  drop_runs(f, f->inwal, f->ninwal);   /* the file has them now */
   if ((rc = restart_journal(f)) != 0) return rc;
   f->checkpoints++;
   return 0;
