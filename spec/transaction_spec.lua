@@ -543,6 +543,120 @@ print("not reached")
     end)
   end)
 
+  describe(":spill()", function()
+    -- Allocates n blocks, each holding its tag and offset; returns them.
+    local function fill (n, tag)
+      local offs = {}
+      for i = 1, n do
+        offs[i] = bf:allocate()
+        bf:with(offs[i], function (v) v:write(0, tag .. offs[i]) end)
+      end
+      return offs
+    end
+
+    local function holds (f, offs, tag)
+      for _, o in ipairs(offs) do
+        local want = tag .. o
+        assert.equal(want, f:with(o, function (v) return v:read(0, #want) end))
+      end
+    end
+
+    it("is 64 MiB until set, and 0 never spills", function()
+      assert.equal(64 * 1024 * 1024, bf:spill())
+      assert.equal(4 * BS, bf:spill(4 * BS))
+      assert.equal(4 * BS, bf:spill())
+      assert.equal(0, bf:spill(0))
+      bf:begin()
+      fill(100, "none")
+      assert.equal(0, bf:stats().direct_blocks)
+      assert.equal(101, bf:stats().dirty_blocks)   -- and the header
+      assert(bf:commit({ sync = false }))
+      local anon = fmap.anonymous()
+      assert.equal(BS, anon:spill(BS))
+      for _ = 1, 50 do anon:allocate() end
+      assert.equal(0, anon:stats().direct_blocks)
+      anon:close()
+    end)
+
+    it("refuses a size that is no integer of 0 or more", function()
+      assert.equal("bad argument #1 to 'spill' (spill size -1 is negative)",
+                   h.errmsg(function () bf:spill(-1) end))
+      assert.equal("bad argument #1 to 'spill' (number has no integer "
+                   .. "representation)",
+                   h.errmsg(function () bf:spill(1.5) end))
+      assert.equal("bad argument #1 to 'spill' (number expected, got "
+                   .. "string)", h.errmsg(function () bf:spill("x") end))
+      assert.equal(64 * 1024 * 1024, bf:spill())
+      local c = assert(fmap.create(h.tmpname()))
+      c:remove()
+      assert.equal("attempt to use a closed BlockFile",
+                   h.errmsg(function () c:spill(BS) end))
+    end)
+
+    it("writes new blocks ahead of the commit, and keeps the newest",
+       function()
+      bf:spill(64 * BS)
+      bf:begin()
+      local offs = fill(200, "ahead")
+      local st = bf:stats()
+      assert.is_true(st.direct_blocks >= 100, st.direct_blocks)
+      assert.is_true(st.dirty_blocks < 100, st.dirty_blocks)
+      holds(bf, offs, "ahead")              -- read back from the file
+      bf:with(offs[1], function (v) v:write(0, "again" .. offs[1]) end)
+      assert(bf:commit())
+      bf:close()
+      bf = assert(fmap.open(path))
+      holds(bf, { offs[1] }, "again")
+      holds(bf, { table.unpack(offs, 2) }, "ahead")
+      assert.equal(200, bf:stats().used_blocks)
+      assert.is_true(bf:check())
+    end)
+
+    it("leaves nothing of a rolled back transaction", function()
+      bf:spill(64 * BS)
+      local keep = fill(3, "kept")
+      assert(bf:flush())
+      bf:begin()
+      fill(300, "gone")
+      assert.is_true(bf:stats().direct_blocks > 0)
+      bf:rollback()
+      assert.equal(3, bf:stats().used_blocks)
+      -- blocks handed out again read zeros, in memory and after reopen,
+      -- though the file held the rolled back bytes
+      bf:begin()
+      local again = {}
+      for i = 1, 300 do again[i] = bf:allocate() end
+      assert(bf:commit())
+      local zero = ("\0"):rep(BS)
+      for _, o in ipairs(again) do
+        assert.equal(zero, bf:with(o, function (v) return v:read(0, BS) end))
+      end
+      bf:close()
+      bf = assert(fmap.open(path))
+      holds(bf, keep, "kept")
+      for _, o in ipairs(again) do
+        assert.equal(zero, bf:with(o, function (v) return v:read(0, BS) end))
+      end
+      assert.is_true(bf:check())
+    end)
+
+    it("spills outside a transaction too, and sync commits them",
+       function()
+      bf:spill(64 * BS)
+      local offs = fill(300, "loose")
+      assert.is_true(bf:stats().direct_blocks > 0)
+      assert(bf:sync())   -- commits without waiting for the disk
+      -- a crash now: the process dies without closing
+      local copy = h.tmpname()
+      h.writefile(copy, read_all(path))
+      h.writefile(copy .. "-wal", read_all(path .. "-wal"))
+      local c = assert(fmap.open(copy))
+      holds(c, offs, "loose")
+      assert.is_true(c:check())
+      c:remove()
+    end)
+  end)
+
   describe("the journal", function()
     it("is removed at close and replayed at open after a crash", function()
       local a = bf:allocate()

@@ -604,10 +604,25 @@ static int bf_fail_after (lua_State *L) {
 }
 
 
+/* spill([bytes]) -> bytes: the bytes of changes a BlockFile holds in
+** memory before it writes the blocks allocated since the last commit into
+** the file ahead of the commit; set when given, 0 for never. */
+static int bf_spill (lua_State *L) {
+  BlockFile *bf = checkbf(L, 1);
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n >= 0, 2,
+                  lua_pushfstring(L, "spill size %I is negative", n));
+    fm_set_spill(&bf->f, (uint64_t)n);
+  }
+  lua_pushinteger(L, (lua_Integer)bf->f.spill);
+  return 1;
+}
+
 LUAI_DDEF const luaL_Reg txn_bf_methods[] = {
   {"begin", bf_begin}, {"commit", bf_commit}, {"rollback", bf_rollback},
   {"in_transaction", bf_in_transaction}, {"transaction", bf_transaction},
   {"fail_after", bf_fail_after}, {"on_rollback", bf_on_rollback},
-  {"record", bf_record},
+  {"record", bf_record}, {"spill", bf_spill},
   {NULL, NULL}
 };

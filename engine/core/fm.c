@@ -347,6 +347,7 @@ static int txn_init (fm_file *f) {
     while ((1u << f->bshift) < bs) f->bshift++;
   f->need = (f->fd >= 0 && !f->readonly) ? FM_B_DIRTY : 0;
   f->gen = 1;
+  fm_set_spill(f, FM_SPILL);
   return fm__txn_resize(f) == 0 ? 0 : sysfail(f, ENOMEM);
 }
 
@@ -1043,6 +1044,7 @@ int fm_allocate (fm_file *f, uint64_t n, uint64_t *off) {
   if (n == 0 || n > (UINT64_MAX - f->mapsize) / bs)
     return fail(f, FM_EMISUSE, "cannot allocate %llu blocks",
                 (unsigned long long)n);
+  if (f->ndirty >= f->spill_next) fm__spill(f);   /* no store half done */
   if ((rc = take_free(f, &nh, n, off)) != 0) return rc;
   if (*off == 0) {
     if (nh.top + n * bs > f->mapsize &&

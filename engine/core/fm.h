@@ -102,6 +102,13 @@ typedef struct fm_file {
   uint64_t ctop;        /* top as of the last commit: the file's committed
                         ** state allocates nothing from here on */
   uint64_t direct;      /* blocks commits wrote straight into the file */
+  uint64_t spill;       /* bytes of changes held before new blocks are
+                        ** written ahead of the commit; 0: never */
+  uint64_t spill_next;  /* dirty blocks at which to look again */
+  int spilled;          /* blocks were written ahead since the last commit,
+                        ** not yet synced */
+  uint64_t spill_hi;    /* the end of the highest block written ahead (or
+                        ** by a failed commit) since the last commit */
   uint64_t replayed;    /* frames a crashed writer's journal held at open:
                         ** copied into the file, or laid over the map */
   char msg[192];        /* what went wrong, for FM_EMISUSE and friends */
@@ -267,6 +274,18 @@ int fm_rollback (fm_file *f);
 
 /* Copies the journal into the file and empties it. 0 or an errno value. */
 int fm_checkpoint (fm_file *f);
+
+/* Bytes of changed blocks a file holds in memory before it writes those
+** allocated since the last commit into the file ahead of the commit (see
+** txn.c); 0: never. FM_SPILL by default. */
+#define FM_SPILL (64u << 20)
+void fm_set_spill (fm_file *f, uint64_t bytes);
+
+/* Writes the blocks allocated since the last commit, but for the newest
+** changed, into the file ahead of the commit, if the changes held have
+** passed the spill size. Called where no store is half done (fm_allocate's
+** entry). Never fails: what it cannot write stays in memory. */
+void fm__spill (fm_file *f);
 
 /* The journal's path for a file's path: malloc'd, NULL when out of
 ** memory. */

@@ -17,9 +17,14 @@
 ** (MADV_DONTNEED), and the file's comes back. A transaction over a file
 ** just checkpointed copies nothing.
 **
+**   spill     when the changes held pass the spill size (fm_set_spill),
+**             at an allocation: pwrites blocks allocated since the last
+**             commit (past ctop, and inside a transaction past its begin's
+**             top) into the file ahead of the commit (fm__spill).
 **   commit    with sync, and DIRECT_MIN bytes or more of blocks allocated
 **             since the last commit (past ctop): pwrites those into the
-**             file and fdatasync(file) first (write_direct). Then appends
+**             file; then, if any block went to the file ahead of the
+**             journal, fdatasync(file) first (write_direct). Then appends
 **             a frame per other dirty block to the journal, the last one
 **             marked as the commit and carrying the file size; with sync,
 **             fdatasync(journal). The transaction is durable when that
@@ -53,12 +58,13 @@
 **     restarts the journal only after the file is on disk, and writes new
 **     frames only after the new header is, so no replay ever mixes old
 **     frames with the newer file.
-**   - Blocks a commit writes straight into the file lie past the top of
-**     the file's committed state, which allocates nothing there, and
-**     have no frame in the journal's generation to write over them: until
-**     the commit frame is on disk they are tail, which open treats as
-**     unclean (zeroed before allocation); the fdatasync before any frame
-**     puts them on disk first.
+**   - Blocks written into the file ahead of the journal (a spill, or a
+**     commit's direct write) lie past the top of the file's committed
+**     state, which allocates nothing there, and have no frame in the
+**     journal's generation to write over them: until the commit frame is
+**     on disk they are tail, which open treats as unclean (zeroed before
+**     allocation); the fdatasync before any frame puts them on disk
+**     first. See write_ahead.
 **   - Replay is idempotent: a crash during recovery is recovered again.
 **   - Growth extends the file (ftruncate) outside any commit: the space is
 **     zeros, past the committed top, and means nothing until a commit
@@ -104,6 +110,8 @@
 #define JOURNAL_SLACK (1ull << 30) /* see fm__recover */
 #define DIRECT_MIN    (1u << 20)   /* bytes a commit writes past the journal
                                    ** at least, or none: see write_direct */
+#define SPILL_KEEP    1024         /* newest changed blocks a spill keeps, at
+                                   ** most: a quarter of the spill size */
 
 static const unsigned char WAL_MAGIC[8] =
   { 'f', 'm', 'a', 'p', 'W', 'A', 'L', '1' };
@@ -112,6 +120,8 @@ static const unsigned char WAL_MAGIC[8] =
 /* ---------------------------------------------------------------------- */
 /* Growable arrays                                                         */
 /* ---------------------------------------------------------------------- */
+
+static void next_spill (fm_file *f);
 
 /* Makes room for one more element of size sz in *a; 0 or ENOMEM. */
 static int reserve (void **a, uint64_t n, uint64_t *cap, size_t sz) {
@@ -300,6 +310,10 @@ int fm_rollback (fm_file *f) {
   f->h = f->txn_h;
   f->slot = f->txn_slot;
   f->clean_from = f->txn_clean_from;
+  /* Blocks written ahead are past top again, their bytes in the file:
+  ** allocation zeroes them before handing them out. */
+  if (f->clean_from < f->spill_hi) f->clean_from = f->spill_hi;
+  next_spill(f);
   end_txn(f);
   return rc == 0 ? 0 : sysfail(f, rc);
 }
@@ -475,49 +489,121 @@ static void drop_runs (fm_file *f, const uint64_t *b, uint64_t n) {
                       (b) * (f)->h.block_size < (f)->h.top && \
                       !((f)->bflag[b] & FM_B_INWAL))
 
-/* A durable commit's first step, when the blocks allocated since the last
-** commit come to DIRECT_MIN bytes or more: writes them straight into the
-** file and fdatasyncs it, so that the journal carries only the rest (the
-** header among them) and no checkpoint copies them again. Half the bytes
-** written, and the map's copies of them go back to the page cache.
+/* Blocks written into the file ahead of their commit lie past the top of
+** the file's committed state, which allocates nothing there, and have no
+** frame in the journal's generation to write over them: until the commit
+** frame is on disk they are tail, which open treats as unclean (zeroed
+** before allocation); one fdatasync of the file before any frame of the
+** commit puts them on disk first. Readers never map a top above ctop:
+** they see nothing of them either. Two paths write them:
 **
-** Why a crash cannot show them early: the file's committed state (its
-** header, and the journal's last commit) allocates nothing from ctop on,
-** so until the commit frame that follows is on disk they are tail bytes
-** that mean nothing; open treats such a tail as unclean, and allocation
-** zeroes a block of it before handing it out. The fdatasync comes first,
-** so a commit frame on disk finds them on disk too. Readers never map a
-** top above ctop: they see nothing of it either.
+**   write_direct  a durable commit's first step, when the blocks
+**                 allocated since the last commit come to DIRECT_MIN bytes
+**                 or more: the journal then carries only the rest (the
+**                 header among them) and no checkpoint copies them again:
+**                 half the bytes written.
+**   fm__spill     when the changes held pass the spill size, at the entry
+**                 of an allocation (no store is half done there): the new
+**                 blocks but the newest changed (a quarter of the spill
+**                 size, SPILL_KEEP blocks at most) go to the file at once,
+**                 and the map's copies of them back to the page cache, so
+**                 that a bulk load holds a bounded memory. Inside
+**                 a transaction only blocks past its begin's top go, whose
+**                 rollback is zeros: a rollback leaves their bytes in the
+**                 file past top, and raises clean_from over them (spill_hi)
+**                 so that allocation zeroes them again.
 **
-** On success the blocks are clean (no frame follows for them); on failure
-** nothing is, the commit fails, and the blocks of the file that may hold
-** new bytes are kept out of clean_from's reach, even after a rollback. */
-static int write_direct (fm_file *f) {
-  uint64_t bs = f->h.block_size, i, k, n = 0, hi = 0, *b;
-  int rc;
-  if (f->h.top <= f->ctop || !(f->bflag[0] & FM_B_DIRTY)) return 0;
-  for (i = 0; i < f->ndirty; i++)
-    if (DIRECT(f, f->dirty[i])) n++;
-  if (n * bs < DIRECT_MIN) return 0;
-  if ((b = malloc((size_t)(n * 8))) == NULL) return 0;   /* journaled */
-  for (i = k = 0; i < f->ndirty; i++)
-    if (DIRECT(f, f->dirty[i])) b[k++] = f->dirty[i];
-  rc = write_runs(f, b, n);
-  if (rc == 0 && fdatasync(f->fd) != 0) rc = errno;
-  if (rc != 0) {
-    hi = (b[n - 1] + 1) * bs;   /* sorted: the highest block written */
-    if (f->txn && f->txn_clean_from < hi) f->txn_clean_from = hi;
-    free(b);
-    return sysfail(f, rc);
-  }
+** Written blocks are clean (no frame follows for them); a later store
+** makes them dirty again, as any other. A failed write leaves them dirty:
+** the commit journals them, and its frames win at replay. */
+#define AHEAD(f, b, floor) ((b) * (f)->h.block_size >= (floor) && \
+                            (b) * (f)->h.block_size < (f)->h.top && \
+                            !((f)->bflag[b] & FM_B_INWAL))
+
+/* Writes the n blocks of b (malloc'd; freed here) into the file, then,
+** with sync (or if blocks were written ahead and not synced), fdatasyncs
+** it. On success they are clean, their private pages dropped. 0 or an
+** errno value. */
+static int write_ahead (fm_file *f, uint64_t *b, uint64_t n, int sync) {
+  uint64_t bs = f->h.block_size, i, k, hi = 0;
+  int rc = 0;
   for (i = 0; i < n; i++)
-    f->bflag[b[i]] &= (unsigned char)~FM_B_DIRTY;
-  for (i = k = 0; i < f->ndirty; i++)   /* keep the rest, in order */
-    if (f->bflag[f->dirty[i]] & FM_B_DIRTY) f->dirty[k++] = f->dirty[i];
-  f->ndirty = k;
-  drop_runs(f, b, n);
-  f->direct += n;
+    if ((b[i] + 1) * bs > hi) hi = (b[i] + 1) * bs;
+  if (hi > f->spill_hi) f->spill_hi = hi;   /* before: a failure too */
+  if (n > 0) {
+    f->spilled = 1;
+    rc = write_runs(f, b, n);
+  }
+  if (rc == 0 && sync) {
+    if (fdatasync(f->fd) != 0) rc = errno;
+    else f->spilled = 0;
+  }
+  if (rc == 0 && n > 0) {
+    for (i = 0; i < n; i++)
+      f->bflag[b[i]] &= (unsigned char)~FM_B_DIRTY;
+    for (i = k = 0; i < f->ndirty; i++)   /* keep the rest, in order */
+      if (f->bflag[f->dirty[i]] & FM_B_DIRTY) f->dirty[k++] = f->dirty[i];
+    f->ndirty = k;
+    drop_runs(f, b, n);
+    f->direct += n;
+  }
   free(b);
+  return rc;
+}
+
+/* The dirty blocks from floor on, but for the newest keep of the dirty
+** list, in *out (malloc'd, or NULL when none). Returns how many. */
+static uint64_t ahead_of (fm_file *f, uint64_t floor, uint64_t keep,
+                          uint64_t **out) {
+  uint64_t last = f->ndirty > keep ? f->ndirty - keep : 0, i, k, n = 0;
+  *out = NULL;
+  for (i = 0; i < last; i++)
+    if (AHEAD(f, f->dirty[i], floor)) n++;
+  if (n == 0 || (*out = malloc((size_t)(n * 8))) == NULL) return 0;
+  for (i = k = 0; i < last; i++)
+    if (AHEAD(f, f->dirty[i], floor)) (*out)[k++] = f->dirty[i];
+  return n;
+}
+
+static void next_spill (fm_file *f) {
+  uint64_t per = f->spill / f->h.block_size;
+  f->spill_next = f->spill == 0 ? UINT64_MAX : f->ndirty + (per ? per : 1);
+}
+
+void fm_set_spill (fm_file *f, uint64_t bytes) {
+  f->spill = bytes;
+  next_spill(f);
+}
+
+void fm__spill (fm_file *f) {
+  uint64_t floor = f->ctop, keep = f->spill / f->h.block_size / 4, *b, n;
+  if (f->fd >= 0 && !f->readonly && !f->faulted && f->spill != 0) {
+    if (f->txn && f->txn_h.top > floor) floor = f->txn_h.top;
+    n = ahead_of(f, floor, keep < SPILL_KEEP ? keep : SPILL_KEEP, &b);
+    if (n > 0 && write_ahead(f, b, n, 0) != 0) {
+      /* they stay dirty: the commit journals them */
+    }
+  }
+  next_spill(f);
+}
+
+/* A commit's first step: with sync, and DIRECT_MIN bytes or more of
+** blocks allocated since the last commit, writes them into the file; if
+** any block went ahead (here or spilled), fdatasyncs it. 0 or an errno
+** value, the commit failing. */
+static int write_direct (fm_file *f, int sync) {
+  uint64_t *b = NULL, n = 0;
+  int rc;
+  if (sync && f->h.top > f->ctop && (f->bflag[0] & FM_B_DIRTY)) {
+    n = ahead_of(f, f->ctop, 0, &b);
+    if (n * f->h.block_size < DIRECT_MIN) {
+      free(b);
+      b = NULL;
+      n = 0;
+    }
+  }
+  if (n == 0 && !f->spilled) return 0;
+  if ((rc = write_ahead(f, b, n, 1)) != 0) return sysfail(f, rc);
   return 0;
 }
 
@@ -586,7 +672,8 @@ int fm_commit (fm_file *f, int sync) {
       old_end = f->wal_end;
       old_sum = f->wal_sum;
     }
-    if (sync && (rc = write_direct(f)) != 0) return rc;
+    if ((sync || f->spilled) && (rc = write_direct(f, sync)) != 0)
+      return rc;
     for (i = 0; i < f->ndirty; i++) {   /* room to record them first */
       if (f->bflag[f->dirty[i]] & FM_B_INWAL) continue;
       if (fm__txn_inwal(f, f->dirty[i]) != 0) return sysfail(f, ENOMEM);
@@ -606,6 +693,8 @@ int fm_commit (fm_file *f, int sync) {
     f->bflag[f->dirty[i]] &= (unsigned char)~FM_B_DIRTY;
   f->ndirty = 0;
   f->ctop = f->h.top;
+  f->spill_hi = 0;
+  next_spill(f);
   f->commits++;
   if (f->txn) end_txn(f);
   else f->gen++;
