@@ -334,6 +334,79 @@ describe("fmap.View", function()
   end)
 
   describe(":bsearch()", function()
+    -- The reference: the first of keys (a sorted list) >= key (> key with
+    -- upper), 0-based, and whether one equals it.
+    local function reference (keys, key, upper)
+      local found = false
+      for i, k in ipairs(keys) do
+        if k == key then found = true end
+        if k > key or (k == key and not upper) then return i - 1, found end
+      end
+      return #keys, found
+    end
+
+    it("finds what a plain binary search finds, however the keys spread",
+       function()
+      -- entries of a 16-byte key and 8 bytes beside, up to 300 in 2 blocks
+      local bf2 = assert(fmap.anonymous())
+      local big <close> = bf2:get(bf2:allocate_blocks(2), 2)
+      local function be (x) return string.pack(">I8", x) end
+      local spreads = {
+        scattered = function (i) return be(i * 0x9E3779B97F4A7C15) .. be(i) end,
+        counted = function (i) return be(i) .. be(0) end,
+        clustered = function (i)   -- most share their first 8 bytes
+          return be(i % 10 == 0 and i or 5000) .. be(i) end,
+        doubling = function (i) return be(1 << (i % 63)) .. be(i) end,
+        duplicated = function (i) return be(i // 7 * 1000) .. be(0) end,
+        prefix = function (i) return be(42) .. be(i * 977) end,
+        edges = function (i)
+          return be(i % 2 == 0 and 0 or -1) .. be(i) end,
+      }
+      local probes = 0
+      for name, make in pairs(spreads) do
+        for _, n in ipairs({ 1, 16, 17, 40, 170, 300 }) do
+          local keys = {}
+          for i = 1, n do keys[i] = make(i) end
+          table.sort(keys)
+          for i, k in ipairs(keys) do
+            big:write((i - 1) * 24, k)
+            big:set_u64((i - 1) * 24 + 16, i)
+          end
+          local tries = {}
+          for i = 1, n, math.max(1, n // 25) do
+            local k = keys[i]
+            tries[#tries + 1] = k                               -- present
+            tries[#tries + 1] = k:sub(1, 15) .. string.char((k:byte(16) + 1) % 256)
+            tries[#tries + 1] = k:sub(1, 8) .. ("\0"):rep(8)    -- between
+          end
+          tries[#tries + 1] = ("\0"):rep(16)
+          tries[#tries + 1] = ("\255"):rep(16)
+          for _ = 1, 30 do                                      -- anywhere
+            tries[#tries + 1] = be(math.random(math.mininteger,
+                                               math.maxinteger)) .. be(0)
+          end
+          for _, key in ipairs(tries) do
+            for _, upper in ipairs({ false, true }) do
+              local i, found = reference(keys, key, upper)
+              local where = string.format("%s, %d keys, key %s, upper %s",
+                                          name, n, (key:gsub(".",
+                function (c) return ("%02x"):format(c:byte()) end)),
+                tostring(upper))
+              assert.same({ i, found }, { big:bsearch(0, n, 24, key, upper) },
+                          where)
+              local j, f2, field = big:bsearch(0, n, 24, key, upper, 16)
+              assert.same({ i, found }, { j, f2 }, where)
+              if i < n then assert.equal(i + 1, field, where) end
+              probes = probes + 1
+            end
+          end
+        end
+      end
+      assert.is_true(probes > 2000)
+      big:release()
+      bf2:close()
+    end)
+
     it("finds the first entry not below the key", function()
       -- 5 entries of 12 bytes: a 4-byte big-endian key, then 8 bytes
       for i, k in ipairs({ 10, 20, 20, 30, 40 }) do

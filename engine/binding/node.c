@@ -127,22 +127,86 @@ static unsigned char *searchrun (lua_State *L, const View *v, int arg,
 
 /* The index of the first of count entries >= key (> key with upper), and
 ** in *found whether one equals key. */
+/* The first 8 bytes at p as a big-endian integer: a key's rank. */
+static inline uint64_t rank8 (const unsigned char *p) {
+  uint64_t x;
+  memcpy(&x, p, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  x = __builtin_bswap64(x);
+#endif
+  return x;
+}
+
+/* The ranks the keys of a node lie between, as its parent's entries on
+** either side of the child say (a descent passes them down); known says
+** whether they are. */
+typedef struct Bracket { uint64_t a, b; int known; } Bracket;
+
+/* The index of the first of count entries (stride bytes apart, sorted)
+** whose key is >= key, or > key with upper; *found says whether one
+** equals it. A binary search, but where keys of 8 bytes or more spread
+** over their first 8 (hashed, scattered or counted keys), the first probe
+** goes where the key's rank falls between the ranks the entries lie
+** between (br's, from the parent, whose lines were just read; else the
+** first and last entries'), and probes 4, 8, 16... entries on bracket it:
+** a node's search then waits for about 2 cache lines, not 7 one after the
+** other. Whatever the keys, each probe keeps the binary search's
+** invariant (entries before lo are below the key, or equal for upper;
+** those from hi on are not), so the result is the same; a skewed node or
+** a wrong bracket costs a few probes more. */
+#define PROBE(i) (c = keycmp(base + (i) * stride, key, kl), \
+                  c == 0 ? (*found = 1) : 0, c < 0 || (upper && c == 0))
 static uint64_t lowerbound (const unsigned char *base, uint64_t count,
                             uint64_t stride, const unsigned char *key,
-                            size_t kl, int upper, int *found) {
+                            size_t kl, int upper, int *found,
+                            const Bracket *br) {
   uint64_t lo = 0, hi = count;
+  int c;
   *found = 0;
+  if (kl >= 8 && count > 16) {
+    uint64_t k = rank8(key), a, b;
+    if (br != NULL && br->known && br->a < k && k < br->b) {
+      a = br->a;
+      b = br->b;
+    }
+    else {
+      a = rank8(base);
+      b = rank8(base + (count - 1) * stride);
+    }
+    if (a < k && k < b) {
+      uint64_t p = (uint64_t)((double)(k - a) / (double)(b - a) *
+                              (double)(count - 1)), gap = 4;
+      if (p >= count) p = count - 1;
+      if (PROBE(p)) {                   /* the key is past p */
+        lo = p + 1;
+        while (p + gap < hi) {
+          if (!PROBE(p + gap)) { hi = p + gap; break; }
+          lo = p + gap + 1;
+          p += gap;
+          gap *= 2;
+        }
+      }
+      else {                            /* at p or before it */
+        hi = p;
+        while (p >= lo + gap) {
+          if (PROBE(p - gap)) { lo = p - gap + 1; break; }
+          hi = p - gap;
+          p -= gap;
+          gap *= 2;
+        }
+      }
+    }
+  }
   while (lo < hi) {
     uint64_t mid = lo + (hi - lo) / 2;
-    int c = keycmp(base + mid * stride, key, kl);
-    if (c == 0) *found = 1;
-    if (c < 0 || (upper && c == 0)) lo = mid + 1;
+    if (PROBE(mid)) lo = mid + 1;
     else hi = mid;
   }
   if (!upper && lo < count)
     *found = keycmp(base + lo * stride, key, kl) == 0;
   return lo;
 }
+#undef PROBE
 
 /* The optional field beside a search's hit: its position at argument a
 ** and its length at a + 1, neither negative. *at is -1 without a
@@ -181,7 +245,7 @@ static int dosearch (lua_State *L, int counted) {
                                            ** finalizer that retired it */
   if (counted) count = nodecount(L, v, cpos, 2);
   base = searchrun(L, v, counted ? 3 : 2, 4, pos, count, stride, kl, kl);
-  lo = lowerbound(base, count, stride, key, kl, upper, &found);
+  lo = lowerbound(base, count, stride, key, kl, upper, &found, NULL);
   if (PROFILING(v->bf))
     profsearch(v, counted ? cpos : -1, pos, count, stride, kl);
   lua_pushinteger(L, (lua_Integer)lo);
@@ -220,7 +284,7 @@ static int doremove (lua_State *L, View *v, int a) {
   /* whole entries move, so the last one must fit, and hold a key */
   base = searchrun(L, v, a + 1, a + 2, pos, count, stride, kl,
                    kl > stride ? UINT64_MAX : stride);
-  lo = lowerbound(base, count, stride, key, kl, 0, &found);
+  lo = lowerbound(base, count, stride, key, kl, 0, &found, NULL);
   if (PROFILING(v->bf)) profsearch(v, cpos, pos, count, stride, kl);
   e = lo;
   while (found && e < count && keycmp(base + e * stride, key, kl) == 0) e++;
@@ -325,7 +389,7 @@ static void inssearch (lua_State *L, View *v, int a, int upper, Ins *r) {
   prefetch_run(r->base, r->count * r->stride);
 #endif
   r->lo = lowerbound(r->base, r->count, r->stride, r->key, r->kl, upper,
-                     &r->found);
+                     &r->found, NULL);
   if (PROFILING(v->bf))
     profsearch(v, r->cpos, r->pos, r->count, r->stride, r->kl);
 }
@@ -629,12 +693,15 @@ static const Searcher *checksearcher (lua_State *L, int i,
 }
 
 /* Searches the node in the block at off with s's layout for key (kl
-** bytes): sets *lo to the index, *found and *count. Returns 0, or 1 when
-** the block is not allocated, 2 when the count's entries pass it. */
+** bytes): sets *lo to the index, *found and *count. br holds the ranks
+** the node's keys lie between, if known, and gets those of the child
+** beside entry *lo: the entries on either side of it. Returns 0, or 1
+** when the block is not allocated, 2 when the count's entries pass it. */
 static HOT_INLINE int searchnode (BlockFile *bf, const Searcher *s,
                                   uint64_t off, const unsigned char *key,
                                   size_t kl, int upper, uint64_t *lo,
-                                  int *found, uint64_t *count) {
+                                  int *found, uint64_t *count,
+                                  Bracket *br) {
   uint64_t bs = bf->f.h.block_size, n;
   const unsigned char *node;
   if (fm_check_range(&bf->f, off, 1) != 0) return 1;
@@ -648,7 +715,12 @@ static HOT_INLINE int searchnode (BlockFile *bf, const Searcher *s,
     prefetch_run(node + s->pos, (n - 1) * s->stride + kl);
 #endif
   }
-  *lo = lowerbound(node + s->pos, n, s->stride, key, kl, upper, found);
+  *lo = lowerbound(node + s->pos, n, s->stride, key, kl, upper, found, br);
+  if (kl >= 8) {
+    if (*lo > 0) br->a = rank8(node + s->pos + (*lo - 1) * s->stride);
+    if (*lo < n) br->b = rank8(node + s->pos + *lo * s->stride);
+    br->known = *lo > 0 && *lo < n ? 1 : br->known;
+  }
   return 0;
 }
 
@@ -698,6 +770,7 @@ static int searcher_call (lua_State *L) {
   uint64_t count = 0, lo = 0, bs, at;
   BlockFile *bf;
   const Searcher *s, *cur;
+  Bracket br = { 0, UINT64_MAX, 0 };
   View v;              /* only what pushbeside reads */
   if (key == NULL) return 0;
   if (lua_gettop(L) > 3) {
@@ -734,7 +807,7 @@ static int searcher_call (lua_State *L) {
   follow = below ? depth : depth - 1;        /* fields to follow */
   at = (uint64_t)off;
   st = searchnode(bf, follow > 0 ? s : cur, at, key, kl, upper, &lo, &found,
-                  &count);
+                  &count, &br);
   if (st != 0) nodefail(L, bf, follow > 0 ? s : cur, st, at, count, kl, 0, 0);
   if (PROFILING(bf)) {
     profcount(bf, PROF_DESCENT);
@@ -751,7 +824,7 @@ static int searcher_call (lua_State *L) {
                  (lua_Integer)lo, (lua_Integer)bs);
     at = load_le(bf->f.map + at + f, 8);
     if (PROFILING(bf)) profread(bf, from + f, 8, 8);   /* the child */
-    st = searchnode(bf, next, at, key, kl, upper, &lo, &found, &count);
+    st = searchnode(bf, next, at, key, kl, upper, &lo, &found, &count, &br);
     if (st != 0) nodefail(L, bf, next, st, at, count, kl, from, fromi);
     if (PROFILING(bf)) profread(bf, at, 4, 4 + probebytes(count, kl));
   }
@@ -782,6 +855,7 @@ static int descendview (lua_State *L, View *v, int upper, int k,
   const Searcher *s = checksearcher(L, 2, bf);
   uint64_t at = checkoffset(L, 3), bs = bf->f.h.block_size, from = 0;
   uint64_t fromi = 0;
+  Bracket br = { 0, UINT64_MAX, 0 };
   lua_Integer depth = intarg(L, 4);
   lua_Integer ks = intarg(L, 5);
   size_t kl;
@@ -805,7 +879,7 @@ static int descendview (lua_State *L, View *v, int upper, int k,
   for (; depth > 0; depth--) {
     uint64_t lo = 0, count = 0, f;
     int found, st = searchnode(bf, s, at, key, kl, upper, &lo, &found,
-                               &count);
+                               &count, &br);
     if (st == 1 && from == 0) corefail(L, bf, 3);
     if (st != 0) nodefail(L, bf, s, st, at, count, kl, from, fromi);
     if (PROFILING(bf)) profread(bf, at, 4, 4 + probebytes(count, kl));
