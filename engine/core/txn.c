@@ -507,7 +507,8 @@ static void drop_runs (fm_file *f, const uint64_t *b, uint64_t n) {
 **                 blocks but the newest changed (a quarter of the spill
 **                 size, SPILL_KEEP blocks at most) go to the file at once,
 **                 and the map's copies of them back to the page cache, so
-**                 that a bulk load holds a bounded memory. Inside
+**                 that a bulk load holds the spill size (and the undo
+**                 list's entry a new block, 24 bytes). Inside
 **                 a transaction only blocks past its begin's top go, whose
 **                 rollback is zeros: a rollback leaves their bytes in the
 **                 file past top, and raises clean_from over them (spill_hi)
