@@ -695,13 +695,17 @@ static const Searcher *checksearcher (lua_State *L, int i,
 /* Searches the node in the block at off with s's layout for key (kl
 ** bytes): sets *lo to the index, *found and *count. br holds the ranks
 ** the node's keys lie between, if known, and gets those of the child
-** beside entry *lo: the entries on either side of it. Returns 0, or 1
-** when the block is not allocated, 2 when the count's entries pass it. */
+** beside entry *lo: the entries on either side of it. With prefetch it
+** asks for the entries' cache lines first: worth it for a node that is
+** likely cold (a leaf), not for the few internal nodes above it, which
+** stay in the cache and whose 64 requests would only cost. Returns 0, or
+** 1 when the block is not allocated, 2 when the count's entries pass
+** it. */
 static HOT_INLINE int searchnode (BlockFile *bf, const Searcher *s,
                                   uint64_t off, const unsigned char *key,
                                   size_t kl, int upper, uint64_t *lo,
                                   int *found, uint64_t *count,
-                                  Bracket *br) {
+                                  Bracket *br, int prefetch) {
   uint64_t bs = bf->f.h.block_size, n;
   const unsigned char *node;
   if (fm_check_range(&bf->f, off, 1) != 0) return 1;
@@ -712,7 +716,7 @@ static HOT_INLINE int searchnode (BlockFile *bf, const Searcher *s,
         kl > bs - s->pos - (n - 1) * s->stride)
       return 2;
 #ifndef FMAP_NO_PREFETCH
-    prefetch_run(node + s->pos, (n - 1) * s->stride + kl);
+    if (prefetch) prefetch_run(node + s->pos, (n - 1) * s->stride + kl);
 #endif
   }
   *lo = lowerbound(node + s->pos, n, s->stride, key, kl, upper, found, br);
@@ -807,7 +811,7 @@ static int searcher_call (lua_State *L) {
   follow = below ? depth : depth - 1;        /* fields to follow */
   at = (uint64_t)off;
   st = searchnode(bf, follow > 0 ? s : cur, at, key, kl, upper, &lo, &found,
-                  &count, &br);
+                  &count, &br, follow == 0);
   if (st != 0) nodefail(L, bf, follow > 0 ? s : cur, st, at, count, kl, 0, 0);
   if (PROFILING(bf)) {
     profcount(bf, PROF_DESCENT);
@@ -824,7 +828,8 @@ static int searcher_call (lua_State *L) {
                  (lua_Integer)lo, (lua_Integer)bs);
     at = load_le(bf->f.map + at + f, 8);
     if (PROFILING(bf)) profread(bf, from + f, 8, 8);   /* the child */
-    st = searchnode(bf, next, at, key, kl, upper, &lo, &found, &count, &br);
+    st = searchnode(bf, next, at, key, kl, upper, &lo, &found, &count, &br,
+                    follow == 1);
     if (st != 0) nodefail(L, bf, next, st, at, count, kl, from, fromi);
     if (PROFILING(bf)) profread(bf, at, 4, 4 + probebytes(count, kl));
   }
@@ -879,7 +884,7 @@ static int descendview (lua_State *L, View *v, int upper, int k,
   for (; depth > 0; depth--) {
     uint64_t lo = 0, count = 0, f;
     int found, st = searchnode(bf, s, at, key, kl, upper, &lo, &found,
-                               &count, &br);
+                               &count, &br, 0);   /* the leaf: below */
     if (st == 1 && from == 0) corefail(L, bf, 3);
     if (st != 0) nodefail(L, bf, s, st, at, count, kl, from, fromi);
     if (PROFILING(bf)) profread(bf, at, 4, 4 + probebytes(count, kl));
