@@ -402,26 +402,32 @@ describe("transactions", function()
     end)
   end)
 
+  -- Allocates n blocks, each holding its tag and offset; returns them.
+  local function fill (n, tag)
+    local offs = {}
+    for i = 1, n do
+      offs[i] = bf:allocate()
+      bf:with(offs[i], function (v) v:write(0, tag .. offs[i]) end)
+    end
+    return offs
+  end
+
+  -- Asserts that the blocks at offs of the BlockFile f hold what fill
+  -- wrote there with tag.
+  local function holds (f, offs, tag)
+    for _, o in ipairs(offs) do
+      local want = tag .. o
+      assert.equal(want, f:with(o, function (v) return v:read(0, #want) end))
+    end
+  end
+
   describe("a durable commit of 1 MiB or more of new blocks", function()
     local N = 300   -- blocks: past the 1 MiB a commit writes straight in
 
-    -- Allocates n blocks in a transaction, each holding its own offset
-    -- and tag; returns their offsets.
+    -- fill in a transaction, left open
     local function bulk (n, tag)
-      local offs = {}
       bf:begin()
-      for i = 1, n do
-        offs[i] = bf:allocate()
-        bf:with(offs[i], function (v) v:write(0, tag .. offs[i]) end)
-      end
-      return offs
-    end
-
-    local function holds (f, offs, tag)
-      for _, o in ipairs(offs) do
-        local want = tag .. o
-        assert.equal(want, f:with(o, function (v) return v:read(0, #want) end))
-      end
+      return fill(n, tag)
     end
 
     it("writes them straight into the file, past the journal", function()
@@ -544,23 +550,6 @@ print("not reached")
   end)
 
   describe(":spill()", function()
-    -- Allocates n blocks, each holding its tag and offset; returns them.
-    local function fill (n, tag)
-      local offs = {}
-      for i = 1, n do
-        offs[i] = bf:allocate()
-        bf:with(offs[i], function (v) v:write(0, tag .. offs[i]) end)
-      end
-      return offs
-    end
-
-    local function holds (f, offs, tag)
-      for _, o in ipairs(offs) do
-        local want = tag .. o
-        assert.equal(want, f:with(o, function (v) return v:read(0, #want) end))
-      end
-    end
-
     it("is 64 MiB until set, and 0 never spills", function()
       assert.equal(64 * 1024 * 1024, bf:spill())
       assert.equal(4 * BS, bf:spill(4 * BS))
