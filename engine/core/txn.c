@@ -481,14 +481,6 @@ static void drop_runs (fm_file *f, const uint64_t *b, uint64_t n) {
   }
 }
 
-/* A block a durable commit may write straight into the file: allocated
-** since the last commit (the committed state reaches nothing from ctop
-** on), and with no frame in the journal, which a replay would write over
-** it. */
-#define DIRECT(f, b) ((b) * (f)->h.block_size >= (f)->ctop && \
-                      (b) * (f)->h.block_size < (f)->h.top && \
-                      !((f)->bflag[b] & FM_B_INWAL))
-
 /* Blocks written into the file ahead of their commit lie past the top of
 ** the file's committed state, which allocates nothing there, and have no
 ** frame in the journal's generation to write over them: until the commit
@@ -516,15 +508,18 @@ static void drop_runs (fm_file *f, const uint64_t *b, uint64_t n) {
 **
 ** Written blocks are clean (no frame follows for them); a later store
 ** makes them dirty again, as any other. A failed write leaves them dirty:
-** the commit journals them, and its frames win at replay. */
+** the commit journals them, and its frames win at replay.
+**
+** AHEAD: a dirty block that may go ahead, from floor (ctop, or a
+** transaction's begin top) to top, with no frame in the journal. */
 #define AHEAD(f, b, floor) ((b) * (f)->h.block_size >= (floor) && \
                             (b) * (f)->h.block_size < (f)->h.top && \
                             !((f)->bflag[b] & FM_B_INWAL))
 
-/* Writes the n blocks of b (malloc'd; freed here) into the file, then,
-** with sync (or if blocks were written ahead and not synced), fdatasyncs
-** it. On success they are clean, their private pages dropped. 0 or an
-** errno value. */
+/* Writes the n blocks of b (malloc'd, or NULL when n is 0; freed here)
+** into the file, then with sync fdatasyncs it, which puts every block
+** written ahead since the last commit on disk. On success the n blocks
+** are clean, their private pages dropped. 0 or an errno value. */
 static int write_ahead (fm_file *f, uint64_t *b, uint64_t n, int sync) {
   uint64_t bs = f->h.block_size, i, k, hi = 0;
   int rc = 0;
