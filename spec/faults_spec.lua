@@ -200,6 +200,82 @@ out("AGAIN", bf:flush(), bf:check())
       end
     end)
 
+    it("a durable commit that writes its new blocks straight in and then "
+       .. "fails rolls back exactly", function()
+      -- 300 blocks written before begin (a) and 300 allocated before it
+      -- (b), all uncommitted; the transaction writes both and allocates
+      -- 300 more (c), past the 1 MiB a commit writes straight in; the
+      -- journal's write fails
+      local lines, status, injected, raw = child(dir, PRELUDE .. [[
+local bf = assert(fmap.create(path))
+assert(bf:flush())
+local a, b, c = {}, {}, {}
+for i = 1, 300 do a[i] = bf:allocate(); fill(bf, a[i], 1, 1) end
+for i = 1, 300 do b[i] = bf:allocate() end
+bf:begin()
+for i = 1, 300 do fill(bf, a[i], 1, 2); fill(bf, b[i], 1, 2) end
+for i = 1, 300 do c[i] = bf:allocate(); fill(bf, c[i], 1, 2) end
+out("COMMIT", bf:commit())
+bf:rollback()
+local function ok (set, byte)
+  for _, o in ipairs(set) do if not holds(bf, o, 1, byte) then return false end end
+  return true
+end
+out("ROLLEDBACK", ok(a, 1), ok(b, 0), bf:stats().used_blocks, bf:check())
+out("FLUSH", bf:flush())
+bf:close()
+bf = assert(fmap.open(path))
+out("REOPENED", ok(a, 1), ok(b, 0), bf:stats().used_blocks, bf:check())
+]], { "pwritev", 1, "ENOSPC" }, path)
+      assert.equal(1, injected, raw)
+      assert.equal(0, status, raw)
+      assert.same({ { "nil", path .. ":", "No", "space", "left", "on",
+                      "device", "28" } }, tagged(lines, "COMMIT"))
+      assert.same({ { "true", "true", "600", "true" } },
+                  tagged(lines, "ROLLEDBACK"))
+      assert.same({ { "true" } }, tagged(lines, "FLUSH"))
+      assert.same({ { "true", "true", "600", "true" } },
+                  tagged(lines, "REOPENED"))
+    end)
+
+    it("refuses every commit after the file's sync fails with blocks "
+       .. "written ahead; the file keeps the last commit", function()
+      local _, st0, _, raw0 = child(dir, PRELUDE .. [[
+local bf = assert(fmap.create(path))
+fill(bf, bf:allocate(), 1, 7)
+assert(bf:close())
+]], nil, path)
+      assert.equal(0, st0, raw0)
+      -- the commit's first fdatasync starts the journal, its second is
+      -- the file's, for the blocks spilled
+      local lines, status, injected, raw = child(dir, PRELUDE .. [[
+local bf = assert(fmap.open(path))
+bf:spill(16 * 4096)
+bf:begin()
+for i = 1, 100 do fill(bf, bf:allocate(), 1, 9) end
+out("AHEAD", bf:stats().direct_blocks > 0)
+local ok, msg, en = bf:commit()
+out("COMMIT", ok, en)
+ok, msg, en = bf:commit()
+out("AGAIN", ok, en)
+out("MESSAGE", (msg:gsub(" ", "_")))
+bf:rollback()
+out("CLOSE", (bf:close()))
+bf = assert(fmap.open(path))
+out("REOPENED", bf:stats().used_blocks, holds(bf, 4096, 1, 7), bf:check())
+]], { "fdatasync", 1, "EIO" }, path)
+      assert.equal(1, injected, raw)
+      assert.equal(0, status, raw)
+      assert.same({ { "true" } }, tagged(lines, "AHEAD"))
+      assert.same({ { "nil", "5" } }, tagged(lines, "COMMIT"))
+      assert.same({ { "nil", "5" } }, tagged(lines, "AGAIN"))
+      assert.matches("cannot_commit:_a_sync_of_the_file_failed_after_blocks_"
+                     .. "were_written_into_it_ahead_of_the_commit",
+                     tagged(lines, "MESSAGE")[1][1])
+      assert.same({ { "nil" } }, tagged(lines, "CLOSE"))
+      assert.same({ { "1", "true", "true" } }, tagged(lines, "REOPENED"))
+    end)
+
     it("sync and set_control_data return nil, message, errno when the "
        .. "journal's write fails; the control data is set", function()
       local lines, _, injected, raw = child(dir, PRELUDE .. [[

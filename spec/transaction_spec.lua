@@ -601,6 +601,22 @@ print("not reached")
       assert.is_true(bf:check())
     end)
 
+    it("commits a later store through a view that wrote its block before "
+       .. "it was spilled", function()
+      bf:spill(8 * BS)
+      local a = bf:allocate()
+      bf:with(a, function (v)
+        v:write(0, "first")
+        fill(40, "spill")      -- allocations: a is written ahead, clean
+        assert.is_true(bf:stats().direct_blocks > 0)
+        v:write(0, "SECOND")   -- the view touched a before: it must look again
+      end)
+      assert(bf:flush())
+      bf:close()
+      bf = assert(fmap.open(path))
+      assert.equal("SECOND", bf:with(a, function (v) return v:read(0, 6) end))
+    end)
+
     it("leaves nothing of a rolled back transaction", function()
       bf:spill(64 * BS)
       local keep = fill(3, "kept")

@@ -109,6 +109,8 @@ typedef struct fm_file {
                         ** not yet synced */
   uint64_t spill_hi;    /* the end of the highest block written ahead (or
                         ** by a failed commit) since the last commit */
+  int nosync;           /* a sync failed after blocks were written ahead:
+                        ** no later commit may count on them */
   uint64_t replayed;    /* frames a crashed writer's journal held at open:
                         ** copied into the file, or laid over the map */
   char msg[192];        /* what went wrong, for FM_EMISUSE and friends */

@@ -531,8 +531,14 @@ static int write_ahead (fm_file *f, uint64_t *b, uint64_t n, int sync) {
     rc = write_runs(f, b, n);
   }
   if (rc == 0 && sync) {
-    if (fdatasync(f->fd) != 0) rc = errno;
-    else f->spilled = 0;
+    if (fdatasync(f->fd) == 0) f->spilled = 0;
+    else {
+      /* Blocks written ahead may be lost with the failed writeback, and
+      ** a second fdatasync would not say so: no commit may count on
+      ** them. The file stays as at the last commit. */
+      rc = errno;
+      if (f->spilled) f->nosync = 1;
+    }
   }
   if (rc == 0 && n > 0) {
     for (i = 0; i < n; i++)
@@ -542,6 +548,7 @@ static int write_ahead (fm_file *f, uint64_t *b, uint64_t n, int sync) {
     f->ndirty = k;
     drop_runs(f, b, n);
     f->direct += n;
+    f->gen++;   /* views that cached "touched" must announce stores again */
   }
   free(b);
   return rc;
@@ -588,10 +595,14 @@ void fm__spill (fm_file *f) {
 ** any block went ahead (here or spilled), fdatasyncs it. 0 or an errno
 ** value, the commit failing. */
 static int write_direct (fm_file *f, int sync) {
-  uint64_t *b = NULL, n = 0;
+  uint64_t *b = NULL, n = 0, floor = f->ctop;
   int rc;
-  if (sync && f->h.top > f->ctop && (f->bflag[0] & FM_B_DIRTY)) {
-    n = ahead_of(f, f->ctop, 0, &b);
+  /* Inside a transaction only blocks past its begin's top, which roll
+  ** back to zeros: a failed commit leaves a transaction to roll back, and
+  ** the bytes of a block allocated before begin must stay the map's. */
+  if (f->txn && f->txn_h.top > floor) floor = f->txn_h.top;
+  if (sync && f->h.top > floor && (f->bflag[0] & FM_B_DIRTY)) {
+    n = ahead_of(f, floor, 0, &b);
     if (n * f->h.block_size < DIRECT_MIN) {
       free(b);
       b = NULL;
@@ -662,6 +673,11 @@ int fm_commit (fm_file *f, int sync) {
     return 0;
   }
   if (f->faulted) return FM_ELOST;
+  if (f->nosync)
+    return fail(f, EIO, "cannot commit: a sync of the file failed after "
+                "blocks were written into it ahead of the commit, which may "
+                "be lost; the file holds the last commit (roll back, or "
+                "close and open it again)");
   if (f->fd >= 0 && f->ndirty > 0) {
     if (f->wal_fd < 0) {
       if ((rc = open_journal(f)) != 0) return rc;
