@@ -490,7 +490,8 @@ static void drop_runs (fm_file *f, const uint64_t *b, uint64_t n) {
 ** they see nothing of them either. Two paths write them:
 **
 **   write_direct  a durable commit's first step, when the blocks
-**                 allocated since the last commit come to DIRECT_MIN bytes
+**                 allocated since the last commit (inside a transaction,
+**                 since its begin, as for a spill) come to DIRECT_MIN bytes
 **                 or more: the journal then carries only the rest (the
 **                 header among them) and no checkpoint copies them again:
 **                 half the bytes written.
@@ -591,7 +592,8 @@ void fm__spill (fm_file *f) {
 }
 
 /* A commit's first step: with sync, and DIRECT_MIN bytes or more of
-** blocks allocated since the last commit, writes them into the file; if
+** blocks allocated since the last commit (inside a transaction, since its
+** begin), writes them into the file; if
 ** any block went ahead (here or spilled), fdatasyncs it. 0 or an errno
 ** value, the commit failing. */
 static int write_direct (fm_file *f, int sync) {
