@@ -926,6 +926,48 @@ describe("fmap.BlockFile", function()
                      h.errmsg(function() view:read(0, 1) end))
       os.remove(p2)
     end)
+
+    -- A module that says it is a structure (fmap.guard) has its errors
+    -- about a closed file named at its caller's line; another module's,
+    -- and a call straight from the script, at their own line.
+    it("names the line that called a structure's operation", function()
+      -- A module whose get takes a view at line 4 (3 when it is not a
+      -- structure); its path.
+      local function module (structure)
+        local p = h.tmpname(".lua")
+        local f = assert(io.open(p, "w"))
+        f:write(structure and 'require("fmap.guard").structure("mine")\n'
+                or "", "local M = {}\n", "function M.get (bf, off)\n",
+                "  local v = bf:get(off)\n", "  return v\n", "end\n",
+                "return M\n")
+        f:close()
+        local m = dofile(p)
+        os.remove(p)
+        return m, p
+      end
+      local function where (f)
+        local ok, err = pcall(f)
+        assert.is_false(ok)
+        local file, line = tostring(err):match("^(.-):(%d+): attempt to "
+                                               .. "use a closed BlockFile$")
+        return file, tonumber(line)
+      end
+      local s = module(true)
+      local o, op = module(false)
+      local off = bf:allocate()
+      s.get(bf, off):release()
+      o.get(bf, off):release()
+      assert.is_true(bf:close())
+      local file, line = where(function() s.get(bf, off) end)
+      assert.equal(h.line() - 1, line)
+      assert.matches("blockfile_spec%.lua$", file)
+      file, line = where(function() o.get(bf, off) end)
+      assert.equal(3, line)
+      assert.equal(op:match("[^/]*$"), file:match("[^/]*$"))
+      file, line = where(function() bf:allocate() end)
+      assert.equal(h.line() - 1, line)
+      assert.matches("blockfile_spec%.lua$", file)
+    end)
   end)
 
   describe(":remove()", function()

@@ -562,6 +562,34 @@ describe("fmap.bptree", function()
       assert.equal("attempt to use a closed BlockFile",
                    h.errmsg(function() for _ in t:iterate() do end end))
     end)
+
+    -- The operation meets the closed file deep inside the tree's code, in
+    -- a C call of its own; the error names the script's line all the same.
+    it("names the caller's line on a closed BlockFile", function()
+      local t = bptree.new(bf, 4, 4)
+      local s = bptree.new_at(bf, nil, -1, -1)
+      t:add("abcd", "efgh")
+      s:put("k", "v")
+      h.no_live_views(bf)
+      bf:close()
+      local function at (line, f)
+        local ok, err = pcall(f)
+        assert.is_false(ok)
+        assert.equal("bptree_spec.lua:" .. line
+                     .. ": attempt to use a closed BlockFile",
+                     tostring(err):match("[^/]*$"))
+      end
+      at(h.line(), function() t:get("abcd") end)
+      at(h.line(), function() t:put("abcd", "ijkl") end)
+      at(h.line(), function() t:add("abcd", "ijkl") end)
+      at(h.line(), function() t:remove("abcd") end)
+      at(h.line(), function() t:first() end)
+      at(h.line(), function() for _ in t:iterate() do end end)
+      at(h.line(), function() for _ in t:range("aaaa", "zzzz") do end end)
+      at(h.line(), function() s:get("k") end)
+      at(h.line(), function() s:put("k", "w") end)
+      at(h.line(), function() for _ in s:iterate() do end end)
+    end)
   end)
 
   describe(":put()", function()

@@ -97,6 +97,7 @@ LUAI_FUNC int mtfail (lua_State *L);
 LUAI_FUNC int typefail (lua_State *L, int i, const char *tname,
                         const char *mtname);
 LUAI_FUNC int notopen (lua_State *L, BlockFile *bf);
+LUAI_FUNC void pushcallerwhere (lua_State *L);
 LUAI_FUNC int corefail (lua_State *L, BlockFile *bf, int arg);
 LUAI_FUNC int pushfail (lua_State *L, BlockFile *bf, int rc,
                         const char *path);

@@ -76,12 +76,52 @@ int typefail (lua_State *L, int i, const char *tname, const char *mtname) {
   return luaL_typeerror(L, i, tname);
 }
 
-/* Raises for a BlockFile that is not BF_OPEN. */
+/* Pushes where an error about the file itself (closed, or its map lost)
+** happened, as luaL_where does, but seen from the script: a structure
+** (any chunk in the engine's list, FMAP_STRUCTURES, which fmap.guard
+** fills) meets a closed file deep inside an operation, and the line to
+** name is the one that called the operation. So when the running C
+** function's caller is a structure's function, the walk goes on past the
+** structures' functions and C functions (an iterator's step, say) and
+** names the first other Lua function. Otherwise, or when there is none,
+** it is luaL_where's level 1, as any error of the binding's. */
+void pushcallerwhere (lua_State *L) {
+  lua_Debug ar;
+  int level, list;
+  lua_getfield(L, LUA_REGISTRYINDEX, FMAP_STRUCTURES);
+  list = lua_gettop(L);
+  for (level = 1; lua_istable(L, list) && lua_getstack(L, level, &ar);
+       level++) {
+    int mine;
+    if (!lua_getinfo(L, "Sl", &ar)) break;
+    if (ar.currentline <= 0) {   /* a C function */
+      if (level == 1) break;
+      continue;
+    }
+    mine = ar.source[0] == '@' &&
+           lua_getfield(L, list, ar.source) != LUA_TNIL;
+    if (ar.source[0] == '@') lua_pop(L, 1);
+    if (mine) continue;
+    if (level == 1) break;
+    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+    lua_remove(L, list);
+    return;
+  }
+  lua_pop(L, 1);
+  luaL_where(L, 1);
+}
+
+/* Raises for a BlockFile that is not BF_OPEN, at the script's line
+** (pushcallerwhere). */
 int notopen (lua_State *L, BlockFile *bf) {
+  pushcallerwhere(L);
   if (bf->open == BF_LOST)
-    return luaL_error(L, "attempt to use a BlockFile that lost its map "
-                      "(%s): close it", fm_fault_reason(&bf->f));
-  return luaL_error(L, "attempt to use a closed BlockFile");
+    lua_pushfstring(L, "attempt to use a BlockFile that lost its map "
+                    "(%s): close it", fm_fault_reason(&bf->f));
+  else
+    lua_pushliteral(L, "attempt to use a closed BlockFile");
+  lua_concat(L, 2);
+  return lua_error(L);
 }
 
 /* Raises the core's misuse or corruption message against argument arg

@@ -42,10 +42,17 @@ const char *pushviewinfo (lua_State *L, const View *v) {
 }
 
 /* Raises "attempt to VERB a released view (offset ..., acquired at ...)":
-** which of the script's views it was, and where the script took it. */
+** which of the script's views it was, and where the script took it. A
+** view its file's close or lost map retired is named at the script's line
+** even when a structure's own view met it (pushcallerwhere). */
 int deadview (lua_State *L, const View *v, const char *verb) {
-  return luaL_error(L, "attempt to %s %s (%s)", verb, deadwhy[v->state],
-                    pushviewinfo(L, v));
+  if (v->state == CLOSED || v->state == LOST) pushcallerwhere(L);
+  else luaL_where(L, 1);
+  lua_pushfstring(L, "attempt to %s %s (%s)", verb, deadwhy[v->state],
+                  pushviewinfo(L, v));
+  lua_remove(L, -2);   /* pushviewinfo's string */
+  lua_concat(L, 2);
+  return lua_error(L);
 }
 
 /* Takes a live view off its BlockFile's list, with the state that says
