@@ -909,6 +909,28 @@ describe("fmap.BlockFile", function()
       os.remove(p2)
     end)
 
+    -- A <close> cannot refuse: it runs while the collector still marks
+    -- the dead registers of the function that declared it.
+    it("by a <close> variable ends the views still live", function()
+      local p2 = h.tmpname()
+      local kept, view, at
+      do
+        local b <close> = assert(fmap.create(p2))
+        kept = b
+        view, at = b:get(b:allocate()), h.line()
+      end
+      assert.equal("BlockFile (closed)", tostring(kept))
+      local ok, err = pcall(view.read, view, 0, 1)
+      assert.is_false(ok)
+      assert.matches("attempt to use a view of a closed BlockFile %(offset "
+                     .. "4096, 4096 bytes, acquired at [^)]*blockfile_spec"
+                     .. "%.lua:" .. at .. "%)$", err)
+      local b2 = assert(fmap.open(p2))
+      assert.equal(2, b2:stats().blocks)
+      b2:close()
+      os.remove(p2)
+    end)
+
     it("on an error exit of a <close> scope, closes and keeps the error",
        function()
       local p2 = h.tmpname()

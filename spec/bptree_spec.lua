@@ -563,6 +563,29 @@ describe("fmap.bptree", function()
                    h.errmsg(function() for _ in t:iterate() do end end))
     end)
 
+    -- The README's example: the tree's cached view, dropped, lies in a dead
+    -- register of the function when its <close> runs.
+    it("lets a <close> BlockFile close after an iteration", function()
+      local p = h.tmpname()
+      local seen = {}
+      local ok, err = pcall(function()
+        local b <close> = assert(fmap.create(p))
+        local t = bptree.new(b, -1, -1)
+        t:add("bob", "engineer")
+        t:add("ada", "mathematician")
+        for k, v in t:iterate() do
+          seen[#seen + 1] = string.format("%s %s", k, v)
+        end
+      end)
+      assert(ok, err)
+      assert.same({ "ada mathematician", "bob engineer" }, seen)
+      local b = assert(fmap.open(p))
+      local t = bptree.open(b)
+      assert.equal("engineer", t:get("bob"))
+      b:close()
+      os.remove(p)
+    end)
+
     -- The operation meets the closed file deep inside the tree's code, in
     -- a C call of its own; the error names the script's line all the same.
     it("names the caller's line on a closed BlockFile", function()
@@ -589,6 +612,18 @@ describe("fmap.bptree", function()
       at(h.line(), function() s:get("k") end)
       at(h.line(), function() s:put("k", "w") end)
       at(h.line(), function() for _ in s:iterate() do end end)
+      -- a tail call leaves the line that called the function that made
+      -- it, here pcall's
+      local ok, err = pcall(function() return t:get("abcd") end)
+      assert.is_false(ok)
+      assert.equal("bptree_spec.lua:" .. h.line() - 2
+                   .. ": attempt to use a closed BlockFile",
+                   tostring(err):match("[^/]*$"))
+      -- and none when there is none (a REPL's line, a chunk's last
+      -- statement): as Lua's own errors then name none
+      local chunk = load("local t = ...; return t:get('abcd')", "=chunk")
+      assert.same({ false, "attempt to use a closed BlockFile" },
+                  { coroutine.resume(coroutine.create(chunk), t) })
     end)
   end)
 

@@ -83,11 +83,13 @@ int typefail (lua_State *L, int i, const char *tname, const char *mtname) {
 ** name is the one that called the operation. So when the running C
 ** function's caller is a structure's function, the walk goes on past the
 ** structures' functions and C functions (an iterator's step, say) and
-** names the first other Lua function. Otherwise, or when there is none,
-** it is luaL_where's level 1, as any error of the binding's. */
+** names the first other Lua function, or nothing when there is none (the
+** operation was a tail call, as the REPL makes one: Lua's own error then
+** names no line either). Otherwise it is luaL_where's level 1, as for any
+** error of the binding's. */
 void pushcallerwhere (lua_State *L) {
   lua_Debug ar;
-  int level, list;
+  int level, list, passed = 0;
   lua_getfield(L, LUA_REGISTRYINDEX, FMAP_STRUCTURES);
   list = lua_gettop(L);
   for (level = 1; lua_istable(L, list) && lua_getstack(L, level, &ar);
@@ -101,14 +103,18 @@ void pushcallerwhere (lua_State *L) {
     mine = ar.source[0] == '@' &&
            lua_getfield(L, list, ar.source) != LUA_TNIL;
     if (ar.source[0] == '@') lua_pop(L, 1);
-    if (mine) continue;
+    if (mine) {
+      passed = 1;
+      continue;
+    }
     if (level == 1) break;
     lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
     lua_remove(L, list);
     return;
   }
   lua_pop(L, 1);
-  luaL_where(L, 1);
+  if (passed && !lua_getstack(L, level, &ar)) lua_pushliteral(L, "");
+  else luaL_where(L, 1);
 }
 
 /* Raises for a BlockFile that is not BF_OPEN, at the script's line
@@ -219,33 +225,41 @@ static int listviews (lua_State *L, BlockFile *bf) {
   return 1;
 }
 
+/* Pushes "N live view(s): offset O (B bytes) acquired at S:L; ...", the
+** first ten of the views live on bf. */
+static void pushliveviews (lua_State *L, BlockFile *bf) {
+  lua_Integer n, k, total = bf->nviews;
+  ViewInfo *vi = snapviews(L, bf, 10, &n);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_pushfstring(L, "%I live view%s:", total, total == 1 ? "" : "s");
+  luaL_addvalue(&b);
+  for (k = 0; k < n; k++) {
+    lua_pushfstring(L, "%s offset %I (%I bytes) acquired at %s:%d",
+                    k ? ";" : "", (lua_Integer)vi[k].off,
+                    (lua_Integer)vi[k].len, vi[k].src, vi[k].line);
+    luaL_addvalue(&b);
+  }
+  if (total > n) luaL_addstring(&b, "; ...");
+  luaL_pushresult(&b);
+  lua_remove(L, -2);   /* snapviews' userdata */
+}
+
 /* Closes for good; strict refuses while views are live after a GC. */
 static int doclose (lua_State *L, BlockFile *bf, int strict) {
   int rc;
   if (strict && bf->nviews > 0) {
     lua_gc(L, LUA_GCCOLLECT);   /* views only unreachable are released */
+    if (bf->open == BF_CLOSED) {   /* a finalizer closed it */
+      lua_pushboolean(L, 1);
+      return 1;
+    }
     if (bf->nviews > 0) {
-      lua_Integer n, k, total;
-      ViewInfo *vi = snapviews(L, bf, 10, &n);
-      total = bf->nviews;
-      if (n > 0) {
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        luaL_where(L, 1);   /* the script's line, as luaL_error gives */
-        luaL_addvalue(&b);
-        lua_pushfstring(L, "cannot close a BlockFile with %I live view%s:",
-                        total, total == 1 ? "" : "s");
-        luaL_addvalue(&b);
-        for (k = 0; k < n; k++) {
-          lua_pushfstring(L, "%s offset %I (%I bytes) acquired at %s:%d",
-                          k ? ";" : "", (lua_Integer)vi[k].off,
-                          (lua_Integer)vi[k].len, vi[k].src, vi[k].line);
-          luaL_addvalue(&b);
-        }
-        if (total > n) luaL_addstring(&b, "; ...");
-        luaL_pushresult(&b);
-        return lua_error(L);
-      }
+      luaL_where(L, 1);   /* the script's line, as luaL_error gives */
+      lua_pushliteral(L, "cannot close a BlockFile with ");
+      pushliveviews(L, bf);
+      lua_concat(L, 3);
+      return lua_error(L);
     }
   }
   if (bf->prof != NULL) profclosed(bf);
@@ -272,12 +286,18 @@ static int bf_gc (lua_State *L) {
   return 0;
 }
 
-/* __close: strict on a normal exit; on an error exit, close anyway so the
-** original error is the one reported. */
+/* __close: closes on any exit, retiring the views still live rather than
+** refusing as close() does; on an error exit, that error is the one
+** reported. A normal exit cannot refuse either: Lua runs __close while
+** the collector still marks every register of the function that declared
+** the variable, dead ones too, so a view the script has dropped (a
+** structure's cached view, a view left to the collector) can survive any
+** collection there. A view the script did keep raises at its next use,
+** naming where it was acquired. */
 static int bf_tbclose (lua_State *L) {
   BlockFile *bf = tobf(L, 1);
   if (bf == NULL || bf->open == BF_CLOSED) return 0;
-  doclose(L, bf, lua_isnoneornil(L, 2));
+  doclose(L, bf, 0);
   return 0;
 }
 
