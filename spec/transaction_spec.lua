@@ -394,6 +394,40 @@ describe("transactions", function()
       assert.equal(2, #seen)
     end)
 
+    -- A hook that raises runs after the rollback is whole, and keeps no
+    -- other hook from running; transaction re-raises fn's error, not the
+    -- hook's.
+    it("runs every hook when one raises, and keeps transaction's error",
+       function()
+      local seen = {}
+      local bad, good = {}, {}
+      bf:on_rollback(bad, function () seen[#seen + 1] = "bad"
+        error({ "hook" }) end)
+      bf:on_rollback(good, function () seen[#seen + 1] = "good" end)
+      local off = bf:allocate()
+      bf:begin()
+      bf:with(off, function (v) v:write(0, "changed") end)
+      local ok, err = pcall(bf.rollback, bf)
+      assert.is_false(ok)
+      assert.same({ "hook" }, err)
+      table.sort(seen)
+      assert.same({ "bad", "good" }, seen)
+      assert.is_false(bf:in_transaction())
+      assert.equal("\0", bf:with(off, function (v) return v:read(0, 1) end))
+      seen = {}
+      local fnerr = {}
+      ok, err = pcall(bf.transaction, bf, function ()
+        bf:with(off, function (v) v:write(0, "changed") end)
+        error(fnerr)
+      end)
+      assert.is_false(ok)
+      assert.equal(fnerr, err)
+      assert.equal(2, #seen)
+      assert.equal("\0", bf:with(off, function (v) return v:read(0, 1) end))
+      bf:on_rollback(bad, nil)
+      bf:on_rollback(good, nil)
+    end)
+
     it("raises without a key", function()
       assert.equal("bad argument #1 to 'on_rollback' (a key is needed (the "
                    .. "hook's owner, held weakly))", h.errmsg(function ()
@@ -870,7 +904,7 @@ bf:allocate()
       os.remove(script)
       local out = h.run(string.format("%s scripts/inspect.lua %s 2>&1",
                                       h.bin(), path))
-      assert.matches("\n  journal +1 block of a crashed writer's commits, "
+      assert.matches("\n  journal +1 block of commits a writer left, "
                      .. "4160 bytes: shown as committed %(an open for "
                      .. "writing copies them into the file%)\n", out)
       bf = assert(fmap.open(path))

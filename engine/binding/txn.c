@@ -464,12 +464,14 @@ static void undoviews (BlockFile *bf) {
 }
 
 /* Calls the on_rollback hooks of the BlockFile at bfi: fn(key) for each.
-** They are gathered first, since a hook may change the table. */
-static void runhooks (lua_State *L, int bfi) {
-  int t, list, n = 0, i;
+** They are gathered first, since a hook may change the table. Each runs
+** protected, so that one that raises keeps no other from running: returns
+** 1 with the first error on top of the stack, else 0. */
+static int runhooks (lua_State *L, int bfi) {
+  int t, list, n = 0, i, failed = 0;
   if (lua_getiuservalue(L, bfi, 2) != LUA_TTABLE) {
     lua_pop(L, 1);
-    return;
+    return 0;
   }
   t = lua_gettop(L);
   lua_newtable(L);
@@ -480,27 +482,48 @@ static void runhooks (lua_State *L, int bfi) {
     lua_rawseti(L, list, ++n);   /* the key */
     lua_rawseti(L, list, ++n);   /* its function */
   }
+  lua_pushnil(L);                /* the first error */
   for (i = 1; i < n; i += 2) {
     lua_rawgeti(L, list, i + 1);
     lua_rawgeti(L, list, i);
-    lua_call(L, 1, 0);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+      if (failed) lua_pop(L, 1);
+      else lua_replace(L, list + 1);
+      failed = 1;
+    }
   }
+  lua_replace(L, t);
+  lua_pop(L, 1);                 /* the list: the error (or nil) is left */
+  if (!failed) lua_pop(L, 1);
+  return failed;
+}
+
+/* A rollback's aftermath: views that died, and the hooks. Returns 1 with
+** a hook's error on top of the stack when one raised, else 0. */
+static int rolledback (lua_State *L, BlockFile *bf, int bfi) {
+  undoviews(bf);
+  return runhooks(L, bfi);
+}
+
+/* A hook's error when another error is the one to raise: a warning. */
+static void hookwarning (lua_State *L) {
+  lua_pushliteral(L, "fmap: an on_rollback hook raised while a failed "
+                  "transaction rolled back: ");
+  luaL_tolstring(L, -2, NULL);
+  lua_concat(L, 2);
+  lua_warning(L, lua_tostring(L, -1), 0);
   lua_pop(L, 2);
 }
 
-/* A rollback's aftermath: views that died, and the hooks. */
-static void rolledback (lua_State *L, BlockFile *bf, int bfi) {
-  undoviews(bf);
-  runhooks(L, bfi);
-}
-
+/* rollback: a hook that raises does so after the rollback is whole and
+** every other hook ran. */
 static int bf_rollback (lua_State *L) {
   BlockFile *bf = checkbf(L, 1);
   int rc;
   if (bf->rec != NULL && bf->f.txn) recorded(L, bf, "rollback", 0, 0);
   rc = fm_rollback(&bf->f);
   if (rc != 0) return txnfail(L, bf, rc, "rollback");
-  rolledback(L, bf, 1);
+  if (rolledback(L, bf, 1)) return lua_error(L);
   return 0;
 }
 
@@ -550,7 +573,7 @@ static int transaction_done (lua_State *L, int status, lua_KContext ctx) {
     if (bf->open == BF_OPEN && bf->f.txn) {
       if (bf->rec != NULL) recorded(L, bf, "rollback", 0, 0);
       fm_rollback(&bf->f);
-      rolledback(L, bf, 1);
+      if (rolledback(L, bf, 1)) hookwarning(L);   /* fn's error wins */
     }
     return lua_error(L);   /* the error object is on top */
   }
@@ -564,7 +587,7 @@ static int transaction_done (lua_State *L, int status, lua_KContext ctx) {
     int n;
     if (bf->rec != NULL) recorded(L, bf, "rollback", 0, 0);
     fm_rollback(&bf->f);
-    rolledback(L, bf, 1);
+    if (rolledback(L, bf, 1)) return lua_error(L);
     n = txnfail(L, bf, rc, "transaction");
     return n;
   }
