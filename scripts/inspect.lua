@@ -66,7 +66,8 @@ local function plural (n, word)
 end
 
 -- What the journal beside the file says: a writer's in use, or one a
--- crashed writer left, whose commits this open laid over the file.
+-- writer left (it crashed, or closed while a reader had the file open),
+-- whose commits this open laid over the file.
 local function journal (bf, st)
   local f = st.path and io.open(st.path .. "-wal", "rb")
   local size = f and f:seek("end")
@@ -79,7 +80,7 @@ local function journal (bf, st)
     return string.format("%s, the writer's, no commit since its last "
                          .. "checkpoint", plural(size, "byte"))
   elseif st.journal_replayed > 0 then
-    return string.format("%s of a crashed writer's commits, %s: shown "
+    return string.format("%s of commits a writer left, %s: shown "
       .. "as committed (%s)", plural(st.journal_replayed, "block"),
       plural(size or 0, "byte"), st.readonly and "an open for writing "
       .. "copies them into the file" or "copied into the file at open")
