@@ -225,6 +225,18 @@ describe("fmap.codec", function()
                    codec.decode("u1", "abc") end))
       assert.equal("bad argument #2 to 'decode' (string expected, got nil)",
                    h.errmsg(function() codec.decode("u1") end))
+      -- encode refuses NaN, so a key holding one is no encoding: each
+      -- half of NaN's patterns, as the order maps them
+      for _, nan in ipairs { ("\255"):rep(8), "\0\7" .. ("\255"):rep(6),
+                             ("\0"):rep(8) } do
+        local key = "\1" .. nan
+        assert.equal("bad argument #2 to 'decode' (a NaN at byte 1, which "
+                     .. "no key encodes)", h.errmsg(function()
+                     codec.decode("u1 d", key) end))
+      end
+      -- the largest and least patterns that are no NaN decode
+      assert.equal(math.huge, codec.decode("d", codec.double(math.huge)))
+      assert.equal(-math.huge, codec.decode("d", codec.double(-math.huge)))
     end)
   end)
 end)

@@ -167,7 +167,7 @@ end
 
 --- Decodes a key made by `encode` with the same format.
 -- Raises if the key is not such an encoding (too short, too long, an
--- unterminated or badly escaped string).
+-- unterminated or badly escaped string, a NaN).
 -- @param fmt the format it was encoded with
 -- @param key the key
 -- @return the values
@@ -206,7 +206,12 @@ function M.decode (fmt, key)
       else
         local bits = unpack(">i8", key, pos)
         if bits < 0 then bits = bits ~ mininteger else bits = ~bits end
-        out[i] = unpack(">d", pack(">i8", bits))
+        local x = unpack(">d", pack(">i8", bits))
+        if x ~= x then   -- encode refuses NaN: no key holds one
+          argerror(2, "decode", string.format("a NaN at byte %d, which no "
+                   .. "key encodes", pos - 1))
+        end
+        out[i] = x
       end
       pos = pos + n
     end
