@@ -49,8 +49,10 @@
 ** Free blocks form runs of contiguous blocks; the free list links the run
 ** heads. Allocation takes blocks from the end of a run, so only the head's
 ** count changes. A member's mark names its run's head (a hint, checked
-** before use), so a freed range merges with the free run just before it,
-** and with the head run just after it: runs grow instead of shredding. A
+** before use), so a freed range merges with one free neighbour: the head
+** run when the range ends where it begins, else the run just before it
+** (one pending mark a free: two runs may touch). Runs grow instead of
+** shredding. A
 ** stale hint (a crash between two writes) fails the check and at worst
 ** leaks the freed blocks; it never lists a block twice. Every block of a
 ** run is marked, so freeing any block twice is caught, and a mark names

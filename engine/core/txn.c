@@ -592,8 +592,8 @@ void fm__spill (fm_file *f) {
 }
 
 /* A commit's first step: with sync, and DIRECT_MIN bytes or more of
-** blocks allocated since the last commit (inside a transaction, since its
-** begin), writes them into the file; if
+** changed blocks allocated since the last commit (inside a transaction,
+** since its begin), writes them into the file; if
 ** any block went ahead (here or spilled), fdatasyncs it. 0 or an errno
 ** value, the commit failing. */
 static int write_direct (fm_file *f, int sync) {
