@@ -500,7 +500,7 @@ describe("fmap.crashtest", function()
                    end))
     end)
 
-    it("rejects a bad mode, limit or seed", function()
+    it("rejects a bad mode, limit, seed or block size", function()
       assert.equal("bad argument #1 to 'crashtest' (field 'mode' must be "
                    .. "\"process\" or \"power\", got \"disk\")",
                    h.errmsg(function()
@@ -521,6 +521,13 @@ describe("fmap.crashtest", function()
                    h.errmsg(function()
                      crashtest{ run = ok, check = ok, seed = "7" }
                    end))
+      for _, bs in ipairs { 1000, 0, -4096, 4096 + 512, (1 << 30) + 4096 } do
+        assert.equal("bad argument #1 to 'crashtest' (field 'block_size' "
+                     .. "must be a multiple of 4096 up to 2^30, got " .. bs
+                     .. ")", h.errmsg(function()
+                       crashtest{ run = ok, check = ok, block_size = bs }
+                     end))
+      end
     end)
 
     it("names the caller's line", function()

@@ -85,6 +85,11 @@ local function check_test (t, level)
   if t.limit ~= nil and t.limit < 1 then
     bad(format("field 'limit' must be positive, got %d", t.limit), level)
   end
+  local bs = t.block_size
+  if bs ~= nil and (bs < 4096 or bs % 4096 ~= 0 or bs > 1 << 30) then
+    bad(format("field 'block_size' must be a multiple of 4096 up to 2^30, "
+               .. "got %d", bs), level)
+  end
 end
 
 ---------------------------------------------------------------------------
