@@ -654,15 +654,17 @@ end
 
 -- A step of iterate over it = {list, last}: the guard is held while the
 -- step reads, not while the loop's body runs. It stops after the item
--- that was last when the loop began, or at the list's end if it shrank.
+-- that was last when the loop began (reading nothing, so that a profile
+-- counts no step for it), or at the list's end if it shrank.
 local function step (it, i)
   if mark then mark("mmlist.step") end
+  i = i + 1
+  if i > it[2] then return nil end
   local self = it[1]
   local _ <close> = enter(self.guard, "iterate")
-  i = i + 1
   local v = meta_view(self)
   local n = v:u64(M_COUNT)
-  if i > n or i > it[2] then
+  if i > n then
     check_count(self, n)
     return nil
   end
