@@ -441,6 +441,19 @@ describe("scripts/compact.lua", function()
     return want
   end
 
+  -- compact's own function, as a script calls it: no options at all
+  it("copies through fmap.dump.copy with no options", function()
+    local want = sparse()
+    local bf = assert(fmap.open(path, { readonly = true }))
+    local res = assert(require("fmap.dump").copy(bf, other))
+    bf:close()
+    assert.equal(5, #res.structures)
+    same_content(other, want)
+    local nbf = assert(fmap.open(other, { readonly = true }))
+    assert.equal(0, nbf:stats().free_blocks)
+    nbf:close()
+  end)
+
   it("shrinks a file with many free blocks, keeping its content",
      function()
     local want = sparse()

@@ -1186,7 +1186,7 @@ function M.copy (bf, path, opts)
       opts.suffix or ".compact-tmp",
       { force = opts.force, held = held,
         verify = function ()
-          bar:label(opts.progress .. " (verifying)")
+          bar:label((opts.progress or "") .. " (verifying)")
           bar:during(verify_made, made)
         end },
       function (nbf)
