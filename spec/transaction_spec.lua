@@ -743,6 +743,47 @@ print("not reached")
       assert.is_true(bf:check())
     end)
 
+    -- Another program cuts the file short while its journal holds commits
+    -- that build on what was cut: the journal cannot bring those blocks
+    -- back, and laying it over the rest would read zeros in their place.
+    it("refuses a file cut short under its journal; repair keeps the rest",
+       function()
+      local offs = {}
+      for i = 1, 32 do
+        offs[i] = bf:allocate()
+        bf:with(offs[i], function (v) v:set_u64(0, 1000 + i) end)
+      end
+      bf:close()
+      bf = assert(fmap.open(path))
+      bf:with(offs[1], function (v) v:set_u64(8, 7) end)
+      assert(bf:flush())                        -- a commit in the journal
+      local whole = read_all(path)
+      local copy = h.tmpname()
+      h.writefile(copy, whole:sub(1, 8 * 4096))
+      h.writefile(copy .. "-wal", read_all(path .. "-wal"))
+      for _, ro in ipairs { false, true } do
+        local b, msg, errno = fmap.open(copy, { readonly = ro })
+        assert.is_nil(b)
+        assert.equal(copy .. ": the file was cut short: it has 32768 bytes, "
+                     .. "and its journal's commits build on its first "
+                     .. #whole .. " (open it with repair = true to keep "
+                     .. "what is left, zeros in place of the rest)", msg)
+        assert.equal("number", math.type(errno) and "number")
+        assert.is_true(exists(copy .. "-wal"))
+        assert.equal(8 * 4096, #read_all(copy))  -- nothing written
+      end
+      local r = assert(fmap.open(copy, { repair = true }))
+      assert.is_true(r:check())
+      assert.same({ 1001, 7 }, { r:with(offs[1], function (v)
+        return v:u64(0), v:u64(8) end) })
+      assert.equal(1007, r:with(offs[7], function (v) return v:u64(0) end))
+      assert.equal(0, r:with(offs[20], function (v) return v:u64(0) end))
+      r:close()
+      os.remove(copy)
+      -- the file itself is whole, and its own journal replays
+      assert.equal(7, bf:with(offs[1], function (v) return v:u64(8) end))
+    end)
+
     it("ignores a torn last commit", function()
       local a = bf:allocate()
       bf:with(a, function (v) v:write(0, "good") end)

@@ -725,8 +725,9 @@ int fm_open (const char *path, int flags, fm_file *f) {
   ** copy would change under them: then it adopts the journal, laying its
   ** commits over its own map and appending after them. */
   adopt = !readonly && !fm__gate(f, 1);
-  if ((rc = fm__recover(f, readonly ? FM_RECOVER_READ : adopt ?
-                        FM_RECOVER_ADOPT : FM_RECOVER_APPLY, &frames,
+  if ((rc = fm__recover(f, (readonly ? FM_RECOVER_READ : adopt ?
+                        FM_RECOVER_ADOPT : FM_RECOVER_APPLY) |
+                        ((flags & FM_REPAIR) ? FM_RECOVER_REPAIR : 0), &frames,
                         &nframes, &jsize)) != 0) {
     release_all(f);
     return rc;
@@ -787,9 +788,11 @@ int fm_open (const char *path, int flags, fm_file *f) {
                   "free", (unsigned long long)more,
                   (unsigned long long)size, (unsigned long long)avail);
     }
+    /* synced: the journal this open starts counts on the file holding
+    ** every block below top (fm__recover) */
     if ((fallocate(f->fd, FALLOC_FL_KEEP_SIZE, st.st_size, more) != 0 &&
          errno != EOPNOTSUPP && errno != ENOSYS) ||
-        ftruncate(f->fd, (off_t)size) != 0) {
+        ftruncate(f->fd, (off_t)size) != 0 || fsync(f->fd) != 0) {
       rc = errno;   /* give back what fallocate took past the end */
       if (ftruncate(f->fd, st.st_size) != 0) { /* the error above stands */ }
       errno = rc;
@@ -922,6 +925,8 @@ int fm_close (fm_file *f) {
       }
     }
   }
+  /* The trim keeps every block below top, which is all a journal left
+  ** behind counts on (its header's top: fm__recover). */
   if (f->fd >= 0 && !f->readonly && !f->faulted && f->mapsize > f->h.top) {
     /* Trim the tail: the file on disk is as long as what it holds. */
     if (munmap(f->map, f->mapsize) != 0) rc = errno;

@@ -303,11 +303,14 @@ int fm_unlink (const char *path);
 ** lay over the map; FM_RECOVER_ADOPT too, and keeps the journal open for
 ** writing after its last commit: a writer beside readers, which must not
 ** change the file under them. *size is the file size the last commit
-** had, 0 if none. */
+** had, 0 if none. A file shorter than the committed top its journal's
+** generation began with was cut short: refused (FM_ECORRUPT) before
+** anything is read or written, unless FM_RECOVER_REPAIR is or'ed in. */
 typedef struct fm_frame { uint64_t off, pos; } fm_frame;
 #define FM_RECOVER_READ   0
 #define FM_RECOVER_APPLY  1
 #define FM_RECOVER_ADOPT  2
+#define FM_RECOVER_REPAIR 4   /* or'ed in: a file cut short is no error */
 int fm__recover (fm_file *f, int mode, fm_frame **frames, uint64_t *n,
                  uint64_t *size);
 

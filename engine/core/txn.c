@@ -74,7 +74,9 @@
 **   OFFSET  SIZE  FIELD (header)
 **        0     8  magic "fmapWAL1"
 **        8     4  block size
-**       12     4  zero
+**       12     4  the committed top, in blocks, when this generation
+**                 began: the file holds those blocks for good (0 in
+**                 older journals, or past 2^32 blocks: not recorded)
 **       16     8  salt of this generation
 **       24     8  checksum of bytes 0..23
 **   then frames, each a 32-byte header and a block:
@@ -386,6 +388,11 @@ static int restart_journal (fm_file *f) {
   memset(h, 0, sizeof h);
   memcpy(h, WAL_MAGIC, 8);
   put32(h + 8, f->h.block_size);
+  /* The file holds the last commit's blocks durably now: a checkpoint has
+  ** just fsynced them, or the open found them there (synced by the
+  ** checkpoint or the recovery that wrote them). */
+  if (f->ctop / f->h.block_size <= UINT32_MAX)
+    put32(h + 12, (uint32_t)(f->ctop / f->h.block_size));
   put64(h + 16, f->wal_salt);
   put64(h + 24, checksum(h, 24, 3));
   if (pwrite(f->wal_fd, h, sizeof h, 0) != (ssize_t)sizeof h)
@@ -780,12 +787,12 @@ static int readat (int fd, void *p, size_t n, uint64_t pos) {
 ** Returns 0 or ENOMEM; a journal with no valid header has no frames. */
 static int scan (int fd, uint32_t *bs, fm_frame **frames, uint64_t *n,
                  uint64_t *size, uint64_t *end, uint64_t *tail,
-                 uint64_t *salt_out, uint64_t *sum_out) {
+                 uint64_t *salt_out, uint64_t *sum_out, uint64_t *base) {
   unsigned char h[WAL_HDR], fh[FRAME_HDR];
   unsigned char *blk;
   uint64_t salt, sum, pos = WAL_HDR, cap = 0, total = 0;
   *frames = NULL;
-  *n = *size = *tail = 0;
+  *n = *size = *tail = *base = 0;
   *end = 0;
   if (readat(fd, h, WAL_HDR, 0) != 0 || memcmp(h, WAL_MAGIC, 8) != 0 ||
       get64(h + 24) != checksum(h, 24, 3))
@@ -796,6 +803,7 @@ static int scan (int fd, uint32_t *bs, fm_frame **frames, uint64_t *n,
     return 0;
   salt = get64(h + 16);
   sum = get64(h + 24);
+  *base = (uint64_t)get32(h + 12) * *bs;
   *end = WAL_HDR;
   *salt_out = salt;
   *sum_out = sum;
@@ -836,10 +844,12 @@ int fm__recover (fm_file *f, int mode, fm_frame **frames, uint64_t *n,
                  uint64_t *size) {
   char *j = fm_journal_path(f->path);
   fm_frame *fr = NULL;
-  uint64_t nf = 0, sz = 0, end, tail, i, salt = 0, sum = 0;
+  uint64_t nf = 0, sz = 0, end, tail, i, salt = 0, sum = 0, base = 0;
   uint32_t bs = 0;
   unsigned char *blk = NULL;
-  int wfd, rc, apply = mode == FM_RECOVER_APPLY;
+  int repair = (mode & FM_RECOVER_REPAIR) != 0, wfd, rc, apply;
+  mode &= ~FM_RECOVER_REPAIR;
+  apply = mode == FM_RECOVER_APPLY;
   *frames = NULL;
   *n = *size = 0;
   if (j == NULL) return sysfail(f, ENOMEM);
@@ -849,8 +859,23 @@ int fm__recover (fm_file *f, int mode, fm_frame **frames, uint64_t *n,
     free(j);
     return rc == ENOENT ? 0 : fail(f, rc, "journal: %s", strerror(rc));
   }
-  rc = scan(wfd, &bs, &fr, &nf, &sz, &end, &tail, &salt, &sum);
+  rc = scan(wfd, &bs, &fr, &nf, &sz, &end, &tail, &salt, &sum, &base);
   if (rc != 0) goto done;
+  if (base != 0 && !repair) {
+    /* The blocks the journal's commits build on are gone: laying its
+    ** frames over the rest would leave zeros where they were. */
+    struct stat st;
+    if (fstat(f->fd, &st) != 0) { rc = errno; goto done; }
+    if ((uint64_t)st.st_size < base) {
+      rc = FM_ECORRUPT;
+      fail(f, rc, "the file was cut short: it has %llu bytes, and its "
+           "journal's commits build on its first %llu (open it with "
+           "repair = true to keep what is left, zeros in place of the "
+           "rest)", (unsigned long long)st.st_size,
+           (unsigned long long)base);
+      goto refused;
+    }
+  }
   if (nf > 0) {
     /* Checksums catch damage, not a forged journal: its claims are held
     ** to what a real one can say before any of it is believed. A file
@@ -939,7 +964,7 @@ refused:
 void fm__check_journal (fm_file *f, void (*problem) (void *, const char *),
                         void *ud) {
   fm_frame *fr = NULL;
-  uint64_t nf, sz, end, tail, i, bs = f->h.block_size, salt, sum;
+  uint64_t nf, sz, end, tail, i, bs = f->h.block_size, salt, sum, base;
   uint32_t wbs = 0;
   unsigned char *blk, *seen;
   char buf[200];
@@ -953,7 +978,8 @@ void fm__check_journal (fm_file *f, void (*problem) (void *, const char *),
     problem(ud, buf);
   }
   if (f->wal_fd < 0 || f->readonly) return;
-  if (scan(f->wal_fd, &wbs, &fr, &nf, &sz, &end, &tail, &salt, &sum) != 0) {
+  if (scan(f->wal_fd, &wbs, &fr, &nf, &sz, &end, &tail, &salt, &sum,
+           &base) != 0) {
     problem(ud, "journal: out of memory while checking");
     return;
   }
