@@ -144,6 +144,22 @@ case "${1:-}" in
     echo "specs: $PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
     ;;
+  -h|--help)
+    cat <<'EOF'
+usage: bash scripts/build.sh demo|test|build
+Installs what is missing (Debian 12, as root or with sudo), builds fmap
+into build/, then:
+  demo    runs the demo (scripts/demo.lua)
+  test    runs every spec under the release and the sanitizer builds, a
+          valgrind leak check and 60 s of libFuzzer, and ends with the
+          line "specs: N passed, N failed"
+  build   nothing more
+Example:
+  bash scripts/build.sh test
+Exit status: 0 when all of it succeeded, 1 when a step failed, 2 for a
+bad argument.
+EOF
+    ;;
   *)
     echo "usage: bash scripts/build.sh demo|test|build" >&2
     exit 2

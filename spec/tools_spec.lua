@@ -731,6 +731,18 @@ describe("every script", function()
     demo = { "--n", "-h", "--help" },
   }
 
+  it("has scripts/build.sh say how it is used", function()
+    for _, opt in ipairs { "--help", "-h" } do
+      local out, status = h.run("bash scripts/build.sh " .. opt .. " 2>&1")
+      assert.equal(0, status, out)
+      assert.matches("^usage: bash scripts/build%.sh demo|test|build\n", out)
+      assert.matches("\nExample:\n  bash scripts/build%.sh test\n", out)
+    end
+    local out, status = h.run("bash scripts/build.sh nonsense 2>&1")
+    assert.equal(2, status)
+    assert.equal("usage: bash scripts/build.sh demo|test|build\n", out)
+  end)
+
   it("prints a help text for --help and -h, and exits 0", function()
     for name, options in pairs(SCRIPTS) do
       local out, err, status = tool(name, "--help")
