@@ -742,8 +742,9 @@ int fm_open (const char *path, int flags, fm_file *f) {
                   "lacks: open it for writing once to recover");
     }
     /* adopting: a growth a power loss lost; the space is past what any
-    ** reader maps */
-    if (ftruncate(f->fd, (off_t)jsize) != 0) goto syserr;
+    ** reader maps. Synced: the adopted journal counts on it. */
+    if (ftruncate(f->fd, (off_t)jsize) != 0 || fsync(f->fd) != 0)
+      goto syserr;
     st.st_size = (off_t)jsize;
   }
   if ((uint64_t)st.st_size < FM_BLOCKSIZE) {

@@ -389,8 +389,7 @@ static int restart_journal (fm_file *f) {
   memcpy(h, WAL_MAGIC, 8);
   put32(h + 8, f->h.block_size);
   /* The file holds the last commit's blocks durably now: a checkpoint has
-  ** just fsynced them, or the open found them there (synced by the
-  ** checkpoint or the recovery that wrote them). */
+  ** just fsynced them, or open_journal has. */
   if (f->ctop / f->h.block_size <= UINT32_MAX)
     put32(h + 12, (uint32_t)(f->ctop / f->h.block_size));
   put64(h + 16, f->wal_salt);
@@ -408,9 +407,13 @@ static int restart_journal (fm_file *f) {
 
 /* Creates the journal for the first commit that writes one. */
 static int open_journal (fm_file *f) {
-  char *j = fm_journal_path(f->path);
+  char *j;
   int rc;
-  if (j == NULL) return sysfail(f, ENOMEM);
+  /* The journal's header says the file holds the last commit's blocks
+  ** for good: a file just made (whose creation syncs nothing), or
+  ** extended by a repair, may not yet. One sync a session makes it so. */
+  if (fsync(f->fd) != 0) return sysfail(f, errno);
+  if ((j = fm_journal_path(f->path)) == NULL) return sysfail(f, ENOMEM);
   f->wal_fd = open(j, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   rc = errno;
   if (f->wal_fd < 0) {
