@@ -989,6 +989,17 @@ describe("fmap.BlockFile", function()
       file, line = where(function() bf:allocate() end)
       assert.equal(h.line() - 1, line)
       assert.matches("blockfile_spec%.lua$", file)
+      -- a script that is a structure itself has no caller to name: its
+      -- own line
+      local out = h.run_lua([[
+local fmap = require "fmap"
+require("fmap.guard").structure("script")
+local bf = fmap.anonymous()
+bf:close()
+print(select(2, pcall(function () local x = bf:allocate() return x end)))
+]])
+      assert.matches("^[^\n]*%.lua:5: attempt to use a closed BlockFile\n$",
+                     out)
     end)
   end)
 

@@ -260,6 +260,12 @@ ok, msg, en = bf:commit()
 out("AGAIN", ok, en)
 out("MESSAGE", (msg:gsub(" ", "_")))
 bf:rollback()
+-- transaction's failed commit gives the same message, through its rollback
+local hooked = 0
+bf:on_rollback(bf, function () hooked = hooked + 1; error("hook") end)
+ok, msg, en = bf:transaction(function () fill(bf, 4096, 1, 8) end)
+out("TXN", ok, en, hooked, bf:in_transaction())
+out("TXNMESSAGE", (msg:gsub(" ", "_")))
 out("CLOSE", (bf:close()))
 bf = assert(fmap.open(path))
 out("REOPENED", bf:stats().used_blocks, holds(bf, 4096, 1, 7), bf:check())
@@ -272,6 +278,10 @@ out("REOPENED", bf:stats().used_blocks, holds(bf, 4096, 1, 7), bf:check())
       assert.matches("cannot_commit:_a_sync_of_the_file_failed_after_blocks_"
                      .. "were_written_into_it_ahead_of_the_commit",
                      tagged(lines, "MESSAGE")[1][1])
+      -- the hook that raised is a warning; the failure is what returns
+      assert.same({ { "nil", "5", "1", "false" } }, tagged(lines, "TXN"))
+      assert.equal(tagged(lines, "MESSAGE")[1][1],
+                   tagged(lines, "TXNMESSAGE")[1][1])
       assert.same({ { "nil" } }, tagged(lines, "CLOSE"))
       assert.same({ { "1", "true", "true" } }, tagged(lines, "REOPENED"))
     end)

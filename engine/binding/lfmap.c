@@ -83,19 +83,20 @@ int typefail (lua_State *L, int i, const char *tname, const char *mtname) {
 ** name is the one that called the operation. So when the running C
 ** function's caller is a structure's function, the walk goes on past the
 ** structures' functions and C functions (an iterator's step, say) and
-** names the first other Lua function, or nothing when there is none (the
-** operation was a tail call, as the REPL makes one: Lua's own error then
-** names no line either). Otherwise it is luaL_where's level 1, as for any
-** error of the binding's. */
+** names the first other Lua function. When there is none, it names
+** nothing if a structure's function was tail-called (its caller is gone,
+** as for the REPL's calls: Lua's own errors then name no line either),
+** and otherwise falls back to luaL_where's level 1 (a script that is a
+** structure itself), as for any other error of the binding's. */
 void pushcallerwhere (lua_State *L) {
   lua_Debug ar;
-  int level, list, passed = 0;
+  int level, list, passed = 0, tail = 0;
   lua_getfield(L, LUA_REGISTRYINDEX, FMAP_STRUCTURES);
   list = lua_gettop(L);
   for (level = 1; lua_istable(L, list) && lua_getstack(L, level, &ar);
        level++) {
     int mine;
-    if (!lua_getinfo(L, "Sl", &ar)) break;
+    if (!lua_getinfo(L, "Slt", &ar)) break;
     if (ar.currentline <= 0) {   /* a C function */
       if (level == 1) break;
       continue;
@@ -105,6 +106,7 @@ void pushcallerwhere (lua_State *L) {
     if (ar.source[0] == '@') lua_pop(L, 1);
     if (mine) {
       passed = 1;
+      tail |= ar.istailcall;
       continue;
     }
     if (level == 1) break;
@@ -113,7 +115,7 @@ void pushcallerwhere (lua_State *L) {
     return;
   }
   lua_pop(L, 1);
-  if (passed && !lua_getstack(L, level, &ar)) lua_pushliteral(L, "");
+  if (passed && tail && !lua_getstack(L, level, &ar)) lua_pushliteral(L, "");
   else luaL_where(L, 1);
 }
 
@@ -226,11 +228,13 @@ static int listviews (lua_State *L, BlockFile *bf) {
 }
 
 /* Pushes "N live view(s): offset O (B bytes) acquired at S:L; ...", the
-** first ten of the views live on bf. */
-static void pushliveviews (lua_State *L, BlockFile *bf) {
-  lua_Integer n, k, total = bf->nviews;
+** first ten of the views live on bf, and returns how many it lists: 0
+** when a finalizer that the snapshot's allocation ran released them. */
+static lua_Integer pushliveviews (lua_State *L, BlockFile *bf) {
+  lua_Integer n, k, total;
   ViewInfo *vi = snapviews(L, bf, 10, &n);
   luaL_Buffer b;
+  total = bf->nviews;
   luaL_buffinit(L, &b);
   lua_pushfstring(L, "%I live view%s:", total, total == 1 ? "" : "s");
   luaL_addvalue(&b);
@@ -243,6 +247,7 @@ static void pushliveviews (lua_State *L, BlockFile *bf) {
   if (total > n) luaL_addstring(&b, "; ...");
   luaL_pushresult(&b);
   lua_remove(L, -2);   /* snapviews' userdata */
+  return n;
 }
 
 /* Closes for good; strict refuses while views are live after a GC. */
@@ -257,9 +262,15 @@ static int doclose (lua_State *L, BlockFile *bf, int strict) {
     if (bf->nviews > 0) {
       luaL_where(L, 1);   /* the script's line, as luaL_error gives */
       lua_pushliteral(L, "cannot close a BlockFile with ");
-      pushliveviews(L, bf);
-      lua_concat(L, 3);
-      return lua_error(L);
+      if (pushliveviews(L, bf) > 0) {
+        lua_concat(L, 3);
+        return lua_error(L);
+      }
+      lua_pop(L, 3);
+      if (bf->open == BF_CLOSED) {
+        lua_pushboolean(L, 1);
+        return 1;
+      }
     }
   }
   if (bf->prof != NULL) profclosed(bf);

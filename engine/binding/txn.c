@@ -505,11 +505,16 @@ static int rolledback (lua_State *L, BlockFile *bf, int bfi) {
   return runhooks(L, bfi);
 }
 
-/* A hook's error when another error is the one to raise: a warning. */
+/* A hook's error (on top) when another outcome is the one to give: a
+** warning. Its text is the error's if a string or a number, else its
+** type: no metamethod of it runs, which could raise in turn. */
 static void hookwarning (lua_State *L) {
   lua_pushliteral(L, "fmap: an on_rollback hook raised while a failed "
                   "transaction rolled back: ");
-  luaL_tolstring(L, -2, NULL);
+  if (lua_type(L, -2) == LUA_TSTRING || lua_type(L, -2) == LUA_TNUMBER)
+    lua_pushvalue(L, -2);
+  else
+    lua_pushfstring(L, "(a %s)", luaL_typename(L, -2));
   lua_concat(L, 2);
   lua_warning(L, lua_tostring(L, -1), 0);
   lua_pop(L, 2);
@@ -584,12 +589,15 @@ static int transaction_done (lua_State *L, int status, lua_KContext ctx) {
   if (bf->rec != NULL) recorded(L, bf, "commit", 0, 0);
   rc = fm_commit(&bf->f, 1);
   if (rc != 0) {
-    int n;
+    /* the commit's message, which the rollback's view checks overwrite;
+    ** and a hook that raises is a warning: the failure is the outcome */
+    char msg[sizeof bf->f.msg];
+    memcpy(msg, bf->f.msg, sizeof msg);
     if (bf->rec != NULL) recorded(L, bf, "rollback", 0, 0);
     fm_rollback(&bf->f);
-    if (rolledback(L, bf, 1)) return lua_error(L);
-    n = txnfail(L, bf, rc, "transaction");
-    return n;
+    if (rolledback(L, bf, 1)) hookwarning(L);
+    memcpy(bf->f.msg, msg, sizeof msg);
+    return txnfail(L, bf, rc, "transaction");
   }
   return lua_gettop(L) - 1;
 }
