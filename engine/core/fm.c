@@ -37,7 +37,8 @@
 ** switches to it: a torn write of either leaves the old data in force.
 ** Version 1 files are version 2 files without pending marks; version 3
 ** files may have a journal beside them (txn.c), which version 2 readers
-** would ignore: all three open, and the first commit writes version 3.
+** would ignore: all three open, and a writable open writes version 3
+** into the file before anything else.
 **
 ** A free block starts with a mark:
 **        0          8  magic "fmapFREE"
@@ -871,10 +872,19 @@ int fm_open (const char *path, int flags, fm_file *f) {
     f->h.pend_off = f->h.pend_next = f->h.pend_blocks = 0;
   }
   if (!readonly && f->version < FM_VERSION) {
-    /* Upgraded at the first commit: the version tells an older fmap
-    ** that a journal may stand beside the file. */
+    /* Upgraded in the file now, synced, before any journal can exist: the
+    ** version tells an older fmap, which would ignore a journal, to
+    ** refuse the file. The slot written is the older one (put_header),
+    ** with the newest's content: torn, it leaves the newest valid. */
     if (fm_touch(f, 0, CTL_START) != 0) goto nomem;
     put_header(f);
+    if (pwrite(f->fd, f->map + (size_t)f->slot * SLOT_SIZE, SLOT_SIZE,
+               (off_t)f->slot * SLOT_SIZE) != SLOT_SIZE) {
+      if (errno == 0) errno = EIO;
+      goto syserr;
+    }
+    if (fsync(f->fd) != 0) goto syserr;
+    f->version = FM_VERSION;
   }
   if ((flags & FM_REPAIR) && repair(f) != 0) goto nomem;
   return 0;
