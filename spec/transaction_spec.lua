@@ -181,6 +181,8 @@ describe("transactions", function()
                    .. "(offset " .. b .. ", 4096 bytes, acquired at "
                    .. "spec/transaction_spec.lua:" .. (h.line() - 7) .. ")",
                    h.errmsg(function () return new:read(0, 4) end))
+      assert.equal("view (offset " .. b .. ", 4096 bytes, blocks a rollback "
+                   .. "gave back)", tostring(new))
       new:release()   -- ended already: nothing to do
       old:release()
     end)
@@ -337,6 +339,23 @@ describe("transactions", function()
                    h.errmsg(function ()
                      bf:transaction(function () bf:commit() end)
                    end))
+      -- and when it ends it and begins another, which is rolled back: the
+      -- transaction that returns is not the one that began
+      local a = bf:allocate()
+      assert.equal("transaction: the function ended the transaction itself "
+                   .. "(commit or rollback inside transaction)",
+                   h.errmsg(function ()
+                     bf:transaction(function ()
+                       bf:with(a, function (v) v:write(0, "X") end)
+                       bf:rollback()
+                       bf:begin()
+                       bf:with(a, function (v) v:write(1, "Y") end)
+                     end)
+                   end))
+      assert.is_false(bf:in_transaction())
+      assert.equal("\0\0", bf:with(a, function (v) return v:read(0, 2) end))
+      -- the next one runs as usual
+      assert.equal(7, bf:transaction(function () return 7 end))
     end)
 
     it("lets fn yield", function()

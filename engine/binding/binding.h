@@ -58,6 +58,8 @@ struct BlockFile {
   uint64_t trap;     /* stores left before fail_after's trap, 0: none */
   int trap_kill;     /* the trap kills the process, rather than raise */
   struct Rec *rec;   /* bf:record's recording (txn.c), NULL when off */
+  uint64_t begins;   /* transactions begun (txn.c) */
+  uint64_t txbegun;  /* begins when bf:transaction began its own */
   BlockFile *mprev, *mnext;   /* in the list of open BlockFiles (maps) */
 };
 

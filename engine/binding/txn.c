@@ -421,6 +421,7 @@ static int bf_begin (lua_State *L) {
   if (bf->rec != NULL) recorded(L, bf, "begin", 0, 0);
   rc = fm_begin(&bf->f);
   if (rc != 0) return txnfail(L, bf, rc, "begin");
+  bf->begins++;
   return 0;
 }
 
@@ -583,9 +584,15 @@ static int transaction_done (lua_State *L, int status, lua_KContext ctx) {
     return lua_error(L);   /* the error object is on top */
   }
   if (bf->open != BF_OPEN) checkbf(L, 1);
-  if (!bf->f.txn)
+  if (!bf->f.txn || bf->begins != bf->txbegun) {
+    if (bf->f.txn) {   /* fn ended it and began another: not fn's to keep */
+      if (bf->rec != NULL) recorded(L, bf, "rollback", 0, 0);
+      fm_rollback(&bf->f);
+      if (rolledback(L, bf, 1)) hookwarning(L);
+    }
     return luaL_error(L, "transaction: the function ended the transaction "
                       "itself (commit or rollback inside transaction)");
+  }
   if (bf->rec != NULL) recorded(L, bf, "commit", 0, 0);
   rc = fm_commit(&bf->f, 1);
   if (rc != 0) {
@@ -609,6 +616,7 @@ static int bf_transaction (lua_State *L) {
   if (bf->rec != NULL) recorded(L, bf, "begin", 0, 0);
   if ((rc = fm_begin(&bf->f)) != 0)
     return txnfail(L, bf, rc, "transaction");
+  bf->txbegun = ++bf->begins;
   return transaction_done(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET,
                                         0, (lua_KContext)bf,
                                         transaction_done), (lua_KContext)bf);

@@ -230,7 +230,8 @@ static int view_tostring (lua_State *L) {
     lua_pushfstring(L, "view (offset %I, %I bytes, %s)", (lua_Integer)v->off,
                     (lua_Integer)v->len, v->state == RELEASED ? "released"
                     : v->state == FREED ? "blocks freed" : v->state == LOST ?
-                    "map lost" : "file closed");
+                    "map lost" : v->state == UNDONE ? "blocks a rollback "
+                    "gave back" : "file closed");
   return 1;
 }
 

@@ -687,9 +687,9 @@ int fm_commit (fm_file *f, int sync) {
   if (f->faulted) return FM_ELOST;
   if (f->nosync)
     return fail(f, EIO, "cannot commit: a sync of the file failed after "
-                "blocks were written into it ahead of the commit, which may "
-                "be lost; the file holds the last commit (close it and open "
-                "it again: a rollback does not end this)");
+                "blocks were written into it ahead of the commit; the file "
+                "holds the last commit (close it and open it again: a "
+                "rollback does not end this)");
   if (f->fd >= 0 && f->ndirty > 0) {
     if (f->wal_fd < 0) {
       if ((rc = open_journal(f)) != 0) return rc;
