@@ -785,8 +785,8 @@ print("not reached")
         assert.is_nil(b)
         assert.equal(copy .. ": the file was cut short: it has 32768 bytes, "
                      .. "and its journal's commits build on its first "
-                     .. #whole .. " (open it with repair = true to keep "
-                     .. "what is left, zeros in place of the rest)", msg)
+                     .. #whole .. " (repair = true opens it, with zeros for "
+                     .. "the rest)", msg)
         assert.equal("number", math.type(errno) and "number")
         assert.is_true(exists(copy .. "-wal"))
         assert.equal(8 * 4096, #read_all(copy))  -- nothing written

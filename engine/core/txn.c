@@ -872,10 +872,9 @@ int fm__recover (fm_file *f, int mode, fm_frame **frames, uint64_t *n,
     if ((uint64_t)st.st_size < base) {
       rc = FM_ECORRUPT;
       fail(f, rc, "the file was cut short: it has %llu bytes, and its "
-           "journal's commits build on its first %llu (open it with "
-           "repair = true to keep what is left, zeros in place of the "
-           "rest)", (unsigned long long)st.st_size,
-           (unsigned long long)base);
+           "journal's commits build on its first %llu (repair = true "
+           "opens it, with zeros for the rest)",
+           (unsigned long long)st.st_size, (unsigned long long)base);
       goto refused;
     }
   }
