@@ -53,11 +53,10 @@
 ** before use), so a freed range merges with one free neighbour: the head
 ** run when the range ends where it begins, else the run just before it
 ** (one pending mark a free: two runs may touch). Runs grow instead of
-** shredding. A
-** stale hint (a crash between two writes) fails the check and at worst
-** leaks the freed blocks; it never lists a block twice. Every block of a
-** run is marked, so freeing any block twice is caught, and a mark names
-** its own offset, so a copied block is not free.
+** shredding. A stale hint (a crash between two writes) fails the check
+** and at worst leaks the freed blocks; it never lists a block twice.
+** Every block of a run is marked, so freeing any block twice is caught,
+** and a mark names its own offset, so a copied block is not free.
 **
 ** Blocks from top to the end of the file are the tail: never allocated
 ** since the file was last trimmed. The file grows geometrically (by a
