@@ -452,16 +452,20 @@ static int bf_commit (lua_State *L) {
   return 1;
 }
 
-/* After a rollback, views over blocks the transaction allocated die. */
+/* After a rollback, views over blocks it left unallocated die. The
+** checks' messages are not the core's to keep: the one before stays (a
+** failed commit's, say). */
 static void undoviews (BlockFile *bf) {
   uint64_t bs = bf->f.h.block_size;
+  char msg[sizeof bf->f.msg];
   View *v, *next;
+  memcpy(msg, bf->f.msg, sizeof msg);
   for (v = bf->views; v != NULL; v = next) {
     next = v->next;
     if (fm_check_range(&bf->f, v->off, v->len / bs) != 0)
       unlink_view(v, UNDONE);
   }
-  bf->f.msg[0] = '\0';
+  memcpy(bf->f.msg, msg, sizeof msg);
 }
 
 /* Calls the on_rollback hooks of the BlockFile at bfi: fn(key) for each.
@@ -566,6 +570,15 @@ static int bf_in_transaction (lua_State *L) {
   return 1;
 }
 
+/* Rolls back the transaction that transaction() began, when another
+** outcome is the one to give (fn's error, a refusal, a failed commit): a
+** hook that raises is a warning. */
+static void abandon (lua_State *L, BlockFile *bf) {
+  if (bf->rec != NULL) recorded(L, bf, "rollback", 0, 0);
+  fm_rollback(&bf->f);
+  if (rolledback(L, bf, 1)) hookwarning(L);
+}
+
 /* transaction(fn, ...): fn(...) in a transaction; commits (durably) when
 ** it returns and returns its results, or returns nil, message, errno if
 ** the commit fails (rolled back); rolls back and raises fn's error again
@@ -576,34 +589,19 @@ static int transaction_done (lua_State *L, int status, lua_KContext ctx) {
   BlockFile *bf = (BlockFile *)ctx;
   int rc;
   if (status != LUA_OK && status != LUA_YIELD) {
-    if (bf->open == BF_OPEN && bf->f.txn) {
-      if (bf->rec != NULL) recorded(L, bf, "rollback", 0, 0);
-      fm_rollback(&bf->f);
-      if (rolledback(L, bf, 1)) hookwarning(L);   /* fn's error wins */
-    }
-    return lua_error(L);   /* the error object is on top */
+    if (bf->open == BF_OPEN && bf->f.txn) abandon(L, bf);
+    return lua_error(L);   /* fn's error, on top */
   }
   if (bf->open != BF_OPEN) checkbf(L, 1);
   if (!bf->f.txn || bf->begins != bf->txbegun) {
-    if (bf->f.txn) {   /* fn ended it and began another: not fn's to keep */
-      if (bf->rec != NULL) recorded(L, bf, "rollback", 0, 0);
-      fm_rollback(&bf->f);
-      if (rolledback(L, bf, 1)) hookwarning(L);
-    }
+    if (bf->f.txn) abandon(L, bf);   /* fn began another: not its own */
     return luaL_error(L, "transaction: the function ended the transaction "
                       "itself (commit or rollback inside transaction)");
   }
   if (bf->rec != NULL) recorded(L, bf, "commit", 0, 0);
   rc = fm_commit(&bf->f, 1);
   if (rc != 0) {
-    /* the commit's message, which the rollback's view checks overwrite;
-    ** and a hook that raises is a warning: the failure is the outcome */
-    char msg[sizeof bf->f.msg];
-    memcpy(msg, bf->f.msg, sizeof msg);
-    if (bf->rec != NULL) recorded(L, bf, "rollback", 0, 0);
-    fm_rollback(&bf->f);
-    if (rolledback(L, bf, 1)) hookwarning(L);
-    memcpy(bf->f.msg, msg, sizeof msg);
+    abandon(L, bf);
     return txnfail(L, bf, rc, "transaction");
   }
   return lua_gettop(L) - 1;
