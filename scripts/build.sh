@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # What the build, the specs and the tools they drive need from Debian.
 PACKAGES=(build-essential lua5.4 liblua5.4-dev lua-busted premake4
-          libreadline-dev tmux graphviz)
+          libreadline-dev tmux graphviz luarocks)
 
 install_missing () {
   local missing=()
