@@ -873,6 +873,22 @@ describe("fmap.BlockFile", function()
       assert.equal("BlockFile (closed)", tostring(bf))
     end)
 
+    it("is_open says whether it is open, closed or not", function()
+      assert.is_true(bf:is_open())
+      local anon = assert(fmap.anonymous())
+      assert.is_true(bf:close())
+      assert.is_false(bf:is_open())
+      assert.is_true(anon:is_open())
+      anon:close()
+      assert.is_false(anon:is_open())
+      assert.equal("bad argument #1 to 'is_open' (BlockFile expected, got "
+                   .. "table; call it with ':')",
+                   h.errmsg(function() bf.is_open({}) end))
+      assert.equal("bad argument #1 to 'is_open' (BlockFile expected, got "
+                   .. "no value; call it with ':')",
+                   h.errmsg(function() bf.is_open() end))
+    end)
+
     it("refuses while views are live, naming where they came from",
        function()
       local off = bf:allocate()

@@ -250,9 +250,22 @@ static lua_Integer pushliveviews (lua_State *L, BlockFile *bf) {
   return n;
 }
 
-/* Closes for good; strict refuses while views are live after a GC. */
-static int doclose (lua_State *L, BlockFile *bf, int strict) {
-  int rc;
+/* What every close ends with, once the core closed the file: the
+** profile lets go, the views die, the fault handler forgets the map. */
+static void closed (BlockFile *bf) {
+  if (bf->prof != NULL) profclosed(bf);
+  kill_views(bf);
+  unmapped(bf);
+  bf->open = BF_CLOSED;
+}
+
+/* Closes; strict refuses while views are live after a GC; discard drops
+** what changed since the last commit rather than commit it (remove).
+** Returns true, or nil, message, errno: still open when the commit
+** failed and nothing was lost (the core says so by keeping its map),
+** closed otherwise. */
+static int doclose (lua_State *L, BlockFile *bf, int strict, int discard) {
+  int rc = 0;
   if (strict && bf->nviews > 0) {
     lua_gc(L, LUA_GCCOLLECT);   /* views only unreachable are released */
     if (bf->open == BF_CLOSED) {   /* a finalizer closed it */
@@ -273,51 +286,78 @@ static int doclose (lua_State *L, BlockFile *bf, int strict) {
       }
     }
   }
-  if (bf->prof != NULL) profclosed(bf);
-  kill_views(bf);
-  unmapped(bf);
-  bf->open = BF_CLOSED;
   if (bf->f.path != NULL) lua_pushstring(L, bf->f.path);   /* close frees it */
   else lua_pushnil(L);
-  rc = fm_close(&bf->f);
+  if (discard) fm_discard(&bf->f);
+  else rc = fm_close(&bf->f);
+  if (bf->f.map == NULL) closed(bf);
   if (rc != 0) return pushfail(L, bf, rc, lua_tostring(L, -1));
   lua_pushboolean(L, 1);
   return 1;
 }
 
+/* The finalizer: a close that fails has no one to tell, and no later
+** chance, so it drops what the failed commit kept (the file holds the
+** last commit). */
 static int bf_gc (lua_State *L) {
   BlockFile *bf = tobf(L, 1);
   if (bf != NULL && bf->open != BF_CLOSED) {
-    if (bf->prof != NULL) profclosed(bf);
-    kill_views(bf);
-    unmapped(bf);
-    bf->open = BF_CLOSED;
-    fm_close(&bf->f);
+    if (fm_close(&bf->f) != 0) fm_discard(&bf->f);
+    closed(bf);
   }
   return 0;
 }
 
 /* __close: closes on any exit, retiring the views still live rather than
-** refusing as close() does; on an error exit, that error is the one
-** reported. A normal exit cannot refuse either: Lua runs __close while
-** the collector still marks every register of the function that declared
-** the variable, dead ones too, so a view the script has dropped (a
-** structure's cached view, a view left to the collector) can survive any
-** collection there. A view the script did keep raises at its next use,
-** naming where it was acquired. */
+** refusing as close() does. A normal exit cannot refuse either: Lua runs
+** __close while the collector still marks every register of the function
+** that declared the variable, dead ones too, so a view the script has
+** dropped (a structure's cached view, a view left to the collector) can
+** survive any collection there. A view the script did keep raises at its
+** next use, naming where it was acquired. A close that fails raises on a
+** normal exit; on an error exit that error is the one reported, and the
+** failure is a warning. A failed commit keeps nothing open here: the
+** scope is over, so what it kept is dropped, and the message says so. */
 static int bf_tbclose (lua_State *L) {
   BlockFile *bf = tobf(L, 1);
+  int dropped = 0;
   if (bf == NULL || bf->open == BF_CLOSED) return 0;
-  doclose(L, bf, 0);
+  if (doclose(L, bf, 0, 0) == 1) return 0;
+  if (bf->open != BF_CLOSED) {   /* the commit failed; the scope is over */
+    fm_discard(&bf->f);
+    closed(bf);
+    dropped = 1;
+  }
+  lua_pushfstring(L, "the close of a <close> BlockFile failed: %s%s",
+                  lua_tostring(L, -2), dropped ? " (what changed since the "
+                  "last commit is lost; bf:close() before the scope ends "
+                  "keeps the file open on such a failure, to retry)" : "");
+  if (lua_isnil(L, 2)) {   /* a normal exit: the failure is the error */
+    luaL_where(L, 1);      /* the line that ended the scope */
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  lua_pushliteral(L, "fmap: ");
+  lua_insert(L, -2);
+  lua_concat(L, 2);
+  lua_warning(L, lua_tostring(L, -1), 0);
   return 0;
 }
 
 /* close(): a BlockFile that lost its map closes too (that is what the
-** error of every other use asks for). */
+** error of every other use asks for). One whose commit failed stays
+** open, and the message says so. */
 static int bf_close (lua_State *L) {
   BlockFile *bf = tobf(L, 1);
   if (bf == NULL || bf->open != BF_LOST) bf = checkbf(L, 1);
-  return doclose(L, bf, 1);
+  if (doclose(L, bf, 1, 0) == 1) return 1;
+  if (bf->open != BF_CLOSED) {   /* the commit failed, and lost nothing */
+    lua_pushfstring(L, "%s (the BlockFile stays open, nothing lost: close "
+                    "it again to retry)", lua_tostring(L, -2));
+    lua_replace(L, -3);
+  }
+  return 3;
 }
 
 static int bf_tostring (lua_State *L) {
@@ -709,7 +749,7 @@ static int bf_remove (lua_State *L) {
   /* read-only refuses every change, this one too (closed or not) */
   if (bf->f.readonly) return luaL_argerror(L, 1, "the BlockFile is read-only");
   path = lua_tostring(L, 2);
-  if (bf->open != BF_CLOSED && doclose(L, bf, 1) != 1) return 3;
+  if (bf->open != BF_CLOSED && doclose(L, bf, 1, 1) != 1) return 3;
   if ((errno = fm_unlink(path)) != 0) {   /* the file and its journal */
     int en = errno;
     luaL_pushfail(L);
@@ -870,6 +910,15 @@ static int bf_is_free (lua_State *L) {
   return 1;
 }
 
+/* is_open(): whether the BlockFile is not closed yet: true until a close
+** or a remove closed it, and after a close whose commit failed and kept
+** it open; true as well once its map is lost (close ends that). */
+static int bf_is_open (lua_State *L) {
+  BlockFile *bf = tobf(L, 1);
+  if (bf == NULL) return typefail(L, 1, "BlockFile", FMAP_BF);
+  lua_pushboolean(L, bf->open != BF_CLOSED);
+  return 1;
+}
 
 
 /* ---------------------------------------------------------------------- */
@@ -888,6 +937,7 @@ static const luaL_Reg bf_methods[] = {
   {"flush", bf_flush}, {"close", bf_close}, {"remove", bf_remove},
   {"stats", bf_stats}, {"check", bf_check}, {"live_views", bf_live_views},
   {"free_list", bf_free_list}, {"is_free", bf_is_free},
+  {"is_open", bf_is_open},
   {NULL, NULL}
 };
 

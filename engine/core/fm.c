@@ -900,9 +900,9 @@ syserr:
 }
 
 int fm_close (fm_file *f) {
-  int rc = 0;
+  int rc = 0, txn = f->txn != 0;
   if (f->map == NULL) return 0;
-  if (f->txn) fm_rollback(f);   /* an open transaction never commits */
+  if (txn) fm_rollback(f);   /* an open transaction never commits */
   if (f->fd >= 0 && !f->readonly && !f->faulted &&
       (rc = cut_short(f)) != 0) {
     release_all(f);   /* the map is zeros now: nothing more to write */
@@ -915,6 +915,12 @@ int fm_close (fm_file *f) {
     ** readers mapped, the journal stays too (the next writer's open
     ** copies it in), and the file keeps its tail. */
     if ((rc = fm_commit(f, 1)) != 0) {
+      /* A failure a retry may clear (disk full, an I/O error, no
+      ** memory) left every change in the map and dirty: f stays open,
+      ** nothing lost, for the caller to close again or discard. Not
+      ** after a rollback here: the caller would hold views and caches
+      ** of what it undid. */
+      if (rc > 0 && !txn && !f->nosync && !f->faulted) return rc;
       release_all(f);
       return rc;
     }
@@ -948,6 +954,12 @@ int fm_close (fm_file *f) {
   return rc;
 }
 
+
+void fm_discard (fm_file *f) {
+  if (f->map == NULL) return;
+  release_all(f);
+  f->msg[0] = '\0';
+}
 
 int fm_fault (fm_file *f) {
   struct stat st;   /* fstat may be called from a handler */

@@ -169,12 +169,26 @@ int fm_open (const char *path, int flags, fm_file *f);
 /* A BlockFile in anonymous memory, with no file behind it. */
 int fm_anonymous (uint32_t block_size, fm_file *f);
 
-/* Writes the header, trims the unused tail, unmaps, unlocks and closes.
-** f is closed afterwards even when an error is returned. A faulted f, or
-** one whose file was cut short under the map (FM_ELOST), is only unmapped
-** and closed: its file is left as whoever cut it left it, never extended
-** again with zeros. */
+/* Rolls back an open transaction, commits what changed since the last
+** commit (durably), copies the journal into the file, trims the unused
+** tail, unmaps, unlocks and closes. When that commit fails with an error
+** a retry may clear (an errno value: disk full, an I/O error, no
+** memory) and no transaction was open, f stays open with every change
+** still uncommitted, nothing lost: f->map is not NULL then, and the
+** caller closes again (or fm_discard). Any other error leaves f closed:
+** a failed checkpoint or trim (the commit stands, in the journal), a
+** commit after the rollback of an open transaction, or one that cannot
+** succeed in this session (a failed sync after blocks were written
+** ahead; FM_ELOST). A faulted f, or one whose file was cut short under
+** the map (FM_ELOST), is only unmapped and closed: its file is left as
+** whoever cut it left it, never extended again with zeros. */
 int fm_close (fm_file *f);
+
+/* Closes without committing: what changed since the last commit is
+** dropped, as a crash would drop it (the file and its journal hold the
+** last commit). For a close that failed and left f open, and for a file
+** about to be removed. Nothing to do when f is closed. */
+void fm_discard (fm_file *f);
 
 /* Allocates n contiguous zeroed blocks; stores the first one's offset in
 ** *off. Returns 0, an errno value (growth failed), FM_ECORRUPT (the free
