@@ -70,13 +70,16 @@ local PEERS = {
 }
 local PHASES = { "insert", "get", "scan", "delete" }
 
+-- Prints the usage: after msg on stderr, exiting 2; with no msg (-h,
+-- --help) on stdout, exiting 0.
 local function usage (msg)
-  if msg then io.stderr:write("bench.lua: ", msg, "\n") end
-  io.stderr:write("usage: fmap bench/bench.lua [--n N] [--rounds R] "
-                  .. "[--only NAMES]\n",
-                  "  NAMES: comma-separated, of fmap fmap-tx table luasql ",
-                  "dbi lmdb tarantool engine blobs list\n")
-  os.exit(2)
+  local out = msg and io.stderr or io.stdout
+  if msg then out:write("bench.lua: ", msg, "\n") end
+  out:write("usage: fmap bench/bench.lua [--n N] [--rounds R] "
+            .. "[--only NAMES]\n",
+            "  NAMES: comma-separated, of fmap fmap-tx table luasql ",
+            "dbi lmdb tarantool engine blobs list\n")
+  os.exit(msg and 2 or 0)
 end
 
 local opts = { n = 1000000, rounds = 1 }
@@ -110,6 +113,7 @@ do
       end
       opts.fault = v
       i = i + 2
+    elseif a == "-h" or a == "--help" then usage()
     elseif a == "--peer" then opts.peer = v; i = i + 2
     elseif a == "--dir" then opts.dir = v; i = i + 2
     else usage("unknown argument '" .. tostring(a) .. "'") end

@@ -21,6 +21,12 @@ usage () {
   exit 2
 }
 here="$(cd "$(dirname "$0")/.." && pwd)"
+if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then
+  echo "usage: bash bench/bench_pair.sh OTHER [PAIRS] [ONLY] [N]"
+  echo
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
 [ $# -ge 1 ] || usage "OTHER, a built checkout to compare with, is missing"
 other="$(cd "$1" 2>/dev/null && pwd)" || usage "no folder $1"
 pairs="${2:-4}"

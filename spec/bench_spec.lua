@@ -451,9 +451,31 @@ describe("bench/bench.lua", function()
       end
       os.execute("rm -rf " .. dir)
     end)
+
+    it("prints its usage and what it does with -h or --help, and exits 0",
+       function()
+      for _, flag in ipairs { "-h", "--help" } do
+        local out, status = pair(flag)
+        assert.equal(0, status, out)
+        assert.truthy(out:find("^usage: bash bench/bench_pair.sh OTHER "
+                               .. "%[PAIRS%] %[ONLY%] %[N%]\n\n"), out)
+        assert.truthy(out:find("\n  PAIRS  how many pairs", 1, true), out)
+      end
+    end)
   end)
 
   describe("misuse", function()
+    it("prints its usage on stdout with -h or --help and exits 0",
+       function()
+      for _, flag in ipairs { "-h", "--help" } do
+        local out, status = h.run(h.bin() .. " bench/bench.lua " .. flag
+                                  .. " 2>/dev/null")
+        assert.equal(0, status, out)
+        assert.truthy(out:find("^usage: fmap bench/bench.lua %[%-%-n N%]"),
+                      out)
+      end
+    end)
+
     it("rejects a bad --n", function()
       local out, status = bench("--n 0")
       assert.equal(2, status)
