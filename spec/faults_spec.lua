@@ -416,9 +416,20 @@ end
 ]]
     local FAULT = { "fdatasync", 2, "ENOSPC" }
 
+    -- Runs SETUP then code in a child with fault (FAULT by default), which
+    -- must exit 0 having injected injected faults (1 by default); returns
+    -- its lines and its whole output.
+    local function closing (code, fault, injected)
+      local lines, status, n, raw = child(dir, SETUP .. code, fault or FAULT,
+                                          path)
+      assert.equal(injected or 1, n, raw)
+      assert.equal(0, status, raw)
+      return lines, raw
+    end
+
     it("keeps the BlockFile open with every change, and a second close "
        .. "commits them", function()
-      local lines, status, injected, raw = child(dir, SETUP .. [[
+      local lines, raw = closing([[
 local ok, msg, en = bf:close()
 out("CLOSE", ok, en, bf:is_open())
 out("MSG", msg)
@@ -426,9 +437,7 @@ out("KEPT", bf:check(), holds(bf, a, 1, 6), holds(bf, b, 1, 7))
 fill(bf, b, 1, 8)                                -- still usable
 out("AGAIN", bf:close(), bf:is_open())
 reopened()
-]], FAULT, path)
-      assert.equal(1, injected, raw)
-      assert.equal(0, status, raw)
+]])
       assert.same({ { "nil", "28", "true" } }, tagged(lines, "CLOSE"))
       assert.equal("MSG " .. path .. ": No space left on device (the "
                    .. "BlockFile stays open, nothing lost: close it again to "
@@ -441,15 +450,13 @@ reopened()
 
     it("closes when a transaction was open: its rollback is done, and "
        .. "the file holds the last commit", function()
-      local lines, status, injected, raw = child(dir, SETUP .. [[
+      local lines = closing([[
 bf:begin()
 fill(bf, a, 1, 9)
 local ok, msg, en = bf:close()
 out("CLOSE", ok, en, bf:is_open())
 reopened()
-]], FAULT, path)
-      assert.equal(1, injected, raw)
-      assert.equal(0, status, raw)
+]])
       assert.same({ { "nil", "28", "false" } }, tagged(lines, "CLOSE"))
       -- the block of 7s was never committed: past the committed end
       assert.same({ { "true", "true", "false", "false", "false" } },
@@ -458,7 +465,7 @@ reopened()
 
     it("of a <close> variable raises at the line that ended the scope, "
        .. "closed, the changes lost", function()
-      local lines, status, injected, raw = child(dir, SETUP .. [[
+      local lines, raw = closing([[
 local ok, e = pcall(function ()
   local c <close> = bf
   fill(bf, b, 1, 8)
@@ -466,9 +473,7 @@ end)
 out("SCOPE", ok, bf:is_open())
 out("ERR", e)
 reopened()
-]], FAULT, path)
-      assert.equal(1, injected, raw)
-      assert.equal(0, status, raw)
+]])
       assert.same({ { "false", "false" } }, tagged(lines, "SCOPE"))
       assert.matches("^ERR [^ ]*child%-%d+%.lua:%d+: the close of a <close> "
                      .. "BlockFile failed: " .. path:gsub("%p", "%%%0")
@@ -482,7 +487,7 @@ reopened()
 
     it("of a <close> variable on an error exit reports that error, and "
        .. "warns of its own", function()
-      local lines, status, injected, raw = child(dir, SETUP .. [[
+      local lines, raw = closing([[
 warn("@on")
 local ok, e = pcall(function ()
   local c <close> = bf
@@ -490,9 +495,7 @@ local ok, e = pcall(function ()
 end)
 out("SCOPE", ok, e, bf:is_open())
 reopened()
-]], FAULT, path)
-      assert.equal(1, injected, raw)
-      assert.equal(0, status, raw)
+]])
       assert.same({ { "false", "the", "script's", "own", "false" } },
                   tagged(lines, "SCOPE"))
       assert.matches("\nLua warning: fmap: the close of a <close> "
@@ -504,26 +507,22 @@ reopened()
 
     it("of a collected BlockFile drops the changes and lets the file go",
        function()
-      local lines, status, injected, raw = child(dir, SETUP .. [[
+      local lines = closing([[
 bf = nil
 collectgarbage()
 collectgarbage()
 reopened()                           -- not locked any more
-]], FAULT, path)
-      assert.equal(1, injected, raw)
-      assert.equal(0, status, raw)
+]])
       assert.same({ { "true", "true", "false", "false", "false" } },
                   tagged(lines, "REOPENED"))
     end)
 
     it("is none in remove, which commits nothing: a full disk does not "
        .. "keep a file from going", function()
-      local lines, status, injected, raw = child(dir, SETUP .. [[
+      local lines = closing([[
 out("REMOVE", bf:remove(), bf:is_open(), io.open(path) == nil,
     io.open(path .. "-wal") == nil)
-]], { "fdatasync", 2, "ENOSPC", 0 }, path)   -- every later one fails
-      assert.equal(0, injected, raw)
-      assert.equal(0, status, raw)
+]], { "fdatasync", 2, "ENOSPC", 0 }, 0)   -- every later one fails
       assert.same({ { "true", "false", "true", "true" } },
                   tagged(lines, "REMOVE"))
     end)
