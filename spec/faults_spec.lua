@@ -2,7 +2,8 @@
 -- testing/faultinject.c (build/lib/libfaultinject.so, or $FMAP_FAULTINJECT)
 -- making one call fail (ftruncate, fallocate, posix_fallocate, mmap,
 -- mremap, msync, fsync, open, flock, fstatvfs) with a chosen errno after
--- K calls, or fstatvfs report a nearly full disk.
+-- K calls, or fstatvfs report a nearly full disk, or the file be cut
+-- short just after the engine's Kth look at its size.
 -- Each failing Lua call returns nil, message, errno; the BlockFile stays
 -- usable (check() true, nothing half-done: a failed growth leaves the
 -- free list and the sizes as they were) or is cleanly closed; and the
@@ -47,6 +48,10 @@ local function child (dir, code, fault, ...)
     env[#env + 1] = "FMAP_FAULT_TIMES=" .. (fault[4] or 1)
     if fault.report then env[#env + 1] = "FMAP_FAULT_REPORT=1" end
     if fault.free then env[#env + 1] = "FMAP_FAULT_FREE=" .. fault.free end
+    if fault.cut then
+      env[#env + 1] = "FMAP_CUT_AFTER=" .. fault.cut[1]
+      env[#env + 1] = "FMAP_CUT_SIZE=" .. fault.cut[2]
+    end
   end
   local args = {}
   for i, a in ipairs({ ... }) do args[i] = string.format("%q", tostring(a)) end
@@ -526,6 +531,142 @@ out("REMOVE", bf:remove(), bf:is_open(), io.open(path) == nil,
       assert.same({ { "true", "false", "true", "true" } },
                   tagged(lines, "REMOVE"))
     end)
+  end)
+
+  describe("a close that fails and closes", function()
+    -- after a flush: a commit of the control data (not yet synced), or
+    -- 1.6 MB of new blocks, which the close writes into the file ahead
+    -- of its commit; its fdatasync fails
+    local M = PRELUDE .. [[
+local bf = assert(fmap.create(path))
+fill(bf, bf:allocate(), 1, 5)
+assert(bf:flush())
+if arg[2] == "ctl" then
+  assert(bf:set_control_data("ctl"))
+  local ok, e = pcall(function () local c <close> = bf end)
+  out("ERR", e)
+else
+  fill(bf, bf:allocate_blocks(400), 400, 3)
+  out("CLOSE", bf:close())
+end
+out("OPEN", bf:is_open())
+]]
+    it("says that what changed is lost when it lost something", function()
+      local lines, status, injected, raw = child(dir, M,
+        { "fdatasync", 2, "EIO" }, path, "big")
+      assert.equal(1, injected, raw)
+      assert.equal(0, status, raw)
+      assert.truthy(raw:find("\nCLOSE nil " .. path .. ": Input/output "
+                             .. "error; what changed since the last commit "
+                             .. "is lost 5\n", 1, true), raw)
+      assert.same({ { "false" } }, tagged(lines, "OPEN"))
+    end)
+
+    it("and not when it had nothing left to commit", function()
+      local lines, status, injected, raw = child(dir, M,
+        { "fdatasync", 2, "EIO" }, path, "ctl")
+      assert.equal(1, injected, raw)
+      assert.equal(0, status, raw)
+      assert.truthy(raw:find("the close of a <close> BlockFile failed: "
+                             .. path .. ": Input/output error\n", 1, true),
+                    raw)
+      assert.same({ { "false" } }, tagged(lines, "OPEN"))
+      local bf = assert(fmap.open(path))
+      assert.equal("ctl", bf:control_data())
+      bf:close()
+    end)
+  end)
+
+  describe("a flush whose sync fails", function()
+    it("syncs again when retried, the commits before it included",
+       function()
+      -- sync commits without waiting for the disk; the flush's fdatasync
+      -- then fails twice: a retry that skipped it would say true for
+      -- frames no sync has covered
+      local lines, status, injected, raw = child(dir, PRELUDE .. [[
+local bf = assert(fmap.create(path))
+fill(bf, bf:allocate(), 1, 7)
+assert(bf:sync())
+local r1, r2, r3 = { bf:flush() }, { bf:flush() }, { bf:flush() }
+out("FLUSH", r1[1], r1[3], r2[1], r2[3], r3[1])
+bf:close()
+]], { "fdatasync", 1, "EIO", 2 }, path)
+      assert.equal(2, injected, raw)
+      assert.equal(0, status, raw)
+      assert.same({ { "nil", "5", "nil", "5", "true" } },
+                  tagged(lines, "FLUSH"))
+    end)
+  end)
+
+  describe("a first commit whose sync of the file fails", function()
+    it("after blocks were spilled into the file, no later commit counts "
+       .. "on them", function()
+      -- a new file's first commit fsyncs it before its journal starts;
+      -- blocks spilled before may be lost with that failed writeback
+      local lines, status, injected, raw = child(dir, PRELUDE .. [[
+local bf = assert(fmap.create(path))
+bf:spill(8192)
+bf:begin()
+for i = 1, 64 do fill(bf, bf:allocate(), 1, i) end
+out("DIRECT", bf:stats().direct_blocks > 0)
+local r1, r2 = { bf:commit() }, { bf:commit() }
+out("COMMIT", r1[1], r1[3], r2[1], r2[3])
+out("MSG", r2[2])
+]], { "fsync", 0, "EIO" }, path)
+      assert.equal(1, injected, raw)
+      assert.equal(0, status, raw)
+      assert.same({ { "true" } }, tagged(lines, "DIRECT"))
+      assert.same({ { "nil", "5", "nil", "5" } }, tagged(lines, "COMMIT"))
+      assert.truthy(raw:find("cannot commit: a sync of the file failed after "
+                             .. "blocks were written into it ahead", 1, true),
+                    raw)
+    end)
+  end)
+
+  describe("a file cut short while a commit reads its map", function()
+    -- Another process cuts the file (to 2 blocks of 64 KiB) just after
+    -- the commit's look at its size: the map then faults under the
+    -- commit, whose frames would hold the zeros that replace it. The
+    -- commit fails instead, and the journal keeps the last one.
+    local CUT = PRELUDE .. [[
+local bf = assert(fmap.create(path, 65536))
+local a = bf:allocate(); bf:with(a, 1, function(v) v:fill(0x41) end)
+local b = bf:allocate(); bf:with(b, 1, function(v) v:fill(0x42) end)
+assert(bf:flush())
+bf:with(b, 1, function(v) v:write(0, "x") end)
+local ok, msg, en
+if arg[2] == "close" then ok, msg, en = bf:close()
+else      -- the call that meets the fault raises, as every later use
+  ok, msg = pcall(bf.flush, bf)
+  en = 5
+end
+out("COMMIT", ok and true or nil, en, bf:is_open())
+out("MSG", msg)
+if bf:is_open() then bf:close() end
+]]
+    for _, how in ipairs { "close", "flush" } do
+      it("fails a " .. how .. " rather than commit zeros; the journal "
+         .. "keeps the last commit", function()
+        local lines, status, _, raw = child(dir, CUT, { "none",
+          cut = { 5, 131072 } }, path, how)
+        assert.equal(0, status, raw)
+        assert.truthy(raw:find("faultinject: cut " .. path, 1, true), raw)
+        assert.same({ { "nil", "5", how == "flush" and "true" or "false" } },
+                    tagged(lines, "COMMIT"), raw)
+        local msg
+        for _, l in ipairs(lines) do
+          if l:sub(1, 4) == "MSG " then msg = l end
+        end
+        assert.truthy(msg:find("the file was truncated to 131072 bytes "
+                               .. "under its map", 1, true), raw)
+        local bf = assert(fmap.open(path))
+        assert.is_true(bf:check())
+        assert.equal(0x41, bf:with(65536, 1, function(v) return v:u8(0) end))
+        assert.equal(0x42, bf:with(131072, 1, function(v) return v:u8(0) end))
+        assert.equal(0x42, bf:with(131072, 1, function(v) return v:u8(100) end))
+        bf:close()
+      end)
+    end
   end)
 
   describe("repairing a lost growth", function()

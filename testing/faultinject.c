@@ -15,6 +15,11 @@
 **                     the caller (f_bavail), as on a nearly full disk
 **   FMAP_FAULT_REPORT if set, at exit: "faultinject: CALL: N calls" on
 **                     stderr, to learn how many calls a workload makes
+**   FMAP_CUT_AFTER    K: right after the Kth fstat of a matching file (not
+**   FMAP_CUT_SIZE     its journal, "-wal"), the file is cut to
+**                     FMAP_CUT_SIZE bytes, as another process would cut
+**                     it just after the engine looked ("faultinject: cut
+**                     ..." on stderr); set FMAP_FAULT to none with it
 ** Only the engine's calls are counted: mmap of file mappings, mremap of
 ** those, open of matching paths (the journal's too); every other call
 ** passes through untouched. Each injected failure is reported on stderr as
@@ -112,6 +117,30 @@ static int shim_open (openfn *real, const char *path, int flags,
 
 SHIM_OPEN(open)
 SHIM_OPEN(open64)
+
+/* fstat: the cut of FMAP_CUT_AFTER, after the Kth look at a data file. */
+int fstat (int fd, struct stat *st) {
+  static long looks;
+  const char *k = getenv("FMAP_CUT_AFTER"), *size = getenv("FMAP_CUT_SIZE");
+  char link[64], path[4096];
+  ssize_t n;
+  int rc;
+  REAL(fstat);
+  REAL(ftruncate);
+  rc = real_fstat(fd, st);
+  if (rc != 0 || k == NULL || size == NULL) return rc;
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  n = readlink(link, path, sizeof path - 1);
+  if (n <= 0) return rc;
+  path[n] = '\0';
+  if (!matches(path) || strstr(path, "-wal") != NULL) return rc;
+  if (++looks == atol(k)) {
+    if (real_ftruncate(fd, (off_t)atol(size)) == 0)
+      fprintf(stderr, "faultinject: cut %s to %s bytes after fstat %ld\n",
+              path, size, looks);
+  }
+  return rc;
+}
 
 int ftruncate (int fd, off_t len) {
   int e;

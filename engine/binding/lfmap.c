@@ -317,16 +317,17 @@ static int bf_gc (lua_State *L) {
 ** next use, naming where it was acquired. A close that fails raises on a
 ** normal exit; on an error exit that error is the one reported, and the
 ** failure is a warning. A failed commit keeps nothing open here: the
-** scope is over, so what it kept is dropped, and the message says so. */
+** scope is over, so what it kept is dropped, and the message says so
+** when there was anything (the core's says so when it closed). */
 static int bf_tbclose (lua_State *L) {
   BlockFile *bf = tobf(L, 1);
   int dropped = 0;
   if (bf == NULL || bf->open == BF_CLOSED) return 0;
   if (doclose(L, bf, 0, 0) == 1) return 0;
   if (bf->open != BF_CLOSED) {   /* the commit failed; the scope is over */
+    dropped = bf->f.ndirty > 0;   /* else only a sync of commits made */
     fm_discard(&bf->f);
     closed(bf);
-    dropped = 1;
   }
   lua_pushfstring(L, "the close of a <close> BlockFile failed: %s%s",
                   lua_tostring(L, -2), dropped ? " (what changed since the "

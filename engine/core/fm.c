@@ -899,6 +899,19 @@ syserr:
   return sysfail(f, rc);
 }
 
+/* Says in f->msg, after what went wrong (rc's text when f->msg is empty),
+** that a close lost what changed since the last commit, if it fits. */
+static void lost_since_commit (fm_file *f, int rc) {
+  static const char lost[] = "; what changed since the last commit is lost";
+  size_t n;
+  if (f->msg[0] == '\0')
+    snprintf(f->msg, sizeof f->msg, "%s", rc > 0 ? strerror(rc) : "failed");
+  n = strlen(f->msg);
+  if (strstr(f->msg, "holds the last commit") == NULL &&
+      n + sizeof lost <= sizeof f->msg)
+    memcpy(f->msg + n, lost, sizeof lost);
+}
+
 int fm_close (fm_file *f) {
   int rc = 0, txn = f->txn != 0;
   if (f->map == NULL) return 0;
@@ -921,8 +934,14 @@ int fm_close (fm_file *f) {
       ** after a rollback here: the caller would hold views and caches
       ** of what it undid. */
       if (rc > 0 && !txn && !f->nosync && !f->faulted) return rc;
+      if (f->ndirty > 0) lost_since_commit(f, rc);
       release_all(f);
       return rc;
+    }
+    if (f->faulted) {   /* a fault after the commit: keep the journal */
+      fm_fault_reason(f);
+      release_all(f);
+      return FM_ELOST;
     }
     if (!fm__gate(f, 1)) {
       release_all(f);

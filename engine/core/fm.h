@@ -278,9 +278,11 @@ int fm_begin (fm_file *f);
 
 /* Commits everything changed since the last commit, explicit transaction
 ** or not: appends the changed blocks to the journal and, with sync,
-** waits until they are on disk. Returns 0, an errno value or FM_ELOST;
-** on failure the file on disk is as at the last commit, and the changes
-** stay in memory, uncommitted (an explicit transaction stays open). */
+** waits until they are on disk. Returns 0, an errno value or FM_ELOST
+** (also when the map faulted while the frames were made: frames of its
+** zeros never commit); on failure the file on disk is as at the last
+** commit, and the changes stay in memory, uncommitted (an explicit
+** transaction stays open). */
 int fm_commit (fm_file *f, int sync);
 
 /* Ends an explicit transaction, restoring every block it changed, the

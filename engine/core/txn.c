@@ -412,7 +412,12 @@ static int open_journal (fm_file *f) {
   /* The journal's header says the file holds the last commit's blocks
   ** for good: a file just made (whose creation syncs nothing), or
   ** extended by a repair, may not yet. One sync a session makes it so. */
-  if (fsync(f->fd) != 0) return sysfail(f, errno);
+  if (fsync(f->fd) != 0) {
+    /* blocks spilled into the file before may be lost with the failed
+    ** writeback, and a second fsync would not say so (write_ahead) */
+    if (f->spilled) f->nosync = 1;
+    return sysfail(f, errno);
+  }
   if ((j = fm_journal_path(f->path)) == NULL) return sysfail(f, ENOMEM);
   f->wal_fd = open(j, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   rc = errno;
@@ -704,13 +709,21 @@ int fm_commit (fm_file *f, int sync) {
     }
     if ((rc = append_frames(f)) != 0) return rc;
   }
-  if (sync && (rc = sync_journal(f)) != 0) {
+  /* A fault while the frames were made (the file cut short under the
+  ** map, a page that could not be read) gave them the zeros that replaced
+  ** the map: they must not commit. */
+  rc = f->faulted ? FM_ELOST : sync ? sync_journal(f) : 0;
+  if (rc != 0) {
     /* Frames the disk may not hold must not commit later either: a
-    ** rollback after this failure must stay a rollback after a crash. */
-    if (ftruncate(f->wal_fd, (off_t)old_end) == 0) {
-      f->wal_end = f->wal_synced = old_end;
+    ** rollback after this failure must stay a rollback after a crash.
+    ** Frames of earlier commits below old_end that no sync covered yet
+    ** stay to be synced. */
+    if (f->wal_fd >= 0 && ftruncate(f->wal_fd, (off_t)old_end) == 0) {
+      f->wal_end = old_end;
+      if (f->wal_synced > old_end) f->wal_synced = old_end;
       f->wal_sum = old_sum;
     }
+    if (rc == FM_ELOST) fm_fault_reason(f);
     return rc;
   }
   for (i = 0; i < f->ndirty; i++)
