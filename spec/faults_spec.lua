@@ -533,36 +533,67 @@ out("REMOVE", bf:remove(), bf:is_open(), io.open(path) == nil,
     end)
   end)
 
-  describe("a close that fails and closes", function()
-    -- after a flush: a commit of the control data (not yet synced), or
-    -- 1.6 MB of new blocks, which the close writes into the file ahead
-    -- of its commit; its fdatasync fails
+  describe("a close whose commit fails, after a flush", function()
+    -- then: a commit of the control data (not yet synced); or 1.6 MB of
+    -- new blocks, which the close writes into the file ahead of its
+    -- commit; or a change, then a transaction left open. The fdatasync
+    -- that follows fails.
     local M = PRELUDE .. [[
 local bf = assert(fmap.create(path))
-fill(bf, bf:allocate(), 1, 5)
+local a = bf:allocate()
+fill(bf, a, 1, 5)
 assert(bf:flush())
+local big
 if arg[2] == "ctl" then
   assert(bf:set_control_data("ctl"))
   local ok, e = pcall(function () local c <close> = bf end)
   out("ERR", e)
+elseif arg[2] == "big" then
+  big = bf:allocate_blocks(400)
+  fill(bf, big, 400, 3)
+  out("CLOSE", bf:close())
+  if bf:is_open() then out("AGAIN", bf:close()) end
 else
-  fill(bf, bf:allocate_blocks(400), 400, 3)
+  fill(bf, a, 1, 6)
+  bf:begin()
+  fill(bf, a, 1, 9)
   out("CLOSE", bf:close())
 end
 out("OPEN", bf:is_open())
+bf = assert(fmap.open(path))
+out("REOPENED", bf:check(), holds(bf, a, 1, 5), big ~= nil and holds(bf, big, 400, 3))
 ]]
-    it("says that what changed is lost when it lost something", function()
+
+    it("of a bulk load, whose blocks went into the file ahead, stays open "
+       .. "and writes them again when retried", function()
       local lines, status, injected, raw = child(dir, M,
         { "fdatasync", 2, "EIO" }, path, "big")
+      assert.equal(1, injected, raw)
+      assert.equal(0, status, raw)
+      assert.truthy(raw:find("\nCLOSE nil " .. path .. ": Input/output "
+                             .. "error (the BlockFile stays open, nothing "
+                             .. "lost: close it again to retry) 5\n", 1, true),
+                    raw)
+      assert.same({ { "true" } }, tagged(lines, "AGAIN"))
+      assert.same({ { "false" } }, tagged(lines, "OPEN"))
+      assert.same({ { "true", "true", "true" } }, tagged(lines, "REOPENED"))
+    end)
+
+    it("closes after the rollback of an open transaction, saying that what "
+       .. "changed before it is lost", function()
+      local lines, status, injected, raw = child(dir, M,
+        { "fdatasync", 2, "EIO" }, path, "txn")
       assert.equal(1, injected, raw)
       assert.equal(0, status, raw)
       assert.truthy(raw:find("\nCLOSE nil " .. path .. ": Input/output "
                              .. "error; what changed since the last commit "
                              .. "is lost 5\n", 1, true), raw)
       assert.same({ { "false" } }, tagged(lines, "OPEN"))
+      assert.same({ { "true", "true", "false" } }, tagged(lines, "REOPENED"))
     end)
 
-    it("and not when it had nothing left to commit", function()
+    it("of a <close> variable with nothing left to commit says nothing is "
+       .. "lost", function()
       local lines, status, injected, raw = child(dir, M,
         { "fdatasync", 2, "EIO" }, path, "ctl")
       assert.equal(1, injected, raw)
@@ -571,6 +602,7 @@ out("OPEN", bf:is_open())
                              .. path .. ": Input/output error\n", 1, true),
                     raw)
       assert.same({ { "false" } }, tagged(lines, "OPEN"))
+      assert.same({ { "true", "true", "false" } }, tagged(lines, "REOPENED"))
       local bf = assert(fmap.open(path))
       assert.equal("ctl", bf:control_data())
       bf:close()

@@ -109,8 +109,9 @@ typedef struct fm_file {
                         ** not yet synced */
   uint64_t spill_hi;    /* the end of the highest block written ahead (or
                         ** by a failed commit) since the last commit */
-  int nosync;           /* a sync failed after blocks were written ahead:
-                        ** no later commit may count on them */
+  int nosync;           /* a sync failed after blocks were written ahead
+                        ** and dropped from the map: no later commit may
+                        ** count on them */
   uint64_t replayed;    /* frames a crashed writer's journal held at open:
                         ** copied into the file, or laid over the map */
   char msg[192];        /* what went wrong, for FM_EMISUSE and friends */
@@ -178,7 +179,7 @@ int fm_anonymous (uint32_t block_size, fm_file *f);
 ** caller closes again (or fm_discard). Any other error leaves f closed:
 ** a failed checkpoint or trim (the commit stands, in the journal), a
 ** commit after the rollback of an open transaction, or one that cannot
-** succeed in this session (a failed sync after blocks were written
+** succeed in this session (a failed sync after a spill wrote blocks
 ** ahead; FM_ELOST). A faulted f, or one whose file was cut short under
 ** the map (FM_ELOST), is only unmapped and closed: its file is left as
 ** whoever cut it left it, never extended again with zeros. */

@@ -538,7 +538,7 @@ static void drop_runs (fm_file *f, const uint64_t *b, uint64_t n) {
 ** are clean, their private pages dropped. 0 or an errno value. */
 static int write_ahead (fm_file *f, uint64_t *b, uint64_t n, int sync) {
   uint64_t bs = f->h.block_size, i, k, hi = 0;
-  int rc = 0;
+  int rc = 0, dropped = f->spilled;   /* blocks gone from the map before */
   for (i = 0; i < n; i++)
     if ((b[i] + 1) * bs > hi) hi = (b[i] + 1) * bs;
   if (hi > f->spill_hi) f->spill_hi = hi;   /* before: a failure too */
@@ -551,9 +551,12 @@ static int write_ahead (fm_file *f, uint64_t *b, uint64_t n, int sync) {
     else {
       /* Blocks written ahead may be lost with the failed writeback, and
       ** a second fdatasync would not say so: no commit may count on
-      ** them. The file stays as at the last commit. */
+      ** them. Those of this call are still in the map, and dirty, so the
+      ** next commit writes them again; blocks an earlier spill took out
+      ** of the map are gone for good. The file stays as at the last
+      ** commit. */
       rc = errno;
-      if (f->spilled) f->nosync = 1;
+      if (dropped) f->nosync = 1;
     }
   }
   if (rc == 0 && n > 0) {
