@@ -92,7 +92,7 @@ int main (int argc, char **argv) {
     printf("compare16 %ld %.9f\n", n, now() - t);
   }
   sink = acc;
-  if (fm_close(&f) != 0) fm_discard(&f);
+  fm_close_final(&f);
   unlink(path);
   free(offs);
   return 0;

@@ -200,7 +200,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t n) {
       run_ops(&f, ops, nops);
       fm_check(&f, nothing, NULL, 10);
     }
-    if (fm_close(&f) != 0) fm_discard(&f);   /* a failed commit keeps it */
+    fm_close_final(&f);
   } else if (f.map != NULL || f.fd != -1 || f.path != NULL) {
     fprintf(stderr, "a failed open left something open\n");
     abort();
@@ -272,7 +272,7 @@ static void make_seeds (const char *dir) {
   /* 3: a pending mark in the header, its mark not yet written */
   fm_allocate(&f, 1, &off[0]);
   write_seed(dir, "pending", &f, 0, sops, 4);
-  if (fm_close(&f) != 0) fm_discard(&f);
+  fm_close_final(&f);
   close(fd);
 }
 

@@ -68,7 +68,7 @@ int opened (BlockFile *bf, int rc) {
   if (bf->f.faulted) {   /* whatever the core made of the zeros it read */
     char why[sizeof bf->f.msg];
     memcpy(why, fm_fault_reason(&bf->f), sizeof why);
-    fm_close(&bf->f);    /* (a failed open has closed it already) */
+    fm_close_final(&bf->f);   /* (a failed open has closed it already) */
     memcpy(bf->f.msg, why, sizeof why);
     rc = FM_ELOST;
   }

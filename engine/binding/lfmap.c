@@ -302,7 +302,7 @@ static int doclose (lua_State *L, BlockFile *bf, int strict, int discard) {
 static int bf_gc (lua_State *L) {
   BlockFile *bf = tobf(L, 1);
   if (bf != NULL && bf->open != BF_CLOSED) {
-    if (fm_close(&bf->f) != 0) fm_discard(&bf->f);
+    fm_close_final(&bf->f);
     closed(bf);
   }
   return 0;

@@ -980,6 +980,15 @@ void fm_discard (fm_file *f) {
   f->msg[0] = '\0';
 }
 
+int fm_close_final (fm_file *f) {
+  int rc = fm_close(f);
+  if (f->map != NULL) {   /* the commit failed and kept it: drop that */
+    if (f->ndirty > 0) lost_since_commit(f, rc);
+    release_all(f);
+  }
+  return rc;
+}
+
 int fm_fault (fm_file *f) {
   struct stat st;   /* fstat may be called from a handler */
   void *p;

@@ -191,6 +191,11 @@ int fm_close (fm_file *f);
 ** about to be removed. Nothing to do when f is closed. */
 void fm_discard (fm_file *f);
 
+/* fm_close for a caller that cannot try again (a finalizer, a tool):
+** closes whatever happens, dropping what a failed commit kept open (and
+** saying so in f->msg). Returns fm_close's result. */
+int fm_close_final (fm_file *f);
+
 /* Allocates n contiguous zeroed blocks; stores the first one's offset in
 ** *off. Returns 0, an errno value (growth failed), FM_ECORRUPT (the free
 ** list is damaged) or FM_ELOST (a growth found the file cut short under
